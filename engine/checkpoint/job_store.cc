@@ -1,0 +1,317 @@
+#include "pgbackfill/checkpoint/job_store.h"
+
+#include <charconv>
+#include <string_view>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/pg/quote.h"
+#include "pgbackfill/util/status.h"
+#include "pgbackfill/util/strings.h"
+
+namespace pgbackfill::checkpoint {
+namespace {
+
+// Wall-clock time, as the batch statement stamps ranges.updated_at (now() would be the start of a
+// transaction that may have waited).
+constexpr char kNow[] = "pg_catalog.clock_timestamp()";
+
+std::string Table(std::string_view name) {
+  return absl::StrCat(pg::QuoteIdent(exec::kJobStoreSchema), ".", pg::QuoteIdent(name));
+}
+
+// A timestamptz column as RFC 3339 in UTC, independent of the session's DateStyle and TimeZone.
+std::string Timestamp(std::string_view column) {
+  return absl::StrCat("pg_catalog.to_char(", ToAbsl(column),
+                      " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+}
+
+int64_t ToInt64(std::string_view text) {
+  int64_t value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
+}
+
+pg::Param NullIfEmpty(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  return text;
+}
+
+// The job's run-lock key text; hashed by the server with hashtextextended(..., 0).
+std::string LockText(const std::string& name) { return absl::StrCat("pgbackfill job ", name); }
+
+// The job's lock among pg_locks rows `l`, with the lock key text as $1. An int8 advisory key is
+// shown as classid = high 32 bits, objid = low 32 bits, objsubid = 1, in the current database.
+constexpr char kLockMatch[] =
+    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+    " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
+    "                    WHERE d.datname = pg_catalog.current_database())"
+    " AND l.classid = ((pg_catalog.hashtextextended($1::text, 0) >> 32) & 4294967295)::oid"
+    " AND l.objid = (pg_catalog.hashtextextended($1::text, 0) & 4294967295)::oid";
+
+// A text[] literal whose elements may be NULL: the outer array of CreateJob's unnest, each
+// element itself a text[] literal (or NULL for an open end).
+std::string NullableArrayLiteral(const std::vector<std::optional<std::string>>& elements) {
+  std::string literal = "{";
+  for (size_t i = 0; i < elements.size(); ++i) {
+    if (i > 0) literal.push_back(',');
+    if (!elements[i].has_value()) {
+      literal += "NULL";
+      continue;
+    }
+    literal.push_back('"');
+    for (char c : *elements[i]) {
+      if (c == '"' || c == '\\') literal.push_back('\\');
+      literal.push_back(c);
+    }
+    literal.push_back('"');
+  }
+  literal.push_back('}');
+  return literal;
+}
+
+std::string JobColumns() {
+  return absl::StrCat(
+      "name, plan_hash, plan_text, plan_file, state, phase, last_error, throttle_reason, host, "
+      "estimated_rows, rows_done, retries, errors, pid, ",
+      Timestamp("created_at"), ", ", Timestamp("started_at"), ", ", Timestamp("updated_at"), ", ",
+      Timestamp("finished_at"));
+}
+
+JobRecord JobFromRow(const pg::Result& result, int row) {
+  auto text = [&](int column) { return std::string(result.Get(row, column)); };
+  JobRecord job;
+  job.name = text(0);
+  job.plan_hash = text(1);
+  job.plan_text = text(2);
+  job.plan_file = text(3);
+  job.state = text(4);
+  job.phase = text(5);
+  job.last_error = text(6);
+  job.throttle_reason = text(7);
+  job.host = text(8);
+  job.estimated_rows = ToInt64(result.Get(row, 9));
+  job.rows_done = ToInt64(result.Get(row, 10));
+  job.retries = ToInt64(result.Get(row, 11));
+  job.errors = ToInt64(result.Get(row, 12));
+  job.pid = static_cast<int>(ToInt64(result.Get(row, 13)));
+  job.created_at = text(14);
+  job.started_at = text(15);
+  job.updated_at = text(16);
+  job.finished_at = text(17);
+  return job;
+}
+
+// rows_done of the job as the sum over its ranges, for `UPDATE jobs j`.
+std::string RangesRowsDone() {
+  return absl::StrCat("(SELECT COALESCE(pg_catalog.sum(r.rows_done), 0) FROM ", Table("ranges"),
+                      " r WHERE r.job_name = j.name)");
+}
+
+absl::Status NoSuchJob(const std::string& name) {
+  return absl::NotFoundError(absl::StrCat("no job ", pg::QuoteLiteral(name), " in the job store ",
+                                          pg::QuoteIdent(exec::kJobStoreSchema)));
+}
+
+}  // namespace
+
+JobStore::JobStore(pg::Connection& conn) : JobStore(conn, SchemaSteps()) {}
+
+JobStore::JobStore(pg::Connection& conn, std::vector<SchemaStep> steps)
+    : conn_(conn), steps_(std::move(steps)) {}
+
+absl::Status JobStore::InTransaction(const std::function<absl::Status()>& body) {
+  RETURN_IF_ERROR(conn_.ExecScript("BEGIN"));
+  absl::Status status = body();
+  if (!status.ok()) {
+    // Best effort: on a broken connection there is nothing to roll back, and the body's error is
+    // the one worth reporting.
+    (void)conn_.ExecScript("ROLLBACK");
+    return status;
+  }
+  return conn_.ExecScript("COMMIT");
+}
+
+absl::StatusOr<std::optional<JobRecord>> JobStore::LoadJob(const std::string& name) {
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("SELECT ", JobColumns(), " FROM ", Table("jobs"),
+                                           " WHERE name = $1::text"),
+                              {name}));
+  if (result.Rows() == 0) return std::nullopt;
+  return JobFromRow(result, 0);
+}
+
+absl::StatusOr<std::vector<JobRecord>> JobStore::ListJobs() {
+  ASSIGN_OR_RETURN(pg::Result result, conn_.Exec(absl::StrCat("SELECT ", JobColumns(), " FROM ",
+                                                              Table("jobs"), " ORDER BY name")));
+  std::vector<JobRecord> jobs;
+  jobs.reserve(static_cast<size_t>(result.Rows()));
+  for (int row = 0; row < result.Rows(); ++row) jobs.push_back(JobFromRow(result, row));
+  return jobs;
+}
+
+absl::Status JobStore::CreateJob(const JobRecord& job,
+                                 const std::vector<ranges::KeyRange>& ranges) {
+  // All ranges travel in one statement as three parallel arrays, so a job of thousands of ranges
+  // costs one round trip: ids, and text[] literals of the bounds nested as elements of a text[].
+  std::vector<std::optional<std::string>> ids;
+  std::vector<std::optional<std::string>> lowers;
+  std::vector<std::optional<std::string>> uppers;
+  for (const ranges::KeyRange& range : ranges) {
+    ids.push_back(std::to_string(range.id));
+    lowers.push_back(TextArrayLiteral(range.lower));
+    uppers.push_back(TextArrayLiteral(range.upper));
+  }
+
+  return InTransaction([&]() -> absl::Status {
+    // ON CONFLICT DO NOTHING rather than catching 23505: a concurrent creator's insert is waited
+    // for, and the loser sees no row instead of an aborted transaction.
+    ASSIGN_OR_RETURN(
+        pg::Result inserted,
+        conn_.Exec(
+            absl::StrCat("INSERT INTO ", Table("jobs"),
+                         " (name, plan_hash, plan_text, plan_file, state, phase,"
+                         " estimated_rows, created_at, updated_at)"
+                         " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text,"
+                         " $6::text, $7::bigint, ",
+                         kNow, ", ", kNow, ") ON CONFLICT (name) DO NOTHING RETURNING name"),
+            {job.name, job.plan_hash, job.plan_text, NullIfEmpty(job.plan_file),
+             job.state.empty() ? "pending" : job.state, job.phase.empty() ? "backfill" : job.phase,
+             std::to_string(job.estimated_rows)}));
+    if (inserted.Rows() == 0) {
+      return absl::AlreadyExistsError(absl::StrCat(
+          "job ", pg::QuoteLiteral(job.name), " already exists in the job store ",
+          pg::QuoteIdent(exec::kJobStoreSchema),
+          ": resume it with the same plan, or remove it (pgbackfill rollback) to start over"));
+    }
+    if (ranges.empty()) return absl::OkStatus();
+    return conn_
+        .Exec(absl::StrCat(
+                  "INSERT INTO ", Table("ranges"),
+                  " (job_name, range_id, lower, upper, state, updated_at)"
+                  " SELECT $1::text, r.id, r.lower::text[], r.upper::text[], 'pending', ",
+                  kNow,
+                  " FROM ROWS FROM (pg_catalog.unnest($2::int[]), pg_catalog.unnest($3::text[]),"
+                  " pg_catalog.unnest($4::text[])) AS r(id, lower, upper)"),
+              {job.name, NullableArrayLiteral(ids), NullableArrayLiteral(lowers),
+               NullableArrayLiteral(uppers)})
+        .status();
+  });
+}
+
+absl::Status JobStore::DeleteJob(const std::string& name) {
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("DELETE FROM ", Table("jobs"), " WHERE name = $1::text"), {name}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<RangeRecord>> JobStore::LoadRanges(const std::string& name) {
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("SELECT range_id, lower, upper, done_upto, rows_done, state FROM ",
+                              Table("ranges"), " WHERE job_name = $1::text ORDER BY range_id"),
+                 {name}));
+  std::vector<RangeRecord> records;
+  records.reserve(static_cast<size_t>(result.Rows()));
+  for (int row = 0; row < result.Rows(); ++row) {
+    RangeRecord record;
+    record.id = static_cast<int>(ToInt64(result.Get(row, 0)));
+    ASSIGN_OR_RETURN(record.lower, ParseTextArray(result.GetOptional(row, 1)));
+    ASSIGN_OR_RETURN(record.upper, ParseTextArray(result.GetOptional(row, 2)));
+    ASSIGN_OR_RETURN(record.done_upto, ParseTextArray(result.GetOptional(row, 3)));
+    record.rows_done = ToInt64(result.Get(row, 4));
+    record.state = std::string(result.Get(row, 5));
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
+absl::Status JobStore::MarkStarted(const std::string& name, int pid, const std::string& host) {
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                                           " SET state = 'running', pid = $2::int, host = $3::text,"
+                                           " started_at = COALESCE(started_at, ",
+                                           kNow, "), finished_at = NULL, updated_at = ", kNow,
+                                           " WHERE name = $1::text"),
+                              {name, pid != 0 ? pg::Param(std::to_string(pid)) : std::nullopt,
+                               NullIfEmpty(host)}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::FinishJob(const std::string& name, const std::string& state,
+                                 const std::string& error) {
+  if (state != "done" && state != "failed" && state != "interrupted" && state != "aborted") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot finish job ", pg::QuoteLiteral(name), " as ", pg::QuoteLiteral(state),
+                     ": expected done, failed, interrupted or aborted"));
+  }
+  // An interrupted job is not finished: the next run resumes it.
+  const bool finished = state != "interrupted";
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                              " j SET state = $2::text,"
+                              " last_error = COALESCE($3::text, j.last_error),"
+                              " throttle_reason = NULL, rows_done = ",
+                              RangesRowsDone(), ", finished_at = CASE WHEN $4::bool THEN ", kNow,
+                              " END, updated_at = ", kNow, " WHERE j.name = $1::text"),
+                 {name, state, NullIfEmpty(error), finished ? "true" : "false"}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::RecordProgress(const std::string& name, int64_t retries_delta,
+                                      int64_t errors_delta, const std::string& throttle_reason) {
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(
+          absl::StrCat("UPDATE ", Table("jobs"),
+                       " j SET retries = j.retries + $2::bigint,"
+                       " errors = j.errors + $3::bigint, throttle_reason = $4::text,"
+                       " rows_done = ",
+                       RangesRowsDone(), ", updated_at = ", kNow, " WHERE j.name = $1::text"),
+          {name, std::to_string(retries_delta), std::to_string(errors_delta),
+           NullIfEmpty(throttle_reason)}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> JobStore::TryLockJob(const std::string& name) {
+  ASSIGN_OR_RETURN(pg::Result result, conn_.Exec("SELECT pg_catalog.pg_try_advisory_lock("
+                                                 "pg_catalog.hashtextextended($1::text, 0))",
+                                                 {LockText(name)}));
+  return result.Get(0, 0) == "t";
+}
+
+absl::Status JobStore::UnlockJob(const std::string& name) {
+  // pg_advisory_unlock of a lock not held returns false with a WARNING that libpq would print on
+  // stderr; look first, so "not held" is a plain status.
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE ",
+                              kLockMatch,
+                              " AND l.pid = pg_catalog.pg_backend_pid())"
+                              " THEN pg_catalog.pg_advisory_unlock("
+                              "pg_catalog.hashtextextended($1::text, 0)) ELSE false END"),
+                 {LockText(name)}));
+  if (result.Get(0, 0) != "t") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("this session does not hold the run lock of job ", pg::QuoteLiteral(name)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> JobStore::LockHolderPid(const std::string& name) {
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("SELECT l.pid FROM pg_catalog.pg_locks l WHERE ",
+                                           kLockMatch, " LIMIT 1"),
+                              {LockText(name)}));
+  if (result.Rows() == 0 || result.IsNull(0, 0)) return 0;
+  return static_cast<int>(ToInt64(result.Get(0, 0)));
+}
+
+}  // namespace pgbackfill::checkpoint

@@ -1,0 +1,100 @@
+#include "pgbackfill/cli/run_command.h"
+
+#include <unistd.h>
+
+#include <iostream>
+#include <ostream>
+
+#include "absl/time/clock.h"
+#include "pgbackfill/cli/cli.h"
+#include "pgbackfill/cli/output.h"
+#include "pgbackfill/exec/runner.h"
+#include "pgbackfill/plan/parse.h"
+
+namespace pgbackfill::cli {
+namespace {
+
+const char* OutcomeName(exec::Outcome outcome) {
+  switch (outcome) {
+    case exec::Outcome::kDone:
+      return "done";
+    case exec::Outcome::kInterrupted:
+      return "interrupted";
+    case exec::Outcome::kFailed:
+      return "failed";
+    case exec::Outcome::kAborted:
+      return "aborted";
+    case exec::Outcome::kRefused:
+      return "refused";
+  }
+  return "unknown";
+}
+
+int ExitCodeOf(exec::Outcome outcome) {
+  switch (outcome) {
+    case exec::Outcome::kDone:
+      return kExitOk;
+    case exec::Outcome::kInterrupted:
+      return kExitInterrupted;
+    case exec::Outcome::kFailed:
+      return kExitError;
+    case exec::Outcome::kAborted:
+      return kExitAborted;
+    case exec::Outcome::kRefused:
+      return kExitBadInput;
+  }
+  return kExitError;
+}
+
+}  // namespace
+
+int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& err) {
+  auto plan = plan::LoadPlanFile(options.plan_path, plan::ProcessEnv());
+  if (!plan.ok()) {
+    err << "pgbackfill: " << plan.status().message() << "\n";
+    return kExitBadInput;
+  }
+  // Machines get JSON Lines on stdout; people get progress on stderr, where it does not mix with
+  // output a script may capture.
+  std::unique_ptr<exec::EventSink> sink =
+      options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1);
+  exec::RunOptions run_options;
+  run_options.dsn = options.dsn;
+  run_options.restart = options.restart;
+  auto summary = exec::RunBackfill(*plan, run_options, *sink);
+  if (!summary.ok()) {
+    nlohmann::json event = {{"event", "job_finished"}, {"job", plan->name},
+                            {"outcome", "failed"}, {"message", std::string(summary.status().message())}};
+    if (options.json) sink->Emit(event);
+    sink.reset();
+    if (!options.json) err << "pgbackfill: " << summary.status().message() << "\n";
+    return kExitError;
+  }
+  const double seconds = absl::ToDoubleSeconds(summary->elapsed);
+  nlohmann::json finished = {
+      {"event", "job_finished"},
+      {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())},
+      {"job", plan->name},
+      {"outcome", OutcomeName(summary->outcome)},
+      {"exit_code", ExitCodeOf(summary->outcome)},
+      {"message", summary->message},
+      {"rows", summary->rows},
+      {"total_rows", summary->total_rows},
+      {"batches", summary->batches},
+      {"retries", summary->retries},
+      {"reconnects", summary->reconnects},
+      {"seconds", seconds},
+      {"rows_per_second",
+       seconds > 0 ? static_cast<int64_t>(static_cast<double>(summary->rows) / seconds) : 0},
+      {"resumed", summary->resumed},
+  };
+  sink->Emit(finished);
+  sink.reset();
+  if (!options.json && summary->outcome == exec::Outcome::kInterrupted) {
+    err << "resume with: pgbackfill run " << options.plan_path
+        << (options.dsn.empty() ? "" : " --dsn ...") << "\n";
+  }
+  return ExitCodeOf(summary->outcome);
+}
+
+}  // namespace pgbackfill::cli

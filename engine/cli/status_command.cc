@@ -1,0 +1,140 @@
+#include <ostream>
+
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "pgbackfill/checkpoint/job_store.h"
+#include "pgbackfill/cli/cli.h"
+#include "pgbackfill/cli/run_command.h"
+#include "pgbackfill/pg/connection.h"
+
+namespace pgbackfill::cli {
+namespace {
+
+using nlohmann::json;
+
+json Nullable(const std::string& text) { return text.empty() ? json() : json(text); }
+
+json KeyJson(const std::optional<ranges::KeyValue>& key) {
+  if (!key.has_value()) return nullptr;
+  return *key;
+}
+
+json JobJson(const checkpoint::JobRecord& job, const std::vector<checkpoint::RangeRecord>& ranges,
+             bool with_ranges) {
+  int ranges_done = 0;
+  int64_t rows_done = 0;
+  for (const checkpoint::RangeRecord& range : ranges) {
+    ranges_done += range.state == "done" ? 1 : 0;
+    rows_done += range.rows_done;
+  }
+  const int64_t estimated = std::max(job.estimated_rows, rows_done);
+  json out = {
+      {"name", job.name},
+      {"state", job.state},
+      {"phase", job.phase},
+      // From the ranges, not the job row: batches update ranges in the same transaction as the
+      // data, so this total is exact even while the job runs or after a crash.
+      {"rows_done", rows_done},
+      {"estimated_rows", job.estimated_rows},
+      {"percent", estimated > 0 ? 100.0 * static_cast<double>(rows_done) /
+                                      static_cast<double>(estimated)
+                                : (job.state == "done" ? 100.0 : 0.0)},
+      {"ranges_total", ranges.size()},
+      {"ranges_done", ranges_done},
+      {"retries", job.retries},
+      {"errors", job.errors},
+      {"last_error", Nullable(job.last_error)},
+      {"throttle_reason", Nullable(job.throttle_reason)},
+      {"pid", job.pid == 0 ? json() : json(job.pid)},
+      {"host", Nullable(job.host)},
+      {"plan_hash", job.plan_hash},
+      {"plan_file", Nullable(job.plan_file)},
+      {"created_at", Nullable(job.created_at)},
+      {"started_at", Nullable(job.started_at)},
+      {"updated_at", Nullable(job.updated_at)},
+      {"finished_at", Nullable(job.finished_at)},
+  };
+  if (with_ranges) {
+    json list = json::array();
+    for (const checkpoint::RangeRecord& range : ranges) {
+      list.push_back({{"id", range.id},
+                      {"lower", KeyJson(range.lower)},
+                      {"upper", KeyJson(range.upper)},
+                      {"done_upto", KeyJson(range.done_upto)},
+                      {"rows_done", range.rows_done},
+                      {"state", range.state}});
+    }
+    out["ranges"] = list;
+  }
+  return out;
+}
+
+void PrintJob(const json& job, std::ostream& out) {
+  out << absl::StrFormat("%-24s %-11s %6.1f%%  %d/%d rows  %d/%d ranges  retries %d",
+                         job["name"].get<std::string>(), job["state"].get<std::string>(),
+                         job["percent"].get<double>(), job["rows_done"].get<int64_t>(),
+                         job["estimated_rows"].get<int64_t>(), job["ranges_done"].get<int>(),
+                         job["ranges_total"].get<int>(), job["retries"].get<int64_t>());
+  if (job["throttle_reason"].is_string()) {
+    out << "  held: " << job["throttle_reason"].get<std::string>();
+  }
+  out << "\n";
+  if (job["last_error"].is_string()) out << "  last error: " << job["last_error"].get<std::string>() << "\n";
+}
+
+}  // namespace
+
+int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err) {
+  auto conn = pg::Connection::Connect(options.dsn);
+  if (!conn.ok()) {
+    err << "pgbackfill: " << conn.status().message() << "\n";
+    return kExitError;
+  }
+  checkpoint::JobStore store(*conn);
+  auto exists = store.Exists();
+  if (!exists.ok()) {
+    err << "pgbackfill: " << exists.status().message() << "\n";
+    return kExitError;
+  }
+  std::vector<checkpoint::JobRecord> jobs;
+  if (*exists) {
+    if (options.job.empty()) {
+      auto listed = store.ListJobs();
+      if (!listed.ok()) {
+        err << "pgbackfill: " << listed.status().message() << "\n";
+        return kExitError;
+      }
+      jobs = std::move(listed).value();
+    } else {
+      auto job = store.LoadJob(options.job);
+      if (!job.ok()) {
+        err << "pgbackfill: " << job.status().message() << "\n";
+        return kExitError;
+      }
+      if (job->has_value()) jobs.push_back(**job);
+    }
+  }
+  if (!options.job.empty() && jobs.empty()) {
+    err << "pgbackfill: no job named " << options.job << " in this database\n";
+    return kExitBadInput;
+  }
+  json list = json::array();
+  for (const checkpoint::JobRecord& job : jobs) {
+    auto ranges = store.LoadRanges(job.name);
+    if (!ranges.ok()) {
+      err << "pgbackfill: " << ranges.status().message() << "\n";
+      return kExitError;
+    }
+    list.push_back(JobJson(job, *ranges, !options.job.empty()));
+  }
+  if (options.json) {
+    out << json{{"jobs", list}}.dump() << "\n";
+  } else if (list.empty()) {
+    out << "no pgbackfill jobs in this database\n";
+  } else {
+    for (const json& job : list) PrintJob(job, out);
+  }
+  return kExitOk;
+}
+
+}  // namespace pgbackfill::cli

@@ -1,0 +1,622 @@
+#include "pgbackfill/exec/runner.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <csignal>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <boost/asio/signal_set.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/checkpoint/job_store.h"
+#include "pgbackfill/exec/backoff.h"
+#include "pgbackfill/exec/batch_sizer.h"
+#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/pg/async_connection.h"
+#include "pgbackfill/pg/error.h"
+#include "pgbackfill/ranges/sampler.h"
+#include "pgbackfill/util/asio.h"
+#include "pgbackfill/util/status.h"
+#include "pgbackfill/util/strings.h"
+
+namespace pgbackfill::exec {
+namespace {
+
+using nlohmann::json;
+
+// A retryable error (lock timeout, deadlock, statement timeout) this many times in a row on one
+// batch means something holds the rows for good: stop and say so rather than spin forever.
+constexpr int kMaxConsecutiveRetries = 100;
+// How long a worker keeps trying to reconnect (a server restart, a failover) before giving up.
+constexpr absl::Duration kReconnectDeadline = absl::Minutes(5);
+// How often the job row is refreshed with totals (status from another host reads it).
+constexpr absl::Duration kStoreRefresh = absl::Seconds(2);
+
+std::string Now() { return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()); }
+
+json Event(const char* type) { return json{{"event", type}, {"time", Now()}}; }
+
+std::string KeyText(const std::optional<ranges::KeyValue>& key, const char* open) {
+  if (!key.has_value()) return open;
+  return absl::StrCat("(", absl::StrJoin(*key, ", "), ")");
+}
+
+std::string Millis(absl::Duration d) { return absl::StrCat(absl::ToInt64Milliseconds(d), "ms"); }
+
+std::string HostName() {
+  std::array<char, 256> name{};
+  if (gethostname(name.data(), name.size() - 1) != 0) return "";
+  return name.data();
+}
+
+struct RangeState {
+  int id = 0;
+  std::optional<ranges::KeyValue> lower;
+  std::optional<ranges::KeyValue> upper;
+  std::optional<ranges::KeyValue> done_upto;
+  int64_t rows_done = 0;
+  bool done = false;
+
+  // Batches start after the checkpoint, or after the range's own lower bound at first.
+  const std::optional<ranges::KeyValue>& start() const { return done_upto ? done_upto : lower; }
+  std::string Describe() const {
+    return absl::StrCat("range ", id, " ", KeyText(lower, "(-inf"), " .. ", KeyText(upper, "+inf)"),
+                        ", checkpoint ", KeyText(done_upto, "none"));
+  }
+};
+
+class Runner {
+ public:
+  Runner(const plan::Plan& plan, const RunOptions& options, EventSink& events)
+      : plan_(plan),
+        options_(options),
+        events_(events),
+        dsn_(options.dsn.empty() ? plan.dsn : options.dsn),
+        signals_(io_) {}
+
+  absl::StatusOr<RunSummary> Run();
+
+ private:
+  absl::StatusOr<std::optional<RunSummary>> PrepareJob();
+  absl::Status LoadRanges();
+  std::vector<pg::Statement> BatchStatements(const RangeState& range, int64_t rows);
+  RangeState* NextRange();
+
+  asio::awaitable<void> Worker(int index);
+  asio::awaitable<bool> ReconnectWorker(pg::AsyncConnection& conn, Backoff& backoff, int index);
+  asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
+  asio::awaitable<void> Ticker();
+  asio::awaitable<void> WatchSignals();
+  void Fail(std::string message);
+  void EmitProgress();
+  void RefreshStore();
+  void WorkerFinished();
+  absl::Status EnsureControl();
+
+  const plan::Plan& plan_;
+  const RunOptions& options_;
+  EventSink& events_;
+  std::string dsn_;
+  std::optional<pg::Connection> control_;  // preflight, job store, the job's advisory lock
+
+  catalog::PreflightReport report_;
+  UpdateBatchSpec spec_;
+  std::map<std::pair<bool, bool>, std::string> batch_sql_;  // by (has_lower, has_upper)
+  std::vector<RangeState> ranges_;
+  std::deque<RangeState*> pending_;
+  RunSummary summary_;
+  int64_t rows_before_ = 0;  // rows the job had updated in earlier runs
+  absl::Time started_;
+
+  asio::io_context io_;
+  asio::signal_set signals_;
+  std::optional<asio::steady_timer> ticker_;
+  std::vector<pg::AsyncConnection*> connections_;  // for the second signal's cancel
+  int workers_running_ = 0;
+  int signals_seen_ = 0;
+  bool stopping_ = false;
+  std::optional<std::string> failure_;
+  std::vector<BatchSizer*> sizers_;
+  int64_t retries_reported_ = 0;
+  int64_t errors_reported_ = 0;
+  std::string throttle_reason_;
+
+  // Throughput over a sliding window for the rate and the ETA.
+  std::deque<std::pair<absl::Time, int64_t>> rate_window_;
+};
+
+void Runner::Fail(std::string message) {
+  if (!failure_.has_value()) failure_ = std::move(message);
+  stopping_ = true;
+}
+
+absl::Status Runner::EnsureControl() {
+  // The control session holds the job's advisory lock; if the server dropped it (restart), take a
+  // new one and the lock again, or stop: another process may have taken the job over.
+  if (control_.has_value() && control_->Exec("SELECT 1").ok()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
+  control_.emplace(std::move(conn));
+  checkpoint::JobStore store(*control_);
+  ASSIGN_OR_RETURN(bool locked, store.TryLockJob(plan_.name));
+  if (!locked) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", plan_.name, " was taken over by another process while this one reconnected"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
+  ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
+  control_.emplace(std::move(conn));
+  ASSIGN_OR_RETURN(report_, catalog::Preflight(*control_, plan_));
+  auto refuse = [&](std::string message) {
+    RunSummary refused;
+    refused.outcome = Outcome::kRefused;
+    refused.message = std::move(message);
+    return std::optional<RunSummary>(std::move(refused));
+  };
+  if (!report_.ok()) {
+    return refuse(absl::StrCat("preflight found ", report_.problems.size(), " problem(s):\n  ",
+                               absl::StrJoin(report_.problems, "\n  ")));
+  }
+  if (plan_.mode != plan::Mode::kUpdate) {
+    return refuse("copy mode (`into:`) is not implemented yet; only update mode (`set:`) runs");
+  }
+
+  checkpoint::JobStore store(*control_);
+  RETURN_IF_ERROR(store.EnsureSchema());
+  // Right after a `kill -9` the old process's session may take a moment to go away; give it that
+  // moment before calling the job busy. (Correctness does not rest on this lock: every batch
+  // claims its checkpoint row, see batch_sql.h.)
+  bool locked = false;
+  for (int attempt = 0; attempt < 50 && !locked; ++attempt) {
+    if (attempt > 0) absl::SleepFor(absl::Milliseconds(200));
+    ASSIGN_OR_RETURN(locked, store.TryLockJob(plan_.name));
+  }
+  if (!locked) {
+    ASSIGN_OR_RETURN(int holder, store.LockHolderPid(plan_.name));
+    return refuse(absl::StrCat("job ", plan_.name,
+                               " is running in another pgbackfill process (its session is backend "
+                               "pid ", holder, "); wait for it, or stop it first"));
+  }
+  ASSIGN_OR_RETURN(std::optional<checkpoint::JobRecord> job, store.LoadJob(plan_.name));
+  if (job.has_value() && options_.restart) {
+    RETURN_IF_ERROR(store.DeleteJob(plan_.name));
+    job.reset();
+  }
+  if (job.has_value() && job->plan_hash != report_.plan_hash) {
+    return refuse(absl::StrCat(
+        "the plan of job ", plan_.name, " changed since the job started (plan hash ",
+        job->plan_hash, ", now ", report_.plan_hash,
+        "): resuming would mix two different backfills. Run it with the original plan, or give "
+        "--restart to start this job over (rows already updated keep their values)"));
+  }
+  if (job.has_value() && job->state == "done") {
+    RunSummary done;
+    done.outcome = Outcome::kDone;
+    done.message = "the job had already finished; nothing to do";
+    done.total_rows = job->rows_done;
+    return std::optional<RunSummary>(done);
+  }
+  summary_.resumed = job.has_value();
+  if (!job.has_value()) {
+    ASSIGN_OR_RETURN(std::vector<ranges::KeyRange> planned,
+                     ranges::PlanRanges(*control_, *report_.table, *report_.key,
+                                        report_.estimate->rows, plan_.workers));
+    checkpoint::JobRecord record;
+    record.name = plan_.name;
+    record.plan_hash = report_.plan_hash;
+    record.plan_text = plan_.text;
+    record.plan_file = plan_.file;
+    record.state = "pending";
+    record.estimated_rows = report_.estimate->rows;
+    RETURN_IF_ERROR(store.CreateJob(record, planned));
+  } else {
+    rows_before_ = job->rows_done;
+  }
+  return std::optional<RunSummary>();
+}
+
+absl::Status Runner::LoadRanges() {
+  checkpoint::JobStore store(*control_);
+  ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> records, store.LoadRanges(plan_.name));
+  ranges_.clear();
+  ranges_.reserve(records.size());
+  rows_before_ = 0;
+  for (const checkpoint::RangeRecord& record : records) {
+    RangeState range;
+    range.id = record.id;
+    range.lower = record.lower;
+    range.upper = record.upper;
+    range.done_upto = record.done_upto;
+    range.rows_done = record.rows_done;
+    range.done = record.state == "done";
+    rows_before_ += record.rows_done;
+    ranges_.push_back(std::move(range));
+  }
+  for (RangeState& range : ranges_) {
+    if (!range.done) pending_.push_back(&range);
+  }
+  spec_.table = report_.table->name;
+  for (const catalog::Column& column : report_.key->columns) {
+    spec_.key.push_back(KeyColumn{column.name, column.type});
+  }
+  spec_.set = plan_.set;
+  spec_.where = plan_.where;
+  return absl::OkStatus();
+}
+
+std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int64_t rows) {
+  const RangeEnds ends{range.start().has_value(), range.upper.has_value()};
+  std::string& sql = batch_sql_[{ends.has_lower, ends.has_upper}];
+  if (sql.empty()) sql = BuildUpdateBatch(spec_, ends);
+
+  std::vector<pg::Param> params;
+  if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
+  if (ends.has_upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
+  params.emplace_back(std::to_string(rows));
+  params.emplace_back(plan_.name);
+  params.emplace_back(std::to_string(range.id));
+  params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
+
+  std::vector<pg::Statement> statements(5);
+  statements[0].sql = "BEGIN";
+  statements[1].sql = absl::StrCat("SET LOCAL lock_timeout = '", Millis(plan_.throttle.lock_timeout), "'");
+  statements[2].sql = absl::StrCat("SET LOCAL statement_timeout = '",
+                                   Millis(plan_.throttle.statement_timeout), "'");
+  statements[3].sql = sql;
+  statements[3].params = std::move(params);
+  statements[4].sql = "COMMIT";
+  return statements;
+}
+
+RangeState* Runner::NextRange() {
+  if (pending_.empty()) return nullptr;
+  RangeState* range = pending_.front();
+  pending_.pop_front();
+  return range;
+}
+
+asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn,
+                                                       RangeState& range) {
+  // After a failure we cannot know from the client side whether COMMIT went through (the reply
+  // may be what was lost). The job store knows: continue from what it says, never from memory.
+  // Parameters built outside the co_await: GCC 12 rejects initializer lists in coroutine frames.
+  std::vector<pg::Param> params;
+  params.emplace_back(plan_.name);
+  params.emplace_back(std::to_string(range.id));
+  auto result = co_await conn.Exec(
+      "SELECT done_upto, rows_done, state FROM \"pgbackfill\".\"ranges\""
+      " WHERE job_name = $1 AND range_id = $2::int",
+      std::move(params));
+  if (!result.ok()) co_return result.status();
+  if (result->Rows() != 1) {
+    co_return absl::NotFoundError(absl::StrCat("the checkpoint row of ", range.Describe(),
+                                               " is gone from the job store"));
+  }
+  auto done_upto = checkpoint::ParseTextArray(result->GetOptional(0, 0));
+  if (!done_upto.ok()) co_return done_upto.status();
+  range.done_upto = *done_upto;
+  range.rows_done = std::stoll(std::string(result->Get(0, 1)));
+  range.done = result->Get(0, 2) == "done";
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<bool> Runner::ReconnectWorker(pg::AsyncConnection& conn, Backoff& backoff,
+                                              int index) {
+  const absl::Time deadline = absl::Now() + kReconnectDeadline;
+  while (!stopping_) {
+    asio::steady_timer timer(io_, absl::ToChronoNanoseconds(backoff.Next()));
+    boost::system::error_code ignored;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    absl::Status status = co_await conn.Reconnect();
+    if (status.ok()) {
+      ++summary_.reconnects;
+      json event = Event("reconnected");
+      event["worker"] = index;
+      events_.Emit(event);
+      co_return true;
+    }
+    if (absl::Now() > deadline) {
+      Fail(absl::StrCat("worker ", index, " could not reconnect for ",
+                        absl::FormatDuration(kReconnectDeadline), ": ", status.message()));
+      co_return false;
+    }
+  }
+  co_return false;
+}
+
+asio::awaitable<void> Runner::Worker(int index) {
+  Backoff backoff;
+  BatchSizer sizer(BatchSizerConfig{plan_.batch.rows, plan_.batch.min_rows, plan_.batch.max_rows,
+                                    plan_.batch.target});
+  sizers_.push_back(&sizer);
+  std::unique_ptr<pg::AsyncConnection> conn;
+  {
+    auto connected = co_await pg::AsyncConnection::Connect(dsn_);
+    if (!connected.ok()) {
+      Fail(absl::StrCat("worker ", index, " could not connect: ", connected.status().message()));
+      std::erase(sizers_, &sizer);
+      WorkerFinished();
+      co_return;
+    }
+    conn = std::move(connected).value();
+  }
+  connections_.push_back(conn.get());
+
+  int consecutive_retries = 0;
+  RangeState* range = nullptr;
+  while (!stopping_) {
+    if (range == nullptr || range->done) {
+      range = NextRange();
+      if (range == nullptr) break;
+    }
+    const int64_t rows = sizer.rows();
+    const absl::Time start = absl::Now();
+    pg::PipelineResult result = co_await conn->Pipeline(BatchStatements(*range, rows));
+    const absl::Duration elapsed = absl::Now() - start;
+
+    if (result.ok()) {
+      const pg::Result& batch = result.results[3];
+      if (batch.Rows() != 1) {
+        // The checkpoint was not where this worker thought (a batch of a killed earlier run
+        // committed late); nothing was changed. Continue from what the job store says.
+        absl::Status reloaded = co_await ReloadCheckpoint(*conn, *range);
+        if (!reloaded.ok()) {
+          Fail(absl::StrCat("could not read the checkpoint of ", range->Describe(), ": ",
+                            reloaded.message()));
+          break;
+        }
+        continue;
+      }
+      auto done_upto = checkpoint::ParseTextArray(batch.GetOptional(0, 1));
+      if (!done_upto.ok()) {
+        Fail(std::string(done_upto.status().message()));
+        break;
+      }
+      const int64_t updated = std::stoll(std::string(batch.Get(0, 0)));
+      range->done_upto = *done_upto;
+      range->rows_done += updated;
+      range->done = batch.Get(0, 2) == "t";
+      summary_.rows += updated;
+      ++summary_.batches;
+      sizer.OnSuccess(rows, elapsed);
+      backoff.Reset();
+      consecutive_retries = 0;
+      rate_window_.emplace_back(absl::Now(), updated);
+      if (range->done) {
+        json event = Event("range_done");
+        event["range"] = range->id;
+        event["rows"] = range->rows_done;
+        events_.Emit(event);
+      }
+      continue;
+    }
+
+    // The batch did not commit (or we cannot tell: ReloadCheckpoint settles it).
+    const pg::ErrorClass error_class = pg::Classify(result.status);
+    if (stopping_) break;  // a second signal cancelled it; the checkpoint is where it was
+    const std::string sqlstate = pg::SqlStateOf(result.status);
+    if (error_class == pg::ErrorClass::kFatal) {
+      Fail(absl::StrCat("batch failed on ", range->Describe(), " with SQLSTATE ",
+                        sqlstate.empty() ? "none" : sqlstate, ": ",
+                        result.status.message()));
+      break;
+    }
+    ++summary_.retries;
+    json event = Event(error_class == pg::ErrorClass::kRetry ? "retry" : "reconnect");
+    event["worker"] = index;
+    event["range"] = range->id;
+    event["sqlstate"] = sqlstate;
+    event["error"] = std::string(ToStd(result.status.message()).substr(0, 300));
+    if (error_class == pg::ErrorClass::kRetry) {
+      if (++consecutive_retries > kMaxConsecutiveRetries) {
+        Fail(absl::StrCat("batch on ", range->Describe(), " failed ", kMaxConsecutiveRetries,
+                          " times in a row, last with SQLSTATE ", sqlstate, ": ",
+                          result.status.message()));
+        break;
+      }
+      sizer.OnRetryableFailure();
+      const absl::Duration wait = backoff.Next();
+      event["wait_ms"] = absl::ToInt64Milliseconds(wait);
+      event["batch_rows"] = sizer.rows();
+      events_.Emit(event);
+      asio::steady_timer timer(io_, absl::ToChronoNanoseconds(wait));
+      boost::system::error_code ignored;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    } else {
+      events_.Emit(event);
+      std::erase(connections_, conn.get());
+      const bool reconnected = co_await ReconnectWorker(*conn, backoff, index);
+      if (!reconnected) break;
+      connections_.push_back(conn.get());
+    }
+    if (stopping_) break;
+    absl::Status reloaded = co_await ReloadCheckpoint(*conn, *range);
+    if (!reloaded.ok()) {
+      if (pg::Classify(reloaded) == pg::ErrorClass::kReconnect) continue;  // next round reconnects
+      Fail(absl::StrCat("could not read the checkpoint of ", range->Describe(), ": ",
+                        reloaded.message()));
+      break;
+    }
+  }
+  // A range taken but not finished goes back, so that `pending_` stays the truth for the summary.
+  if (range != nullptr && !range->done) pending_.push_front(range);
+  std::erase(connections_, conn.get());
+  std::erase(sizers_, &sizer);
+  WorkerFinished();
+}
+
+void Runner::WorkerFinished() {
+  if (--workers_running_ > 0) return;
+  // Last worker out: stop the ticker and the signal watch so io_.run() returns.
+  if (ticker_.has_value()) ticker_->cancel();
+  boost::system::error_code ignored;
+  signals_.cancel(ignored);
+}
+
+void Runner::EmitProgress() {
+  const absl::Time now = absl::Now();
+  while (!rate_window_.empty() && now - rate_window_.front().first > absl::Seconds(10)) {
+    rate_window_.pop_front();
+  }
+  int64_t window_rows = 0;
+  for (const auto& [when, rows] : rate_window_) window_rows += rows;
+  const double window_seconds =
+      std::min(10.0, std::max(1.0, absl::ToDoubleSeconds(now - started_)));
+  const double rate = static_cast<double>(window_rows) / window_seconds;
+  const int64_t done = rows_before_ + summary_.rows;
+  const int64_t estimated = std::max<int64_t>(report_.estimate->rows, done);
+  int ranges_done = 0;
+  for (const RangeState& range : ranges_) ranges_done += range.done ? 1 : 0;
+  int64_t batch_rows = 0;
+  for (const BatchSizer* sizer : sizers_) batch_rows += sizer->rows();
+
+  json event = Event("progress");
+  event["job"] = plan_.name;
+  event["rows_done"] = done;
+  event["estimated_rows"] = estimated;
+  event["percent"] = estimated > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(estimated)
+                                   : 100.0;
+  event["rows_per_second"] = static_cast<int64_t>(rate);
+  event["eta_seconds"] =
+      rate > 0 ? json(static_cast<int64_t>(static_cast<double>(estimated - done) / rate)) : json();
+  event["workers"] = static_cast<int>(connections_.size());
+  event["batch_rows"] = sizers_.empty() ? 0 : batch_rows / static_cast<int64_t>(sizers_.size());
+  event["ranges_done"] = ranges_done;
+  event["ranges_total"] = ranges_.size();
+  event["retries"] = summary_.retries;
+  event["throttle"] = throttle_reason_.empty() ? json() : json(throttle_reason_);
+  events_.Emit(event);
+}
+
+void Runner::RefreshStore() {
+  // Best effort: the batches carry the checkpoints; this only refreshes totals for `status`.
+  if (!EnsureControl().ok()) return;
+  checkpoint::JobStore store(*control_);
+  if (store.RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, throttle_reason_)
+          .ok()) {
+    retries_reported_ = summary_.retries;
+  }
+}
+
+asio::awaitable<void> Runner::Ticker() {
+  absl::Time last_refresh = absl::Now();
+  while (workers_running_ > 0) {
+    ticker_->expires_after(std::chrono::seconds(1));
+    boost::system::error_code ec;
+    co_await ticker_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || workers_running_ == 0) break;
+    EmitProgress();
+    if (absl::Now() - last_refresh >= kStoreRefresh) {
+      RefreshStore();
+      last_refresh = absl::Now();
+    }
+  }
+}
+
+asio::awaitable<void> Runner::WatchSignals() {
+  while (workers_running_ > 0) {
+    boost::system::error_code ec;
+    const int signal_number =
+        co_await signals_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) break;
+    ++signals_seen_;
+    json event = Event("signal");
+    event["signal"] = signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+    if (signals_seen_ == 1) {
+      // Graded shutdown: let in-flight batches commit, hand out no new ones.
+      stopping_ = true;
+      event["action"] = "finishing in-flight batches; send again to cancel them";
+      events_.Emit(event);
+    } else {
+      event["action"] = "cancelling in-flight statements";
+      events_.Emit(event);
+      for (pg::AsyncConnection* conn : connections_) (void)conn->Cancel();
+    }
+  }
+}
+
+absl::StatusOr<RunSummary> Runner::Run() {
+  started_ = absl::Now();
+  ASSIGN_OR_RETURN(std::optional<RunSummary> early, PrepareJob());
+  if (early.has_value()) return *early;
+  RETURN_IF_ERROR(LoadRanges());
+  {
+    checkpoint::JobStore store(*control_);
+    RETURN_IF_ERROR(store.MarkStarted(plan_.name, static_cast<int>(getpid()), HostName()));
+  }
+
+  json started = Event("job_started");
+  started["job"] = plan_.name;
+  started["table"] = plan::QuoteQualified(report_.table->name);
+  started["key"] = report_.key->Describe();
+  started["estimated_rows"] = report_.estimate->rows;
+  started["ranges_total"] = ranges_.size();
+  started["ranges_pending"] = pending_.size();
+  started["workers"] = plan_.workers;
+  started["resumed"] = summary_.resumed;
+  started["rows_done_before"] = rows_before_;
+  events_.Emit(started);
+
+  const int workers = std::max(1, std::min<int>(plan_.workers, static_cast<int>(pending_.size())));
+  if (!pending_.empty()) {
+    if (options_.handle_signals) {
+      signals_.add(SIGINT);
+      signals_.add(SIGTERM);
+    }
+    workers_running_ = workers;
+    ticker_.emplace(io_);
+    for (int i = 0; i < workers; ++i) asio::co_spawn(io_, Worker(i), asio::detached);
+    asio::co_spawn(io_, Ticker(), asio::detached);
+    asio::co_spawn(io_, WatchSignals(), asio::detached);
+    io_.run();
+  }
+  summary_.elapsed = absl::Now() - started_;
+  summary_.total_rows = rows_before_ + summary_.rows;
+
+  std::string state;
+  if (failure_.has_value()) {
+    summary_.outcome = Outcome::kFailed;
+    summary_.message = *failure_;
+    state = "failed";
+  } else if (!pending_.empty()) {
+    summary_.outcome = Outcome::kInterrupted;
+    summary_.message = absl::StrCat("interrupted with ", pending_.size(),
+                                    " range(s) left; run the same command again to resume");
+    state = "interrupted";
+  } else {
+    summary_.outcome = Outcome::kDone;
+    state = "done";
+  }
+  if (absl::Status control = EnsureControl(); control.ok()) {
+    checkpoint::JobStore store(*control_);
+    (void)store.RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, "");
+    if (absl::Status finished = store.FinishJob(plan_.name, state, summary_.message); !finished.ok()) {
+      json warning = Event("warning");
+      warning["message"] = absl::StrCat("could not record the job's end: ",
+                                        finished.message());
+      events_.Emit(warning);
+    }
+    (void)store.UnlockJob(plan_.name);
+  }
+  return summary_;
+}
+
+}  // namespace
+
+absl::StatusOr<RunSummary> RunBackfill(const plan::Plan& plan, const RunOptions& options,
+                                       EventSink& events) {
+  Runner runner(plan, options, events);
+  return runner.Run();
+}
+
+}  // namespace pgbackfill::exec

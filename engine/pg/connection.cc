@@ -1,0 +1,62 @@
+#include "pgbackfill/pg/connection.h"
+
+#include <libpq-fe.h>
+
+#include "absl/strings/str_cat.h"
+#include "libpq_util.h"
+#include "params.h"
+
+namespace pgbackfill::pg {
+
+void ConnDeleter::operator()(PGconn* conn) const noexcept { PQfinish(conn); }
+
+absl::StatusOr<ConnHandle> OpenBlocking(const std::string& dsn) {
+  // `dbname` with expand_dbname=1 accepts a URI or key=value string; what it leaves out comes
+  // from PG* variables and ~/.pgpass, as with psql.
+  const char* keywords[] = {"fallback_application_name", "dbname", nullptr};
+  const char* values[] = {"pgbackfill", dsn.c_str(), nullptr};
+  ConnHandle conn(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
+  if (conn == nullptr) return absl::ResourceExhaustedError("libpq could not allocate a connection");
+  if (PQstatus(conn.get()) != CONNECTION_OK) {
+    return internal::ConnError(conn.get(), "could not connect to PostgreSQL");
+  }
+  return conn;
+}
+
+absl::StatusOr<Connection> Connection::Connect(const std::string& dsn) {
+  auto conn = OpenBlocking(dsn);
+  if (!conn.ok()) return conn.status();
+  return Connection(std::move(conn).value());
+}
+
+absl::StatusOr<Result> Connection::Exec(const std::string& sql, const std::vector<Param>& params) {
+  internal::ParamArrays arrays(params);
+  ResultHandle result(PQexecParams(conn_.get(), sql.c_str(), arrays.count(), nullptr,
+                                   arrays.values(), nullptr, nullptr, /*resultFormat=*/0));
+  if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");
+  if (!internal::IsSuccess(PQresultStatus(result.get()))) {
+    return internal::ResultError(result.get(), conn_.get(), sql);
+  }
+  return Result(std::move(result));
+}
+
+absl::Status Connection::ExecScript(const std::string& sql) {
+  ResultHandle result(PQexec(conn_.get(), sql.c_str()));
+  if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");
+  if (!internal::IsSuccess(PQresultStatus(result.get())) &&
+      PQresultStatus(result.get()) != PGRES_EMPTY_QUERY) {
+    return internal::ResultError(result.get(), conn_.get(), sql);
+  }
+  return absl::OkStatus();
+}
+
+int Connection::BackendPid() const { return PQbackendPID(conn_.get()); }
+
+int Connection::ServerVersion() const { return PQserverVersion(conn_.get()); }
+
+std::string Connection::Database() const {
+  const char* db = PQdb(conn_.get());
+  return db != nullptr ? db : "";
+}
+
+}  // namespace pgbackfill::pg

@@ -1,0 +1,25 @@
+// Private to engine/pg: turning libpq's error reporting into Status values.
+#pragma once
+
+#include <libpq-fe.h>
+
+#include <string_view>
+
+#include "absl/status/status.h"
+
+namespace pgbackfill::pg::internal {
+
+// The error of a failed result: message, DETAIL, HINT and SQLSTATE (as payload, see pg/error.h).
+// `sql` (may be empty) is named in the message so a user sees which statement failed.
+absl::Status ResultError(const PGresult* result, const PGconn* conn, std::string_view sql);
+
+// An error libpq raised on the connection itself (PQerrorMessage). Classified kReconnect when the
+// connection is bad, kFatal otherwise.
+absl::Status ConnError(const PGconn* conn, std::string_view what);
+
+// Whether a result status means success for a statement.
+inline bool IsSuccess(ExecStatusType status) {
+  return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
+}
+
+}  // namespace pgbackfill::pg::internal

@@ -1,0 +1,155 @@
+// The job store: what pgbackfill knows about its jobs, kept in schema `pgbackfill` of the target
+// database itself, so a resume, `status` or `abort` from any host sees the same state, and the
+// range checkpoints commit in the same transaction as the batches they cover (exec/batch_sql.h
+// writes `pgbackfill.ranges` directly).
+//
+// Tables (schema version 1):
+//   store_version (version)                one row: the last schema step applied
+//   jobs   (name PK, plan_hash, plan_text, plan_file, state, phase, estimated_rows, rows_done,
+//           retries, errors, last_error, throttle_reason, pid, host,
+//           created_at, started_at, updated_at, finished_at)
+//   ranges (job_name -> jobs ON DELETE CASCADE, range_id, lower, upper, done_upto, rows_done,
+//           state, updated_at; PK (job_name, range_id))
+// Key values are text[] (one element per key column, cast back with the key's type); NULL
+// lower/upper is an open end, NULL done_upto means nothing of the range is done yet.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "pgbackfill/pg/connection.h"
+#include "pgbackfill/ranges/key_range.h"
+
+namespace pgbackfill::checkpoint {
+
+// A row of `pgbackfill.jobs`. Empty strings and zeros stand for NULL. Timestamps are UTC in
+// RFC 3339 form ("2024-05-01T12:00:00.123456Z"), "" when NULL.
+struct JobRecord {
+  std::string name;
+  std::string plan_hash;
+  std::string plan_text;
+  std::string plan_file;
+  std::string state;  // pending | running | interrupted | done | failed | aborted
+  std::string phase;  // "backfill" when empty at creation
+  std::string last_error;
+  std::string throttle_reason;
+  std::string host;
+  int64_t estimated_rows = 0;
+  int64_t rows_done = 0;  // sum of the ranges' rows_done as of the last RecordProgress/FinishJob
+  int64_t retries = 0;
+  int64_t errors = 0;
+  int pid = 0;
+  std::string created_at;
+  std::string started_at;
+  std::string updated_at;
+  std::string finished_at;
+};
+
+// A row of `pgbackfill.ranges`.
+struct RangeRecord {
+  int id = 0;
+  std::optional<ranges::KeyValue> lower;      // exclusive; nullopt = open
+  std::optional<ranges::KeyValue> upper;      // inclusive; nullopt = open
+  std::optional<ranges::KeyValue> done_upto;  // last key done; nullopt = nothing done
+  int64_t rows_done = 0;
+  std::string state;  // pending | running | done
+};
+
+// One step of the store's schema history: the SQL (one or more statements) that takes the store
+// from version - 1 to `version`. Steps run in order inside one transaction.
+struct SchemaStep {
+  int version = 0;
+  std::string sql;
+};
+
+// The steps this build knows, version 1 first. A new version appends a step; a released step
+// never changes, because stores in the field have already applied it.
+const std::vector<SchemaStep>& SchemaSteps();
+
+// Blocking access to the job store over a connection the store does not own (it must outlive the
+// store). Every statement is schema-qualified, with values as bind parameters; operators resolve
+// through the session's search_path, so a caller facing hostile schemas hardens the session first
+// (catalog::Catalog::Harden). Transactions are the store's own: do not call it inside a
+// transaction of the caller's.
+//
+// Thread-compatible: like the pg::Connection under it, one thread at a time.
+class JobStore {
+ public:
+  explicit JobStore(pg::Connection& conn);
+  // A store that knows `steps` (versions 1..n in order) instead of SchemaSteps(): lets tests prove
+  // the migration path from an older store.
+  JobStore(pg::Connection& conn, std::vector<SchemaStep> steps);
+
+  // The schema version this store knows (the last step's).
+  int KnownVersion() const;
+
+  // Creates the schema or applies the missing steps; a no-op when it is current. Safe to call from
+  // several processes at once: the steps run in one transaction under a transaction-level advisory
+  // lock, with `lock_timeout` 5s on the DDL. FailedPrecondition when the store is newer than this
+  // build.
+  absl::Status EnsureSchema();
+  // The store's schema version, 0 when there is no store. Creates nothing.
+  absl::StatusOr<int> Version();
+  // Whether the store exists. Creates nothing (for `status` on a database never backfilled).
+  absl::StatusOr<bool> Exists();
+
+  absl::StatusOr<std::optional<JobRecord>> LoadJob(const std::string& name);
+  // Every job, by name.
+  absl::StatusOr<std::vector<JobRecord>> ListJobs();
+  // Inserts the job and its ranges in one transaction. Takes name, plan_hash, plan_text,
+  // plan_file, state ("pending" when empty), phase and estimated_rows from `job`; counters start
+  // at 0 and created_at/updated_at at now. Ranges start pending with nothing done.
+  // AlreadyExists when a job of that name exists (nothing is changed then).
+  absl::Status CreateJob(const JobRecord& job, const std::vector<ranges::KeyRange>& ranges);
+  // Deletes the job and (by cascade) its ranges. NotFound when there is no such job.
+  absl::Status DeleteJob(const std::string& name);
+  // The job's ranges by id; empty when the job does not exist.
+  absl::StatusOr<std::vector<RangeRecord>> LoadRanges(const std::string& name);
+
+  // State transitions and bookkeeping. NotFound when the job does not exist.
+  // state = running, pid/host = this process, started_at set on the first start only,
+  // finished_at cleared.
+  absl::Status MarkStarted(const std::string& name, int pid, const std::string& host);
+  // `state` is one of done, failed, interrupted, aborted (InvalidArgument otherwise). rows_done
+  // becomes the sum over the ranges, throttle_reason is cleared, last_error is set when `error`
+  // is not empty, finished_at is set for done/failed/aborted (an interrupted job will go on).
+  absl::Status FinishJob(const std::string& name, const std::string& state,
+                         const std::string& error);
+  // Adds to the retry and error counters, sets throttle_reason ("" clears it), and refreshes
+  // rows_done (sum over the ranges) and updated_at.
+  absl::Status RecordProgress(const std::string& name, int64_t retries_delta, int64_t errors_delta,
+                              const std::string& throttle_reason);
+
+  // The job's run lock: a session-level advisory lock keyed by
+  // hashtextextended('pgbackfill job ' || name, 0), so only one process runs a job at a time. It
+  // is held until UnlockJob or until the session ends, so a kill -9 or a lost connection releases
+  // it. Not reentrant: every successful TryLockJob on a session needs one UnlockJob.
+  absl::StatusOr<bool> TryLockJob(const std::string& name);
+  // FailedPrecondition when this session does not hold the lock.
+  absl::Status UnlockJob(const std::string& name);
+  // The backend pid of the session holding the job's run lock (pg_locks), 0 when nobody does.
+  absl::StatusOr<int> LockHolderPid(const std::string& name);
+
+ private:
+  // Runs `body` between BEGIN and COMMIT; ROLLBACK (and body's status) when it fails.
+  absl::Status InTransaction(const std::function<absl::Status()>& body);
+
+  pg::Connection& conn_;
+  std::vector<SchemaStep> steps_;
+};
+
+// text[] literals <-> key values, for key values that travel as `$n::text[]` parameters and come
+// back in the server's text output. nullopt (SQL NULL) maps to nullopt both ways. Key values never
+// hold NULL elements, so an unquoted NULL element is an error, as are multi-dimensional arrays
+// and malformed literals.
+absl::StatusOr<std::optional<ranges::KeyValue>> ParseTextArray(std::optional<std::string> literal);
+// Every element double-quoted with `"` and `\` escaped: valid for any text, including "", "NULL",
+// braces, commas and whitespace.
+std::optional<std::string> TextArrayLiteral(const std::optional<ranges::KeyValue>& value);
+
+}  // namespace pgbackfill::checkpoint

@@ -1,0 +1,27 @@
+// `pgbackfill run PLAN` and `pgbackfill status [JOB]`.
+#pragma once
+
+#include <iosfwd>
+#include <string>
+
+namespace pgbackfill::cli {
+
+struct RunCommandOptions {
+  std::string plan_path;
+  std::string dsn;
+  bool json = false;
+  bool restart = false;
+};
+
+// Returns the process exit code (see cli.h).
+int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& err);
+
+struct StatusOptions {
+  std::string job;  // empty = every job
+  std::string dsn;
+  bool json = false;
+};
+
+int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace pgbackfill::cli

@@ -1,0 +1,70 @@
+// SQL text of one UPDATE-mode batch. Pure string building, unit-tested without a server; the
+// worker sends the result inside BEGIN / SET LOCAL lock_timeout / SET LOCAL statement_timeout /
+// COMMIT as one pipeline.
+//
+// The batch is one statement so that its upper bound is computed once: the `batch_end` CTE finds
+// the key `rows` rows past the checkpoint (an index-only walk of the key), and that same value
+// bounds the UPDATE and becomes the range's new checkpoint. A second look could see other rows
+// under concurrent inserts. When fewer than `rows` keys remain, the bound is the range's own end,
+// given explicitly: "done" is never inferred from a short batch.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "pgbackfill/plan/plan.h"
+
+namespace pgbackfill::exec {
+
+// The schema of the job store (engine/checkpoint/).
+inline constexpr char kJobStoreSchema[] = "pgbackfill";
+
+struct KeyColumn {
+  std::string name;
+  std::string type;  // format_type() spelling, used for the casts of bound parameters
+};
+
+struct UpdateBatchSpec {
+  plan::QualifiedName table;  // schema set
+  std::vector<KeyColumn> key;  // in index order
+  std::vector<plan::Assignment> set;
+  std::string where;  // empty = none
+};
+
+// Which ends of the range are bounded. The first range of a job starts before the smallest key
+// and the last one ends after the largest, so rows inserted outside [min, max] after planning are
+// still covered.
+struct RangeEnds {
+  bool has_lower = true;  // batches start after a known key (exclusive)
+  bool has_upper = true;  // the range ends at a known key (inclusive)
+};
+
+// Parameter layout of BuildUpdateBatch, in order ($1...). k = number of key columns.
+//   lower bound, k values  (only when has_lower; exclusive)
+//   upper bound, k values  (only when has_upper; inclusive)
+//   batch rows  (bigint, >= 1)
+//   job name    (text)
+//   range id    (int)
+//   checkpoint  (text[]: the range's done_upto this batch starts from, NULL when none)
+// Result: one row (rows_updated bigint, done_upto text[], range_done bool), or no row when the
+// checkpoint in the job store is no longer `checkpoint` (another run moved it): nothing was
+// changed then, and the caller reloads the checkpoint.
+struct BatchParams {
+  int lower = 0;  // first parameter number of the lower bound, 0 when absent
+  int upper = 0;  // first parameter number of the upper bound, 0 when absent
+  int rows = 0;
+  int job = 0;
+  int range = 0;
+  int checkpoint = 0;
+  int count = 0;
+};
+BatchParams UpdateBatchParams(size_t key_columns, RangeEnds ends);
+
+std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends);
+
+// `("a", "b")`: the key as a row value (a single column stays a plain parenthesised column).
+std::string KeyRow(const std::vector<KeyColumn>& key, const std::string& qualifier = "");
+// `($1::text, $2::uuid)`: parameters from `first` cast to the key's types.
+std::string ParamRow(const std::vector<KeyColumn>& key, int first);
+
+}  // namespace pgbackfill::exec

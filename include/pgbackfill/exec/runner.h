@@ -1,0 +1,51 @@
+// The backfill phase: plans ranges (first run) or loads them (resume), then runs `workers`
+// coroutines, one AsyncConnection each, on one io_context thread. Every batch is one pipelined
+// transaction that also advances its range's checkpoint, so an interruption at any moment loses at
+// most the uncommitted batch and a rerun continues exactly where committed work ended.
+//
+// Lifetime: RunBackfill blocks until the job finishes, fails, or is interrupted. Signals: the first
+// SIGINT/SIGTERM stops handing out batches and lets in-flight ones commit; the second cancels
+// in-flight statements (PQcancel). Both end with kInterrupted (exit code 3).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "pgbackfill/exec/events.h"
+#include "pgbackfill/plan/plan.h"
+
+namespace pgbackfill::exec {
+
+struct RunOptions {
+  std::string dsn;       // overrides plan.dsn when not empty
+  bool restart = false;  // drop the job's saved progress (also when the plan changed) and start over
+  bool handle_signals = true;
+};
+
+enum class Outcome {
+  kDone,
+  kInterrupted,  // by a signal; resumable
+  kFailed,       // a fatal error; the message says which SQL, SQLSTATE and range
+  kAborted,      // by an operator
+  kRefused,      // preflight problems or a changed plan: nothing was done
+};
+
+struct RunSummary {
+  Outcome outcome = Outcome::kFailed;
+  std::string message;  // why, for anything but kDone
+  int64_t rows = 0;     // rows updated by this run
+  int64_t total_rows = 0;  // rows updated by the job over all runs
+  int64_t batches = 0;
+  int64_t retries = 0;
+  int64_t reconnects = 0;
+  absl::Duration elapsed;
+  bool resumed = false;
+};
+
+// Returns an error Status only when the job could not be run at all (server unreachable).
+absl::StatusOr<RunSummary> RunBackfill(const plan::Plan& plan, const RunOptions& options,
+                                       EventSink& events);
+
+}  // namespace pgbackfill::exec

@@ -1,0 +1,54 @@
+// A blocking connection for short, sequential work: preflight, the job store, the CLI, tests.
+// Batch traffic uses AsyncConnection (pg/async_connection.h) instead.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "pgbackfill/pg/result.h"
+
+extern "C" {
+typedef struct pg_conn PGconn;  // NOLINT: matches libpq's own typedef
+}
+
+namespace pgbackfill::pg {
+
+struct ConnDeleter {
+  void operator()(PGconn* conn) const noexcept;
+};
+using ConnHandle = std::unique_ptr<PGconn, ConnDeleter>;
+
+// A bind parameter in text format; nullopt is SQL NULL.
+using Param = std::optional<std::string>;
+
+// Opens a connection with libpq conventions: `dsn` may be a URI, a key=value string or empty, and
+// PG* variables and ~/.pgpass fill what it leaves out. application_name defaults to "pgbackfill".
+// Blocking; kUnavailable (with the server's message) when the server cannot be reached.
+absl::StatusOr<ConnHandle> OpenBlocking(const std::string& dsn);
+
+// Thread-compatible: one thread at a time. Owns its PGconn.
+class Connection {
+ public:
+  static absl::StatusOr<Connection> Connect(const std::string& dsn);
+  explicit Connection(ConnHandle conn) : conn_(std::move(conn)) {}
+
+  // Runs one statement (no multi-statement strings) with text parameters.
+  absl::StatusOr<Result> Exec(const std::string& sql, const std::vector<Param>& params = {});
+  // Runs a string of one or more statements through the simple protocol (DDL scripts, SET).
+  absl::Status ExecScript(const std::string& sql);
+
+  // The backend's pid, server_version_num, and the current database name.
+  int BackendPid() const;
+  int ServerVersion() const;
+  std::string Database() const;
+
+  PGconn* raw() const { return conn_.get(); }
+
+ private:
+  ConnHandle conn_;
+};
+
+}  // namespace pgbackfill::pg

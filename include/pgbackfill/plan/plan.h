@@ -1,0 +1,107 @@
+// The plan file model (YAML, `version: 1`). A Plan is plain data: parsing and validation live in
+// plan/parse.h, and nothing here talks to a database. docs/plan-reference.md documents every key.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace pgbackfill::plan {
+
+// A schema-qualified relation name as the catalog spells it (already case-folded and unquoted).
+// An empty `schema` means "resolve through search_path" at preflight.
+struct QualifiedName {
+  std::string schema;
+  std::string name;
+
+  bool operator==(const QualifiedName&) const = default;
+};
+
+// `column: expression`, with the line it came from so later checks can point at it.
+struct Assignment {
+  std::string column;      // catalog spelling (case-folded / unquoted)
+  std::string expression;  // SQL text, trusted operator input; compiled in preflight
+  int line = 0;            // 1-based line in the plan file
+};
+
+enum class Mode {
+  kUpdate,  // `set:` fills columns of `table` in place
+  kCopy,    // `into:` + `columns:` fill another table from `table`
+};
+
+enum class OnConflict { kError, kSkip, kUpdate };
+
+struct Batch {
+  int64_t rows = 5000;  // first batch size
+  absl::Duration target = absl::Milliseconds(200);  // adaptive sizing aims at this batch time
+  int64_t min_rows = 100;
+  int64_t max_rows = 100000;
+};
+
+struct Throttle {
+  absl::Duration interval = absl::Seconds(1);  // probe sampling period
+  absl::Duration max_replica_lag = absl::Seconds(5);  // 0 = not checked
+  int64_t max_replica_lag_bytes = 0;                  // 0 = not checked
+  std::vector<std::string> replicas;                  // extra standby DSNs probed directly
+  int max_lock_waiters = 0;  // application sessions blocked by our backends
+  absl::Duration lock_timeout = absl::Milliseconds(200);
+  absl::Duration statement_timeout = absl::Seconds(30);
+  double max_rows_per_second = 0;     // 0 = unlimited
+  int64_t max_wal_bytes_per_second = 0;  // 0 = unlimited
+  absl::Duration max_canary_latency = absl::ZeroDuration();  // 0 = not checked
+  std::string canary;  // SQL timed every interval; empty = key lookup on the table
+  std::string query;   // custom throttle query (true or >= 1 means hold); empty = none
+};
+
+struct Plan {
+  std::string file;    // path the plan was read from (for messages)
+  std::string text;    // the file as read: kept in the job store so `status` can show what ran
+  int version = 1;
+  std::string name;    // job id, unique per database
+  std::string dsn;     // libpq URI or key=value string, ${ENV} already expanded; may be empty
+  QualifiedName table;
+  std::vector<std::string> key;  // empty = the table's primary key (or a usable unique index)
+  Mode mode = Mode::kUpdate;
+
+  // UPDATE mode.
+  std::vector<Assignment> set;
+  std::string where;  // optional extra filter over the row; empty = none
+  bool dual_write = false;
+
+  // Copy mode.
+  std::optional<QualifiedName> into;
+  std::vector<Assignment> columns;  // target column -> expression over the source row
+  OnConflict on_conflict = OnConflict::kError;
+  std::string source_dsn;
+  std::string target_dsn;
+
+  // Expand/contract DDL, run with a short lock_timeout and retried.
+  std::vector<std::string> expand;
+  std::vector<std::string> contract;
+  std::vector<std::string> rollback;
+
+  Batch batch;
+  int workers = 4;
+  Throttle throttle;
+  bool verify = true;
+
+  // 1-based line of every key the file set, by dotted path ("table", "batch.rows", "set.x"), so
+  // checks after parsing (preflight) can report `file:line: key:` too. Filled by the parser.
+  std::map<std::string, int> key_lines;
+};
+
+// A stable hash (hex) of everything that decides which rows get which values: table, key, mode,
+// set/where, into/columns/on_conflict. Tuning knobs (batch, workers, throttle) and connection
+// strings are left out so they can change between runs of one job; anything else changing under
+// the same job name must be refused. Stable across processes, builds and machines.
+std::string PlanHash(const Plan& plan);
+
+// SQL spelling of a name: each part quoted only where needed is NOT done here; this always
+// quotes, e.g. "public"."users". The schema part is omitted when empty.
+std::string QuoteQualified(const QualifiedName& name);
+
+}  // namespace pgbackfill::plan

@@ -1,0 +1,21 @@
+// Values with units as plan files and live `pgbackfill set` commands write them. Messages say
+// what is wrong with the value only; callers prefix the file, line and key.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace pgbackfill::plan {
+
+// A non-negative, finite duration: "200ms", "5s", "1m", "1h30m", "1.5s" or a bare "0"
+// (absl::ParseDuration syntax). A bare number other than 0 is refused: "5" is ambiguous.
+absl::StatusOr<absl::Duration> ParseDurationValue(std::string_view text);
+
+// A non-negative byte count: "1048576", or with PostgreSQL's memory units "64kB", "16MB",
+// "1GB", "1TB" (multiples of 1024, as in postgresql.conf).
+absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
+
+}  // namespace pgbackfill::plan

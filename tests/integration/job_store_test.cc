@@ -1,0 +1,570 @@
+// The job store against the real server: schema creation and migration (also from two processes
+// at once), job and range round trips with awkward key values, state bookkeeping, the run lock,
+// and the text[] literal helpers checked against the server's own parser and printer.
+#include "pgbackfill/checkpoint/job_store.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <latch>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/pg/connection.h"
+#include "support/status_testing.h"
+#include "support/test_cluster.h"
+
+namespace pgbackfill::checkpoint {
+namespace {
+
+using ranges::KeyRange;
+using ranges::KeyValue;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+using ::testing::Not;
+using testing::TestDatabase;
+
+// Strings that break naive array literals: quoting, separators, escapes, braces, whitespace, the
+// word NULL, non-ASCII, and the empty string.
+const std::vector<std::string>& TrickyStrings() {
+  static const std::vector<std::string>* const strings = new std::vector<std::string>{
+      "plain",  "",           "NULL",      "null",        "a,b",          "{x}",      "}",
+      "{",      "say \"hi\"", "\"",        "back\\slash", "\\",           "\\\"",     " lead",
+      "trail ", " ",          "tab\there", "new\nline",   "é日本🙂", "'single'", "semi;colon",
+      "a b c",  "NuLl",       "x\\ny"};
+  return *strings;
+}
+
+JobRecord SampleJob(const std::string& name) {
+  JobRecord job;
+  job.name = name;
+  job.plan_hash = "sha256:abc";
+  job.plan_text = "version: 1\nname: " + name + "\n";
+  job.plan_file = "plans/" + name + ".yaml";
+  job.estimated_rows = 123456;
+  return job;
+}
+
+std::vector<KeyRange> SampleRanges() {
+  return {
+      {1, std::nullopt, KeyValue{"tenant \"a\"", "100"}},
+      {2, KeyValue{"tenant \"a\"", "100"}, KeyValue{"b,{c}\\d", ""}},
+      {3, KeyValue{"b,{c}\\d", ""}, KeyValue{"é日本🙂", "NULL"}},
+      {4, KeyValue{"é日本🙂", "NULL"}, std::nullopt},
+  };
+}
+
+TEST(JobStoreTest, EnsureSchemaCreatesOnceAndIsIdempotent) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK_AND_ASSIGN(bool exists_before, store.Exists());
+  EXPECT_FALSE(exists_before);
+  ASSERT_OK_AND_ASSIGN(std::string schemas, db.QueryValue("SELECT count(*) FROM "
+                                                          "pg_catalog.pg_namespace WHERE "
+                                                          "nspname = 'pgbackfill'"));
+  EXPECT_EQ(schemas, "0") << "Exists() must not create anything";
+
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK_AND_ASSIGN(bool exists_after, store.Exists());
+  EXPECT_TRUE(exists_after);
+  ASSERT_OK_AND_ASSIGN(int version, store.Version());
+  EXPECT_EQ(version, 1);
+  EXPECT_EQ(store.KnownVersion(), 1);
+
+  ASSERT_OK_AND_ASSIGN(
+      std::string xmin_before,
+      db.QueryValue("SELECT xmin::text || ':' || version FROM pgbackfill.store_version"));
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK_AND_ASSIGN(
+      std::string xmin_after,
+      db.QueryValue("SELECT xmin::text || ':' || version FROM pgbackfill.store_version"));
+  EXPECT_EQ(xmin_before, xmin_after) << "a current store is not written to";
+  ASSERT_OK_AND_ASSIGN(std::string rows,
+                       db.QueryValue("SELECT count(*) FROM pgbackfill.store_version"));
+  EXPECT_EQ(rows, "1");
+  for (const char* table : {"pgbackfill.jobs", "pgbackfill.ranges", "pgbackfill.store_version"}) {
+    ASSERT_OK_AND_ASSIGN(std::string present,
+                         db.QueryValue("SELECT pg_catalog.to_regclass($1) IS NOT NULL", {table}));
+    EXPECT_EQ(present, "t") << table;
+  }
+}
+
+TEST(JobStoreTest, ConcurrentEnsureSchemaBothSucceed) {
+  // Several rounds on fresh databases: the race window (both see no store, both try to create it)
+  // is small, so one round could pass by luck.
+  for (int round = 0; round < 5; ++round) {
+    TestDatabase db("round" + std::to_string(round));
+    constexpr int kProcesses = 3;
+    std::vector<absl::Status> results(kProcesses);
+    std::latch start(kProcesses);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < kProcesses; ++i) {
+      threads.emplace_back([&, i] {
+        auto conn = pg::Connection::Connect(db.dsn());
+        if (!conn.ok()) {
+          results[static_cast<size_t>(i)] = conn.status();
+          start.count_down();
+          return;
+        }
+        JobStore store(*conn);
+        start.arrive_and_wait();
+        results[static_cast<size_t>(i)] = store.EnsureSchema();
+      });
+    }
+    for (std::thread& thread : threads) thread.join();
+    for (const absl::Status& status : results) EXPECT_OK(status) << "round " << round;
+    ASSERT_OK_AND_ASSIGN(std::string version, db.QueryValue("SELECT string_agg(version::text, ',') "
+                                                            "FROM pgbackfill.store_version"));
+    EXPECT_EQ(version, "1");
+  }
+}
+
+TEST(JobStoreTest, RefusesAStoreNewerThanThisBuild) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(db.ExecScript("UPDATE pgbackfill.store_version SET version = 99"));
+  absl::Status status = store.EnsureSchema();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("job store version 99 is newer than this pgbackfill (knows 1): "
+                        "upgrade pgbackfill"));
+}
+
+TEST(JobStoreTest, MigratesAnOlderStoreStepByStep) {
+  TestDatabase db;
+  std::vector<SchemaStep> v2 = SchemaSteps();
+  v2.push_back({2,
+                "ALTER TABLE pgbackfill.jobs ADD COLUMN note text;"
+                "CREATE TABLE pgbackfill.control (job_name text PRIMARY KEY"
+                " REFERENCES pgbackfill.jobs (name) ON DELETE CASCADE, command text);"});
+
+  JobStore old_store(db.conn());
+  ASSERT_OK(old_store.EnsureSchema());
+  ASSERT_OK(old_store.CreateJob(SampleJob("kept"), SampleRanges()));
+
+  JobStore new_store(db.conn(), v2);
+  EXPECT_EQ(new_store.KnownVersion(), 2);
+  ASSERT_OK(new_store.EnsureSchema());
+  ASSERT_OK_AND_ASSIGN(int version, new_store.Version());
+  EXPECT_EQ(version, 2);
+  ASSERT_OK(db.ExecScript("INSERT INTO pgbackfill.control VALUES ('kept', 'pause')"));
+  ASSERT_OK_AND_ASSIGN(auto kept, new_store.LoadJob("kept"));
+  EXPECT_TRUE(kept.has_value()) << "migration keeps existing jobs";
+
+  // The old build now refuses the store rather than writing to a schema it does not know.
+  absl::Status refused = old_store.EnsureSchema();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("version 2 is newer"));
+
+  // A fresh database gets every step in one go.
+  TestDatabase fresh("fresh");
+  JobStore fresh_store(fresh.conn(), v2);
+  ASSERT_OK(fresh_store.EnsureSchema());
+  ASSERT_OK_AND_ASSIGN(std::string has_note,
+                       fresh.QueryValue("SELECT count(*) FROM pg_catalog.pg_attribute WHERE "
+                                        "attrelid = 'pgbackfill.jobs'::regclass AND "
+                                        "attname = 'note'"));
+  EXPECT_EQ(has_note, "1");
+}
+
+TEST(JobStoreTest, FailedStepLeavesTheStoreAsItWas) {
+  TestDatabase db;
+  std::vector<SchemaStep> broken = SchemaSteps();
+  broken.push_back({2, "ALTER TABLE pgbackfill.jobs ADD COLUMN ok text; SELECT 1/0;"});
+  JobStore old_store(db.conn());
+  ASSERT_OK(old_store.EnsureSchema());
+  JobStore store(db.conn(), broken);
+  absl::Status status = store.EnsureSchema();
+  EXPECT_THAT(std::string(status.message()), HasSubstr("schema version 2"));
+  ASSERT_OK_AND_ASSIGN(int version, old_store.Version());
+  EXPECT_EQ(version, 1);
+  ASSERT_OK_AND_ASSIGN(std::string columns,
+                       db.QueryValue("SELECT count(*) FROM pg_catalog.pg_attribute WHERE "
+                                     "attrelid = 'pgbackfill.jobs'::regclass AND attname = 'ok'"));
+  EXPECT_EQ(columns, "0") << "the step's DDL is rolled back with it";
+  EXPECT_OK(db.ExecScript("SELECT 1")) << "the session is usable after the failed migration";
+}
+
+TEST(JobStoreTest, CreateAndLoadRoundTrip) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK_AND_ASSIGN(auto missing, store.LoadJob("nope"));
+  EXPECT_FALSE(missing.has_value());
+
+  // The key value columns themselves hold every tricky string, as one composite value per range.
+  std::vector<KeyRange> ranges = SampleRanges();
+  const std::vector<std::string>& tricky = TrickyStrings();
+  for (size_t i = 0; i + 1 < tricky.size(); ++i) {
+    const int id = static_cast<int>(ranges.size()) + 1;
+    ranges.push_back({id, KeyValue{tricky[i], tricky[i + 1]}, KeyValue{tricky[i + 1], tricky[i]}});
+  }
+
+  JobRecord job = SampleJob("users-split-name");
+  job.plan_text = "set:\n  a: 'it''s'\n  b: \"\\\\\"\n";
+  ASSERT_OK(store.CreateJob(job, ranges));
+
+  ASSERT_OK_AND_ASSIGN(std::optional<JobRecord> loaded, store.LoadJob(job.name));
+  ASSERT_TRUE(loaded.has_value());
+  EXPECT_EQ(loaded->name, job.name);
+  EXPECT_EQ(loaded->plan_hash, job.plan_hash);
+  EXPECT_EQ(loaded->plan_text, job.plan_text);
+  EXPECT_EQ(loaded->plan_file, job.plan_file);
+  EXPECT_EQ(loaded->state, "pending");
+  EXPECT_EQ(loaded->phase, "backfill");
+  EXPECT_EQ(loaded->estimated_rows, 123456);
+  EXPECT_EQ(loaded->rows_done, 0);
+  EXPECT_EQ(loaded->retries, 0);
+  EXPECT_EQ(loaded->errors, 0);
+  EXPECT_EQ(loaded->pid, 0);
+  EXPECT_EQ(loaded->host, "");
+  EXPECT_EQ(loaded->last_error, "");
+  EXPECT_THAT(loaded->created_at,
+              ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{6}Z"));
+  EXPECT_EQ(loaded->updated_at, loaded->created_at);
+  EXPECT_EQ(loaded->started_at, "");
+  EXPECT_EQ(loaded->finished_at, "");
+
+  ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> stored, store.LoadRanges(job.name));
+  ASSERT_EQ(stored.size(), ranges.size());
+  for (size_t i = 0; i < ranges.size(); ++i) {
+    SCOPED_TRACE(::testing::Message() << "range " << ranges[i].id);
+    EXPECT_EQ(stored[i].id, ranges[i].id);
+    EXPECT_EQ(stored[i].lower, ranges[i].lower);
+    EXPECT_EQ(stored[i].upper, ranges[i].upper);
+    EXPECT_EQ(stored[i].done_upto, std::nullopt);
+    EXPECT_EQ(stored[i].rows_done, 0);
+    EXPECT_EQ(stored[i].state, "pending");
+  }
+
+  // Open ends are SQL NULL, and the server sees the composite values element by element.
+  ASSERT_OK_AND_ASSIGN(std::string open_ends,
+                       db.QueryValue("SELECT count(*) FROM pgbackfill.ranges "
+                                     "WHERE lower IS NULL OR upper IS NULL"));
+  EXPECT_EQ(open_ends, "2");
+  ASSERT_OK_AND_ASSIGN(std::string second,
+                       db.QueryValue("SELECT upper[1] FROM pgbackfill.ranges WHERE range_id = 2"));
+  EXPECT_EQ(second, "b,{c}\\d");
+
+  // The batch statement writes done_upto as ARRAY[key::text, ...]; that reads back too.
+  ASSERT_OK(
+      db.Exec("UPDATE pgbackfill.ranges SET done_upto = ARRAY[$1, $2], rows_done = 7, "
+              "state = 'running' WHERE job_name = $3 AND range_id = 2",
+              {"say \"hi\"", "", job.name}));
+  ASSERT_OK_AND_ASSIGN(stored, store.LoadRanges(job.name));
+  EXPECT_EQ(stored[1].done_upto, (KeyValue{"say \"hi\"", ""}));
+  EXPECT_EQ(stored[1].rows_done, 7);
+  EXPECT_EQ(stored[1].state, "running");
+
+  ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> none, store.LoadRanges("nope"));
+  EXPECT_THAT(none, IsEmpty());
+}
+
+TEST(JobStoreTest, BatchStatementAdvancesTheStoredCheckpoint) {
+  // exec::BuildUpdateBatch writes pgbackfill.ranges directly; its columns and types must be ours.
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(db.ExecScript(
+      "CREATE TABLE public.t (tenant text, id int, v int, PRIMARY KEY (tenant, id));"
+      "INSERT INTO public.t SELECT 'te,\"n' || (g % 2), g, 0 FROM generate_series(1, 10) g;"));
+  ASSERT_OK(store.CreateJob(SampleJob("batch"), {{1, std::nullopt, std::nullopt}}));
+
+  exec::UpdateBatchSpec spec;
+  spec.table = {"public", "t"};
+  spec.key = {{"tenant", "text"}, {"id", "integer"}};
+  spec.set = {{"v", "v + 1", 1}};
+  const exec::RangeEnds open{false, false};
+  const exec::BatchParams p = exec::UpdateBatchParams(spec.key.size(), open);
+  std::vector<pg::Param> params(static_cast<size_t>(p.count));
+  params[static_cast<size_t>(p.rows - 1)] = "4";
+  params[static_cast<size_t>(p.job - 1)] = "batch";
+  params[static_cast<size_t>(p.range - 1)] = "1";
+  ASSERT_OK(db.Exec(exec::BuildUpdateBatch(spec, open), params));
+
+  ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> stored, store.LoadRanges("batch"));
+  ASSERT_EQ(stored.size(), 1u);
+  ASSERT_OK_AND_ASSIGN(std::string fourth,
+                       db.QueryValue("SELECT ARRAY[tenant, id::text]::text FROM public.t "
+                                     "ORDER BY tenant, id OFFSET 3 LIMIT 1"));
+  ASSERT_OK_AND_ASSIGN(auto expected, ParseTextArray(fourth));
+  EXPECT_EQ(stored[0].done_upto, expected);
+  EXPECT_EQ(stored[0].rows_done, 4);
+  EXPECT_EQ(stored[0].state, "running");
+  ASSERT_OK(store.RecordProgress("batch", 0, 0, ""));
+  ASSERT_OK_AND_ASSIGN(auto job, store.LoadJob("batch"));
+  EXPECT_EQ(job->rows_done, 4);
+}
+
+TEST(JobStoreTest, JobWithoutRangesAndListing) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.CreateJob(SampleJob("b-job"), {}));
+  JobRecord second = SampleJob("a-job");
+  second.state = "running";
+  second.phase = "verify";
+  second.plan_file = "";
+  ASSERT_OK(store.CreateJob(second, SampleRanges()));
+  ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> jobs, store.ListJobs());
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].name, "a-job");
+  EXPECT_EQ(jobs[0].state, "running");
+  EXPECT_EQ(jobs[0].phase, "verify");
+  EXPECT_EQ(jobs[0].plan_file, "");
+  EXPECT_EQ(jobs[1].name, "b-job");
+  ASSERT_OK_AND_ASSIGN(std::string null_file,
+                       db.QueryValue("SELECT plan_file IS NULL FROM pgbackfill.jobs "
+                                     "WHERE name = 'a-job'"));
+  EXPECT_EQ(null_file, "t");
+
+  // The CHECK constraint guards the states.
+  JobRecord bad = SampleJob("bad");
+  bad.state = "sleeping";
+  EXPECT_FALSE(store.CreateJob(bad, {}).ok());
+}
+
+TEST(JobStoreTest, DuplicateCreateIsAlreadyExistsAndChangesNothing) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.CreateJob(SampleJob("dup"), SampleRanges()));
+  JobRecord again = SampleJob("dup");
+  again.plan_hash = "sha256:other";
+  absl::Status status = store.CreateJob(again, {{1, std::nullopt, std::nullopt}});
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists) << status;
+  EXPECT_THAT(std::string(status.message()), HasSubstr("'dup'"));
+  ASSERT_OK_AND_ASSIGN(auto job, store.LoadJob("dup"));
+  ASSERT_TRUE(job.has_value());
+  EXPECT_EQ(job->plan_hash, "sha256:abc");
+  ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> stored, store.LoadRanges("dup"));
+  EXPECT_EQ(stored.size(), SampleRanges().size());
+  EXPECT_OK(store.CreateJob(SampleJob("other"), {})) << "the session is usable afterwards";
+}
+
+TEST(JobStoreTest, DeleteJobTakesItsRangesAlong) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.CreateJob(SampleJob("gone"), SampleRanges()));
+  ASSERT_OK(store.CreateJob(SampleJob("stays"), SampleRanges()));
+  ASSERT_OK(store.DeleteJob("gone"));
+  ASSERT_OK_AND_ASSIGN(auto job, store.LoadJob("gone"));
+  EXPECT_FALSE(job.has_value());
+  ASSERT_OK_AND_ASSIGN(std::string left, db.QueryValue("SELECT count(*) FROM pgbackfill.ranges "
+                                                       "WHERE job_name = 'gone'"));
+  EXPECT_EQ(left, "0");
+  ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> others, store.LoadRanges("stays"));
+  EXPECT_EQ(others.size(), SampleRanges().size());
+  EXPECT_EQ(store.DeleteJob("gone").code(), absl::StatusCode::kNotFound);
+}
+
+TEST(JobStoreTest, StateTransitionsAndBookkeeping) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.CreateJob(SampleJob("job"), SampleRanges()));
+
+  ASSERT_OK(store.MarkStarted("job", 4242, "host-a"));
+  ASSERT_OK_AND_ASSIGN(auto job, store.LoadJob("job"));
+  EXPECT_EQ(job->state, "running");
+  EXPECT_EQ(job->pid, 4242);
+  EXPECT_EQ(job->host, "host-a");
+  EXPECT_THAT(job->started_at, Not(IsEmpty()));
+  const std::string first_start = job->started_at;
+
+  // Batches advance the ranges; RecordProgress folds them into the job.
+  ASSERT_OK(db.ExecScript("UPDATE pgbackfill.ranges SET rows_done = range_id * 100"));
+  ASSERT_OK(store.RecordProgress("job", 2, 1, "replica lag 6s > 5s"));
+  ASSERT_OK_AND_ASSIGN(job, store.LoadJob("job"));
+  EXPECT_EQ(job->rows_done, 1000);
+  EXPECT_EQ(job->retries, 2);
+  EXPECT_EQ(job->errors, 1);
+  EXPECT_EQ(job->throttle_reason, "replica lag 6s > 5s");
+  EXPECT_GE(job->updated_at, job->started_at);
+
+  ASSERT_OK(store.RecordProgress("job", 1, 0, ""));
+  ASSERT_OK_AND_ASSIGN(job, store.LoadJob("job"));
+  EXPECT_EQ(job->retries, 3);
+  EXPECT_EQ(job->errors, 1);
+  EXPECT_EQ(job->throttle_reason, "");
+
+  ASSERT_OK(store.RecordProgress("job", 0, 0, "lock waiters"));
+  ASSERT_OK(db.ExecScript("UPDATE pgbackfill.ranges SET rows_done = rows_done + 1"));
+  ASSERT_OK(store.FinishJob("job", "interrupted", ""));
+  ASSERT_OK_AND_ASSIGN(job, store.LoadJob("job"));
+  EXPECT_EQ(job->state, "interrupted");
+  EXPECT_EQ(job->rows_done, 1004);
+  EXPECT_EQ(job->finished_at, "") << "an interrupted job is not finished";
+  EXPECT_EQ(job->throttle_reason, "");
+
+  ASSERT_OK(store.MarkStarted("job", 5151, "host-b"));
+  ASSERT_OK(store.FinishJob("job", "failed", "division by zero (SQLSTATE 22012)"));
+  ASSERT_OK_AND_ASSIGN(job, store.LoadJob("job"));
+  EXPECT_EQ(job->state, "failed");
+  EXPECT_EQ(job->started_at, first_start) << "started_at is the first start";
+  EXPECT_EQ(job->pid, 5151);
+  EXPECT_EQ(job->host, "host-b");
+  EXPECT_EQ(job->last_error, "division by zero (SQLSTATE 22012)");
+  EXPECT_THAT(job->finished_at, Not(IsEmpty()));
+
+  ASSERT_OK(store.MarkStarted("job", 6, "host-c"));
+  ASSERT_OK_AND_ASSIGN(job, store.LoadJob("job"));
+  EXPECT_EQ(job->finished_at, "") << "a resumed job is no longer finished";
+  ASSERT_OK(store.FinishJob("job", "done", ""));
+  ASSERT_OK_AND_ASSIGN(job, store.LoadJob("job"));
+  EXPECT_EQ(job->state, "done");
+  EXPECT_EQ(job->last_error, "division by zero (SQLSTATE 22012)") << "kept for the record";
+  EXPECT_THAT(job->finished_at, Not(IsEmpty()));
+
+  EXPECT_EQ(store.FinishJob("job", "running", "").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(store.MarkStarted("nope", 1, "h").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store.FinishJob("nope", "done", "").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store.RecordProgress("nope", 0, 0, "").code(), absl::StatusCode::kNotFound);
+}
+
+TEST(JobStoreTest, RunLockIsExclusiveAndDiesWithTheSession) {
+  TestDatabase db;
+  JobStore observer(db.conn());
+  ASSERT_OK(observer.EnsureSchema());
+  ASSERT_OK_AND_ASSIGN(int nobody, observer.LockHolderPid("job"));
+  EXPECT_EQ(nobody, 0);
+
+  std::optional<pg::Connection> first;
+  {
+    ASSERT_OK_AND_ASSIGN(pg::Connection conn, pg::Connection::Connect(db.dsn()));
+    first.emplace(std::move(conn));
+  }
+  ASSERT_OK_AND_ASSIGN(pg::Connection second, pg::Connection::Connect(db.dsn()));
+  const int first_pid = first->BackendPid();
+  {
+    JobStore first_store(*first);
+    JobStore second_store(second);
+    ASSERT_OK_AND_ASSIGN(bool got_first, first_store.TryLockJob("job"));
+    EXPECT_TRUE(got_first);
+    ASSERT_OK_AND_ASSIGN(bool got_second, second_store.TryLockJob("job"));
+    EXPECT_FALSE(got_second);
+    ASSERT_OK_AND_ASSIGN(bool other_job, second_store.TryLockJob("another job"));
+    EXPECT_TRUE(other_job) << "locks are per job";
+    ASSERT_OK_AND_ASSIGN(int holder, observer.LockHolderPid("job"));
+    EXPECT_EQ(holder, first_pid);
+    EXPECT_EQ(second_store.UnlockJob("job").code(), absl::StatusCode::kFailedPrecondition)
+        << "only the holder unlocks";
+    ASSERT_OK(second_store.UnlockJob("another job"));
+  }
+  // Closing the session (as kill -9 of the process would) releases the lock; the backend exits
+  // asynchronously after the client goes, so give it a moment.
+  first.reset();
+  bool got = false;
+  JobStore second_store(second);
+  for (int attempt = 0; attempt < 100 && !got; ++attempt) {
+    ASSERT_OK_AND_ASSIGN(got, second_store.TryLockJob("job"));
+    if (!got) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(got);
+  ASSERT_OK_AND_ASSIGN(int holder, observer.LockHolderPid("job"));
+  EXPECT_EQ(holder, second.BackendPid());
+  ASSERT_OK(second_store.UnlockJob("job"));
+  ASSERT_OK_AND_ASSIGN(holder, observer.LockHolderPid("job"));
+  EXPECT_EQ(holder, 0);
+  ASSERT_OK_AND_ASSIGN(bool relocked, observer.TryLockJob("job"));
+  EXPECT_TRUE(relocked) << "UnlockJob releases it for others";
+}
+
+TEST(JobStoreTextArrayTest, RoundTripsTrickyStrings) {
+  const std::vector<std::string>& tricky = TrickyStrings();
+  for (const std::string& s : tricky) {
+    SCOPED_TRACE(s);
+    std::optional<KeyValue> value = KeyValue{s};
+    ASSERT_OK_AND_ASSIGN(auto parsed, ParseTextArray(TextArrayLiteral(value)));
+    EXPECT_EQ(parsed, value);
+  }
+  std::optional<KeyValue> all = tricky;
+  ASSERT_OK_AND_ASSIGN(auto parsed_all, ParseTextArray(TextArrayLiteral(all)));
+  EXPECT_EQ(parsed_all, all);
+  std::optional<KeyValue> empty = KeyValue{};
+  ASSERT_OK_AND_ASSIGN(auto parsed_empty, ParseTextArray(TextArrayLiteral(empty)));
+  EXPECT_EQ(parsed_empty, empty);
+  EXPECT_EQ(TextArrayLiteral(std::nullopt), std::nullopt);
+  ASSERT_OK_AND_ASSIGN(auto parsed_null, ParseTextArray(std::nullopt));
+  EXPECT_EQ(parsed_null, std::nullopt);
+}
+
+TEST(JobStoreTextArrayTest, ParsesBareElementsAsArrayInDoes) {
+  ASSERT_OK_AND_ASSIGN(auto value, ParseTextArray("{a, b c ,\\ d\\ ,\"\"}"));
+  EXPECT_THAT(*value, ElementsAre("a", "b c", " d ", ""));
+  ASSERT_OK_AND_ASSIGN(auto escaped_null, ParseTextArray("{\\NULL,\"NULL\"}"));
+  EXPECT_THAT(*escaped_null, ElementsAre("NULL", "NULL"));
+}
+
+TEST(JobStoreTextArrayTest, RejectsMalformedLiteralsAndNullElements) {
+  for (const char* bad : {"", "a", "{a", "{a,}", "{,a}", "{\"a}", "{a}x", "{{a},{b}}", "{a,NULL}",
+                          "{null}", "[0:0]={a}", "{a\"b}", "{a\\"}) {
+    EXPECT_EQ(ParseTextArray(std::string(bad)).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+TEST(JobStoreTextArrayTest, AgreesWithTheServer) {
+  TestDatabase db;
+  const std::vector<std::string>& tricky = TrickyStrings();
+  const std::optional<std::string> literal = TextArrayLiteral(tricky);
+
+  // The server's parser reads our literal as exactly the inputs, element by element.
+  ASSERT_OK_AND_ASSIGN(pg::Result elements, db.Exec("SELECT e FROM pg_catalog.unnest($1::text[]) "
+                                                    "WITH ORDINALITY AS u(e, n) ORDER BY n",
+                                                    {literal}));
+  ASSERT_EQ(static_cast<size_t>(elements.Rows()), tricky.size());
+  for (int i = 0; i < elements.Rows(); ++i) {
+    EXPECT_FALSE(elements.IsNull(i, 0));
+    EXPECT_EQ(elements.Get(i, 0), tricky[static_cast<size_t>(i)]) << "element " << i;
+  }
+
+  // Our parser reads the server's printing of our literal...
+  ASSERT_OK_AND_ASSIGN(pg::Result echoed, db.Exec("SELECT $1::text[]", {literal}));
+  ASSERT_OK_AND_ASSIGN(auto from_echo, ParseTextArray(echoed.GetOptional(0, 0)));
+  EXPECT_EQ(from_echo, std::optional<KeyValue>(tricky)) << echoed.Get(0, 0);
+
+  // ...and of ARRAY[...] built from the inputs as separate parameters, as the batch builds
+  // done_upto.
+  std::string array_sql = "SELECT ARRAY[";
+  std::vector<pg::Param> params;
+  for (size_t i = 0; i < tricky.size(); ++i) {
+    if (i > 0) array_sql += ", ";
+    array_sql += "$" + std::to_string(i + 1) + "::text";
+    params.push_back(tricky[i]);
+  }
+  array_sql += "]::text[]";
+  ASSERT_OK_AND_ASSIGN(pg::Result built, db.Exec(array_sql, params));
+  ASSERT_OK_AND_ASSIGN(auto from_array, ParseTextArray(built.GetOptional(0, 0)));
+  EXPECT_EQ(from_array, std::optional<KeyValue>(tricky)) << built.Get(0, 0);
+
+  // Hand-written literals with bare elements read as array_in reads them.
+  for (const char* hand :
+       {"{a, b c ,\\ d\\ ,\"\"}", "{ x }", "{\\NULL,\"NULL\"}", "{}", "{\"a\\\\b\",c\\,d}"}) {
+    ASSERT_OK_AND_ASSIGN(pg::Result server, db.Exec("SELECT e FROM pg_catalog.unnest($1::text[]) "
+                                                    "WITH ORDINALITY AS u(e, n) ORDER BY n",
+                                                    {std::string(hand)}));
+    KeyValue expected;
+    for (int i = 0; i < server.Rows(); ++i) expected.emplace_back(server.Get(i, 0));
+    ASSERT_OK_AND_ASSIGN(auto ours, ParseTextArray(std::string(hand)));
+    EXPECT_EQ(ours, std::optional<KeyValue>(expected)) << hand;
+  }
+
+  // One element at a time, so a failure names the string.
+  for (const std::string& s : tricky) {
+    ASSERT_OK_AND_ASSIGN(pg::Result one, db.Exec("SELECT ARRAY[$1::text]", {s}));
+    ASSERT_OK_AND_ASSIGN(auto parsed, ParseTextArray(one.GetOptional(0, 0)));
+    EXPECT_EQ(parsed, std::optional<KeyValue>(KeyValue{s})) << one.Get(0, 0);
+  }
+}
+
+}  // namespace
+}  // namespace pgbackfill::checkpoint

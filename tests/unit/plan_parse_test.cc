@@ -1,0 +1,481 @@
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pgbackfill/plan/parse.h"
+
+namespace pgbackfill::plan {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+EnvLookup FakeEnv(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](std::string_view name) -> std::optional<std::string> {
+    auto it = vars.find(std::string(name));
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+absl::StatusOr<Plan> Parse(std::string_view text) {
+  return ParsePlan(text, "plan.yaml", FakeEnv({{"PGPASSWORD_X", "s3cret"}}));
+}
+
+// The error message of a plan that must not parse.
+std::string ErrorOf(std::string_view text) {
+  absl::StatusOr<Plan> plan = Parse(text);
+  EXPECT_FALSE(plan.ok()) << "parsed unexpectedly:\n" << text;
+  if (plan.ok()) return "";
+  EXPECT_EQ(plan.status().code(), absl::StatusCode::kInvalidArgument);
+  return std::string(plan.status().message());
+}
+
+constexpr std::string_view kUpdatePlan = R"(# Split full_name.
+version: 1
+name: users-split-name
+dsn: postgresql://app:${PGPASSWORD_X}@db/prod
+table: Public.Users
+key: [id]
+set:
+  first_name: split_part(full_name, ' ', 1)
+  '"Last Name"': |
+    split_part(full_name, ' ', 2)
+where: first_name IS NULL
+dual_write: true
+expand:
+  - ALTER TABLE users ADD COLUMN first_name text
+  - 'ALTER TABLE users ADD COLUMN "Last Name" text'
+contract: "ALTER TABLE users DROP COLUMN full_name"
+rollback: []
+batch: { rows: 2000, target: 150ms, min_rows: 50, max_rows: 50000 }
+workers: 8
+throttle:
+  interval: 500ms
+  max_replica_lag: 2s
+  max_replica_lag_bytes: 16MB
+  replicas: ["host=replica1 password=${PGPASSWORD_X}", "host=replica2"]
+  max_lock_waiters: 1
+  lock_timeout: 100ms
+  statement_timeout: 1m
+  max_rows_per_second: 2500.5
+  max_wal_bytes_per_second: 64MB
+  max_canary_latency: 50ms
+  canary: SELECT 1
+  query: SELECT count(*) > 10 FROM pg_stat_activity
+verify: false
+)";
+
+TEST(ParsePlanTest, FullUpdatePlanRoundTrips) {
+  absl::StatusOr<Plan> plan = Parse(kUpdatePlan);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->file, "plan.yaml");
+  EXPECT_EQ(plan->version, 1);
+  EXPECT_EQ(plan->name, "users-split-name");
+  EXPECT_EQ(plan->dsn, "postgresql://app:s3cret@db/prod");
+  EXPECT_EQ(plan->table, (QualifiedName{"public", "users"}));
+  EXPECT_THAT(plan->key, ElementsAre("id"));
+  EXPECT_EQ(plan->mode, Mode::kUpdate);
+  ASSERT_EQ(plan->set.size(), 2u);
+  EXPECT_EQ(plan->set[0].column, "first_name");
+  EXPECT_EQ(plan->set[0].expression, "split_part(full_name, ' ', 1)");
+  EXPECT_EQ(plan->set[0].line, 8);
+  EXPECT_EQ(plan->set[1].column, "Last Name");
+  EXPECT_EQ(plan->set[1].expression, "split_part(full_name, ' ', 2)");  // block scalar trimmed
+  EXPECT_EQ(plan->set[1].line, 9);
+  EXPECT_EQ(plan->where, "first_name IS NULL");
+  EXPECT_TRUE(plan->dual_write);
+  EXPECT_FALSE(plan->into.has_value());
+  EXPECT_THAT(plan->expand, ElementsAre("ALTER TABLE users ADD COLUMN first_name text",
+                                        "ALTER TABLE users ADD COLUMN \"Last Name\" text"));
+  EXPECT_THAT(plan->contract, ElementsAre("ALTER TABLE users DROP COLUMN full_name"));
+  EXPECT_TRUE(plan->rollback.empty());
+  EXPECT_EQ(plan->batch.rows, 2000);
+  EXPECT_EQ(plan->batch.target, absl::Milliseconds(150));
+  EXPECT_EQ(plan->batch.min_rows, 50);
+  EXPECT_EQ(plan->batch.max_rows, 50000);
+  EXPECT_EQ(plan->workers, 8);
+  const Throttle& t = plan->throttle;
+  EXPECT_EQ(t.interval, absl::Milliseconds(500));
+  EXPECT_EQ(t.max_replica_lag, absl::Seconds(2));
+  EXPECT_EQ(t.max_replica_lag_bytes, 16 << 20);
+  EXPECT_THAT(t.replicas, ElementsAre("host=replica1 password=s3cret", "host=replica2"));
+  EXPECT_EQ(t.max_lock_waiters, 1);
+  EXPECT_EQ(t.lock_timeout, absl::Milliseconds(100));
+  EXPECT_EQ(t.statement_timeout, absl::Minutes(1));
+  EXPECT_DOUBLE_EQ(t.max_rows_per_second, 2500.5);
+  EXPECT_EQ(t.max_wal_bytes_per_second, 64 << 20);
+  EXPECT_EQ(t.max_canary_latency, absl::Milliseconds(50));
+  EXPECT_EQ(t.canary, "SELECT 1");
+  EXPECT_EQ(t.query, "SELECT count(*) > 10 FROM pg_stat_activity");
+  EXPECT_FALSE(plan->verify);
+}
+
+TEST(ParsePlanTest, CopyPlanRoundTrips) {
+  absl::StatusOr<Plan> plan = Parse(R"(version: 1
+name: users_v2
+table: public.users
+into: archive."Users V2"
+columns:
+  id: id
+  email: lower(email)
+on_conflict: update
+where: deleted_at IS NULL
+source_dsn: host=old
+target_dsn: host=new dbname=${DB:-app}
+)");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->mode, Mode::kCopy);
+  ASSERT_TRUE(plan->into.has_value());
+  EXPECT_EQ(*plan->into, (QualifiedName{"archive", "Users V2"}));
+  ASSERT_EQ(plan->columns.size(), 2u);
+  EXPECT_EQ(plan->columns[1].column, "email");
+  EXPECT_EQ(plan->columns[1].expression, "lower(email)");
+  EXPECT_EQ(plan->on_conflict, OnConflict::kUpdate);
+  EXPECT_EQ(plan->where, "deleted_at IS NULL");
+  EXPECT_EQ(plan->source_dsn, "host=old");
+  EXPECT_EQ(plan->target_dsn, "host=new dbname=app");
+  EXPECT_TRUE(plan->set.empty());
+  EXPECT_FALSE(plan->dual_write);
+}
+
+TEST(ParsePlanTest, CopyPlanWithoutColumnsMeansAllCommonColumns) {
+  absl::StatusOr<Plan> plan =
+      Parse("version: 1\nname: j\ntable: a\ninto: b\non_conflict: skip\n");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_TRUE(plan->columns.empty());
+  EXPECT_EQ(plan->on_conflict, OnConflict::kSkip);
+}
+
+TEST(ParsePlanTest, DefaultsMatchTheModel) {
+  absl::StatusOr<Plan> plan = Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\n");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const Plan defaults;
+  EXPECT_EQ(plan->table, (QualifiedName{"", "t"}));
+  EXPECT_TRUE(plan->key.empty());
+  EXPECT_EQ(plan->dsn, "");
+  EXPECT_EQ(plan->batch.rows, defaults.batch.rows);
+  EXPECT_EQ(plan->batch.target, defaults.batch.target);
+  EXPECT_EQ(plan->workers, defaults.workers);
+  EXPECT_EQ(plan->throttle.lock_timeout, defaults.throttle.lock_timeout);
+  EXPECT_EQ(plan->throttle.max_replica_lag, defaults.throttle.max_replica_lag);
+  EXPECT_TRUE(plan->verify);
+  EXPECT_FALSE(plan->dual_write);
+  EXPECT_EQ(plan->on_conflict, OnConflict::kError);
+}
+
+TEST(ParsePlanTest, KeyAsSingleStringAndCompositeList) {
+  absl::StatusOr<Plan> one = Parse("version: 1\nname: j\ntable: t\nkey: Id\nset: {a: '1'}\n");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_THAT(one->key, ElementsAre("id"));
+  absl::StatusOr<Plan> two =
+      Parse("version: 1\nname: j\ntable: t\nkey: [tenant_id, '\"Order No\"']\nset: {a: '1'}\n");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_THAT(two->key, ElementsAre("tenant_id", "Order No"));
+}
+
+TEST(ParsePlanTest, BatchDefaultsGiveWayToExplicitValues) {
+  absl::StatusOr<Plan> small =
+      Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\nbatch: {max_rows: 1000}\n");
+  ASSERT_TRUE(small.ok()) << small.status();
+  EXPECT_EQ(small->batch.rows, 1000);
+  EXPECT_EQ(small->batch.min_rows, 100);
+  absl::StatusOr<Plan> tiny =
+      Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\nbatch: {rows: 10}\n");
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  EXPECT_EQ(tiny->batch.min_rows, 10);
+  absl::StatusOr<Plan> huge =
+      Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\nbatch: {min_rows: 200000}\n");
+  ASSERT_TRUE(huge.ok()) << huge.status();
+  EXPECT_EQ(huge->batch.rows, 200000);
+  EXPECT_EQ(huge->batch.max_rows, 200000);
+}
+
+TEST(ParsePlanTest, ZeroDurationsAndEmptyThrottleValuesAreAccepted) {
+  absl::StatusOr<Plan> plan = Parse(R"(version: 1
+name: j
+table: t
+set: {a: '1'}
+throttle: {max_replica_lag: 0, max_canary_latency: 0, query: "", replicas: []}
+)");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->throttle.max_replica_lag, absl::ZeroDuration());
+  EXPECT_EQ(plan->throttle.query, "");
+  EXPECT_TRUE(plan->throttle.replicas.empty());
+}
+
+// --- Errors: `file:line: key: what` --------------------------------------------------------
+
+TEST(ParsePlanErrorTest, YamlSyntaxErrorPointsAtTheLine) {
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\nset: [a\ntable: t\n"),
+              HasSubstr("plan.yaml:4: invalid YAML:"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\n  table: t\n"),
+              HasSubstr("plan.yaml:3: invalid YAML: illegal map value"));
+}
+
+TEST(ParsePlanErrorTest, EmptyAndNonMappingDocuments) {
+  EXPECT_THAT(ErrorOf(""), HasSubstr("plan.yaml:1: the plan is empty"));
+  EXPECT_THAT(ErrorOf("# only a comment\n"), HasSubstr("plan.yaml:1: the plan is empty"));
+  EXPECT_THAT(ErrorOf("- version: 1\n"), HasSubstr("plan.yaml:1: the plan must be a mapping"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\n---\nversion: 1\n"),
+              HasSubstr("plan.yaml:6: a second YAML document"));
+}
+
+TEST(ParsePlanErrorTest, InputThatHangsYamlCppLoadAllIsRefused) {
+  // yaml-cpp 0.7's LoadAll never returns on these (jbeder/yaml-cpp#1040).
+  EXPECT_THAT(ErrorOf(","), HasSubstr("plan.yaml:1: invalid YAML"));
+  EXPECT_THAT(ErrorOf("# comment\n,\n"), HasSubstr("plan.yaml:2: invalid YAML"));
+  EXPECT_THAT(ErrorOf("version: 1\n,\n"), HasSubstr("plan.yaml:2: invalid YAML"));
+}
+
+TEST(ParsePlanErrorTest, UnknownKeysSuggestAtEveryLevel) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntabel: t\nset: {a: b}\n"),
+            "plan.yaml:3: tabel: unknown key (did you mean \"table\"?)");
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nwokers: 4\n"),
+              HasSubstr("plan.yaml:5: wokers: unknown key (did you mean \"workers\"?)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch:\n  row: 10\n"),
+              HasSubstr("plan.yaml:6: batch.row: unknown key (did you mean \"rows\"?)"));
+  EXPECT_THAT(
+      ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  lock_timout: 1s\n"),
+      HasSubstr("plan.yaml:6: throttle.lock_timout: unknown key (did you mean "
+                "\"lock_timeout\"?)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  "
+                      "max_replica_lga: 1s\n"),
+              HasSubstr("did you mean \"max_replica_lag\"?"));
+}
+
+TEST(ParsePlanErrorTest, MisplacedKeysNameTheirSection) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nlock_timeout: 1s\n"),
+            "plan.yaml:5: lock_timeout: unknown key (lock_timeout belongs under throttle:)");
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch: {workers: 2}\n"),
+            "plan.yaml:5: batch.workers: unknown key (workers is a top-level key)");
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch: {size: 2}\n"),
+              HasSubstr("batch.size: unknown key (batch takes: rows, target, min_rows, "
+                        "max_rows)"));
+}
+
+TEST(ParsePlanErrorTest, DuplicateKeys) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\ntable: u\n"),
+            "plan.yaml:5: table: given twice (first at line 3); remove one");
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch:\n  rows: 1\n"
+                      "  rows: 2\n"),
+              HasSubstr("plan.yaml:7: batch.rows: given twice (first at line 6)"));
+}
+
+TEST(ParsePlanErrorTest, DuplicateColumnsInSetIncludingFoldedSpellings) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset:\n  a: '1'\n  a: '2'\n"),
+            "plan.yaml:6: set.a: column \"a\" is given twice (first at line 5)");
+  EXPECT_THAT(
+      ErrorOf("version: 1\nname: j\ntable: t\nset:\n  First_Name: x\n  '\"first_name\"': y\n"),
+      HasSubstr("plan.yaml:6: set.\"first_name\": column \"first_name\" is given twice "
+                "(first at line 5)"));
+  // Quoted names keep their case, so these are two columns.
+  EXPECT_TRUE(Parse("version: 1\nname: j\ntable: t\nset:\n  a: x\n  '\"A\"': y\n").ok());
+}
+
+TEST(ParsePlanErrorTest, WrongTypes) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nworkers: many\n"),
+            "plan.yaml:5: workers: must be an integer between 1 and 256, got \"many\"");
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: [a]\n"),
+            "plan.yaml:4: set: must be a mapping of column: SQL expression, got a list");
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\ndual_write: maybe\n"),
+            "plan.yaml:5: dual_write: must be true or false, got \"maybe\"");
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: [t]\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:3: table: must be a string, got a list"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch: 500\n"),
+              HasSubstr("plan.yaml:5: batch: must be a mapping such as"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nverify: 1x\n"),
+              HasSubstr("plan.yaml:5: verify: must be true or false"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n"
+                      "  max_rows_per_second: fast\n"),
+              HasSubstr("plan.yaml:6: throttle.max_rows_per_second: must be a non-negative "
+                        "number, got \"fast\""));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n"
+                      "  max_wal_bytes_per_second: 5 parsecs\n"),
+              HasSubstr("plan.yaml:6: throttle.max_wal_bytes_per_second: must be a byte count"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\non_conflict: skip\n"),
+              HasSubstr("plan.yaml:5: on_conflict: only applies with into (copy mode)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\ninto: u\non_conflict: ignore\n"),
+              HasSubstr("plan.yaml:5: on_conflict: must be error, skip or update, got "
+                        "\"ignore\""));
+}
+
+TEST(ParsePlanErrorTest, SqlThatYamlReadsAsAMappingGetsAQuotingHint) {
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nexpand:\n  - x: y\n"),
+              HasSubstr("plan.yaml:6: expand: entry 1 must be a string, got a mapping (text "
+                        "containing \": \""));
+}
+
+TEST(ParsePlanErrorTest, BadDurations) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch:\n  target: 5x\n"),
+            "plan.yaml:6: batch.target: must be a duration such as 200ms, 5s or 1m, got "
+            "\"5x\"");
+  EXPECT_EQ(
+      ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  max_replica_lag: -1s\n"),
+      "plan.yaml:6: throttle.max_replica_lag: must not be negative, got \"-1s\"");
+  EXPECT_THAT(
+      ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  lock_timeout: 0\n"),
+      HasSubstr("plan.yaml:6: throttle.lock_timeout: must be at least 1ms (0 would turn "
+                "PostgreSQL's timeout off), got \"0\""));
+  EXPECT_THAT(
+      ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  statement_timeout: 0s\n"),
+      HasSubstr("plan.yaml:6: throttle.statement_timeout: must be at least 1ms"));
+  EXPECT_THAT(
+      ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  interval: 5\n"),
+      HasSubstr("plan.yaml:6: throttle.interval: needs a unit (ms, s, m or h)"));
+}
+
+TEST(ParsePlanErrorTest, MissingRequiredKeys) {
+  EXPECT_THAT(ErrorOf("# header\nname: j\ntable: t\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:2: version: missing"));
+  EXPECT_THAT(ErrorOf("version: 1\ntable: t\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:1: name: missing"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:1: table: missing"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\n"),
+              HasSubstr("plan.yaml:1: set: missing; give set (update columns of table in "
+                        "place) or into"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable:\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:3: table: has no value"));
+}
+
+TEST(ParsePlanErrorTest, VersionAndName) {
+  EXPECT_EQ(ErrorOf("version: 2\nname: j\ntable: t\nset: {a: b}\n"),
+            "plan.yaml:1: version: unsupported version 2; this pgbackfill reads version 1");
+  EXPECT_THAT(ErrorOf("version: one\nname: j\ntable: t\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:1: version: must be 1, got \"one\""));
+  EXPECT_THAT(ErrorOf("version: 1\nname: users split\ntable: t\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:2: name: must be 1 to 63 characters"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: " + std::string(64, 'x') + "\ntable: t\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:2: name: must be 1 to 63 characters"));
+}
+
+TEST(ParsePlanErrorTest, EmptySetAndEmptyExpressions) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {}\n"),
+            "plan.yaml:4: set: is empty; give at least one column: SQL expression");
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset:\n  a: x\n  first_name:\n"),
+              HasSubstr("plan.yaml:6: set.first_name: empty expression (for SQL NULL write "
+                        "'NULL' in quotes"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset:\n  a: \"  \"\n"),
+              HasSubstr("plan.yaml:5: set.a: empty expression"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\ninto: u\ncolumns:\n  a:\n"),
+              HasSubstr("plan.yaml:6: columns.a: empty expression"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nexpand: ['']\n"),
+              HasSubstr("plan.yaml:5: expand: entry 1 is empty"));
+  // SQL NULL, quoted, is a fine expression.
+  absl::StatusOr<Plan> plan = Parse("version: 1\nname: j\ntable: t\nset: {a: 'NULL'}\n");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->set[0].expression, "NULL");
+}
+
+TEST(ParsePlanErrorTest, ConflictingModes) {
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\ninto: u\n"),
+              HasSubstr("plan.yaml:5: into: cannot be combined with set (line 4)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\ncolumns: {a: b}\n"),
+              HasSubstr("plan.yaml:5: columns: only applies with into (copy mode)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\ninto: u\ndual_write: true\n"),
+              HasSubstr("plan.yaml:5: dual_write: only applies with set (update mode); copy "
+                        "mode always installs the trigger"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nsource_dsn: host=x\n"),
+              HasSubstr("plan.yaml:5: source_dsn: only applies with into (copy mode)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\ntarget_dsn: host=x\n"),
+              HasSubstr("plan.yaml:5: target_dsn: only applies with into"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: public.t\ninto: public.t\n"),
+              HasSubstr("plan.yaml:4: into: names the same table as table"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\ninto: u\ncolumns: {}\n"),
+              HasSubstr("plan.yaml:5: columns: is empty"));
+}
+
+TEST(ParsePlanErrorTest, SizesMustBePositiveAndOrdered) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch:\n  rows: -5\n"),
+            "plan.yaml:6: batch.rows: must be a positive integer, got \"-5\"");
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch: {rows: 0}\n"),
+              HasSubstr("plan.yaml:5: batch.rows: must be a positive integer, got \"0\""));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nworkers: 0\n"),
+              HasSubstr("plan.yaml:5: workers: must be an integer between 1 and 256"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nworkers: -2\n"),
+              HasSubstr("plan.yaml:5: workers:"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch:\n  min_rows: 10\n"
+                      "  max_rows: 100\n  rows: 500\n"),
+              HasSubstr("plan.yaml:8: batch.rows: must not exceed batch.max_rows (100), got "
+                        "500"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch:\n  min_rows: 10\n"
+                      "  rows: 5\n"),
+              HasSubstr("plan.yaml:7: batch.rows: must be at least batch.min_rows (10), got 5"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch:\n  min_rows: 1000\n"
+                      "  max_rows: 10\n"),
+              HasSubstr("plan.yaml:6: batch.min_rows: must not exceed batch.max_rows (10)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n"
+                      "  max_lock_waiters: -1\n"),
+              HasSubstr("plan.yaml:6: throttle.max_lock_waiters: must be a non-negative "
+                        "integer"));
+}
+
+TEST(ParsePlanErrorTest, MalformedIdentifiersPointAtTheKey) {
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: '\"Users'\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:3: table: unterminated quoted identifier"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: public.\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:3: table: empty name part"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: db.public.users\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:3: table: too many dots"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\ninto: my-table\n"),
+              HasSubstr("plan.yaml:4: into: unexpected character '-'"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nkey:\n  - id\n  - '\"x'\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:6: key: unterminated quoted identifier"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nkey: [id, ID]\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:4: key: column \"id\" is listed twice"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nkey: []\nset: {a: b}\n"),
+              HasSubstr("plan.yaml:4: key: is an empty list"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nkey: a, b\nset: {a: b}\n"),
+              HasSubstr("give several columns as a list: key: [a, b]"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset:\n  x: '1'\n  a.b: '2'\n"),
+              HasSubstr("plan.yaml:6: set.a.b: expected a single name"));
+}
+
+TEST(ParsePlanEnvTest, ExpandsOnlyConnectionStrings) {
+  absl::StatusOr<Plan> plan = Parse(R"(version: 1
+name: j
+dsn: "host=db password=${PGPASSWORD_X} user=${PGUSER:-backfill} note=$$HOME"
+table: t
+set: {a: "'${NOT_EXPANDED}' || $$x$$"}
+where: b <> '${ALSO_NOT}'
+)");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->dsn, "host=db password=s3cret user=backfill note=$HOME");
+  EXPECT_EQ(plan->set[0].expression, "'${NOT_EXPANDED}' || $$x$$");
+  EXPECT_EQ(plan->where, "b <> '${ALSO_NOT}'");
+}
+
+TEST(ParsePlanEnvTest, UnsetVariableIsAnErrorNamingIt) {
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ndsn: host=x password=${PGPASSWORD_Y}\ntable: t\n"
+                    "set: {a: b}\n"),
+            "plan.yaml:3: dsn: environment variable PGPASSWORD_Y is not set");
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  replicas:\n"
+                      "    - host=r1\n    - host=${REPLICA2}\n"),
+              HasSubstr("plan.yaml:8: throttle.replicas: environment variable REPLICA2 is not "
+                        "set"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\ninto: u\ntarget_dsn: ${TARGET\n"),
+              HasSubstr("plan.yaml:5: target_dsn: unterminated \"${\""));
+}
+
+TEST(LoadPlanFileTest, ReadsTheFileAndNamesItInErrors) {
+  const std::string path = ::testing::TempDir() + "/pgbackfill_plan_test.yaml";
+  {
+    std::ofstream out(path);
+    out << "version: 1\nname: j\ntable: t\nset: {a: b}\nworkers: zero\n";
+  }
+  absl::StatusOr<Plan> plan = LoadPlanFile(path, FakeEnv({}));
+  ASSERT_FALSE(plan.ok());
+  EXPECT_THAT(plan.status().message(), HasSubstr(path + ":5: workers:"));
+  std::remove(path.c_str());
+
+  absl::StatusOr<Plan> missing = LoadPlanFile(path, FakeEnv({}));
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(missing.status().message(), HasSubstr("cannot read plan file"));
+}
+
+}  // namespace
+}  // namespace pgbackfill::plan
