@@ -39,13 +39,15 @@ TEST(BatchParamsTest, LayoutFollowsBoundedEnds) {
 TEST(BuildUpdateBatchTest, BoundedIntegerRange) {
   const std::string sql = BuildUpdateBatch(UsersSpec(), {true, true});
   EXPECT_THAT(sql, AllOf(HasSubstr("SELECT \"id\" FROM \"public\".\"users\"\n"
-                                   "  WHERE (\"id\") > ($1::bigint) AND (\"id\") <= ($2::bigint)"),
+                                   "  WHERE EXISTS (SELECT FROM claim) AND (\"id\") > ($1::bigint)"
+                                   " AND (\"id\") <= ($2::bigint)"),
                          HasSubstr("OFFSET $3::bigint - 1 LIMIT 1"),
                          HasSubstr("UPDATE \"public\".\"users\" AS t SET \"first_name\" = "
                                    "(split_part(full_name, ' ', 1))"),
                          HasSubstr("(t.\"id\") > ($1::bigint)"),
                          HasSubstr("(t.\"id\") <= (SELECT \"id\" FROM bound)"),
-                         HasSubstr("UNION ALL\n  SELECT $2::bigint, true WHERE NOT EXISTS (SELECT FROM batch_end)"),
+                         HasSubstr("UNION ALL\n  SELECT $2::bigint, true WHERE NOT EXISTS (SELECT FROM "
+                                   "batch_end) AND EXISTS (SELECT FROM claim)"),
                          HasSubstr("ARRAY[\"id\"::text] FROM bound"),
                          HasSubstr("r.job_name = $4::text AND r.range_id = $5::int"),
                          HasSubstr("done_upto IS NOT DISTINCT FROM $6::text[]\n     FOR UPDATE")));
