@@ -125,7 +125,13 @@ int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err
       err << "pgbackfill: " << ranges.status().message() << "\n";
       return kExitError;
     }
-    list.push_back(JobJson(job, *ranges, !options.job.empty()));
+    json entry = JobJson(job, *ranges, !options.job.empty());
+    if (job.state == "running") {
+      // A process killed with -9 cannot record its end; its advisory lock went with its session.
+      auto holder = store.LockHolderPid(job.name);
+      if (holder.ok() && *holder == 0) entry["state"] = "interrupted";
+    }
+    list.push_back(std::move(entry));
   }
   if (options.json) {
     out << json{{"jobs", list}}.dump() << "\n";

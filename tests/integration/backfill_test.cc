@@ -265,6 +265,16 @@ void KillNineLoop(const std::vector<std::string>& args, TestDatabase& db,
     ASSERT_EQ(twice, "0") << "after kill " << i;
   }
   EXPECT_GE(landed, 5) << "most kills should hit a running job; make the job longer";
+  // The killed process could not record its end; status must not claim it still runs.
+  std::string dsn;
+  for (size_t i = 0; i + 1 < args.size(); ++i) {
+    if (args[i] == "--dsn") dsn = args[i + 1];
+  }
+  CommandResult status = RunPgbackfill({"status", "--dsn", dsn, "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  json jobs = json::parse(status.out)["jobs"];
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_NE(jobs[0]["state"], "running");
   CommandResult finished = RunPgbackfill(args);
   ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
 }
