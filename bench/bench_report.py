@@ -48,8 +48,9 @@ def main():
     with open(args.results, encoding="utf-8") as results:
         records = [json.loads(line) for line in results if line.strip()]
 
+    all_runs = records
     update_rate = None
-    for rec in records:
+    for rec in all_runs:
         rec["seconds"] = rec["wall_ns"] / 1e9
         rec["rows_per_second"] = args.rows / rec["seconds"] if rec["seconds"] > 0 else 0.0
         rec["client_cpu_s"] = rec["client_user_s"] + rec["client_sys_s"]
@@ -87,6 +88,8 @@ def main():
                 problems.append(f"rows {finished['rows']} != {args.rows}")
         rec["ok"] = not problems
         rec["problems"] = problems
+    records = medians(all_runs)
+    for rec in records:
         if rec["kind"] == "update" and rec["ok"]:
             update_rate = rec["rows_per_second"]
     for rec in records:
@@ -107,12 +110,14 @@ def main():
     print_table(header, rows, left=(0, len(header) - 1))
 
     print()
-    header2 = ("contender", "WAL MiB", "checkpoints", "autovacuum", "other CPU s", "batches",
+    header2 = ("contender", "runs", "seconds min-max", "WAL MiB", "checkpoints", "autovacuum", "other CPU s", "batches",
                "avg batch rows", "max batch rows", "engine rows/s")
     rows2 = []
     for rec in records:
         engine = rec.get("engine", {})
-        rows2.append((rec["name"], fmt(rec["wal_mib"], ",.0f"), str(rec["checkpoints"]),
+        rows2.append((rec["name"], str(rec["runs"]),
+                      f"{rec['seconds_min']:.1f}-{rec['seconds_max']:.1f}",
+                      fmt(rec["wal_mib"], ",.0f"), str(rec["checkpoints"]),
                       str(rec["autovacuum_count"]), fmt(rec["other_cpu_s"], ".1f"),
                       fmt(engine.get("batches"), "d"), fmt(engine.get("avg_batch_rows"), ",.0f"),
                       fmt(engine.get("batch_rows_max_seen"), ",d"),
@@ -133,13 +138,35 @@ def main():
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                         "mem_kib": mem_total_kib()},
             "contenders": records,
+            "runs": all_runs,
             "targets": targets,
         }
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(doc, out, indent=2)
             out.write("\n")
         print(f"\nwrote {args.json}")
-    return 0 if all(rec["ok"] for rec in records) else 1
+    return 0 if all(rec["ok"] for rec in all_runs) else 1
+
+
+def medians(runs):
+    """One record per contender, in first-seen order: its median run by wall time (the lower
+    middle one for an even count), FAIL when any of its runs failed."""
+    by_name = {}
+    for rec in runs:
+        by_name.setdefault(rec["name"], []).append(rec)
+    out = []
+    for name, group in by_name.items():
+        ordered = sorted(group, key=lambda r: r["seconds"])
+        median = dict(ordered[(len(ordered) - 1) // 2])
+        median["runs"] = len(group)
+        median["seconds_min"] = ordered[0]["seconds"]
+        median["seconds_max"] = ordered[-1]["seconds"]
+        failed = [r for r in group if not r["ok"]]
+        if failed:
+            median["ok"] = False
+            median["problems"] = sorted({p for r in failed for p in r["problems"]})
+        out.append(median)
+    return out
 
 
 def check_targets(records):

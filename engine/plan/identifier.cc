@@ -69,10 +69,10 @@ absl::StatusOr<std::string> ParsePart(std::string_view text, size_t& pos) {
       if (pos >= text.size() || text[pos] == '.') {
         return absl::InvalidArgumentError(absl::StrFormat("empty name part in \"%s\"", text));
       }
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "unexpected character '%c' in %s; quote names that are not plain words, "
-          "e.g. '\"My-Table\"' in YAML",
-          text[pos], text));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("unexpected character '%c' in %s; quote names that are not plain words, "
+                          "e.g. '\"My-Table\"' in YAML",
+                          text[pos], text));
     }
     const char first = text[start];
     if (absl::ascii_isdigit(static_cast<unsigned char>(first)) || first == '$') {
@@ -82,9 +82,9 @@ absl::StatusOr<std::string> ParsePart(std::string_view text, size_t& pos) {
     }
   }
   if (out.size() > kMaxIdentifierBytes) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "name \"%s\" is longer than %d bytes; PostgreSQL would truncate it", out,
-        kMaxIdentifierBytes));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("name \"%s\" is longer than %d bytes; PostgreSQL would truncate it", out,
+                        kMaxIdentifierBytes));
   }
   return out;
 }
@@ -101,10 +101,10 @@ absl::StatusOr<std::vector<std::string>> ParseParts(std::string_view text) {
     SkipSpaces(text, pos);
     if (pos == text.size()) break;
     if (text[pos] != '.') {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "unexpected character '%c' in %s; quote names that are not plain words, "
-          "e.g. '\"My-Table\"' in YAML",
-          text[pos], text));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("unexpected character '%c' in %s; quote names that are not plain words, "
+                          "e.g. '\"My-Table\"' in YAML",
+                          text[pos], text));
     }
     ++pos;
     SkipSpaces(text, pos);
@@ -117,8 +117,8 @@ absl::StatusOr<std::vector<std::string>> ParseParts(std::string_view text) {
 absl::StatusOr<std::string> ParseIdentifier(std::string_view text) {
   ASSIGN_OR_RETURN(std::vector<std::string> parts, ParseParts(text));
   if (parts.size() != 1) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "expected a single name, got %s (quote a name that contains a dot)", text));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("expected a single name, got %s (quote a name that contains a dot)", text));
   }
   return std::move(parts.front());
 }
@@ -130,8 +130,7 @@ absl::StatusOr<QualifiedName> ParseQualifiedName(std::string_view text) {
     return QualifiedName{.schema = std::move(parts[0]), .name = std::move(parts[1])};
   }
   return absl::InvalidArgumentError(absl::StrFormat(
-      "too many dots in %s; expected name or schema.name (the database comes from the DSN)",
-      text));
+      "too many dots in %s; expected name or schema.name (the database comes from the DSN)", text));
 }
 
 }  // namespace pgbackfill::plan

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <span>
 #include <sstream>
 #include <utility>
@@ -17,26 +18,35 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "pgbackfill/plan/suggest.h"
 #include "pgbackfill/plan/units.h"
-#include "pgbackfill/util/strings.h"
 #include "pgbackfill/util/status.h"
+#include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::plan {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {
-    "version", "name",        "dsn",        "table",      "key",    "set",      "where",
-    "dual_write", "into",     "columns",    "on_conflict", "source_dsn", "target_dsn",
-    "expand",  "contract",    "rollback",   "batch",      "workers", "throttle", "verify"};
+    "version",    "name",     "dsn",     "table",       "key",        "set",        "where",
+    "dual_write", "into",     "columns", "on_conflict", "source_dsn", "target_dsn", "expand",
+    "contract",   "rollback", "batch",   "workers",     "throttle",   "verify"};
 constexpr std::string_view kBatchKeys[] = {"rows", "target", "min_rows", "max_rows"};
-constexpr std::string_view kThrottleKeys[] = {
-    "interval",     "max_replica_lag",     "max_replica_lag_bytes",    "replicas",
-    "max_lock_waiters", "lock_timeout",    "statement_timeout",        "max_rows_per_second",
-    "max_wal_bytes_per_second", "max_canary_latency", "canary",        "query"};
+constexpr std::string_view kThrottleKeys[] = {"interval",
+                                              "max_replica_lag",
+                                              "max_replica_lag_bytes",
+                                              "replicas",
+                                              "max_lock_waiters",
+                                              "lock_timeout",
+                                              "statement_timeout",
+                                              "max_rows_per_second",
+                                              "max_wal_bytes_per_second",
+                                              "max_canary_latency",
+                                              "canary",
+                                              "query"};
 
 struct Section {
   std::string_view name;  // empty for the top level
@@ -96,8 +106,7 @@ std::string Trim(std::string_view text) {
 bool IsValidJobName(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameLength) return false;
   return std::all_of(name.begin(), name.end(), [](char c) {
-    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' ||
-           c == '-';
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
   });
 }
 
@@ -154,8 +163,7 @@ int FirstContentLine(std::string_view text) {
   for (std::string_view rest = text; !rest.empty();) {
     ++line;
     const size_t end = rest.find('\n');
-    const std::string_view current =
-        ToStd(absl::StripAsciiWhitespace(ToAbsl(rest.substr(0, end))));
+    const std::string_view current = ToStd(absl::StripAsciiWhitespace(ToAbsl(rest.substr(0, end))));
     rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
     if (current.empty() || current.front() == '#' || current == "---" || current == "...") {
       continue;
@@ -173,16 +181,16 @@ class Parser {
     try {
       RETURN_IF_ERROR(CheckSingleDocument(text));
       const YAML::Node root = YAML::Load(std::string(text));
-      return ParseRoot(root, text);
+      ASSIGN_OR_RETURN(Plan plan, ParseRoot(root, text));
+      plan.text = std::string(text);
+      return plan;
     } catch (const YAML::Exception& e) {
       // Syntax errors, and anything else yaml-cpp throws: no exception leaves this module.
       if (e.mark.is_null()) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("%s:1: invalid YAML: %s", file_, e.msg));
+        return absl::InvalidArgumentError(absl::StrFormat("%s:1: invalid YAML: %s", file_, e.msg));
       }
       return absl::InvalidArgumentError(absl::StrFormat(
-          "%s:%d: invalid YAML: %s (column %d)", file_, e.mark.line + 1, e.msg,
-          e.mark.column + 1));
+          "%s:%d: invalid YAML: %s (column %d)", file_, e.mark.line + 1, e.msg, e.mark.column + 1));
     }
   }
 
@@ -205,8 +213,8 @@ class Parser {
       if (!parser.HandleNextDocument(scanner) || !scanner.has_content()) break;
       if (++documents == 2) {
         return absl::InvalidArgumentError(absl::StrFormat(
-            "%s:%d: a second YAML document starts here; a plan file holds exactly one plan",
-            file_, scanner.content_line()));
+            "%s:%d: a second YAML document starts here; a plan file holds exactly one plan", file_,
+            scanner.content_line()));
       }
     }
     return absl::OkStatus();
@@ -252,14 +260,14 @@ class Parser {
                   .path = absl::StrCat(prefix, key.Scalar()),
                   .line = line,
                   .value = it->second};
-      if (std::find(section.keys.begin(), section.keys.end(), entry.name) ==
-          section.keys.end()) {
+      if (std::find(section.keys.begin(), section.keys.end(), entry.name) == section.keys.end()) {
         return Error(entry, absl::StrCat("unknown key", UnknownKeyHint(entry.name, section)));
       }
       if (const Entry* first = Find(entries, entry.name)) {
-        return Error(entry, absl::StrFormat("given twice (first at line %d); remove one",
-                                            first->line));
+        return Error(entry,
+                     absl::StrFormat("given twice (first at line %d); remove one", first->line));
       }
+      key_lines_[entry.path] = entry.line;
       entries.push_back(std::move(entry));
     }
     return entries;
@@ -293,8 +301,8 @@ class Parser {
       return Error(entry, "has no value; give one or remove the key");
     }
     if (!entry.value.IsScalar()) {
-      return Error(entry, absl::StrCat("must be a string, got ", Describe(entry.value),
-                                       kQuoteHint));
+      return Error(entry,
+                   absl::StrCat("must be a string, got ", Describe(entry.value), kQuoteHint));
     }
     return entry.value.Scalar();
   }
@@ -306,8 +314,8 @@ class Parser {
 
   absl::StatusOr<int64_t> Integer(const Entry& entry, int64_t min, int64_t max) const {
     int64_t value = 0;
-    if (!entry.value.IsScalar() || !absl::SimpleAtoi(entry.value.Scalar(), &value) ||
-        value < min || value > max) {
+    if (!entry.value.IsScalar() || !absl::SimpleAtoi(entry.value.Scalar(), &value) || value < min ||
+        value > max) {
       return Error(entry, absl::StrFormat("must be %s, got %s", IntegerRange(min, max),
                                           Describe(entry.value)));
     }
@@ -335,17 +343,17 @@ class Parser {
     absl::StatusOr<absl::Duration> value = ParseDurationValue(entry.value.Scalar());
     if (!value.ok()) return Error(entry, ToStd(value.status().message()));
     if (*value < minimum) {
-      return Error(entry, absl::StrFormat("must be at least %s%s, got \"%s\"",
-                                          absl::FormatDuration(minimum), why,
-                                          entry.value.Scalar()));
+      return Error(
+          entry, absl::StrFormat("must be at least %s%s, got \"%s\"", absl::FormatDuration(minimum),
+                                 why, entry.value.Scalar()));
     }
     return *value;
   }
 
   absl::StatusOr<int64_t> ByteSize(const Entry& entry) const {
     if (!entry.value.IsScalar()) {
-      return Error(entry, absl::StrCat("must be a byte count such as 16MB, got ",
-                                       Describe(entry.value)));
+      return Error(entry,
+                   absl::StrCat("must be a byte count such as 16MB, got ", Describe(entry.value)));
     }
     absl::StatusOr<int64_t> value = ParseByteSize(entry.value.Scalar());
     if (!value.ok()) return Error(entry, ToStd(value.status().message()));
@@ -356,8 +364,8 @@ class Parser {
     double value = 0;
     if (!entry.value.IsScalar() || !absl::SimpleAtod(entry.value.Scalar(), &value) ||
         !std::isfinite(value) || value < 0) {
-      return Error(entry, absl::StrCat("must be a non-negative number, got ",
-                                       Describe(entry.value)));
+      return Error(entry,
+                   absl::StrCat("must be a non-negative number, got ", Describe(entry.value)));
     }
     return value;
   }
@@ -406,7 +414,7 @@ class Parser {
   }
 
   // `column: expression` pairs of `set` or `columns`.
-  absl::StatusOr<std::vector<Assignment>> Assignments(const Entry& entry) const {
+  absl::StatusOr<std::vector<Assignment>> Assignments(const Entry& entry) {
     if (!entry.value.IsMap()) {
       return Error(entry, absl::StrCat("must be a mapping of column: SQL expression, got ",
                                        Describe(entry.value)));
@@ -431,8 +439,8 @@ class Parser {
       for (const Assignment& earlier : out) {
         if (earlier.column == *column) {
           return Error(line, path,
-                       absl::StrFormat("column \"%s\" is given twice (first at line %d)",
-                                       *column, earlier.line));
+                       absl::StrFormat("column \"%s\" is given twice (first at line %d)", *column,
+                                       earlier.line));
         }
       }
       if (value.IsNull()) {
@@ -441,11 +449,14 @@ class Parser {
                      "bare null or nothing as no value)");
       }
       if (!value.IsScalar()) {
-        return Error(line, path, absl::StrCat("must be a SQL expression string, got ",
-                                              Describe(value), kQuoteHint));
+        return Error(
+            line, path,
+            absl::StrCat("must be a SQL expression string, got ", Describe(value), kQuoteHint));
       }
       std::string expression = Trim(value.Scalar());
       if (expression.empty()) return Error(line, path, "empty expression");
+      // Later checks address the column by its catalog spelling, not as written.
+      key_lines_[absl::StrFormat("%s.%s", entry.path, *column)] = line;
       out.push_back(Assignment{
           .column = *std::move(column), .expression = std::move(expression), .line = line});
     }
@@ -491,8 +502,9 @@ class Parser {
 
     const Entry* table = Find(entries, "table");
     if (table == nullptr) {
-      return Error(root_line_, "table", "missing; name the table to backfill, e.g. "
-                                        "table: public.users");
+      return Error(root_line_, "table",
+                   "missing; name the table to backfill, e.g. "
+                   "table: public.users");
     }
     ASSIGN_OR_RETURN(plan.table, Relation(*table));
 
@@ -504,9 +516,9 @@ class Parser {
       ASSIGN_OR_RETURN(plan.where, Sql(*where));
     }
 
-    for (auto [field, list] : {std::pair{"expand", &plan.expand},
-                               std::pair{"contract", &plan.contract},
-                               std::pair{"rollback", &plan.rollback}}) {
+    for (auto [field, list] :
+         {std::pair{"expand", &plan.expand}, std::pair{"contract", &plan.contract},
+          std::pair{"rollback", &plan.rollback}}) {
       if (const Entry* entry = Find(entries, field)) {
         ASSIGN_OR_RETURN(auto statements, StringList(*entry));
         for (auto& [statement, line] : statements) list->push_back(std::move(statement));
@@ -524,31 +536,35 @@ class Parser {
     if (const Entry* verify = Find(entries, "verify")) {
       ASSIGN_OR_RETURN(plan.verify, Bool(*verify));
     }
+    plan.key_lines = std::move(key_lines_);
     return plan;
   }
 
   absl::Status ParseKey(const Entry& entry, Plan& plan) const {
     std::vector<std::pair<std::string, int>> items;
     if (entry.value.IsSequence() && entry.value.size() == 0) {
-      return Error(entry, "is an empty list; name at least one column, or remove key to use "
-                          "the primary key");
+      return Error(entry,
+                   "is an empty list; name at least one column, or remove key to use "
+                   "the primary key");
     }
     ASSIGN_OR_RETURN(items, StringList(entry));
-    std::vector<int> lines;
+    std::vector<int> lines;  // parallel to plan.key
     for (auto& [text, line] : items) {
       absl::StatusOr<std::string> column = ParseIdentifier(text);
       if (!column.ok()) {
-        return Error(line, entry.path, absl::StrCat(column.status().message(),
-                                                    entry.value.IsScalar()
-                                                        ? "; give several columns as a list: "
-                                                          "key: [a, b]"
-                                                        : ""));
+        const bool looks_like_a_list = entry.value.IsScalar() && absl::StrContains(text, ",");
+        return Error(line, entry.path,
+                     absl::StrCat(column.status().message(),
+                                  looks_like_a_list ? "; give several columns as a list: "
+                                                      "key: [a, b]"
+                                                    : ""));
       }
       const auto earlier = std::find(plan.key.begin(), plan.key.end(), *column);
       if (earlier != plan.key.end()) {
+        const size_t index = static_cast<size_t>(earlier - plan.key.begin());
         return Error(line, entry.path,
-                     absl::StrFormat("column \"%s\" is listed twice (first at line %d)",
-                                     *column, lines[static_cast<size_t>(earlier - plan.key.begin())]));
+                     absl::StrFormat("column \"%s\" is listed twice (first at line %d)", *column,
+                                     lines[index]));
       }
       plan.key.push_back(*std::move(column));
       lines.push_back(line);
@@ -557,14 +573,14 @@ class Parser {
   }
 
   // Update mode (`set`) or copy mode (`into`), and the keys that only make sense in one.
-  absl::Status ParseMode(const std::vector<Entry>& entries, Plan& plan) const {
+  absl::Status ParseMode(const std::vector<Entry>& entries, Plan& plan) {
     const Entry* set = Find(entries, "set");
     const Entry* into = Find(entries, "into");
     if (set != nullptr && into != nullptr) {
-      return Error(*into, absl::StrFormat(
-                              "cannot be combined with set (line %d): set updates table in "
-                              "place, into copies it to another table; use one of them",
-                              set->line));
+      return Error(*into,
+                   absl::StrFormat("cannot be combined with set (line %d): set updates table in "
+                                   "place, into copies it to another table; use one of them",
+                                   set->line));
     }
     if (set == nullptr && into == nullptr) {
       return Error(root_line_, "set",
@@ -575,11 +591,11 @@ class Parser {
       plan.mode = Mode::kUpdate;
       for (std::string_view copy_only : {"columns", "on_conflict", "source_dsn", "target_dsn"}) {
         if (const Entry* entry = Find(entries, copy_only)) {
-          return Error(*entry, absl::StrFormat(
-                                   "only applies with into (copy mode); this plan updates %s "
-                                   "in place with set (line %d)%s",
-                                   TableText(entries), set->line,
-                                   copy_only.ends_with("dsn") ? "; use dsn" : ""));
+          return Error(*entry,
+                       absl::StrFormat("only applies with into (copy mode); this plan updates %s "
+                                       "in place with set (line %d)%s",
+                                       TableText(entries), set->line,
+                                       copy_only.ends_with("dsn") ? "; use dsn" : ""));
         }
       }
       ASSIGN_OR_RETURN(plan.set, Assignments(*set));
@@ -688,9 +704,9 @@ class Parser {
   }
 
   absl::Status ParseThrottle(const Entry& section, Throttle& throttle) {
-    ASSIGN_OR_RETURN(std::vector<Entry> entries,
-                     SectionEntries(section, kSections[2],
-                                    "{ max_replica_lag: 5s, lock_timeout: 200ms }"));
+    ASSIGN_OR_RETURN(
+        std::vector<Entry> entries,
+        SectionEntries(section, kSections[2], "{ max_replica_lag: 5s, lock_timeout: 200ms }"));
     // PostgreSQL reads 0 as "no timeout" and counts in whole milliseconds, so anything below
     // 1ms would silently switch the protection off.
     constexpr std::string_view kTimeoutWhy = " (0 would turn PostgreSQL's timeout off)";
@@ -705,8 +721,7 @@ class Parser {
       } else if (key == "replicas") {
         RETURN_IF_ERROR(ParseReplicas(entry, throttle));
       } else if (key == "max_lock_waiters") {
-        ASSIGN_OR_RETURN(const int64_t waiters,
-                         Integer(entry, 0, std::numeric_limits<int>::max()));
+        ASSIGN_OR_RETURN(const int64_t waiters, Integer(entry, 0, std::numeric_limits<int>::max()));
         throttle.max_lock_waiters = static_cast<int>(waiters);
       } else if (key == "lock_timeout") {
         ASSIGN_OR_RETURN(throttle.lock_timeout,
@@ -743,6 +758,7 @@ class Parser {
   std::string file_;
   const EnvLookup& env_;
   int root_line_ = 1;
+  std::map<std::string, int> key_lines_;  // becomes Plan::key_lines
 };
 
 }  // namespace

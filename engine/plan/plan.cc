@@ -68,9 +68,15 @@ std::string PlanHash(const Plan& plan) {
   hash.Assignments(plan.columns);
   // Spelled out rather than cast so reordering the enum cannot change stored hashes.
   switch (plan.on_conflict) {
-    case OnConflict::kError: hash.Uint64(0); break;
-    case OnConflict::kSkip: hash.Uint64(1); break;
-    case OnConflict::kUpdate: hash.Uint64(2); break;
+    case OnConflict::kError:
+      hash.Uint64(0);
+      break;
+    case OnConflict::kSkip:
+      hash.Uint64(1);
+      break;
+    case OnConflict::kUpdate:
+      hash.Uint64(2);
+      break;
   }
   return absl::StrFormat("%016x", hash.value());
 }

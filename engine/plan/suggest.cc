@@ -18,8 +18,7 @@ size_t EditDistance(std::string_view a, std::string_view b) {
       const char bj = absl::ascii_tolower(static_cast<unsigned char>(b[j - 1]));
       const size_t substitution = previous[j - 1] + (ai == bj ? 0 : 1);
       current[j] = std::min({previous[j] + 1, current[j - 1] + 1, substitution});
-      if (i > 1 && j > 1 &&
-          ai == absl::ascii_tolower(static_cast<unsigned char>(b[j - 2])) &&
+      if (i > 1 && j > 1 && ai == absl::ascii_tolower(static_cast<unsigned char>(b[j - 2])) &&
           absl::ascii_tolower(static_cast<unsigned char>(a[i - 2])) == bj) {
         current[j] = std::min(current[j], before[j - 2] + 1);
       }
@@ -37,8 +36,7 @@ std::optional<std::string_view> Suggest(std::string_view word,
   for (std::string_view candidate : candidates) {
     // A third of the shorter word, at least one edit and at most three: enough for typos
     // ("wokers", "max_replica_lga") without suggesting "set" for "key".
-    const size_t limit =
-        std::clamp<size_t>(std::min(word.size(), candidate.size()) / 3, 1, 3);
+    const size_t limit = std::clamp<size_t>(std::min(word.size(), candidate.size()) / 3, 1, 3);
     const size_t distance = EditDistance(word, candidate);
     if (distance > limit) continue;
     if (!best || distance < best_distance) {

@@ -23,12 +23,10 @@ absl::StatusOr<absl::Duration> ParseDurationValue(std::string_view text) {
         absl::StrFormat("must be a duration such as 200ms, 5s or 1m, got \"%s\"", text));
   }
   if (value < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("must not be negative, got \"%s\"", text));
+    return absl::InvalidArgumentError(absl::StrFormat("must not be negative, got \"%s\"", text));
   }
   if (value == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("must be finite, got \"%s\"", text));
+    return absl::InvalidArgumentError(absl::StrFormat("must be finite, got \"%s\"", text));
   }
   return value;
 }
@@ -41,8 +39,11 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text) {
   // PostgreSQL's spelling and 1024 multiples, so values can be copied from postgresql.conf or
   // pg_size_pretty() output. Longest suffixes first: "B" would otherwise match "kB".
   static constexpr Unit kUnits[] = {
-      {"TB", int64_t{1} << 40}, {"GB", int64_t{1} << 30}, {"MB", int64_t{1} << 20},
-      {"kB", int64_t{1} << 10}, {"B", 1},
+      {"TB", int64_t{1} << 40},
+      {"GB", int64_t{1} << 30},
+      {"MB", int64_t{1} << 20},
+      {"kB", int64_t{1} << 10},
+      {"B", 1},
   };
   std::string_view number = text;
   int64_t factor = 1;
@@ -55,8 +56,7 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text) {
     }
   }
   if (number.starts_with('-')) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("must not be negative, got \"%s\"", text));
+    return absl::InvalidArgumentError(absl::StrFormat("must not be negative, got \"%s\"", text));
   }
   int64_t value = 0;
   if (number.empty() || !absl::ascii_isdigit(static_cast<unsigned char>(number.front())) ||

@@ -14,7 +14,8 @@ bench_server_ticks() {
   read -r -a fields <<<"${rest}"
   total=$((fields[11] + fields[12] + fields[13] + fields[14]))
   for f in /proc/[0-9]*/stat; do
-    stat="$(<"${f}")" 2>/dev/null || continue
+    # A process may exit between the glob and the read.
+    { stat="$(<"${f}")"; } 2>/dev/null || continue
     rest="${stat##*) }"
     read -r -a fields <<<"${rest}"
     if [[ "${fields[1]}" == "${POSTMASTER_PID}" ]]; then
@@ -59,7 +60,7 @@ bench_sample_after() {
 # One JSON object: the contender's raw measurements. GNU time files hold "%e %U %S %M" (one per
 # client process); bench/bench_report.py derives rates, ratios and percentages from this.
 bench_record() {
-  local name="$1" kind="$2" arg="$3" status="$4" bad="$5" autovac="$6" log="$7"
+  local name="$1" kind="$2" arg="$3" status="$4" bad="$5" autovac="$6" log="$7" round="$8"
   local user=0 sys=0 rss=0 procs=0 f u s m
   for f in "${WORK}/${name}".time.*; do
     [[ -f "${f}" ]] || continue
@@ -70,8 +71,8 @@ bench_record() {
     ((m > rss)) && rss="${m}"
     procs=$((procs + 1))
   done
-  printf '{"name":"%s","kind":"%s","arg":%s,"exit_status":%s,"wrong_rows":%s,' \
-    "${name}" "${kind}" "${arg}" "${status}" "${bad:-null}"
+  printf '{"name":"%s","kind":"%s","arg":%s,"round":%s,"exit_status":%s,"wrong_rows":%s,' \
+    "${name}" "${kind}" "${arg}" "${round}" "${status}" "${bad:-null}"
   printf '"wall_ns":%s,"client_processes":%s,"client_user_s":%s,"client_sys_s":%s,"client_max_rss_kib":%s,' \
     "$((BENCH_T1 - BENCH_T0))" "${procs}" "${user}" "${sys}" "${rss}"
   printf '"server_ticks":%s,"machine_ticks":%s,"wal_bytes":%s,"checkpoints":%s,' \

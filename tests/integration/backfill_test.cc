@@ -52,17 +52,6 @@ const json* Find(const std::vector<json>& events, const std::string& type) {
 
 class BackfillTest : public ::testing::Test {
  protected:
-  std::string WritePlan(const std::string& text) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::filesystem::path dir =
-        std::filesystem::path(::testing::TempDir()) / "pgbackfill-backfill";
-    std::filesystem::create_directories(dir);
-    std::filesystem::path path =
-        dir / absl::StrCat(info->test_suite_name(), "-", info->name(), "-", counter_++, ".yaml");
-    std::ofstream(path) << text;
-    return path.string();
-  }
-
   std::vector<std::string> RunArgs(const std::string& plan_path) {
     return {"run", plan_path, "--dsn", db_.dsn(), "--json"};
   }
@@ -99,7 +88,6 @@ class BackfillTest : public ::testing::Test {
   }
 
   TestDatabase db_;
-  int counter_ = 0;
 };
 
 // An int8 key with gaps and negative values.
@@ -137,7 +125,7 @@ std::string CompositePlan(int batch_rows) {
 
 TEST_F(BackfillTest, RunsToCompletionAndReportsAgree) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
-  const std::string plan = WritePlan(GapsPlan(1000));
+  const std::string plan = testing::WriteTestFile(GapsPlan(1000));
   CommandResult result = RunPgbackfill(RunArgs(plan));
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   ExpectEveryRowOnce("gaps", kGapsRows);
@@ -179,17 +167,17 @@ TEST_F(BackfillTest, EmptyAndOneRowTables) {
                            "CREATE TABLE one (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);"
                            "INSERT INTO one VALUES (42, 0);"));
   CommandResult empty = RunPgbackfill(
-      RunArgs(WritePlan("version: 1\nname: empty\ntable: empty\nset:\n  n: n + 1\n")));
+      RunArgs(testing::WriteTestFile("version: 1\nname: empty\ntable: empty\nset:\n  n: n + 1\n")));
   EXPECT_EQ(empty.exit_code, 0) << empty.out << empty.err;
   CommandResult one = RunPgbackfill(
-      RunArgs(WritePlan("version: 1\nname: one\ntable: one\nset:\n  n: n + 1\n")));
+      RunArgs(testing::WriteTestFile("version: 1\nname: one\ntable: one\nset:\n  n: n + 1\n")));
   EXPECT_EQ(one.exit_code, 0) << one.out << one.err;
   ExpectEveryRowOnce("one", 1);
 }
 
 TEST_F(BackfillTest, SigtermThenResumeIntegerKey) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
-  const std::string plan = WritePlan(GapsPlan(50));
+  const std::string plan = testing::WriteTestFile(GapsPlan(50));
   Process process = StartAndWaitForProgress(plan);
   ASSERT_OK(process.Signal(SIGTERM));
   CommandResult interrupted = process.Wait();
@@ -203,7 +191,7 @@ TEST_F(BackfillTest, SigtermThenResumeIntegerKey) {
   EXPECT_GT(std::stoll(done), 0);
   EXPECT_LT(std::stoll(done), kGapsRows) << "the run finished before the signal; use more rows";
 
-  CommandResult resumed = RunPgbackfill(RunArgs(WritePlan(GapsPlan(2000))));
+  CommandResult resumed = RunPgbackfill(RunArgs(testing::WriteTestFile(GapsPlan(2000))));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   const std::vector<json> resumed_events = Events(resumed.out);
   const json* started = Find(resumed_events, "job_started");
@@ -215,7 +203,7 @@ TEST_F(BackfillTest, SigtermThenResumeIntegerKey) {
 TEST_F(BackfillTest, SecondSignalCancelsInFlightStatements) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
   // 300 ms asleep in every batch, so the second signal meets statements in flight.
-  const std::string plan = WritePlan(
+  const std::string plan = testing::WriteTestFile(
       "version: 1\nname: slow\ntable: gaps\nset:\n  n: n + 1\n"
       "where: (SELECT pg_catalog.pg_sleep(0.3)) IS NOT NULL\n"
       "batch: { rows: 2000, min_rows: 2000, max_rows: 2000 }\nworkers: 2\n");
@@ -227,7 +215,7 @@ TEST_F(BackfillTest, SecondSignalCancelsInFlightStatements) {
   EXPECT_EQ(interrupted.exit_code, 3) << interrupted.err;
   ExpectNoRowTwice("gaps");
   CommandResult changed = RunPgbackfill(RunArgs(
-      WritePlan("version: 1\nname: slow\ntable: gaps\nset:\n  n: n + 1\n")));
+      testing::WriteTestFile("version: 1\nname: slow\ntable: gaps\nset:\n  n: n + 1\n")));
   EXPECT_EQ(changed.exit_code, 2) << "the set expression changed: refused";
   CommandResult same = RunPgbackfill(RunArgs(plan));
   ASSERT_EQ(same.exit_code, 0) << same.err;
@@ -236,12 +224,12 @@ TEST_F(BackfillTest, SecondSignalCancelsInFlightStatements) {
 
 TEST_F(BackfillTest, SigtermThenResumeCompositeKey) {
   ASSERT_OK(db_.ExecScript(kCompositeTable));
-  Process process = StartAndWaitForProgress(WritePlan(CompositePlan(40)));
+  Process process = StartAndWaitForProgress(testing::WriteTestFile(CompositePlan(40)));
   ASSERT_OK(process.Signal(SIGTERM));
   CommandResult interrupted = process.Wait();
   EXPECT_EQ(interrupted.exit_code, 3) << interrupted.err;
   ExpectNoRowTwice("comp");
-  CommandResult resumed = RunPgbackfill(RunArgs(WritePlan(CompositePlan(1000))));
+  CommandResult resumed = RunPgbackfill(RunArgs(testing::WriteTestFile(CompositePlan(1000))));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   ExpectEveryRowOnce("comp", kCompositeRows);
 }
@@ -281,21 +269,21 @@ void KillNineLoop(const std::vector<std::string>& args, TestDatabase& db,
 
 TEST_F(BackfillTest, KillNineTenTimesIntegerKey) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
-  const std::string plan = WritePlan(GapsPlan(50));
+  const std::string plan = testing::WriteTestFile(GapsPlan(50));
   KillNineLoop(RunArgs(plan), db_, "gaps");
   ExpectEveryRowOnce("gaps", kGapsRows);
 }
 
 TEST_F(BackfillTest, KillNineTenTimesCompositeKey) {
   ASSERT_OK(db_.ExecScript(kCompositeTable));
-  const std::string plan = WritePlan(CompositePlan(30));
+  const std::string plan = testing::WriteTestFile(CompositePlan(30));
   KillNineLoop(RunArgs(plan), db_, "comp");
   ExpectEveryRowOnce("comp", kCompositeRows);
 }
 
 TEST_F(BackfillTest, TerminatedWorkerBackendsReconnect) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
-  Process process = StartAndWaitForProgress(WritePlan(GapsPlan(50)));
+  Process process = StartAndWaitForProgress(testing::WriteTestFile(GapsPlan(50)));
   // Every session of ours that is running a batch right now, and then again a moment later.
   for (int round = 0; round < 3; ++round) {
     ASSERT_OK(db_.Exec(
@@ -314,7 +302,7 @@ TEST_F(BackfillTest, TerminatedWorkerBackendsReconnect) {
 TEST_F(BackfillTest, ServerRestartMidRun) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
   ClusterDisruption disruption;
-  Process process = StartAndWaitForProgress(WritePlan(GapsPlan(50)));
+  Process process = StartAndWaitForProgress(testing::WriteTestFile(GapsPlan(50)));
   ASSERT_OK(ClusterCtl({"restart", "primary"}));
   db_.Reconnect();
   CommandResult result = process.Wait();
@@ -326,9 +314,9 @@ TEST_F(BackfillTest, ServerRestartMidRun) {
 
 TEST_F(BackfillTest, ChangedPlanIsRefusedAndRestartStartsOver) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
-  ASSERT_EQ(RunPgbackfill(RunArgs(WritePlan(GapsPlan(5000)))).exit_code, 0);
+  ASSERT_EQ(RunPgbackfill(RunArgs(testing::WriteTestFile(GapsPlan(5000)))).exit_code, 0);
   const std::string changed =
-      WritePlan("version: 1\nname: gaps\ntable: gaps\nset:\n  n: n + 10\n");
+      testing::WriteTestFile("version: 1\nname: gaps\ntable: gaps\nset:\n  n: n + 10\n");
   CommandResult refused = RunPgbackfill(RunArgs(changed));
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.out, HasSubstr("changed since the job started"));
@@ -351,7 +339,7 @@ TEST_F(BackfillTest, HostileNames) {
       " \"Full Name\" text NOT NULL, \"new \"\"col\" text, n int NOT NULL DEFAULT 0);"
       "INSERT INTO \"Sch ema\".\"We\"\"ird Table\" (\"select\", \"Full Name\")"
       " SELECT g, 'first' || g || ' last' FROM generate_series(1, 3000) g;"));
-  CommandResult result = RunPgbackfill(RunArgs(WritePlan(R"(version: 1
+  CommandResult result = RunPgbackfill(RunArgs(testing::WriteTestFile(R"(version: 1
 name: hostile
 table: '"Sch ema"."We""ird Table"'
 set:
@@ -368,11 +356,11 @@ batch: { rows: 100 }
 }
 
 TEST_F(BackfillTest, BadPlanAndRefusedTargetExitTwo) {
-  CommandResult bad = RunPgbackfill(RunArgs(WritePlan("version: 1\nname: x\n")));
+  CommandResult bad = RunPgbackfill(RunArgs(testing::WriteTestFile("version: 1\nname: x\n")));
   EXPECT_EQ(bad.exit_code, 2);
   ASSERT_OK(db_.ExecScript("CREATE TABLE nokey (a int, n int);"));
   CommandResult refused = RunPgbackfill(
-      RunArgs(WritePlan("version: 1\nname: nk\ntable: nokey\nset:\n  n: 1\n")));
+      RunArgs(testing::WriteTestFile("version: 1\nname: nk\ntable: nokey\nset:\n  n: 1\n")));
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.out, HasSubstr("no usable key"));
   ASSERT_OK_AND_ASSIGN(std::string store,

@@ -21,20 +21,9 @@ using testing::TestDatabase;
 
 class CheckTest : public ::testing::Test {
  protected:
-  // Writes `text` as a plan file and returns its path.
-  std::string WritePlan(const std::string& text) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::filesystem::path dir = std::filesystem::path(::testing::TempDir()) / "pgbackfill-check";
-    std::filesystem::create_directories(dir);
-    std::filesystem::path path =
-        dir / (std::string(info->name()) + "-" + std::to_string(counter_++) + ".yaml");
-    std::ofstream(path) << text;
-    return path.string();
-  }
-
   CommandResult Check(const std::string& plan_text, bool json = true,
                       const std::string& dsn = "") {
-    std::vector<std::string> args = {"check", WritePlan(plan_text), "--dsn",
+    std::vector<std::string> args = {"check", testing::WriteTestFile(plan_text), "--dsn",
                                      dsn.empty() ? db_.dsn() : dsn};
     if (json) args.push_back("--json");
     return RunPgbackfill(args);
@@ -58,7 +47,6 @@ class CheckTest : public ::testing::Test {
   }
 
   TestDatabase db_;
-  int counter_ = 0;
 };
 
 constexpr char kUsersTable[] =

@@ -23,13 +23,13 @@ constexpr char kHowToRun[] =
 class ClusterEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    std::string problem = Problem();
-    if (problem.empty()) {
-      // Before the first test: a test that restarts the server waits until we are done.
-      if (absl::Status joined = JoinCluster(); !joined.ok()) {
-        problem = "cannot take the cluster lock: " + joined.ToString();
-      }
+    // The lock first: a test of another process that is restarting the server holds it
+    // exclusively, and asking the server before it is back would fail this whole process.
+    std::string problem;
+    if (absl::Status joined = JoinCluster(); !joined.ok()) {
+      problem = "cannot take the cluster lock: " + joined.ToString();
     }
+    if (problem.empty()) problem = Problem();
     if (problem.empty()) return;
     ADD_FAILURE() << problem << "\n" << kHowToRun;
     // Not a fatal assertion: after one, GoogleTest marks every test "[  SKIPPED ]", and the

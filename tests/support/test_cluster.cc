@@ -17,6 +17,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -650,6 +652,20 @@ absl::StatusOr<Process> SpawnPgbackfill(const std::vector<std::string>& args,
                                         const EnvVars& extra_env,
                                         std::optional<std::string> stdin_text) {
   return Process::Spawn(PgbackfillArgv(args), extra_env, std::move(stdin_text));
+}
+
+std::string WriteTestFile(const std::string& text, const std::string& suffix) {
+  static int counter = 0;
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string test = info != nullptr ? absl::StrCat(info->test_suite_name(), "-",
+                                                          info->name())
+                                           : "no-test";
+  std::filesystem::path dir =
+      std::filesystem::path(::testing::TempDir()) / absl::StrCat("pgbackfill-", getpid());
+  std::filesystem::create_directories(dir);
+  std::filesystem::path path = dir / absl::StrCat(test, "-", counter++, suffix);
+  std::ofstream(path) << text;
+  return path.string();
 }
 
 }  // namespace pgbackfill::testing

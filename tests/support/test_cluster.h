@@ -118,6 +118,10 @@ class TestDatabase {
 
 // How a command ended. exit_code is the process's exit status, or 128 + signal number when a
 // signal killed it (then term_signal is that signal), or 127 when it could not be started.
+// Writes `text` to a fresh file named after the current test (plus `suffix`, e.g. ".yaml") in
+// GoogleTest's temp dir and returns its path. Each call makes a new file.
+std::string WriteTestFile(const std::string& text, const std::string& suffix = ".yaml");
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;

@@ -27,9 +27,7 @@ where: first_name IS NULL
 dual_write: true
 )";
 
-TEST(PlanHashTest, IsSixteenHexDigits) {
-  EXPECT_THAT(HashOf(kBase), MatchesRegex("[0-9a-f]{16}"));
-}
+TEST(PlanHashTest, IsSixteenHexDigits) { EXPECT_THAT(HashOf(kBase), MatchesRegex("[0-9a-f]{16}")); }
 
 TEST(PlanHashTest, IsAFixedFunctionOfThePlan) {
   // Pinned: the hash is stored in the job store and compared by later builds. If this changes,
@@ -81,12 +79,12 @@ TEST(PlanHashTest, ChangesWithAnythingThatDecidesTheRows) {
     text.replace(at, from.size(), to);
     return HashOf(text);
   };
-  EXPECT_NE(base, with("' ', 2)", "' ', 3)"));                 // a set expression
-  EXPECT_NE(base, with("last_name:", "'\"Last_Name\"':"));       // a target column
-  EXPECT_NE(base, with("first_name IS NULL", "true"));         // where
+  EXPECT_NE(base, with("' ', 2)", "' ', 3)"));              // a set expression
+  EXPECT_NE(base, with("last_name:", "'\"Last_Name\"':"));  // a target column
+  EXPECT_NE(base, with("first_name IS NULL", "true"));      // where
   EXPECT_NE(base, with("dual_write: true", "dual_write: false"));
   EXPECT_NE(base, with("public.users", "public.users2"));
-  EXPECT_NE(base, with("public.users", "users"));              // schema spelled out or not
+  EXPECT_NE(base, with("public.users", "users"));  // schema spelled out or not
   EXPECT_NE(base, with("key: [id]", "key: [id, tenant]"));
 }
 

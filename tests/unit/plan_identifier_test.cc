@@ -50,11 +50,9 @@ TEST(ParseIdentifierTest, RejectsMalformedNames) {
               HasSubstr("zero-length quoted identifier"));
   EXPECT_THAT(ParseIdentifier("").status().message(), HasSubstr("empty name"));
   EXPECT_THAT(ParseIdentifier("a.b").status().message(), HasSubstr("expected a single name"));
-  EXPECT_THAT(ParseIdentifier("my-col").status().message(),
-              HasSubstr("unexpected character '-'"));
+  EXPECT_THAT(ParseIdentifier("my-col").status().message(), HasSubstr("unexpected character '-'"));
   EXPECT_THAT(ParseIdentifier("1col").status().message(), HasSubstr("cannot start with '1'"));
-  EXPECT_THAT(ParseIdentifier("\"a\"b").status().message(),
-              HasSubstr("unexpected character 'b'"));
+  EXPECT_THAT(ParseIdentifier("\"a\"b").status().message(), HasSubstr("unexpected character 'b'"));
   EXPECT_THAT(ParseIdentifier(std::string(64, 'a')).status().message(),
               HasSubstr("longer than 63 bytes"));
   EXPECT_TRUE(ParseIdentifier(std::string(63, 'a')).ok());
@@ -85,9 +83,8 @@ TEST(QuoteQualifiedTest, AlwaysQuotesAndOmitsAnEmptySchema) {
 }
 
 TEST(QuoteQualifiedTest, RoundTripsThroughTheParser) {
-  for (const QualifiedName& name :
-       {QualifiedName{"public", "select"}, QualifiedName{"a.b", "c\"d e"},
-        QualifiedName{"", "Mixed"}}) {
+  for (const QualifiedName& name : {QualifiedName{"public", "select"},
+                                    QualifiedName{"a.b", "c\"d e"}, QualifiedName{"", "Mixed"}}) {
     absl::StatusOr<QualifiedName> parsed = ParseQualifiedName(QuoteQualified(name));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
     EXPECT_EQ(*parsed, name);

@@ -112,6 +112,22 @@ TEST(ParsePlanTest, FullUpdatePlanRoundTrips) {
   EXPECT_EQ(t.canary, "SELECT 1");
   EXPECT_EQ(t.query, "SELECT count(*) > 10 FROM pg_stat_activity");
   EXPECT_FALSE(plan->verify);
+  EXPECT_EQ(plan->text, kUpdatePlan);
+}
+
+TEST(ParsePlanTest, RecordsTheLineOfEveryKeyForLaterChecks) {
+  absl::StatusOr<Plan> plan = Parse(kUpdatePlan);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  const std::map<std::string, int>& lines = plan->key_lines;
+  EXPECT_EQ(lines.at("version"), 2);
+  EXPECT_EQ(lines.at("table"), 5);
+  EXPECT_EQ(lines.at("set"), 7);
+  EXPECT_EQ(lines.at("set.first_name"), 8);
+  EXPECT_EQ(lines.at("set.Last Name"), 9);  // catalog spelling, as preflight looks it up
+  EXPECT_EQ(lines.at("where"), 11);
+  EXPECT_EQ(lines.at("batch.rows"), 18);
+  EXPECT_EQ(lines.at("throttle.lock_timeout"), 26);
+  EXPECT_EQ(lines.count("into"), 0u);
 }
 
 TEST(ParsePlanTest, CopyPlanRoundTrips) {
@@ -143,8 +159,7 @@ target_dsn: host=new dbname=${DB:-app}
 }
 
 TEST(ParsePlanTest, CopyPlanWithoutColumnsMeansAllCommonColumns) {
-  absl::StatusOr<Plan> plan =
-      Parse("version: 1\nname: j\ntable: a\ninto: b\non_conflict: skip\n");
+  absl::StatusOr<Plan> plan = Parse("version: 1\nname: j\ntable: a\ninto: b\non_conflict: skip\n");
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_TRUE(plan->columns.empty());
   EXPECT_EQ(plan->on_conflict, OnConflict::kSkip);
@@ -238,10 +253,9 @@ TEST(ParsePlanErrorTest, UnknownKeysSuggestAtEveryLevel) {
               HasSubstr("plan.yaml:5: wokers: unknown key (did you mean \"workers\"?)"));
   EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch:\n  row: 10\n"),
               HasSubstr("plan.yaml:6: batch.row: unknown key (did you mean \"rows\"?)"));
-  EXPECT_THAT(
-      ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  lock_timout: 1s\n"),
-      HasSubstr("plan.yaml:6: throttle.lock_timout: unknown key (did you mean "
-                "\"lock_timeout\"?)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  lock_timout: 1s\n"),
+              HasSubstr("plan.yaml:6: throttle.lock_timout: unknown key (did you mean "
+                        "\"lock_timeout\"?)"));
   EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  "
                       "max_replica_lga: 1s\n"),
               HasSubstr("did you mean \"max_replica_lag\"?"));
@@ -316,16 +330,14 @@ TEST(ParsePlanErrorTest, BadDurations) {
   EXPECT_EQ(
       ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  max_replica_lag: -1s\n"),
       "plan.yaml:6: throttle.max_replica_lag: must not be negative, got \"-1s\"");
-  EXPECT_THAT(
-      ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  lock_timeout: 0\n"),
-      HasSubstr("plan.yaml:6: throttle.lock_timeout: must be at least 1ms (0 would turn "
-                "PostgreSQL's timeout off), got \"0\""));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  lock_timeout: 0\n"),
+              HasSubstr("plan.yaml:6: throttle.lock_timeout: must be at least 1ms (0 would turn "
+                        "PostgreSQL's timeout off), got \"0\""));
   EXPECT_THAT(
       ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  statement_timeout: 0s\n"),
       HasSubstr("plan.yaml:6: throttle.statement_timeout: must be at least 1ms"));
-  EXPECT_THAT(
-      ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  interval: 5\n"),
-      HasSubstr("plan.yaml:6: throttle.interval: needs a unit (ms, s, m or h)"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n  interval: 5\n"),
+              HasSubstr("plan.yaml:6: throttle.interval: needs a unit (ms, s, m or h)"));
 }
 
 TEST(ParsePlanErrorTest, MissingRequiredKeys) {

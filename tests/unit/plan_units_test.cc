@@ -60,8 +60,8 @@ TEST(EditDistanceTest, CountsTranspositionsAsOneEdit) {
 }
 
 TEST(SuggestTest, SuggestsOnlyPlausibleTypos) {
-  constexpr std::string_view kKeys[] = {"table", "key", "set", "workers", "max_replica_lag",
-                                        "max_replica_lag_bytes"};
+  constexpr std::string_view kKeys[] = {
+      "table", "key", "set", "workers", "max_replica_lag", "max_replica_lag_bytes"};
   EXPECT_THAT(Suggest("tabel", kKeys), Optional(std::string_view("table")));
   EXPECT_THAT(Suggest("wrokers", kKeys), Optional(std::string_view("workers")));
   EXPECT_THAT(Suggest("max_replica_lga", kKeys), Optional(std::string_view("max_replica_lag")));
