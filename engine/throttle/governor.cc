@@ -1,0 +1,313 @@
+#include "pgbackfill/throttle/governor.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "pgbackfill/util/strings.h"
+
+namespace pgbackfill::throttle {
+namespace {
+
+constexpr absl::Duration kMinInterval = absl::Milliseconds(1);
+// A timer may fire a little early; see "10% less" in the header.
+constexpr double kTimerTolerance = 0.9;
+// Rule 7: batch time while sessions wait on our row locks.
+constexpr double kLockWaiterTargetScale = 0.5;
+
+// "250ms" below a second (canary latencies), "7.2s" above (lags, gaps).
+std::string FormatDuration(absl::Duration d) {
+  if (d < absl::Seconds(1)) return absl::StrFormat("%.0fms", absl::ToDoubleMilliseconds(d));
+  return absl::StrFormat("%.1fs", absl::ToDoubleSeconds(d));
+}
+
+// PostgreSQL's 1024-based units, as plan files write byte sizes.
+std::string FormatBytes(double bytes) {
+  static constexpr const char* kUnits[] = {"kB", "MB", "GB", "TB"};
+  if (std::abs(bytes) < 1024) return absl::StrFormat("%.0f bytes", bytes);
+  int unit = -1;
+  while (std::abs(bytes) >= 1024 && unit < 3) {
+    bytes /= 1024;
+    ++unit;
+  }
+  return absl::StrFormat("%.1f%s", bytes, kUnits[unit]);
+}
+
+std::string ProbeFailed(std::string_view what, const absl::Status& status) {
+  return absl::StrCat(ToAbsl(what), " probe failed: ", status.message());
+}
+
+// Adds a veto when `value` is over `limit`, pressure when over `fraction` of it. `text` formats
+// both values for the message.
+template <typename T, typename Format>
+void Check(std::string_view what, T value, T limit, double fraction, Format text,
+           std::vector<std::string>& vetoes, std::vector<std::string>& pressure) {
+  if (value > limit) {
+    vetoes.push_back(absl::StrCat(ToAbsl(what), " ", text(value), " > ", text(limit)));
+  } else if (static_cast<double>(value) > fraction * static_cast<double>(limit)) {
+    pressure.push_back(absl::StrCat(ToAbsl(what), " ", text(value), " > ",
+                                    absl::StrFormat("%.0f", fraction * 100), "% of ",
+                                    text(limit)));
+  }
+}
+
+std::string DurationText(absl::Duration d) { return FormatDuration(d); }
+std::string BytesText(int64_t b) { return FormatBytes(static_cast<double>(b)); }
+std::string RateText(int64_t b) { return FormatBytes(static_cast<double>(b)) + "/s"; }
+
+// Check() for durations: absl::Duration has no conversion to double.
+void CheckDuration(std::string_view what, absl::Duration value, absl::Duration limit,
+                   double fraction, std::vector<std::string>& vetoes,
+                   std::vector<std::string>& pressure) {
+  Check(what, absl::ToDoubleSeconds(value), absl::ToDoubleSeconds(limit), fraction,
+        [](double s) { return DurationText(absl::Seconds(s)); }, vetoes, pressure);
+}
+
+GovernorConfig Normalise(GovernorConfig config) {
+  config.interval = std::max(config.interval, kMinInterval);
+  config.workers = std::max(config.workers, 1);
+  config.pressure_fraction = std::clamp(config.pressure_fraction, 0.0, 1.0);
+  config.retry_burst = std::max(config.retry_burst, 1);
+  config.stale_intervals = std::max(config.stale_intervals, 1);
+  config.resume_intervals = std::max(config.resume_intervals, 1);
+  config.regrow_intervals = std::max(config.regrow_intervals, 1);
+  config.max_rows_per_second = std::max(config.max_rows_per_second, 0.0);
+  return config;
+}
+
+}  // namespace
+
+GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers) {
+  GovernorConfig config;
+  config.interval = throttle.interval;
+  config.max_replica_lag = throttle.max_replica_lag;
+  config.max_replica_lag_bytes = throttle.max_replica_lag_bytes;
+  // The plan's `0` means "any waiter counts", so lock waiters are always checked.
+  config.max_lock_waiters = throttle.max_lock_waiters;
+  config.max_wal_bytes_per_second = throttle.max_wal_bytes_per_second;
+  config.max_canary_latency = throttle.max_canary_latency;
+  config.check_custom = !throttle.query.empty();
+  config.max_rows_per_second = throttle.max_rows_per_second;
+  config.workers = workers;
+  return config;
+}
+
+absl::StatusOr<bool> CustomQueryHolds(std::string_view value) {
+  const std::string text = absl::AsciiStrToLower(absl::StripAsciiWhitespace(ToAbsl(value)));
+  if (text == "t" || text == "true") return true;
+  if (text == "f" || text == "false") return false;
+  double number = 0;
+  if (absl::SimpleAtod(text, &number) && std::isfinite(number)) return number >= 1;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "custom throttle query returned '", ToAbsl(value),
+      "', expected a boolean or a number (true or >= 1 holds); fix throttle.query"));
+}
+
+Governor::Governor(GovernorConfig config, const Clock& clock)
+    : config_(Normalise(std::move(config))), clock_(clock) {}
+
+void Governor::SetConfig(GovernorConfig config) {
+  config_ = Normalise(std::move(config));
+  active_workers_ = std::min(active_workers_, config_.workers);
+}
+
+void Governor::ForgetReplica(std::string_view name) {
+  known_replicas_.erase(ToAbsl(name));
+  std::erase(config_.expected_replicas, name);
+}
+
+void Governor::ReportRetries(int n) { pending_retries_ += std::max(n, 0); }
+
+bool Governor::Covers(absl::Duration elapsed, int intervals) const {
+  return elapsed >= config_.interval * intervals * kTimerTolerance;
+}
+
+void Governor::JudgeReplicas(const Samples& samples, Verdict& verdict) {
+  if (!samples.replicas.ok()) {
+    verdict.vetoes.push_back(ProbeFailed("replica", samples.replicas.status()));
+    return;
+  }
+  const double fraction = config_.pressure_fraction;
+  absl::flat_hash_set<std::string> present;
+  for (const ReplicaSample& replica : *samples.replicas) {
+    present.insert(replica.name);
+    known_replicas_.insert(replica.name);
+    const std::string who = absl::StrCat("replica ", replica.name);
+    if (!replica.status.ok()) {
+      verdict.vetoes.push_back(ProbeFailed(who, replica.status));
+      continue;
+    }
+    if (config_.max_replica_lag > absl::ZeroDuration() && !replica.idle) {
+      if (!replica.replay_lag.ok()) {
+        verdict.vetoes.push_back(absl::StrCat(who, " replay lag unknown: ",
+                                              replica.replay_lag.status().message()));
+      } else {
+        CheckDuration(who + " replay lag", *replica.replay_lag, config_.max_replica_lag, fraction,
+                      verdict.vetoes, verdict.pressure);
+      }
+    }
+    if (config_.max_replica_lag_bytes > 0) {
+      if (!replica.lag_bytes.ok()) {
+        verdict.vetoes.push_back(absl::StrCat(who, " byte lag unknown: ",
+                                              replica.lag_bytes.status().message()));
+      } else {
+        Check(who + " byte lag", *replica.lag_bytes, config_.max_replica_lag_bytes, fraction,
+              BytesText, verdict.vetoes, verdict.pressure);
+      }
+    }
+  }
+  // Sorted, so that the reason is the same from one sample to the next.
+  std::vector<std::string> missing;
+  for (const std::string& name : known_replicas_) {
+    if (!present.contains(name)) missing.push_back(name);
+  }
+  for (const std::string& name : config_.expected_replicas) {
+    if (!present.contains(name) && !known_replicas_.contains(name)) missing.push_back(name);
+  }
+  std::sort(missing.begin(), missing.end());
+  missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+  for (const std::string& name : missing) {
+    verdict.vetoes.push_back(
+        known_replicas_.contains(name)
+            ? absl::StrCat("replica ", name, " disappeared from the replica probe")
+            : absl::StrCat("replica ", name, " not reported by the replica probe"));
+  }
+}
+
+Governor::Verdict Governor::Judge(const Samples& samples) {
+  Verdict verdict;
+  const double fraction = config_.pressure_fraction;
+  if (config_.checks_replicas()) JudgeReplicas(samples, verdict);
+  if (config_.max_lock_waiters.has_value()) {
+    if (!samples.lock_waiters.ok()) {
+      verdict.vetoes.push_back(ProbeFailed("lock waiter", samples.lock_waiters.status()));
+    } else {
+      const int waiters = *samples.lock_waiters;
+      const int limit = *config_.max_lock_waiters;
+      verdict.lock_waiters = waiters > 0;
+      const std::string text = absl::StrCat("lock waiters ", waiters);
+      if (waiters > limit) {
+        verdict.vetoes.push_back(absl::StrCat(text, " > ", limit));
+      } else if (waiters > 0) {
+        // Rule 6: any waiter is contention with the application, whatever the limit.
+        verdict.pressure.push_back(absl::StrCat(text, " (limit ", limit, ")"));
+      }
+    }
+  }
+  if (config_.max_wal_bytes_per_second > 0) {
+    if (!samples.wal_bytes_per_second.ok()) {
+      verdict.vetoes.push_back(ProbeFailed("WAL rate", samples.wal_bytes_per_second.status()));
+    } else {
+      Check(std::string_view("WAL rate"), *samples.wal_bytes_per_second,
+            config_.max_wal_bytes_per_second, fraction, RateText, verdict.vetoes,
+            verdict.pressure);
+    }
+  }
+  if (config_.max_canary_latency > absl::ZeroDuration()) {
+    if (!samples.canary_latency.ok()) {
+      verdict.vetoes.push_back(ProbeFailed("canary", samples.canary_latency.status()));
+    } else {
+      CheckDuration("canary latency", *samples.canary_latency, config_.max_canary_latency,
+                    fraction, verdict.vetoes, verdict.pressure);
+    }
+  }
+  if (config_.check_custom) {
+    if (!samples.custom.ok()) {
+      verdict.vetoes.push_back(ProbeFailed("custom throttle query", samples.custom.status()));
+    } else if (absl::StatusOr<bool> holds = CustomQueryHolds(*samples.custom); !holds.ok()) {
+      verdict.vetoes.push_back(std::string(holds.status().message()));
+    } else if (*holds) {
+      verdict.vetoes.push_back(
+          absl::StrCat("custom throttle query returned ", *samples.custom));
+    }
+  }
+  return verdict;
+}
+
+Decision Governor::Update(const Samples& samples) {
+  const absl::Time taken = samples.taken;
+  if (last_taken_.has_value() && taken < *last_taken_) return Current();
+
+  // Rule 3: a gap in the samples is a hold that has just ended, and cools down like one.
+  if (last_taken_.has_value() &&
+      taken - *last_taken_ > config_.interval * config_.stale_intervals) {
+    held_ = true;
+    clear_since_.reset();
+    last_veto_ = absl::StrCat("no throttle samples for ", FormatDuration(taken - *last_taken_));
+  }
+  if (!last_change_.has_value()) last_change_ = taken;
+  last_taken_ = taken;
+  const bool was_held = held_;
+
+  Verdict verdict = Judge(samples);
+  if (!verdict.vetoes.empty()) {
+    held_ = true;
+    clear_since_.reset();
+    reason_ = absl::StrJoin(verdict.vetoes, "; ");
+    last_veto_ = reason_;
+  } else if (held_) {
+    if (!clear_since_.has_value()) clear_since_ = taken;
+    if (Covers(taken - *clear_since_, config_.resume_intervals)) {
+      held_ = false;
+      reason_.clear();
+      last_change_ = taken;  // growth waits an interval of running, not of holding
+    } else {
+      reason_ = absl::StrCat(
+          "resuming after ", FormatDuration(config_.interval * config_.resume_intervals),
+          " within limits; held for: ", last_veto_);
+    }
+  } else {
+    reason_.clear();
+  }
+
+  // Rule 6: AIMD on the worker count.
+  if (pending_retries_ >= config_.retry_burst) {
+    verdict.pressure.push_back(
+        absl::StrCat(pending_retries_, " retryable failures since the last sample"));
+  }
+  pending_retries_ = 0;
+  lock_waiters_ = verdict.lock_waiters;
+  pressure_ = absl::StrJoin(verdict.pressure, "; ");
+  if (!verdict.pressure.empty()) {
+    if (!was_held && (!last_cut_.has_value() || Covers(taken - *last_cut_, 1))) {
+      active_workers_ = std::max(1, active_workers_ / 2);
+      last_cut_ = taken;
+      last_change_ = taken;
+    }
+  } else if (!held_ && active_workers_ < config_.workers && Covers(taken - *last_change_, 1) &&
+             (!last_cut_.has_value() ||
+              Covers(taken - *last_cut_, config_.regrow_intervals))) {
+    ++active_workers_;
+    last_change_ = taken;
+  }
+  return Current();
+}
+
+Decision Governor::Current() const {
+  Decision decision;
+  decision.active_workers = active_workers_;
+  decision.rate_limit_rows_per_second = config_.max_rows_per_second;
+  decision.batch_target_scale = lock_waiters_ ? kLockWaiterTargetScale : 1.0;
+  decision.pressure = pressure_;
+  if (!last_taken_.has_value()) {
+    decision.hold = true;
+    decision.reason = "waiting for the first throttle sample";
+    return decision;
+  }
+  const absl::Duration age = clock_.Now() - *last_taken_;
+  if (age > config_.interval * config_.stale_intervals) {
+    decision.hold = true;
+    decision.reason = absl::StrCat("no throttle samples for ", FormatDuration(age));
+    return decision;
+  }
+  decision.hold = held_;
+  decision.reason = reason_;
+  return decision;
+}
+
+}  // namespace pgbackfill::throttle

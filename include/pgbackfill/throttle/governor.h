@@ -1,0 +1,184 @@
+// The throttling governor: turns probe samples into "hold or run", how many workers may run,
+// a rate limit and a batch-time scale, with a reason users see. Pure and clock-injected: no I/O,
+// no threads, no sleeping. Probes produce Samples (sample.h); the runner calls Update() once per
+// probe round and Current() before each batch, and obeys the Decision.
+//
+// The rules (every duration below is in sample time, `Samples::taken`, except staleness, which
+// compares the clock with the newest sample):
+//
+//  1. Veto. Any checked signal over its threshold holds all work. Thresholds are strict ("more
+//     than"): a signal exactly at its limit runs. The reason lists every signal over its limit,
+//     in a fixed order (replicas in sample order, lock waiters, WAL rate, canary, custom query),
+//     joined by "; ", each naming the signal, the object and measured vs limit, e.g.
+//     "replica standby1 replay lag 7.2s > 5.0s". All of them, not the first: an operator fixing
+//     one cause should not discover the next only after the next pause.
+//  2. Fail closed. A checked signal that could not be read holds, with the probe's error as
+//     reason: a failed probe, a reading left NotMeasured(), a standby whose own status is an error
+//     or whose checked lag is missing (a standby that is not idle and reports no replay lag
+//     holds when time lag is checked). A standby that was expected (`expected_replicas`) or
+//     seen in an earlier sample and is absent now holds ("replica X disappeared"): a standby
+//     that drops out of pg_stat_replication is exactly the one that may be falling behind.
+//     Only ForgetReplica() clears that (an operator removed the standby on purpose).
+//  3. Staleness. Before the first sample, and whenever the newest sample is older than
+//     `stale_intervals` intervals, work holds ("no throttle samples for 4.0s"): a stuck prober
+//     must not read as healthy. A sample that arrives after such a gap counts as the end of a hold.
+//  4. Hysteresis. Once held, work resumes only after every signal stayed at or below its limit
+//     for `resume_intervals` intervals (measured from the first clear sample). Lag drains slowly;
+//     resuming at the first good sample would pause and resume every interval.
+//  5. Idle standby. Time lag is ignored while a standby reports idle (replay caught up); its byte
+//     lag still counts. See ReplicaSample::idle.
+//  6. Workers, AIMD. Start at 1 worker: the first samples cannot tell what full concurrency does
+//     to the server. Each sample that is healthy (not held, no pressure) at least one interval
+//     after the last change adds one worker, up to `workers`. Pressure halves the count (not below
+//     1), at most once per interval, and then no growth for `regrow_intervals` intervals.
+//     Pressure is: a numeric signal above `pressure_fraction` of its limit (so the cut comes
+//     before the veto), any lock waiter at all, or at least `retry_burst` retryable failures
+//     (ReportRetries) since the previous sample. While held no work runs, so no further cuts are
+//     made: the lag our earlier work left behind is not a verdict on the current concurrency.
+//  7. Batch time. While any lock waiter is seen, `batch_target_scale` is 0.5 (the runner scales
+//     the batch sizer's target by it): a batch holds its row locks for its whole duration, so
+//     shorter batches are what waiting application sessions need. Otherwise 1.
+//  8. Rate. `max_rows_per_second` is passed through as the Decision's rate limit; the runner
+//     enforces it with a RateLimiter shared by all workers.
+// Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
+// little early does not cost a whole extra interval.
+//
+// Not thread-safe: one governor per job, used from the controller's strand. The Clock must
+// outlive the governor.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "pgbackfill/plan/plan.h"
+#include "pgbackfill/throttle/clock.h"
+#include "pgbackfill/throttle/sample.h"
+
+namespace pgbackfill::throttle {
+
+// What is checked and the limits. For durations and byte counts, 0 means "not checked", as in the
+// plan file (docs/plan-reference.md).
+struct GovernorConfig {
+  absl::Duration interval = absl::Seconds(1);  // the probe period; every cooldown is a multiple
+  absl::Duration max_replica_lag = absl::Seconds(5);
+  int64_t max_replica_lag_bytes = 0;
+  // Standbys that must be present in every sample (names as the replica probe reports them),
+  // e.g. the plan's directly probed `replicas`. Others become required once seen.
+  std::vector<std::string> expected_replicas;
+  std::optional<int> max_lock_waiters = 0;  // hold above this many; nullopt = not checked
+  int64_t max_wal_bytes_per_second = 0;
+  absl::Duration max_canary_latency = absl::ZeroDuration();
+  bool check_custom = false;  // a `throttle.query` is configured
+  double max_rows_per_second = 0;  // 0 = unlimited
+  int workers = 4;                 // the ceiling of active workers
+
+  double pressure_fraction = 0.7;
+  int retry_burst = 3;
+  int stale_intervals = 3;
+  int resume_intervals = 2;
+  int regrow_intervals = 3;
+
+  bool checks_replicas() const {
+    return max_replica_lag > absl::ZeroDuration() || max_replica_lag_bytes > 0;
+  }
+};
+
+// The configuration a plan asks for. expected_replicas stays empty: only the probe wiring knows
+// the names it gives the plan's replica DSNs.
+GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers);
+
+// What the runner must do now.
+struct Decision {
+  bool hold = true;    // start no batch (batches in flight finish)
+  std::string reason;  // why held, for users; empty when running
+  int active_workers = 1;  // workers allowed to run batches (when not held)
+  double rate_limit_rows_per_second = 0;  // over all workers; 0 = none
+  double batch_target_scale = 1.0;        // multiply the batch sizer's target by this
+  std::string pressure;  // signals near their limit in the last sample (for logs); may be empty
+};
+
+// The verdict of a custom throttle query's value: "t"/"true" or a number >= 1 holds, "f"/"false"
+// or a number < 1 runs; anything else is an error (and therefore holds).
+absl::StatusOr<bool> CustomQueryHolds(std::string_view value);
+
+class Governor {
+ public:
+  // Invalid settings are normalised: interval >= 1 ms, workers >= 1, interval multiples >= 1.
+  Governor(GovernorConfig config, const Clock& clock);
+
+  // Judges one probe round. A sample older than the newest one already seen is ignored.
+  Decision Update(const Samples& samples);
+  // The decision as of now: the last Update's verdict, held if samples went stale.
+  Decision Current() const;
+  // Retryable batch failures (lock timeout, deadlock, ...) since the last report; they count
+  // towards rule 6's burst at the next Update.
+  void ReportRetries(int n);
+  // Live change (`pgbackfill set`). Workers and rate apply at once (active workers are clamped
+  // to the new ceiling); thresholds apply from the next Update. Known replicas are kept: a
+  // config change is no reason to stop watching a standby.
+  void SetConfig(GovernorConfig config);
+  // Stop requiring a standby that was removed on purpose.
+  void ForgetReplica(std::string_view name);
+
+  const GovernorConfig& config() const { return config_; }
+
+ private:
+  struct Verdict {
+    std::vector<std::string> vetoes;
+    std::vector<std::string> pressure;
+    bool lock_waiters = false;
+  };
+
+  Verdict Judge(const Samples& samples);
+  void JudgeReplicas(const Samples& samples, Verdict& verdict);
+  // `elapsed` covers `intervals` intervals, with the 10% timer tolerance.
+  bool Covers(absl::Duration elapsed, int intervals) const;
+
+  GovernorConfig config_;
+  const Clock& clock_;
+  absl::flat_hash_set<std::string> known_replicas_;
+  std::optional<absl::Time> last_taken_;
+  bool held_ = true;
+  std::string reason_;                    // the hold reason of the last Update
+  std::string last_veto_;                 // what caused the current hold, for the cooldown message
+  std::optional<absl::Time> clear_since_;  // first clear sample of the current hold
+  int active_workers_ = 1;
+  std::optional<absl::Time> last_change_;  // last change of active_workers_ (or resume)
+  std::optional<absl::Time> last_cut_;
+  int pending_retries_ = 0;
+  bool lock_waiters_ = false;
+  std::string pressure_;
+};
+
+// Token bucket for `throttle.max_rows_per_second`, shared by all workers: a worker asks before
+// writing a batch and waits the returned time. Reservations may run into debt, so a batch larger
+// than the bucket is not refused, it just makes the following callers wait longer; over any
+// window the rows written stay within rate * window + burst. Pure (time is passed in); not
+// thread-safe, one per job on the controller's strand.
+class RateLimiter {
+ public:
+  // rows_per_second <= 0: unlimited. The bucket holds `burst` worth of rows and starts full.
+  explicit RateLimiter(double rows_per_second, absl::Duration burst = absl::Seconds(1));
+
+  // Reserves `rows`; returns how long to wait before writing them (zero if they fit now).
+  absl::Duration Acquire(int64_t rows, absl::Time now);
+  // Live change; the balance is kept (debt is not forgiven), capped at the new bucket size.
+  void SetRate(double rows_per_second, absl::Time now);
+  double rate() const { return rate_; }
+
+ private:
+  void Refill(absl::Time now);
+
+  double rate_;
+  absl::Duration burst_;
+  double tokens_;  // may be negative: rows reserved ahead of the rate
+  std::optional<absl::Time> last_;
+};
+
+}  // namespace pgbackfill::throttle
