@@ -21,13 +21,13 @@ constexpr double kTimerTolerance = 0.9;
 constexpr double kLockWaiterTargetScale = 0.5;
 
 // "250ms" below a second (canary latencies), "7.2s" above (lags, gaps).
-std::string FormatDuration(absl::Duration d) {
+std::string HumanDuration(absl::Duration d) {
   if (d < absl::Seconds(1)) return absl::StrFormat("%.0fms", absl::ToDoubleMilliseconds(d));
   return absl::StrFormat("%.1fs", absl::ToDoubleSeconds(d));
 }
 
 // PostgreSQL's 1024-based units, as plan files write byte sizes.
-std::string FormatBytes(double bytes) {
+std::string HumanBytes(double bytes) {
   static constexpr const char* kUnits[] = {"kB", "MB", "GB", "TB"};
   if (std::abs(bytes) < 1024) return absl::StrFormat("%.0f bytes", bytes);
   int unit = -1;
@@ -42,13 +42,16 @@ std::string ProbeFailed(std::string_view what, const absl::Status& status) {
   return absl::StrCat(ToAbsl(what), " probe failed: ", status.message());
 }
 
-// Adds a veto when `value` is over `limit`, pressure when over `fraction` of it. `text` formats
+// Adds a veto (and pressure) when `value` is over `limit`, pressure when over `fraction` of it. `text` formats
 // both values for the message.
 template <typename T, typename Format>
 void Check(std::string_view what, T value, T limit, double fraction, Format text,
            std::vector<std::string>& vetoes, std::vector<std::string>& pressure) {
   if (value > limit) {
+    // Over the limit is also pressure: the veto stops work, the cut keeps it from restarting
+    // at the concurrency that caused it.
     vetoes.push_back(absl::StrCat(ToAbsl(what), " ", text(value), " > ", text(limit)));
+    pressure.push_back(vetoes.back());
   } else if (static_cast<double>(value) > fraction * static_cast<double>(limit)) {
     pressure.push_back(absl::StrCat(ToAbsl(what), " ", text(value), " > ",
                                     absl::StrFormat("%.0f", fraction * 100), "% of ",
@@ -56,16 +59,15 @@ void Check(std::string_view what, T value, T limit, double fraction, Format text
   }
 }
 
-std::string DurationText(absl::Duration d) { return FormatDuration(d); }
-std::string BytesText(int64_t b) { return FormatBytes(static_cast<double>(b)); }
-std::string RateText(int64_t b) { return FormatBytes(static_cast<double>(b)) + "/s"; }
+std::string BytesText(int64_t b) { return HumanBytes(static_cast<double>(b)); }
+std::string RateText(int64_t b) { return HumanBytes(static_cast<double>(b)) + "/s"; }
 
 // Check() for durations: absl::Duration has no conversion to double.
 void CheckDuration(std::string_view what, absl::Duration value, absl::Duration limit,
                    double fraction, std::vector<std::string>& vetoes,
                    std::vector<std::string>& pressure) {
   Check(what, absl::ToDoubleSeconds(value), absl::ToDoubleSeconds(limit), fraction,
-        [](double s) { return DurationText(absl::Seconds(s)); }, vetoes, pressure);
+        [](double s) { return HumanDuration(absl::Seconds(s)); }, vetoes, pressure);
 }
 
 GovernorConfig Normalise(GovernorConfig config) {
@@ -193,6 +195,7 @@ Governor::Verdict Governor::Judge(const Samples& samples) {
       const std::string text = absl::StrCat("lock waiters ", waiters);
       if (waiters > limit) {
         verdict.vetoes.push_back(absl::StrCat(text, " > ", limit));
+        verdict.pressure.push_back(verdict.vetoes.back());
       } else if (waiters > 0) {
         // Rule 6: any waiter is contention with the application, whatever the limit.
         verdict.pressure.push_back(absl::StrCat(text, " (limit ", limit, ")"));
@@ -238,7 +241,7 @@ Decision Governor::Update(const Samples& samples) {
       taken - *last_taken_ > config_.interval * config_.stale_intervals) {
     held_ = true;
     clear_since_.reset();
-    last_veto_ = absl::StrCat("no throttle samples for ", FormatDuration(taken - *last_taken_));
+    last_veto_ = absl::StrCat("no throttle samples for ", HumanDuration(taken - *last_taken_));
   }
   if (!last_change_.has_value()) last_change_ = taken;
   last_taken_ = taken;
@@ -258,7 +261,7 @@ Decision Governor::Update(const Samples& samples) {
       last_change_ = taken;  // growth waits an interval of running, not of holding
     } else {
       reason_ = absl::StrCat(
-          "resuming after ", FormatDuration(config_.interval * config_.resume_intervals),
+          "resuming after ", HumanDuration(config_.interval * config_.resume_intervals),
           " within limits; held for: ", last_veto_);
     }
   } else {
@@ -302,7 +305,7 @@ Decision Governor::Current() const {
   const absl::Duration age = clock_.Now() - *last_taken_;
   if (age > config_.interval * config_.stale_intervals) {
     decision.hold = true;
-    decision.reason = absl::StrCat("no throttle samples for ", FormatDuration(age));
+    decision.reason = absl::StrCat("no throttle samples for ", HumanDuration(age));
     return decision;
   }
   decision.hold = held_;

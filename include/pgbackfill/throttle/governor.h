@@ -31,8 +31,8 @@
 //     to the server. Each sample that is healthy (not held, no pressure) at least one interval
 //     after the last change adds one worker, up to `workers`. Pressure halves the count (not below
 //     1), at most once per interval, and then no growth for `regrow_intervals` intervals.
-//     Pressure is: a numeric signal above `pressure_fraction` of its limit (so the cut comes
-//     before the veto), any lock waiter at all, or at least `retry_burst` retryable failures
+//     Pressure is: a numeric signal above `pressure_fraction` of its limit (so the cut usually
+//     comes before the veto; over the limit counts too), any lock waiter at all, or at least `retry_burst` retryable failures
 //     (ReportRetries) since the previous sample. While held no work runs, so no further cuts are
 //     made: the lag our earlier work left behind is not a verdict on the current concurrency.
 //  7. Batch time. While any lock waiter is seen, `batch_target_scale` is 0.5 (the runner scales
@@ -100,7 +100,7 @@ struct Decision {
   int active_workers = 1;  // workers allowed to run batches (when not held)
   double rate_limit_rows_per_second = 0;  // over all workers; 0 = none
   double batch_target_scale = 1.0;        // multiply the batch sizer's target by this
-  std::string pressure;  // signals near their limit in the last sample (for logs); may be empty
+  std::string pressure;  // signals near or over their limit in the last sample (for logs)
 };
 
 // The verdict of a custom throttle query's value: "t"/"true" or a number >= 1 holds, "f"/"false"
@@ -144,7 +144,7 @@ class Governor {
   const Clock& clock_;
   absl::flat_hash_set<std::string> known_replicas_;
   std::optional<absl::Time> last_taken_;
-  bool held_ = true;
+  bool held_ = false;  // by a veto or a gap; before any sample, Current() holds anyway
   std::string reason_;                    // the hold reason of the last Update
   std::string last_veto_;                 // what caused the current hold, for the cooldown message
   std::optional<absl::Time> clear_since_;  // first clear sample of the current hold
