@@ -3,6 +3,11 @@ add_library(pgbackfill_warnings INTERFACE)
 target_compile_options(pgbackfill_warnings INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion -Wnon-virtual-dtor
   -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wimplicit-fallthrough)
+# GCC 12 reports Asio's coroutine frames (class-specific operator new/delete) as mismatched
+# new/delete when a frame holds an object with a destructor: a known false positive.
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(pgbackfill_warnings INTERFACE -Wno-mismatched-new-delete)
+endif()
 if(PGBACKFILL_WERROR)
   target_compile_options(pgbackfill_warnings INTERFACE -Werror)
 endif()

@@ -114,6 +114,23 @@ absl::StatusOr<Table> Catalog::LookupTable(const plan::QualifiedName& name) {
   table.reltuples = std::stod(std::string(rel.Get(0, 4)));
   table.relpages = ToInt64(rel.Get(0, 5));
   table.size_bytes = ToInt64(rel.Get(0, 6));
+  if (table.kind == 'p') {
+    // A partitioned table has no storage of its own: its size and statistics are its leaves'.
+    ASSIGN_OR_RETURN(
+        pg::Result leaves,
+        conn_.Exec("SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8,"
+                   "       COALESCE(sum(c.relpages), 0),"
+                   "       COALESCE(sum(pg_catalog.pg_relation_size(c.oid)), 0),"
+                   "       bool_and(c.reltuples >= 0)"
+                   "  FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) p"
+                   "  JOIN pg_catalog.pg_class c ON c.oid = p.relid"
+                   " WHERE p.isleaf",
+                   {OidParam(table.oid)}));
+    const bool analysed = leaves.Get(0, 3) == "t";
+    table.reltuples = analysed ? std::stod(std::string(leaves.Get(0, 0))) : -1;
+    table.relpages = ToInt64(leaves.Get(0, 1));
+    table.size_bytes = ToInt64(leaves.Get(0, 2));
+  }
   if (table.kind != 'r' && table.kind != 'p') {
     return absl::FailedPreconditionError(
         absl::StrCat(shown, " is not a table (relkind '", std::string(1, table.kind),

@@ -28,6 +28,10 @@ std::string At(const plan::Plan& plan, const std::string& section,
   return At(plan, key);
 }
 
+std::string Millis(absl::Duration value) {
+  return absl::StrCat(absl::ToInt64Milliseconds(value), "ms");
+}
+
 std::string SetLocalMillis(const char* setting, absl::Duration value) {
   return absl::StrCat("SET LOCAL ", setting, " = '", absl::ToInt64Milliseconds(value), "ms'");
 }
@@ -55,6 +59,21 @@ class Preflighter {
     report_.server_version = std::string(show.Get(0, 0));
     ASSIGN_OR_RETURN(report_.user, catalog_.CurrentUser());
     ASSIGN_OR_RETURN(user_search_path_, catalog_.Harden());
+    // Every read below waits at most the plan's lock_timeout behind someone's DDL: a clear error
+    // beats a `check` that hangs, and is what the backfill itself would meet.
+    RETURN_IF_ERROR(conn_.Exec("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
+                               {absl::StrCat(absl::ToInt64Milliseconds(
+                                                 plan_.throttle.lock_timeout),
+                                             "ms")})
+                        .status());
+    absl::StatusOr<PreflightReport> report = RunChecks();
+    if (!report.ok()) return report;
+    RETURN_IF_ERROR(conn_.Exec("RESET lock_timeout").status());
+    return report;
+  }
+
+ private:
+  absl::StatusOr<PreflightReport> RunChecks() {
 
     auto table = catalog_.LookupTable(plan_.table);
     if (!table.ok()) {
@@ -80,7 +99,6 @@ class Preflighter {
     return std::move(report_);
   }
 
- private:
   void Problem(std::string text) { report_.problems.push_back(std::move(text)); }
   void Note(std::string text) { report_.notes.push_back(std::move(text)); }
 
@@ -253,14 +271,24 @@ class Preflighter {
     return absl::OkStatus();
   }
 
-  // Runs `sql` under a savepoint; returns the server's error (already rolled back to the
-  // savepoint) or OK.
-  absl::StatusOr<absl::Status> TryCompile(const std::string& sql) {
+  // Runs `sql` under a savepoint. What the server said about the SQL goes to `*compile_error`
+  // (OK when it compiled); the returned Status is for failures of the check itself.
+  absl::Status TryCompile(const std::string& sql, absl::Status* compile_error) {
     RETURN_IF_ERROR(conn_.Exec("SAVEPOINT pgbackfill_preflight").status());
     absl::Status compiled = conn_.Exec(sql).status();
-    if (!compiled.ok() && pg::Classify(compiled) == pg::ErrorClass::kReconnect) return compiled;
+    const pg::ErrorClass error_class = pg::Classify(compiled);
+    if (error_class == pg::ErrorClass::kReconnect) return compiled;
+    if (error_class == pg::ErrorClass::kRetry) {
+      // Not the expression's fault: a lock or timeout got in the way. Say so, as a runtime error.
+      return absl::UnavailableError(absl::StrCat(
+          "compiling the plan's expressions against ", TableName(),
+          " waited longer than the plan's lock_timeout (", Millis(plan_.throttle.lock_timeout),
+          "): another session holds a conflicting lock on it (DDL?); try again. Server said: ",
+          ServerMessage(compiled)));
+    }
     RETURN_IF_ERROR(conn_.Exec("ROLLBACK TO SAVEPOINT pgbackfill_preflight").status());
-    return compiled;
+    *compile_error = std::move(compiled);
+    return absl::OkStatus();
   }
 
   absl::Status CompileExpressions() {
@@ -283,11 +311,11 @@ class Preflighter {
     if (plan_.mode == plan::Mode::kUpdate) {
       for (const plan::Assignment& assignment : plan_.set) {
         if (table().FindColumn(assignment.column) == nullptr) continue;
-        ASSIGN_OR_RETURN(
-            absl::Status compiled,
-            TryCompile(absl::StrCat("EXPLAIN (COSTS OFF) UPDATE ", source, " SET ",
-                                    pg::QuoteIdent(assignment.column), " = (",
-                                    assignment.expression, ") WHERE false")));
+        absl::Status compiled;
+        RETURN_IF_ERROR(TryCompile(absl::StrCat("EXPLAIN (COSTS OFF) UPDATE ", source, " SET ",
+                                                pg::QuoteIdent(assignment.column), " = (",
+                                                assignment.expression, ") WHERE false"),
+                                   &compiled));
         if (!compiled.ok()) {
           Problem(absl::StrCat(At(plan_, "set", assignment), "expression does not compile: ",
                                ServerMessage(compiled)));
@@ -296,12 +324,13 @@ class Preflighter {
     } else if (target_.has_value()) {
       for (const plan::Assignment& assignment : plan_.columns) {
         if (target_->FindColumn(assignment.column) == nullptr) continue;
-        ASSIGN_OR_RETURN(
-            absl::Status compiled,
-            TryCompile(absl::StrCat("EXPLAIN (COSTS OFF) INSERT INTO ",
-                                    plan::QuoteQualified(target_->name), " (",
-                                    pg::QuoteIdent(assignment.column), ") SELECT (",
-                                    assignment.expression, ") FROM ", source, " WHERE false")));
+        absl::Status compiled;
+        RETURN_IF_ERROR(TryCompile(absl::StrCat("EXPLAIN (COSTS OFF) INSERT INTO ",
+                                                plan::QuoteQualified(target_->name), " (",
+                                                pg::QuoteIdent(assignment.column), ") SELECT (",
+                                                assignment.expression, ") FROM ", source,
+                                                " WHERE false"),
+                                   &compiled));
         if (!compiled.ok()) {
           Problem(absl::StrCat(At(plan_, "columns", assignment), "expression does not compile "
                                "into the target column: ", ServerMessage(compiled)));
@@ -309,9 +338,10 @@ class Preflighter {
       }
     }
     if (!plan_.where.empty()) {
-      ASSIGN_OR_RETURN(absl::Status compiled,
-                       TryCompile(absl::StrCat("EXPLAIN (COSTS OFF) SELECT FROM ", source,
-                                               " WHERE (", plan_.where, ")")));
+      absl::Status compiled;
+      RETURN_IF_ERROR(TryCompile(
+          absl::StrCat("EXPLAIN (COSTS OFF) SELECT FROM ", source, " WHERE (", plan_.where, ")"),
+          &compiled));
       if (!compiled.ok()) {
         Problem(absl::StrCat(At(plan_, "where"), "condition does not compile: ",
                              ServerMessage(compiled)));

@@ -123,7 +123,9 @@ int RunCheck(const CheckOptions& options, std::ostream& out, std::ostream& err) 
     return kExitError;
   }
   if (options.json) {
-    out << CheckReportJson(*plan, *report).dump() << "\n";
+    out << CheckReportJson(*plan, *report)
+               .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+        << "\n";
   } else {
     PrintCheckReport(*plan, *report, out);
   }

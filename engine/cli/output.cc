@@ -15,7 +15,11 @@ using nlohmann::json;
 class JsonLinesSink : public exec::EventSink {
  public:
   explicit JsonLinesSink(std::ostream& out) : out_(out) {}
-  void Emit(const json& event) override { out_ << event.dump() << std::endl; }
+  // Server text (error messages, key values) need not be UTF-8 in every database encoding; a
+  // replacement character beats an exception in the middle of a run.
+  void Emit(const json& event) override {
+    out_ << event.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+  }
 
  private:
   std::ostream& out_;
@@ -84,7 +88,7 @@ std::string Describe(const json& e) {
                            e.value("message", "").empty() ? "" : "\n" + e.value("message", ""));
   }
   if (type == "warning") return "warning: " + e.value("message", "");
-  return e.dump();
+  return e.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 class HumanSink : public exec::EventSink {

@@ -63,8 +63,13 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   run_options.restart = options.restart;
   auto summary = exec::RunBackfill(*plan, run_options, *sink);
   if (!summary.ok()) {
-    nlohmann::json event = {{"event", "job_finished"}, {"job", plan->name},
-                            {"outcome", "failed"}, {"message", std::string(summary.status().message())}};
+    nlohmann::json event = {
+        {"event", "job_finished"},
+        {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())},
+        {"job", plan->name},
+        {"outcome", "failed"},
+        {"exit_code", kExitError},
+        {"message", std::string(summary.status().message())}};
     if (options.json) sink->Emit(event);
     sink.reset();
     if (!options.json) err << "pgbackfill: " << summary.status().message() << "\n";

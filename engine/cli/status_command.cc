@@ -134,7 +134,7 @@ int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err
     list.push_back(std::move(entry));
   }
   if (options.json) {
-    out << json{{"jobs", list}}.dump() << "\n";
+    out << json{{"jobs", list}}.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   } else if (list.empty()) {
     out << "no pgbackfill jobs in this database\n";
   } else {

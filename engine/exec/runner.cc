@@ -35,6 +35,8 @@ using nlohmann::json;
 // A retryable error (lock timeout, deadlock, statement timeout) this many times in a row on one
 // batch means something holds the rows for good: stop and say so rather than spin forever.
 constexpr int kMaxConsecutiveRetries = 100;
+// Reconnects in a row with no committed batch in between before the job stops.
+constexpr int kMaxReconnectsWithoutProgress = 5;
 // How long a worker keeps trying to reconnect (a server restart, a failover) before giving up.
 constexpr absl::Duration kReconnectDeadline = absl::Minutes(5);
 // How often the job row is refreshed with totals (status from another host reads it).
@@ -47,6 +49,14 @@ json Event(const char* type) { return json{{"event", type}, {"time", Now()}}; }
 std::string KeyText(const std::optional<ranges::KeyValue>& key, const char* open) {
   if (!key.has_value()) return open;
   return absl::StrCat("(", absl::StrJoin(*key, ", "), ")");
+}
+
+// At most `max_bytes` of `text`, never cutting a UTF-8 sequence in two (JSON must stay valid).
+std::string TruncateUtf8(std::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  size_t end = max_bytes;
+  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
+  return std::string(text.substr(0, end));
 }
 
 std::string Millis(absl::Duration d) { return absl::StrCat(absl::ToInt64Milliseconds(d), "ms"); }
@@ -91,6 +101,7 @@ class Runner {
   RangeState* NextRange();
 
   asio::awaitable<void> Worker(int index);
+  asio::awaitable<void> GuardedWorker(int index);
   asio::awaitable<bool> ReconnectWorker(pg::AsyncConnection& conn, Backoff& backoff, int index);
   asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
   asio::awaitable<void> Ticker();
@@ -123,6 +134,7 @@ class Runner {
   int workers_running_ = 0;
   int signals_seen_ = 0;
   bool stopping_ = false;
+  bool lock_lost_ = false;  // another process holds the job now: never write its job row
   std::optional<std::string> failure_;
   std::vector<BatchSizer*> sizers_;
   int64_t retries_reported_ = 0;
@@ -141,14 +153,17 @@ void Runner::Fail(std::string message) {
 absl::Status Runner::EnsureControl() {
   // The control session holds the job's advisory lock; if the server dropped it (restart), take a
   // new one and the lock again, or stop: another process may have taken the job over.
+  if (lock_lost_) return absl::FailedPreconditionError("the job's lock is held by another process");
   if (control_.has_value() && control_->Exec("SELECT 1").ok()) return absl::OkStatus();
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
   control_.emplace(std::move(conn));
   checkpoint::JobStore store(*control_);
   ASSIGN_OR_RETURN(bool locked, store.TryLockJob(plan_.name));
   if (!locked) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "job ", plan_.name, " was taken over by another process while this one reconnected"));
+    Fail(absl::StrCat("job ", plan_.name,
+                      " was taken over by another process while this one reconnected; stopping"));
+    lock_lost_ = true;
+    return absl::FailedPreconditionError(*failure_);
   }
   return absl::OkStatus();
 }
@@ -169,6 +184,15 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   }
   if (plan_.mode != plan::Mode::kUpdate) {
     return refuse("copy mode (`into:`) is not implemented yet; only update mode (`set:`) runs");
+  }
+  // Accepting these and ignoring them would be worse than refusing: without the dual-write
+  // trigger, rows the application writes behind a checkpoint are never filled.
+  if (plan_.dual_write || !plan_.expand.empty() || !plan_.contract.empty() ||
+      !plan_.rollback.empty()) {
+    return refuse(
+        "`dual_write`, `expand`, `contract` and `rollback` are not implemented yet (the "
+        "expand-contract phases come next); remove them to run the plain backfill, and keep the "
+        "application from writing the `set` columns' sources meanwhile");
   }
 
   checkpoint::JobStore store(*control_);
@@ -338,14 +362,27 @@ asio::awaitable<void> Runner::Worker(int index) {
   Backoff backoff;
   BatchSizer sizer(BatchSizerConfig{plan_.batch.rows, plan_.batch.min_rows, plan_.batch.max_rows,
                                     plan_.batch.target});
-  sizers_.push_back(&sizer);
   std::unique_ptr<pg::AsyncConnection> conn;
+  RangeState* range = nullptr;
+  // Runs on every exit, also when an exception unwinds the coroutine: the shared lists must never
+  // point into a finished frame, and a range taken but not finished goes back, so that `pending_`
+  // stays the truth for the summary.
+  struct Registration {
+    Runner* runner;
+    BatchSizer* sizer;
+    std::unique_ptr<pg::AsyncConnection>* conn;
+    RangeState** range;
+    ~Registration() {
+      if (*range != nullptr && !(*range)->done) runner->pending_.push_front(*range);
+      if (*conn != nullptr) std::erase(runner->connections_, conn->get());
+      std::erase(runner->sizers_, sizer);
+    }
+  } registration{this, &sizer, &conn, &range};
+  sizers_.push_back(&sizer);
   {
     auto connected = co_await pg::AsyncConnection::Connect(dsn_);
     if (!connected.ok()) {
       Fail(absl::StrCat("worker ", index, " could not connect: ", connected.status().message()));
-      std::erase(sizers_, &sizer);
-      WorkerFinished();
       co_return;
     }
     conn = std::move(connected).value();
@@ -353,7 +390,7 @@ asio::awaitable<void> Runner::Worker(int index) {
   connections_.push_back(conn.get());
 
   int consecutive_retries = 0;
-  RangeState* range = nullptr;
+  int consecutive_reconnects = 0;
   while (!stopping_) {
     if (range == nullptr || range->done) {
       range = NextRange();
@@ -391,6 +428,7 @@ asio::awaitable<void> Runner::Worker(int index) {
       sizer.OnSuccess(rows, elapsed);
       backoff.Reset();
       consecutive_retries = 0;
+      consecutive_reconnects = 0;
       rate_window_.emplace_back(absl::Now(), updated);
       if (range->done) {
         json event = Event("range_done");
@@ -416,7 +454,7 @@ asio::awaitable<void> Runner::Worker(int index) {
     event["worker"] = index;
     event["range"] = range->id;
     event["sqlstate"] = sqlstate;
-    event["error"] = std::string(ToStd(result.status.message()).substr(0, 300));
+    event["error"] = TruncateUtf8(ToStd(result.status.message()), 300);
     if (error_class == pg::ErrorClass::kRetry) {
       if (++consecutive_retries > kMaxConsecutiveRetries) {
         Fail(absl::StrCat("batch on ", range->Describe(), " failed ", kMaxConsecutiveRetries,
@@ -433,6 +471,16 @@ asio::awaitable<void> Runner::Worker(int index) {
       boost::system::error_code ignored;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
     } else {
+      // A batch that loses its session every time (it crashes the backend, or gets it killed)
+      // would otherwise be sent again forever.
+      if (++consecutive_reconnects > kMaxReconnectsWithoutProgress) {
+        Fail(absl::StrCat("the batch on ", range->Describe(), " lost its connection ",
+                          kMaxReconnectsWithoutProgress,
+                          " times in a row without committing; it may be crashing or killing its "
+                          "server backend. Last error: ",
+                          result.status.message()));
+        break;
+      }
       events_.Emit(event);
       std::erase(connections_, conn.get());
       const bool reconnected = co_await ReconnectWorker(*conn, backoff, index);
@@ -448,10 +496,16 @@ asio::awaitable<void> Runner::Worker(int index) {
       break;
     }
   }
-  // A range taken but not finished goes back, so that `pending_` stays the truth for the summary.
-  if (range != nullptr && !range->done) pending_.push_front(range);
-  std::erase(connections_, conn.get());
-  std::erase(sizers_, &sizer);
+}
+
+asio::awaitable<void> Runner::GuardedWorker(int index) {
+  // Workers are spawned detached, where an exception would vanish and leave the run waiting for a
+  // worker that is gone. Turn it into a failed job instead.
+  try {
+    co_await Worker(index);
+  } catch (const std::exception& e) {
+    Fail(absl::StrCat("worker ", index, " stopped on an internal error: ", e.what()));
+  }
   WorkerFinished();
 }
 
@@ -575,7 +629,7 @@ absl::StatusOr<RunSummary> Runner::Run() {
     }
     workers_running_ = workers;
     ticker_.emplace(io_);
-    for (int i = 0; i < workers; ++i) asio::co_spawn(io_, Worker(i), asio::detached);
+    for (int i = 0; i < workers; ++i) asio::co_spawn(io_, GuardedWorker(i), asio::detached);
     asio::co_spawn(io_, Ticker(), asio::detached);
     asio::co_spawn(io_, WatchSignals(), asio::detached);
     io_.run();

@@ -53,10 +53,9 @@ asio::awaitable<absl::Status> AsyncConnection::Open() {
   conn_.reset();
   backend_pid_ = 0;
 
-  // std::array, not a C array: GCC 12 rejects C arrays initialised inside coroutines.
-  const std::array<const char*, 3> keywords = {"fallback_application_name", "dbname", nullptr};
-  const std::array<const char*, 3> values = {"pgbackfill", dsn_.c_str(), nullptr};
-  conn_.reset(PQconnectStartParams(keywords.data(), values.data(), /*expand_dbname=*/1));
+  const internal::ConnectParams params = internal::MakeConnectParams(dsn_);
+  conn_.reset(
+      PQconnectStartParams(params.keywords.data(), params.values.data(), /*expand_dbname=*/1));
   if (conn_ == nullptr) co_return absl::ResourceExhaustedError("libpq could not allocate");
   if (PQstatus(conn_.get()) == CONNECTION_BAD) {
     co_return ConnectionError("could not connect to PostgreSQL");
@@ -117,12 +116,16 @@ asio::awaitable<absl::Status> AsyncConnection::WaitWritable() {
   // becomes read-ready, call PQconsumeInput, since the server may be blocked sending us results we
   // have not read. Boost 1.74 has no awaitable "either" operator, so a short timer cancels the write
   // wait and the caller consumes input and flushes again.
+  // `waiting` guards against the timer firing in the same reactor round as the write readiness:
+  // its handler then runs after this wait ended and must not cancel the next one.
+  auto waiting = std::make_shared<bool>(true);
   asio::steady_timer timer(executor_, std::chrono::milliseconds(20));
-  timer.async_wait([this](error_code timer_ec) {
-    if (!timer_ec && socket_.has_value()) socket_->cancel();
+  timer.async_wait([this, waiting](error_code timer_ec) {
+    if (!timer_ec && *waiting && socket_.has_value()) socket_->cancel();
   });
   error_code ec;
   co_await socket_->async_wait(Wait::wait_write, asio::redirect_error(asio::use_awaitable, ec));
+  *waiting = false;
   timer.cancel();
   if (ec && ec != asio::error::operation_aborted) {
     co_return absl::UnavailableError(absl::StrCat("waiting to send: ", ec.message()));

@@ -13,9 +13,9 @@ void ConnDeleter::operator()(PGconn* conn) const noexcept { PQfinish(conn); }
 absl::StatusOr<ConnHandle> OpenBlocking(const std::string& dsn) {
   // `dbname` with expand_dbname=1 accepts a URI or key=value string; what it leaves out comes
   // from PG* variables and ~/.pgpass, as with psql.
-  const char* keywords[] = {"fallback_application_name", "dbname", nullptr};
-  const char* values[] = {"pgbackfill", dsn.c_str(), nullptr};
-  ConnHandle conn(PQconnectdbParams(keywords, values, /*expand_dbname=*/1));
+  const internal::ConnectParams params = internal::MakeConnectParams(dsn);
+  ConnHandle conn(
+      PQconnectdbParams(params.keywords.data(), params.values.data(), /*expand_dbname=*/1));
   if (conn == nullptr) return absl::ResourceExhaustedError("libpq could not allocate a connection");
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     return internal::ConnError(conn.get(), "could not connect to PostgreSQL");

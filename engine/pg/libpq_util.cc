@@ -22,6 +22,14 @@ absl::string_view Trimmed(const char* message) {
 
 }  // namespace
 
+ConnectParams MakeConnectParams(const std::string& dsn) {
+  // `dsn` must outlive the result: its c_str() is borrowed.
+  return ConnectParams{
+      {"fallback_application_name", "connect_timeout", "keepalives", "keepalives_idle",
+       "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname", nullptr},
+      {"pgbackfill", "30", "1", "30", "10", "3", "60000", dsn.c_str(), nullptr}};
+}
+
 absl::Status ResultError(const PGresult* result, const PGconn* conn, std::string_view sql) {
   absl::string_view sqlstate = Field(result, PG_DIAG_SQLSTATE);
   std::string message(Field(result, PG_DIAG_MESSAGE_PRIMARY));

@@ -3,6 +3,8 @@
 
 #include <libpq-fe.h>
 
+#include <array>
+#include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -16,6 +18,17 @@ absl::Status ResultError(const PGresult* result, const PGconn* conn, std::string
 // An error libpq raised on the connection itself (PQerrorMessage). Classified kReconnect when the
 // connection is bad, kFatal otherwise.
 absl::Status ConnError(const PGconn* conn, std::string_view what);
+
+// Keyword/value arrays for PQconnectdbParams / PQconnectStartParams. `dsn` (URI or key=value) is
+// expanded as `dbname` after our defaults, so whatever it sets wins. The defaults make a silent
+// network partition surface as an error in about a minute instead of hours of TCP retransmits:
+// TCP keepalives and tcp_user_timeout (ignored on Unix sockets), and a connect timeout.
+struct ConnectParams {
+  static constexpr int kCount = 8;
+  std::array<const char*, kCount + 1> keywords;
+  std::array<const char*, kCount + 1> values;
+};
+ConnectParams MakeConnectParams(const std::string& dsn);
 
 // Whether a result status means success for a statement.
 inline bool IsSuccess(ExecStatusType status) {

@@ -18,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
+#include "pgbackfill/pg/connection.h"
 
 namespace pgbackfill {
 namespace {
@@ -367,6 +368,60 @@ TEST_F(BackfillTest, BadPlanAndRefusedTargetExitTwo) {
                        db_.QueryValue("SELECT count(*) FROM pg_namespace WHERE nspname = "
                                       "'pgbackfill'"));
   EXPECT_EQ(store, "0") << "a refused plan must not create the job store";
+}
+
+TEST_F(BackfillTest, LockTimeoutRetriesWithMultiByteNames) {
+  // A long multi-byte name makes the server's error longer than what an event keeps: the cut must
+  // not split a character (the JSON stream would be invalid).
+  const std::string table = "\"x" + [] {
+    std::string s;
+    for (int i = 0; i < 20; ++i) s += "\xC3\xA4";  // ä
+    return s;
+  }() + "\"";
+  ASSERT_OK(db_.ExecScript("CREATE TABLE " + table +
+                           " (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);"
+                           "INSERT INTO " + table + " (id) SELECT g FROM generate_series(1, 500) g;"));
+  pg::Connection holder = *pg::Connection::Connect(db_.dsn());
+  ASSERT_OK(holder.ExecScript("BEGIN; SELECT * FROM " + table + " WHERE id = 250 FOR UPDATE;"));
+  auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
+      "version: 1\nname: locked\ntable: '" + table + "'\nset:\n  n: n + 1\n"
+      "batch: { rows: 100 }\nworkers: 1\nthrottle: { lock_timeout: 50ms }\n")));
+  ASSERT_OK(process);
+  ASSERT_OK(process->WaitForOutput("\"event\":\"retry\"", absl::Seconds(60)))
+      << process->StderrSoFar();
+  ASSERT_OK(holder.ExecScript("ROLLBACK"));
+  CommandResult result = process->Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::vector<json> events = Events(result.out);
+  const json* retry = Find(events, "retry");
+  ASSERT_NE(retry, nullptr);
+  EXPECT_EQ((*retry)["sqlstate"], "55P03");
+  ExpectEveryRowOnce(table, 500);
+}
+
+TEST_F(BackfillTest, BatchThatKeepsLosingItsBackendStopsTheJob) {
+  ASSERT_OK(db_.ExecScript("CREATE TABLE doomed (id int PRIMARY KEY, w int);"
+                           "INSERT INTO doomed (id) SELECT g FROM generate_series(1, 100) g;"));
+  CommandResult result = RunPgbackfill(RunArgs(testing::WriteTestFile(
+      "version: 1\nname: doomed\ntable: doomed\nset:\n"
+      "  w: CASE WHEN pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()) THEN 1 END\n"
+      "workers: 1\n")));
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr("lost its connection"));
+  ASSERT_OK_AND_ASSIGN(std::string written,
+                       db_.QueryValue("SELECT count(w) FROM doomed"));
+  EXPECT_EQ(written, "0");
+}
+
+TEST_F(BackfillTest, NotYetImplementedKeysAreRefusedNotIgnored) {
+  ASSERT_OK(db_.ExecScript(kGapsTable));
+  CommandResult result = RunPgbackfill(RunArgs(testing::WriteTestFile(
+      "version: 1\nname: dw\ntable: gaps\nset:\n  n: n + 1\ndual_write: true\n")));
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_THAT(result.out, HasSubstr("not implemented yet"));
+  ASSERT_OK_AND_ASSIGN(std::string touched,
+                       db_.QueryValue("SELECT count(*) FROM gaps WHERE n <> 0"));
+  EXPECT_EQ(touched, "0");
 }
 
 }  // namespace

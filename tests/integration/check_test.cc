@@ -8,6 +8,7 @@
 #include "nlohmann/json.hpp"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
+#include "pgbackfill/pg/connection.h"
 
 namespace pgbackfill {
 namespace {
@@ -329,6 +330,16 @@ TEST_F(CheckTest, UnreachableServerExitsOne) {
   CommandResult result = Check(kUsersPlan, true, "host=127.0.0.1 port=1 connect_timeout=2");
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_THAT(result.err, HasSubstr("could not connect"));
+}
+
+TEST_F(CheckTest, ConflictingLockIsARuntimeErrorNotAPlanError) {
+  ASSERT_OK(db_.ExecScript(kUsersTable));
+  pg::Connection holder = *pg::Connection::Connect(db_.dsn());
+  ASSERT_OK(holder.ExecScript("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;"));
+  CommandResult result = Check(kUsersPlan, /*json=*/true);
+  EXPECT_EQ(result.exit_code, 1) << result.out << result.err;
+  EXPECT_THAT(result.err, HasSubstr("lock"));
+  ASSERT_OK(holder.ExecScript("ROLLBACK"));
 }
 
 }  // namespace
