@@ -42,6 +42,7 @@ def main():
     parser.add_argument("--rows", type=int, required=True)
     parser.add_argument("--scale", type=int, required=True)
     parser.add_argument("--clk-tck", type=int, required=True)
+    parser.add_argument("--build", default="")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -135,6 +136,7 @@ def main():
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "scale": args.scale,
             "rows": args.rows,
+            "pgbackfill_build": args.build,
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                         "mem_kib": mem_total_kib()},
             "contenders": records,
