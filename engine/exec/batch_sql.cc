@@ -121,11 +121,14 @@ std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
   absl::StrAppend(
       &sql, "), updated AS (\n  UPDATE ", table, " AS t SET ", absl::StrJoin(assignments, ", "),
       "\n  WHERE ", absl::StrJoin(update_where, "\n    AND "), "\n  RETURNING 1\n"
+      // Counted once: the checkpoint and the result both need the number, and every scan of
+      // `updated` walks all of the batch's rows again.
+      "), counted AS (\n  SELECT count(*) AS n FROM updated\n"
       "), checkpoint AS (\n"
       "  UPDATE ", ranges_table, " AS r\n"
       "     SET done_upto = COALESCE((SELECT ARRAY[", absl::StrJoin(key_text, ", "),
       "] FROM bound), r.done_upto),\n"
-      "         rows_done = r.rows_done + (SELECT count(*) FROM updated),\n"
+      "         rows_done = r.rows_done + (SELECT n FROM counted),\n"
       "         state = CASE WHEN COALESCE((SELECT range_done FROM bound), true)\n"
       "                      THEN 'done' ELSE 'running' END,\n"
       "         updated_at = pg_catalog.clock_timestamp()\n"
@@ -133,7 +136,7 @@ std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
       "     AND EXISTS (SELECT FROM claim)\n"
       "  RETURNING r.done_upto, r.state = 'done' AS range_done\n"
       ")\n"
-      "SELECT (SELECT count(*) FROM updated) AS rows_updated, c.done_upto, c.range_done\n"
+      "SELECT (SELECT n FROM counted) AS rows_updated, c.done_upto, c.range_done\n"
       "  FROM checkpoint c");
   return sql;
 }
