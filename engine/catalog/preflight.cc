@@ -62,9 +62,7 @@ class Preflighter {
     // Every read below waits at most the plan's lock_timeout behind someone's DDL: a clear error
     // beats a `check` that hangs, and is what the backfill itself would meet.
     RETURN_IF_ERROR(conn_.Exec("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
-                               {absl::StrCat(absl::ToInt64Milliseconds(
-                                                 plan_.throttle.lock_timeout),
-                                             "ms")})
+                               {Millis(plan_.throttle.lock_timeout)})
                         .status());
     absl::StatusOr<PreflightReport> report = RunChecks();
     if (!report.ok()) return report;
@@ -371,13 +369,8 @@ class Preflighter {
     }
     spec.set = plan_.set;
     spec.where = plan_.where;
-    report_.batch_statements = {
-        "BEGIN",
-        SetLocalMillis("lock_timeout", plan_.throttle.lock_timeout),
-        SetLocalMillis("statement_timeout", plan_.throttle.statement_timeout),
-        exec::BuildUpdateBatch(spec, exec::RangeEnds{}),
-        "COMMIT",
-    };
+    report_.batch_statements =
+        exec::BatchTransaction(plan_.throttle, exec::BuildUpdateBatch(spec, exec::RangeEnds{}));
   }
 
   pg::Connection& conn_;

@@ -141,4 +141,18 @@ std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
   return sql;
 }
 
+std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::string batch_sql) {
+  auto set_local = [](const char* setting, absl::Duration value) {
+    return absl::StrCat("SET LOCAL ", setting, " = '", absl::ToInt64Milliseconds(value), "ms'");
+  };
+  std::vector<std::string> statements;
+  statements.reserve(5);
+  statements.emplace_back("BEGIN");
+  statements.push_back(set_local("lock_timeout", throttle.lock_timeout));
+  statements.push_back(set_local("statement_timeout", throttle.statement_timeout));
+  statements.push_back(std::move(batch_sql));
+  statements.emplace_back("COMMIT");
+  return statements;
+}
+
 }  // namespace pgbackfill::exec

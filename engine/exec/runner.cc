@@ -59,8 +59,6 @@ std::string TruncateUtf8(std::string_view text, size_t max_bytes) {
   return std::string(text.substr(0, end));
 }
 
-std::string Millis(absl::Duration d) { return absl::StrCat(absl::ToInt64Milliseconds(d), "ms"); }
-
 std::string HostName() {
   std::array<char, 256> name{};
   if (gethostname(name.data(), name.size() - 1) != 0) return "";
@@ -291,14 +289,11 @@ std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int6
   params.emplace_back(std::to_string(range.id));
   params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
 
-  std::vector<pg::Statement> statements(5);
-  statements[0].sql = "BEGIN";
-  statements[1].sql = absl::StrCat("SET LOCAL lock_timeout = '", Millis(plan_.throttle.lock_timeout), "'");
-  statements[2].sql = absl::StrCat("SET LOCAL statement_timeout = '",
-                                   Millis(plan_.throttle.statement_timeout), "'");
-  statements[3].sql = sql;
-  statements[3].params = std::move(params);
-  statements[4].sql = "COMMIT";
+  std::vector<pg::Statement> statements;
+  for (std::string& text : BatchTransaction(plan_.throttle, sql)) {
+    statements.push_back(pg::Statement{std::move(text), {}});
+  }
+  statements[kBatchStatementIndex].params = std::move(params);
   return statements;
 }
 
@@ -402,7 +397,7 @@ asio::awaitable<void> Runner::Worker(int index) {
     const absl::Duration elapsed = absl::Now() - start;
 
     if (result.ok()) {
-      const pg::Result& batch = result.results[3];
+      const pg::Result& batch = result.results[kBatchStatementIndex];
       if (batch.Rows() != 1) {
         // The checkpoint was not where this worker thought (a batch of a killed earlier run
         // committed late); nothing was changed. Continue from what the job store says.

@@ -62,6 +62,12 @@ BatchParams UpdateBatchParams(size_t key_columns, RangeEnds ends);
 
 std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends);
 
+// The statements of one batch's pipeline, in order: BEGIN, SET LOCAL lock_timeout, SET LOCAL
+// statement_timeout, `batch_sql`, COMMIT. The runner sends exactly these and `check` prints them,
+// so what a user reviews is what runs. The batch is at kBatchStatementIndex.
+inline constexpr size_t kBatchStatementIndex = 3;
+std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::string batch_sql);
+
 // `("a", "b")`: the key as a row value (a single column stays a plain parenthesised column).
 std::string KeyRow(const std::vector<KeyColumn>& key, const std::string& qualifier = "");
 // `($1::text, $2::uuid)`: parameters from `first` cast to the key's types.
