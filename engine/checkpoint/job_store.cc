@@ -1,10 +1,12 @@
 #include "pgbackfill/checkpoint/job_store.h"
 
 #include <charconv>
+#include <map>
 #include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "pgbackfill/exec/batch_sql.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/util/status.h"
@@ -71,12 +73,33 @@ std::string NullableArrayLiteral(const std::vector<std::optional<std::string>>& 
   return literal;
 }
 
-std::string JobColumns() {
-  return absl::StrCat(
-      "name, plan_hash, plan_text, plan_file, state, phase, last_error, throttle_reason, host, "
-      "estimated_rows, rows_done, retries, errors, pid, ",
-      Timestamp("created_at"), ", ", Timestamp("started_at"), ", ", Timestamp("updated_at"), ", ",
-      Timestamp("finished_at"));
+// The first store version with the control columns.
+constexpr int kControlVersion = 2;
+
+// The control columns as JobFromRow/ControlFromRow read them, from `pgbackfill.jobs`.
+std::string ControlColumns() {
+  return absl::StrCat("control, control_by, ", Timestamp("control_at"), ", settings::text");
+}
+
+// The settings object as stored. Values are text as the operator wrote it; anything else (a hand
+// edit) is kept in its JSON spelling rather than dropped, so ApplySetting can report it.
+std::map<std::string, std::string> SettingsFromJson(std::string_view text) {
+  std::map<std::string, std::string> settings;
+  const nlohmann::json object = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (!object.is_object()) return settings;
+  for (const auto& [key, value] : object.items()) {
+    settings[key] = value.is_string() ? value.get<std::string>() : value.dump();
+  }
+  return settings;
+}
+
+JobControl ControlFromRow(const pg::Result& result, int row, int first_column) {
+  JobControl control;
+  control.control = std::string(result.Get(row, first_column));
+  control.control_by = std::string(result.Get(row, first_column + 1));
+  control.control_at = std::string(result.Get(row, first_column + 2));
+  control.settings = SettingsFromJson(result.Get(row, first_column + 3));
+  return control;
 }
 
 JobRecord JobFromRow(const pg::Result& result, int row) {
@@ -100,6 +123,11 @@ JobRecord JobFromRow(const pg::Result& result, int row) {
   job.started_at = text(15);
   job.updated_at = text(16);
   job.finished_at = text(17);
+  JobControl control = ControlFromRow(result, row, 18);
+  job.control = std::move(control.control);
+  job.control_by = std::move(control.control_by);
+  job.control_at = std::move(control.control_at);
+  job.settings = std::move(control.settings);
   return job;
 }
 
@@ -112,6 +140,13 @@ std::string RangesRowsDone() {
 absl::Status NoSuchJob(const std::string& name) {
   return absl::NotFoundError(absl::StrCat("no job ", pg::QuoteLiteral(name), " in the job store ",
                                           pg::QuoteIdent(exec::kJobStoreSchema)));
+}
+
+absl::Status CheckControl(const std::string& name, const std::string& control) {
+  if (control == "run" || control == "pause" || control == "abort") return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("cannot set control of job ", pg::QuoteLiteral(name), " to ",
+                   pg::QuoteLiteral(control), ": expected run, pause or abort"));
 }
 
 }  // namespace
@@ -133,9 +168,36 @@ absl::Status JobStore::InTransaction(const std::function<absl::Status()>& body) 
   return conn_.ExecScript("COMMIT");
 }
 
+absl::StatusOr<bool> JobStore::HasControlColumns() {
+  if (seen_version_ < kControlVersion) RETURN_IF_ERROR(Version().status());
+  return seen_version_ >= kControlVersion;
+}
+
+absl::Status JobStore::RequireControlColumns() {
+  ASSIGN_OR_RETURN(bool has, HasControlColumns());
+  if (has) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the job store ", pg::QuoteIdent(exec::kJobStoreSchema), " is version ", seen_version_,
+      ", older than live control (version ", kControlVersion,
+      "); any pgbackfill pause, resume, abort, set or run of this version upgrades it"));
+}
+
+absl::StatusOr<std::string> JobStore::JobColumns() {
+  ASSIGN_OR_RETURN(bool has_control, HasControlColumns());
+  // A v1 store written by an older pgbackfill still shows in `status`, which creates nothing.
+  const std::string control =
+      has_control ? ControlColumns() : "'run'::text, NULL::text, NULL::text, '{}'::text";
+  return absl::StrCat(
+      "name, plan_hash, plan_text, plan_file, state, phase, last_error, throttle_reason, host, "
+      "estimated_rows, rows_done, retries, errors, pid, ",
+      Timestamp("created_at"), ", ", Timestamp("started_at"), ", ", Timestamp("updated_at"), ", ",
+      Timestamp("finished_at"), ", ", control);
+}
+
 absl::StatusOr<std::optional<JobRecord>> JobStore::LoadJob(const std::string& name) {
+  ASSIGN_OR_RETURN(const std::string columns, JobColumns());
   ASSIGN_OR_RETURN(pg::Result result,
-                   conn_.Exec(absl::StrCat("SELECT ", JobColumns(), " FROM ", Table("jobs"),
+                   conn_.Exec(absl::StrCat("SELECT ", columns, " FROM ", Table("jobs"),
                                            " WHERE name = $1::text"),
                               {name}));
   if (result.Rows() == 0) return std::nullopt;
@@ -143,7 +205,8 @@ absl::StatusOr<std::optional<JobRecord>> JobStore::LoadJob(const std::string& na
 }
 
 absl::StatusOr<std::vector<JobRecord>> JobStore::ListJobs() {
-  ASSIGN_OR_RETURN(pg::Result result, conn_.Exec(absl::StrCat("SELECT ", JobColumns(), " FROM ",
+  ASSIGN_OR_RETURN(const std::string columns, JobColumns());
+  ASSIGN_OR_RETURN(pg::Result result, conn_.Exec(absl::StrCat("SELECT ", columns, " FROM ",
                                                               Table("jobs"), " ORDER BY name")));
   std::vector<JobRecord> jobs;
   jobs.reserve(static_cast<size_t>(result.Rows()));
@@ -276,6 +339,63 @@ absl::Status JobStore::RecordProgress(const std::string& name, int64_t retries_d
                        RangesRowsDone(), ", updated_at = ", kNow, " WHERE j.name = $1::text"),
           {name, std::to_string(retries_delta), std::to_string(errors_delta),
            NullIfEmpty(throttle_reason)}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobControl> JobStore::LoadControl(const std::string& name) {
+  RETURN_IF_ERROR(RequireControlColumns());
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("SELECT ", ControlColumns(), " FROM ", Table("jobs"),
+                                           " WHERE name = $1::text"),
+                              {name}));
+  if (result.Rows() == 0) return NoSuchJob(name);
+  return ControlFromRow(result, 0, 0);
+}
+
+absl::Status JobStore::SetControl(const std::string& name, const std::string& control,
+                                  const std::string& by) {
+  RETURN_IF_ERROR(CheckControl(name, control));
+  RETURN_IF_ERROR(RequireControlColumns());
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                                           " SET control = $2::text, control_by = $3::text,"
+                                           " control_at = ",
+                                           kNow, " WHERE name = $1::text"),
+                              {name, control, NullIfEmpty(by)}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::MergeSettings(const std::string& name,
+                                     const std::map<std::string, std::string>& settings,
+                                     const std::string& by) {
+  RETURN_IF_ERROR(RequireControlColumns());
+  nlohmann::json object = nlohmann::json::object();
+  for (const auto& [key, value] : settings) object[key] = value;
+  // One statement: `||` merges on the server, so two operators setting different keys at once
+  // both keep theirs.
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                              " SET settings = settings || $2::jsonb, control_by = $3::text,"
+                              " control_at = ",
+                              kNow, " WHERE name = $1::text"),
+                 {name, object.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                  NullIfEmpty(by)}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::ClearAbort(const std::string& name) {
+  RETURN_IF_ERROR(RequireControlColumns());
+  // CASE rather than `AND control = 'abort'` in the WHERE clause: a job that is not aborted
+  // still matches, so no row means no job.
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                                           " SET control = CASE control WHEN 'abort' THEN 'run'"
+                                           " ELSE control END WHERE name = $1::text"),
+                              {name}));
   if (result.AffectedRows() == 0) return NoSuchJob(name);
   return absl::OkStatus();
 }

@@ -1,5 +1,6 @@
 // The job store's schema and its migrations: an ordered list of steps, applied in one transaction
 // under an advisory lock, with `store_version` recording the last step applied.
+#include <algorithm>
 #include <charconv>
 #include <string>
 #include <string_view>
@@ -72,6 +73,21 @@ CREATE TABLE @schema."ranges" (
                              {{"@schema", Schema()}});
 }
 
+// Live control: what operators ask of a job from any host, polled by the process running it.
+// Constant defaults, so the ALTER does not rewrite the table (PostgreSQL 11+) and existing jobs
+// read as running with no overrides.
+std::string StepV2() {
+  return absl::StrReplaceAll(R"sql(
+ALTER TABLE @schema."jobs"
+  ADD COLUMN control text NOT NULL DEFAULT 'run' CHECK (control IN ('run', 'pause', 'abort')),
+  ADD COLUMN control_by text,
+  ADD COLUMN control_at timestamptz,
+  ADD COLUMN settings jsonb NOT NULL DEFAULT '{}'
+    CHECK (pg_catalog.jsonb_typeof(settings) = 'object');
+)sql",
+                             {{"@schema", Schema()}});
+}
+
 absl::Status TooNew(int version, int known) {
   return absl::FailedPreconditionError(absl::StrCat("job store version ", version,
                                                     " is newer than this pgbackfill (knows ", known,
@@ -81,7 +97,8 @@ absl::Status TooNew(int version, int known) {
 }  // namespace
 
 const std::vector<SchemaStep>& SchemaSteps() {
-  static const std::vector<SchemaStep>* const steps = new std::vector<SchemaStep>{{1, StepV1()}};
+  static const std::vector<SchemaStep>* const steps =
+      new std::vector<SchemaStep>{{1, StepV1()}, {2, StepV2()}};
   return *steps;
 }
 
@@ -110,6 +127,7 @@ absl::StatusOr<int> JobStore::Version() {
   const std::string_view text = version.Get(0, 0);
   int value = 0;
   std::from_chars(text.data(), text.data() + text.size(), value);
+  seen_version_ = std::max(seen_version_, value);
   return value;
 }
 
@@ -131,7 +149,7 @@ absl::Status JobStore::EnsureSchema() {
   if (version == known) return absl::OkStatus();
   if (version > known) return TooNew(version, known);
 
-  return InTransaction([&]() -> absl::Status {
+  const absl::Status migrated = InTransaction([&]() -> absl::Status {
     // DDL takes ACCESS EXCLUSIVE locks; never queue behind (and in front of) other sessions for
     // long. The advisory lock wait is bounded by the same timeout.
     RETURN_IF_ERROR(conn_.Exec("SET LOCAL lock_timeout = '5s'").status());
@@ -163,6 +181,8 @@ absl::Status JobStore::EnsureSchema() {
     }
     return absl::OkStatus();
   });
+  if (migrated.ok()) seen_version_ = std::max(seen_version_, known);
+  return migrated;
 }
 
 }  // namespace pgbackfill::checkpoint

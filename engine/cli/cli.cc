@@ -1,13 +1,32 @@
 #include "pgbackfill/cli/cli.h"
 
 #include <iostream>
+#include <string>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
 #include "pgbackfill/cli/check_command.h"
+#include "pgbackfill/cli/control_command.h"
 #include "pgbackfill/cli/run_command.h"
 
 namespace pgbackfill::cli {
+namespace {
+
+// pause, resume, abort and set: JOB, --dsn and --json, as `status` takes them.
+CLI::App* AddControlCommand(CLI::App& app, const std::string& action,
+                            const std::string& description, ControlOptions& options) {
+  options.action = action;
+  CLI::App* command = app.add_subcommand(action, description);
+  command->add_option("job", options.job, "Job name (the plan's name)")->required();
+  command->add_option("--dsn", options.dsn,
+                      "Connection string or URI of the job's database (PG* variables and "
+                      "~/.pgpass fill the rest)");
+  command->add_flag("--json", options.json, "Print one JSON object");
+  return command;
+}
+
+}  // namespace
 
 int Main(int argc, char** argv) {
   CLI::App app{"pgbackfill: online large-table backfills for PostgreSQL"};
@@ -41,6 +60,27 @@ int Main(int argc, char** argv) {
   status_cmd->add_option("--dsn", status.dsn, "Connection string or URI");
   status_cmd->add_flag("--json", status.json, "Print one JSON object");
 
+  // Live control through the job store: the process running the job polls its row, so these
+  // work from any host that reaches the database.
+  ControlOptions pause_options, resume_options, abort_options, set_options;
+  CLI::App* pause_cmd = AddControlCommand(
+      app, "pause", "Pause a job: its workers finish their batch and wait (any host)",
+      pause_options);
+  CLI::App* resume_cmd =
+      AddControlCommand(app, "resume", "Resume a paused job (any host)", resume_options);
+  CLI::App* abort_cmd = AddControlCommand(
+      app, "abort",
+      "Stop a job for good: committed work is kept, the job is marked aborted (any host)",
+      abort_options);
+  CLI::App* set_cmd = AddControlCommand(
+      app, "set",
+      "Change tuning of a job while it runs: workers, batch.target, throttle limits and timeouts "
+      "(any host)",
+      set_options);
+  set_cmd
+      ->add_option("settings", set_options.settings, "key=value, e.g. throttle.max_replica_lag=10s")
+      ->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -50,6 +90,11 @@ int Main(int argc, char** argv) {
   if (check_cmd->parsed()) return RunCheck(check, std::cout, std::cerr);
   if (run_cmd->parsed()) return RunRun(run, std::cout, std::cerr);
   if (status_cmd->parsed()) return RunStatus(status, std::cout, std::cerr);
+  for (auto [command, options] :
+       {std::pair{pause_cmd, &pause_options}, std::pair{resume_cmd, &resume_options},
+        std::pair{abort_cmd, &abort_options}, std::pair{set_cmd, &set_options}}) {
+    if (command->parsed()) return RunControl(*options, std::cout, std::cerr);
+  }
   return kExitBadInput;
 }
 

@@ -1,5 +1,6 @@
 #include <ostream>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "pgbackfill/checkpoint/job_store.h"
@@ -53,6 +54,11 @@ json JobJson(const checkpoint::JobRecord& job, const std::vector<checkpoint::Ran
       {"started_at", Nullable(job.started_at)},
       {"updated_at", Nullable(job.updated_at)},
       {"finished_at", Nullable(job.finished_at)},
+      // Live control (`pgbackfill pause/resume/abort/set`): what operators asked, and who last.
+      {"control", job.control},
+      {"control_by", Nullable(job.control_by)},
+      {"control_at", Nullable(job.control_at)},
+      {"settings", job.settings},
   };
   if (with_ranges) {
     json list = json::array();
@@ -80,6 +86,22 @@ void PrintJob(const json& job, std::ostream& out) {
   }
   out << "\n";
   if (job["last_error"].is_string()) out << "  last error: " << job["last_error"].get<std::string>() << "\n";
+  const std::string control = job["control"].get<std::string>();
+  if (control != "run") out << "  control: " << control << "\n";
+  if (!job["settings"].empty()) {
+    std::string settings;
+    for (const auto& [key, value] : job["settings"].items()) {
+      absl::StrAppend(&settings, settings.empty() ? "" : ", ", key, "=",
+                      value.is_string() ? value.get<std::string>() : value.dump());
+    }
+    out << "  settings: " << settings << "\n";
+  }
+  // One requester for control and settings alike: the store keeps only the last request.
+  if (job["control_by"].is_string()) {
+    out << "  last request: by " << job["control_by"].get<std::string>();
+    if (job["control_at"].is_string()) out << " at " << job["control_at"].get<std::string>();
+    out << "\n";
+  }
 }
 
 }  // namespace

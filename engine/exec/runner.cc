@@ -2,32 +2,24 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <csignal>
-#include <deque>
-#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
 
-#include <boost/asio/signal_set.hpp>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "pgbackfill/catalog/preflight.h"
-#include "pgbackfill/checkpoint/job_store.h"
-#include "pgbackfill/exec/backoff.h"
-#include "pgbackfill/exec/batch_sizer.h"
-#include "pgbackfill/exec/batch_sql.h"
-#include "pgbackfill/pg/async_connection.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/ranges/sampler.h"
-#include "pgbackfill/util/asio.h"
+#include "runner_internal.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::exec {
+namespace internal {
 namespace {
 
 using nlohmann::json;
@@ -42,9 +34,15 @@ constexpr absl::Duration kReconnectDeadline = absl::Minutes(5);
 // How often the job row is refreshed with totals (status from another host reads it).
 constexpr absl::Duration kStoreRefresh = absl::Seconds(2);
 
-std::string Now() { return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()); }
+}  // namespace
 
-json Event(const char* type) { return json{{"event", type}, {"time", Now()}}; }
+std::string NowText() {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
+}
+
+json Event(const char* type) { return json{{"event", type}, {"time", NowText()}}; }
+
+namespace {
 
 std::string KeyText(const std::optional<ranges::KeyValue>& key, const char* open) {
   if (!key.has_value()) return open;
@@ -65,87 +63,25 @@ std::string HostName() {
   return name.data();
 }
 
-struct RangeState {
-  int id = 0;
-  std::optional<ranges::KeyValue> lower;
-  std::optional<ranges::KeyValue> upper;
-  std::optional<ranges::KeyValue> done_upto;
-  int64_t rows_done = 0;
-  bool done = false;
+}  // namespace
 
-  // Batches start after the checkpoint, or after the range's own lower bound at first.
-  const std::optional<ranges::KeyValue>& start() const { return done_upto ? done_upto : lower; }
-  std::string Describe() const {
-    return absl::StrCat("range ", id, " ", KeyText(lower, "(-inf"), " .. ", KeyText(upper, "+inf)"),
-                        ", checkpoint ", KeyText(done_upto, "none"));
-  }
-};
+std::string RangeState::Describe() const {
+  return absl::StrCat("range ", id, " ", KeyText(lower, "(-inf"), " .. ", KeyText(upper, "+inf)"),
+                      ", checkpoint ", KeyText(done_upto, "none"));
+}
 
-class Runner {
- public:
-  Runner(const plan::Plan& plan, const RunOptions& options, EventSink& events)
-      : plan_(plan),
-        options_(options),
-        events_(events),
-        dsn_(options.dsn.empty() ? plan.dsn : options.dsn),
-        signals_(io_) {}
-
-  absl::StatusOr<RunSummary> Run();
-
- private:
-  absl::StatusOr<std::optional<RunSummary>> PrepareJob();
-  absl::Status LoadRanges();
-  std::vector<pg::Statement> BatchStatements(const RangeState& range, int64_t rows);
-  RangeState* NextRange();
-
-  asio::awaitable<void> Worker(int index);
-  asio::awaitable<void> GuardedWorker(int index);
-  asio::awaitable<bool> ReconnectWorker(pg::AsyncConnection& conn, Backoff& backoff, int index);
-  asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
-  asio::awaitable<void> Ticker();
-  asio::awaitable<void> WatchSignals();
-  void Fail(std::string message);
-  void EmitProgress();
-  void RefreshStore();
-  void WorkerFinished();
-  absl::Status EnsureControl();
-
-  const plan::Plan& plan_;
-  const RunOptions& options_;
-  EventSink& events_;
-  std::string dsn_;
-  std::optional<pg::Connection> control_;  // preflight, job store, the job's advisory lock
-
-  catalog::PreflightReport report_;
-  UpdateBatchSpec spec_;
-  std::map<std::pair<bool, bool>, std::string> batch_sql_;  // by (has_lower, has_upper)
-  std::vector<RangeState> ranges_;
-  std::deque<RangeState*> pending_;
-  RunSummary summary_;
-  int64_t rows_before_ = 0;  // rows the job had updated in earlier runs
-  absl::Time started_;
-
-  asio::io_context io_;
-  asio::signal_set signals_;
-  std::optional<asio::steady_timer> ticker_;
-  std::vector<pg::AsyncConnection*> connections_;  // for the second signal's cancel
-  int workers_running_ = 0;
-  int signals_seen_ = 0;
-  bool stopping_ = false;
-  bool lock_lost_ = false;  // another process holds the job now: never write its job row
-  std::optional<std::string> failure_;
-  std::vector<BatchSizer*> sizers_;
-  int64_t retries_reported_ = 0;
-  int64_t errors_reported_ = 0;
-  std::string throttle_reason_;
-
-  // Throughput over a sliding window for the rate and the ETA.
-  std::deque<std::pair<absl::Time, int64_t>> rate_window_;
-};
+Runner::Runner(const plan::Plan& plan, const RunOptions& options, EventSink& events)
+    : plan_(plan),
+      live_(plan),
+      options_(options),
+      events_(events),
+      dsn_(options.dsn.empty() ? plan.dsn : options.dsn),
+      signals_(io_) {}
 
 void Runner::Fail(std::string message) {
   if (!failure_.has_value()) failure_ = std::move(message);
   stopping_ = true;
+  WakeWorkers();
 }
 
 absl::Status Runner::EnsureControl() {
@@ -243,6 +179,9 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     RETURN_IF_ERROR(store.CreateJob(record, planned));
   } else {
     rows_before_ = job->rows_done;
+    // An abort asked of an earlier run is not one of this run: starting the job again is the
+    // operator's newer word. A pause stands (the job starts held) until `pgbackfill resume`.
+    RETURN_IF_ERROR(store.ClearAbort(plan_.name));
   }
   return std::optional<RunSummary>();
 }
@@ -290,7 +229,7 @@ std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int6
   params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
 
   std::vector<pg::Statement> statements;
-  for (std::string& text : BatchTransaction(plan_.throttle, sql)) {
+  for (std::string& text : BatchTransaction(live_.throttle, sql)) {
     statements.push_back(pg::Statement{std::move(text), {}});
   }
   statements[kBatchStatementIndex].params = std::move(params);
@@ -333,9 +272,7 @@ asio::awaitable<bool> Runner::ReconnectWorker(pg::AsyncConnection& conn, Backoff
                                               int index) {
   const absl::Time deadline = absl::Now() + kReconnectDeadline;
   while (!stopping_) {
-    asio::steady_timer timer(io_, absl::ToChronoNanoseconds(backoff.Next()));
-    boost::system::error_code ignored;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    co_await Sleep(backoff.Next());
     absl::Status status = co_await conn.Reconnect();
     if (status.ok()) {
       ++summary_.reconnects;
@@ -355,8 +292,8 @@ asio::awaitable<bool> Runner::ReconnectWorker(pg::AsyncConnection& conn, Backoff
 
 asio::awaitable<void> Runner::Worker(int index) {
   Backoff backoff;
-  BatchSizer sizer(BatchSizerConfig{plan_.batch.rows, plan_.batch.min_rows, plan_.batch.max_rows,
-                                    plan_.batch.target});
+  BatchSizer sizer(BatchSizerConfig{live_.batch.rows, live_.batch.min_rows, live_.batch.max_rows,
+                                    live_.batch.target * batch_scale_});
   std::unique_ptr<pg::AsyncConnection> conn;
   RangeState* range = nullptr;
   // Runs on every exit, also when an exception unwinds the coroutine: the shared lists must never
@@ -387,11 +324,27 @@ asio::awaitable<void> Runner::Worker(int index) {
   int consecutive_retries = 0;
   int consecutive_reconnects = 0;
   while (!stopping_) {
+    // The throttle: the governor and the operator are asked before every batch, so a hold stops
+    // new batches at once while the ones in flight commit.
+    if (const std::string held = HoldReason(index); !held.empty()) {
+      if (index >= decision_.active_workers && range != nullptr && !range->done) {
+        // Parked by the concurrency limit: hand the range to a worker that may run.
+        pending_.push_front(range);
+        range = nullptr;
+      }
+      if (range == nullptr && pending_.empty()) break;  // nothing left that this worker could do
+      co_await WaitForGate();
+      continue;
+    }
     if (range == nullptr || range->done) {
       range = NextRange();
       if (range == nullptr) break;
     }
     const int64_t rows = sizer.rows();
+    if (const absl::Duration wait = limiter_.Acquire(rows, absl::Now()); wait > absl::ZeroDuration()) {
+      co_await Sleep(wait);
+      if (stopping_) break;
+    }
     const absl::Time start = absl::Now();
     pg::PipelineResult result = co_await conn->Pipeline(BatchStatements(*range, rows));
     const absl::Duration elapsed = absl::Now() - start;
@@ -458,13 +411,12 @@ asio::awaitable<void> Runner::Worker(int index) {
         break;
       }
       sizer.OnRetryableFailure();
+      governor_->ReportRetries(1);
       const absl::Duration wait = backoff.Next();
       event["wait_ms"] = absl::ToInt64Milliseconds(wait);
       event["batch_rows"] = sizer.rows();
       events_.Emit(event);
-      asio::steady_timer timer(io_, absl::ToChronoNanoseconds(wait));
-      boost::system::error_code ignored;
-      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+      co_await Sleep(wait);
     } else {
       // A batch that loses its session every time (it crashes the backend, or gets it killed)
       // would otherwise be sent again forever.
@@ -493,6 +445,23 @@ asio::awaitable<void> Runner::Worker(int index) {
   }
 }
 
+asio::awaitable<void> Runner::Sleep(absl::Duration duration) {
+  asio::steady_timer timer(io_, absl::ToChronoNanoseconds(duration));
+  boost::system::error_code ignored;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+}
+
+void Runner::SpawnWorkers(int count) {
+  // Never more workers than unfinished ranges: a range is worked by one worker at a time.
+  int unfinished = 0;
+  for (const RangeState& range : ranges_) unfinished += range.done ? 0 : 1;
+  const int target = std::min(count, unfinished);
+  while (workers_spawned_ < target) {
+    ++workers_running_;
+    asio::co_spawn(io_, GuardedWorker(workers_spawned_++), asio::detached);
+  }
+}
+
 asio::awaitable<void> Runner::GuardedWorker(int index) {
   // Workers are spawned detached, where an exception would vanish and leave the run waiting for a
   // worker that is gone. Turn it into a failed job instead.
@@ -506,8 +475,11 @@ asio::awaitable<void> Runner::GuardedWorker(int index) {
 
 void Runner::WorkerFinished() {
   if (--workers_running_ > 0) return;
-  // Last worker out: stop the ticker and the signal watch so io_.run() returns.
+  // Last worker out: stop the ticker, the throttle loop and the signal watch so io_.run()
+  // returns.
   if (ticker_.has_value()) ticker_->cancel();
+  if (throttle_timer_.has_value()) throttle_timer_->cancel();
+  if (prober_ != nullptr) prober_->Cancel();
   boost::system::error_code ignored;
   signals_.cancel(ignored);
 }
@@ -538,7 +510,9 @@ void Runner::EmitProgress() {
   event["rows_per_second"] = static_cast<int64_t>(rate);
   event["eta_seconds"] =
       rate > 0 ? json(static_cast<int64_t>(static_cast<double>(estimated - done) / rate)) : json();
-  event["workers"] = static_cast<int>(connections_.size());
+  event["workers"] = throttle_reason_.empty()
+                        ? std::min(decision_.active_workers, static_cast<int>(connections_.size()))
+                        : 0;
   event["batch_rows"] = sizers_.empty() ? 0 : batch_rows / static_cast<int64_t>(sizers_.size());
   event["ranges_done"] = ranges_done;
   event["ranges_total"] = ranges_.size();
@@ -584,6 +558,7 @@ asio::awaitable<void> Runner::WatchSignals() {
     if (signals_seen_ == 1) {
       // Graded shutdown: let in-flight batches commit, hand out no new ones.
       stopping_ = true;
+      WakeWorkers();
       event["action"] = "finishing in-flight batches; send again to cancel them";
       events_.Emit(event);
     } else {
@@ -611,22 +586,26 @@ absl::StatusOr<RunSummary> Runner::Run() {
   started["estimated_rows"] = report_.estimate->rows;
   started["ranges_total"] = ranges_.size();
   started["ranges_pending"] = pending_.size();
-  started["workers"] = plan_.workers;
+  started["workers"] = live_.workers;
   started["resumed"] = summary_.resumed;
   started["rows_done_before"] = rows_before_;
   events_.Emit(started);
 
-  const int workers = std::max(1, std::min<int>(plan_.workers, static_cast<int>(pending_.size())));
   if (!pending_.empty()) {
     if (options_.handle_signals) {
       signals_.add(SIGINT);
       signals_.add(SIGTERM);
     }
-    workers_running_ = workers;
     ticker_.emplace(io_);
-    for (int i = 0; i < workers; ++i) asio::co_spawn(io_, GuardedWorker(i), asio::detached);
+    throttle_timer_.emplace(io_);
+    gate_.emplace(io_, asio::steady_timer::time_point::max());
+    governor_.emplace(GovernorConfigFor(live_), clock_);
+    // Settings and a pause recorded while the job was not running apply from the first batch.
+    ReadOperatorControl();
+    SpawnWorkers(live_.workers);
     asio::co_spawn(io_, Ticker(), asio::detached);
     asio::co_spawn(io_, WatchSignals(), asio::detached);
+    asio::co_spawn(io_, ThrottleLoop(), asio::detached);
     io_.run();
   }
   summary_.elapsed = absl::Now() - started_;
@@ -637,6 +616,11 @@ absl::StatusOr<RunSummary> Runner::Run() {
     summary_.outcome = Outcome::kFailed;
     summary_.message = *failure_;
     state = "failed";
+  } else if (aborted_by_.has_value() && !pending_.empty()) {
+    summary_.outcome = Outcome::kAborted;
+    summary_.message = absl::StrCat("aborted by ", *aborted_by_, " with ", pending_.size(),
+                                    " range(s) left; running the job again resumes it");
+    state = "aborted";
   } else if (!pending_.empty()) {
     summary_.outcome = Outcome::kInterrupted;
     summary_.message = absl::StrCat("interrupted with ", pending_.size(),
@@ -660,11 +644,11 @@ absl::StatusOr<RunSummary> Runner::Run() {
   return summary_;
 }
 
-}  // namespace
+}  // namespace internal
 
 absl::StatusOr<RunSummary> RunBackfill(const plan::Plan& plan, const RunOptions& options,
                                        EventSink& events) {
-  Runner runner(plan, options, events);
+  internal::Runner runner(plan, options, events);
   return runner.Run();
 }
 

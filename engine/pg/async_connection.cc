@@ -25,8 +25,14 @@ AsyncConnection::~AsyncConnection() { CloseSocket(); }
 
 asio::awaitable<absl::StatusOr<std::unique_ptr<AsyncConnection>>> AsyncConnection::Connect(
     std::string dsn) {
+  co_return co_await Connect(std::move(dsn), absl::InfiniteDuration());
+}
+
+asio::awaitable<absl::StatusOr<std::unique_ptr<AsyncConnection>>> AsyncConnection::Connect(
+    std::string dsn, absl::Duration timeout) {
   auto executor = co_await asio::this_coro::executor;
   std::unique_ptr<AsyncConnection> conn(new AsyncConnection(executor, std::move(dsn)));
+  conn->connect_timeout_ = timeout;
   absl::Status status = co_await conn->Open();
   if (!status.ok()) co_return status;
   co_return conn;
@@ -60,6 +66,38 @@ asio::awaitable<absl::Status> AsyncConnection::Open() {
   if (PQstatus(conn_.get()) == CONNECTION_BAD) {
     co_return ConnectionError("could not connect to PostgreSQL");
   }
+  // The connect timeout: the timer cancels the socket wait in progress. `state` outlives this
+  // frame in the timer's handler, which also runs (with operation_aborted) after the timer is
+  // destroyed; `waiting` stops it from touching a socket that is no longer ours to cancel.
+  struct DeadlineState {
+    bool waiting = true;
+    bool expired = false;
+  };
+  auto state = std::make_shared<DeadlineState>();
+  std::optional<asio::steady_timer> deadline;
+  if (connect_timeout_ != absl::InfiniteDuration()) {
+    deadline.emplace(executor_, absl::ToChronoNanoseconds(connect_timeout_));
+    deadline->async_wait([this, state](error_code timer_ec) {
+      if (timer_ec || !state->waiting) return;
+      state->expired = true;
+      if (socket_.has_value()) socket_->cancel();
+    });
+  }
+  struct StopDeadline {
+    DeadlineState& state;
+    std::optional<asio::steady_timer>& timer;
+    ~StopDeadline() {
+      state.waiting = false;
+      if (timer.has_value()) timer->cancel();
+    }
+  } stop_deadline{*state, deadline};
+  auto timed_out = [&] {
+    CloseSocket();
+    conn_.reset();
+    return MakeError("", absl::StrCat("could not connect to PostgreSQL within ",
+                                      absl::FormatDuration(connect_timeout_)));
+  };
+
   // libpq: "If you have yet to call PQconnectPoll, behave as if it last returned
   // PGRES_POLLING_WRITING." The socket may change between polls (several hosts in the DSN, SSL
   // fallback), so the descriptor is re-wrapped every round.
@@ -69,11 +107,15 @@ asio::awaitable<absl::Status> AsyncConnection::Open() {
       CloseSocket();
       co_return ConnectionError("could not connect to PostgreSQL");
     }
+    // The timer may have fired in the same reactor round as the last readiness, after the wait
+    // it meant to cancel had already completed.
+    if (state->expired) co_return timed_out();
     CloseSocket();
     socket_.emplace(executor_, PQsocket(conn_.get()));
     error_code ec;
     co_await socket_->async_wait(poll == PGRES_POLLING_READING ? Wait::wait_read : Wait::wait_write,
                                  asio::redirect_error(asio::use_awaitable, ec));
+    if (state->expired) co_return timed_out();
     if (ec) co_return absl::UnavailableError(absl::StrCat("waiting to connect: ", ec.message()));
     poll = PQconnectPoll(conn_.get());
   }

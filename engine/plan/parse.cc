@@ -22,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "parse_internal.h"
 #include "pgbackfill/plan/suggest.h"
 #include "pgbackfill/plan/units.h"
 #include "pgbackfill/util/status.h"
@@ -46,7 +47,8 @@ constexpr std::string_view kThrottleKeys[] = {"interval",
                                               "max_wal_bytes_per_second",
                                               "max_canary_latency",
                                               "canary",
-                                              "query"};
+                                              "query",
+                                              "hold_on_autovacuum"};
 
 struct Section {
   std::string_view name;  // empty for the top level
@@ -54,6 +56,13 @@ struct Section {
 };
 constexpr Section kSections[] = {
     {"", kTopKeys}, {"batch", kBatchKeys}, {"throttle", kThrottleKeys}};
+
+// "batch.rows" -> {"batch", "rows"}; "workers" -> {"", "workers"}.
+std::pair<std::string_view, std::string_view> SplitPath(std::string_view path) {
+  const size_t dot = path.find('.');
+  if (dot == std::string_view::npos) return {"", path};
+  return {path.substr(0, dot), path.substr(dot + 1)};
+}
 
 constexpr int kMaxWorkers = 256;
 constexpr size_t kMaxNameLength = 63;
@@ -176,6 +185,9 @@ int FirstContentLine(std::string_view text) {
 class Parser {
  public:
   Parser(std::string_view file, const EnvLookup& env) : file_(file), env_(env) {}
+  // For values that come from elsewhere than a file (`pgbackfill set`): messages are
+  // `key: what is wrong`, without a file and line.
+  explicit Parser(const EnvLookup& env) : env_(env), located_(false) {}
 
   absl::StatusOr<Plan> Parse(std::string_view text) {
     try {
@@ -194,8 +206,26 @@ class Parser {
     }
   }
 
+  // `path: value` as if the file had it, through the code that parses that key in a file: the
+  // value is one YAML scalar, as a plain scalar in the file would be. Only `workers` and keys of
+  // `batch` and `throttle` (the ones a running job can take).
+  absl::Status ApplyValue(std::string_view path, std::string_view text, Plan& plan) {
+    const auto [section, key] = SplitPath(path);
+    try {
+      const Entry entry{
+          .name = std::string(key), .path = std::string(path), .value = YAML::Node(Trim(text))};
+      if (section == "batch") return ApplyBatch({entry}, plan.batch);
+      if (section == "throttle") return ApplyThrottle({entry}, plan.throttle);
+      if (path == "workers") return ApplyWorkers(entry, plan);
+    } catch (const YAML::Exception& e) {
+      return absl::InternalError(absl::StrFormat("%s: %s", path, e.msg));
+    }
+    return absl::InternalError(absl::StrFormat("%s: not a key of batch or throttle", path));
+  }
+
  private:
   absl::Status Error(int line, std::string_view key, std::string_view what) const {
+    if (!located_) return absl::InvalidArgumentError(absl::StrFormat("%s: %s", key, what));
     return absl::InvalidArgumentError(absl::StrFormat("%s:%d: %s: %s", file_, line, key, what));
   }
   absl::Status Error(const Entry& entry, std::string_view what) const {
@@ -526,10 +556,8 @@ class Parser {
     }
 
     if (const Entry* batch = Find(entries, "batch")) RETURN_IF_ERROR(ParseBatch(*batch, plan));
-    if (const Entry* workers = Find(entries, "workers")) {
-      ASSIGN_OR_RETURN(const int64_t count, Integer(*workers, 1, kMaxWorkers));
-      plan.workers = static_cast<int>(count);
-    }
+    if (const Entry* workers = Find(entries, "workers"))
+      RETURN_IF_ERROR(ApplyWorkers(*workers, plan));
     if (const Entry* throttle = Find(entries, "throttle")) {
       RETURN_IF_ERROR(ParseThrottle(*throttle, plan.throttle));
     }
@@ -656,13 +684,23 @@ class Parser {
     return ReadMap(entry.value, section);
   }
 
-  // Explicit values must agree with each other; defaults give way to explicit values, so
-  // `batch: {max_rows: 1000}` alone is valid and starts at 1000 rows.
+  absl::Status ApplyWorkers(const Entry& entry, Plan& plan) const {
+    ASSIGN_OR_RETURN(const int64_t count, Integer(entry, 1, kMaxWorkers));
+    plan.workers = static_cast<int>(count);
+    return absl::OkStatus();
+  }
+
   absl::Status ParseBatch(const Entry& section, Plan& plan) {
     ASSIGN_OR_RETURN(std::vector<Entry> entries,
                      SectionEntries(section, kSections[1], "{ rows: 5000, target: 200ms }"));
+    return ApplyBatch(entries, plan.batch);
+  }
+
+  // Explicit values must agree with each other; defaults (and, for `pgbackfill set`, the values
+  // the plan already has) give way to explicit values, so `batch: {max_rows: 1000}` alone is
+  // valid and starts at 1000 rows.
+  absl::Status ApplyBatch(const std::vector<Entry>& entries, Batch& batch) const {
     constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
-    Batch& batch = plan.batch;
     const Entry* rows = Find(entries, "rows");
     const Entry* min_rows = Find(entries, "min_rows");
     const Entry* max_rows = Find(entries, "max_rows");
@@ -707,6 +745,10 @@ class Parser {
     ASSIGN_OR_RETURN(
         std::vector<Entry> entries,
         SectionEntries(section, kSections[2], "{ max_replica_lag: 5s, lock_timeout: 200ms }"));
+    return ApplyThrottle(entries, throttle);
+  }
+
+  absl::Status ApplyThrottle(const std::vector<Entry>& entries, Throttle& throttle) const {
     // PostgreSQL reads 0 as "no timeout" and counts in whole milliseconds, so anything below
     // 1ms would silently switch the protection off.
     constexpr std::string_view kTimeoutWhy = " (0 would turn PostgreSQL's timeout off)";
@@ -739,6 +781,8 @@ class Parser {
         ASSIGN_OR_RETURN(throttle.canary, Sql(entry));
       } else if (key == "query") {
         ASSIGN_OR_RETURN(throttle.query, Sql(entry));
+      } else if (key == "hold_on_autovacuum") {
+        ASSIGN_OR_RETURN(throttle.hold_on_autovacuum, Bool(entry));
       }
     }
     return absl::OkStatus();
@@ -757,6 +801,7 @@ class Parser {
 
   std::string file_;
   const EnvLookup& env_;
+  bool located_ = true;  // messages carry `file:line: `
   int root_line_ = 1;
   std::map<std::string, int> key_lines_;  // becomes Plan::key_lines
 };
@@ -767,6 +812,27 @@ absl::StatusOr<Plan> ParsePlan(std::string_view text, std::string_view file_name
                                const EnvLookup& env) {
   return Parser(file_name, env).Parse(text);
 }
+
+namespace internal {
+
+bool IsPlanKey(std::string_view path) {
+  const auto [section, key] = SplitPath(path);
+  for (const Section& candidate : kSections) {
+    if (candidate.name != section) continue;
+    return std::find(candidate.keys.begin(), candidate.keys.end(), key) != candidate.keys.end();
+  }
+  return false;
+}
+
+absl::Status ApplyPlanValue(Plan& plan, std::string_view path, std::string_view value) {
+  // Values from the command line never hold ${ENV}: nothing is expanded.
+  const EnvLookup no_env = [](std::string_view) -> std::optional<std::string> {
+    return std::nullopt;
+  };
+  return Parser(no_env).ApplyValue(path, value, plan);
+}
+
+}  // namespace internal
 
 absl::StatusOr<Plan> LoadPlanFile(const std::string& path, const EnvLookup& env) {
   std::ifstream in(path, std::ios::binary);

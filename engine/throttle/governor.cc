@@ -94,6 +94,7 @@ GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers) {
   config.max_wal_bytes_per_second = throttle.max_wal_bytes_per_second;
   config.max_canary_latency = throttle.max_canary_latency;
   config.check_custom = !throttle.query.empty();
+  config.hold_on_autovacuum = throttle.hold_on_autovacuum;
   config.max_rows_per_second = throttle.max_rows_per_second;
   config.workers = workers;
   return config;
@@ -227,6 +228,14 @@ Governor::Verdict Governor::Judge(const Samples& samples) {
     } else if (*holds) {
       verdict.vetoes.push_back(
           absl::StrCat("custom throttle query returned ", *samples.custom));
+    }
+  }
+  if (config_.hold_on_autovacuum) {
+    if (!samples.autovacuum.ok()) {
+      verdict.vetoes.push_back(ProbeFailed("autovacuum", samples.autovacuum.status()));
+    } else if (*samples.autovacuum) {
+      verdict.vetoes.push_back(absl::StrCat(
+          "autovacuum running on ", config_.table.empty() ? "the target table" : config_.table));
     }
   }
   return verdict;

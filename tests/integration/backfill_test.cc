@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
+#include "support/run_events.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 #include "pgbackfill/pg/connection.h"
@@ -33,22 +33,9 @@ using testing::SpawnPgbackfill;
 using testing::TestDatabase;
 using nlohmann::json;
 
-// Every JSON line of `run --json` output; fails the test on a line that does not parse.
-std::vector<json> Events(const std::string& out) {
-  std::vector<json> events;
-  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
-    json event = json::parse(line.begin(), line.end(), nullptr, false);
-    EXPECT_FALSE(event.is_discarded()) << "not JSON: " << line;
-    if (!event.is_discarded()) events.push_back(std::move(event));
-  }
-  return events;
-}
-
+std::vector<json> Events(const std::string& out) { return testing::ParseEvents(out); }
 const json* Find(const std::vector<json>& events, const std::string& type) {
-  for (const json& event : events) {
-    if (event.value("event", "") == type) return &event;
-  }
-  return nullptr;
+  return testing::FindEvent(events, type);
 }
 
 class BackfillTest : public ::testing::Test {

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <latch>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -73,8 +74,8 @@ TEST(JobStoreTest, EnsureSchemaCreatesOnceAndIsIdempotent) {
   ASSERT_OK_AND_ASSIGN(bool exists_after, store.Exists());
   EXPECT_TRUE(exists_after);
   ASSERT_OK_AND_ASSIGN(int version, store.Version());
-  EXPECT_EQ(version, 1);
-  EXPECT_EQ(store.KnownVersion(), 1);
+  EXPECT_EQ(version, 2);
+  EXPECT_EQ(store.KnownVersion(), 2);
 
   ASSERT_OK_AND_ASSIGN(
       std::string xmin_before,
@@ -121,7 +122,7 @@ TEST(JobStoreTest, ConcurrentEnsureSchemaBothSucceed) {
     for (const absl::Status& status : results) EXPECT_OK(status) << "round " << round;
     ASSERT_OK_AND_ASSIGN(std::string version, db.QueryValue("SELECT string_agg(version::text, ',') "
                                                             "FROM pgbackfill.store_version"));
-    EXPECT_EQ(version, "1");
+    EXPECT_EQ(version, "2");
   }
 }
 
@@ -133,39 +134,42 @@ TEST(JobStoreTest, RefusesAStoreNewerThanThisBuild) {
   absl::Status status = store.EnsureSchema();
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
   EXPECT_THAT(std::string(status.message()),
-              HasSubstr("job store version 99 is newer than this pgbackfill (knows 1): "
+              HasSubstr("job store version 99 is newer than this pgbackfill (knows 2): "
                         "upgrade pgbackfill"));
 }
 
 TEST(JobStoreTest, MigratesAnOlderStoreStepByStep) {
   TestDatabase db;
-  std::vector<SchemaStep> v2 = SchemaSteps();
-  v2.push_back({2,
-                "ALTER TABLE pgbackfill.jobs ADD COLUMN note text;"
-                "CREATE TABLE pgbackfill.control (job_name text PRIMARY KEY"
-                " REFERENCES pgbackfill.jobs (name) ON DELETE CASCADE, command text);"});
+  // A step after this build's last one, as the next release would append it.
+  const int next = SchemaSteps().back().version + 1;
+  std::vector<SchemaStep> newer = SchemaSteps();
+  newer.push_back({next,
+                   "ALTER TABLE pgbackfill.jobs ADD COLUMN note text;"
+                   "CREATE TABLE pgbackfill.notes (job_name text PRIMARY KEY"
+                   " REFERENCES pgbackfill.jobs (name) ON DELETE CASCADE, command text);"});
 
   JobStore old_store(db.conn());
   ASSERT_OK(old_store.EnsureSchema());
   ASSERT_OK(old_store.CreateJob(SampleJob("kept"), SampleRanges()));
 
-  JobStore new_store(db.conn(), v2);
-  EXPECT_EQ(new_store.KnownVersion(), 2);
+  JobStore new_store(db.conn(), newer);
+  EXPECT_EQ(new_store.KnownVersion(), next);
   ASSERT_OK(new_store.EnsureSchema());
   ASSERT_OK_AND_ASSIGN(int version, new_store.Version());
-  EXPECT_EQ(version, 2);
-  ASSERT_OK(db.ExecScript("INSERT INTO pgbackfill.control VALUES ('kept', 'pause')"));
+  EXPECT_EQ(version, next);
+  ASSERT_OK(db.ExecScript("INSERT INTO pgbackfill.notes VALUES ('kept', 'pause')"));
   ASSERT_OK_AND_ASSIGN(auto kept, new_store.LoadJob("kept"));
   EXPECT_TRUE(kept.has_value()) << "migration keeps existing jobs";
 
   // The old build now refuses the store rather than writing to a schema it does not know.
   absl::Status refused = old_store.EnsureSchema();
   EXPECT_EQ(refused.code(), absl::StatusCode::kFailedPrecondition) << refused;
-  EXPECT_THAT(std::string(refused.message()), HasSubstr("version 2 is newer"));
+  EXPECT_THAT(std::string(refused.message()),
+              HasSubstr("version " + std::to_string(next) + " is newer"));
 
   // A fresh database gets every step in one go.
   TestDatabase fresh("fresh");
-  JobStore fresh_store(fresh.conn(), v2);
+  JobStore fresh_store(fresh.conn(), newer);
   ASSERT_OK(fresh_store.EnsureSchema());
   ASSERT_OK_AND_ASSIGN(std::string has_note,
                        fresh.QueryValue("SELECT count(*) FROM pg_catalog.pg_attribute WHERE "
@@ -176,20 +180,166 @@ TEST(JobStoreTest, MigratesAnOlderStoreStepByStep) {
 
 TEST(JobStoreTest, FailedStepLeavesTheStoreAsItWas) {
   TestDatabase db;
+  const int next = SchemaSteps().back().version + 1;
   std::vector<SchemaStep> broken = SchemaSteps();
-  broken.push_back({2, "ALTER TABLE pgbackfill.jobs ADD COLUMN ok text; SELECT 1/0;"});
+  broken.push_back({next, "ALTER TABLE pgbackfill.jobs ADD COLUMN ok text; SELECT 1/0;"});
   JobStore old_store(db.conn());
   ASSERT_OK(old_store.EnsureSchema());
   JobStore store(db.conn(), broken);
   absl::Status status = store.EnsureSchema();
-  EXPECT_THAT(std::string(status.message()), HasSubstr("schema version 2"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("schema version " + std::to_string(next)));
   ASSERT_OK_AND_ASSIGN(int version, old_store.Version());
-  EXPECT_EQ(version, 1);
+  EXPECT_EQ(version, next - 1);
   ASSERT_OK_AND_ASSIGN(std::string columns,
                        db.QueryValue("SELECT count(*) FROM pg_catalog.pg_attribute WHERE "
                                      "attrelid = 'pgbackfill.jobs'::regclass AND attname = 'ok'"));
   EXPECT_EQ(columns, "0") << "the step's DDL is rolled back with it";
   EXPECT_OK(db.ExecScript("SELECT 1")) << "the session is usable after the failed migration";
+}
+
+// Version 1 as released: the store a pgbackfill from before live control left behind.
+std::vector<SchemaStep> V1Steps() { return {SchemaSteps().front()}; }
+
+TEST(JobStoreTest, MigratesAV1StoreToLiveControlKeepingJobs) {
+  TestDatabase db;
+  JobStore v1(db.conn(), V1Steps());
+  ASSERT_OK(v1.EnsureSchema());
+  ASSERT_OK(v1.CreateJob(SampleJob("old"), SampleRanges()));
+  ASSERT_OK(v1.MarkStarted("old", 77, "host-old"));
+  ASSERT_OK(v1.FinishJob("old", "interrupted", "killed"));
+  ASSERT_OK(v1.CreateJob(SampleJob("other"), {}));
+
+  // This build reads a v1 store without changing it (`status` creates nothing): defaults.
+  JobStore store(db.conn());
+  ASSERT_OK_AND_ASSIGN(std::optional<JobRecord> before, store.LoadJob("old"));
+  ASSERT_TRUE(before.has_value());
+  EXPECT_EQ(before->control, "run");
+  EXPECT_EQ(before->control_by, "");
+  EXPECT_EQ(before->control_at, "");
+  EXPECT_THAT(before->settings, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(int still_v1, store.Version());
+  EXPECT_EQ(still_v1, 1);
+  absl::StatusOr<JobControl> too_old = store.LoadControl("old");
+  EXPECT_EQ(too_old.status().code(), absl::StatusCode::kFailedPrecondition) << too_old.status();
+  EXPECT_THAT(std::string(too_old.status().message()), HasSubstr("version 1"));
+  EXPECT_EQ(store.SetControl("old", "pause", "me").code(), absl::StatusCode::kFailedPrecondition);
+
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK_AND_ASSIGN(int version, store.Version());
+  EXPECT_EQ(version, 2);
+  ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> jobs, store.ListJobs());
+  ASSERT_EQ(jobs.size(), 2u) << "migration keeps every job";
+  const JobRecord& old = jobs[0];
+  EXPECT_EQ(old.name, "old");
+  EXPECT_EQ(old.state, "interrupted");
+  EXPECT_EQ(old.pid, 77);
+  EXPECT_EQ(old.host, "host-old");
+  EXPECT_EQ(old.last_error, "killed");
+  EXPECT_EQ(old.control, "run");
+  EXPECT_EQ(old.control_by, "");
+  EXPECT_EQ(old.control_at, "");
+  EXPECT_THAT(old.settings, IsEmpty());
+  ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> ranges, store.LoadRanges("old"));
+  EXPECT_EQ(ranges.size(), SampleRanges().size());
+  ASSERT_OK_AND_ASSIGN(JobControl control, store.LoadControl("other"));
+  EXPECT_EQ(control.control, "run");
+  EXPECT_THAT(control.settings, IsEmpty());
+
+  // The v1 handle (an older process still attached) reads the new columns too.
+  ASSERT_OK(store.SetControl("old", "pause", "me"));
+  ASSERT_OK_AND_ASSIGN(std::optional<JobRecord> via_v1, v1.LoadJob("old"));
+  EXPECT_EQ(via_v1->control, "pause");
+  EXPECT_EQ(v1.EnsureSchema().code(), absl::StatusCode::kFailedPrecondition)
+      << "a v1 build refuses the upgraded store";
+}
+
+TEST(JobStoreTest, ControlAndSettingsRoundTrip) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.CreateJob(SampleJob("ctl"), SampleRanges()));
+  ASSERT_OK(store.CreateJob(SampleJob("bystander"), {}));
+
+  ASSERT_OK_AND_ASSIGN(JobControl control, store.LoadControl("ctl"));
+  EXPECT_EQ(control.control, "run");
+  EXPECT_EQ(control.control_by, "");
+  EXPECT_EQ(control.control_at, "");
+  EXPECT_THAT(control.settings, IsEmpty());
+
+  ASSERT_OK(store.SetControl("ctl", "pause", "alice@db1 pid 123"));
+  ASSERT_OK_AND_ASSIGN(control, store.LoadControl("ctl"));
+  EXPECT_EQ(control.control, "pause");
+  EXPECT_EQ(control.control_by, "alice@db1 pid 123");
+  EXPECT_THAT(control.control_at,
+              ::testing::MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\\.[0-9]{6}Z"));
+  ASSERT_OK_AND_ASSIGN(std::optional<JobRecord> job, store.LoadJob("ctl"));
+  EXPECT_EQ(job->control, "pause");
+  EXPECT_EQ(job->control_by, "alice@db1 pid 123");
+  EXPECT_EQ(job->control_at, control.control_at);
+  EXPECT_EQ(job->state, "pending") << "control does not change the state";
+
+  // Settings merge key by key; values travel as text, whatever they hold.
+  const std::string tricky = "say \"hi\" \\ é日本🙂 {x}";
+  ASSERT_OK(store.MergeSettings("ctl", {{"workers", "2"}, {"throttle.max_replica_lag", "10s"}},
+                                "bob@db2 pid 9"));
+  ASSERT_OK(
+      store.MergeSettings("ctl", {{"workers", "3"}, {"batch.target", tricky}}, "carol@db3 pid 7"));
+  ASSERT_OK_AND_ASSIGN(control, store.LoadControl("ctl"));
+  EXPECT_EQ(control.settings,
+            (std::map<std::string, std::string>{
+                {"batch.target", tricky}, {"throttle.max_replica_lag", "10s"}, {"workers", "3"}}));
+  EXPECT_EQ(control.control, "pause") << "settings leave control alone";
+  EXPECT_EQ(control.control_by, "carol@db3 pid 7");
+  ASSERT_OK_AND_ASSIGN(std::string stored, db.QueryValue("SELECT settings->>'workers' FROM "
+                                                         "pgbackfill.jobs WHERE name = 'ctl'"));
+  EXPECT_EQ(stored, "3") << "a jsonb object of text values";
+  ASSERT_OK_AND_ASSIGN(std::vector<JobRecord> jobs, store.ListJobs());
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_THAT(jobs[0].settings, IsEmpty()) << jobs[0].name;
+  EXPECT_EQ(jobs[1].settings.size(), 3u) << jobs[1].name;
+
+  // ClearAbort turns abort into run and nothing else.
+  ASSERT_OK(store.ClearAbort("ctl"));
+  ASSERT_OK_AND_ASSIGN(control, store.LoadControl("ctl"));
+  EXPECT_EQ(control.control, "pause") << "a paused job starts paused";
+  ASSERT_OK(store.SetControl("ctl", "abort", "dave@db4 pid 1"));
+  ASSERT_OK(store.ClearAbort("ctl"));
+  ASSERT_OK_AND_ASSIGN(control, store.LoadControl("ctl"));
+  EXPECT_EQ(control.control, "run");
+  EXPECT_EQ(control.control_by, "dave@db4 pid 1") << "who aborted stays on record";
+  EXPECT_EQ(control.settings.size(), 3u);
+  ASSERT_OK(store.SetControl("ctl", "run", "erin@db5 pid 2"));
+  ASSERT_OK_AND_ASSIGN(control, store.LoadControl("ctl"));
+  EXPECT_EQ(control.control, "run");
+
+  ASSERT_OK_AND_ASSIGN(control, store.LoadControl("bystander"));
+  EXPECT_EQ(control.control, "run") << "other jobs are untouched";
+
+  EXPECT_EQ(store.SetControl("ctl", "stop", "x").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(db.Exec("UPDATE pgbackfill.jobs SET control = 'stop'").ok())
+      << "the CHECK constraint guards control";
+  EXPECT_FALSE(db.Exec("UPDATE pgbackfill.jobs SET settings = '[1]'").ok())
+      << "settings is always an object";
+  EXPECT_EQ(store.LoadControl("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store.SetControl("nope", "pause", "x").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store.MergeSettings("nope", {{"workers", "1"}}, "x").code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store.ClearAbort("nope").code(), absl::StatusCode::kNotFound);
+}
+
+TEST(JobStoreTest, SettingsFromTwoSessionsBothStay) {
+  // `||` merges on the server: two operators changing different keys never lose one.
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.CreateJob(SampleJob("shared"), {}));
+  ASSERT_OK_AND_ASSIGN(pg::Connection other_conn, pg::Connection::Connect(db.dsn()));
+  JobStore other(other_conn);
+  ASSERT_OK(store.MergeSettings("shared", {{"workers", "2"}}, "a"));
+  ASSERT_OK(other.MergeSettings("shared", {{"throttle.lock_timeout", "1s"}}, "b"));
+  ASSERT_OK_AND_ASSIGN(JobControl merged, store.LoadControl("shared"));
+  EXPECT_EQ(merged.settings, (std::map<std::string, std::string>{{"throttle.lock_timeout", "1s"},
+                                                                 {"workers", "2"}}));
 }
 
 TEST(JobStoreTest, CreateAndLoadRoundTrip) {
@@ -231,6 +381,10 @@ TEST(JobStoreTest, CreateAndLoadRoundTrip) {
   EXPECT_EQ(loaded->updated_at, loaded->created_at);
   EXPECT_EQ(loaded->started_at, "");
   EXPECT_EQ(loaded->finished_at, "");
+  EXPECT_EQ(loaded->control, "run");
+  EXPECT_EQ(loaded->control_by, "");
+  EXPECT_EQ(loaded->control_at, "");
+  EXPECT_THAT(loaded->settings, IsEmpty());
 
   ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> stored, store.LoadRanges(job.name));
   ASSERT_EQ(stored.size(), ranges.size());

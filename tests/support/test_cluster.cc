@@ -560,6 +560,22 @@ absl::Status Process::WaitForOutput(std::string_view needle_view, absl::Duration
                                                   absl::FormatDuration(timeout), seen));
 }
 
+absl::StatusOr<size_t> Process::WaitForStdout(std::string_view needle_view, size_t from,
+                                              absl::Duration timeout) {
+  const std::string needle(needle_view);
+  std::unique_lock lock(state_->mu);
+  const auto deadline = std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+  auto position = [&] { return from <= state_->out.size() ? state_->out.find(needle, from)
+                                                           : std::string::npos; };
+  state_->cv.wait_until(lock, deadline,
+                        [&] { return position() != std::string::npos || state_->eof; });
+  if (const size_t at = position(); at != std::string::npos) return at + needle.size();
+  return absl::DeadlineExceededError(
+      absl::StrCat("'", needle, "' did not appear on stdout after offset ", from, " within ",
+                   absl::FormatDuration(timeout), state_->eof ? " (the process closed it)" : "",
+                   "\nstdout so far:\n", state_->out, "\nstderr so far:\n", state_->err));
+}
+
 std::string Process::StdoutSoFar() const {
   std::lock_guard lock(state_->mu);
   return state_->out;

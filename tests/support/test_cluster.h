@@ -155,6 +155,11 @@ class Process {
   // (NotFound), or `timeout` passes (DeadlineExceeded). For "wait until the first batch
   // committed, then kill it" tests.
   absl::Status WaitForOutput(std::string_view needle, absl::Duration timeout = absl::Seconds(60));
+  // Blocks until `needle` appears on stdout at or after byte `from`; returns the offset just past
+  // it, so a test can wait for the next occurrence of an event. DeadlineExceeded on timeout or when
+  // the process closed its output first.
+  absl::StatusOr<size_t> WaitForStdout(std::string_view needle, size_t from,
+                                       absl::Duration timeout = absl::Seconds(60));
   // Copies of what was captured so far.
   std::string StdoutSoFar() const;
   std::string StderrSoFar() const;

@@ -2,7 +2,9 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "pgbackfill/plan/parse.h"
@@ -66,6 +68,7 @@ throttle:
   max_canary_latency: 50ms
   canary: SELECT 1
   query: SELECT count(*) > 10 FROM pg_stat_activity
+  hold_on_autovacuum: yes
 verify: false
 )";
 
@@ -111,6 +114,7 @@ TEST(ParsePlanTest, FullUpdatePlanRoundTrips) {
   EXPECT_EQ(t.max_canary_latency, absl::Milliseconds(50));
   EXPECT_EQ(t.canary, "SELECT 1");
   EXPECT_EQ(t.query, "SELECT count(*) > 10 FROM pg_stat_activity");
+  EXPECT_TRUE(t.hold_on_autovacuum);
   EXPECT_FALSE(plan->verify);
   EXPECT_EQ(plan->text, kUpdatePlan);
 }
@@ -177,6 +181,8 @@ TEST(ParsePlanTest, DefaultsMatchTheModel) {
   EXPECT_EQ(plan->workers, defaults.workers);
   EXPECT_EQ(plan->throttle.lock_timeout, defaults.throttle.lock_timeout);
   EXPECT_EQ(plan->throttle.max_replica_lag, defaults.throttle.max_replica_lag);
+  EXPECT_FALSE(plan->throttle.hold_on_autovacuum);
+  EXPECT_EQ(plan->throttle.hold_on_autovacuum, defaults.throttle.hold_on_autovacuum);
   EXPECT_TRUE(plan->verify);
   EXPECT_FALSE(plan->dual_write);
   EXPECT_EQ(plan->on_conflict, OnConflict::kError);
@@ -207,6 +213,29 @@ TEST(ParsePlanTest, BatchDefaultsGiveWayToExplicitValues) {
   ASSERT_TRUE(huge.ok()) << huge.status();
   EXPECT_EQ(huge->batch.rows, 200000);
   EXPECT_EQ(huge->batch.max_rows, 200000);
+}
+
+TEST(ParsePlanTest, HoldOnAutovacuumIsABool) {
+  for (const auto& [text, expected] :
+       {std::pair{"true", true}, std::pair{"false", false}, std::pair{"on", true},
+        std::pair{"No", false}}) {
+    absl::StatusOr<Plan> plan = Parse(absl::StrCat(
+        "version: 1\nname: j\ntable: t\nset: {a: '1'}\nthrottle:\n  hold_on_autovacuum: ", text,
+        "\n"));
+    ASSERT_TRUE(plan.ok()) << text << ": " << plan.status();
+    EXPECT_EQ(plan->throttle.hold_on_autovacuum, expected) << text;
+    EXPECT_EQ(plan->key_lines.at("throttle.hold_on_autovacuum"), 6);
+  }
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n"
+                    "  hold_on_autovacuum: sometimes\n"),
+            "plan.yaml:6: throttle.hold_on_autovacuum: must be true or false, got \"sometimes\"");
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle:\n"
+                    "  hold_on_autovaccum: true\n"),
+            "plan.yaml:6: throttle.hold_on_autovaccum: unknown key (did you mean "
+            "\"hold_on_autovacuum\"?)");
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nhold_on_autovacuum: true\n"),
+            "plan.yaml:5: hold_on_autovacuum: unknown key (hold_on_autovacuum belongs under "
+            "throttle:)");
 }
 
 TEST(ParsePlanTest, ZeroDurationsAndEmptyThrottleValuesAreAccepted) {

@@ -190,6 +190,57 @@ TEST_F(GovernorTest, FailsClosedOnAnUnreadableOrIncompleteReplica) {
             "replica standby3 replay lag unknown: not measured");
 }
 
+TEST_F(GovernorTest, AutovacuumOnTheTableHoldsWhenChecked) {
+  GovernorConfig config = AllChecked();
+  config.hold_on_autovacuum = true;
+  config.table = "public.users";
+  governor_.SetConfig(config);
+  Samples samples = Healthy();
+  samples.autovacuum = false;
+  EXPECT_FALSE(Step(samples).hold);
+
+  samples.autovacuum = true;
+  Decision decision = Step(samples);
+  EXPECT_TRUE(decision.hold);
+  EXPECT_EQ(decision.reason, "autovacuum running on public.users");
+  EXPECT_EQ(decision.pressure, "") << "autovacuum is not a verdict on our concurrency";
+
+  // Listed after every other signal.
+  samples.custom = std::string("t");
+  EXPECT_EQ(Step(samples).reason,
+            "custom throttle query returned t; autovacuum running on public.users");
+
+  // Fails closed, like every other checked reading.
+  samples = Healthy();
+  samples.autovacuum = absl::NotFoundError("the target table does not exist");
+  EXPECT_EQ(Step(samples).reason, "autovacuum probe failed: the target table does not exist");
+  samples.autovacuum = NotMeasured();
+  EXPECT_EQ(Step(samples).reason, "autovacuum probe failed: not measured");
+
+  // Then back below every limit: resumes after the usual cooldown.
+  samples.autovacuum = false;
+  EXPECT_TRUE(Step(samples).hold);  // clear for 0s
+  EXPECT_TRUE(Step(samples).hold);  // clear for 1s
+  EXPECT_FALSE(Step(samples).hold);
+}
+
+TEST_F(GovernorTest, AutovacuumIsIgnoredUnlessChecked) {
+  Samples samples = Healthy();
+  samples.autovacuum = true;
+  EXPECT_FALSE(Step(samples).hold);
+  samples.autovacuum = absl::UnavailableError("connection lost");
+  EXPECT_FALSE(Step(samples).hold);
+}
+
+TEST_F(GovernorTest, AutovacuumReasonWithoutATableName) {
+  GovernorConfig config = AllChecked();
+  config.hold_on_autovacuum = true;
+  governor_.SetConfig(config);
+  Samples samples = Healthy();
+  samples.autovacuum = true;
+  EXPECT_EQ(Step(samples).reason, "autovacuum running on the target table");
+}
+
 TEST_F(GovernorTest, AReplicaThatDisappearsHoldsUntilItReturnsOrIsForgotten) {
   EXPECT_FALSE(StepHealthy().hold);
   Samples samples = Healthy();
@@ -414,8 +465,12 @@ TEST(ConfigFromPlanTest, MapsThePlansThrottle) {
   EXPECT_EQ(config.max_rows_per_second, 1000);
   EXPECT_EQ(config.workers, 6);
 
+  EXPECT_FALSE(config.hold_on_autovacuum);
+
   throttle.max_replica_lag_bytes = 0;
+  throttle.hold_on_autovacuum = true;
   EXPECT_FALSE(ConfigFromPlan(throttle, 1).checks_replicas());
+  EXPECT_TRUE(ConfigFromPlan(throttle, 1).hold_on_autovacuum);
 }
 
 TEST(RateLimiterTest, UnlimitedNeverWaits) {

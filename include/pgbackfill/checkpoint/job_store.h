@@ -3,11 +3,16 @@
 // range checkpoints commit in the same transaction as the batches they cover (exec/batch_sql.h
 // writes `pgbackfill.ranges` directly).
 //
-// Tables (schema version 1):
+// Tables (schema version 2):
 //   store_version (version)                one row: the last schema step applied
 //   jobs   (name PK, plan_hash, plan_text, plan_file, state, phase, estimated_rows, rows_done,
 //           retries, errors, last_error, throttle_reason, pid, host,
-//           created_at, started_at, updated_at, finished_at)
+//           created_at, started_at, updated_at, finished_at,
+//           control, control_by, control_at, settings)     (control .. settings: version 2)
+//          control (run | pause | abort, from `pgbackfill pause/resume/abort`) is what operators
+//          ask of the job from any host, settings the plan values they changed (`pgbackfill set`:
+//          a jsonb object of settable key -> value text as written), control_by/control_at who
+//          asked last and when; the process running the job polls them.
 //   ranges (job_name -> jobs ON DELETE CASCADE, range_id, lower, upper, done_upto, rows_done,
 //           state, updated_at; PK (job_name, range_id))
 // Key values are text[] (one element per key column, cast back with the key's type); NULL
@@ -16,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +54,19 @@ struct JobRecord {
   std::string started_at;
   std::string updated_at;
   std::string finished_at;
+  // Live control (schema v2; a v1 store reads as the defaults).
+  std::string control = "run";  // run | pause | abort
+  std::string control_by;       // who asked last: "user@host pid N" of the CLI process
+  std::string control_at;
+  std::map<std::string, std::string> settings;  // plan/settings.h key -> value as written
+};
+
+// What operators asked of a job: the control columns of its row.
+struct JobControl {
+  std::string control = "run";  // run | pause | abort
+  std::map<std::string, std::string> settings;
+  std::string control_by;
+  std::string control_at;
 };
 
 // A row of `pgbackfill.ranges`.
@@ -125,6 +144,25 @@ class JobStore {
   absl::Status RecordProgress(const std::string& name, int64_t retries_delta, int64_t errors_delta,
                               const std::string& throttle_reason);
 
+  // Live control, from any host (`pgbackfill pause/resume/abort/set`) and polled by the process
+  // running the job. NotFound when the job does not exist; FailedPrecondition on a store older
+  // than version 2 (EnsureSchema upgrades it).
+  absl::StatusOr<JobControl> LoadControl(const std::string& name);
+  // `control` is run, pause or abort (InvalidArgument otherwise); `by` says who asked. Sets
+  // control_at to now. Does not touch state: the running process acts on it.
+  absl::Status SetControl(const std::string& name, const std::string& control,
+                          const std::string& by);
+  // Merges `settings` into the job's settings (jsonb ||: a key set again takes the new value),
+  // and sets control_by/control_at. Values are stored as given: validate them first
+  // (plan::ApplySetting).
+  absl::Status MergeSettings(const std::string& name,
+                             const std::map<std::string, std::string>& settings,
+                             const std::string& by);
+  // For `run` starting the job: control abort becomes run, so an aborted job can be run again;
+  // pause stays (a paused job starts paused), and control_by/control_at keep the record of who
+  // asked.
+  absl::Status ClearAbort(const std::string& name);
+
   // The job's run lock: a session-level advisory lock keyed by
   // hashtextextended('pgbackfill job ' || name, 0), so only one process runs a job at a time. It
   // is held until UnlockJob or until the session ends, so a kill -9 or a lost connection releases
@@ -138,9 +176,16 @@ class JobStore {
  private:
   // Runs `body` between BEGIN and COMMIT; ROLLBACK (and body's status) when it fails.
   absl::Status InTransaction(const std::function<absl::Status()>& body);
+  // Whether the store has the v2 control columns; asks the server until it has seen them (a
+  // store is never downgraded, so that answer is kept).
+  absl::StatusOr<bool> HasControlColumns();
+  absl::Status RequireControlColumns();
+  // The SELECT list of a JobRecord, with the v2 columns' defaults on a v1 store.
+  absl::StatusOr<std::string> JobColumns();
 
   pg::Connection& conn_;
   std::vector<SchemaStep> steps_;
+  int seen_version_ = 0;  // the highest store version seen by Version() or EnsureSchema()
 };
 
 // text[] literals <-> key values, for key values that travel as `$n::text[]` parameters and come

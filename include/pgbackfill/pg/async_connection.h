@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/result.h"
 #include "pgbackfill/util/asio.h"
@@ -55,6 +56,13 @@ class AsyncConnection {
   // Connects without blocking the io_context (PQconnectStart/PQconnectPoll).
   static asio::awaitable<absl::StatusOr<std::unique_ptr<AsyncConnection>>> Connect(
       std::string dsn);
+  // The same, giving up after `timeout` with a kReconnect error, here and in every later
+  // Reconnect(). libpq ignores connect_timeout under PQconnectPoll ("it is the application's
+  // responsibility to decide whether an excessive amount of time has elapsed"), so without a
+  // limit an unreachable host costs the TCP stack's retries (about a minute with our
+  // tcp_user_timeout). Host name resolution (getaddrinfo) still blocks inside libpq.
+  static asio::awaitable<absl::StatusOr<std::unique_ptr<AsyncConnection>>> Connect(
+      std::string dsn, absl::Duration timeout);
 
   AsyncConnection(const AsyncConnection&) = delete;
   AsyncConnection& operator=(const AsyncConnection&) = delete;
@@ -95,6 +103,7 @@ class AsyncConnection {
 
   asio::any_io_executor executor_;
   std::string dsn_;
+  absl::Duration connect_timeout_ = absl::InfiniteDuration();
   ConnHandle conn_;
   std::optional<asio::posix::stream_descriptor> socket_;
   int backend_pid_ = 0;

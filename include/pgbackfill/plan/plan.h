@@ -55,6 +55,7 @@ struct Throttle {
   absl::Duration max_canary_latency = absl::ZeroDuration();  // 0 = not checked
   std::string canary;  // SQL timed every interval; empty = key lookup on the table
   std::string query;   // custom throttle query (true or >= 1 means hold); empty = none
+  bool hold_on_autovacuum = false;  // hold while autovacuum works on `table` (GitLab's signal)
 };
 
 struct Plan {

@@ -8,10 +8,10 @@
 //
 //  1. Veto. Any checked signal over its threshold holds all work. Thresholds are strict ("more
 //     than"): a signal exactly at its limit runs. The reason lists every signal over its limit,
-//     in a fixed order (replicas in sample order, lock waiters, WAL rate, canary, custom query),
-//     joined by "; ", each naming the signal, the object and measured vs limit, e.g.
-//     "replica standby1 replay lag 7.2s > 5.0s". All of them, not the first: an operator fixing
-//     one cause should not discover the next only after the next pause.
+//     in a fixed order (replicas in sample order, lock waiters, WAL rate, canary, custom query,
+//     autovacuum), joined by "; ", each naming the signal, the object and measured vs limit,
+//     e.g. "replica standby1 replay lag 7.2s > 5.0s". All of them, not the first: an operator
+//     fixing one cause should not discover the next only after the next pause.
 //  2. Fail closed. A checked signal that could not be read holds, with the probe's error as
 //     reason: a failed probe, a reading left NotMeasured(), a standby whose own status is an error
 //     or whose checked lag is missing (a standby that is not idle and reports no replay lag
@@ -75,6 +75,12 @@ struct GovernorConfig {
   int64_t max_wal_bytes_per_second = 0;
   absl::Duration max_canary_latency = absl::ZeroDuration();
   bool check_custom = false;  // a `throttle.query` is configured
+  // Hold while autovacuum processes the target table (Samples::autovacuum). Not a numeric
+  // signal: it vetoes but never counts as pressure, since it says nothing about our concurrency.
+  bool hold_on_autovacuum = false;
+  // The target table as users read it ("public.users"), for the autovacuum reason; the runner
+  // fills it, a plan's throttle section does not know the table.
+  std::string table;
   double max_rows_per_second = 0;  // 0 = unlimited
   int workers = 4;                 // the ceiling of active workers
 

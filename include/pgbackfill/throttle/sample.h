@@ -47,6 +47,9 @@ struct Samples {
   // First column of the first row of `throttle.query`, as text ("t", "1", "0.5"); the governor
   // interprets it (CustomQueryHolds). No row or NULL is an error status set by the probe.
   absl::StatusOr<std::string> custom = NotMeasured();
+  // An autovacuum worker (not a manual VACUUM) is processing the target table, one of its
+  // partitions or their TOAST tables (`throttle.hold_on_autovacuum`).
+  absl::StatusOr<bool> autovacuum = NotMeasured();
 };
 
 }  // namespace pgbackfill::throttle

@@ -1,0 +1,525 @@
+#!/usr/bin/env python3
+"""Report of `scripts/bench --scenario app-impact`: turns the raw run records (one JSON object per
+line, written by scripts/lib/bench_app_impact.sh) plus the files they point at (pgbench's
+per-transaction logs, the backfill's `--json` events, the standby-lag samples) into the results
+table, the detail table, the target check and (with --json) a JSON document.
+
+    app_impact_report.py report RESULTS --rows N --scale N ... [--json FILE]
+    app_impact_report.py canary-limit RESULTS --lead-in S   # prints the derived limit in whole ms
+
+Latency is pgbench's per-transaction `time` under --rate: from the transaction's scheduled start
+to its end, so it includes any wait for a busy server (what the application sees). Percentiles
+are nearest-rank over the transactions that ended inside the run's window: for the baseline, from
+the lead-in to pgbench's end; for a run with a backfill, from the backfill's start to its end (or
+pgbench's, whichever is first).
+"""
+
+import argparse
+import datetime
+import glob
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+# Targets from the throttling issue; reported against, never asserted.
+TARGET_P99_FACTOR = 1.25     # app p99 during a canary-throttled backfill <= 1.25 x baseline p99
+TARGET_P99_SLACK_MS = 2.0    # ... + 2 ms
+TARGET_FAILED = 0            # failed application transactions during a throttled backfill
+TARGET_RATE_SHARE = 0.5      # throttled backfill rows/s >= 50% of the unthrottled rows/s
+TARGET_LAG_S = 3.0           # standby lag with max_replica_lag: 2s, at most
+
+# A run during which the rest of the machine used more than this share of all CPUs gets a note.
+SHARED_MACHINE_SHARE = 0.2
+
+# The canary limit derived from the baseline when --canary-latency is not given.
+CANARY_FLOOR_MS = 2.0
+CANARY_FACTOR = 1.2
+
+
+def percentile(ordered, pct):
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(pct / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def read_transactions(run_dir):
+    """pgbench's per-transaction log lines (one file per thread): `client_id transaction_no time
+    script_no time_epoch time_us [schedule_lag] ...`, where time is the latency in microseconds or
+    `failed` / `skipped`. Returns (end epoch seconds, latency ms or None, status)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(run_dir, "pgbench.*"))):
+        if path.endswith((".out", ".time")):
+            continue
+        with open(path, encoding="utf-8") as log:
+            for line in log:
+                parts = line.split()
+                if len(parts) < 6:
+                    continue
+                try:
+                    end = int(parts[4]) + int(parts[5]) / 1e6
+                except ValueError:
+                    continue
+                if parts[2] in ("failed", "skipped"):
+                    out.append((end, None, parts[2]))
+                else:
+                    out.append((end, int(parts[2]) / 1000.0, "ok"))
+    return out
+
+
+def pgbench_summary(run_dir):
+    """Numbers from pgbench's own summary: tps, failed transactions, aborted run."""
+    out = {"tps": None, "failed": None, "aborted": False}
+    try:
+        with open(os.path.join(run_dir, "pgbench.out"), encoding="utf-8") as text:
+            for line in text:
+                if line.startswith("tps = "):
+                    out["tps"] = float(line.split()[2])
+                elif line.startswith("number of failed transactions:"):
+                    out["failed"] = int(line.split(":")[1].split()[0])
+                elif "Run was aborted" in line or "client" in line and "aborted" in line:
+                    out["aborted"] = True
+    except OSError:
+        pass
+    return out
+
+
+def app_window(rec, lead_in):
+    """The [from, to] epoch seconds over which the application's latencies count."""
+    if not rec["with_app"]:
+        return None
+    end = rec["pgbench_end_ns"] / 1e9
+    if rec["with_backfill"]:
+        return rec["backfill_start_ns"] / 1e9, min(rec["backfill_end_ns"] / 1e9, end)
+    return rec["t0_ns"] / 1e9 + lead_in, end
+
+
+def latency_stats(rec, lead_in):
+    window = app_window(rec, lead_in)
+    if window is None:
+        return None
+    lo, hi = window
+    txns = [t for t in read_transactions(rec["dir"]) if lo <= t[0] <= hi]
+    ok = sorted(t[1] for t in txns if t[1] is not None)
+    seconds = hi - lo
+    return {
+        "window_from": lo,
+        "window_to": hi,
+        "window_seconds": seconds,
+        "transactions": len(txns),
+        "tps": len(txns) / seconds if seconds > 0 else None,
+        "failed": sum(1 for t in txns if t[2] == "failed"),
+        "skipped": sum(1 for t in txns if t[2] == "skipped"),
+        "p50_ms": percentile(ok, 50),
+        "p95_ms": percentile(ok, 95),
+        "p99_ms": percentile(ok, 99),
+        "max_ms": ok[-1] if ok else None,
+        "mean_ms": sum(ok) / len(ok) if ok else None,
+    }
+
+
+def event_time(event):
+    stamp = event.get("time", "")
+    try:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def backfill_summary(rec):
+    """The backfill's own account, from its `--json` events: the job_finished numbers, the hold
+    episodes (`throttle` events: held ... running), progress seconds held, concurrency changes."""
+    events = []
+    try:
+        with open(os.path.join(rec["dir"], "pgbackfill.jsonl"), encoding="utf-8") as log:
+            for line in log:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    finished = next((e for e in reversed(events) if e.get("event") == "job_finished"), {})
+    end = event_time(finished) if finished else None
+    if end is None:
+        end = rec["backfill_end_ns"] / 1e9
+    episodes = []
+    held_since = None
+    reason = None
+    for event in events:
+        if event.get("event") != "throttle":
+            continue
+        at = event_time(event)
+        if event.get("state") == "held" and held_since is None:
+            held_since, reason = at, event.get("reason")
+        elif event.get("state") != "held" and held_since is not None:
+            episodes.append({"from": held_since, "seconds": at - held_since, "reason": reason})
+            held_since = None
+    if held_since is not None:
+        episodes.append({"from": held_since, "seconds": max(0.0, end - held_since),
+                         "reason": reason, "open_at_end": True})
+    progress = [e for e in events if e.get("event") == "progress"]
+    held_progress = [e for e in progress if e.get("throttle")]
+    concurrency = [{"time": e.get("time"), "active_workers": e.get("active_workers"),
+                    "pressure": e.get("pressure")}
+                   for e in events if e.get("event") == "concurrency"]
+    reasons = []
+    for text in [ep["reason"] for ep in episodes] + [e["throttle"] for e in held_progress]:
+        if text and text not in reasons:
+            reasons.append(text)
+    actives = [c["active_workers"] for c in concurrency if c["active_workers"] is not None]
+    return {
+        "outcome": finished.get("outcome"),
+        "exit_code": finished.get("exit_code"),
+        "message": finished.get("message"),
+        "rows": finished.get("rows"),
+        "total_rows": finished.get("total_rows"),
+        "batches": finished.get("batches"),
+        "retries": finished.get("retries"),
+        "engine_seconds": finished.get("seconds"),
+        "engine_rows_per_second": finished.get("rows_per_second"),
+        "holds": len(episodes),
+        "held_seconds": sum(ep["seconds"] for ep in episodes),
+        "hold_episodes": episodes[:50],
+        "progress_events": len(progress),
+        "progress_events_held": len(held_progress),
+        "throttle_reasons": reasons[:20],
+        "concurrency_events": concurrency[:50],
+        "min_active_workers": min(actives) if actives else None,
+    }
+
+
+def lag_summary(rec):
+    samples = []
+    try:
+        with open(os.path.join(rec["dir"], "lag.txt"), encoding="utf-8") as text:
+            for line in text:
+                parts = line.split()
+                if len(parts) != 3:
+                    continue
+                try:
+                    samples.append((float(parts[0]), float(parts[1]), float(parts[2])))
+                except ValueError:
+                    continue
+    except OSError:
+        return None
+    return {
+        "samples": len(samples),
+        "max_replay_lag_s": max((s[1] for s in samples), default=None),
+        "max_lag_bytes": max((s[2] for s in samples), default=None),
+        "seconds_to_catch_up": ((rec["standby_caught_up_ns"] - rec["backfill_end_ns"]) / 1e9
+                                if rec["standby_caught_up_ns"] else None),
+    }
+
+
+def summarize(rec, args, clk_tck):
+    rec["app"] = latency_stats(rec, args.lead_in)
+    rec["pgbench_summary"] = pgbench_summary(rec["dir"]) if rec["with_app"] else None
+    problems = []
+    if rec["with_app"]:
+        if rec["pgbench_status"] != 0:
+            problems.append(f"pgbench exit {rec['pgbench_status']}")
+        if not rec["app"]["transactions"]:
+            problems.append("no pgbench transactions in the window")
+    if rec["with_backfill"]:
+        bf = backfill_summary(rec)
+        seconds = (rec["backfill_end_ns"] - rec["backfill_start_ns"]) / 1e9
+        bf["seconds"] = seconds
+        bf["rows_per_second"] = (bf["rows"] / seconds
+                                 if bf["rows"] is not None and seconds > 0 else None)
+        bf["percent_done"] = (100.0 * bf["total_rows"] / args.rows
+                              if bf["total_rows"] is not None else None)
+        rec["backfill"] = bf
+        rec["standby"] = lag_summary(rec)
+        status = rec["pgbackfill_status"]
+        if not (status == 0 or (rec["stopped"] and status == 3)):
+            problems.append(f"pgbackfill exit {status}")
+        if bf["outcome"] not in ("done", "interrupted") or (
+                bf["outcome"] == "interrupted" and not rec["stopped"]):
+            problems.append(f"outcome {bf['outcome']}")
+        if bf["total_rows"] is not None and rec["filled_rows"] != bf["total_rows"]:
+            problems.append(f"c set on {rec['filled_rows']} rows, job says {bf['total_rows']}")
+        if bf["outcome"] == "done" and rec["filled_rows"] != args.rows:
+            problems.append(f"{args.rows - rec['filled_rows']} rows left NULL")
+        if not rec["standby"] or not rec["standby"]["samples"]:
+            problems.append("no standby lag samples")
+        # A probe that cannot be read holds the job (fail closed): the run then measures an
+        # error, not the throttle.
+        failed_probes = [r for r in bf["throttle_reasons"]
+                         if "probe failed" in r or "monitoring connection failed" in r]
+        if failed_probes:
+            problems.append("throttle probe failed: " + failed_probes[0])
+    else:
+        rec["backfill"] = None
+        rec["standby"] = None
+    if rec["wrong_rows"] != 0:
+        problems.append(f"{rec['wrong_rows']} wrong rows")
+    rec["server_cpu_s"] = rec["server_ticks"] / clk_tck
+    rec["standby_cpu_s"] = rec["standby_ticks"] / clk_tck
+    rec["client_cpu_s"] = rec["client_ticks"] / clk_tck
+    rec["other_cpu_s"] = max(0.0, rec["machine_ticks"] / clk_tck - rec["server_cpu_s"]
+                             - rec["standby_cpu_s"] - rec["client_cpu_s"])
+    rec["wal_mib"] = rec["wal_bytes"] / 1048576.0
+    rec["ok"] = not problems
+    rec["problems"] = problems
+    return rec
+
+
+def fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def report(args):
+    with open(args.results, encoding="utf-8") as results:
+        records = [json.loads(line) for line in results if line.strip()]
+    max_tps = next((r for r in records if r["kind"] == "max-tps"), None)
+    runs = [summarize(r, args, args.clk_tck) for r in records if r["kind"] == "app"]
+    by_name = {r["name"]: r for r in runs}
+    unthrottled = by_name.get("unthrottled")
+    ref_rate = (unthrottled["backfill"]["rows_per_second"]
+                if unthrottled and unthrottled["ok"] else None)
+    for rec in runs:
+        bf = rec["backfill"]
+        rec["rate_vs_unthrottled"] = (bf["rows_per_second"] / ref_rate
+                                      if bf and ref_rate and bf["rows_per_second"] is not None
+                                      else None)
+
+    print(f"application: pgbench -b {args.script} -c {args.clients} -j {args.threads}"
+          + (f"; max {max_tps['tps']:,.0f} tps ({args.max_tps_seconds} s unthrottled)"
+             if max_tps else "")
+          + f"; fixed rate {fmt(args.rate, ',d')} tps"
+          + (f" ({args.rate_percent:g}% of max)" if max_tps else " (given)")
+          + f"; {args.duration} s per run, backfill from {args.lead_in:g} s")
+    print(f"backfill: workers {args.workers}, batch.target {args.batch_target}, "
+          f"throttle.interval {args.interval}; canary limit "
+          + (f"{args.canary_ms} ms ({args.canary_source})" if args.canary_ms else "-")
+          + f"; replica lag limit {args.replica_lag}"
+          + (f"; extra throttle keys {{ {args.throttle_extra} }}" if args.throttle_extra else ""))
+    print()
+
+    header = ("run", "app tps", "p50 ms", "p95 ms", "p99 ms", "max ms", "failed", "backfill",
+              "rows/s", "vs unthrottled", "held s", "max lag s", "max lag MiB", "check")
+    rows = []
+    for rec in runs:
+        app = rec["app"] or {}
+        bf = rec["backfill"] or {}
+        lag = rec["standby"] or {}
+        if not rec["with_backfill"]:
+            state = "-"
+        elif bf.get("outcome") == "done":
+            state = "done"
+        else:
+            state = f"{bf.get('outcome')} {fmt(bf.get('percent_done'), '.0f')}%"
+        failed = None
+        if app:
+            failed = app["failed"] + app["skipped"]
+        rows.append((rec["name"], fmt(app.get("tps"), ",.0f"), fmt(app.get("p50_ms"), ".2f"),
+                     fmt(app.get("p95_ms"), ".2f"), fmt(app.get("p99_ms"), ".2f"),
+                     fmt(app.get("max_ms"), ".1f"), fmt(failed, "d"), state,
+                     fmt(bf.get("rows_per_second"), ",.0f"),
+                     fmt(rec["rate_vs_unthrottled"], ".2f")
+                     + ("x" if rec["rate_vs_unthrottled"] is not None else ""),
+                     fmt(bf.get("held_seconds"), ".1f"), fmt(lag.get("max_replay_lag_s"), ".2f"),
+                     fmt(lag["max_lag_bytes"] / 1048576.0 if lag.get("max_lag_bytes") is not None
+                         else None, ",.1f"),
+                     "ok" if rec["ok"] else "FAIL: " + ", ".join(
+                         p if len(p) <= 70 else p[:67] + "..." for p in rec["problems"])))
+    print_table(header, rows, left=(0, 7, len(header) - 1))
+
+    print()
+    header2 = ("run", "window s", "app txns", "holds", "held %", "progress held/all",
+               "min workers", "retries", "catch-up s", "WAL MiB", "server CPU s",
+               "standby CPU s", "client CPU s", "other CPU s", "first throttle reason")
+    rows2 = []
+    for rec in runs:
+        app = rec["app"] or {}
+        bf = rec["backfill"] or {}
+        lag = rec["standby"] or {}
+        held_pct = (100.0 * bf["held_seconds"] / bf["seconds"]
+                    if bf and bf.get("seconds") else None)
+        reason = bf.get("throttle_reasons", [None])[0] if bf.get("throttle_reasons") else None
+        if reason and len(reason) > 60:
+            reason = reason[:57] + "..."
+        window = app.get("window_seconds") if app else bf.get("seconds")
+        rows2.append((rec["name"], fmt(window, ".1f"), fmt(app.get("transactions"), ",d"),
+                      fmt(bf.get("holds"), "d"), fmt(held_pct, ".0f"),
+                      f"{bf['progress_events_held']}/{bf['progress_events']}" if bf else "-",
+                      fmt(bf.get("min_active_workers"), "d"), fmt(bf.get("retries"), "d"),
+                      fmt(lag.get("seconds_to_catch_up"), ".1f"), fmt(rec["wal_mib"], ",.0f"),
+                      fmt(rec["server_cpu_s"], ".1f"), fmt(rec["standby_cpu_s"], ".1f"),
+                      fmt(rec["client_cpu_s"], ".1f"),
+                      fmt(rec["other_cpu_s"], ".1f"), reason or "-"))
+    print_table(header2, rows2, left=(0, len(header2) - 1))
+
+    cpus = os.cpu_count() or 1
+    for rec in runs:
+        capacity = rec["wall_ns"] / 1e9 * cpus
+        if capacity > 0 and rec["other_cpu_s"] > SHARED_MACHINE_SHARE * capacity:
+            print(f"\nnote: {rec['name']}: other processes used {rec['other_cpu_s']:.1f} CPU s, "
+                  f"{100.0 * rec['other_cpu_s'] / capacity:.0f}% of the machine's {cpus} cores "
+                  "during the run: the machine was shared, latencies and rates are inflated")
+
+    targets = check_targets(by_name, ref_rate)
+    if targets:
+        print()
+        for line in targets:
+            print(line)
+
+    if args.json:
+        doc = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "scenario": "app-impact",
+            "scale": args.scale,
+            "rows": args.rows,
+            "pgbackfill_build": args.build,
+            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                        "mem_kib": mem_total_kib()},
+            "settings": {
+                "pgbench_script": args.script, "clients": args.clients,
+                "threads": args.threads, "max_tps": max_tps["tps"] if max_tps else None,
+                "max_tps_seconds": args.max_tps_seconds, "rate": args.rate,
+                "rate_percent": args.rate_percent if max_tps else None,
+                "duration_s": args.duration, "lead_in_s": args.lead_in,
+                "workers": args.workers, "batch_target": args.batch_target,
+                "throttle_interval": args.interval, "canary_limit_ms": args.canary_ms,
+                "canary_limit_source": args.canary_source, "max_replica_lag": args.replica_lag,
+                "throttle_extra": args.throttle_extra,
+            },
+            "unthrottled_rows_per_second": ref_rate,
+            "runs": runs,
+            "targets": targets,
+        }
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(doc, out, indent=2)
+            out.write("\n")
+        print(f"\nwrote {args.json}")
+    return 0 if all(rec["ok"] for rec in runs) else 1
+
+
+def check_targets(by_name, ref_rate):
+    lines = []
+
+    def verdict(label, value, target, op, name):
+        if value is None:
+            lines.append(f"target {name}: {label}: not measured")
+            return
+        met = value <= target if op == "<=" else value >= target
+        if met:
+            result = "met"
+        elif op == ">=":
+            result = f"MISSED by {100.0 * (target - value) / target:.0f}%" if target else "MISSED"
+        else:
+            result = (f"MISSED: {value / target:.2f}x the limit" if target
+                      else f"MISSED: {value:g}")
+        shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+        wanted = f"{target:.2f}" if isinstance(target, float) else str(target)
+        lines.append(f"target {name}: {label} {shown} (want {op} {wanted}): {result}")
+
+    baseline = by_name.get("baseline")
+    canary = by_name.get("canary")
+    if canary:
+        if baseline and baseline["app"] and baseline["app"]["p99_ms"] is not None:
+            limit = TARGET_P99_FACTOR * baseline["app"]["p99_ms"] + TARGET_P99_SLACK_MS
+            verdict(f"app p99 ms (baseline {baseline['app']['p99_ms']:.2f})",
+                    canary["app"]["p99_ms"] if canary["app"] else None, limit, "<=", "canary")
+        else:
+            verdict("app p99 ms vs baseline", None, None, "<=", "canary")
+        failed = (canary["app"]["failed"] + canary["app"]["skipped"]) if canary["app"] else None
+        verdict("failed app transactions", failed, TARGET_FAILED, "<=", "canary")
+        rate = canary["backfill"]["rows_per_second"] if canary["backfill"] else None
+        verdict("rows/s vs unthrottled",
+                rate / ref_rate if rate is not None and ref_rate else None,
+                TARGET_RATE_SHARE, ">=", "canary")
+    lagged = by_name.get("replica-lag")
+    if lagged:
+        verdict("max standby replay lag s",
+                lagged["standby"]["max_replay_lag_s"] if lagged["standby"] else None,
+                TARGET_LAG_S, "<=", "replica-lag")
+        failed = (lagged["app"]["failed"] + lagged["app"]["skipped"]) if lagged["app"] else None
+        verdict("failed app transactions", failed, TARGET_FAILED, "<=", "replica-lag")
+    return lines
+
+
+def canary_limit(args):
+    """The canary limit in whole ms: max(2 ms, 1.2 x the baseline's p99), rounded up."""
+    with open(args.results, encoding="utf-8") as results:
+        records = [json.loads(line) for line in results if line.strip()]
+    baseline = next((r for r in records if r.get("name") == "baseline"), None)
+    if baseline is None:
+        print("app_impact_report: no baseline run to derive the canary limit from",
+              file=sys.stderr)
+        return 2
+    stats = latency_stats(baseline, args.lead_in)
+    if stats["p99_ms"] is None:
+        print("app_impact_report: the baseline has no transactions", file=sys.stderr)
+        return 2
+    print(math.ceil(max(CANARY_FLOOR_MS, CANARY_FACTOR * stats["p99_ms"])))
+    return 0
+
+
+def mem_total_kib():
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def print_table(header, rows, left=(0,)):
+    """A Markdown table: text columns (indices in `left`) left-aligned, numbers right-aligned."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+
+    def line(cells):
+        return "| " + " | ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) if i in left else "-" * (w + 1) + ":"
+                         for i, w in enumerate(widths)) + "|")
+    for row in rows:
+        print(line(row))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    limit = sub.add_parser("canary-limit")
+    limit.add_argument("results")
+    limit.add_argument("--lead-in", type=float, required=True)
+    rep = sub.add_parser("report")
+    rep.add_argument("results")
+    rep.add_argument("--rows", type=int, required=True)
+    rep.add_argument("--scale", type=int, required=True)
+    rep.add_argument("--clk-tck", type=int, required=True)
+    rep.add_argument("--build", default="")
+    rep.add_argument("--script", required=True)
+    rep.add_argument("--clients", type=int, required=True)
+    rep.add_argument("--threads", type=int, required=True)
+    rep.add_argument("--max-tps-seconds", type=int, required=True)
+    rep.add_argument("--rate", type=int)
+    rep.add_argument("--rate-percent", type=float, required=True)
+    rep.add_argument("--duration", type=int, required=True)
+    rep.add_argument("--lead-in", type=float, required=True)
+    rep.add_argument("--workers", type=int, required=True)
+    rep.add_argument("--batch-target", required=True)
+    rep.add_argument("--interval", required=True)
+    rep.add_argument("--canary-ms", type=int)
+    rep.add_argument("--canary-source", default="")
+    rep.add_argument("--replica-lag", required=True)
+    rep.add_argument("--throttle-extra", default="")
+    rep.add_argument("--json")
+    args = parser.parse_args()
+    if args.command == "canary-limit":
+        return canary_limit(args)
+    return report(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

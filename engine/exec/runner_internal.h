@@ -1,0 +1,152 @@
+// The runner's class, shared by the files that implement it: runner.cc (preparing the job, the
+// workers, progress) and throttle_loop.cc (the probe round, the governor and the operator's live
+// control). Private to engine/exec; the public entry point is RunBackfill (runner.h).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/signal_set.hpp>
+
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/checkpoint/job_store.h"
+#include "pgbackfill/exec/backoff.h"
+#include "pgbackfill/exec/batch_sizer.h"
+#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/exec/events.h"
+#include "pgbackfill/exec/runner.h"
+#include "pgbackfill/pg/async_connection.h"
+#include "pgbackfill/pg/connection.h"
+#include "pgbackfill/plan/plan.h"
+#include "pgbackfill/ranges/key_range.h"
+#include "pgbackfill/throttle/clock.h"
+#include "pgbackfill/throttle/governor.h"
+#include "pgbackfill/throttle/probes.h"
+#include "pgbackfill/util/asio.h"
+
+namespace pgbackfill::exec::internal {
+
+// RFC 3339 UTC with milliseconds, the "time" of every event.
+std::string NowText();
+// A new event of `type` with its "time".
+nlohmann::json Event(const char* type);
+
+struct RangeState {
+  int id = 0;
+  std::optional<ranges::KeyValue> lower;
+  std::optional<ranges::KeyValue> upper;
+  std::optional<ranges::KeyValue> done_upto;
+  int64_t rows_done = 0;
+  bool done = false;
+
+  // Batches start after the checkpoint, or after the range's own lower bound at first.
+  const std::optional<ranges::KeyValue>& start() const { return done_upto ? done_upto : lower; }
+  std::string Describe() const;
+};
+
+// One run of one job. Everything runs on the single thread of io_: workers, the ticker, the signal
+// watch and the throttle loop are coroutines on it, so the members need no locks.
+class Runner {
+ public:
+  Runner(const plan::Plan& plan, const RunOptions& options, EventSink& events);
+
+  absl::StatusOr<RunSummary> Run();
+
+ private:
+  // runner.cc
+  absl::StatusOr<std::optional<RunSummary>> PrepareJob();
+  absl::Status LoadRanges();
+  std::vector<pg::Statement> BatchStatements(const RangeState& range, int64_t rows);
+  RangeState* NextRange();
+  void SpawnWorkers(int count);
+
+  asio::awaitable<void> Worker(int index);
+  asio::awaitable<void> GuardedWorker(int index);
+  asio::awaitable<bool> ReconnectWorker(pg::AsyncConnection& conn, Backoff& backoff, int index);
+  asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
+  asio::awaitable<void> Ticker();
+  asio::awaitable<void> WatchSignals();
+  asio::awaitable<void> Sleep(absl::Duration duration);
+  void Fail(std::string message);
+  void EmitProgress();
+  void RefreshStore();
+  void WorkerFinished();
+  absl::Status EnsureControl();
+
+  // throttle_loop.cc
+  // Every throttle.interval: one probe round into the governor, then the operator's control row
+  // (pause/resume/abort/set). Runs while any worker does.
+  asio::awaitable<void> ThrottleLoop();
+  asio::awaitable<void> ProbeRound();
+  void ReadOperatorControl();
+  void ApplySettings(const std::map<std::string, std::string>& settings);
+  void ApplyDecision();
+  throttle::GovernorConfig GovernorConfigFor(const plan::Plan& plan) const;
+  // Why worker `index` must not start a batch now; empty when it may.
+  std::string HoldReason(int index) const;
+  // Waits until the throttle loop (or a stop) changes something, or one interval at most.
+  asio::awaitable<void> WaitForGate();
+  void WakeWorkers();
+  std::vector<int> WorkerPids() const;
+
+  const plan::Plan& plan_;
+  plan::Plan live_;  // plan_ with the operator's `pgbackfill set` overrides applied
+  const RunOptions& options_;
+  EventSink& events_;
+  std::string dsn_;
+  std::optional<pg::Connection> control_;  // preflight, job store, the job's advisory lock
+
+  catalog::PreflightReport report_;
+  UpdateBatchSpec spec_;
+  std::map<std::pair<bool, bool>, std::string> batch_sql_;  // by (has_lower, has_upper)
+  std::vector<RangeState> ranges_;
+  std::deque<RangeState*> pending_;
+  RunSummary summary_;
+  int64_t rows_before_ = 0;  // rows the job had updated in earlier runs
+  absl::Time started_;
+
+  asio::io_context io_;
+  asio::signal_set signals_;
+  std::optional<asio::steady_timer> ticker_;
+  std::optional<asio::steady_timer> throttle_timer_;
+  // Never expires: workers wait on it and WakeWorkers() cancels the waits, waking all at once
+  // without anyone re-arming it (re-arming would cancel the other waiters' waits).
+  std::optional<asio::steady_timer> gate_;
+  std::vector<pg::AsyncConnection*> connections_;  // for the second signal's cancel
+  int workers_spawned_ = 0;
+  int workers_running_ = 0;
+  int signals_seen_ = 0;
+  bool stopping_ = false;
+  bool lock_lost_ = false;  // another process holds the job now: never write its job row
+  std::optional<std::string> failure_;
+  std::vector<BatchSizer*> sizers_;
+  int64_t retries_reported_ = 0;
+
+  // Throttling and live control.
+  throttle::SystemClock clock_;
+  std::optional<throttle::Governor> governor_;
+  throttle::RateLimiter limiter_{0};
+  std::unique_ptr<throttle::Prober> prober_;
+  std::string prober_error_;  // why the monitoring connection could not be opened
+  throttle::Decision decision_;  // the governor's verdict as of the last round
+  std::string operator_hold_;    // "paused by ..." while an operator's pause stands
+  std::optional<std::string> aborted_by_;
+  std::string control_seen_ = "run";
+  std::map<std::string, std::string> settings_applied_;
+  double batch_scale_ = 1.0;
+  std::string throttle_reason_;  // shown in progress, the job row and `status`
+  bool was_held_ = false;
+  int active_reported_ = 0;
+
+  // Throughput over a sliding window for the rate and the ETA.
+  std::deque<std::pair<absl::Time, int64_t>> rate_window_;
+};
+
+}  // namespace pgbackfill::exec::internal

@@ -1,0 +1,515 @@
+#include "pgbackfill/throttle/probes.h"
+
+#include <exception>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "pgbackfill/pg/async_connection.h"
+#include "pgbackfill/pg/dsn.h"
+#include "pgbackfill/pg/error.h"
+#include "pgbackfill/pg/lsn.h"
+#include "pgbackfill/throttle/probe_readings.h"
+#include "pgbackfill/throttle/probe_sql.h"
+#include "pgbackfill/util/strings.h"
+
+namespace pgbackfill::throttle {
+
+// One probed server: the primary's monitoring session or a direct standby. Shared between the
+// Prober and the probe coroutines, which may outlive a round (and the Prober).
+struct Prober::Target {
+  std::string name;
+  std::string dsn;
+  std::mutex mu;  // guards the `conn` pointer against Cancel() from other threads
+  std::unique_ptr<pg::AsyncConnection> conn;
+  bool busy = false;  // a probe runs on it; io thread only
+};
+
+namespace {
+
+using Target = Prober::Target;
+using SteadyClock = std::chrono::steady_clock;
+
+// A round waits on `timer` until `pending` probes are done (each cancels the wait) or its deadline
+// passes.
+struct RoundLatch {
+  explicit RoundLatch(const asio::any_io_executor& executor) : timer(executor) {}
+  void Done() {
+    if (--pending == 0) timer.cancel();
+  }
+  int pending = 0;
+  asio::steady_timer timer;
+};
+
+// What the primary's probe read. Written by the probe, read by the round only when `done`.
+struct PrimaryReadings {
+  bool done = false;
+  std::string crash;  // an exception ended the probe
+  absl::StatusOr<uint64_t> wal_lsn = NotMeasured();
+  SteadyClock::time_point wal_read_at;
+  absl::StatusOr<std::vector<WalSenderRow>> walsenders = NotMeasured();
+  absl::StatusOr<int> lock_waiters = NotMeasured();
+  absl::StatusOr<bool> autovacuum = NotMeasured();
+  absl::StatusOr<std::string> custom = NotMeasured();
+  absl::StatusOr<absl::Duration> canary = NotMeasured();
+};
+
+struct StandbyReadings {
+  bool done = false;
+  std::string crash;
+  absl::Status status = NotMeasured();
+  StandbyRow row;
+};
+
+// The primary's probe statements and where each reading's result is. Built outside the coroutine:
+// GCC 12 miscompiles initializer lists in coroutine frames.
+struct PrimaryPipeline {
+  std::vector<pg::Statement> statements;
+  size_t walsenders = 0;
+  size_t lock_waiters = 0;
+  std::optional<size_t> autovacuum;
+  std::optional<size_t> custom;
+};
+
+PrimaryPipeline BuildPrimaryPipeline(const std::string& timeout, const std::vector<int>& our_pids,
+                                     const ProbeConfig& config) {
+  PrimaryPipeline p;
+  p.statements.push_back(pg::Statement{"BEGIN READ ONLY", {}});
+  p.statements.push_back(pg::Statement{ProbeSettingsSql(), {timeout}});
+  p.walsenders = p.statements.size();
+  p.statements.push_back(pg::Statement{WalSendersSql(), {}});
+  p.lock_waiters = p.statements.size();
+  p.statements.push_back(pg::Statement{LockWaitersSql(), {IntArrayParam(our_pids)}});
+  if (config.check_autovacuum) {
+    p.autovacuum = p.statements.size();
+    p.statements.push_back(
+        pg::Statement{AutovacuumSql(), {config.table.schema, config.table.name}});
+  }
+  p.statements.push_back(pg::Statement{"COMMIT", {}});
+  // After COMMIT: under the session's own search_path, and its failure (operator SQL) cannot
+  // take the catalog readings with it, which are complete by then.
+  if (!config.custom_sql.empty()) {
+    p.custom = p.statements.size();
+    p.statements.push_back(pg::Statement{config.custom_sql, {}});
+  }
+  return p;
+}
+
+std::vector<pg::Statement> StandbyPipeline(const std::string& timeout) {
+  std::vector<pg::Statement> statements;
+  statements.push_back(pg::Statement{"BEGIN READ ONLY", {}});
+  statements.push_back(pg::Statement{ProbeSettingsSql(), {timeout}});
+  statements.push_back(pg::Statement{StandbySql(), {}});
+  statements.push_back(pg::Statement{"COMMIT", {}});
+  return statements;
+}
+
+std::vector<pg::Statement> WalPositionPipeline(const std::string& timeout) {
+  std::vector<pg::Statement> statements;
+  statements.push_back(pg::Statement{"BEGIN READ ONLY", {}});
+  statements.push_back(pg::Statement{ProbeSettingsSql(), {timeout}});
+  statements.push_back(pg::Statement{"SELECT pg_catalog.pg_current_wal_lsn()::text", {}});
+  statements.push_back(pg::Statement{"COMMIT", {}});
+  return statements;
+}
+
+// Statement `i`'s result, or why there is none: the pipeline stopped at or before it.
+absl::StatusOr<const pg::Result*> ResultAt(const pg::PipelineResult& pipeline, size_t i) {
+  if (pipeline.ok() ||
+      (pipeline.failed_index >= 0 && i < static_cast<size_t>(pipeline.failed_index))) {
+    return &pipeline.results[i];
+  }
+  return pipeline.status;
+}
+
+absl::StatusOr<uint64_t> WalLsnOf(const pg::Result& result) {
+  if (result.Rows() == 0) return absl::InternalError("no WAL position returned");
+  return pg::ParseLsn(result.Get(0, kWalLsn));
+}
+
+std::vector<WalSenderRow> WalSendersOf(const pg::Result& result) {
+  std::vector<WalSenderRow> rows;
+  for (int r = 0; r < result.Rows(); ++r) {
+    if (result.IsNull(r, kWalSenderPid)) continue;  // the row that only carries the WAL position
+    WalSenderRow row;
+    row.application_name = result.GetOptional(r, kWalSenderName);
+    row.client_addr = result.GetOptional(r, kWalSenderClientAddr);
+    row.state = result.GetOptional(r, kWalSenderState);
+    row.write_lsn = result.GetOptional(r, kWalSenderWriteLsn);
+    row.replay_lsn = result.GetOptional(r, kWalSenderReplayLsn);
+    row.replay_lag_micros = result.GetOptional(r, kWalSenderReplayLagMicros);
+    row.logical = result.Get(r, kWalSenderLogical) == "t";
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+absl::StatusOr<int> CountOf(const pg::Result& result) {
+  int count = 0;
+  if (result.Rows() != 1 || !absl::SimpleAtoi(ToAbsl(result.Get(0, 0)), &count)) {
+    return absl::InternalError("unexpected result of the lock waiter count");
+  }
+  return count;
+}
+
+// Opens the target's session, or reopens it after a failure. The AsyncConnection object is kept
+// across reconnects, so Cancel() never races with its replacement.
+asio::awaitable<absl::Status> EnsureConnected(std::shared_ptr<Target> target,
+                                              absl::Duration timeout) {
+  if (target->conn != nullptr) {
+    if (target->conn->IsOpen()) co_return absl::OkStatus();
+    co_return co_await target->conn->Reconnect();
+  }
+  absl::StatusOr<std::unique_ptr<pg::AsyncConnection>> conn =
+      co_await pg::AsyncConnection::Connect(target->dsn, timeout);
+  if (!conn.ok()) co_return conn.status();
+  std::lock_guard lock(target->mu);
+  target->conn = std::move(conn).value();
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<void> ProbePrimary(std::shared_ptr<Target> target, PrimaryPipeline pipeline,
+                                   std::string canary_sql, absl::Duration connect_timeout,
+                                   std::shared_ptr<PrimaryReadings> out) {
+  if (absl::Status connected = co_await EnsureConnected(target, connect_timeout); !connected.ok()) {
+    out->wal_lsn = connected;
+    out->walsenders = connected;
+    out->lock_waiters = connected;
+    out->autovacuum = connected;
+    out->custom = connected;
+    out->canary = connected;
+    out->done = true;
+    co_return;
+  }
+  pg::AsyncConnection& conn = *target->conn;
+  const pg::PipelineResult result = co_await conn.Pipeline(std::move(pipeline.statements));
+  out->wal_read_at = SteadyClock::now();
+
+  if (auto walsenders = ResultAt(result, pipeline.walsenders); !walsenders.ok()) {
+    out->wal_lsn = walsenders.status();
+    out->walsenders = walsenders.status();
+  } else {
+    out->wal_lsn = WalLsnOf(**walsenders);
+    out->walsenders = WalSendersOf(**walsenders);
+  }
+  if (auto waiters = ResultAt(result, pipeline.lock_waiters); !waiters.ok()) {
+    out->lock_waiters = waiters.status();
+  } else {
+    out->lock_waiters = CountOf(**waiters);
+  }
+  if (pipeline.autovacuum.has_value()) {
+    if (auto autovacuum = ResultAt(result, *pipeline.autovacuum); !autovacuum.ok()) {
+      out->autovacuum = autovacuum.status();
+    } else if ((*autovacuum)->Rows() == 0) {
+      out->autovacuum = absl::NotFoundError("the target table does not exist");
+    } else {
+      out->autovacuum = (*autovacuum)->Get(0, 0) == "t";
+    }
+  }
+  if (pipeline.custom.has_value()) {
+    if (auto custom = ResultAt(result, *pipeline.custom); !custom.ok()) {
+      out->custom = custom.status();
+    } else {
+      const pg::Result& rows = **custom;
+      out->custom =
+          CustomReading(rows.Rows(), rows.Rows() > 0 && rows.Columns() > 0 ? rows.GetOptional(0, 0)
+                                                                           : std::nullopt);
+    }
+  }
+
+  // Timed on its own round trip, after the pipeline, so that its latency is the canary's alone.
+  if (!conn.IsOpen()) {
+    out->canary = result.status;
+  } else {
+    const SteadyClock::time_point start = SteadyClock::now();
+    absl::StatusOr<pg::Result> canary = co_await conn.Exec(std::move(canary_sql));
+    const SteadyClock::duration elapsed = SteadyClock::now() - start;
+    if (canary.ok()) {
+      out->canary = absl::FromChrono(elapsed);
+    } else {
+      out->canary = canary.status();
+    }
+  }
+  out->done = true;
+}
+
+asio::awaitable<void> ProbeStandby(std::shared_ptr<Target> target,
+                                   std::vector<pg::Statement> statements,
+                                   absl::Duration connect_timeout,
+                                   std::shared_ptr<StandbyReadings> out) {
+  if (absl::Status connected = co_await EnsureConnected(target, connect_timeout); !connected.ok()) {
+    out->status = connected;
+    out->done = true;
+    co_return;
+  }
+  const pg::PipelineResult result = co_await target->conn->Pipeline(std::move(statements));
+  if (!result.ok()) {
+    out->status = result.status;
+  } else if (const pg::Result& row = result.results[2]; row.Rows() != 1) {
+    out->status = absl::InternalError("the standby probe returned no row");
+  } else {
+    out->status = absl::OkStatus();
+    out->row.in_recovery = row.GetOptional(0, kStandbyInRecovery);
+    out->row.replay_lsn = row.GetOptional(0, kStandbyReplayLsn);
+    out->row.receive_lsn = row.GetOptional(0, kStandbyReceiveLsn);
+    out->row.replay_delay_micros = row.GetOptional(0, kStandbyReplayDelayMicros);
+  }
+  out->done = true;
+}
+
+// Runs `probe` in the background on `executor`; when it ends (or throws), the target is free
+// again and the round's latch counts it.
+template <typename Readings>
+void Launch(const asio::any_io_executor& executor, std::shared_ptr<Target> target,
+            asio::awaitable<void> probe, std::shared_ptr<Readings> out,
+            std::shared_ptr<RoundLatch> latch) {
+  target->busy = true;
+  ++latch->pending;
+  asio::co_spawn(executor, std::move(probe), [target, out, latch](std::exception_ptr error) {
+    if (error) {
+      try {
+        std::rethrow_exception(error);
+      } catch (const std::exception& e) {
+        out->crash = e.what();
+      } catch (...) {
+        out->crash = "unknown exception";
+      }
+    }
+    target->busy = false;
+    latch->Done();
+  });
+}
+
+asio::awaitable<void> WaitForProbes(std::shared_ptr<RoundLatch> latch,
+                                    SteadyClock::time_point deadline) {
+  while (latch->pending > 0 && SteadyClock::now() < deadline) {
+    latch->timer.expires_at(deadline);
+    boost::system::error_code ec;  // operation_aborted: a probe finished
+    co_await latch->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+std::string SecondsText(absl::Duration d) {
+  return absl::StrFormat("%.1fs", absl::ToDoubleSeconds(d));
+}
+
+// Why a probe has no readings this round, or OK.
+template <typename Readings>
+absl::Status Unanswered(bool started, const Readings& readings, std::string_view server,
+                        absl::Duration budget) {
+  if (!started) {
+    return absl::UnavailableError(absl::StrCat("the probe of ", ToAbsl(server),
+                                               " from an earlier round is still waiting for an "
+                                               "answer"));
+  }
+  if (!readings.crash.empty()) {
+    return absl::InternalError(
+        absl::StrCat("the probe of ", ToAbsl(server), " failed: ", readings.crash));
+  }
+  if (!readings.done) {
+    return absl::UnavailableError(
+        absl::StrCat("no answer from ", ToAbsl(server), " within ", SecondsText(budget)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ProbeConfig ProbeConfigFromPlan(const plan::Plan& plan, const plan::QualifiedName& table,
+                                std::vector<std::string> key_columns) {
+  ProbeConfig config;
+  config.dsn =
+      plan.mode == plan::Mode::kCopy && !plan.target_dsn.empty() ? plan.target_dsn : plan.dsn;
+  config.replica_dsns = plan.throttle.replicas;
+  config.table = table;
+  config.key_columns = std::move(key_columns);
+  config.canary_sql = plan.throttle.canary;
+  config.custom_sql = plan.throttle.query;
+  config.check_autovacuum = plan.throttle.hold_on_autovacuum;
+  config.interval = plan.throttle.interval;
+  return config;
+}
+
+Prober::Prober(ProbeConfig config, asio::any_io_executor executor)
+    : config_(std::move(config)),
+      executor_(std::move(executor)),
+      canary_sql_(config_.canary_sql.empty() ? DefaultCanarySql(config_.table, config_.key_columns)
+                                             : config_.canary_sql),
+      statement_timeout_(ProbeStatementTimeout(config_.interval)),
+      // A little over the statement timeout, so that a timed-out statement reports its own
+      // error rather than "no answer".
+      round_budget_(statement_timeout_ + absl::Milliseconds(500)),
+      primary_(std::make_shared<Target>()),
+      canary_window_(config_.canary_window) {
+  primary_->name = "the primary";
+  primary_->dsn = config_.dsn;
+}
+
+Prober::~Prober() = default;
+
+asio::awaitable<absl::StatusOr<std::unique_ptr<Prober>>> Prober::Create(ProbeConfig config) {
+  // Replica names first: a DSN that does not parse is a plan error, reported before connecting.
+  std::vector<std::string> names;
+  for (size_t i = 0; i < config.replica_dsns.size(); ++i) {
+    absl::StatusOr<std::string> name = pg::DescribeDsn(config.replica_dsns[i]);
+    if (!name.ok()) {
+      co_return absl::InvalidArgumentError(
+          absl::StrCat("throttle.replicas[", i, "]: ", name.status().message()));
+    }
+    names.push_back(*std::move(name));
+  }
+  DisambiguateNames(names);
+
+  auto executor = co_await asio::this_coro::executor;
+  std::unique_ptr<Prober> prober(new Prober(std::move(config), executor));
+  for (size_t i = 0; i < names.size(); ++i) {
+    auto target = std::make_shared<Target>();
+    target->name = names[i];
+    target->dsn = prober->config_.replica_dsns[i];
+    prober->replicas_.push_back(std::move(target));
+  }
+
+  if (absl::Status connected =
+          co_await EnsureConnected(prober->primary_, prober->statement_timeout_);
+      !connected.ok()) {
+    co_return pg::MakeError(pg::SqlStateOf(connected),
+                            absl::StrCat("throttle probe: ", connected.message()));
+  }
+  std::vector<pg::Statement> statements =
+      WalPositionPipeline(TimeoutSetting(prober->statement_timeout_));
+  const pg::PipelineResult result =
+      co_await prober->primary_->conn->Pipeline(std::move(statements));
+  if (!result.ok()) {
+    co_return pg::MakeError(
+        pg::SqlStateOf(result.status),
+        absl::StrCat("throttle probe: reading the WAL position failed (the plan's dsn must "
+                     "point at the primary): ",
+                     result.status.message()));
+  }
+  absl::StatusOr<uint64_t> lsn = pg::ParseLsn(result.results[2].Get(0, 0));
+  if (!lsn.ok()) co_return lsn.status();
+  prober->wal_lsn_ = *lsn;
+  prober->wal_read_at_ = SteadyClock::now();
+  co_return prober;
+}
+
+std::vector<std::string> Prober::DirectReplicaNames() const {
+  std::vector<std::string> names;
+  for (const auto& replica : replicas_) names.push_back(replica->name);
+  return names;
+}
+
+void Prober::Cancel() {
+  auto cancel = [](Target& target) {
+    std::lock_guard lock(target.mu);
+    // Best effort: a failed cancel request leaves the statement to its statement_timeout.
+    if (target.conn != nullptr) target.conn->Cancel().IgnoreError();
+  };
+  cancel(*primary_);
+  for (const auto& replica : replicas_) cancel(*replica);
+}
+
+asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_pids) {
+  Samples samples;
+  samples.taken = taken;
+  const std::string timeout = TimeoutSetting(statement_timeout_);
+  const SteadyClock::time_point deadline =
+      SteadyClock::now() + absl::ToChronoNanoseconds(round_budget_);
+  auto latch = std::make_shared<RoundLatch>(executor_);
+
+  auto primary = std::make_shared<PrimaryReadings>();
+  const bool primary_started = !primary_->busy;
+  if (primary_started) {
+    Launch(executor_, primary_,
+           ProbePrimary(primary_, BuildPrimaryPipeline(timeout, our_pids, config_), canary_sql_,
+                        statement_timeout_, primary),
+           primary, latch);
+  }
+  std::vector<std::shared_ptr<StandbyReadings>> standbys;
+  std::vector<bool> standby_started;
+  for (const auto& replica : replicas_) {
+    standbys.push_back(std::make_shared<StandbyReadings>());
+    standby_started.push_back(!replica->busy);
+    if (standby_started.back()) {
+      Launch(executor_, replica,
+             ProbeStandby(replica, StandbyPipeline(timeout), statement_timeout_, standbys.back()),
+             standbys.back(), latch);
+    }
+  }
+  co_await WaitForProbes(latch, deadline);
+
+  // The primary's readings.
+  absl::StatusOr<uint64_t> primary_lsn = NotMeasured();
+  absl::StatusOr<std::vector<ReplicaSample>> walsender_replicas = NotMeasured();
+  if (absl::Status unanswered = Unanswered(primary_started, *primary, "the primary", round_budget_);
+      !unanswered.ok()) {
+    primary_lsn = unanswered;
+    walsender_replicas = unanswered;
+    samples.lock_waiters = unanswered;
+    samples.wal_bytes_per_second = unanswered;
+    samples.canary_latency = unanswered;
+    if (!config_.custom_sql.empty()) samples.custom = unanswered;
+    if (config_.check_autovacuum) samples.autovacuum = unanswered;
+  } else {
+    primary_lsn = primary->wal_lsn;
+    if (primary->wal_lsn.ok()) {
+      samples.wal_bytes_per_second = WalBytesPerSecond(
+          wal_lsn_, *primary->wal_lsn, absl::FromChrono(primary->wal_read_at - wal_read_at_));
+      wal_lsn_ = *primary->wal_lsn;
+      wal_read_at_ = primary->wal_read_at;
+    } else {
+      // The base stays: the next good reading's rate covers the gap.
+      samples.wal_bytes_per_second = primary->wal_lsn.status();
+    }
+    if (primary->walsenders.ok() && primary->wal_lsn.ok()) {
+      walsender_replicas = ReplicasFromWalSenders(*primary->walsenders, *primary->wal_lsn);
+    } else {
+      walsender_replicas =
+          !primary->walsenders.ok() ? primary->walsenders.status() : primary->wal_lsn.status();
+    }
+    samples.lock_waiters = primary->lock_waiters;
+    if (!config_.custom_sql.empty()) samples.custom = primary->custom;
+    if (config_.check_autovacuum) samples.autovacuum = primary->autovacuum;
+    if (primary->canary.ok()) {
+      canary_window_.Add(*primary->canary);
+      samples.canary_latency = *canary_window_.P99();
+    } else {
+      samples.canary_latency = primary->canary.status();
+    }
+  }
+
+  // The standbys: the primary's walsenders, then the direct probes. A direct probe that failed
+  // stays in the list under its name, so the governor sees it failing rather than gone.
+  if (!walsender_replicas.ok()) {
+    samples.replicas = walsender_replicas.status();
+    co_return samples;
+  }
+  std::vector<ReplicaSample> replicas = *std::move(walsender_replicas);
+  std::vector<std::string> names;
+  for (const ReplicaSample& replica : replicas) names.push_back(replica.name);
+  DisambiguateNames(names, DirectReplicaNames());
+  for (size_t i = 0; i < replicas.size(); ++i) replicas[i].name = std::move(names[i]);
+  for (size_t i = 0; i < replicas_.size(); ++i) {
+    const std::string& name = replicas_[i]->name;
+    if (absl::Status unanswered = Unanswered(standby_started[i], *standbys[i], name, round_budget_);
+        !unanswered.ok()) {
+      ReplicaSample replica;
+      replica.name = name;
+      replica.status = unanswered;
+      replicas.push_back(std::move(replica));
+    } else if (!standbys[i]->status.ok()) {
+      ReplicaSample replica;
+      replica.name = name;
+      replica.status = standbys[i]->status;
+      replicas.push_back(std::move(replica));
+    } else {
+      replicas.push_back(ReplicaFromStandby(name, standbys[i]->row, primary_lsn));
+    }
+  }
+  samples.replicas = std::move(replicas);
+  co_return samples;
+}
+
+}  // namespace pgbackfill::throttle

@@ -1,0 +1,80 @@
+// Turning probe query rows into readings (sample.h): which walsenders are standbys, what their
+// lag is, how standbys are named, the WAL rate, the custom query's value. Pure, so that each rule
+// has a unit test; engine/throttle/probes.cc runs the queries (probe_sql.h) and calls these.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "pgbackfill/throttle/sample.h"
+
+namespace pgbackfill::throttle {
+
+// One walsender row of WalSendersSql(), as text; nullopt is NULL.
+struct WalSenderRow {
+  std::optional<std::string> application_name;
+  std::optional<std::string> client_addr;
+  std::optional<std::string> state;
+  std::optional<std::string> write_lsn;
+  std::optional<std::string> replay_lsn;
+  std::optional<std::string> replay_lag_micros;
+  bool logical = false;
+};
+
+// The standbys among the primary's walsenders, in row order, named by StandbyName() (duplicates
+// not yet disambiguated). Left out, because none of them is a standby whose reads can be stale:
+//  - logical walsenders (a logical slot is active on them): CDC and subscriptions;
+//  - state 'backup': a base backup streaming the data directory;
+//  - WAL receivers that report positions but never a replay position (pg_receivewal, the WAL
+//    stream of pg_basebackup -X stream); a physical standby always reports one.
+// Kept with an error status: a walsender whose details the probing role may not see (state is
+// NULL; pg_stat_replication shows them only to roles with pg_read_all_stats). Kept with a lag_bytes
+// error: a standby that has not reported a replay position yet. lag_bytes is `primary_lsn` minus
+// replay_lsn (never negative); idle means nothing is left to replay; a NULL replay_lag (PostgreSQL
+// clears it once a standby has caught up and stayed idle) is an error status for that reading.
+std::vector<ReplicaSample> ReplicasFromWalSenders(const std::vector<WalSenderRow>& rows,
+                                                  uint64_t primary_lsn);
+
+// application_name, plus " (client_addr)" when the standby connects over TCP: stable across
+// reconnects, unlike the walsender's pid or client port. An empty application_name reads
+// "walsender".
+std::string StandbyName(const std::optional<std::string>& application_name,
+                        const std::optional<std::string>& client_addr);
+
+// The row of StandbySql() from a directly probed standby, as text; nullopt is NULL.
+struct StandbyRow {
+  std::optional<std::string> in_recovery;
+  std::optional<std::string> replay_lsn;
+  std::optional<std::string> receive_lsn;
+  std::optional<std::string> replay_delay_micros;
+};
+
+// A directly probed standby's reading. lag_bytes is `primary_lsn` (the primary's position in the
+// same round) minus the standby's replay position; replay_lag is the standby's now() minus its last
+// replayed commit timestamp; idle when replay has reached both what the standby received and the
+// primary's position. A server that is not in recovery is an error: a plan naming a primary as a
+// replica would otherwise read as a perfectly healthy standby.
+ReplicaSample ReplicaFromStandby(std::string name, const StandbyRow& row,
+                                 const absl::StatusOr<uint64_t>& primary_lsn);
+
+// Makes `names` unique in place, keeping the first of each and suffixing the others " #2",
+// " #3", ... in order; names in `reserved` count as taken already. Deterministic for a given
+// input order.
+void DisambiguateNames(std::vector<std::string>& names,
+                       const std::vector<std::string>& reserved = {});
+
+// WAL bytes per second between two readings of the WAL position taken `elapsed` apart (client
+// time). A position that went backwards (a different server after a failover) reads 0; no
+// elapsed time is an error.
+absl::StatusOr<int64_t> WalBytesPerSecond(uint64_t from_lsn, uint64_t to_lsn,
+                                          absl::Duration elapsed);
+
+// The custom throttle query's reading from its result: the first column of the first row as text;
+// an error for no row or NULL (the governor holds on it).
+absl::StatusOr<std::string> CustomReading(int rows, const std::optional<std::string>& first_value);
+
+}  // namespace pgbackfill::throttle

@@ -1,0 +1,79 @@
+// The SQL text of the throttle probes, as pure functions so that tests check it without a server.
+//
+// Safety: every catalog object is spelled pg_catalog.*, every value travels as a bind parameter,
+// and the catalog statements run in a READ ONLY transaction whose search_path is pinned to
+// `pg_catalog, pg_temp` (ProbeSettingsSql), so that a hostile search_path cannot shadow an
+// operator or a type either. The canary and the custom query are operator SQL and run outside that
+// transaction, under the session's own search_path, as the operator wrote them.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "pgbackfill/plan/plan.h"
+
+namespace pgbackfill::throttle {
+
+// statement_timeout of every probe statement: max(2 * interval, 1s). A stuck probe becomes an
+// error (which holds), not a round that never ends.
+absl::Duration ProbeStatementTimeout(absl::Duration interval);
+
+// A timeout in PostgreSQL's spelling, whole milliseconds rounded up, at least 1: "2000ms". Never
+// "0", which PostgreSQL reads as "no timeout".
+std::string TimeoutSetting(absl::Duration timeout);
+
+// After BEGIN: pins the transaction's search_path and sets the session's statement_timeout to $1
+// (TimeoutSetting). The timeout is session-wide on purpose: the canary and the custom query,
+// which run after the transaction, need it too. It is sent every round, so a reconnected session
+// gets it back without a separate step.
+std::string ProbeSettingsSql();
+
+// The primary's current WAL position and its walsenders: one row per walsender, or a single row
+// with a NULL pid when there are none (LEFT JOIN), so the WAL position always comes back and every
+// standby's lag is measured against the same position. Columns: WalSenderColumn.
+std::string WalSendersSql();
+enum WalSenderColumn : int {
+  kWalLsn = 0,           // pg_current_wal_lsn(), text
+  kWalSenderPid,         // NULL: no walsender (the row only carries the WAL position)
+  kWalSenderName,        // application_name
+  kWalSenderClientAddr,  // host(client_addr); NULL over a unix socket or when hidden
+  kWalSenderState,       // NULL when the role may not see walsender details
+  kWalSenderWriteLsn,
+  kWalSenderReplayLsn,
+  kWalSenderReplayLagMicros,  // replay_lag in microseconds
+  kWalSenderLogical,          // "t" when a logical replication slot is active on it
+};
+
+// How many sessions, other than the ones in $1 (int4[] text, IntArrayParam) and the probing
+// session itself, wait on a lock held by one of the sessions in $1. pg_blocking_pids is only
+// called for sessions waiting on a heavyweight lock: it takes the lock manager's partition locks.
+std::string LockWaitersSql();
+
+// $1 schema, $2 table (catalog spelling): one row when the table exists, with "t" in its only
+// column while an autovacuum worker (not a manual VACUUM) processes it, one of its partitions,
+// or their TOAST tables, in this database. No row: the table does not exist.
+std::string AutovacuumSql();
+
+// On a directly probed standby, one row: pg_is_in_recovery(), pg_last_wal_replay_lsn(),
+// pg_last_wal_receive_lsn() (NULL without a walreceiver, e.g. replaying from an archive), and
+// now() - pg_last_xact_replay_timestamp() in microseconds (NULL before the first replayed
+// transaction). Columns: StandbyColumn.
+std::string StandbySql();
+enum StandbyColumn : int {
+  kStandbyInRecovery = 0,
+  kStandbyReplayLsn,
+  kStandbyReceiveLsn,
+  kStandbyReplayDelayMicros,
+};
+
+// The default canary: the first row of `table` by its key, `SELECT 1 FROM "s"."t" ORDER BY "k1",
+// "k2" LIMIT 1`, an index walk that stalls exactly when the application's own key lookups would
+// (locks, I/O, CPU). Without key columns, `SELECT 1 FROM "s"."t" LIMIT 1`.
+std::string DefaultCanarySql(const plan::QualifiedName& table,
+                             const std::vector<std::string>& key_columns);
+
+// An int4[] literal for a bind parameter: "{12,34}", "{}".
+std::string IntArrayParam(const std::vector<int>& values);
+
+}  // namespace pgbackfill::throttle

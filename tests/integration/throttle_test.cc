@@ -1,0 +1,356 @@
+// Staying online, end to end through the binary against the real primary and its streaming
+// standby: the job holds while the standby lags (replay paused, a delayed standby, a stopped
+// standby), while a custom throttle query says so, and while an operator paused it; a row lock
+// held by the application costs it retries but never makes application sessions wait on it for
+// long; pause / resume / set / abort from a second process steer the running job.
+//
+// Tests that pause replay, delay it or stop the standby hold a ClusterDisruption: every other test
+// process shares that standby, and its backfills would hold too.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "nlohmann/json.hpp"
+#include "pgbackfill/pg/connection.h"
+#include "pgbackfill/util/status.h"
+#include "support/run_events.h"
+#include "support/status_testing.h"
+#include "support/test_cluster.h"
+
+namespace pgbackfill {
+namespace {
+
+using ::testing::HasSubstr;
+using nlohmann::json;
+using testing::ClusterCtl;
+using testing::ClusterDisruption;
+using testing::CommandResult;
+using testing::Process;
+using testing::RunPgbackfill;
+using testing::SpawnPgbackfill;
+using testing::TestDatabase;
+
+constexpr char kItemsTable[] =
+    "CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, pad text);"
+    "INSERT INTO items (id, pad) SELECT g, 'x' FROM generate_series(1, 20000) g;"
+    "ANALYZE items;";
+constexpr int64_t kItemsRows = 20000;
+
+// 200-row batches that sleep 50 ms each: about 100 batches, long enough to be held mid-run, short
+// enough to finish in seconds once let go.
+std::string ItemsPlan(const std::string& name, const std::string& throttle, int workers = 2) {
+  return absl::StrCat("version: 1\nname: ", name,
+                      "\ntable: items\nset:\n  n: n + 1\n"
+                      "where: (SELECT pg_catalog.pg_sleep(0.05)) IS NOT NULL\n"
+                      "batch: { rows: 200, min_rows: 200, max_rows: 200 }\nworkers: ",
+                      workers, "\nthrottle: { interval: 200ms, ", throttle, " }\n");
+}
+
+// The JSON object of the event line that ends at `end` in `out` (an offset WaitForStdout gave).
+json EventEndingAt(const std::string& out, size_t end) {
+  const size_t start = out.rfind('\n', end) == std::string::npos ? 0 : out.rfind('\n', end) + 1;
+  const size_t stop = out.find('\n', end);
+  return json::parse(out.substr(start, stop == std::string::npos ? std::string::npos : stop - start),
+                     nullptr, false);
+}
+
+class ThrottleTest : public ::testing::Test {
+ protected:
+  std::vector<std::string> RunArgs(const std::string& plan_path) {
+    return {"run", plan_path, "--dsn", db_.dsn(), "--json"};
+  }
+
+  int64_t RowsCommitted() {
+    auto value = db_.QueryValue("SELECT coalesce(sum(rows_done), 0) FROM pgbackfill.ranges");
+    EXPECT_OK(value);
+    return value.ok() ? std::stoll(*value) : -1;
+  }
+
+  void ExpectEveryRowOnce() {
+    ASSERT_OK_AND_ASSIGN(std::string wrong,
+                         db_.QueryValue("SELECT count(*) FROM items WHERE n IS DISTINCT FROM 1"));
+    EXPECT_EQ(wrong, "0") << "rows not updated exactly once";
+  }
+
+  // Waits for the job's next throttle event with `state` after `from`; returns the reason (held)
+  // and moves `from` past it.
+  std::string WaitForThrottle(Process& process, const std::string& state, size_t& from,
+                              absl::Duration timeout = absl::Seconds(60)) {
+    absl::StatusOr<size_t> at =
+        process.WaitForStdout(absl::StrCat("\"state\":\"", state, "\""), from, timeout);
+    EXPECT_OK(at);
+    if (!at.ok()) return "";
+    from = *at;
+    const json event = EventEndingAt(process.StdoutSoFar(), *at);
+    EXPECT_EQ(event.value("event", ""), "throttle") << event.dump();
+    return event.value("reason", json()).is_string() ? event["reason"].get<std::string>() : "";
+  }
+
+  // While the job is held, no batch commits: in-flight batches (one 50 ms batch per worker) end
+  // within the settle time, and after that the committed total must stand still.
+  void ExpectNoCommitsWhileHeld() {
+    absl::SleepFor(absl::Milliseconds(500));
+    const int64_t before = RowsCommitted();
+    absl::SleepFor(absl::Seconds(2));
+    EXPECT_EQ(RowsCommitted(), before) << "batches committed while the job was held";
+    EXPECT_LT(before, kItemsRows) << "the job finished before it was held; make it longer";
+  }
+
+  TestDatabase db_;
+};
+
+// Runs `statements` one by one on the standby's postgres database (replay control and settings
+// are cluster-wide; ALTER SYSTEM refuses to run in the implicit transaction of a multi-statement
+// query).
+absl::Status OnStandby(const std::vector<std::string>& statements) {
+  std::optional<std::string> dsn = testing::StandbyDsn();
+  if (!dsn.has_value()) return absl::FailedPreconditionError("the test cluster has no standby");
+  ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(*dsn));
+  for (const std::string& sql : statements) RETURN_IF_ERROR(conn.Exec(sql).status());
+  return absl::OkStatus();
+}
+
+constexpr char kReloadConf[] = "SELECT pg_catalog.pg_reload_conf()";
+
+// Leaves the standby replaying without delay whatever the test did to it, also on failure.
+struct StandbyReset {
+  ~StandbyReset() {
+    (void)OnStandby({"SELECT pg_catalog.pg_wal_replay_resume()",
+                     "ALTER SYSTEM RESET recovery_min_apply_delay", kReloadConf});
+  }
+};
+
+TEST_F(ThrottleTest, ReplayPausedOnTheStandbyHoldsUntilResumed) {
+  ClusterDisruption disruption;
+  StandbyReset reset;
+  ASSERT_OK(db_.ExecScript(kItemsTable));
+  auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
+      ItemsPlan("paused", "max_replica_lag: 1s, max_replica_lag_bytes: 0"))));
+  ASSERT_OK(process);
+  ASSERT_OK(process->WaitForOutput("\"event\":\"progress\"", absl::Seconds(60)));
+
+  ASSERT_OK(OnStandby({"SELECT pg_catalog.pg_wal_replay_pause()"}));
+  size_t from = 0;
+  const std::string reason = WaitForThrottle(*process, "held", from);
+  EXPECT_THAT(reason, HasSubstr("replica standby"));
+  ExpectNoCommitsWhileHeld();
+
+  ASSERT_OK(OnStandby({"SELECT pg_catalog.pg_wal_replay_resume()"}));
+  WaitForThrottle(*process, "running", from);
+  CommandResult result = process->Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ExpectEveryRowOnce();
+  // `status` saw the reason while it held (the job row is refreshed every 2 s).
+  const std::vector<json> events = testing::ParseEvents(result.out);
+  bool progress_showed_reason = false;
+  for (const json& event : testing::EventsOfType(events, "progress")) {
+    if (event["throttle"].is_string() &&
+        event["throttle"].get<std::string>().find("replica standby") != std::string::npos) {
+      progress_showed_reason = true;
+    }
+  }
+  EXPECT_TRUE(progress_showed_reason) << "progress events never carried the hold reason";
+}
+
+TEST_F(ThrottleTest, DelayedStandbyHoldsAsLagGrows) {
+  ClusterDisruption disruption;
+  StandbyReset reset;
+  ASSERT_OK(db_.ExecScript(kItemsTable));
+  ASSERT_OK(OnStandby({"ALTER SYSTEM SET recovery_min_apply_delay = '3s'", kReloadConf}));
+  auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
+      ItemsPlan("delayed", "max_replica_lag: 1s"))));
+  ASSERT_OK(process);
+  size_t from = 0;
+  const std::string reason = WaitForThrottle(*process, "held", from);
+  EXPECT_THAT(reason, HasSubstr("replica standby"));
+  ExpectNoCommitsWhileHeld();
+
+  ASSERT_OK(OnStandby({"ALTER SYSTEM RESET recovery_min_apply_delay", kReloadConf}));
+  CommandResult result = process->Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ExpectEveryRowOnce();
+}
+
+TEST_F(ThrottleTest, StoppedStandbyHoldsTheJobUntilItIsBack) {
+  ClusterDisruption disruption;
+  ASSERT_OK(db_.ExecScript(kItemsTable));
+  auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
+      ItemsPlan("standby_gone", "max_replica_lag: 5s"))));
+  ASSERT_OK(process);
+  ASSERT_OK(process->WaitForOutput("\"event\":\"progress\"", absl::Seconds(60)));
+
+  ASSERT_OK(ClusterCtl({"stop-node", "standby"}));
+  size_t from = 0;
+  const std::string reason = WaitForThrottle(*process, "held", from);
+  EXPECT_THAT(reason, HasSubstr("replica standby disappeared"));
+  ExpectNoCommitsWhileHeld();
+
+  ASSERT_OK(ClusterCtl({"start-node", "standby"}));
+  WaitForThrottle(*process, "running", from);
+  CommandResult result = process->Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ExpectEveryRowOnce();
+}
+
+TEST_F(ThrottleTest, CustomThrottleQueryHoldsBeforeTheFirstBatch) {
+  ASSERT_OK(db_.ExecScript(std::string(kItemsTable) +
+                           "CREATE TABLE flags (hold boolean NOT NULL);"
+                           "INSERT INTO flags VALUES (true);"));
+  auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
+      ItemsPlan("custom", "query: 'SELECT hold FROM flags'"))));
+  ASSERT_OK(process);
+  size_t from = 0;
+  const std::string reason = WaitForThrottle(*process, "held", from);
+  EXPECT_THAT(reason, HasSubstr("custom throttle query returned t"));
+  // Held from the first probe round on: not one batch ran.
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_EQ(RowsCommitted(), 0);
+
+  ASSERT_OK(db_.ExecScript("UPDATE flags SET hold = false"));
+  WaitForThrottle(*process, "running", from);
+  CommandResult result = process->Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ExpectEveryRowOnce();
+}
+
+// A session holds a row lock inside the job's next range while application sessions keep
+// updating the rows just before it. The job's batch reaches the locked row, gives up after
+// lock_timeout and retries with backoff; the application sessions that queued behind the batch's
+// own row locks are released when it gives up, so none waits on pgbackfill much longer than
+// lock_timeout. A probing session measures that on pg_locks (waitstart) the whole time.
+TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
+  ASSERT_OK(db_.ExecScript(kItemsTable));
+  constexpr int64_t kLockedId = 10000;
+  pg::Connection blocker = *pg::Connection::Connect(db_.dsn());
+  ASSERT_OK(blocker.ExecScript(
+      absl::StrCat("BEGIN; SELECT * FROM items WHERE id = ", kLockedId, " FOR UPDATE;")));
+
+  std::atomic<bool> done{false};
+  std::atomic<int> app_updates{0};
+  std::thread app([&] {
+    pg::Connection conn = *pg::Connection::Connect(db_.dsn());
+    std::mt19937 random(42);
+    std::uniform_int_distribution<int64_t> near(kLockedId - 150, kLockedId - 1);
+    while (!done) {
+      if (conn.Exec("UPDATE items SET pad = 'app' WHERE id = $1::bigint",
+                    {std::to_string(near(random))})
+              .ok()) {
+        ++app_updates;
+      }
+    }
+  });
+  std::atomic<double> max_wait_seconds{0};
+  std::thread prober([&] {
+    pg::Connection conn = *pg::Connection::Connect(db_.dsn());
+    while (!done) {
+      auto wait = conn.Exec(
+          "SELECT coalesce(max(extract(epoch FROM now() - l.waitstart)), 0)::float8"
+          " FROM pg_catalog.pg_locks l"
+          " WHERE NOT l.granted AND l.waitstart IS NOT NULL"
+          "   AND pg_catalog.pg_blocking_pids(l.pid) && ARRAY(SELECT pid"
+          "     FROM pg_catalog.pg_stat_activity"
+          "     WHERE application_name = 'pgbackfill' AND datname = current_database())");
+      if (wait.ok()) {
+        const double seconds = std::stod(std::string(wait->Get(0, 0)));
+        if (seconds > max_wait_seconds) max_wait_seconds = seconds;
+      }
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+  });
+
+  auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
+      "version: 1\nname: locked\ntable: items\nset:\n  n: n + 1\n"
+      "batch: { rows: 100, min_rows: 100, max_rows: 100 }\nworkers: 1\n"
+      "throttle: { interval: 200ms, lock_timeout: 300ms }\n")));
+  ASSERT_OK(process);
+  ASSERT_OK(process->WaitForOutput("\"sqlstate\":\"55P03\"", absl::Seconds(60)))
+      << process->StderrSoFar();
+  absl::SleepFor(absl::Seconds(3));  // several timeouts and retries while the app keeps writing
+  ASSERT_OK(blocker.ExecScript("COMMIT"));
+  CommandResult result = process->Wait();
+  done = true;
+  app.join();
+  prober.join();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ExpectEveryRowOnce();
+
+  const std::vector<json> retries =
+      testing::EventsOfType(testing::ParseEvents(result.out), "retry");
+  ASSERT_GE(retries.size(), 2u) << "the batch should have timed out on the lock and retried";
+  for (const json& retry : retries) EXPECT_EQ(retry["sqlstate"], "55P03") << retry.dump();
+  EXPECT_GT(retries.back().value("wait_ms", 0), 0) << "retries back off";
+  EXPECT_GT(app_updates.load(), 0);
+  // lock_timeout (0.3 s) plus the moments the batch held its earlier rows before it reached the
+  // locked one, and the probe's own 20 ms granularity. Without lock_timeout this would be the
+  // blocker's whole 3 s.
+  EXPECT_LT(max_wait_seconds.load(), 1.0)
+      << "an application session waited on pgbackfill for " << max_wait_seconds.load() << " s";
+}
+
+TEST_F(ThrottleTest, PauseSetResumeAbortFromAnotherProcess) {
+  ASSERT_OK(db_.ExecScript(kItemsTable));
+  const std::string plan = testing::WriteTestFile(ItemsPlan("steered", "max_replica_lag: 0"));
+  auto process = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(process);
+  ASSERT_OK(process->WaitForOutput("\"event\":\"progress\"", absl::Seconds(60)));
+
+  CommandResult paused = RunPgbackfill({"pause", "steered", "--dsn", db_.dsn()});
+  ASSERT_EQ(paused.exit_code, 0) << paused.out << paused.err;
+  size_t from = 0;
+  EXPECT_THAT(WaitForThrottle(*process, "held", from), HasSubstr("paused by"));
+  ExpectNoCommitsWhileHeld();
+  CommandResult status = RunPgbackfill({"status", "steered", "--dsn", db_.dsn(), "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("paused by")) << "status shows why the job is held";
+
+  CommandResult set = RunPgbackfill(
+      {"set", "steered", "workers=1", "batch.target=100ms", "--dsn", db_.dsn()});
+  ASSERT_EQ(set.exit_code, 0) << set.out << set.err;
+  absl::StatusOr<size_t> settings = process->WaitForStdout("\"event\":\"settings\"", from);
+  ASSERT_OK(settings);
+  const json settings_event = EventEndingAt(process->StdoutSoFar(), *settings);
+  EXPECT_EQ(settings_event["settings"]["workers"], "1") << settings_event.dump();
+  EXPECT_EQ(settings_event["workers"], 1);
+
+  CommandResult resumed = RunPgbackfill({"resume", "steered", "--dsn", db_.dsn()});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  WaitForThrottle(*process, "running", from);
+  const int64_t at_resume = RowsCommitted();
+  ASSERT_OK(process->WaitForStdout("\"event\":\"progress\"", from));
+
+  CommandResult aborted = RunPgbackfill({"abort", "steered", "--dsn", db_.dsn()});
+  ASSERT_EQ(aborted.exit_code, 0) << aborted.out << aborted.err;
+  CommandResult result = process->Wait();
+  EXPECT_EQ(result.exit_code, 5) << result.out << result.err;
+  const std::vector<json> events = testing::ParseEvents(result.out);
+  const json* finished = testing::FindEvent(events, "job_finished");
+  ASSERT_NE(finished, nullptr);
+  EXPECT_EQ((*finished)["outcome"], "aborted");
+  const int64_t at_abort = RowsCommitted();
+  EXPECT_GE(at_abort, at_resume);
+  EXPECT_LT(at_abort, kItemsRows) << "the job finished before the abort; make it longer";
+  ASSERT_OK_AND_ASSIGN(std::string state,
+                       db_.QueryValue("SELECT state FROM pgbackfill.jobs WHERE name = 'steered'"));
+  EXPECT_EQ(state, "aborted");
+  ASSERT_OK_AND_ASSIGN(std::string twice,
+                       db_.QueryValue("SELECT count(*) FROM items WHERE n > 1"));
+  EXPECT_EQ(twice, "0");
+
+  // Running it again resumes (the abort was of that run) and keeps the `set` overrides.
+  CommandResult again = RunPgbackfill(RunArgs(plan));
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  const std::vector<json> again_events = testing::ParseEvents(again.out);
+  const json* started = testing::FindEvent(again_events, "job_started");
+  ASSERT_NE(started, nullptr);
+  EXPECT_EQ((*started)["resumed"], true);
+  EXPECT_NE(testing::FindEvent(again_events, "settings"), nullptr);
+  ExpectEveryRowOnce();
+}
+
+}  // namespace
+}  // namespace pgbackfill
