@@ -357,13 +357,25 @@ absl::Status JobStore::SetControl(const std::string& name, const std::string& co
                                   const std::string& by) {
   RETURN_IF_ERROR(CheckControl(name, control));
   RETURN_IF_ERROR(RequireControlColumns());
-  ASSIGN_OR_RETURN(pg::Result result,
-                   conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
-                                           " SET control = $2::text, control_by = $3::text,"
-                                           " control_at = ",
-                                           kNow, " WHERE name = $1::text"),
-                              {name, control, NullIfEmpty(by)}));
-  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  // In the SET list `control` is the old value, so one statement both keeps a standing abort and
+  // reports it.
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                              " SET control = CASE WHEN control = 'abort' THEN control"
+                              " ELSE $2::text END,"
+                              " control_by = CASE WHEN control = 'abort' THEN control_by"
+                              " ELSE $3::text END,"
+                              " control_at = CASE WHEN control = 'abort' THEN control_at ELSE ",
+                              kNow, " END WHERE name = $1::text RETURNING control, control_by"),
+                 {name, control, NullIfEmpty(by)}));
+  if (result.Rows() == 0) return NoSuchJob(name);
+  if (control != "abort" && result.Get(0, 0) == "abort") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", name, " was aborted by ",
+        result.IsNull(0, 1) ? "an operator" : std::string(result.Get(0, 1)),
+        "; the abort stands until the job is run again"));
+  }
   return absl::OkStatus();
 }
 
@@ -387,15 +399,17 @@ absl::Status JobStore::MergeSettings(const std::string& name,
   return absl::OkStatus();
 }
 
-absl::Status JobStore::ClearAbort(const std::string& name) {
+absl::Status JobStore::ClearAbort(const std::string& name, const std::string& requested_before) {
   RETURN_IF_ERROR(RequireControlColumns());
   // CASE rather than `AND control = 'abort'` in the WHERE clause: a job that is not aborted
   // still matches, so no row means no job.
-  ASSIGN_OR_RETURN(pg::Result result,
-                   conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
-                                           " SET control = CASE control WHEN 'abort' THEN 'run'"
-                                           " ELSE control END WHERE name = $1::text"),
-                              {name}));
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                              " SET control = CASE WHEN control = 'abort' AND ($2::timestamptz"
+                              " IS NULL OR control_at IS NULL OR control_at < $2::timestamptz)"
+                              " THEN 'run' ELSE control END WHERE name = $1::text"),
+                 {name, NullIfEmpty(requested_before)}));
   if (result.AffectedRows() == 0) return NoSuchJob(name);
   return absl::OkStatus();
 }

@@ -141,7 +141,12 @@ class ControlCommand {
     } else {
       return Fail(kExitBadInput, absl::StrFormat("unknown action %s", options_.action));
     }
-    if (!done.ok()) return Fail(kExitError, done);
+    if (!done.ok()) {
+      // A standing abort refuses a pause or resume: the operator's request, not the server, is
+      // what cannot be done.
+      return Fail(done.code() == absl::StatusCode::kFailedPrecondition ? kExitBadInput : kExitError,
+                  done);
+    }
 
     absl::StatusOr<std::optional<checkpoint::JobRecord>> after = store.LoadJob(job.name);
     if (!after.ok()) return Fail(kExitError, after.status());

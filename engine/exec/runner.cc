@@ -89,9 +89,14 @@ absl::Status Runner::EnsureControl() {
   // new one and the lock again, or stop: another process may have taken the job over.
   if (lock_lost_) return absl::FailedPreconditionError("the job's lock is held by another process");
   if (control_.has_value() && control_->Exec("SELECT 1").ok()) return absl::OkStatus();
+  store_.reset();
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
   control_.emplace(std::move(conn));
-  checkpoint::JobStore store(*control_);
+  // As preflight did for the first session: the job store's SQL must not meet a hostile
+  // search_path's operators.
+  RETURN_IF_ERROR(catalog::Catalog(*control_).Harden().status());
+  store_.emplace(*control_);
+  checkpoint::JobStore& store = *store_;
   ASSIGN_OR_RETURN(bool locked, store.TryLockJob(plan_.name));
   if (!locked) {
     Fail(absl::StrCat("job ", plan_.name,
@@ -129,8 +134,13 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
         "application from writing the `set` columns' sources meanwhile");
   }
 
-  checkpoint::JobStore store(*control_);
+  store_.emplace(*control_);
+  checkpoint::JobStore& store = *store_;
   RETURN_IF_ERROR(store.EnsureSchema());
+  // An abort asked before this moment was meant for an earlier run (see ClearAbort below); one
+  // asked after it is for this run, also when it lands before the lock is taken.
+  ASSIGN_OR_RETURN(pg::Result now, control_->Exec("SELECT pg_catalog.clock_timestamp()::text"));
+  run_requested_at_ = std::string(now.Get(0, 0));
   // Right after a `kill -9` the old process's session may take a moment to go away; give it that
   // moment before calling the job busy. (Correctness does not rest on this lock: every batch
   // claims its checkpoint row, see batch_sql.h.)
@@ -181,14 +191,13 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     rows_before_ = job->rows_done;
     // An abort asked of an earlier run is not one of this run: starting the job again is the
     // operator's newer word. A pause stands (the job starts held) until `pgbackfill resume`.
-    RETURN_IF_ERROR(store.ClearAbort(plan_.name));
+    RETURN_IF_ERROR(store.ClearAbort(plan_.name, run_requested_at_));
   }
   return std::optional<RunSummary>();
 }
 
 absl::Status Runner::LoadRanges() {
-  checkpoint::JobStore store(*control_);
-  ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> records, store.LoadRanges(plan_.name));
+  ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> records, store_->LoadRanges(plan_.name));
   ranges_.clear();
   ranges_.reserve(records.size());
   rows_before_ = 0;
@@ -299,18 +308,22 @@ asio::awaitable<void> Runner::Worker(int index) {
   // Runs on every exit, also when an exception unwinds the coroutine: the shared lists must never
   // point into a finished frame, and a range taken but not finished goes back, so that `pending_`
   // stays the truth for the summary.
+  asio::steady_timer gate(io_);
   struct Registration {
     Runner* runner;
     BatchSizer* sizer;
+    asio::steady_timer* gate;
     std::unique_ptr<pg::AsyncConnection>* conn;
     RangeState** range;
     ~Registration() {
       if (*range != nullptr && !(*range)->done) runner->pending_.push_front(*range);
       if (*conn != nullptr) std::erase(runner->connections_, conn->get());
       std::erase(runner->sizers_, sizer);
+      std::erase(runner->gates_, gate);
     }
-  } registration{this, &sizer, &conn, &range};
+  } registration{this, &sizer, &gate, &conn, &range};
   sizers_.push_back(&sizer);
+  gates_.push_back(&gate);
   {
     auto connected = co_await pg::AsyncConnection::Connect(dsn_);
     if (!connected.ok()) {
@@ -323,17 +336,20 @@ asio::awaitable<void> Runner::Worker(int index) {
 
   int consecutive_retries = 0;
   int consecutive_reconnects = 0;
+  // The rate limiter's reservation for the next batch: when it may start. Kept across waits, so a
+  // worker that was held while it waited does not take its tokens twice.
+  std::optional<absl::Time> reserved_until;
   while (!stopping_) {
     // The throttle: the governor and the operator are asked before every batch, so a hold stops
     // new batches at once while the ones in flight commit.
     if (const std::string held = HoldReason(index); !held.empty()) {
-      if (index >= decision_.active_workers && range != nullptr && !range->done) {
+      if (Parked(index) && range != nullptr && !range->done) {
         // Parked by the concurrency limit: hand the range to a worker that may run.
         pending_.push_front(range);
         range = nullptr;
       }
       if (range == nullptr && pending_.empty()) break;  // nothing left that this worker could do
-      co_await WaitForGate();
+      co_await WaitForGate(gate, live_.throttle.interval);
       continue;
     }
     if (range == nullptr || range->done) {
@@ -341,9 +357,18 @@ asio::awaitable<void> Runner::Worker(int index) {
       if (range == nullptr) break;
     }
     const int64_t rows = sizer.rows();
-    if (const absl::Duration wait = limiter_.Acquire(rows, absl::Now()); wait > absl::ZeroDuration()) {
-      co_await Sleep(wait);
-      if (stopping_) break;
+    if (limiter_.rate() <= 0) {
+      reserved_until.reset();
+    } else {
+      const absl::Time now = clock_.Now();
+      if (!reserved_until.has_value()) reserved_until = now + limiter_.Acquire(rows, now);
+      if (now < *reserved_until) {
+        // Waits in pieces of at most one interval, on the gate, and asks the throttle again
+        // after each: a hold, a pause or a stop that comes while it waits must stop this batch.
+        co_await WaitForGate(gate, std::min(*reserved_until - now, live_.throttle.interval));
+        continue;
+      }
+      reserved_until.reset();
     }
     const absl::Time start = absl::Now();
     pg::PipelineResult result = co_await conn->Pipeline(BatchStatements(*range, rows));
@@ -456,9 +481,11 @@ void Runner::SpawnWorkers(int count) {
   int unfinished = 0;
   for (const RangeState& range : ranges_) unfinished += range.done ? 0 : 1;
   const int target = std::min(count, unfinished);
-  while (workers_spawned_ < target) {
+  while (workers_running_ < target) {
+    const int index = next_worker_index_++;
     ++workers_running_;
-    asio::co_spawn(io_, GuardedWorker(workers_spawned_++), asio::detached);
+    live_workers_.insert(index);
+    asio::co_spawn(io_, GuardedWorker(index), asio::detached);
   }
 }
 
@@ -470,10 +497,11 @@ asio::awaitable<void> Runner::GuardedWorker(int index) {
   } catch (const std::exception& e) {
     Fail(absl::StrCat("worker ", index, " stopped on an internal error: ", e.what()));
   }
-  WorkerFinished();
+  WorkerFinished(index);
 }
 
-void Runner::WorkerFinished() {
+void Runner::WorkerFinished(int index) {
+  live_workers_.erase(index);
   if (--workers_running_ > 0) return;
   // Last worker out: stop the ticker, the throttle loop and the signal watch so io_.run()
   // returns.
@@ -482,6 +510,9 @@ void Runner::WorkerFinished() {
   if (prober_ != nullptr) prober_->Cancel();
   boost::system::error_code ignored;
   signals_.cancel(ignored);
+  // Back to the default disposition: a signal during the last bookkeeping ends the process, as
+  // the user asked, instead of being swallowed by a set nobody waits on.
+  signals_.clear(ignored);
 }
 
 void Runner::EmitProgress() {
@@ -524,8 +555,7 @@ void Runner::EmitProgress() {
 void Runner::RefreshStore() {
   // Best effort: the batches carry the checkpoints; this only refreshes totals for `status`.
   if (!EnsureControl().ok()) return;
-  checkpoint::JobStore store(*control_);
-  if (store.RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, throttle_reason_)
+  if (store_->RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, throttle_reason_)
           .ok()) {
     retries_reported_ = summary_.retries;
   }
@@ -574,10 +604,7 @@ absl::StatusOr<RunSummary> Runner::Run() {
   ASSIGN_OR_RETURN(std::optional<RunSummary> early, PrepareJob());
   if (early.has_value()) return *early;
   RETURN_IF_ERROR(LoadRanges());
-  {
-    checkpoint::JobStore store(*control_);
-    RETURN_IF_ERROR(store.MarkStarted(plan_.name, static_cast<int>(getpid()), HostName()));
-  }
+  RETURN_IF_ERROR(store_->MarkStarted(plan_.name, static_cast<int>(getpid()), HostName()));
 
   json started = Event("job_started");
   started["job"] = plan_.name;
@@ -598,14 +625,13 @@ absl::StatusOr<RunSummary> Runner::Run() {
     }
     ticker_.emplace(io_);
     throttle_timer_.emplace(io_);
-    gate_.emplace(io_, asio::steady_timer::time_point::max());
     governor_.emplace(GovernorConfigFor(live_), clock_);
     // Settings and a pause recorded while the job was not running apply from the first batch.
     ReadOperatorControl();
     SpawnWorkers(live_.workers);
     asio::co_spawn(io_, Ticker(), asio::detached);
     asio::co_spawn(io_, WatchSignals(), asio::detached);
-    asio::co_spawn(io_, ThrottleLoop(), asio::detached);
+    asio::co_spawn(io_, GuardedThrottleLoop(), asio::detached);
     io_.run();
   }
   summary_.elapsed = absl::Now() - started_;
@@ -631,7 +657,7 @@ absl::StatusOr<RunSummary> Runner::Run() {
     state = "done";
   }
   if (absl::Status control = EnsureControl(); control.ok()) {
-    checkpoint::JobStore store(*control_);
+    checkpoint::JobStore& store = *store_;
     (void)store.RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, "");
     if (absl::Status finished = store.FinishJob(plan_.name, state, summary_.message); !finished.ok()) {
       json warning = Event("warning");

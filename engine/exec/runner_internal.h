@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -77,7 +78,7 @@ class Runner {
   void Fail(std::string message);
   void EmitProgress();
   void RefreshStore();
-  void WorkerFinished();
+  void WorkerFinished(int index);
   absl::Status EnsureControl();
 
   // throttle_loop.cc
@@ -89,10 +90,15 @@ class Runner {
   void ApplySettings(const std::map<std::string, std::string>& settings);
   void ApplyDecision();
   throttle::GovernorConfig GovernorConfigFor(const plan::Plan& plan) const;
+  asio::awaitable<void> GuardedThrottleLoop();
   // Why worker `index` must not start a batch now; empty when it may.
   std::string HoldReason(int index) const;
-  // Waits until the throttle loop (or a stop) changes something, or one interval at most.
-  asio::awaitable<void> WaitForGate();
+  // Whether worker `index` is beyond the governor's active-worker count. By rank among the live
+  // workers, not by index: workers that ended leave no hole a waiting one could never fill.
+  bool Parked(int index) const;
+  // Waits on the worker's own gate timer until WakeWorkers() (the throttle loop changed
+  // something, or a stop) or `at_most` passes.
+  asio::awaitable<void> WaitForGate(asio::steady_timer& gate, absl::Duration at_most);
   void WakeWorkers();
   std::vector<int> WorkerPids() const;
 
@@ -102,6 +108,7 @@ class Runner {
   EventSink& events_;
   std::string dsn_;
   std::optional<pg::Connection> control_;  // preflight, job store, the job's advisory lock
+  std::optional<checkpoint::JobStore> store_;  // on control_; remade when control_ reconnects
 
   catalog::PreflightReport report_;
   UpdateBatchSpec spec_;
@@ -116,11 +123,12 @@ class Runner {
   asio::signal_set signals_;
   std::optional<asio::steady_timer> ticker_;
   std::optional<asio::steady_timer> throttle_timer_;
-  // Never expires: workers wait on it and WakeWorkers() cancels the waits, waking all at once
-  // without anyone re-arming it (re-arming would cancel the other waiters' waits).
-  std::optional<asio::steady_timer> gate_;
+  // Each worker's own gate timer (in its frame): WakeWorkers() cancels every wait at once. One
+  // shared timer would not do: re-arming it cancels the other waiters' waits.
+  std::vector<asio::steady_timer*> gates_;
   std::vector<pg::AsyncConnection*> connections_;  // for the second signal's cancel
-  int workers_spawned_ = 0;
+  std::set<int> live_workers_;  // indices of workers spawned and not finished
+  int next_worker_index_ = 0;
   int workers_running_ = 0;
   int signals_seen_ = 0;
   bool stopping_ = false;
@@ -130,7 +138,7 @@ class Runner {
   int64_t retries_reported_ = 0;
 
   // Throttling and live control.
-  throttle::SystemClock clock_;
+  throttle::MonotonicClock clock_;
   std::optional<throttle::Governor> governor_;
   throttle::RateLimiter limiter_{0};
   std::unique_ptr<throttle::Prober> prober_;
@@ -139,6 +147,7 @@ class Runner {
   std::string operator_hold_;    // "paused by ..." while an operator's pause stands
   std::optional<std::string> aborted_by_;
   std::string control_seen_ = "run";
+  std::string run_requested_at_;  // server time just before this run took the job's lock
   std::map<std::string, std::string> settings_applied_;
   double batch_scale_ = 1.0;
   std::string throttle_reason_;  // shown in progress, the job row and `status`

@@ -4,6 +4,7 @@
 // (throttle/governor.h) and the plan parser's (plan/settings.h); this file only moves their
 // results to where the workers look.
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "pgbackfill/plan/settings.h"
+#include "pgbackfill/throttle/probe_sql.h"
 #include "pgbackfill/util/strings.h"
 #include "runner_internal.h"
 
@@ -41,17 +43,37 @@ throttle::GovernorConfig Runner::GovernorConfigFor(const plan::Plan& plan) const
   // The plan's directly probed standbys must answer every round; the others become required
   // once seen (the governor's rule 2).
   if (prober_ != nullptr) config.expected_replicas = prober_->DirectReplicaNames();
+  // A round may take up to the probes' budget (timeouts of twice the interval and more), and its
+  // samples are stamped at its start: staleness must allow a whole slow round plus the wait for
+  // the next, or a short interval would read every slow-but-answered round as "no samples".
+  const absl::Duration round = prober_ != nullptr
+                                   ? prober_->RoundBudget()
+                                   : throttle::ProbeStatementTimeout(plan.throttle.interval) +
+                                         absl::Milliseconds(500);
+  const double intervals =
+      std::ceil(absl::FDivDuration(round + plan.throttle.interval, plan.throttle.interval));
+  config.stale_intervals = std::max(config.stale_intervals, static_cast<int>(intervals));
   return config;
+}
+
+asio::awaitable<void> Runner::GuardedThrottleLoop() {
+  // Spawned detached like the workers: an exception must end the job, not leave every worker
+  // waiting for decisions that never come.
+  try {
+    co_await ThrottleLoop();
+  } catch (const std::exception& e) {
+    Fail(absl::StrCat("the throttle loop stopped on an internal error: ", e.what()));
+  }
 }
 
 asio::awaitable<void> Runner::ThrottleLoop() {
   while (workers_running_ > 0) {
-    const absl::Time round = absl::Now();
+    const absl::Time round = clock_.Now();
     co_await ProbeRound();
     if (workers_running_ == 0) break;
     ReadOperatorControl();
     ApplyDecision();
-    const absl::Duration rest = live_.throttle.interval - (absl::Now() - round);
+    const absl::Duration rest = live_.throttle.interval - (clock_.Now() - round);
     if (rest > absl::ZeroDuration()) {
       throttle_timer_->expires_after(absl::ToChronoNanoseconds(rest));
       boost::system::error_code ec;
@@ -71,6 +93,7 @@ asio::awaitable<void> Runner::ProbeRound() {
     auto created = co_await throttle::Prober::Create(std::move(config));
     if (!created.ok()) {
       // Fail closed: every checked signal holds, and says why.
+      // (Create is bounded by the probes' connect and statement timeouts.)
       decision_ = governor_->Update(Unreadable(
           taken, absl::UnavailableError(absl::StrCat("the monitoring connection failed: ",
                                                      created.status().message()))));
@@ -87,10 +110,15 @@ void Runner::ReadOperatorControl() {
   // The control row lives in the job store, so `pgbackfill pause|resume|abort|set` work from any
   // host. When it cannot be read, the last known state stands; the probes (same server) hold the
   // job meanwhile if the server is really gone.
-  if (!EnsureControl().ok()) return;
-  checkpoint::JobStore store(*control_);
-  absl::StatusOr<checkpoint::JobControl> control = store.LoadControl(plan_.name);
-  if (!control.ok()) return;
+  // One statement per interval on a healthy session; the ping and reconnect of EnsureControl()
+  // only after a failure.
+  if (lock_lost_ || !store_.has_value()) return;
+  absl::StatusOr<checkpoint::JobControl> control = store_->LoadControl(plan_.name);
+  if (!control.ok()) {
+    if (!EnsureControl().ok()) return;
+    control = store_->LoadControl(plan_.name);
+    if (!control.ok()) return;
+  }
   ApplySettings(control->settings);
 
   const std::string by = control->control_by.empty() ? "an operator" : control->control_by;
@@ -166,7 +194,7 @@ void Runner::ApplyDecision() {
     for (BatchSizer* sizer : sizers_) sizer->SetTarget(live_.batch.target * batch_scale_);
   }
   if (decision_.rate_limit_rows_per_second != limiter_.rate()) {
-    limiter_.SetRate(decision_.rate_limit_rows_per_second, absl::Now());
+    limiter_.SetRate(decision_.rate_limit_rows_per_second, clock_.Now());
   }
   if (!held && decision_.active_workers != active_reported_) {
     json event = Event("concurrency");
@@ -183,17 +211,24 @@ std::string Runner::HoldReason(int index) const {
   if (!operator_hold_.empty()) return operator_hold_;
   const throttle::Decision current = governor_->Current();
   if (current.hold) return current.reason.empty() ? "held by the throttle" : current.reason;
-  if (index >= current.active_workers) return "parked by the concurrency limit";
+  if (Parked(index)) return "parked by the concurrency limit";
   return "";
 }
 
-asio::awaitable<void> Runner::WaitForGate() {
+bool Runner::Parked(int index) const {
+  const auto it = live_workers_.find(index);
+  const auto rank = std::distance(live_workers_.begin(), it);
+  return it == live_workers_.end() || rank >= governor_->Current().active_workers;
+}
+
+asio::awaitable<void> Runner::WaitForGate(asio::steady_timer& gate, absl::Duration at_most) {
+  gate.expires_after(absl::ToChronoNanoseconds(std::max(at_most, absl::Milliseconds(1))));
   boost::system::error_code ignored;
-  co_await gate_->async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  co_await gate.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
 }
 
 void Runner::WakeWorkers() {
-  if (gate_.has_value()) gate_->cancel();
+  for (asio::steady_timer* gate : gates_) gate->cancel();
 }
 
 std::vector<int> Runner::WorkerPids() const {

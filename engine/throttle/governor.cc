@@ -312,7 +312,9 @@ Decision Governor::Current() const {
     return decision;
   }
   const absl::Duration age = clock_.Now() - *last_taken_;
-  if (age > config_.interval * config_.stale_intervals) {
+  // A negative age cannot happen on a monotonic clock; on any other it is a step back, and the
+  // samples' freshness is unknown: hold rather than trust them.
+  if (age < absl::ZeroDuration() || age > config_.interval * config_.stale_intervals) {
     decision.hold = true;
     decision.reason = absl::StrCat("no throttle samples for ", HumanDuration(age));
     return decision;

@@ -31,8 +31,10 @@ std::string WalSendersSql() {
          "r.state, r.write_lsn::text, r.replay_lsn::text, "
          "(EXTRACT(EPOCH FROM r.replay_lag) * 1000000)::bigint, "
          "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s "
-         "WHERE s.active_pid = r.pid AND s.slot_type = 'logical') "
-         "FROM (SELECT pg_catalog.pg_current_wal_lsn() AS lsn) w "
+         "WHERE s.active_pid = r.pid AND s.slot_type = 'logical'), "
+         "w.insert_lsn::text "
+         "FROM (SELECT pg_catalog.pg_current_wal_lsn() AS lsn, "
+         "pg_catalog.pg_current_wal_insert_lsn() AS insert_lsn) w "
          "LEFT JOIN pg_catalog.pg_stat_replication r ON true "
          "ORDER BY r.application_name COLLATE \"C\", pg_catalog.host(r.client_addr), r.pid";
 }

@@ -47,7 +47,8 @@ struct RoundLatch {
 struct PrimaryReadings {
   bool done = false;
   std::string crash;  // an exception ended the probe
-  absl::StatusOr<uint64_t> wal_lsn = NotMeasured();
+  absl::StatusOr<uint64_t> wal_lsn = NotMeasured();         // write position (replica lag)
+  absl::StatusOr<uint64_t> wal_insert_lsn = NotMeasured();  // insert position (WAL rate)
   SteadyClock::time_point wal_read_at;
   absl::StatusOr<std::vector<WalSenderRow>> walsenders = NotMeasured();
   absl::StatusOr<int> lock_waiters = NotMeasured();
@@ -110,7 +111,7 @@ std::vector<pg::Statement> WalPositionPipeline(const std::string& timeout) {
   std::vector<pg::Statement> statements;
   statements.push_back(pg::Statement{"BEGIN READ ONLY", {}});
   statements.push_back(pg::Statement{ProbeSettingsSql(), {timeout}});
-  statements.push_back(pg::Statement{"SELECT pg_catalog.pg_current_wal_lsn()::text", {}});
+  statements.push_back(pg::Statement{"SELECT pg_catalog.pg_current_wal_insert_lsn()::text", {}});
   statements.push_back(pg::Statement{"COMMIT", {}});
   return statements;
 }
@@ -124,9 +125,9 @@ absl::StatusOr<const pg::Result*> ResultAt(const pg::PipelineResult& pipeline, s
   return pipeline.status;
 }
 
-absl::StatusOr<uint64_t> WalLsnOf(const pg::Result& result) {
+absl::StatusOr<uint64_t> WalLsnOf(const pg::Result& result, int column) {
   if (result.Rows() == 0) return absl::InternalError("no WAL position returned");
-  return pg::ParseLsn(result.Get(0, kWalLsn));
+  return pg::ParseLsn(result.Get(0, column));
 }
 
 std::vector<WalSenderRow> WalSendersOf(const pg::Result& result) {
@@ -175,6 +176,7 @@ asio::awaitable<void> ProbePrimary(std::shared_ptr<Target> target, PrimaryPipeli
                                    std::shared_ptr<PrimaryReadings> out) {
   if (absl::Status connected = co_await EnsureConnected(target, connect_timeout); !connected.ok()) {
     out->wal_lsn = connected;
+    out->wal_insert_lsn = connected;
     out->walsenders = connected;
     out->lock_waiters = connected;
     out->autovacuum = connected;
@@ -189,9 +191,11 @@ asio::awaitable<void> ProbePrimary(std::shared_ptr<Target> target, PrimaryPipeli
 
   if (auto walsenders = ResultAt(result, pipeline.walsenders); !walsenders.ok()) {
     out->wal_lsn = walsenders.status();
+    out->wal_insert_lsn = walsenders.status();
     out->walsenders = walsenders.status();
   } else {
-    out->wal_lsn = WalLsnOf(**walsenders);
+    out->wal_lsn = WalLsnOf(**walsenders, kWalLsn);
+    out->wal_insert_lsn = WalLsnOf(**walsenders, kWalInsertLsn);
     out->walsenders = WalSendersOf(**walsenders);
   }
   if (auto waiters = ResultAt(result, pipeline.lock_waiters); !waiters.ok()) {
@@ -454,14 +458,15 @@ asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_p
     if (config_.check_autovacuum) samples.autovacuum = unanswered;
   } else {
     primary_lsn = primary->wal_lsn;
-    if (primary->wal_lsn.ok()) {
-      samples.wal_bytes_per_second = WalBytesPerSecond(
-          wal_lsn_, *primary->wal_lsn, absl::FromChrono(primary->wal_read_at - wal_read_at_));
-      wal_lsn_ = *primary->wal_lsn;
+    if (primary->wal_insert_lsn.ok()) {
+      samples.wal_bytes_per_second =
+          WalBytesPerSecond(wal_lsn_, *primary->wal_insert_lsn,
+                            absl::FromChrono(primary->wal_read_at - wal_read_at_));
+      wal_lsn_ = *primary->wal_insert_lsn;
       wal_read_at_ = primary->wal_read_at;
     } else {
       // The base stays: the next good reading's rate covers the gap.
-      samples.wal_bytes_per_second = primary->wal_lsn.status();
+      samples.wal_bytes_per_second = primary->wal_insert_lsn.status();
     }
     if (primary->walsenders.ok() && primary->wal_lsn.ok()) {
       walsender_replicas = ReplicasFromWalSenders(*primary->walsenders, *primary->wal_lsn);

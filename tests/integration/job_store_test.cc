@@ -303,6 +303,14 @@ TEST(JobStoreTest, ControlAndSettingsRoundTrip) {
   ASSERT_OK_AND_ASSIGN(control, store.LoadControl("ctl"));
   EXPECT_EQ(control.control, "pause") << "a paused job starts paused";
   ASSERT_OK(store.SetControl("ctl", "abort", "dave@db4 pid 1"));
+  // The abort stands: a resume sent right after it must not undo it unseen.
+  const absl::Status resumed = store.SetControl("ctl", "run", "frank@db6 pid 3");
+  EXPECT_EQ(resumed.code(), absl::StatusCode::kFailedPrecondition) << resumed;
+  EXPECT_THAT(std::string(resumed.message()), HasSubstr("aborted by dave@db4 pid 1"));
+  // A run that started before the abort was asked does not clear it: the abort is for that run.
+  ASSERT_OK(store.ClearAbort("ctl", "2000-01-01 00:00:00+00"));
+  ASSERT_OK_AND_ASSIGN(control, store.LoadControl("ctl"));
+  EXPECT_EQ(control.control, "abort");
   ASSERT_OK(store.ClearAbort("ctl"));
   ASSERT_OK_AND_ASSIGN(control, store.LoadControl("ctl"));
   EXPECT_EQ(control.control, "run");

@@ -352,5 +352,27 @@ TEST_F(ThrottleTest, PauseSetResumeAbortFromAnotherProcess) {
   ExpectEveryRowOnce();
 }
 
+// Fewer workers mid-run parks the extra ones, which hand their ranges back; more workers later
+// spawns new ones. Every range still ends done, every row once.
+TEST_F(ThrottleTest, ChangingWorkersMidRunFinishesEveryRange) {
+  ASSERT_OK(db_.ExecScript(kItemsTable));
+  auto process = SpawnPgbackfill(
+      RunArgs(testing::WriteTestFile(ItemsPlan("resized", "max_replica_lag: 0", 4))));
+  ASSERT_OK(process);
+  ASSERT_OK(process->WaitForOutput("\"event\":\"progress\"", absl::Seconds(60)));
+  CommandResult fewer = RunPgbackfill({"set", "resized", "workers=1", "--dsn", db_.dsn()});
+  ASSERT_EQ(fewer.exit_code, 0) << fewer.out << fewer.err;
+  ASSERT_OK(process->WaitForStdout("\"workers\":1", 0));
+  absl::SleepFor(absl::Seconds(1));
+  CommandResult more = RunPgbackfill({"set", "resized", "workers=3", "--dsn", db_.dsn()});
+  ASSERT_EQ(more.exit_code, 0) << more.out << more.err;
+  CommandResult result = process->Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ExpectEveryRowOnce();
+  ASSERT_OK_AND_ASSIGN(std::string open_ranges,
+                       db_.QueryValue("SELECT count(*) FROM pgbackfill.ranges WHERE state <> 'done'"));
+  EXPECT_EQ(open_ranges, "0");
+}
+
 }  // namespace
 }  // namespace pgbackfill

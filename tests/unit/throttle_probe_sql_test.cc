@@ -56,10 +56,13 @@ TEST(ProbeSqlTest, WalSendersCarryTheWalPositionAndTheColumnsInOrder) {
                              "pg_catalog.host(r.client_addr), r.state, r.write_lsn::text, "
                              "r.replay_lsn::text, (EXTRACT(EPOCH FROM r.replay_lag) * "
                              "1000000)::bigint, EXISTS"));
-  EXPECT_THAT(sql, HasSubstr("FROM (SELECT pg_catalog.pg_current_wal_lsn() AS lsn) w "
+  EXPECT_THAT(sql, HasSubstr("FROM (SELECT pg_catalog.pg_current_wal_lsn() AS lsn, "
+                             "pg_catalog.pg_current_wal_insert_lsn() AS insert_lsn) w "
                              "LEFT JOIN pg_catalog.pg_stat_replication r ON true"));
   EXPECT_THAT(sql, HasSubstr("s.slot_type = 'logical'"));
   EXPECT_EQ(kWalSenderLogical, 8);
+  EXPECT_THAT(sql, HasSubstr("), w.insert_lsn::text FROM"));
+  EXPECT_EQ(kWalInsertLsn, 9);
 }
 
 TEST(ProbeSqlTest, LockWaitersExcludeOurSessionsAndTheProbe) {

@@ -149,7 +149,10 @@ class JobStore {
   // than version 2 (EnsureSchema upgrades it).
   absl::StatusOr<JobControl> LoadControl(const std::string& name);
   // `control` is run, pause or abort (InvalidArgument otherwise); `by` says who asked. Sets
-  // control_at to now. Does not touch state: the running process acts on it.
+  // control_at to now. Does not touch state: the running process acts on it. An abort stands:
+  // a later pause or resume does not replace it (FailedPrecondition naming who aborted) until a
+  // run of the job clears it (ClearAbort), so an abort cannot be lost to a resume sent within the
+  // same interval.
   absl::Status SetControl(const std::string& name, const std::string& control,
                           const std::string& by);
   // Merges `settings` into the job's settings (jsonb ||: a key set again takes the new value),
@@ -160,8 +163,9 @@ class JobStore {
                              const std::string& by);
   // For `run` starting the job: control abort becomes run, so an aborted job can be run again;
   // pause stays (a paused job starts paused), and control_by/control_at keep the record of who
-  // asked.
-  absl::Status ClearAbort(const std::string& name);
+  // asked. With `requested_before` (a timestamptz text), only an abort asked before that moment
+  // is cleared: one asked after it was meant for the run that is starting.
+  absl::Status ClearAbort(const std::string& name, const std::string& requested_before = "");
 
   // The job's run lock: a session-level advisory lock keyed by
   // hashtextextended('pgbackfill job ' || name, 0), so only one process runs a job at a time. It

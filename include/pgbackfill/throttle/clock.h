@@ -3,6 +3,8 @@
 // CommandRunner).
 #pragma once
 
+#include <chrono>
+
 #include "absl/time/time.h"
 
 namespace pgbackfill::throttle {
@@ -18,6 +20,16 @@ class Clock {
 class SystemClock final : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
+};
+
+// Time that never steps back: steady_clock read as an absl::Time on an arbitrary epoch. For the
+// governor's cooldowns and staleness, where a wall-clock step (NTP, a resumed VM) must neither
+// freeze a hold nor make samples look fresh. Not for display.
+class MonotonicClock final : public Clock {
+ public:
+  absl::Time Now() const override {
+    return absl::UnixEpoch() + absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+  }
 };
 
 // Time that moves only when told to. For tests; not thread-safe (one test thread).

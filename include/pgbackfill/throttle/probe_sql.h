@@ -43,6 +43,10 @@ enum WalSenderColumn : int {
   kWalSenderReplayLsn,
   kWalSenderReplayLagMicros,  // replay_lag in microseconds
   kWalSenderLogical,          // "t" when a logical replication slot is active on it
+  // pg_current_wal_insert_lsn(), text: where WAL is generated, for the WAL rate. The write
+  // position above trails it by up to wal_writer_delay under synchronous_commit = off, so a rate
+  // from it would miss a burst that is still in WAL buffers.
+  kWalInsertLsn,
 };
 
 // How many sessions, other than the ones in $1 (int4[] text, IntArrayParam) and the probing

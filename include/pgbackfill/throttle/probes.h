@@ -99,7 +99,7 @@ class Prober {
   std::shared_ptr<Target> primary_;
   std::vector<std::shared_ptr<Target>> replicas_;  // names disambiguated, in replica_dsns order
   LatencyWindow canary_window_;
-  // The WAL position of the last successful reading and when it arrived (client time).
+  // The WAL insert position of the last successful reading and when it arrived (client time).
   uint64_t wal_lsn_ = 0;
   std::chrono::steady_clock::time_point wal_read_at_;
 };
