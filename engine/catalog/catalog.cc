@@ -140,7 +140,8 @@ absl::StatusOr<Table> Catalog::LookupTable(const plan::QualifiedName& name) {
   ASSIGN_OR_RETURN(
       pg::Result cols,
       conn_.Exec("SELECT a.attnum, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),"
-                 "       a.atttypid, a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'"
+                 "       a.atttypid, a.attnotnull, a.attgenerated <> '', a.attidentity = 'a',"
+                 "       a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> ''"
                  "  FROM pg_catalog.pg_attribute a"
                  " WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped"
                  " ORDER BY a.attnum",
@@ -154,6 +155,7 @@ absl::StatusOr<Table> Catalog::LookupTable(const plan::QualifiedName& name) {
     column.not_null = cols.Get(row, 4) == "t";
     column.generated = cols.Get(row, 5) == "t";
     column.identity_always = cols.Get(row, 6) == "t";
+    column.has_default = cols.Get(row, 7) == "t";
     table.columns.push_back(std::move(column));
   }
   return table;
@@ -223,6 +225,40 @@ absl::StatusOr<KeyChoice> Catalog::ChooseKey(const Table& table,
   return choice;
 }
 
+absl::StatusOr<std::vector<Key>> Catalog::UniqueKeys(const Table& table) {
+  ASSIGN_OR_RETURN(
+      pg::Result indexes,
+      conn_.Exec("SELECT ic.relname, i.indisprimary, i.indkey::text, i.indnkeyatts"
+                 "  FROM pg_catalog.pg_index i"
+                 "  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
+                 " WHERE i.indrelid = $1 AND i.indisunique"
+                 "   AND i.indisvalid AND i.indisready AND i.indislive"
+                 "   AND i.indpred IS NULL AND i.indexprs IS NULL"
+                 " ORDER BY i.indisprimary DESC, i.indnkeyatts, ic.relname",
+                 {OidParam(table.oid)}));
+  std::vector<Key> keys;
+  for (int row = 0; row < indexes.Rows(); ++row) {
+    Key key;
+    key.index_name = std::string(indexes.Get(row, 0));
+    key.primary = indexes.Get(row, 1) == "t";
+    const int64_t key_attrs = ToInt64(indexes.Get(row, 3));
+    std::vector<std::string> attnums = absl::StrSplit(std::string(indexes.Get(row, 2)), ' ');
+    bool complete = true;
+    for (int64_t i = 0; i < key_attrs && i < static_cast<int64_t>(attnums.size()); ++i) {
+      const int attnum = static_cast<int>(ToInt64(attnums[static_cast<size_t>(i)]));
+      auto it = std::find_if(table.columns.begin(), table.columns.end(),
+                             [&](const Column& c) { return c.attnum == attnum; });
+      if (it == table.columns.end()) {
+        complete = false;
+        break;
+      }
+      key.columns.push_back(*it);
+    }
+    if (complete && !key.columns.empty()) keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
 absl::StatusOr<RowEstimate> Catalog::EstimateRows(const Table& table) {
   if (table.reltuples >= 0 && table.relpages > 0) {
     // As the planner does: density from the last ANALYZE/VACUUM times the current page count.
@@ -272,6 +308,15 @@ absl::StatusOr<bool> Catalog::HasColumnPrivilege(const Table& table, const Colum
       pg::Result result,
       conn_.Exec("SELECT pg_catalog.has_column_privilege($1::pg_catalog.oid, $2::int2, $3)",
                  {OidParam(table.oid), std::to_string(column.attnum), privilege}));
+  return result.Get(0, 0) == "t";
+}
+
+absl::StatusOr<bool> Catalog::HasAnyColumnPrivilege(const Table& table,
+                                                    const std::string& privilege) {
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec("SELECT pg_catalog.has_any_column_privilege($1::pg_catalog.oid, $2)",
+                 {OidParam(table.oid), privilege}));
   return result.Get(0, 0) == "t";
 }
 

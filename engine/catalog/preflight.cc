@@ -8,6 +8,7 @@
 #include "pgbackfill/exec/batch_sql.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/plan/parse.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
 
@@ -59,6 +60,7 @@ class Preflighter {
     report_.server_version = std::string(show.Get(0, 0));
     ASSIGN_OR_RETURN(report_.user, catalog_.CurrentUser());
     ASSIGN_OR_RETURN(user_search_path_, catalog_.Harden());
+    report_.user_search_path = user_search_path_;
     // Every read below waits at most the plan's lock_timeout behind someone's DDL: a clear error
     // beats a `check` that hangs, and is what the backfill itself would meet.
     RETURN_IF_ERROR(conn_.Exec("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
@@ -175,6 +177,14 @@ class Preflighter {
     return absl::OkStatus();
   }
 
+  // `file:line: columns.x: ` for an entry of `columns`, or for a column copied by name (no
+  // `columns:` in the plan) `file:line: into: column "x" (copied by name, ...): `.
+  std::string AtColumn(const plan::Assignment& assignment) const {
+    if (!plan_.columns.empty()) return At(plan_, "columns", assignment);
+    return absl::StrCat(At(plan_, "into"), "column ", pg::QuoteIdent(assignment.column),
+                        " (copied by name, as `columns` is omitted): ");
+  }
+
   absl::Status CheckCopyTarget() {
     auto target = catalog_.LookupTable(*plan_.into);
     if (!target.ok()) {
@@ -191,20 +201,147 @@ class Preflighter {
       return absl::OkStatus();
     }
     target_ = *target;
-    for (const plan::Assignment& assignment : plan_.columns) {
-      const Column* column = target_->FindColumn(assignment.column);
-      if (column == nullptr) {
-        Problem(absl::StrCat(At(plan_, "columns", assignment), "column ",
-                             pg::QuoteIdent(assignment.column), " does not exist in ",
-                             plan::QuoteQualified(target_->name)));
-      } else if (column->generated) {
-        Problem(absl::StrCat(At(plan_, "columns", assignment), "column ",
-                             pg::QuoteIdent(column->name), " of ",
-                             plan::QuoteQualified(target_->name),
-                             " is a generated column and cannot be written"));
+    report_.target = *target;
+    const std::string target_name = plan::QuoteQualified(target_->name);
+    if (plan_.columns.empty()) {
+      for (const Column& column : target_->columns) {
+        if (column.generated || table().FindColumn(column.name) == nullptr) continue;
+        report_.copy_columns.push_back(
+            plan::Assignment{column.name, pg::QuoteIdent(column.name), 0});
+      }
+      if (report_.copy_columns.empty()) {
+        Problem(absl::StrCat(At(plan_, "into"), target_name, " has no column that ", TableName(),
+                             " also has; list what to fill under `columns:`"));
+        return absl::OkStatus();
+      }
+    } else {
+      for (const plan::Assignment& assignment : plan_.columns) {
+        const Column* column = target_->FindColumn(assignment.column);
+        if (column == nullptr) {
+          Problem(absl::StrCat(At(plan_, "columns", assignment), "column ",
+                               pg::QuoteIdent(assignment.column), " does not exist in ",
+                               target_name));
+        } else if (column->generated) {
+          Problem(absl::StrCat(At(plan_, "columns", assignment), "column ",
+                               pg::QuoteIdent(column->name), " of ", target_name,
+                               " is a generated column and cannot be written"));
+        } else {
+          report_.copy_columns.push_back(assignment);
+        }
       }
     }
+    // Columns the copy leaves out get their default; without one, the first row fails.
+    for (const Column& column : target_->columns) {
+      if (!column.not_null || column.has_default) continue;
+      const bool filled = std::any_of(
+          report_.copy_columns.begin(), report_.copy_columns.end(),
+          [&](const plan::Assignment& assignment) { return assignment.column == column.name; });
+      if (!filled) {
+        Problem(absl::StrCat(At(plan_, plan_.columns.empty() ? "into" : "columns"), "column ",
+                             pg::QuoteIdent(column.name), " of ", target_name,
+                             " is NOT NULL without a default, and the copy does not fill it; "
+                             "map it under `columns:` or give it a default"));
+      }
+    }
+    return CheckCopyKey();
+  }
+
+  // The source key column an expression copies unchanged: a plain (folded) column name, or
+  // `t.name` with the alias the batches give the source; nullopt for anything else.
+  std::optional<std::string> CopiedKeyColumn(const std::string& expression) const {
+    std::optional<std::string> name;
+    if (auto single = plan::ParseIdentifier(expression); single.ok()) {
+      name = *single;
+    } else if (auto qualified = plan::ParseQualifiedName(expression);
+               qualified.ok() && qualified->schema == "t") {
+      name = qualified->name;
+    }
+    if (!name.has_value() || !IsKeyColumn(*name)) return std::nullopt;
+    return name;
+  }
+
+  // The copy finds "the target row of a source row" by key, in the batches (ON CONFLICT) and in
+  // the sync trigger (DELETE of OLD's key): that needs a unique key of `into` whose columns are
+  // filled 1:1 from the source key's columns. A narrower target key would take rows of two
+  // source rows as one; a wider one, or a transformed key, could not be looked up from OLD.
+  absl::Status CheckCopyKey() {
+    if (!report_.key.has_value() || report_.copy_columns.empty()) return absl::OkStatus();
+    const std::string target_name = plan::QuoteQualified(target_->name);
+    ASSIGN_OR_RETURN(std::vector<Key> keys, catalog_.UniqueKeys(*target_));
+    const std::vector<Column>& source_key = report_.key->columns;
+    std::vector<std::string> reasons;
+    for (const Key& key : keys) {
+      std::vector<std::string> mapped(source_key.size());
+      std::string reason;
+      if (key.columns.size() != source_key.size()) {
+        reason = absl::StrCat("has ", key.columns.size(), " column(s), the source key ",
+                              source_key.size());
+      }
+      for (const Column& column : key.columns) {
+        if (!reason.empty()) break;
+        auto assignment = std::find_if(
+            report_.copy_columns.begin(), report_.copy_columns.end(),
+            [&](const plan::Assignment& a) { return a.column == column.name; });
+        if (assignment == report_.copy_columns.end()) {
+          reason = absl::StrCat("column ", pg::QuoteIdent(column.name), " is not filled");
+          break;
+        }
+        std::optional<std::string> source = CopiedKeyColumn(assignment->expression);
+        if (!source.has_value()) {
+          reason = absl::StrCat("column ", pg::QuoteIdent(column.name), " is filled with `",
+                                assignment->expression,
+                                "`, not a plain copy of a source key column");
+          break;
+        }
+        for (size_t i = 0; i < source_key.size(); ++i) {
+          if (source_key[i].name != *source) continue;
+          if (!mapped[i].empty()) {
+            reason = absl::StrCat("columns ", pg::QuoteIdent(mapped[i]), " and ",
+                                  pg::QuoteIdent(column.name), " both copy ",
+                                  pg::QuoteIdent(*source));
+          }
+          mapped[i] = column.name;
+        }
+      }
+      if (reason.empty()) {
+        report_.target_key = std::move(mapped);
+        report_.target_key_index = key.index_name;
+        CheckIdentityColumns();
+        return absl::OkStatus();
+      }
+      reasons.push_back(absl::StrCat(pg::QuoteIdent(key.index_name), ": ", reason));
+    }
+    std::vector<std::string> source_names;
+    for (const Column& column : source_key) source_names.push_back(pg::QuoteIdent(column.name));
+    Problem(absl::StrCat(
+        At(plan_, "into"), target_name, " has no unique key filled from the key (",
+        absl::StrJoin(source_names, ", "), ") of ", TableName(),
+        ": batches (ON CONFLICT) and the sync trigger find the target row of a source row by "
+        "it. Give ", target_name, " a primary key or unique index on the columns that copy (",
+        absl::StrJoin(source_names, ", "), ") unchanged, e.g. `columns: {",
+        report_.key->columns.front().name, ": ", report_.key->columns.front().name, ", ...}`",
+        reasons.empty() ? absl::StrCat(" (", target_name, " has no usable unique index)")
+                        : absl::StrCat(" (", absl::StrJoin(reasons, "; "), ")")));
     return absl::OkStatus();
+  }
+
+  // ON CONFLICT DO UPDATE (the sync trigger's, and on_conflict: update) may set an identity
+  // ALWAYS column only to DEFAULT, so such a column can be filled only as part of the key.
+  void CheckIdentityColumns() {
+    for (const plan::Assignment& assignment : report_.copy_columns) {
+      const Column* column = target_->FindColumn(assignment.column);
+      if (column == nullptr || !column->identity_always) continue;
+      if (std::find(report_.target_key.begin(), report_.target_key.end(), column->name) !=
+          report_.target_key.end()) {
+        continue;
+      }
+      Problem(absl::StrCat(AtColumn(assignment), "column ", pg::QuoteIdent(column->name), " of ",
+                           plan::QuoteQualified(target_->name),
+                           " is GENERATED ALWAYS AS IDENTITY and not part of the key the copy "
+                           "writes by: the sync trigger could not update it (PostgreSQL allows "
+                           "only DEFAULT there); make it GENERATED BY DEFAULT, or leave it out "
+                           "of `columns` so it numbers new rows itself"));
+    }
   }
 
   absl::Status RequireTable(const Table& target, const std::string& privilege,
@@ -239,11 +376,26 @@ class Preflighter {
       }
     } else {
       RETURN_IF_ERROR(RequireTable(table(), "TRIGGER", "to install the sync trigger on the source"));
+      // FOR SHARE, which keeps a batch's source rows still until it commits, needs UPDATE on at
+      // least one column (PostgreSQL's rule for row-lock clauses).
+      ASSIGN_OR_RETURN(bool lock, catalog_.HasAnyColumnPrivilege(table(), "UPDATE"));
+      if (!lock) {
+        Problem(absl::StrCat("role ", pg::QuoteIdent(report_.user),
+                             " lacks UPDATE on every column of ", TableName(),
+                             ", needed to lock the rows a batch copies (FOR SHARE; nothing is "
+                             "updated); GRANT UPDATE (",
+                             report_.key.has_value()
+                                 ? pg::QuoteIdent(report_.key->columns.front().name)
+                                 : std::string("<a column>"),
+                             ") ON ", TableName(), " TO ", pg::QuoteIdent(report_.user)));
+      }
       if (target_.has_value()) {
+        // The sync trigger runs with pgbackfill's privileges (SECURITY DEFINER) and inserts,
+        // updates and deletes target rows whatever on_conflict says.
         RETURN_IF_ERROR(RequireTable(*target_, "INSERT", "to copy rows into the target"));
-        if (plan_.on_conflict == plan::OnConflict::kUpdate) {
-          RETURN_IF_ERROR(RequireTable(*target_, "UPDATE", "for on_conflict: update"));
-        }
+        RETURN_IF_ERROR(RequireTable(*target_, "UPDATE",
+                                     "by the sync trigger (and on_conflict: update)"));
+        RETURN_IF_ERROR(RequireTable(*target_, "DELETE", "by the sync trigger"));
       }
     }
     // The job store lives in schema pgbackfill of this database.
@@ -320,17 +472,17 @@ class Preflighter {
         }
       }
     } else if (target_.has_value()) {
-      for (const plan::Assignment& assignment : plan_.columns) {
-        if (target_->FindColumn(assignment.column) == nullptr) continue;
+      for (const plan::Assignment& assignment : report_.copy_columns) {
         absl::Status compiled;
         RETURN_IF_ERROR(TryCompile(absl::StrCat("EXPLAIN (COSTS OFF) INSERT INTO ",
                                                 plan::QuoteQualified(target_->name), " (",
-                                                pg::QuoteIdent(assignment.column), ") SELECT (",
+                                                pg::QuoteIdent(assignment.column),
+                                                ") OVERRIDING SYSTEM VALUE SELECT (",
                                                 assignment.expression, ") FROM ", source,
                                                 " WHERE false"),
                                    &compiled));
         if (!compiled.ok()) {
-          Problem(absl::StrCat(At(plan_, "columns", assignment), "expression does not compile "
+          Problem(absl::StrCat(AtColumn(assignment), "expression does not compile "
                                "into the target column: ", ServerMessage(compiled)));
         }
       }
@@ -361,7 +513,23 @@ class Preflighter {
   }
 
   void BuildBatchSql() {
-    if (!report_.key.has_value() || plan_.mode != plan::Mode::kUpdate) return;
+    if (!report_.key.has_value()) return;
+    if (plan_.mode == plan::Mode::kCopy) {
+      if (!target_.has_value() || report_.target_key.empty()) return;
+      exec::CopyBatchSpec spec;
+      spec.source = table().name;
+      for (const Column& column : report_.key->columns) {
+        spec.key.push_back(exec::KeyColumn{column.name, column.type});
+      }
+      spec.target = target_->name;
+      spec.columns = report_.copy_columns;
+      spec.target_key = report_.target_key;
+      spec.on_conflict = plan_.on_conflict;
+      spec.where = plan_.where;
+      report_.batch_statements =
+          exec::BatchTransaction(plan_.throttle, exec::BuildCopyBatch(spec, exec::RangeEnds{}));
+      return;
+    }
     exec::UpdateBatchSpec spec;
     spec.table = table().name;
     for (const Column& column : report_.key->columns) {

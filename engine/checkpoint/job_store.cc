@@ -236,9 +236,9 @@ absl::Status JobStore::CreateJob(const JobRecord& job,
             absl::StrCat("INSERT INTO ", Table("jobs"),
                          " (name, plan_hash, plan_text, plan_file, state, phase,"
                          " estimated_rows, created_at, updated_at)"
-                         " VALUES ($1::text, $2::text, $3::text, $4::text, $5::text,"
-                         " $6::text, $7::bigint, ",
-                         kNow, ", ", kNow, ") ON CONFLICT (name) DO NOTHING RETURNING name"),
+                         " SELECT $1::text, $2::text, $3::text, $4::text, $5::text,"
+                         " $6::text, $7::bigint, now.t, now.t FROM (SELECT ",
+                         kNow, " AS t) now ON CONFLICT (name) DO NOTHING RETURNING name"),
             {job.name, job.plan_hash, job.plan_text, NullIfEmpty(job.plan_file),
              job.state.empty() ? "pending" : job.state, job.phase.empty() ? "backfill" : job.phase,
              std::to_string(job.estimated_rows)}));
@@ -261,6 +261,92 @@ absl::Status JobStore::CreateJob(const JobRecord& job,
                NullableArrayLiteral(uppers)})
         .status();
   });
+}
+
+absl::Status JobStore::AddRanges(const std::string& name,
+                                 const std::vector<ranges::KeyRange>& ranges) {
+  std::vector<std::optional<std::string>> ids;
+  std::vector<std::optional<std::string>> lowers;
+  std::vector<std::optional<std::string>> uppers;
+  for (const ranges::KeyRange& range : ranges) {
+    ids.push_back(std::to_string(range.id));
+    lowers.push_back(TextArrayLiteral(range.lower));
+    uppers.push_back(TextArrayLiteral(range.upper));
+  }
+  return InTransaction([&]() -> absl::Status {
+    // The job row locked first: two processes adding ranges at once would otherwise both see
+    // none and both insert.
+    ASSIGN_OR_RETURN(pg::Result job,
+                     conn_.Exec(absl::StrCat("SELECT EXISTS (SELECT FROM ", Table("ranges"),
+                                             " WHERE job_name = j.name) FROM ", Table("jobs"),
+                                             " j WHERE j.name = $1::text FOR UPDATE"),
+                                {name}));
+    if (job.Rows() == 0) return NoSuchJob(name);
+    if (job.Get(0, 0) == "t") {
+      return absl::AlreadyExistsError(
+          absl::StrCat("job ", pg::QuoteLiteral(name), " already has ranges"));
+    }
+    if (ranges.empty()) return absl::OkStatus();
+    return conn_
+        .Exec(absl::StrCat(
+                  "INSERT INTO ", Table("ranges"),
+                  " (job_name, range_id, lower, upper, state, updated_at)"
+                  " SELECT $1::text, r.id, r.lower::text[], r.upper::text[], 'pending', ",
+                  kNow,
+                  " FROM ROWS FROM (pg_catalog.unnest($2::int[]), pg_catalog.unnest($3::text[]),"
+                  " pg_catalog.unnest($4::text[])) AS r(id, lower, upper)"),
+              {name, NullableArrayLiteral(ids), NullableArrayLiteral(lowers),
+               NullableArrayLiteral(uppers)})
+        .status();
+  });
+}
+
+absl::StatusOr<std::set<std::string>> JobStore::StepsDone(const std::string& name) {
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("SELECT step FROM ", Table("steps"),
+                                           " WHERE job_name = $1::text"),
+                              {name}));
+  std::set<std::string> steps;
+  for (int row = 0; row < result.Rows(); ++row) steps.insert(std::string(result.Get(row, 0)));
+  return steps;
+}
+
+std::string JobStore::MarkStepSql() {
+  return absl::StrCat("INSERT INTO ", Table("steps"),
+                      " (job_name, step) VALUES ($1::text, $2::text) ON CONFLICT DO NOTHING");
+}
+
+absl::Status JobStore::MarkStep(const std::string& name, const std::string& step) {
+  return conn_.Exec(MarkStepSql(), {name, step}).status();
+}
+
+absl::Status JobStore::ClearSteps(const std::string& name, const std::string& prefix) {
+  return conn_
+      .Exec(absl::StrCat("DELETE FROM ", Table("steps"),
+                         " WHERE job_name = $1::text AND pg_catalog.starts_with(step, $2::text)"),
+            {name, prefix})
+      .status();
+}
+
+absl::Status JobStore::SetPhase(const std::string& name, const std::string& phase) {
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"), " SET phase = $2::text,"
+                                           " updated_at = ", kNow, " WHERE name = $1::text"),
+                              {name, phase}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::MarkRolledBack(const std::string& name, const std::string& by) {
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                              " SET state = 'rolled_back', phase = 'rollback',"
+                              " last_error = $2::text, throttle_reason = NULL, finished_at = ",
+                              kNow, ", updated_at = ", kNow, " WHERE name = $1::text"),
+                 {name, absl::StrCat("rolled back by ", by)}));
+  if (result.AffectedRows() == 0) return NoSuchJob(name);
+  return absl::OkStatus();
 }
 
 absl::Status JobStore::DeleteJob(const std::string& name) {

@@ -88,6 +88,25 @@ ALTER TABLE @schema."jobs"
                              {{"@schema", Schema()}});
 }
 
+std::string StepV3() {
+  // Phases (expand, backfill, verify, contract, rollback) record their steps here, each DDL step
+  // in the same transaction as the DDL it covers, so a re-run skips what committed and repeats
+  // nothing else. A rolled-back job keeps its row (history) with state rolled_back.
+  return absl::StrReplaceAll(R"sql(
+CREATE TABLE @schema."steps" (
+  job_name text REFERENCES @schema."jobs" (name) ON DELETE CASCADE,
+  step text,
+  done_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  PRIMARY KEY (job_name, step)
+);
+ALTER TABLE @schema."jobs" DROP CONSTRAINT "jobs_state_check";
+ALTER TABLE @schema."jobs" ADD CONSTRAINT "jobs_state_check"
+  CHECK (state IN ('pending', 'running', 'interrupted', 'done', 'failed', 'aborted',
+                   'rolled_back'));
+)sql",
+                             {{"@schema", Schema()}});
+}
+
 absl::Status TooNew(int version, int known) {
   return absl::FailedPreconditionError(absl::StrCat("job store version ", version,
                                                     " is newer than this pgbackfill (knows ", known,
@@ -98,7 +117,7 @@ absl::Status TooNew(int version, int known) {
 
 const std::vector<SchemaStep>& SchemaSteps() {
   static const std::vector<SchemaStep>* const steps =
-      new std::vector<SchemaStep>{{1, StepV1()}, {2, StepV2()}};
+      new std::vector<SchemaStep>{{1, StepV1()}, {2, StepV2()}, {3, StepV3()}};
   return *steps;
 }
 

@@ -3,6 +3,7 @@
 #include <iostream>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -45,13 +46,46 @@ int Main(int argc, char** argv) {
 
   RunCommandOptions run;
   CLI::App* run_cmd = app.add_subcommand(
-      "run", "Run the plan's backfill: preflight, then batches over key ranges with a checkpoint "
-             "committed in every batch. Running it again resumes where committed work ended");
+      "run", "expand, backfill and verify (and contract with --contract): preflight, the plan's "
+             "DDL and triggers, then batches over key ranges with a checkpoint committed in "
+             "every batch. Running it again resumes where committed work ended");
   run_cmd->add_option("plan", run.plan_path, "Plan file (YAML)")->required();
   run_cmd->add_option("--dsn", run.dsn, "Connection string or URI; overrides the plan's dsn");
   run_cmd->add_flag("--json", run.json, "Print JSON Lines events on stdout");
   run_cmd->add_flag("--restart", run.restart,
                     "Forget the job's saved progress (also after a plan change) and start over");
+  run_cmd->add_flag("--contract", run.contract, "Contract after a verified backfill");
+
+  // One command per phase, each idempotent (exec/phases.h). They share run's options.
+  struct PhaseCommand {
+    exec::Phase phase;
+    const char* help;
+    RunCommandOptions options;
+    CLI::App* app = nullptr;
+  };
+  std::vector<PhaseCommand> phase_commands = {
+      {exec::Phase::kExpand, "Run the plan's expand DDL and install the job's triggers", {}},
+      {exec::Phase::kBackfill, "Run (or resume) the backfill only; needs expand when the plan has "
+                               "expand statements, dual_write or copy mode", {}},
+      {exec::Phase::kVerify, "Count rows whose filled columns differ from the plan's "
+                             "expressions, under one snapshot; exit 4 when any do", {}},
+      {exec::Phase::kContract, "not_null columns, the plan's contract DDL, and the job's "
+                               "triggers dropped with the last contract statement", {}},
+      {exec::Phase::kRollback, "From any phase: drop the job's triggers, run the plan's rollback "
+                               "DDL, mark the job rolled back", {}},
+  };
+  for (PhaseCommand& command : phase_commands) {
+    command.options.phase = command.phase;
+    command.app = app.add_subcommand(exec::PhaseName(command.phase), command.help);
+    command.app->add_option("plan", command.options.plan_path, "Plan file (YAML)")->required();
+    command.app->add_option("--dsn", command.options.dsn,
+                            "Connection string or URI; overrides the plan's dsn");
+    command.app->add_flag("--json", command.options.json, "Print JSON Lines events on stdout");
+    if (command.phase == exec::Phase::kExpand || command.phase == exec::Phase::kBackfill) {
+      command.app->add_flag("--restart", command.options.restart,
+                            "Forget the job's saved progress and start over");
+    }
+  }
 
   StatusOptions status;
   CLI::App* status_cmd =
@@ -89,6 +123,9 @@ int Main(int argc, char** argv) {
   }
   if (check_cmd->parsed()) return RunCheck(check, std::cout, std::cerr);
   if (run_cmd->parsed()) return RunRun(run, std::cout, std::cerr);
+  for (const PhaseCommand& command : phase_commands) {
+    if (command.app->parsed()) return RunRun(command.options, std::cout, std::cerr);
+  }
   if (status_cmd->parsed()) return RunStatus(status, std::cout, std::cerr);
   for (auto [command, options] :
        {std::pair{pause_cmd, &pause_options}, std::pair{resume_cmd, &resume_options},

@@ -80,6 +80,43 @@ std::string Describe(const json& e) {
   if (type == "signal") {
     return absl::StrFormat("%s: %s", e.value("signal", ""), e.value("action", ""));
   }
+  if (type == "phase_started") {
+    return absl::StrFormat("%s of job %s", e.value("phase", ""), e.value("job", ""));
+  }
+  if (type == "phase_done") {
+    return absl::StrFormat("%s %s: %s", e.value("phase", ""),
+                           e.value("skipped", false) ? "skipped" : "done", e.value("message", ""));
+  }
+  if (type == "ddl") return absl::StrFormat("%s: %s", e.value("step", ""), e.value("sql", ""));
+  if (type == "ddl_retry") {
+    return absl::StrFormat("%s: attempt %d waited for a lock (SQLSTATE %s), retrying in %dms",
+                           e.value("step", ""), e.value("attempt", 0), e.value("sqlstate", ""),
+                           e.value("wait_ms", int64_t{0}));
+  }
+  if (type == "verify") {
+    return absl::StrFormat("verify: %d differing row(s) in %d range(s) checked%s",
+                           e.value("differing_rows", int64_t{0}), e.value("ranges_checked", 0),
+                           e.value("differing_rows", int64_t{0}) > 0
+                               ? "; first keys: " + e["first_keys"].dump()
+                               : "");
+  }
+  if (type == "throttle") {
+    return e.value("state", "") == "held" ? "held: " + e.value("reason", "") : "running again";
+  }
+  if (type == "concurrency") {
+    return absl::StrFormat("active workers %d of %d", e.value("active_workers", 0),
+                           e.value("max_workers", 0));
+  }
+  if (type == "control") {
+    return absl::StrFormat("operator: %s (by %s)", e.value("control", ""), e.value("by", ""));
+  }
+  if (type == "settings") return "settings now: " + e["settings"].dump();
+  if (type == "job_finished" && e.value("phase", "backfill") != "backfill" &&
+      e.value("batches", int64_t{0}) == 0) {
+    return absl::StrFormat("job %s %s %s%s", e.value("job", ""), e.value("phase", ""),
+                           e.value("outcome", ""),
+                           e.value("message", "").empty() ? "" : ": " + e.value("message", ""));
+  }
   if (type == "job_finished") {
     return absl::StrFormat("job %s %s: %d rows in %.1fs (%d rows/s), %d batches, %d retries%s",
                            e.value("job", ""), e.value("outcome", ""), e.value("rows", int64_t{0}),

@@ -8,6 +8,7 @@
 #include "absl/time/clock.h"
 #include "pgbackfill/cli/cli.h"
 #include "pgbackfill/cli/output.h"
+#include "pgbackfill/exec/phases.h"
 #include "pgbackfill/exec/runner.h"
 #include "pgbackfill/plan/parse.h"
 
@@ -26,6 +27,8 @@ const char* OutcomeName(exec::Outcome outcome) {
       return "aborted";
     case exec::Outcome::kRefused:
       return "refused";
+    case exec::Outcome::kVerifyFailed:
+      return "verify_failed";
   }
   return "unknown";
 }
@@ -42,6 +45,8 @@ int ExitCodeOf(exec::Outcome outcome) {
       return kExitAborted;
     case exec::Outcome::kRefused:
       return kExitBadInput;
+    case exec::Outcome::kVerifyFailed:
+      return kExitVerifyFailed;
   }
   return kExitError;
 }
@@ -61,12 +66,16 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   exec::RunOptions run_options;
   run_options.dsn = options.dsn;
   run_options.restart = options.restart;
-  auto summary = exec::RunBackfill(*plan, run_options, *sink);
+  const std::vector<exec::Phase> phases =
+      options.phase.has_value() ? std::vector<exec::Phase>{*options.phase}
+                                : exec::RunPhases(options.contract);
+  auto summary = exec::RunPhaseList(phases, *plan, run_options, *sink);
   if (!summary.ok()) {
     nlohmann::json event = {
         {"event", "job_finished"},
         {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())},
         {"job", plan->name},
+        {"phase", options.phase.has_value() ? exec::PhaseName(*options.phase) : "run"},
         {"outcome", "failed"},
         {"exit_code", kExitError},
         {"message", std::string(summary.status().message())}};
@@ -80,6 +89,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
       {"event", "job_finished"},
       {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())},
       {"job", plan->name},
+      {"phase", summary->phase},
       {"outcome", OutcomeName(summary->outcome)},
       {"exit_code", ExitCodeOf(summary->outcome)},
       {"message", summary->message},
@@ -96,7 +106,9 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   sink->Emit(finished);
   sink.reset();
   if (!options.json && summary->outcome == exec::Outcome::kInterrupted) {
-    err << "resume with: pgbackfill run " << options.plan_path
+    err << "resume with: pgbackfill "
+        << (options.phase.has_value() ? exec::PhaseName(*options.phase) : "run") << " "
+        << options.plan_path
         << (options.dsn.empty() ? "" : " --dsn ...") << "\n";
   }
   return ExitCodeOf(summary->outcome);

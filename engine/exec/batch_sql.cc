@@ -1,7 +1,11 @@
 #include "pgbackfill/exec/batch_sql.h"
 
+
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "pgbackfill/expand/triggers.h"
 #include "pgbackfill/pg/quote.h"
 
 namespace pgbackfill::exec {
@@ -42,36 +46,42 @@ std::string ParamRow(const std::vector<KeyColumn>& key, int first) {
   return absl::StrCat("(", absl::StrJoin(parts, ", "), ")");
 }
 
-std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
-  const BatchParams p = UpdateBatchParams(spec.key.size(), ends);
-  const std::string table = plan::QuoteQualified(spec.table);
-  const std::string key_row = KeyRow(spec.key);
+namespace {
+
+std::string RangesTable() {
+  return absl::StrCat(pg::QuoteIdent(kJobStoreSchema), ".\"ranges\"");
+}
+
+// The head every batch shares: `WITH claim ..., batch_end ..., [range_end ...,] bound AS (...`,
+// left open so the caller continues with `), <its write> AS (`. The write bounds its rows by
+// `<= (SELECT <key> FROM bound)` (and `> lower` when the range has one).
+std::string BatchHead(const plan::QualifiedName& source, const std::vector<KeyColumn>& key,
+                      RangeEnds ends, const BatchParams& p) {
+  const std::string table = plan::QuoteQualified(source);
+  const std::string key_row = KeyRow(key);
 
   std::vector<std::string> key_cols;
-  std::vector<std::string> key_text;
   std::vector<std::string> key_desc;
-  for (const KeyColumn& column : spec.key) {
+  for (const KeyColumn& column : key) {
     key_cols.push_back(pg::QuoteIdent(column.name));
-    key_text.push_back(absl::StrCat(pg::QuoteIdent(column.name), "::text"));
     key_desc.push_back(absl::StrCat(pg::QuoteIdent(column.name), " DESC"));
   }
   const std::string cols = absl::StrJoin(key_cols, ", ");
   const std::string lower =
-      ends.has_lower ? absl::StrCat(key_row, " > ", ParamRow(spec.key, p.lower)) : "";
+      ends.has_lower ? absl::StrCat(key_row, " > ", ParamRow(key, p.lower)) : "";
   const std::string upper =
-      ends.has_upper ? absl::StrCat(key_row, " <= ", ParamRow(spec.key, p.upper)) : "";
+      ends.has_upper ? absl::StrCat(key_row, " <= ", ParamRow(key, p.upper)) : "";
   std::vector<std::string> range;
   if (!lower.empty()) range.push_back(lower);
   if (!upper.empty()) range.push_back(upper);
 
-  const std::string ranges_table = absl::StrCat(pg::QuoteIdent(kJobStoreSchema), ".\"ranges\"");
   // claim: lock the range's checkpoint row first and go on only if it still says what this batch
   // starts from. A batch of an earlier, killed run may still be finishing on the server; it holds
   // that row until it ends, and if it committed, the checkpoint moved and this batch does nothing
   // (the worker reloads the checkpoint) instead of applying the same rows twice.
   std::string sql = absl::StrCat(
       "WITH claim AS MATERIALIZED (\n"
-      "  SELECT 1 FROM ", ranges_table, "\n"
+      "  SELECT 1 FROM ", RangesTable(), "\n"
       "   WHERE job_name = $", p.job, "::text AND range_id = $", p.range, "::int\n"
       "     AND done_upto IS NOT DISTINCT FROM $", p.checkpoint, "::text[]\n"
       "     FOR UPDATE\n");
@@ -82,14 +92,14 @@ std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
                   "\n  OFFSET $", p.rows, "::bigint - 1 LIMIT 1\n");
   // bound: batch_end, or when fewer rows remain, the range's end. An open-ended last range ends at
   // the largest key present now; it has no row at all when nothing is left past the checkpoint.
-  // The bound is one scalar (row) value so that the UPDATE's key condition stays an index range.
+  // The bound is one scalar (row) value so that the write's key condition stays an index range.
   if (ends.has_upper) {
     absl::StrAppend(&sql, "), bound AS (\n  SELECT ", cols, ", false AS range_done FROM batch_end\n"
                     "  UNION ALL\n  SELECT ");
     std::vector<std::string> upper_params;
-    for (size_t i = 0; i < spec.key.size(); ++i) {
+    for (size_t i = 0; i < key.size(); ++i) {
       upper_params.push_back(absl::StrCat("$", p.upper + static_cast<int>(i), "::",
-                                          spec.key[i].type));
+                                          key[i].type));
     }
     absl::StrAppend(&sql, absl::StrJoin(upper_params, ", "),
                     ", true WHERE NOT EXISTS (SELECT FROM batch_end)"
@@ -103,29 +113,38 @@ std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
                     "   WHERE NOT EXISTS (SELECT FROM batch_end)"
                     " AND EXISTS (SELECT FROM claim)\n");
   }
+  return sql;
+}
 
-  std::vector<std::string> assignments;
-  for (const plan::Assignment& assignment : spec.set) {
-    assignments.push_back(
-        absl::StrCat(pg::QuoteIdent(assignment.column), " = (", assignment.expression, ")"));
-  }
-  std::vector<std::string> update_where;
+// The key condition of the write, over the table aliased `t`.
+std::vector<std::string> WriteRange(const std::vector<KeyColumn>& key, RangeEnds ends,
+                                    const BatchParams& p) {
+  std::vector<std::string> conditions;
   if (ends.has_lower) {
-    update_where.push_back(
-        absl::StrCat(KeyRow(spec.key, "t."), " > ", ParamRow(spec.key, p.lower)));
+    conditions.push_back(absl::StrCat(KeyRow(key, "t."), " > ", ParamRow(key, p.lower)));
   }
-  update_where.push_back(
-      absl::StrCat(KeyRow(spec.key, "t."), " <= (SELECT ", cols, " FROM bound)"));
-  if (!spec.where.empty()) update_where.push_back(absl::StrCat("(", spec.where, ")"));
+  std::vector<std::string> key_cols;
+  for (const KeyColumn& column : key) key_cols.push_back(pg::QuoteIdent(column.name));
+  conditions.push_back(absl::StrCat(KeyRow(key, "t."), " <= (SELECT ",
+                                    absl::StrJoin(key_cols, ", "), " FROM bound)"));
+  return conditions;
+}
 
-  absl::StrAppend(
-      &sql, "), updated AS (\n  UPDATE ", table, " AS t SET ", absl::StrJoin(assignments, ", "),
-      "\n  WHERE ", absl::StrJoin(update_where, "\n    AND "), "\n  RETURNING 1\n"
+// The tail every batch shares: counts the rows of CTE `written` (one `RETURNING 1` per row),
+// moves the checkpoint to the bound and returns the result row as `<count_name>, done_upto,
+// range_done`. Continues after the write's CTE body.
+std::string BatchTail(const std::vector<KeyColumn>& key, const BatchParams& p,
+                      const char* written, const char* count_name) {
+  std::vector<std::string> key_text;
+  for (const KeyColumn& column : key) {
+    key_text.push_back(absl::StrCat(pg::QuoteIdent(column.name), "::text"));
+  }
+  return absl::StrCat(
       // Counted once: the checkpoint and the result both need the number, and every scan of
-      // `updated` walks all of the batch's rows again.
-      "), counted AS (\n  SELECT count(*) AS n FROM updated\n"
+      // the write's CTE walks all of the batch's rows again.
+      "), counted AS (\n  SELECT count(*) AS n FROM ", written, "\n"
       "), checkpoint AS (\n"
-      "  UPDATE ", ranges_table, " AS r\n"
+      "  UPDATE ", RangesTable(), " AS r\n"
       "     SET done_upto = COALESCE((SELECT ARRAY[", absl::StrJoin(key_text, ", "),
       "] FROM bound), r.done_upto),\n"
       "         rows_done = r.rows_done + (SELECT n FROM counted),\n"
@@ -136,8 +155,130 @@ std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
       "     AND EXISTS (SELECT FROM claim)\n"
       "  RETURNING r.done_upto, r.state = 'done' AS range_done\n"
       ")\n"
-      "SELECT (SELECT n FROM counted) AS rows_updated, c.done_upto, c.range_done\n"
+      "SELECT (SELECT n FROM counted) AS ", count_name, ", c.done_upto, c.range_done\n"
       "  FROM checkpoint c");
+}
+
+}  // namespace
+
+std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
+  const BatchParams p = UpdateBatchParams(spec.key.size(), ends);
+  std::string sql = BatchHead(spec.table, spec.key, ends, p);
+
+  std::vector<std::string> assignments;
+  for (const plan::Assignment& assignment : spec.set) {
+    assignments.push_back(
+        absl::StrCat(pg::QuoteIdent(assignment.column), " = (", assignment.expression, ")"));
+  }
+  std::vector<std::string> update_where = WriteRange(spec.key, ends, p);
+  if (!spec.where.empty()) update_where.push_back(absl::StrCat("(", spec.where, ")"));
+
+  absl::StrAppend(&sql, "), updated AS (\n  UPDATE ", plan::QuoteQualified(spec.table),
+                  " AS t SET ", absl::StrJoin(assignments, ", "), "\n  WHERE ",
+                  absl::StrJoin(update_where, "\n    AND "), "\n  RETURNING 1\n",
+                  BatchTail(spec.key, p, "updated", "rows_updated"));
+  return sql;
+}
+
+std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends) {
+  const BatchParams p = UpdateBatchParams(spec.key.size(), ends);
+  std::string sql = BatchHead(spec.source, spec.key, ends, p);
+
+  std::vector<std::string> exprs;
+  std::vector<std::string> columns;
+  std::vector<std::string> non_key;
+  for (const plan::Assignment& assignment : spec.columns) {
+    const std::string column = pg::QuoteIdent(assignment.column);
+    exprs.push_back(absl::StrCat("(", assignment.expression, ") AS ", column));
+    columns.push_back(column);
+    if (std::find(spec.target_key.begin(), spec.target_key.end(), assignment.column) ==
+        spec.target_key.end()) {
+      non_key.push_back(column);
+    }
+  }
+  std::vector<std::string> target_key;
+  for (const std::string& column : spec.target_key) target_key.push_back(pg::QuoteIdent(column));
+  const std::string column_list = absl::StrJoin(columns, ", ");
+
+  std::vector<std::string> source_where = WriteRange(spec.key, ends, p);
+  if (!spec.where.empty()) source_where.push_back(absl::StrCat("(", spec.where, ")"));
+
+  // src: the batch's source rows, locked FOR SHARE until the batch commits. A concurrent UPDATE or
+  // DELETE of such a row waits for us, and its trigger then writes after our row: no row comes
+  // back after its DELETE (ghost) and no old version lands after a newer one (lost update). One
+  // that committed first is seen by the lock: READ COMMITTED rechecks the newest version of the
+  // row against the WHERE and computes the expressions over it, or drops a deleted row. FOR KEY
+  // SHARE would let an UPDATE of a non-key column through between our read and our write.
+  // (A row-lock clause needs UPDATE privilege on some column of the source; preflight checks it.)
+  absl::StrAppend(&sql, "), src AS MATERIALIZED (\n  SELECT ", absl::StrJoin(exprs, ", "),
+                  "\n    FROM ", plan::QuoteQualified(spec.source), " AS t\n   WHERE ",
+                  absl::StrJoin(source_where, "\n     AND "), "\n     FOR SHARE OF t\n");
+
+  // A target row with the key already there is either one the sync trigger wrote (the current
+  // value: the source row is locked, so whatever wrote it finished before our lock) or one the
+  // target held before the job.
+  std::string conflict;
+  const std::string target_row = absl::StrCat("ROW(", [&] {
+    std::vector<std::string> parts;
+    for (const std::string& column : non_key) parts.push_back(absl::StrCat("dst.", column));
+    return absl::StrJoin(parts, ", ");
+  }(), ")::text");
+  const std::string new_row = absl::StrCat("ROW(", [&] {
+    std::vector<std::string> parts;
+    for (const std::string& column : non_key) parts.push_back(absl::StrCat("EXCLUDED.", column));
+    return absl::StrJoin(parts, ", ");
+  }(), ")::text");
+  switch (spec.on_conflict) {
+    case plan::OnConflict::kSkip:
+      conflict = "DO NOTHING";
+      break;
+    case plan::OnConflict::kUpdate:
+      // Overwrite with the value read under our lock: current by the argument above. Rows that
+      // already hold it (the trigger's) are left alone: no dead tuple, no WAL.
+      if (non_key.empty()) {
+        conflict = "DO NOTHING";
+        break;
+      }
+      {
+        std::vector<std::string> sets;
+        for (const std::string& column : non_key) {
+          sets.push_back(absl::StrCat(column, " = EXCLUDED.", column));
+        }
+        conflict = absl::StrCat("DO UPDATE SET ", absl::StrJoin(sets, ", "), "\n    WHERE ",
+                                target_row, " IS DISTINCT FROM ", new_row);
+      }
+      break;
+    case plan::OnConflict::kError:
+      // A row equal to ours is the trigger's copy (an application write since expand) and is
+      // fine; a different one was there before the job, and fails the batch. SQL has no RAISE:
+      // the cast of the message to integer is what raises (SQLSTATE 22P02, fatal), with the
+      // message in the error text. It depends on EXCLUDED, so the planner cannot fold it early.
+      if (non_key.empty()) {
+        conflict = "DO NOTHING";
+        break;
+      }
+      conflict = absl::StrCat(
+          "DO UPDATE SET ", non_key.front(), " = EXCLUDED.", non_key.front(),
+          "\n    WHERE CASE WHEN ", target_row, " IS DISTINCT FROM ", new_row, "\n"
+          "      THEN (", pg::QuoteLiteral(absl::StrCat(
+                            "pgbackfill: on_conflict is error, and ",
+                            plan::QuoteQualified(spec.target),
+                            " already holds a different row with key ")),
+          " || ROW(", [&] {
+            std::vector<std::string> parts;
+            for (const std::string& column : target_key) {
+              parts.push_back(absl::StrCat("EXCLUDED.", column));
+            }
+            return absl::StrJoin(parts, ", ");
+          }(),
+          ")::text)::integer = 0 ELSE false END");
+      break;
+  }
+
+  absl::StrAppend(&sql, "), written AS (\n  INSERT INTO ", plan::QuoteQualified(spec.target),
+                  " AS dst (", column_list, ") OVERRIDING SYSTEM VALUE\n  SELECT ", column_list,
+                  " FROM src\n  ON CONFLICT (", absl::StrJoin(target_key, ", "), ") ", conflict,
+                  "\n  RETURNING 1\n", BatchTail(spec.key, p, "written", "rows_written"));
   return sql;
 }
 
@@ -149,7 +290,14 @@ std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::s
   statements.reserve(5);
   statements.emplace_back("BEGIN");
   statements.push_back(set_local("lock_timeout", throttle.lock_timeout));
-  statements.push_back(set_local("statement_timeout", throttle.statement_timeout));
+  // With the statement timeout, the marker the dual-write trigger looks for (expand/triggers.h):
+  // the batch has computed `set` from the row as it was, and the trigger must not compute it again
+  // from the updated row (a non-idempotent `n = n + 1` would be applied twice, and a `where` with
+  // a cost would be paid per row). One statement for both keeps the pipeline at five.
+  statements.push_back(absl::StrCat("SELECT pg_catalog.set_config('statement_timeout', '",
+                                    absl::ToInt64Milliseconds(throttle.statement_timeout),
+                                    "ms', true), pg_catalog.set_config('",
+                                    expand::kInBatchSetting, "', 'on', true)"));
   statements.push_back(std::move(batch_sql));
   statements.emplace_back("COMMIT");
   return statements;

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "pgbackfill/pg/error.h"
+#include "pgbackfill/exec/phases.h"
 #include "pgbackfill/ranges/sampler.h"
 #include "runner_internal.h"
 #include "pgbackfill/util/status.h"
@@ -121,18 +122,6 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     return refuse(absl::StrCat("preflight found ", report_.problems.size(), " problem(s):\n  ",
                                absl::StrJoin(report_.problems, "\n  ")));
   }
-  if (plan_.mode != plan::Mode::kUpdate) {
-    return refuse("copy mode (`into:`) is not implemented yet; only update mode (`set:`) runs");
-  }
-  // Accepting these and ignoring them would be worse than refusing: without the dual-write
-  // trigger, rows the application writes behind a checkpoint are never filled.
-  if (plan_.dual_write || !plan_.expand.empty() || !plan_.contract.empty() ||
-      !plan_.rollback.empty()) {
-    return refuse(
-        "`dual_write`, `expand`, `contract` and `rollback` are not implemented yet (the "
-        "expand-contract phases come next); remove them to run the plain backfill, and keep the "
-        "application from writing the `set` columns' sources meanwhile");
-  }
 
   store_.emplace(*control_);
   checkpoint::JobStore& store = *store_;
@@ -160,6 +149,23 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     RETURN_IF_ERROR(store.DeleteJob(plan_.name));
     job.reset();
   }
+  if (job.has_value() && job->state == "rolled_back") {
+    return refuse(absl::StrCat("job ", plan_.name,
+                               " was rolled back; give --restart to start it over"));
+  }
+  if (NeedsExpand(plan_)) {
+    // Without the trigger, rows the application writes behind a checkpoint would never be
+    // filled (or copied): no batch before `expand` has run.
+    std::set<std::string> steps;
+    if (job.has_value()) {
+      ASSIGN_OR_RETURN(steps, store.StepsDone(plan_.name));
+    }
+    if (!steps.contains("phase:expand")) {
+      return refuse(absl::StrCat("job ", plan_.name, " needs `pgbackfill expand` before its "
+                                 "backfill (it has expand statements, a dual-write trigger or "
+                                 "copies into another table); `pgbackfill run` does both"));
+    }
+  }
   if (job.has_value() && job->plan_hash != report_.plan_hash) {
     return refuse(absl::StrCat(
         "the plan of job ", plan_.name, " changed since the job started (plan hash ",
@@ -174,11 +180,20 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     done.total_rows = job->rows_done;
     return std::optional<RunSummary>(done);
   }
-  summary_.resumed = job.has_value();
-  if (!job.has_value()) {
-    ASSIGN_OR_RETURN(std::vector<ranges::KeyRange> planned,
-                     ranges::PlanRanges(*control_, *report_.table, *report_.key,
-                                        report_.estimate->rows, plan_.workers));
+  // A job `expand` created has no ranges yet: this is its first backfill.
+  std::vector<checkpoint::RangeRecord> existing;
+  if (job.has_value()) {
+    ASSIGN_OR_RETURN(existing, store.LoadRanges(plan_.name));
+  }
+  summary_.resumed = job.has_value() && !existing.empty();
+  std::vector<ranges::KeyRange> planned;
+  if (existing.empty()) {
+    ASSIGN_OR_RETURN(planned, ranges::PlanRanges(*control_, *report_.table, *report_.key,
+                                                 report_.estimate->rows, plan_.workers));
+  }
+  if (job.has_value() && existing.empty()) {
+    RETURN_IF_ERROR(store.AddRanges(plan_.name, planned));
+  } else if (!job.has_value()) {
     checkpoint::JobRecord record;
     record.name = plan_.name;
     record.plan_hash = report_.plan_hash;
@@ -189,6 +204,8 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     RETURN_IF_ERROR(store.CreateJob(record, planned));
   } else {
     rows_before_ = job->rows_done;
+  }
+  if (job.has_value()) {
     // An abort asked of an earlier run is not one of this run: starting the job again is the
     // operator's newer word. A pause stands (the job starts held) until `pgbackfill resume`.
     RETURN_IF_ERROR(store.ClearAbort(plan_.name, run_requested_at_));
@@ -221,13 +238,25 @@ absl::Status Runner::LoadRanges() {
   }
   spec_.set = plan_.set;
   spec_.where = plan_.where;
+  if (plan_.mode == plan::Mode::kCopy) {
+    copy_spec_.source = spec_.table;
+    copy_spec_.key = spec_.key;
+    copy_spec_.target = report_.target->name;
+    copy_spec_.columns = report_.copy_columns;
+    copy_spec_.target_key = report_.target_key;
+    copy_spec_.on_conflict = plan_.on_conflict;
+    copy_spec_.where = plan_.where;
+  }
   return absl::OkStatus();
 }
 
 std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int64_t rows) {
   const RangeEnds ends{range.start().has_value(), range.upper.has_value()};
   std::string& sql = batch_sql_[{ends.has_lower, ends.has_upper}];
-  if (sql.empty()) sql = BuildUpdateBatch(spec_, ends);
+  if (sql.empty()) {
+    sql = plan_.mode == plan::Mode::kCopy ? BuildCopyBatch(copy_spec_, ends)
+                                          : BuildUpdateBatch(spec_, ends);
+  }
 
   std::vector<pg::Param> params;
   if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
@@ -655,6 +684,7 @@ absl::StatusOr<RunSummary> Runner::Run() {
   } else {
     summary_.outcome = Outcome::kDone;
     state = "done";
+    if (EnsureControl().ok()) (void)store_->SetPhase(plan_.name, "backfill");
   }
   if (absl::Status control = EnsureControl(); control.ok()) {
     checkpoint::JobStore& store = *store_;

@@ -112,6 +112,7 @@ class Runner {
 
   catalog::PreflightReport report_;
   UpdateBatchSpec spec_;
+  CopyBatchSpec copy_spec_;  // copy mode
   std::map<std::pair<bool, bool>, std::string> batch_sql_;  // by (has_lower, has_upper)
   std::vector<RangeState> ranges_;
   std::deque<RangeState*> pending_;

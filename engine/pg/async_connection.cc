@@ -63,6 +63,7 @@ asio::awaitable<absl::Status> AsyncConnection::Open() {
   conn_.reset(
       PQconnectStartParams(params.keywords.data(), params.values.data(), /*expand_dbname=*/1));
   if (conn_ == nullptr) co_return absl::ResourceExhaustedError("libpq could not allocate");
+  internal::SilenceNotices(conn_.get());
   if (PQstatus(conn_.get()) == CONNECTION_BAD) {
     co_return ConnectionError("could not connect to PostgreSQL");
   }

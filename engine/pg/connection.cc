@@ -17,6 +17,7 @@ absl::StatusOr<ConnHandle> OpenBlocking(const std::string& dsn) {
   ConnHandle conn(
       PQconnectdbParams(params.keywords.data(), params.values.data(), /*expand_dbname=*/1));
   if (conn == nullptr) return absl::ResourceExhaustedError("libpq could not allocate a connection");
+  internal::SilenceNotices(conn.get());
   if (PQstatus(conn.get()) != CONNECTION_OK) {
     return internal::ConnError(conn.get(), "could not connect to PostgreSQL");
   }

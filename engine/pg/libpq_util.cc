@@ -30,6 +30,10 @@ ConnectParams MakeConnectParams(const std::string& dsn) {
       {"pgbackfill", "30", "1", "30", "10", "3", "60000", dsn.c_str(), nullptr}};
 }
 
+void SilenceNotices(PGconn* conn) {
+  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+}
+
 absl::Status ResultError(const PGresult* result, const PGconn* conn, std::string_view sql) {
   absl::string_view sqlstate = Field(result, PG_DIAG_SQLSTATE);
   std::string message(Field(result, PG_DIAG_MESSAGE_PRIMARY));

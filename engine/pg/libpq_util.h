@@ -30,6 +30,11 @@ struct ConnectParams {
 };
 ConnectParams MakeConnectParams(const std::string& dsn);
 
+// Server notices (NOTICE, WARNING outside a statement's result) are dropped instead of going to
+// stderr, where libpq prints them by default: a `DROP ... IF EXISTS` in a DDL step would otherwise
+// interleave "does not exist, skipping" with the progress line and the JSON a caller parses.
+void SilenceNotices(PGconn* conn);
+
 // Whether a result status means success for a statement.
 inline bool IsSuccess(ExecStatusType status) {
   return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;

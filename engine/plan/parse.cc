@@ -32,9 +32,10 @@ namespace pgbackfill::plan {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {
-    "version",    "name",     "dsn",     "table",       "key",        "set",        "where",
-    "dual_write", "into",     "columns", "on_conflict", "source_dsn", "target_dsn", "expand",
-    "contract",   "rollback", "batch",   "workers",     "throttle",   "verify"};
+    "version",    "name",       "dsn",      "table",    "key",         "set",
+    "where",      "dual_write", "into",     "columns",  "on_conflict", "source_dsn",
+    "target_dsn", "expand",     "contract", "rollback", "not_null",    "ddl",
+    "batch",      "workers",    "throttle", "verify"};
 constexpr std::string_view kBatchKeys[] = {"rows", "target", "min_rows", "max_rows"};
 constexpr std::string_view kThrottleKeys[] = {"interval",
                                               "max_replica_lag",
@@ -50,12 +51,14 @@ constexpr std::string_view kThrottleKeys[] = {"interval",
                                               "query",
                                               "hold_on_autovacuum"};
 
+constexpr std::string_view kDdlKeys[] = {"lock_timeout", "retry_for"};
+
 struct Section {
   std::string_view name;  // empty for the top level
   std::span<const std::string_view> keys;
 };
 constexpr Section kSections[] = {
-    {"", kTopKeys}, {"batch", kBatchKeys}, {"throttle", kThrottleKeys}};
+    {"", kTopKeys}, {"batch", kBatchKeys}, {"throttle", kThrottleKeys}, {"ddl", kDdlKeys}};
 
 // "batch.rows" -> {"batch", "rows"}; "workers" -> {"", "workers"}.
 std::pair<std::string_view, std::string_view> SplitPath(std::string_view path) {
@@ -307,15 +310,17 @@ class Parser {
     if (std::optional<std::string_view> close = Suggest(name, section.keys)) {
       return absl::StrFormat(" (did you mean \"%s\"?)", *close);
     }
-    // A key of another section written at the wrong indentation.
+    // A key of another section written at the wrong indentation (lock_timeout is in two).
+    std::string owners;
     for (const Section& other : kSections) {
       if (other.name == section.name) continue;
       for (std::string_view key : other.keys) {
         if (EditDistance(name, key) != 0) continue;
         if (other.name.empty()) return absl::StrFormat(" (%s is a top-level key)", key);
-        return absl::StrFormat(" (%s belongs under %s:)", key, other.name);
+        absl::StrAppend(&owners, owners.empty() ? "" : " or ", ToAbsl(other.name), ":");
       }
     }
+    if (!owners.empty()) return absl::StrFormat(" (%s belongs under %s)", name, owners);
     if (section.name.empty()) return "";
     std::string known;
     for (std::string_view key : section.keys) {
@@ -555,6 +560,11 @@ class Parser {
       }
     }
 
+    if (const Entry* not_null = Find(entries, "not_null")) {
+      RETURN_IF_ERROR(ParseNotNull(*not_null, plan));
+    }
+    if (const Entry* ddl = Find(entries, "ddl")) RETURN_IF_ERROR(ParseDdl(*ddl, plan.ddl));
+
     if (const Entry* batch = Find(entries, "batch")) RETURN_IF_ERROR(ParseBatch(*batch, plan));
     if (const Entry* workers = Find(entries, "workers"))
       RETURN_IF_ERROR(ApplyWorkers(*workers, plan));
@@ -596,6 +606,50 @@ class Parser {
       }
       plan.key.push_back(*std::move(column));
       lines.push_back(line);
+    }
+    return absl::OkStatus();
+  }
+
+  // Column names of `table`, folded like `key`; an empty list is no list.
+  absl::Status ParseNotNull(const Entry& entry, Plan& plan) {
+    if (entry.value.IsSequence() && entry.value.size() == 0) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto items, StringList(entry));
+    std::vector<int> lines;  // parallel to plan.not_null
+    for (auto& [text, line] : items) {
+      absl::StatusOr<std::string> column = ParseIdentifier(text);
+      if (!column.ok()) {
+        const bool looks_like_a_list = entry.value.IsScalar() && absl::StrContains(text, ",");
+        return Error(line, entry.path,
+                     absl::StrCat(column.status().message(),
+                                  looks_like_a_list ? "; give several columns as a list: "
+                                                      "not_null: [a, b]"
+                                                    : ""));
+      }
+      const auto earlier = std::find(plan.not_null.begin(), plan.not_null.end(), *column);
+      if (earlier != plan.not_null.end()) {
+        const size_t index = static_cast<size_t>(earlier - plan.not_null.begin());
+        return Error(line, entry.path,
+                     absl::StrFormat("column \"%s\" is listed twice (first at line %d)", *column,
+                                     lines[index]));
+      }
+      key_lines_[absl::StrFormat("%s.%s", entry.path, *column)] = line;
+      plan.not_null.push_back(*std::move(column));
+      lines.push_back(line);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ParseDdl(const Entry& section, Plan::Ddl& ddl) {
+    ASSIGN_OR_RETURN(std::vector<Entry> entries,
+                     SectionEntries(section, kSections[3], "{ lock_timeout: 1s, retry_for: 10m }"));
+    for (const Entry& entry : entries) {
+      if (entry.name == "lock_timeout") {
+        // As for throttle.lock_timeout: PostgreSQL reads 0 as "wait forever".
+        ASSIGN_OR_RETURN(ddl.lock_timeout, Duration(entry, absl::Milliseconds(1),
+                                                    " (0 would turn PostgreSQL's timeout off)"));
+      } else if (entry.name == "retry_for") {
+        ASSIGN_OR_RETURN(ddl.retry_for, Duration(entry));
+      }
     }
     return absl::OkStatus();
   }

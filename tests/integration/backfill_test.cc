@@ -400,16 +400,5 @@ TEST_F(BackfillTest, BatchThatKeepsLosingItsBackendStopsTheJob) {
   EXPECT_EQ(written, "0");
 }
 
-TEST_F(BackfillTest, NotYetImplementedKeysAreRefusedNotIgnored) {
-  ASSERT_OK(db_.ExecScript(kGapsTable));
-  CommandResult result = RunPgbackfill(RunArgs(testing::WriteTestFile(
-      "version: 1\nname: dw\ntable: gaps\nset:\n  n: n + 1\ndual_write: true\n")));
-  EXPECT_EQ(result.exit_code, 2);
-  EXPECT_THAT(result.out, HasSubstr("not implemented yet"));
-  ASSERT_OK_AND_ASSIGN(std::string touched,
-                       db_.QueryValue("SELECT count(*) FROM gaps WHERE n <> 0"));
-  EXPECT_EQ(touched, "0");
-}
-
 }  // namespace
 }  // namespace pgbackfill

@@ -326,6 +326,102 @@ columns:
                                    HasSubstr(".yaml:9: columns.missing:")));
 }
 
+TEST_F(CheckTest, CopyModeShowsTheCopyBatchAndFillsColumnsByName) {
+  ASSERT_OK(db_.ExecScript(std::string(kUsersTable) +
+                           "CREATE TABLE users_v2 (id bigint PRIMARY KEY, full_name text,"
+                           " extra text, made timestamptz NOT NULL DEFAULT now());"));
+  nlohmann::json json = CheckJson(
+      "version: 1\nname: byname\ntable: users\ninto: users_v2\non_conflict: update\n", 0);
+  EXPECT_TRUE(json["ok"].get<bool>()) << Problems(json);
+  ASSERT_EQ(json["batch_sql"].size(), 5u);
+  EXPECT_THAT(json["batch_sql"][3].get<std::string>(),
+              AllOf(HasSubstr("SELECT (\"id\") AS \"id\", (\"full_name\") AS \"full_name\"\n"),
+                    HasSubstr("FOR SHARE OF t"),
+                    HasSubstr("INSERT INTO \"public\".\"users_v2\" AS dst (\"id\", "
+                              "\"full_name\")"),
+                    HasSubstr("ON CONFLICT (\"id\") DO UPDATE SET \"full_name\" = "
+                              "EXCLUDED.\"full_name\""),
+                    HasSubstr("\"pgbackfill\".\"ranges\"")));
+}
+
+TEST_F(CheckTest, CopyTargetNeedsAUniqueKeyCopiedFromTheSourceKey) {
+  ASSERT_OK(db_.ExecScript(std::string(kUsersTable) +
+                           "CREATE TABLE v_shifted (uid bigint PRIMARY KEY, name text);"
+                           "CREATE TABLE v_nokey (uid bigint NOT NULL, name text);"));
+  nlohmann::json shifted = CheckJson(R"(version: 1
+name: shifted
+table: users
+into: v_shifted
+columns:
+  uid: id + 1000
+  name: full_name
+)",
+                                     2);
+  EXPECT_THAT(Problems(shifted),
+              AllOf(HasSubstr(".yaml:4: into:"),
+                    HasSubstr("\"public\".\"v_shifted\" has no unique key filled from the key "
+                              "(\"id\")"),
+                    HasSubstr("column \"uid\" is filled with `id + 1000`")));
+
+  nlohmann::json nokey = CheckJson(R"(version: 1
+name: nokey
+table: users
+into: v_nokey
+columns:
+  uid: '"id"'
+  name: full_name
+)",
+                                   2);
+  EXPECT_THAT(Problems(nokey), AllOf(HasSubstr(".yaml:4: into:"),
+                                     HasSubstr("has no usable unique index")));
+
+  // The key copied unchanged (also as t.id) is what the copy writes by.
+  nlohmann::json good = CheckJson(R"(version: 1
+name: good
+table: users
+into: v_shifted
+columns:
+  uid: t.id
+  name: full_name
+on_conflict: skip
+)",
+                                  0);
+  EXPECT_TRUE(good["ok"].get<bool>()) << Problems(good);
+  EXPECT_THAT(good["batch_sql"][3].get<std::string>(),
+              HasSubstr("ON CONFLICT (\"uid\") DO NOTHING"));
+}
+
+TEST_F(CheckTest, CopyExpressionTypesMustFitTheTargetColumns) {
+  ASSERT_OK(db_.ExecScript(std::string(kUsersTable) +
+                           "CREATE TABLE v2 (id bigint PRIMARY KEY, n int, first_name int,"
+                           " must text NOT NULL);"));
+  nlohmann::json json = CheckJson(R"(version: 1
+name: types
+table: users
+into: v2
+columns:
+  id: id
+  n: full_name
+  first_name: first_name
+)",
+                                  2);
+  const std::string problems = Problems(json);
+  EXPECT_THAT(problems, AllOf(HasSubstr(".yaml:7: columns.n: expression does not compile"),
+                              HasSubstr("column \"n\" is of type integer but expression is of "
+                                        "type text"),
+                              HasSubstr(".yaml:8: columns.first_name:"),
+                              HasSubstr("\"must\" of \"public\".\"v2\" is NOT NULL without "
+                                        "a default")));
+  EXPECT_THAT(problems, ::testing::Not(HasSubstr("columns.id")));
+
+  // Columns copied by name are checked the same way, and named.
+  ASSERT_OK(db_.ExecScript("ALTER TABLE v2 DROP COLUMN must;"));
+  nlohmann::json byname = CheckJson("version: 1\nname: t2\ntable: users\ninto: v2\n", 2);
+  EXPECT_THAT(Problems(byname),
+              AllOf(HasSubstr(".yaml:4: into: column \"first_name\" (copied by name"),
+                    HasSubstr("integer")));
+}
+
 TEST_F(CheckTest, UnreachableServerExitsOne) {
   CommandResult result = Check(kUsersPlan, true, "host=127.0.0.1 port=1 connect_timeout=2");
   EXPECT_EQ(result.exit_code, 1);

@@ -308,7 +308,7 @@ TEST(ControlCommandStoreTest, AV1StoreIsShownAndUpgradedOnFirstControl) {
   CommandResult paused = RunPgbackfill({"pause", kJob, "--dsn", db.dsn()});
   ASSERT_EQ(paused.exit_code, 0) << paused.out << paused.err;
   ASSERT_OK_AND_ASSIGN(version, db.QueryValue("SELECT version FROM pgbackfill.store_version"));
-  EXPECT_EQ(version, "2");
+  EXPECT_EQ(version, std::to_string(checkpoint::SchemaSteps().size()));
   ASSERT_OK_AND_ASSIGN(
       std::string control,
       db.QueryValue("SELECT control FROM pgbackfill.jobs WHERE name = $1", {std::string(kJob)}));

@@ -88,5 +88,94 @@ TEST(BuildUpdateBatchTest, WhereIsParenthesisedAndNamesAreQuoted) {
                          HasSubstr("AND (a OR b)"), HasSubstr("(\"select\") > ($1::integer)")));
 }
 
+CopyBatchSpec UsersCopySpec() {
+  CopyBatchSpec spec;
+  spec.source = {"public", "users"};
+  spec.key = {{"id", "bigint"}};
+  spec.target = {"public", "users_v2"};
+  spec.columns = {{"user_id", "id", 1}, {"email", "lower(email)", 2}, {"n", "length(name)", 3}};
+  spec.target_key = {"user_id"};
+  return spec;
+}
+
+TEST(BuildCopyBatchTest, SameHeadAndTailAsTheUpdateBatch) {
+  const std::string sql = BuildCopyBatch(UsersCopySpec(), {true, true});
+  EXPECT_THAT(sql, AllOf(HasSubstr("WITH claim AS MATERIALIZED (\n  SELECT 1 FROM "
+                                   "\"pgbackfill\".\"ranges\""),
+                         HasSubstr("done_upto IS NOT DISTINCT FROM $6::text[]\n     FOR UPDATE"),
+                         HasSubstr("SELECT \"id\" FROM \"public\".\"users\"\n"
+                                   "  WHERE EXISTS (SELECT FROM claim) AND (\"id\") > ($1::bigint)"
+                                   " AND (\"id\") <= ($2::bigint)"),
+                         HasSubstr("OFFSET $3::bigint - 1 LIMIT 1"),
+                         HasSubstr("SELECT count(*) AS n FROM written"),
+                         HasSubstr("ARRAY[\"id\"::text] FROM bound"),
+                         HasSubstr("r.job_name = $4::text AND r.range_id = $5::int"),
+                         HasSubstr("SELECT (SELECT n FROM counted) AS rows_written, c.done_upto, "
+                                   "c.range_done\n  FROM checkpoint c")));
+  EXPECT_EQ(UpdateBatchParams(1, {true, true}).count, 6) << "the same parameters";
+}
+
+TEST(BuildCopyBatchTest, ReadsTheSourceRowsForShareAndInserts) {
+  CopyBatchSpec spec = UsersCopySpec();
+  spec.where = "deleted_at IS NULL";
+  const std::string sql = BuildCopyBatch(spec, {true, true});
+  EXPECT_THAT(sql, AllOf(HasSubstr("src AS MATERIALIZED (\n  SELECT (id) AS \"user_id\", "
+                                   "(lower(email)) AS \"email\", (length(name)) AS \"n\"\n"
+                                   "    FROM \"public\".\"users\" AS t\n"
+                                   "   WHERE (t.\"id\") > ($1::bigint)\n"
+                                   "     AND (t.\"id\") <= (SELECT \"id\" FROM bound)\n"
+                                   "     AND (deleted_at IS NULL)\n"
+                                   "     FOR SHARE OF t\n"),
+                         HasSubstr("INSERT INTO \"public\".\"users_v2\" AS dst (\"user_id\", "
+                                   "\"email\", \"n\") OVERRIDING SYSTEM VALUE\n"
+                                   "  SELECT \"user_id\", \"email\", \"n\" FROM src\n"
+                                   "  ON CONFLICT (\"user_id\") "),
+                         Not(HasSubstr("FOR KEY SHARE"))));
+}
+
+TEST(BuildCopyBatchTest, OnConflictModes) {
+  CopyBatchSpec spec = UsersCopySpec();
+  spec.on_conflict = plan::OnConflict::kSkip;
+  EXPECT_THAT(BuildCopyBatch(spec, {false, false}),
+              HasSubstr("ON CONFLICT (\"user_id\") DO NOTHING\n  RETURNING 1"));
+
+  spec.on_conflict = plan::OnConflict::kUpdate;
+  EXPECT_THAT(BuildCopyBatch(spec, {false, false}),
+              HasSubstr("ON CONFLICT (\"user_id\") DO UPDATE SET \"email\" = EXCLUDED.\"email\", "
+                        "\"n\" = EXCLUDED.\"n\"\n"
+                        "    WHERE ROW(dst.\"email\", dst.\"n\")::text IS DISTINCT FROM "
+                        "ROW(EXCLUDED.\"email\", EXCLUDED.\"n\")::text\n  RETURNING 1"));
+
+  spec.on_conflict = plan::OnConflict::kError;
+  EXPECT_THAT(BuildCopyBatch(spec, {false, false}),
+              AllOf(HasSubstr("ON CONFLICT (\"user_id\") DO UPDATE SET \"email\" = "
+                              "EXCLUDED.\"email\"\n    WHERE CASE WHEN ROW(dst.\"email\", "
+                              "dst.\"n\")::text IS DISTINCT FROM"),
+                    HasSubstr("THEN ('pgbackfill: on_conflict is error, and "
+                              "\"public\".\"users_v2\" already holds a different row with key ' "
+                              "|| ROW(EXCLUDED.\"user_id\")::text)::integer = 0 ELSE false END")));
+
+  spec.columns.resize(1);  // the key alone: a conflicting row cannot differ
+  for (plan::OnConflict mode :
+       {plan::OnConflict::kError, plan::OnConflict::kSkip, plan::OnConflict::kUpdate}) {
+    spec.on_conflict = mode;
+    EXPECT_THAT(BuildCopyBatch(spec, {true, false}), HasSubstr("DO NOTHING"));
+  }
+}
+
+TEST(BuildCopyBatchTest, OpenEndedAndCompositeKeys) {
+  CopyBatchSpec spec = UsersCopySpec();
+  spec.key = {{"tenant", "text"}, {"id", "uuid"}};
+  spec.columns = {{"Tenant", "tenant", 1}, {"id", "id", 2}};
+  spec.target_key = {"Tenant", "id"};
+  const std::string sql = BuildCopyBatch(spec, {false, false});
+  EXPECT_THAT(sql, AllOf(HasSubstr("range_end AS (\n  SELECT \"tenant\", \"id\" FROM "
+                                   "\"public\".\"users\"\n  ORDER BY \"tenant\" DESC, \"id\" DESC"),
+                         HasSubstr("WHERE (t.\"tenant\", t.\"id\") <= (SELECT \"tenant\", "
+                                   "\"id\" FROM bound)\n     FOR SHARE OF t"),
+                         HasSubstr("ON CONFLICT (\"Tenant\", \"id\") DO NOTHING"),
+                         HasSubstr("r.job_name = $2::text AND r.range_id = $3::int")));
+}
+
 }  // namespace
 }  // namespace pgbackfill::exec

@@ -119,6 +119,49 @@ TEST(ParsePlanTest, FullUpdatePlanRoundTrips) {
   EXPECT_EQ(plan->text, kUpdatePlan);
 }
 
+TEST(ParsePlanTest, NotNullColumnsAndDdlSection) {
+  absl::StatusOr<Plan> plan = Parse(R"(version: 1
+name: j
+table: t
+set: {a: '1'}
+not_null:
+  - first_name
+  - Last_Name
+  - '"Mixed Case"'
+ddl: { lock_timeout: 250ms, retry_for: 30m }
+)");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_THAT(plan->not_null, ElementsAre("first_name", "last_name", "Mixed Case"));
+  EXPECT_EQ(plan->ddl.lock_timeout, absl::Milliseconds(250));
+  EXPECT_EQ(plan->ddl.retry_for, absl::Minutes(30));
+  EXPECT_EQ(plan->key_lines.at("not_null"), 5);
+  EXPECT_EQ(plan->key_lines.at("not_null.last_name"), 7);  // catalog spelling
+  EXPECT_EQ(plan->key_lines.at("not_null.Mixed Case"), 8);
+  EXPECT_EQ(plan->key_lines.at("ddl.retry_for"), 9);
+
+  absl::StatusOr<Plan> one =
+      Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\nnot_null: A\nddl: {retry_for: 0}\n");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_THAT(one->not_null, ElementsAre("a"));
+  EXPECT_EQ(one->ddl.retry_for, absl::ZeroDuration());  // one attempt, no retries
+  EXPECT_EQ(one->ddl.lock_timeout, absl::Seconds(1));
+
+  // Copy mode: the columns are still columns of `table`.
+  absl::StatusOr<Plan> copy = Parse("version: 1\nname: j\ntable: a\ninto: b\nnot_null: []\nddl:\n");
+  ASSERT_TRUE(copy.ok()) << copy.status();
+  EXPECT_TRUE(copy->not_null.empty());
+}
+
+TEST(ParsePlanTest, NotNullAndDdlAreNotPartOfTheHash) {
+  absl::StatusOr<Plan> plain = Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\n");
+  absl::StatusOr<Plan> with = Parse(
+      "version: 1\nname: j\ntable: t\nset: {a: '1'}\nnot_null: [a]\nddl: {lock_timeout: 5s}\n"
+      "contract: ALTER TABLE t DROP COLUMN b\n");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(PlanHash(*plain), PlanHash(*with));
+}
+
 TEST(ParsePlanTest, RecordsTheLineOfEveryKeyForLaterChecks) {
   absl::StatusOr<Plan> plan = Parse(kUpdatePlan);
   ASSERT_TRUE(plan.ok()) << plan.status();
@@ -292,12 +335,43 @@ TEST(ParsePlanErrorTest, UnknownKeysSuggestAtEveryLevel) {
 
 TEST(ParsePlanErrorTest, MisplacedKeysNameTheirSection) {
   EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nlock_timeout: 1s\n"),
-            "plan.yaml:5: lock_timeout: unknown key (lock_timeout belongs under throttle:)");
+            "plan.yaml:5: lock_timeout: unknown key (lock_timeout belongs under throttle: or "
+            "ddl:)");
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nthrottle: {retry_for: 1m}\n"),
+            "plan.yaml:5: throttle.retry_for: unknown key (retry_for belongs under ddl:)");
   EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch: {workers: 2}\n"),
             "plan.yaml:5: batch.workers: unknown key (workers is a top-level key)");
   EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nbatch: {size: 2}\n"),
               HasSubstr("batch.size: unknown key (batch takes: rows, target, min_rows, "
                         "max_rows)"));
+}
+
+TEST(ParsePlanErrorTest, NotNullAndDdlValues) {
+  constexpr char kHead[] = "version: 1\nname: j\ntable: t\nset: {a: b}\n";
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHead, "not_null: [a, A]\n")),
+            "plan.yaml:5: not_null: column \"a\" is listed twice (first at line 5)");
+  const std::string not_a_list = ErrorOf(absl::StrCat(kHead, "not_null: a, b\n"));
+  EXPECT_THAT(not_a_list, HasSubstr("plan.yaml:5: not_null: unexpected character ','"));
+  EXPECT_THAT(not_a_list, HasSubstr("give several columns as a list: not_null: [a, b]"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kHead, "not_null:\n  - a\n  - 1x\n")),
+              HasSubstr("plan.yaml:7: not_null: unquoted name 1x cannot start with '1'"));
+  EXPECT_THAT(ErrorOf(absl::StrCat(kHead, "not_null: ['']\n")),
+              HasSubstr("plan.yaml:5: not_null: entry 1 is empty"));
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHead, "not_null: {a: b}\n")),
+            "plan.yaml:5: not_null: must be a list of strings, got a mapping (text containing "
+            "\": \" or starting with [ { & * ! | > ' \" % @ must be quoted in YAML)");
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHead, "ddl: {lock_timeout: 0}\n")),
+            "plan.yaml:5: ddl.lock_timeout: must be at least 1ms (0 would turn PostgreSQL's "
+            "timeout off), got \"0\"");
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHead, "ddl:\n  retry_for: forever\n")).substr(0, 27),
+            "plan.yaml:6: ddl.retry_for:");
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHead, "ddl:\n  retry_fro: 1m\n")),
+            "plan.yaml:6: ddl.retry_fro: unknown key (did you mean \"retry_for\"?)");
+  EXPECT_EQ(ErrorOf(absl::StrCat(kHead, "ddl: {retry: 1m}\n")),
+            "plan.yaml:5: ddl.retry: unknown key (ddl takes: lock_timeout, retry_for)");
+  EXPECT_THAT(ErrorOf(absl::StrCat(kHead, "ddl: 1s\n")),
+              HasSubstr("plan.yaml:5: ddl: must be a mapping such as { lock_timeout: 1s, "
+                        "retry_for: 10m }, got \"1s\""));
 }
 
 TEST(ParsePlanErrorTest, DuplicateKeys) {

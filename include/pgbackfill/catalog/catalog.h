@@ -22,6 +22,9 @@ struct Column {
   bool not_null = false;
   bool generated = false;  // GENERATED ALWAYS AS (...) STORED: cannot be assigned
   bool identity_always = false;
+  // An INSERT that leaves the column out still gives it a value: a DEFAULT, an identity or a
+  // generated column.
+  bool has_default = false;
 };
 
 struct Table {
@@ -83,6 +86,11 @@ class Catalog {
   // with the rejection reasons when none qualifies.
   absl::StatusOr<KeyChoice> ChooseKey(const Table& table, const std::vector<std::string>& requested);
 
+  // Every unique index of `table` that INSERT ... ON CONFLICT (columns) can infer as its arbiter:
+  // valid, not partial, on plain columns. Unlike ChooseKey, nullable columns are allowed (copy
+  // mode fills them from NOT NULL source key columns). Primary key first, then narrowest, by name.
+  absl::StatusOr<std::vector<Key>> UniqueKeys(const Table& table);
+
   // Estimated rows: reltuples scaled to the current size when the table has statistics, an exact
   // count for small unanalysed tables, a size-based guess otherwise.
   absl::StatusOr<RowEstimate> EstimateRows(const Table& table);
@@ -95,6 +103,9 @@ class Catalog {
   absl::StatusOr<bool> HasTablePrivilege(const Table& table, const std::string& privilege);
   absl::StatusOr<bool> HasColumnPrivilege(const Table& table, const Column& column,
                                           const std::string& privilege);
+  // `privilege` on the table or on at least one of its columns (a row-lock clause such as FOR
+  // SHARE needs UPDATE in that sense).
+  absl::StatusOr<bool> HasAnyColumnPrivilege(const Table& table, const std::string& privilege);
   // CREATE on the current database (needed to create the job-store schema).
   absl::StatusOr<bool> HasDatabaseCreate();
   absl::StatusOr<bool> SchemaExists(const std::string& schema);

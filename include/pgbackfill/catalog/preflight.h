@@ -29,6 +29,21 @@ struct PreflightReport {
   std::optional<std::vector<std::string>> max_key;
   std::vector<std::string> batch_statements;  // the pipeline of one batch, in order
 
+  // The operator's own search_path (Preflight pins the session's to pg_catalog, pg_temp): plan
+  // expressions were compiled under it, and trigger functions (expand/triggers.h) pin it.
+  std::string user_search_path;
+
+  // Copy mode, when `into` exists.
+  std::optional<Table> target;
+  // What each target column is filled with: `columns` as written, or when omitted every column
+  // of `into` that `table` also has (not generated), copied by name (expression = the quoted
+  // name, line 0).
+  std::vector<plan::Assignment> copy_columns;
+  // The target's unique key the copy writes by: target_key[i] is filled from key->columns[i].
+  // Empty when `into` has no unique key mapped from the source key (a problem then).
+  std::vector<std::string> target_key;
+  std::string target_key_index;
+
   bool ok() const { return problems.empty(); }
 };
 

@@ -3,7 +3,7 @@
 // range checkpoints commit in the same transaction as the batches they cover (exec/batch_sql.h
 // writes `pgbackfill.ranges` directly).
 //
-// Tables (schema version 2):
+// Tables (schema version 3):
 //   store_version (version)                one row: the last schema step applied
 //   jobs   (name PK, plan_hash, plan_text, plan_file, state, phase, estimated_rows, rows_done,
 //           retries, errors, last_error, throttle_reason, pid, host,
@@ -15,6 +15,9 @@
 //          asked last and when; the process running the job polls them.
 //   ranges (job_name -> jobs ON DELETE CASCADE, range_id, lower, upper, done_upto, rows_done,
 //           state, updated_at; PK (job_name, range_id))
+//   steps  (job_name -> jobs ON DELETE CASCADE, step, done_at; PK (job_name, step))  (version 3)
+//          the phase steps done: `expand[0]`, `triggers`, `phase:expand`, ...; version 3 also
+//          allows state rolled_back
 // Key values are text[] (one element per key column, cast back with the key's type); NULL
 // lower/upper is an open end, NULL done_upto means nothing of the range is done yet.
 #pragma once
@@ -23,6 +26,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -125,6 +129,9 @@ class JobStore {
   // at 0 and created_at/updated_at at now. Ranges start pending with nothing done.
   // AlreadyExists when a job of that name exists (nothing is changed then).
   absl::Status CreateJob(const JobRecord& job, const std::vector<ranges::KeyRange>& ranges);
+  // Ranges for a job that was created without them (by `expand`, before the backfill planned
+  // any). AlreadyExists when the job has ranges.
+  absl::Status AddRanges(const std::string& name, const std::vector<ranges::KeyRange>& ranges);
   // Deletes the job and (by cascade) its ranges. NotFound when there is no such job.
   absl::Status DeleteJob(const std::string& name);
   // The job's ranges by id; empty when the job does not exist.
@@ -166,6 +173,19 @@ class JobStore {
   // asked. With `requested_before` (a timestamptz text), only an abort asked before that moment
   // is cleared: one asked after it was meant for the run that is starting.
   absl::Status ClearAbort(const std::string& name, const std::string& requested_before = "");
+
+  // Phase steps (`expand[0]`, `triggers`, `phase:expand`, ...) recorded as done, by name.
+  absl::StatusOr<std::set<std::string>> StepsDone(const std::string& name);
+  // The statement that records a step, with $1 = job and $2 = step, for a caller that runs it
+  // inside its own transaction, next to the DDL the step covers. Idempotent.
+  static std::string MarkStepSql();
+  absl::Status MarkStep(const std::string& name, const std::string& step);
+  // Forgets the steps whose name starts with `prefix` (a phase done again after a rollback).
+  absl::Status ClearSteps(const std::string& name, const std::string& prefix);
+  // The furthest phase reached (jobs.phase): expand, backfill, verify, contract, rollback.
+  absl::Status SetPhase(const std::string& name, const std::string& phase);
+  // state = rolled_back, phase = rollback, finished_at = now.
+  absl::Status MarkRolledBack(const std::string& name, const std::string& by);
 
   // The job's run lock: a session-level advisory lock keyed by
   // hashtextextended('pgbackfill job ' || name, 0), so only one process runs a job at a time. It

@@ -2,7 +2,10 @@
 #pragma once
 
 #include <iosfwd>
+#include <optional>
 #include <string>
+
+#include "pgbackfill/exec/phases.h"
 
 namespace pgbackfill::cli {
 
@@ -11,6 +14,9 @@ struct RunCommandOptions {
   std::string dsn;
   bool json = false;
   bool restart = false;
+  bool contract = false;  // `run --contract`: contract after a verified backfill
+  // One phase (`pgbackfill expand|backfill|verify|contract|rollback`); none = `run`.
+  std::optional<exec::Phase> phase;
 };
 
 // Returns the process exit code (see cli.h).

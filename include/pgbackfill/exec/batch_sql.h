@@ -1,6 +1,6 @@
-// SQL text of one UPDATE-mode batch. Pure string building, unit-tested without a server; the
-// worker sends the result inside BEGIN / SET LOCAL lock_timeout / SET LOCAL statement_timeout /
-// COMMIT as one pipeline.
+// SQL text of one batch (UPDATE mode, copy mode). Pure string building, unit-tested without a
+// server; the worker sends the result inside BEGIN / SET LOCAL lock_timeout / SET LOCAL
+// statement_timeout / COMMIT as one pipeline.
 //
 // The batch is one statement so that its upper bound is computed once: the `batch_end` CTE finds
 // the key `rows` rows past the checkpoint (an index-only walk of the key), and that same value
@@ -61,6 +61,30 @@ struct BatchParams {
 BatchParams UpdateBatchParams(size_t key_columns, RangeEnds ends);
 
 std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends);
+
+// One copy-mode batch: the same claim, batch_end and bound over `source`, then the source rows of
+// the batch (matching `where`) read FOR SHARE and inserted into `target` through `columns`, and
+// the checkpoint moved, all in one statement. Parameter layout: UpdateBatchParams. Result: one
+// row (rows_written bigint, done_upto text[], range_done bool), no row when the claim fails.
+//
+// The source rows stay locked until the batch commits, so a concurrent UPDATE or DELETE of one
+// of them runs (and its copy trigger, expand/triggers.h, writes) after our write: the value we
+// write is the current one, never older than what the trigger wrote. A conflict on `target_key`:
+//   skip    keep the target row (DO NOTHING)
+//   update  overwrite it with our (current) values, unless it holds them already
+//   error   accept it when it holds exactly our values (the trigger's copy of an application
+//           write); fail the batch (SQLSTATE 22P02, the message names the key) when it differs
+// Identity columns of the target are written as given (OVERRIDING SYSTEM VALUE).
+struct CopyBatchSpec {
+  plan::QualifiedName source;  // schema set
+  std::vector<KeyColumn> key;  // the source key, in index order
+  plan::QualifiedName target;  // schema set
+  std::vector<plan::Assignment> columns;  // target column -> expression over the source row (t)
+  std::vector<std::string> target_key;    // target columns of a unique key, filled from `key`
+  plan::OnConflict on_conflict = plan::OnConflict::kError;
+  std::string where;  // over the source row; empty = none
+};
+std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends);
 
 // The statements of one batch's pipeline, in order: BEGIN, SET LOCAL lock_timeout, SET LOCAL
 // statement_timeout, `batch_sql`, COMMIT. The runner sends exactly these and `check` prints them,

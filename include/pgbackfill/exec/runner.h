@@ -30,10 +30,12 @@ enum class Outcome {
   kFailed,       // a fatal error; the message says which SQL, SQLSTATE and range
   kAborted,      // by an operator
   kRefused,      // preflight problems or a changed plan: nothing was done
+  kVerifyFailed,  // verify found rows that differ from what the plan computes
 };
 
 struct RunSummary {
   Outcome outcome = Outcome::kFailed;
+  std::string phase = "backfill";  // the phase that ended the run (exec/phases.h)
   std::string message;  // why, for anything but kDone
   int64_t rows = 0;     // rows updated by this run
   int64_t total_rows = 0;  // rows updated by the job over all runs

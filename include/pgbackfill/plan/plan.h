@@ -80,10 +80,20 @@ struct Plan {
   std::string source_dsn;
   std::string target_dsn;
 
-  // Expand/contract DDL, run with a short lock_timeout and retried.
+  // Expand/contract DDL, each entry one step (expand/ddl.h), run with a short lock_timeout and
+  // retried.
   std::vector<std::string> expand;
   std::vector<std::string> contract;
   std::vector<std::string> rollback;
+  // Columns of `table` (catalog spelling) made NOT NULL by the contract phase without a long
+  // ACCESS EXCLUSIVE scan (expand::NotNullSteps).
+  std::vector<std::string> not_null;
+
+  // How DDL steps wait for locks. Tuning: not part of PlanHash.
+  struct Ddl {
+    absl::Duration lock_timeout = absl::Seconds(1);  // per attempt; >= 1ms
+    absl::Duration retry_for = absl::Minutes(10);    // lock timeouts retried this long, then fail
+  } ddl;
 
   Batch batch;
   int workers = 4;
@@ -96,9 +106,11 @@ struct Plan {
 };
 
 // A stable hash (hex) of everything that decides which rows get which values: table, key, mode,
-// set/where, into/columns/on_conflict. Tuning knobs (batch, workers, throttle) and connection
-// strings are left out so they can change between runs of one job; anything else changing under
-// the same job name must be refused. Stable across processes, builds and machines.
+// set/where, dual_write, into/columns/on_conflict. Tuning knobs (batch, workers, throttle, ddl)
+// and connection strings are left out so they can change between runs of one job, and so is the
+// schema work around the backfill (expand, contract, rollback, not_null: idempotent phases that do
+// not change which values the batches write); anything else changing under the same job name
+// must be refused. Stable across processes, builds and machines.
 std::string PlanHash(const Plan& plan);
 
 // SQL spelling of a name: each part quoted only where needed is NOT done here; this always

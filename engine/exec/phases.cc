@@ -1,0 +1,551 @@
+#include "pgbackfill/exec/phases.h"
+
+#include <unistd.h>
+
+#include <array>
+#include <optional>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "pgbackfill/catalog/catalog.h"
+#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/checkpoint/job_store.h"
+#include "pgbackfill/expand/ddl.h"
+#include "pgbackfill/expand/triggers.h"
+#include "pgbackfill/pg/connection.h"
+#include "pgbackfill/pg/error.h"
+#include "pgbackfill/util/status.h"
+#include "pgbackfill/util/strings.h"
+#include "pgbackfill/verify/verify.h"
+
+namespace pgbackfill::exec {
+namespace {
+
+using nlohmann::json;
+
+// How long a phase waits for the job's run lock (a killed process's session may linger briefly),
+// and how long `rollback` waits for a running backfill to stop after asking it to abort.
+constexpr int kLockAttempts = 50;
+constexpr absl::Duration kLockRetry = absl::Milliseconds(200);
+constexpr absl::Duration kAbortWait = absl::Minutes(2);
+
+constexpr char kExpandDone[] = "phase:expand";
+constexpr char kVerifyDone[] = "phase:verify";
+constexpr char kContractDone[] = "phase:contract";
+constexpr char kTriggersInstalled[] = "triggers";
+constexpr char kTriggersDropped[] = "triggers_dropped";
+
+json Event(const char* type) {
+  return json{{"event", type},
+              {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())}};
+}
+
+std::string Requester() {
+  std::array<char, 256> host{};
+  if (gethostname(host.data(), host.size() - 1) != 0) host[0] = '\0';
+  const char* user = getenv("USER");
+  return absl::StrCat(user != nullptr ? user : "unknown", "@", host.data(), " pid ", getpid());
+}
+
+RunSummary Ended(Outcome outcome, Phase phase, std::string message) {
+  RunSummary summary;
+  summary.outcome = outcome;
+  summary.phase = PhaseName(phase);
+  summary.message = std::move(message);
+  return summary;
+}
+
+// The trigger kind a plan installs in expand, "" when none.
+std::string TriggerKind(const plan::Plan& plan) {
+  if (plan.mode == plan::Mode::kCopy) return "copy";
+  return plan.dual_write ? "dw" : "";
+}
+
+// One phase of one job on its own session: preflight, the job store, the job's run lock.
+class PhaseRunner {
+ public:
+  PhaseRunner(Phase phase, const plan::Plan& plan, const RunOptions& options, EventSink& events)
+      : phase_(phase),
+        plan_(plan),
+        options_(options),
+        events_(events),
+        dsn_(options.dsn.empty() ? plan.dsn : options.dsn) {}
+
+  ~PhaseRunner() {
+    if (locked_ && store_.has_value()) (void)store_->UnlockJob(plan_.name);
+  }
+
+  absl::StatusOr<RunSummary> Run() {
+    json started = Event("phase_started");
+    started["job"] = plan_.name;
+    started["phase"] = PhaseName(phase_);
+    events_.Emit(started);
+    absl::StatusOr<RunSummary> summary = RunPhase();
+    if (summary.ok() && summary->outcome == Outcome::kDone) {
+      json done = Event("phase_done");
+      done["job"] = plan_.name;
+      done["phase"] = PhaseName(phase_);
+      done["skipped"] = skipped_;
+      done["message"] = summary->message;
+      events_.Emit(done);
+    }
+    return summary;
+  }
+
+ private:
+  absl::StatusOr<RunSummary> RunPhase() {
+    switch (phase_) {
+      case Phase::kExpand:
+        return Expand();
+      case Phase::kVerify:
+        return Verify();
+      case Phase::kContract:
+        return Contract();
+      case Phase::kRollback:
+        return Rollback();
+      case Phase::kBackfill:
+        break;
+    }
+    return absl::InternalError("the backfill phase runs through RunBackfill");
+  }
+
+  RunSummary Refuse(std::string message) {
+    return Ended(Outcome::kRefused, phase_, std::move(message));
+  }
+  RunSummary Skip(std::string message) {
+    skipped_ = true;
+    return Ended(Outcome::kDone, phase_, std::move(message));
+  }
+
+  // Connects, runs preflight (a refusal when `require_ok` and it found problems), makes sure the
+  // job store is current and takes the job's run lock. nullopt when the phase may go on.
+  absl::StatusOr<std::optional<RunSummary>> Open(bool require_ok) {
+    ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
+    conn_.emplace(std::move(conn));
+    ASSIGN_OR_RETURN(report_, catalog::Preflight(*conn_, plan_));
+    if (require_ok && !report_.ok()) {
+      return std::optional<RunSummary>(
+          Refuse(absl::StrCat("preflight found ", report_.problems.size(), " problem(s):\n  ",
+                              absl::StrJoin(report_.problems, "\n  "))));
+    }
+    store_.emplace(*conn_);
+    RETURN_IF_ERROR(store_->EnsureSchema());
+    // Rollback asks a running job to stop at once rather than waiting for it to finish first.
+    const int attempts = phase_ == Phase::kRollback ? 1 : kLockAttempts;
+    for (int attempt = 0; attempt < attempts && !locked_; ++attempt) {
+      if (attempt > 0) absl::SleepFor(kLockRetry);
+      ASSIGN_OR_RETURN(locked_, store_->TryLockJob(plan_.name));
+    }
+    if (!locked_ && phase_ == Phase::kRollback) RETURN_IF_ERROR(StopRunningJob());
+    if (!locked_) {
+      ASSIGN_OR_RETURN(int holder, store_->LockHolderPid(plan_.name));
+      return std::optional<RunSummary>(Refuse(absl::StrCat(
+          "job ", plan_.name, " is running in another pgbackfill process (backend pid ", holder,
+          "); wait for it, or stop it first (`pgbackfill abort ", plan_.name, "`)")));
+    }
+    ASSIGN_OR_RETURN(job_, store_->LoadJob(plan_.name));
+    if (job_.has_value() && options_.restart && phase_ == Phase::kExpand) {
+      // Starting over: the job's record goes, its objects stay (the triggers are replaced in
+      // place, and `expand` statements are expected to be idempotent: IF NOT EXISTS).
+      RETURN_IF_ERROR(store_->DeleteJob(plan_.name));
+      job_.reset();
+    }
+    if (job_.has_value()) {
+      if (job_->plan_hash != report_.plan_hash && phase_ != Phase::kRollback) {
+        return std::optional<RunSummary>(Refuse(absl::StrCat(
+            "the plan of job ", plan_.name, " changed since the job started (plan hash ",
+            job_->plan_hash, ", now ", report_.plan_hash,
+            "); run its phases with the original plan, or give --restart to start this job over "
+            "(rows already filled keep their values)")));
+      }
+      ASSIGN_OR_RETURN(steps_, store_->StepsDone(plan_.name));
+    }
+    return std::optional<RunSummary>();
+  }
+
+  // Rollback of a job whose backfill is running: ask it to abort (it stops after the batches in
+  // flight) and wait for its lock.
+  absl::Status StopRunningJob() {
+    absl::Status asked = store_->SetControl(plan_.name, "abort", Requester());
+    if (!asked.ok() && asked.code() != absl::StatusCode::kFailedPrecondition) return asked;
+    json waiting = Event("warning");
+    waiting["message"] = absl::StrCat("job ", plan_.name,
+                                      " is running; asked it to abort and waiting for it to stop");
+    events_.Emit(waiting);
+    const absl::Time deadline = absl::Now() + kAbortWait;
+    while (!locked_ && absl::Now() < deadline) {
+      absl::SleepFor(kLockRetry);
+      ASSIGN_OR_RETURN(locked_, store_->TryLockJob(plan_.name));
+    }
+    return absl::OkStatus();
+  }
+
+  // The session runs DDL (and the user's trigger functions are created) under the user's own
+  // search_path, as the statements were written for it; Harden() puts the pinned one back.
+  absl::Status UseUserSearchPath() {
+    return conn_
+        ->Exec("SELECT pg_catalog.set_config('search_path', $1, false)",
+               {report_.user_search_path})
+        .status();
+  }
+  absl::Status Harden() { return catalog::Catalog(*conn_).Harden().status(); }
+
+  // Runs one DDL step unless the job store says it is done; records it (and `also_done`) in the
+  // step's own transaction (for steps that cannot run in one, right after it).
+  absl::Status Step(const std::string& step, const std::string& sql,
+                    const std::vector<std::string>& also_done = {}) {
+    if (steps_.contains(step)) return absl::OkStatus();
+    const expand::DdlOptions options = DdlOptions();
+    const std::string job = plan_.name;
+    auto record = [&](pg::Connection& conn) -> absl::Status {
+      for (const std::string& done : also_done) {
+        RETURN_IF_ERROR(conn.Exec(checkpoint::JobStore::MarkStepSql(), {job, done}).status());
+      }
+      return conn.Exec(checkpoint::JobStore::MarkStepSql(), {job, step}).status();
+    };
+    auto on_retry = [&](const expand::DdlAttempt& attempt) {
+      json event = Event("ddl_retry");
+      event["step"] = step;
+      event["attempt"] = attempt.attempt;
+      event["sql"] = attempt.sql.substr(0, 300);
+      event["sqlstate"] = attempt.sqlstate;
+      event["error"] = attempt.error.substr(0, 300);
+      event["wait_ms"] = absl::ToInt64Milliseconds(attempt.wait);
+      events_.Emit(event);
+    };
+    if (absl::Status ran = expand::RunDdlStep(*conn_, sql, options, record, on_retry); !ran.ok()) {
+      absl::Status annotated(ran.code(), absl::StrCat(step, " failed: ", ran.message()));
+      ran.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+        annotated.SetPayload(url, payload);
+      });
+      return annotated;
+    }
+    steps_.insert(step);
+    steps_.insert(also_done.begin(), also_done.end());
+    json event = Event("ddl");
+    event["step"] = step;
+    event["sql"] = sql.substr(0, 300);
+    events_.Emit(event);
+    return absl::OkStatus();
+  }
+
+  // A failed step ends the phase as failed, with what the server said.
+  RunSummary StepFailed(const absl::Status& status) {
+    (void)Harden();
+    return Ended(Outcome::kFailed, phase_, std::string(status.message()));
+  }
+
+  absl::Status Mark(const char* step, const char* phase) {
+    RETURN_IF_ERROR(store_->MarkStep(plan_.name, step));
+    return store_->SetPhase(plan_.name, phase);
+  }
+
+  std::vector<std::string> DropTriggerStatements() const {
+    const std::string kind = TriggerKind(plan_);
+    if (kind.empty()) return {};
+    return expand::DropTriggerSql(report_.table->name, expand::NamesFor(plan_.name, kind));
+  }
+
+  absl::StatusOr<RunSummary> Expand() {
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open(/*require_ok=*/true));
+    if (early.has_value()) return *early;
+    if (job_.has_value() && job_->state == "rolled_back") {
+      return Refuse(absl::StrCat("job ", plan_.name,
+                                 " was rolled back; give --restart to start it over"));
+    }
+    if (steps_.contains(kExpandDone)) return Skip("expand had already run; nothing to do");
+    if (!job_.has_value()) {
+      checkpoint::JobRecord record;
+      record.name = plan_.name;
+      record.plan_hash = report_.plan_hash;
+      record.plan_text = plan_.text;
+      record.plan_file = plan_.file;
+      record.state = "pending";
+      record.phase = "expand";
+      record.estimated_rows = report_.estimate.has_value() ? report_.estimate->rows : 0;
+      RETURN_IF_ERROR(store_->CreateJob(record, {}));
+    }
+    RETURN_IF_ERROR(UseUserSearchPath());
+    for (size_t i = 0; i < plan_.expand.size(); ++i) {
+      if (absl::Status ran = Step(absl::StrCat("expand[", i, "]"), plan_.expand[i]); !ran.ok()) {
+        return StepFailed(ran);
+      }
+    }
+    const std::string kind = TriggerKind(plan_);
+    if (!kind.empty() && !steps_.contains(kTriggersInstalled)) {
+      // Copy mode: `expand` may have just created the target; preflight again to know its key.
+      if (plan_.mode == plan::Mode::kCopy && !report_.target.has_value()) {
+        ASSIGN_OR_RETURN(report_, catalog::Preflight(*conn_, plan_));
+        if (!report_.ok()) {
+          return Refuse(absl::StrCat("after the expand statements, preflight found ",
+                                     report_.problems.size(), " problem(s):\n  ",
+                                     absl::StrJoin(report_.problems, "\n  ")));
+        }
+        RETURN_IF_ERROR(UseUserSearchPath());
+      }
+      std::vector<std::string> install;
+      if (kind == "dw") {
+        expand::DualWriteSpec spec;
+        spec.job = plan_.name;
+        spec.table = report_.table->name;
+        spec.set = plan_.set;
+        spec.where = plan_.where;
+        spec.search_path = report_.user_search_path;
+        install = expand::DualWriteInstallSql(spec);
+      } else {
+        expand::CopySpec spec;
+        spec.job = plan_.name;
+        spec.source = report_.table->name;
+        for (const catalog::Column& column : report_.key->columns) {
+          spec.source_key.push_back(column.name);
+        }
+        spec.target = report_.target->name;
+        spec.columns = report_.copy_columns;
+        spec.target_key = report_.target_key;
+        spec.on_conflict = plan_.on_conflict;
+        spec.where = plan_.where;
+        spec.search_path = report_.user_search_path;
+        install = expand::CopyTriggerInstallSql(spec);
+      }
+      if (absl::Status ran = Step(kTriggersInstalled, absl::StrJoin(install, ";\n")); !ran.ok()) {
+        return StepFailed(ran);
+      }
+    }
+    RETURN_IF_ERROR(Harden());
+    RETURN_IF_ERROR(Mark(kExpandDone, "expand"));
+    return Ended(Outcome::kDone, phase_,
+                 kind.empty() ? "expanded" : "expanded; the job's trigger keeps new writes in step");
+  }
+
+  absl::StatusOr<RunSummary> Verify() {
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open(/*require_ok=*/true));
+    if (early.has_value()) return *early;
+    if (!job_.has_value() || job_->state != "done") {
+      return Refuse(absl::StrCat("the backfill of job ", plan_.name, " has not finished (state ",
+                                 job_.has_value() ? job_->state : "none",
+                                 "); run `pgbackfill backfill` first"));
+    }
+    if (std::optional<std::string> why = verify::WhyNotVerifiable(plan_)) {
+      return Skip(absl::StrCat("not verified: ", *why));
+    }
+    ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> ranges, store_->LoadRanges(plan_.name));
+    UpdateBatchSpec spec;
+    spec.table = report_.table->name;
+    for (const catalog::Column& column : report_.key->columns) {
+      spec.key.push_back(KeyColumn{column.name, column.type});
+    }
+    spec.set = plan_.set;
+    spec.where = plan_.where;
+    ASSIGN_OR_RETURN(verify::Report found,
+                     verify::Verify(*conn_, spec, ranges, report_.user_search_path));
+    json event = Event("verify");
+    event["job"] = plan_.name;
+    event["differing_rows"] = found.differing;
+    event["ranges_checked"] = found.ranges_checked;
+    event["first_keys"] = found.first_keys;
+    json per_range = json::array();
+    for (const verify::RangeDiff& diff : found.ranges) {
+      per_range.push_back({{"range", diff.range}, {"rows", diff.rows}, {"first_keys", diff.first_keys}});
+    }
+    event["ranges"] = per_range;
+    events_.Emit(event);
+    if (found.differing > 0) {
+      // A verify that passed earlier no longer vouches for the data: contract needs a new one.
+      RETURN_IF_ERROR(store_->ClearSteps(plan_.name, kVerifyDone));
+      return Ended(Outcome::kVerifyFailed, phase_,
+                   absl::StrCat(found.differing, " row(s) differ from what the plan computes, in ",
+                                found.ranges.size(), " range(s); first keys: ",
+                                absl::StrJoin(found.first_keys, " ")));
+    }
+    RETURN_IF_ERROR(Mark(kVerifyDone, "verify"));
+    return Ended(Outcome::kDone, phase_,
+                 absl::StrCat("every row matches (", found.ranges_checked, " range(s))"));
+  }
+
+  expand::DdlOptions DdlOptions() const {
+    expand::DdlOptions options;
+    options.lock_timeout = plan_.ddl.lock_timeout;
+    options.retry_for = plan_.ddl.retry_for;
+    return options;
+  }
+
+  // A NOT NULL step that failed (VALIDATE found a NULL: 23514) leaves its NOT VALID check behind,
+  // which already rejects new NULLs. Drop it, and forget the column's steps, so that a re-run
+  // after the data is fixed starts the column over.
+  absl::Status CleanUpNotNull(const std::string& failed_step) {
+    for (const std::string& column : plan_.not_null) {
+      const std::string prefix = absl::StrCat("not_null.", column, "[");
+      if (!failed_step.starts_with(prefix)) continue;
+      RETURN_IF_ERROR(expand::RunDdlStep(
+          *conn_, expand::NotNullCleanupStep(report_.table->name, column, plan_.name),
+          DdlOptions(), nullptr, nullptr));
+      for (auto it = steps_.begin(); it != steps_.end();) {
+        it = it->starts_with(prefix) ? steps_.erase(it) : std::next(it);
+      }
+      return store_->ClearSteps(plan_.name, prefix);
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<RunSummary> Contract() {
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open(/*require_ok=*/true));
+    if (early.has_value()) return *early;
+    if (!job_.has_value() || job_->state != "done") {
+      return Refuse(absl::StrCat("the backfill of job ", plan_.name, " has not finished (state ",
+                                 job_.has_value() ? job_->state : "none",
+                                 "); contracting now would drop the triggers before every row is "
+                                 "filled"));
+    }
+    if (steps_.contains(kContractDone)) return Skip("contract had already run; nothing to do");
+    if (plan_.verify && !verify::WhyNotVerifiable(plan_).has_value() &&
+        !steps_.contains(kVerifyDone)) {
+      return Refuse(absl::StrCat("job ", plan_.name,
+                                 " has not passed verify; run `pgbackfill verify` first (or set "
+                                 "`verify: false` in the plan)"));
+    }
+    std::vector<std::pair<std::string, std::string>> steps;
+    for (const std::string& column : plan_.not_null) {
+      std::vector<std::string> sql = expand::NotNullSteps(report_.table->name, column, plan_.name);
+      for (size_t j = 0; j < sql.size(); ++j) {
+        steps.emplace_back(absl::StrCat("not_null.", column, "[", j, "]"), std::move(sql[j]));
+      }
+    }
+    for (size_t i = 0; i < plan_.contract.size(); ++i) {
+      steps.emplace_back(absl::StrCat("contract[", i, "]"), plan_.contract[i]);
+    }
+    // The triggers go in the same transaction as the last contract statement, just before it: in
+    // copy mode that is typically the swap of the tables (writes between a separate trigger drop
+    // and the swap would be lost, and after the swap the table's name is another table's).
+    const std::vector<std::string> drop = DropTriggerStatements();
+    const bool drop_pending = !drop.empty() && !steps_.contains(kTriggersDropped);
+    RETURN_IF_ERROR(UseUserSearchPath());
+    for (size_t k = 0; k < steps.size(); ++k) {
+      const bool with_drop = k + 1 == steps.size() && drop_pending;
+      const std::string sql =
+          with_drop ? absl::StrCat(absl::StrJoin(drop, ";\n"), ";\n", steps[k].second)
+                    : steps[k].second;
+      absl::Status ran =
+          Step(steps[k].first, sql,
+               with_drop ? std::vector<std::string>{kTriggersDropped} : std::vector<std::string>{});
+      if (!ran.ok()) {
+        RETURN_IF_ERROR(CleanUpNotNull(steps[k].first));
+        return StepFailed(ran);
+      }
+    }
+    if (drop_pending) {
+      if (absl::Status ran = Step(kTriggersDropped, absl::StrJoin(drop, ";\n")); !ran.ok()) {
+        return StepFailed(ran);
+      }
+    }
+    RETURN_IF_ERROR(Harden());
+    RETURN_IF_ERROR(Mark(kContractDone, "contract"));
+    return Ended(Outcome::kDone, phase_, "contracted");
+  }
+
+  absl::StatusOr<RunSummary> Rollback() {
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open(/*require_ok=*/false));
+    if (early.has_value()) return *early;
+    if (!job_.has_value()) return Skip(absl::StrCat("job ", plan_.name, " does not exist; nothing to roll back"));
+    if (job_->state == "rolled_back") return Skip("the job had already been rolled back");
+    if (!report_.table.has_value()) {
+      return Refuse(absl::StrCat("cannot resolve the table of job ", plan_.name,
+                                 " to drop its triggers: ",
+                                 absl::StrJoin(report_.problems, "; ")));
+    }
+    RETURN_IF_ERROR(UseUserSearchPath());
+    // Both kinds: dropping what is not there is a no-op, and a plan edited between expand and
+    // rollback must not leave the other kind behind.
+    std::vector<std::string> drop =
+        expand::DropTriggerSql(report_.table->name, expand::NamesFor(plan_.name, "dw"));
+    for (std::string& sql :
+         expand::DropTriggerSql(report_.table->name, expand::NamesFor(plan_.name, "copy"))) {
+      drop.push_back(std::move(sql));
+    }
+    // And any NOT VALID check a failed NOT NULL step left (IF EXISTS: a no-op otherwise).
+    for (const std::string& column : plan_.not_null) {
+      drop.push_back(expand::NotNullCleanupStep(report_.table->name, column, plan_.name));
+    }
+    if (absl::Status ran = Step("rollback.triggers", absl::StrJoin(drop, ";\n")); !ran.ok()) {
+      return StepFailed(ran);
+    }
+    for (size_t i = 0; i < plan_.rollback.size(); ++i) {
+      if (absl::Status ran = Step(absl::StrCat("rollback[", i, "]"), plan_.rollback[i]);
+          !ran.ok()) {
+        return StepFailed(ran);
+      }
+    }
+    RETURN_IF_ERROR(Harden());
+    RETURN_IF_ERROR(store_->MarkRolledBack(plan_.name, Requester()));
+    return Ended(Outcome::kDone, phase_, "rolled back; nothing of the job remains but its record");
+  }
+
+  const Phase phase_;
+  const plan::Plan& plan_;
+  const RunOptions& options_;
+  EventSink& events_;
+  std::string dsn_;
+  std::optional<pg::Connection> conn_;
+  std::optional<checkpoint::JobStore> store_;
+  catalog::PreflightReport report_;
+  std::optional<checkpoint::JobRecord> job_;
+  std::set<std::string> steps_;
+  bool locked_ = false;
+  bool skipped_ = false;
+};
+
+}  // namespace
+
+const char* PhaseName(Phase phase) {
+  switch (phase) {
+    case Phase::kExpand:
+      return "expand";
+    case Phase::kBackfill:
+      return "backfill";
+    case Phase::kVerify:
+      return "verify";
+    case Phase::kContract:
+      return "contract";
+    case Phase::kRollback:
+      return "rollback";
+  }
+  return "unknown";
+}
+
+std::vector<Phase> RunPhases(bool contract) {
+  std::vector<Phase> phases = {Phase::kExpand, Phase::kBackfill, Phase::kVerify};
+  if (contract) phases.push_back(Phase::kContract);
+  return phases;
+}
+
+bool NeedsExpand(const plan::Plan& plan) {
+  return !plan.expand.empty() || plan.dual_write || plan.mode == plan::Mode::kCopy;
+}
+
+absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const plan::Plan& plan,
+                                        const RunOptions& options, EventSink& events) {
+  RunSummary summary;
+  summary.outcome = Outcome::kDone;
+  RunOptions phase_options = options;
+  for (const Phase phase : phases) {
+    if (phase == Phase::kBackfill) {
+      ASSIGN_OR_RETURN(RunSummary backfill, RunBackfill(plan, phase_options, events));
+      summary = backfill;
+      summary.phase = PhaseName(phase);
+    } else {
+      PhaseRunner runner(phase, plan, phase_options, events);
+      ASSIGN_OR_RETURN(RunSummary ended, runner.Run());
+      summary.outcome = ended.outcome;
+      summary.phase = ended.phase;
+      if (ended.outcome != Outcome::kDone || phases.size() == 1) summary.message = ended.message;
+    }
+    // --restart applies to the first phase that starts the job over, not to every phase after.
+    phase_options.restart = false;
+    if (summary.outcome != Outcome::kDone) break;
+  }
+  return summary;
+}
+
+}  // namespace pgbackfill::exec

@@ -1,0 +1,165 @@
+#include "pgbackfill/verify/verify.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "pgbackfill/pg/quote.h"
+#include "pgbackfill/util/status.h"
+#include "pgbackfill/util/strings.h"
+
+namespace pgbackfill::verify {
+namespace {
+
+constexpr size_t kMaxReportedKeys = 10;
+
+bool IsWordStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
+bool IsWordChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$';
+}
+
+}  // namespace
+
+std::vector<std::string> MentionedIdentifiers(std::string_view text) {
+  std::vector<std::string> names;
+  size_t i = 0;
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == '-' && i + 1 < text.size() && text[i + 1] == '-') {  // -- comment
+      while (i < text.size() && text[i] != '\n') ++i;
+    } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '*') {  // /* comment */
+      const size_t end = text.find("*/", i + 2);
+      i = end == std::string_view::npos ? text.size() : end + 2;
+    } else if (c == '\'') {  // 'literal' with '' inside
+      ++i;
+      while (i < text.size()) {
+        if (text[i] == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
+          i += 2;
+        } else if (text[i] == '\'') {
+          ++i;
+          break;
+        } else {
+          ++i;
+        }
+      }
+    } else if (c == '"') {  // "Quoted" with "" inside
+      std::string name;
+      ++i;
+      while (i < text.size()) {
+        if (text[i] == '"' && i + 1 < text.size() && text[i + 1] == '"') {
+          name += '"';
+          i += 2;
+        } else if (text[i] == '"') {
+          ++i;
+          break;
+        } else {
+          name += text[i++];
+        }
+      }
+      names.push_back(std::move(name));
+    } else if (c == '$' && i + 1 < text.size() &&
+               (text[i + 1] == '$' || IsWordStart(text[i + 1]))) {  // $tag$ ... $tag$
+      const size_t close = text.find('$', i + 1);
+      if (close == std::string_view::npos) break;
+      const std::string_view tag = text.substr(i, close - i + 1);
+      const size_t end = text.find(tag, close + 1);
+      i = end == std::string_view::npos ? text.size() : end + tag.size();
+    } else if (IsWordStart(c)) {
+      const size_t start = i;
+      while (i < text.size() && IsWordChar(text[i])) ++i;
+      names.push_back(absl::AsciiStrToLower(ToAbsl(text.substr(start, i - start))));
+    } else {
+      ++i;
+    }
+  }
+  return names;
+}
+
+std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan) {
+  if (plan.mode == plan::Mode::kCopy) {
+    return "copy mode is not verified yet (it is checked row for row by the tests; `verify` for "
+           "copy mode comes with the data mover)";
+  }
+  for (const plan::Assignment& assignment : plan.set) {
+    for (const plan::Assignment& other : plan.set) {
+      const std::vector<std::string> names = MentionedIdentifiers(other.expression);
+      if (std::find(names.begin(), names.end(), assignment.column) != names.end()) {
+        return absl::StrCat("set.", other.column, " reads column ", assignment.column,
+                            ", which the plan writes: once a row is filled its expected value is "
+                            "gone, so it cannot be compared");
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit) {
+  const std::string key_row = exec::KeyRow(spec.key);
+  std::vector<std::string> conditions;
+  int next = 1;
+  if (ends.has_lower) {
+    conditions.push_back(absl::StrCat(key_row, " > ", exec::ParamRow(spec.key, next)));
+    next += static_cast<int>(spec.key.size());
+  }
+  if (ends.has_upper) {
+    conditions.push_back(absl::StrCat(key_row, " <= ", exec::ParamRow(spec.key, next)));
+  }
+  if (!spec.where.empty()) conditions.push_back(absl::StrCat("(", spec.where, ")"));
+  std::vector<std::string> differs;
+  for (const plan::Assignment& assignment : spec.set) {
+    differs.push_back(absl::StrCat(pg::QuoteIdent(assignment.column), " IS DISTINCT FROM (",
+                                   assignment.expression, ")"));
+  }
+  conditions.push_back(absl::StrCat("(", absl::StrJoin(differs, " OR "), ")"));
+  // count(*) OVER () is taken before LIMIT: the total, on every returned row. The row is `t`, as
+  // in the batches, so expressions mean the same here.
+  return absl::StrCat("SELECT ", key_row, "::text, pg_catalog.count(*) OVER () FROM ",
+                      plan::QuoteQualified(spec.table), " AS t WHERE ",
+                      absl::StrJoin(conditions, " AND "), " ORDER BY ", key_row, " LIMIT ", limit);
+}
+
+absl::StatusOr<Report> Verify(pg::Connection& conn, const exec::UpdateBatchSpec& spec,
+                              const std::vector<checkpoint::RangeRecord>& ranges,
+                              const std::string& user_search_path) {
+  RETURN_IF_ERROR(conn.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").status());
+  auto run = [&]() -> absl::StatusOr<Report> {
+    RETURN_IF_ERROR(conn.Exec("SELECT pg_catalog.set_config('search_path', $1, true)",
+                              {user_search_path})
+                        .status());
+    Report report;
+    // An empty job (no ranges yet) is the whole table: one range open at both ends.
+    std::vector<checkpoint::RangeRecord> all = ranges;
+    if (all.empty()) all.push_back(checkpoint::RangeRecord{});
+    for (const checkpoint::RangeRecord& range : all) {
+      const exec::RangeEnds ends{range.lower.has_value(), range.upper.has_value()};
+      std::vector<pg::Param> params;
+      if (range.lower) params.insert(params.end(), range.lower->begin(), range.lower->end());
+      if (range.upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
+      ASSIGN_OR_RETURN(pg::Result rows, conn.Exec(DiffSql(spec, ends, 5), params));
+      ++report.ranges_checked;
+      if (rows.Rows() == 0) continue;
+      RangeDiff diff;
+      diff.range = range.id;
+      diff.rows = std::stoll(std::string(rows.Get(0, 1)));
+      for (int row = 0; row < rows.Rows(); ++row) {
+        diff.first_keys.emplace_back(rows.Get(row, 0));
+        if (report.first_keys.size() < kMaxReportedKeys) {
+          report.first_keys.emplace_back(rows.Get(row, 0));
+        }
+      }
+      report.differing += diff.rows;
+      report.ranges.push_back(std::move(diff));
+    }
+    return report;
+  };
+  absl::StatusOr<Report> report = run();
+  // READ ONLY: nothing to keep; ROLLBACK also undoes the local search_path.
+  absl::Status ended = conn.Exec("ROLLBACK").status();
+  if (!report.ok()) return report.status();
+  RETURN_IF_ERROR(ended);
+  return report;
+}
+
+}  // namespace pgbackfill::verify

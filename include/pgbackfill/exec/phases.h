@@ -1,0 +1,47 @@
+// The phases of an expand-contract migration around one backfill:
+//
+//   expand    the plan's `expand:` DDL (safe steps, expand/ddl.h), then the job's triggers: the
+//             dual-write trigger (`dual_write: true`, UPDATE mode) or the copy sync trigger (copy
+//             mode), installed before any batch so no application write is missed
+//   backfill  the batches (runner.h)
+//   verify    rows whose `set` columns differ from their expressions, under one snapshot
+//   contract  `not_null:` columns, the plan's `contract:` DDL, and the job's triggers dropped in
+//             the same transaction as the last contract statement (a table swap and the trigger
+//             removal are one atomic step)
+//   rollback  from any phase: the job's triggers dropped, the plan's `rollback:` DDL, the job
+//             marked rolled_back
+//
+// Every phase is idempotent: its steps are recorded in the job store (checkpoint/job_store.h,
+// table steps), each DDL step in the same transaction as the DDL, and a finished phase run again
+// says so and does nothing. Phases take the job's run lock, so a phase never runs beside another
+// phase or a backfill of the same job.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "pgbackfill/exec/events.h"
+#include "pgbackfill/exec/runner.h"
+#include "pgbackfill/plan/plan.h"
+
+namespace pgbackfill::exec {
+
+enum class Phase { kExpand, kBackfill, kVerify, kContract, kRollback };
+
+const char* PhaseName(Phase phase);
+
+// `pgbackfill run`: expand, backfill, verify, and contract when asked.
+std::vector<Phase> RunPhases(bool contract);
+
+// Runs `phases` in order, stopping at the first that does not end kDone. The summary is the
+// backfill's when it ran (rows, batches, ...), with the outcome and message of the phase that
+// ended the run; `phase` names it.
+absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const plan::Plan& plan,
+                                        const RunOptions& options, EventSink& events);
+
+// Whether the plan needs `expand` before its first batch: it has `expand:` statements, a
+// dual-write trigger, or copies into another table (the sync trigger).
+bool NeedsExpand(const plan::Plan& plan);
+
+}  // namespace pgbackfill::exec

@@ -1,0 +1,58 @@
+// `pgbackfill verify` (basic): under one snapshot, per range, how many rows' `set` columns differ
+// from what the plan's expressions compute on the row as it is now, and the first differing keys.
+// Full checksums and repair come with the data mover; this answers "did the backfill (and the
+// dual-write trigger since) leave every row right?" for UPDATE mode.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/checkpoint/job_store.h"
+#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/pg/connection.h"
+#include "pgbackfill/plan/plan.h"
+
+namespace pgbackfill::verify {
+
+// Identifiers an expression mentions, as the catalog spells them (unquoted words folded to lower
+// case, "quoted" ones as written); string literals, dollar-quoted strings and comments skipped.
+// Over-approximates (function names and keywords are words too), which only errs towards
+// "not verifiable".
+std::vector<std::string> MentionedIdentifiers(std::string_view expression);
+
+// Why the plan's result cannot be checked against the current rows, or nullopt when it can:
+// an expression that reads a column the plan writes (`n: n + 1`) has no fixed expected value
+// once it ran. Copy mode is not verified yet.
+std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan);
+
+// The statement for one range: the rows in the range (lower exclusive, upper inclusive, each only
+// when bounded; parameters as exec::UpdateBatchParams minus the batch-only ones: lower, then
+// upper) that match `where` and whose `set` columns differ from their expressions. Returns up to
+// `limit` rows of (key as text, total differing count), in key order.
+std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit);
+
+struct RangeDiff {
+  int range = 0;
+  int64_t rows = 0;
+  std::vector<std::string> first_keys;
+};
+
+struct Report {
+  int64_t differing = 0;
+  std::vector<std::string> first_keys;  // over all ranges, in range order, at most 10
+  std::vector<RangeDiff> ranges;        // ranges with differences only
+  int ranges_checked = 0;
+};
+
+// Runs DiffSql for every range in one REPEATABLE READ READ ONLY transaction (one snapshot), on
+// `conn` with the user's search_path (the expressions are the user's), restored afterwards.
+absl::StatusOr<Report> Verify(pg::Connection& conn, const exec::UpdateBatchSpec& spec,
+                              const std::vector<checkpoint::RangeRecord>& ranges,
+                              const std::string& user_search_path);
+
+}  // namespace pgbackfill::verify

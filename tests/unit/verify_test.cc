@@ -1,0 +1,62 @@
+#include "pgbackfill/verify/verify.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+namespace pgbackfill::verify {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Optional;
+
+TEST(MentionedIdentifiersTest, WordsAreFoldedQuotedNamesKeptLiteralsAndCommentsSkipped) {
+  EXPECT_THAT(MentionedIdentifiers("First || ' ' || \"Last Name\""),
+              ElementsAre("first", "Last Name"));
+  EXPECT_THAT(MentionedIdentifiers("'n + 1' -- n\n/* n */ || $$n$$ || $q$n$q$ || x"),
+              ElementsAre("x"));
+  EXPECT_THAT(MentionedIdentifiers("\"a\"\"b\" + c1_2$"), ElementsAre("a\"b", "c1_2$"));
+  EXPECT_THAT(MentionedIdentifiers("$1 + 2.5e3"), ElementsAre("e3"));
+}
+
+TEST(WhyNotVerifiableTest, SelfReferenceCannotBeVerified) {
+  plan::Plan plan;
+  plan.set = {{"n", "n + 1", 3}};
+  EXPECT_THAT(WhyNotVerifiable(plan), Optional(HasSubstr("set.n reads column n")));
+  plan.set = {{"full", "first || ' ' || last", 3}, {"first_len", "length(first)", 4}};
+  EXPECT_EQ(WhyNotVerifiable(plan), std::nullopt);
+  plan.set = {{"a", "b", 3}, {"b", "a", 4}};  // each reads the other: no fixed expected value
+  EXPECT_NE(WhyNotVerifiable(plan), std::nullopt);
+  plan.set = {{"Upper", "\"Upper\" || 'x'", 3}};
+  EXPECT_NE(WhyNotVerifiable(plan), std::nullopt) << "quoted names compare as written";
+  plan.set = {{"full", "first", 3}};
+  plan.mode = plan::Mode::kCopy;
+  EXPECT_THAT(WhyNotVerifiable(plan), Optional(HasSubstr("copy mode")));
+}
+
+TEST(DiffSqlTest, BoundedRangeWithWhereAndTwoColumns) {
+  exec::UpdateBatchSpec spec;
+  spec.table = {"public", "people"};
+  spec.key = {{"tenant", "text"}, {"id", "bigint"}};
+  spec.set = {{"full", "first || last", 3}, {"Len", "length(first)", 4}};
+  spec.where = "active";
+  EXPECT_EQ(DiffSql(spec, {true, true}, 5),
+            "SELECT (\"tenant\", \"id\")::text, pg_catalog.count(*) OVER () FROM "
+            "\"public\".\"people\" AS t WHERE (\"tenant\", \"id\") > ($1::text, $2::bigint) AND "
+            "(\"tenant\", \"id\") <= ($3::text, $4::bigint) AND (active) AND (\"full\" IS "
+            "DISTINCT FROM (first || last) OR \"Len\" IS DISTINCT FROM (length(first))) ORDER BY "
+            "(\"tenant\", \"id\") LIMIT 5");
+}
+
+TEST(DiffSqlTest, OpenEndsHaveNoBoundParameters) {
+  exec::UpdateBatchSpec spec;
+  spec.table = {"s", "t"};
+  spec.key = {{"id", "integer"}};
+  spec.set = {{"c", "a * 2", 3}};
+  EXPECT_THAT(DiffSql(spec, {false, true}, 1),
+              HasSubstr("WHERE (\"id\") <= ($1::integer) AND (\"c\" IS DISTINCT FROM (a * 2))"));
+  EXPECT_THAT(DiffSql(spec, {false, false}, 1), HasSubstr("AS t WHERE (\"c\" IS DISTINCT FROM"));
+}
+
+}  // namespace
+}  // namespace pgbackfill::verify
