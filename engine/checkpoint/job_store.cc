@@ -214,8 +214,9 @@ absl::StatusOr<std::vector<JobRecord>> JobStore::ListJobs() {
   return jobs;
 }
 
-absl::Status JobStore::CreateJob(const JobRecord& job,
-                                 const std::vector<ranges::KeyRange>& ranges) {
+absl::Status JobStore::InsertRanges(const std::string& name,
+                                    const std::vector<ranges::KeyRange>& ranges) {
+  if (ranges.empty()) return absl::OkStatus();
   // All ranges travel in one statement as three parallel arrays, so a job of thousands of ranges
   // costs one round trip: ids, and text[] literals of the bounds nested as elements of a text[].
   std::vector<std::optional<std::string>> ids;
@@ -226,7 +227,21 @@ absl::Status JobStore::CreateJob(const JobRecord& job,
     lowers.push_back(TextArrayLiteral(range.lower));
     uppers.push_back(TextArrayLiteral(range.upper));
   }
+  return conn_
+      .Exec(absl::StrCat("INSERT INTO ", Table("ranges"),
+                         " (job_name, range_id, lower, upper, state, updated_at)"
+                         " SELECT $1::text, r.id, r.lower::text[], r.upper::text[], 'pending', ",
+                         kNow,
+                         " FROM ROWS FROM (pg_catalog.unnest($2::int[]),"
+                         " pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]))"
+                         " AS r(id, lower, upper)"),
+            {name, NullableArrayLiteral(ids), NullableArrayLiteral(lowers),
+             NullableArrayLiteral(uppers)})
+      .status();
+}
 
+absl::Status JobStore::CreateJob(const JobRecord& job,
+                                 const std::vector<ranges::KeyRange>& ranges) {
   return InTransaction([&]() -> absl::Status {
     // ON CONFLICT DO NOTHING rather than catching 23505: a concurrent creator's insert is waited
     // for, and the loser sees no row instead of an aborted transaction.
@@ -248,31 +263,12 @@ absl::Status JobStore::CreateJob(const JobRecord& job,
           pg::QuoteIdent(exec::kJobStoreSchema),
           ": resume it with the same plan, or remove it (pgbackfill rollback) to start over"));
     }
-    if (ranges.empty()) return absl::OkStatus();
-    return conn_
-        .Exec(absl::StrCat(
-                  "INSERT INTO ", Table("ranges"),
-                  " (job_name, range_id, lower, upper, state, updated_at)"
-                  " SELECT $1::text, r.id, r.lower::text[], r.upper::text[], 'pending', ",
-                  kNow,
-                  " FROM ROWS FROM (pg_catalog.unnest($2::int[]), pg_catalog.unnest($3::text[]),"
-                  " pg_catalog.unnest($4::text[])) AS r(id, lower, upper)"),
-              {job.name, NullableArrayLiteral(ids), NullableArrayLiteral(lowers),
-               NullableArrayLiteral(uppers)})
-        .status();
+    return InsertRanges(job.name, ranges);
   });
 }
 
 absl::Status JobStore::AddRanges(const std::string& name,
                                  const std::vector<ranges::KeyRange>& ranges) {
-  std::vector<std::optional<std::string>> ids;
-  std::vector<std::optional<std::string>> lowers;
-  std::vector<std::optional<std::string>> uppers;
-  for (const ranges::KeyRange& range : ranges) {
-    ids.push_back(std::to_string(range.id));
-    lowers.push_back(TextArrayLiteral(range.lower));
-    uppers.push_back(TextArrayLiteral(range.upper));
-  }
   return InTransaction([&]() -> absl::Status {
     // The job row locked first: two processes adding ranges at once would otherwise both see
     // none and both insert.
@@ -286,18 +282,7 @@ absl::Status JobStore::AddRanges(const std::string& name,
       return absl::AlreadyExistsError(
           absl::StrCat("job ", pg::QuoteLiteral(name), " already has ranges"));
     }
-    if (ranges.empty()) return absl::OkStatus();
-    return conn_
-        .Exec(absl::StrCat(
-                  "INSERT INTO ", Table("ranges"),
-                  " (job_name, range_id, lower, upper, state, updated_at)"
-                  " SELECT $1::text, r.id, r.lower::text[], r.upper::text[], 'pending', ",
-                  kNow,
-                  " FROM ROWS FROM (pg_catalog.unnest($2::int[]), pg_catalog.unnest($3::text[]),"
-                  " pg_catalog.unnest($4::text[])) AS r(id, lower, upper)"),
-              {name, NullableArrayLiteral(ids), NullableArrayLiteral(lowers),
-               NullableArrayLiteral(uppers)})
-        .status();
+    return InsertRanges(name, ranges);
   });
 }
 

@@ -258,15 +258,7 @@ class PhaseRunner {
     }
     if (steps_.contains(kExpandDone)) return Skip("expand had already run; nothing to do");
     if (!job_.has_value()) {
-      checkpoint::JobRecord record;
-      record.name = plan_.name;
-      record.plan_hash = report_.plan_hash;
-      record.plan_text = plan_.text;
-      record.plan_file = plan_.file;
-      record.state = "pending";
-      record.phase = "expand";
-      record.estimated_rows = report_.estimate.has_value() ? report_.estimate->rows : 0;
-      RETURN_IF_ERROR(store_->CreateJob(record, {}));
+      RETURN_IF_ERROR(store_->CreateJob(NewJobRecord(plan_, report_, "expand"), {}));
     }
     RETURN_IF_ERROR(UseUserSearchPath());
     for (size_t i = 0; i < plan_.expand.size(); ++i) {
@@ -332,15 +324,34 @@ class PhaseRunner {
       return Skip(absl::StrCat("not verified: ", *why));
     }
     ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> ranges, store_->LoadRanges(plan_.name));
-    UpdateBatchSpec spec;
-    spec.table = report_.table->name;
+    std::vector<KeyColumn> key;
     for (const catalog::Column& column : report_.key->columns) {
-      spec.key.push_back(KeyColumn{column.name, column.type});
+      key.push_back(KeyColumn{column.name, column.type});
     }
-    spec.set = plan_.set;
-    spec.where = plan_.where;
-    ASSIGN_OR_RETURN(verify::Report found,
-                     verify::Verify(*conn_, spec, ranges, report_.user_search_path));
+    absl::StatusOr<verify::Report> checked;
+    if (plan_.mode == plan::Mode::kCopy) {
+      verify::CopyCheck check;
+      check.source = report_.table->name;
+      check.key = key;
+      check.target = report_.target->name;
+      check.columns = report_.copy_columns;
+      for (const plan::Assignment& assignment : check.columns) {
+        const catalog::Column* column = report_.target->FindColumn(assignment.column);
+        check.column_types.push_back(column != nullptr ? column->type : "");
+      }
+      check.target_key = report_.target_key;
+      check.where = plan_.where;
+      checked = verify::Verify(*conn_, check, ranges, report_.user_search_path);
+    } else {
+      UpdateBatchSpec spec;
+      spec.table = report_.table->name;
+      spec.key = key;
+      spec.set = plan_.set;
+      spec.where = plan_.where;
+      checked = verify::Verify(*conn_, spec, ranges, report_.user_search_path);
+    }
+    RETURN_IF_ERROR(checked.status());
+    const verify::Report& found = *checked;
     json event = Event("verify");
     event["job"] = plan_.name;
     event["differing_rows"] = found.differing;
@@ -518,6 +529,19 @@ std::vector<Phase> RunPhases(bool contract) {
   std::vector<Phase> phases = {Phase::kExpand, Phase::kBackfill, Phase::kVerify};
   if (contract) phases.push_back(Phase::kContract);
   return phases;
+}
+
+checkpoint::JobRecord NewJobRecord(const plan::Plan& plan, const catalog::PreflightReport& report,
+                                   const std::string& phase) {
+  checkpoint::JobRecord record;
+  record.name = plan.name;
+  record.plan_hash = report.plan_hash;
+  record.plan_text = plan.text;
+  record.plan_file = plan.file;
+  record.state = "pending";
+  record.phase = phase;
+  record.estimated_rows = report.estimate.has_value() ? report.estimate->rows : 0;
+  return record;
 }
 
 bool NeedsExpand(const plan::Plan& plan) {

@@ -194,14 +194,7 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   if (job.has_value() && existing.empty()) {
     RETURN_IF_ERROR(store.AddRanges(plan_.name, planned));
   } else if (!job.has_value()) {
-    checkpoint::JobRecord record;
-    record.name = plan_.name;
-    record.plan_hash = report_.plan_hash;
-    record.plan_text = plan_.text;
-    record.plan_file = plan_.file;
-    record.state = "pending";
-    record.estimated_rows = report_.estimate->rows;
-    RETURN_IF_ERROR(store.CreateJob(record, planned));
+    RETURN_IF_ERROR(store.CreateJob(NewJobRecord(plan_, report_, "backfill"), planned));
   } else {
     rows_before_ = job->rows_done;
   }

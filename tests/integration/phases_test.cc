@@ -261,6 +261,25 @@ TEST_F(PhasesTest, CopyModeUnderConcurrentWritesThenSwap) {
                                kTransform, ") ghosts")),
             "0");
   EXPECT_NE(Count("SELECT count(*) FROM people_v2 WHERE id >= 1000000"), "0");
+  const std::vector<json> run_events = testing::ParseEvents(run.out);
+  ASSERT_NE(testing::FindEvent(run_events, "verify"), nullptr) << "run verifies copy mode too";
+
+  // Two rows the application never touches (it stopped), copied by the trigger; then one target
+  // row changed and one deleted behind the trigger's back: verify names both keys.
+  ASSERT_OK(db_.ExecScript("INSERT INTO people VALUES (70001, 'a', 'b'), (70002, 'c', 'd');"
+                           "UPDATE people_v2 SET full_name = 'x' WHERE id = 70001;"
+                           "DELETE FROM people_v2 WHERE id = 70002;"));
+  CommandResult verify = RunPgbackfill(Args("verify", plan));
+  EXPECT_EQ(verify.exit_code, 4) << verify.out << verify.err;
+  const std::vector<json> verify_events = testing::ParseEvents(verify.out);
+  const json* found = testing::FindEvent(verify_events, "verify");
+  ASSERT_NE(found, nullptr) << verify.out;
+  EXPECT_EQ((*found)["differing_rows"], 2);
+  EXPECT_EQ((*found)["first_keys"], json::array({"70001", "70002"}));
+  // A no-op UPDATE through the trigger writes both rows again.
+  ASSERT_OK(db_.ExecScript("UPDATE people SET first = first WHERE id IN (70001, 70002)"));
+  CommandResult repaired = RunPgbackfill(Args("verify", plan));
+  EXPECT_EQ(repaired.exit_code, 0) << repaired.out;
 
   CommandResult contract = RunPgbackfill(Args("contract", plan));
   ASSERT_EQ(contract.exit_code, 0) << contract.out << contract.err;

@@ -198,6 +198,9 @@ class JobStore {
   absl::StatusOr<int> LockHolderPid(const std::string& name);
 
  private:
+  // Inserts `ranges` of job `name`, pending and with nothing done (inside the caller's
+  // transaction).
+  absl::Status InsertRanges(const std::string& name, const std::vector<ranges::KeyRange>& ranges);
   // Runs `body` between BEGIN and COMMIT; ROLLBACK (and body's status) when it fails.
   absl::Status InTransaction(const std::function<absl::Status()>& body);
   // Whether the store has the v2 control columns; asks the server until it has seen them (a

@@ -21,6 +21,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/exec/events.h"
 #include "pgbackfill/exec/runner.h"
 #include "pgbackfill/plan/plan.h"
@@ -39,6 +41,10 @@ std::vector<Phase> RunPhases(bool contract);
 // ended the run; `phase` names it.
 absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const plan::Plan& plan,
                                         const RunOptions& options, EventSink& events);
+
+// The job row a phase creates for a job seen the first time (state pending).
+checkpoint::JobRecord NewJobRecord(const plan::Plan& plan, const catalog::PreflightReport& report,
+                                   const std::string& phase);
 
 // Whether the plan needs `expand` before its first batch: it has `expand:` statements, a
 // dual-write trigger, or copies into another table (the sync trigger).

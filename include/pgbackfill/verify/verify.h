@@ -27,7 +27,7 @@ std::vector<std::string> MentionedIdentifiers(std::string_view expression);
 
 // Why the plan's result cannot be checked against the current rows, or nullopt when it can:
 // an expression that reads a column the plan writes (`n: n + 1`) has no fixed expected value
-// once it ran. Copy mode is not verified yet.
+// once it ran. Copy mode reads one table and writes another, so it always can.
 std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan);
 
 // The statement for one range: the rows in the range (lower exclusive, upper inclusive, each only
@@ -35,6 +35,22 @@ std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan);
 // upper) that match `where` and whose `set` columns differ from their expressions. Returns up to
 // `limit` rows of (key as text, total differing count), in key order.
 std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit);
+
+// Copy mode: the source rows of the range transformed by `columns` and the target rows of the
+// same key range (the target key is filled 1:1 from the source key), compared both ways with
+// EXCEPT ALL: a row missing, different, doubled or left over in the target shows. Each expression
+// is cast to its target column's type so both sides compare as the target stores them. Same
+// parameters and result as DiffSql; the key is the target key.
+struct CopyCheck {
+  plan::QualifiedName source;
+  std::vector<exec::KeyColumn> key;  // the source key
+  plan::QualifiedName target;
+  std::vector<plan::Assignment> columns;   // target column -> expression over the source row (t)
+  std::vector<std::string> column_types;   // format_type of each target column, same order
+  std::vector<std::string> target_key;     // target_key[i] is filled from key[i]
+  std::string where;
+};
+std::string CopyDiffSql(const CopyCheck& check, exec::RangeEnds ends, int limit);
 
 struct RangeDiff {
   int range = 0;
@@ -52,6 +68,9 @@ struct Report {
 // Runs DiffSql for every range in one REPEATABLE READ READ ONLY transaction (one snapshot), on
 // `conn` with the user's search_path (the expressions are the user's), restored afterwards.
 absl::StatusOr<Report> Verify(pg::Connection& conn, const exec::UpdateBatchSpec& spec,
+                              const std::vector<checkpoint::RangeRecord>& ranges,
+                              const std::string& user_search_path);
+absl::StatusOr<Report> Verify(pg::Connection& conn, const CopyCheck& check,
                               const std::vector<checkpoint::RangeRecord>& ranges,
                               const std::string& user_search_path);
 
