@@ -10,6 +10,7 @@
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/plan/parse.h"
 #include "pgbackfill/util/status.h"
+#include "pgbackfill/verify/verify.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::catalog {
@@ -89,6 +90,7 @@ class Preflighter {
     RETURN_IF_ERROR(CheckKey());
     if (plan_.mode == plan::Mode::kUpdate) {
       RETURN_IF_ERROR(CheckUpdateColumns());
+      CheckDualWriteWhere();
     } else {
       RETURN_IF_ERROR(CheckCopyTarget());
     }
@@ -183,6 +185,25 @@ class Preflighter {
     if (!plan_.columns.empty()) return At(plan_, "columns", assignment);
     return absl::StrCat(At(plan_, "into"), "column ", pg::QuoteIdent(assignment.column),
                         " (copied by name, as `columns` is omitted): ");
+  }
+
+  // The dual-write trigger computes `set` only for rows matching `where`. A `where` that reads a
+  // column the plan writes (`first_name IS NULL`) is false for every filled row, so an
+  // application UPDATE of the source columns of a filled row would leave it stale, and verify,
+  // bound by the same `where`, would never look at it.
+  void CheckDualWriteWhere() {
+    if (!plan_.dual_write || plan_.where.empty()) return;
+    const std::vector<std::string> names = verify::MentionedIdentifiers(plan_.where);
+    for (const plan::Assignment& assignment : plan_.set) {
+      if (std::find(names.begin(), names.end(), assignment.column) != names.end()) {
+        Problem(absl::StrCat(At(plan_, "where"), "reads column ", pg::QuoteIdent(assignment.column),
+                             ", which the plan writes; with dual_write the trigger would skip "
+                             "filled rows whose sources the application changes. Drop the "
+                             "`where` (the trigger and the batches then cover every row) or "
+                             "filter on other columns"));
+        return;
+      }
+    }
   }
 
   absl::Status CheckCopyTarget() {

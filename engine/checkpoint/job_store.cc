@@ -296,9 +296,18 @@ absl::StatusOr<std::set<std::string>> JobStore::StepsDone(const std::string& nam
   return steps;
 }
 
+// Both run inside DDL transactions, under the operator's search_path: every type and operator is
+// spelled with pg_catalog.
 std::string JobStore::MarkStepSql() {
   return absl::StrCat("INSERT INTO ", Table("steps"),
-                      " (job_name, step) VALUES ($1::text, $2::text) ON CONFLICT DO NOTHING");
+                      " (job_name, step) VALUES ($1::pg_catalog.text, $2::pg_catalog.text)"
+                      " ON CONFLICT DO NOTHING");
+}
+
+std::string JobStore::ForgetStepSql() {
+  return absl::StrCat("DELETE FROM ", Table("steps"),
+                      " WHERE job_name OPERATOR(pg_catalog.=) $1::pg_catalog.text"
+                      " AND step OPERATOR(pg_catalog.=) $2::pg_catalog.text");
 }
 
 absl::Status JobStore::MarkStep(const std::string& name, const std::string& step) {

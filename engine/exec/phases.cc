@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
 #include <set>
@@ -120,18 +121,20 @@ class PhaseRunner {
     return Ended(Outcome::kDone, phase_, std::move(message));
   }
 
-  // Connects, runs preflight (a refusal when `require_ok` and it found problems), makes sure the
-  // job store is current and takes the job's run lock. nullopt when the phase may go on.
-  absl::StatusOr<std::optional<RunSummary>> Open(bool require_ok) {
+  // Connects, runs preflight, makes sure the job store is current and takes the job's run lock.
+  // nullopt when the phase may go on. Preflight problems do not refuse here: a phase that already
+  // ran says so even when its own work made the plan stale (contract dropped a column the `set`
+  // reads, a swap renamed `into`); a phase with work to do calls RequirePreflight().
+  absl::StatusOr<std::optional<RunSummary>> Open() {
     ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
     conn_.emplace(std::move(conn));
     ASSIGN_OR_RETURN(report_, catalog::Preflight(*conn_, plan_));
-    if (require_ok && !report_.ok()) {
-      return std::optional<RunSummary>(
-          Refuse(absl::StrCat("preflight found ", report_.problems.size(), " problem(s):\n  ",
-                              absl::StrJoin(report_.problems, "\n  "))));
-    }
     store_.emplace(*conn_);
+    if (!report_.ok()) {
+      // Without a job store no phase can have run: refuse before creating anything.
+      ASSIGN_OR_RETURN(bool store_exists, store_->Exists());
+      if (!store_exists) return RequirePreflight();
+    }
     RETURN_IF_ERROR(store_->EnsureSchema());
     // Rollback asks a running job to stop at once rather than waiting for it to finish first.
     const int attempts = phase_ == Phase::kRollback ? 1 : kLockAttempts;
@@ -166,6 +169,20 @@ class PhaseRunner {
     return std::optional<RunSummary>();
   }
 
+  std::optional<RunSummary> RequirePreflight() {
+    if (report_.ok() && report_.table.has_value() &&
+        (plan_.mode != plan::Mode::kCopy || report_.target.has_value())) {
+      return std::nullopt;
+    }
+    std::vector<std::string> problems = report_.problems;
+    if (problems.empty()) {
+      problems.push_back(absl::StrCat("the copy target ", plan::QuoteQualified(*plan_.into),
+                                      " does not exist"));
+    }
+    return Refuse(absl::StrCat("preflight found ", problems.size(), " problem(s):\n  ",
+                               absl::StrJoin(problems, "\n  ")));
+  }
+
   // Rollback of a job whose backfill is running: ask it to abort (it stops after the batches in
   // flight) and wait for its lock.
   absl::Status StopRunningJob() {
@@ -196,13 +213,18 @@ class PhaseRunner {
   // Runs one DDL step unless the job store says it is done; records it (and `also_done`) in the
   // step's own transaction (for steps that cannot run in one, right after it).
   absl::Status Step(const std::string& step, const std::string& sql,
-                    const std::vector<std::string>& also_done = {}) {
+                    const std::vector<std::string>& also_done = {},
+                    const std::vector<std::string>& also_forgotten = {}) {
     if (steps_.contains(step)) return absl::OkStatus();
     const expand::DdlOptions options = DdlOptions();
     const std::string job = plan_.name;
     auto record = [&](pg::Connection& conn) -> absl::Status {
       for (const std::string& done : also_done) {
         RETURN_IF_ERROR(conn.Exec(checkpoint::JobStore::MarkStepSql(), {job, done}).status());
+      }
+      for (const std::string& forgotten : also_forgotten) {
+        RETURN_IF_ERROR(
+            conn.Exec(checkpoint::JobStore::ForgetStepSql(), {job, forgotten}).status());
       }
       return conn.Exec(checkpoint::JobStore::MarkStepSql(), {job, step}).status();
     };
@@ -225,6 +247,7 @@ class PhaseRunner {
     }
     steps_.insert(step);
     steps_.insert(also_done.begin(), also_done.end());
+    for (const std::string& forgotten : also_forgotten) steps_.erase(forgotten);
     json event = Event("ddl");
     event["step"] = step;
     event["sql"] = sql.substr(0, 300);
@@ -250,13 +273,17 @@ class PhaseRunner {
   }
 
   absl::StatusOr<RunSummary> Expand() {
-    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open(/*require_ok=*/true));
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open());
     if (early.has_value()) return *early;
     if (job_.has_value() && job_->state == "rolled_back") {
       return Refuse(absl::StrCat("job ", plan_.name,
                                  " was rolled back; give --restart to start it over"));
     }
     if (steps_.contains(kExpandDone)) return Skip("expand had already run; nothing to do");
+    // Copy mode may wait for `expand` to create `into`; everything else must be in place.
+    if (!report_.ok() || !report_.table.has_value()) {
+      if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
+    }
     if (!job_.has_value()) {
       RETURN_IF_ERROR(store_->CreateJob(NewJobRecord(plan_, report_, "expand"), {}));
     }
@@ -271,11 +298,7 @@ class PhaseRunner {
       // Copy mode: `expand` may have just created the target; preflight again to know its key.
       if (plan_.mode == plan::Mode::kCopy && !report_.target.has_value()) {
         ASSIGN_OR_RETURN(report_, catalog::Preflight(*conn_, plan_));
-        if (!report_.ok()) {
-          return Refuse(absl::StrCat("after the expand statements, preflight found ",
-                                     report_.problems.size(), " problem(s):\n  ",
-                                     absl::StrJoin(report_.problems, "\n  ")));
-        }
+        if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
         RETURN_IF_ERROR(UseUserSearchPath());
       }
       std::vector<std::string> install;
@@ -313,8 +336,12 @@ class PhaseRunner {
   }
 
   absl::StatusOr<RunSummary> Verify() {
-    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open(/*require_ok=*/true));
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open());
     if (early.has_value()) return *early;
+    if (steps_.contains(kContractDone)) {
+      return Skip("the job was contracted after its verify; nothing left to compare");
+    }
+    if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
     if (!job_.has_value() || job_->state != "done") {
       return Refuse(absl::StrCat("the backfill of job ", plan_.name, " has not finished (state ",
                                  job_.has_value() ? job_->state : "none",
@@ -348,7 +375,12 @@ class PhaseRunner {
       spec.key = key;
       spec.set = plan_.set;
       spec.where = plan_.where;
-      checked = verify::Verify(*conn_, spec, ranges, report_.user_search_path);
+      std::vector<std::string> types;
+      for (const plan::Assignment& assignment : spec.set) {
+        const catalog::Column* column = report_.table->FindColumn(assignment.column);
+        types.push_back(column != nullptr ? column->type : "");
+      }
+      checked = verify::Verify(*conn_, spec, types, ranges, report_.user_search_path);
     }
     RETURN_IF_ERROR(checked.status());
     const verify::Report& found = *checked;
@@ -402,15 +434,24 @@ class PhaseRunner {
   }
 
   absl::StatusOr<RunSummary> Contract() {
-    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open(/*require_ok=*/true));
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open());
     if (early.has_value()) return *early;
+    if (steps_.contains(kContractDone)) return Skip("contract had already run; nothing to do");
+    // Half a contract may have dropped what the plan reads; its remaining steps still run.
+    const bool contract_started = std::any_of(steps_.begin(), steps_.end(), [](const std::string& step) {
+      return step.starts_with("contract[") || step.starts_with("not_null.");
+    });
+    if (!contract_started) {
+      if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
+    } else if (!report_.table.has_value()) {
+      if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
+    }
     if (!job_.has_value() || job_->state != "done") {
       return Refuse(absl::StrCat("the backfill of job ", plan_.name, " has not finished (state ",
                                  job_.has_value() ? job_->state : "none",
                                  "); contracting now would drop the triggers before every row is "
                                  "filled"));
     }
-    if (steps_.contains(kContractDone)) return Skip("contract had already run; nothing to do");
     if (plan_.verify && !verify::WhyNotVerifiable(plan_).has_value() &&
         !steps_.contains(kVerifyDone)) {
       return Refuse(absl::StrCat("job ", plan_.name,
@@ -427,14 +468,28 @@ class PhaseRunner {
     for (size_t i = 0; i < plan_.contract.size(); ++i) {
       steps.emplace_back(absl::StrCat("contract[", i, "]"), plan_.contract[i]);
     }
-    // The triggers go in the same transaction as the last contract statement, just before it: in
-    // copy mode that is typically the swap of the tables (writes between a separate trigger drop
-    // and the swap would be lost, and after the swap the table's name is another table's).
+    // Where the trigger goes: in copy mode in the transaction of the last contract statement,
+    // just before it (typically the swap of the tables: writes between a separate trigger drop
+    // and the swap would be lost, and after the swap the table's name is another table's). In
+    // update mode with the first contract statement, after the NOT NULL steps (which need the
+    // trigger filling new rows): a later statement may drop a column the trigger reads. A
+    // statement that cannot run in a transaction gets the drop as its own step just before it.
     const std::vector<std::string> drop = DropTriggerStatements();
-    const bool drop_pending = !drop.empty() && !steps_.contains(kTriggersDropped);
+    bool drop_pending = !drop.empty() && !steps_.contains(kTriggersDropped);
+    const size_t first_contract = steps.size() - plan_.contract.size();
+    const size_t drop_at = plan_.contract.empty() ? steps.size()
+                           : plan_.mode == plan::Mode::kCopy ? steps.size() - 1
+                                                             : first_contract;
     RETURN_IF_ERROR(UseUserSearchPath());
     for (size_t k = 0; k < steps.size(); ++k) {
-      const bool with_drop = k + 1 == steps.size() && drop_pending;
+      bool with_drop = k == drop_at && drop_pending && !steps_.contains(steps[k].first);
+      if (with_drop && expand::NeedsNoTransaction(steps[k].second)) {
+        if (absl::Status ran = Step(kTriggersDropped, absl::StrJoin(drop, ";\n")); !ran.ok()) {
+          return StepFailed(ran);
+        }
+        with_drop = false;
+        drop_pending = false;
+      }
       const std::string sql =
           with_drop ? absl::StrCat(absl::StrJoin(drop, ";\n"), ";\n", steps[k].second)
                     : steps[k].second;
@@ -446,7 +501,7 @@ class PhaseRunner {
         return StepFailed(ran);
       }
     }
-    if (drop_pending) {
+    if (drop_pending && !steps_.contains(kTriggersDropped)) {
       if (absl::Status ran = Step(kTriggersDropped, absl::StrJoin(drop, ";\n")); !ran.ok()) {
         return StepFailed(ran);
       }
@@ -457,10 +512,19 @@ class PhaseRunner {
   }
 
   absl::StatusOr<RunSummary> Rollback() {
-    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open(/*require_ok=*/false));
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open());
     if (early.has_value()) return *early;
     if (!job_.has_value()) return Skip(absl::StrCat("job ", plan_.name, " does not exist; nothing to roll back"));
     if (job_->state == "rolled_back") return Skip("the job had already been rolled back");
+    if (steps_.contains(kContractDone) && !plan_.rollback.empty()) {
+      // After contract the old shape is gone (a dropped column, swapped tables): `rollback:`
+      // statements written for an expanded schema could destroy the only copy of the data. With
+      // none (the caller owns the DDL, as a migration tool's downgrade does) rollback only
+      // cleans up after pgbackfill and records it.
+      return Refuse(absl::StrCat("job ", plan_.name, " was contracted; rolling it back would run "
+                                 "`rollback:` against the contracted schema. Write a new migration "
+                                 "instead"));
+    }
     if (!report_.table.has_value()) {
       return Refuse(absl::StrCat("cannot resolve the table of job ", plan_.name,
                                  " to drop its triggers: ",
@@ -479,7 +543,11 @@ class PhaseRunner {
     for (const std::string& column : plan_.not_null) {
       drop.push_back(expand::NotNullCleanupStep(report_.table->name, column, plan_.name));
     }
-    if (absl::Status ran = Step("rollback.triggers", absl::StrJoin(drop, ";\n")); !ran.ok()) {
+    // Forgetting expand in the same transaction: a rollback that stops half way must not leave a
+    // job that a `backfill` would run without its trigger.
+    if (absl::Status ran =
+            Step("rollback.triggers", absl::StrJoin(drop, ";\n"), {}, {kExpandDone, kTriggersInstalled});
+        !ran.ok()) {
       return StepFailed(ran);
     }
     for (size_t i = 0; i < plan_.rollback.size(); ++i) {

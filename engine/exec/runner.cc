@@ -119,6 +119,20 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     return std::optional<RunSummary>(std::move(refused));
   };
   if (!report_.ok()) {
+    // A finished job stays finished: after contract the plan may no longer compile (a column it
+    // reads was dropped, `into` was swapped in), and running it again must still be a no-op.
+    checkpoint::JobStore peek(*control_);
+    ASSIGN_OR_RETURN(bool store_exists, peek.Exists());
+    if (store_exists) {
+      ASSIGN_OR_RETURN(std::optional<checkpoint::JobRecord> job, peek.LoadJob(plan_.name));
+      if (job.has_value() && job->state == "done" && job->plan_hash == report_.plan_hash) {
+        RunSummary done;
+        done.outcome = Outcome::kDone;
+        done.message = "the job had already finished; nothing to do";
+        done.total_rows = job->rows_done;
+        return std::optional<RunSummary>(done);
+      }
+    }
     return refuse(absl::StrCat("preflight found ", report_.problems.size(), " problem(s):\n  ",
                                absl::StrJoin(report_.problems, "\n  ")));
   }
@@ -146,6 +160,11 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   }
   ASSIGN_OR_RETURN(std::optional<checkpoint::JobRecord> job, store.LoadJob(plan_.name));
   if (job.has_value() && options_.restart) {
+    if (NeedsExpand(plan_)) {
+      // Deleting the job would forget its expand steps while its trigger stays installed.
+      return refuse(absl::StrCat("job ", plan_.name, " has expand steps; start it over with "
+                                 "`pgbackfill run --restart`, which runs expand again first"));
+    }
     RETURN_IF_ERROR(store.DeleteJob(plan_.name));
     job.reset();
   }

@@ -46,13 +46,18 @@ std::string DollarTag(const std::string& body) {
 // expression names the row's columns, and a column called like a PL/pgSQL variable (`found`,
 // `tg_op`, `new`) must still mean the column. Our own references to NEW/OLD/variables stand
 // where no table is in scope, so they always mean the variable.
+// `definer`: only the copy trigger needs SECURITY DEFINER (it writes `into`, which application
+// roles need no rights on). The dual-write trigger only changes NEW, so it runs as the writing
+// role: a function or operator overload someone planted in a schema of the search_path then runs
+// with that role's rights, not pgbackfill's.
 std::string CreateFunction(const TriggerNames& names, std::string_view search_path,
-                           const std::string& body) {
+                           const std::string& body, bool definer) {
   const std::string full = absl::StrCat("\n#variable_conflict use_column\n", body);
   const std::string tag = DollarTag(full);
   return absl::StrCat("CREATE OR REPLACE FUNCTION ", Quoted(names),
-                      "() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER",
-                      FunctionSearchPath(search_path), "\nAS ", tag, full, tag);
+                      "() RETURNS trigger LANGUAGE plpgsql SECURITY ",
+                      definer ? "DEFINER" : "INVOKER", FunctionSearchPath(search_path), "\nAS ",
+                      tag, full, tag);
 }
 
 std::string CommentOn(const TriggerNames& names, const std::string& text) {
@@ -172,7 +177,7 @@ std::vector<std::string> DualWriteInstallSql(const DualWriteSpec& spec) {
   }
   absl::StrAppend(&body, "  RETURN NEW;\nEND\n");
   return {
-      CreateFunction(names, spec.search_path, body),
+      CreateFunction(names, spec.search_path, body, /*definer=*/false),
       CommentOn(names, absl::StrCat("pgbackfill job ", spec.job, ": dual-write trigger on ",
                                     plan::QuoteQualified(spec.table))),
       CreateTrigger(names, spec.table, "BEFORE INSERT OR UPDATE"),
@@ -234,7 +239,7 @@ std::vector<std::string> CopyTriggerInstallSql(const CopySpec& spec) {
       "  RETURN NULL;\n"
       "END\n");
   return {
-      CreateFunction(names, spec.search_path, body),
+      CreateFunction(names, spec.search_path, body, /*definer=*/true),
       CommentOn(names, absl::StrCat("pgbackfill job ", spec.job, ": copies writes on ",
                                     plan::QuoteQualified(spec.source), " into ", target)),
       CreateTrigger(names, spec.source, "AFTER INSERT OR UPDATE OR DELETE"),

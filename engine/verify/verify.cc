@@ -93,7 +93,8 @@ std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan) {
   return std::nullopt;
 }
 
-std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit) {
+std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit,
+                    const std::vector<std::string>& types) {
   const std::string key_row = exec::KeyRow(spec.key);
   std::vector<std::string> conditions;
   int next = 1;
@@ -106,9 +107,11 @@ std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int
   }
   if (!spec.where.empty()) conditions.push_back(absl::StrCat("(", spec.where, ")"));
   std::vector<std::string> differs;
-  for (const plan::Assignment& assignment : spec.set) {
-    differs.push_back(absl::StrCat(pg::QuoteIdent(assignment.column), " IS DISTINCT FROM (",
-                                   assignment.expression, ")"));
+  for (size_t i = 0; i < spec.set.size(); ++i) {
+    const std::string type = i < types.size() ? types[i] : "";
+    differs.push_back(absl::StrCat(pg::QuoteIdent(spec.set[i].column), " IS DISTINCT FROM (",
+                                   spec.set[i].expression, ")",
+                                   type.empty() ? "" : absl::StrCat("::", type)));
   }
   conditions.push_back(absl::StrCat("(", absl::StrJoin(differs, " OR "), ")"));
   // count(*) OVER () is taken before LIMIT: the total, on every returned row. The row is `t`, as
@@ -174,10 +177,11 @@ absl::StatusOr<Report> VerifyRanges(
 }  // namespace
 
 absl::StatusOr<Report> Verify(pg::Connection& conn, const exec::UpdateBatchSpec& spec,
+                              const std::vector<std::string>& types,
                               const std::vector<checkpoint::RangeRecord>& ranges,
                               const std::string& user_search_path) {
   return VerifyRanges(
-      conn, [&](exec::RangeEnds ends) { return DiffSql(spec, ends, 5); }, ranges,
+      conn, [&](exec::RangeEnds ends) { return DiffSql(spec, ends, 5, types); }, ranges,
       user_search_path);
 }
 

@@ -66,7 +66,7 @@ TEST(DualWriteInstallSqlTest, FunctionAndTrigger) {
   const std::string fn = "\"pgbackfill\".\"" + NamesFor("split", "dw").function + "\"()";
   EXPECT_THAT(sql[0],
               AllOf(StartsWith("CREATE OR REPLACE FUNCTION " + fn +
-                               " RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET "
+                               " RETURNS trigger LANGUAGE plpgsql SECURITY INVOKER SET "
                                "search_path TO '$user', 'public', 'pg_temp'\nAS $pgbackfill$\n"
                                "#variable_conflict use_column\n"),
                     HasSubstr("pg_catalog.current_setting('pgbackfill.in_batch', true) = 'on'"),

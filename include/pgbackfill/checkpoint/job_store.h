@@ -179,6 +179,8 @@ class JobStore {
   // The statement that records a step, with $1 = job and $2 = step, for a caller that runs it
   // inside its own transaction, next to the DDL the step covers. Idempotent.
   static std::string MarkStepSql();
+  // The statement that forgets one step ($1 = job, $2 = step), for the same kind of caller.
+  static std::string ForgetStepSql();
   absl::Status MarkStep(const std::string& name, const std::string& step);
   // Forgets the steps whose name starts with `prefix` (a phase done again after a rollback).
   absl::Status ClearSteps(const std::string& name, const std::string& prefix);

@@ -12,11 +12,12 @@
 //     stopped matching `where` has its old target row deleted, a deleted row's target row goes.
 //
 // The trigger functions live in the job-store schema (`pgbackfill`, created by
-// checkpoint::JobStore::EnsureSchema before expand runs), are SECURITY DEFINER, and pin
-// `search_path` to the operator's own (what preflight compiled the expressions under) with
-// pg_temp last. SECURITY DEFINER: the trigger acts for pgbackfill, with the privileges the batches
-// have (preflight checks them), so an application role that cannot write `into` is not broken by
-// the copy, and an expression means the same in a batch and in the trigger. Expressions see the
+// checkpoint::JobStore::EnsureSchema before expand runs) and pin `search_path` to the operator's
+// own (what preflight compiled the expressions under) with pg_temp last. The copy function is
+// SECURITY DEFINER: it acts for pgbackfill, with the privileges the batches have (preflight checks
+// them), so an application role that cannot write `into` is not broken by the copy. The
+// dual-write function only changes NEW and runs as the writing role (SECURITY INVOKER), so code
+// planted in a schema of that search_path never runs with pgbackfill's rights through it. Expressions see the
 // row under the alias `t`, as in the batches (exec/batch_sql.h) and preflight's compile check.
 //
 // Not carried over: TRUNCATE of the source (the target may hold rows of its own), and writes made

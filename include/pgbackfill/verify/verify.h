@@ -33,8 +33,11 @@ std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan);
 // The statement for one range: the rows in the range (lower exclusive, upper inclusive, each only
 // when bounded; parameters as exec::UpdateBatchParams minus the batch-only ones: lower, then
 // upper) that match `where` and whose `set` columns differ from their expressions. Returns up to
-// `limit` rows of (key as text, total differing count), in key order.
-std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit);
+// `limit` rows of (key as text, total differing count), in key order. `types[i]` (format_type of
+// set[i]'s column; empty = none) casts the expression as the UPDATE stored it, so numeric(12,2)
+// or timestamp(0) columns compare against the rounded value.
+std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit,
+                    const std::vector<std::string>& types = {});
 
 // Copy mode: the source rows of the range transformed by `columns` and the target rows of the
 // same key range (the target key is filled 1:1 from the source key), compared both ways with
@@ -68,6 +71,7 @@ struct Report {
 // Runs DiffSql for every range in one REPEATABLE READ READ ONLY transaction (one snapshot), on
 // `conn` with the user's search_path (the expressions are the user's), restored afterwards.
 absl::StatusOr<Report> Verify(pg::Connection& conn, const exec::UpdateBatchSpec& spec,
+                              const std::vector<std::string>& types,
                               const std::vector<checkpoint::RangeRecord>& ranges,
                               const std::string& user_search_path);
 absl::StatusOr<Report> Verify(pg::Connection& conn, const CopyCheck& check,
