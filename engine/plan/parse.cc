@@ -578,63 +578,53 @@ class Parser {
     return plan;
   }
 
-  absl::Status ParseKey(const Entry& entry, Plan& plan) const {
-    std::vector<std::pair<std::string, int>> items;
-    if (entry.value.IsSequence() && entry.value.size() == 0) {
-      return Error(entry,
-                   "is an empty list; name at least one column, or remove key to use "
-                   "the primary key");
-    }
-    ASSIGN_OR_RETURN(items, StringList(entry));
-    std::vector<int> lines;  // parallel to plan.key
+  // A list of column names (a bare name is a one-element list), folded like SQL identifiers,
+  // each once; with the line each came from. `key` names the key in the list-syntax hint.
+  absl::StatusOr<std::vector<std::pair<std::string, int>>> ColumnList(const Entry& entry,
+                                                                      std::string_view key) const {
+    ASSIGN_OR_RETURN(auto items, StringList(entry));
+    std::vector<std::pair<std::string, int>> columns;
     for (auto& [text, line] : items) {
       absl::StatusOr<std::string> column = ParseIdentifier(text);
       if (!column.ok()) {
         const bool looks_like_a_list = entry.value.IsScalar() && absl::StrContains(text, ",");
         return Error(line, entry.path,
                      absl::StrCat(column.status().message(),
-                                  looks_like_a_list ? "; give several columns as a list: "
-                                                      "key: [a, b]"
-                                                    : ""));
+                                  looks_like_a_list
+                                      ? absl::StrCat("; give several columns as a list: ",
+                                                     ToAbsl(key), ": [a, b]")
+                                      : ""));
       }
-      const auto earlier = std::find(plan.key.begin(), plan.key.end(), *column);
-      if (earlier != plan.key.end()) {
-        const size_t index = static_cast<size_t>(earlier - plan.key.begin());
+      const auto earlier = std::find_if(columns.begin(), columns.end(),
+                                        [&](const auto& seen) { return seen.first == *column; });
+      if (earlier != columns.end()) {
         return Error(line, entry.path,
                      absl::StrFormat("column \"%s\" is listed twice (first at line %d)", *column,
-                                     lines[index]));
+                                     earlier->second));
       }
-      plan.key.push_back(*std::move(column));
-      lines.push_back(line);
+      columns.emplace_back(*std::move(column), line);
     }
+    return columns;
+  }
+
+  absl::Status ParseKey(const Entry& entry, Plan& plan) const {
+    if (entry.value.IsSequence() && entry.value.size() == 0) {
+      return Error(entry,
+                   "is an empty list; name at least one column, or remove key to use "
+                   "the primary key");
+    }
+    ASSIGN_OR_RETURN(auto columns, ColumnList(entry, "key"));
+    for (auto& [column, line] : columns) plan.key.push_back(std::move(column));
     return absl::OkStatus();
   }
 
   // Column names of `table`, folded like `key`; an empty list is no list.
   absl::Status ParseNotNull(const Entry& entry, Plan& plan) {
     if (entry.value.IsSequence() && entry.value.size() == 0) return absl::OkStatus();
-    ASSIGN_OR_RETURN(auto items, StringList(entry));
-    std::vector<int> lines;  // parallel to plan.not_null
-    for (auto& [text, line] : items) {
-      absl::StatusOr<std::string> column = ParseIdentifier(text);
-      if (!column.ok()) {
-        const bool looks_like_a_list = entry.value.IsScalar() && absl::StrContains(text, ",");
-        return Error(line, entry.path,
-                     absl::StrCat(column.status().message(),
-                                  looks_like_a_list ? "; give several columns as a list: "
-                                                      "not_null: [a, b]"
-                                                    : ""));
-      }
-      const auto earlier = std::find(plan.not_null.begin(), plan.not_null.end(), *column);
-      if (earlier != plan.not_null.end()) {
-        const size_t index = static_cast<size_t>(earlier - plan.not_null.begin());
-        return Error(line, entry.path,
-                     absl::StrFormat("column \"%s\" is listed twice (first at line %d)", *column,
-                                     lines[index]));
-      }
-      key_lines_[absl::StrFormat("%s.%s", entry.path, *column)] = line;
-      plan.not_null.push_back(*std::move(column));
-      lines.push_back(line);
+    ASSIGN_OR_RETURN(auto columns, ColumnList(entry, "not_null"));
+    for (auto& [column, line] : columns) {
+      key_lines_[absl::StrFormat("%s.%s", entry.path, column)] = line;
+      plan.not_null.push_back(std::move(column));
     }
     return absl::OkStatus();
   }

@@ -17,6 +17,7 @@
 #include "absl/time/clock.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/error.h"
+#include "support/lock_wait_watch.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -86,23 +87,7 @@ TEST_F(DdlTest, BlockedStepRetriesWithoutMakingTheAppWait) {
       if (conn.Exec("SELECT count(*) FROM t").ok()) ++app_reads;
     }
   });
-  std::atomic<double> max_wait_seconds{0};
-  std::thread prober([&] {
-    pg::Connection conn = *pg::Connection::Connect(db_.dsn());
-    while (!done) {
-      auto wait = conn.Exec(
-          "SELECT coalesce(max(extract(epoch FROM now() - l.waitstart)), 0)::float8"
-          " FROM pg_catalog.pg_locks l"
-          " WHERE NOT l.granted AND l.waitstart IS NOT NULL"
-          "   AND $1::int = ANY (pg_catalog.pg_blocking_pids(l.pid))",
-          {std::to_string(ddl_pid)});
-      if (wait.ok()) {
-        const double seconds = std::stod(std::string(wait->Get(0, 0)));
-        if (seconds > max_wait_seconds) max_wait_seconds = seconds;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-  });
+  testing::LockWaitWatch watch(db_.dsn(), absl::StrCat("ARRAY[", ddl_pid, "]"));
 
   std::vector<DdlAttempt> retries;
   absl::Status status;
@@ -116,7 +101,7 @@ TEST_F(DdlTest, BlockedStepRetriesWithoutMakingTheAppWait) {
   step.join();
   done = true;
   app.join();
-  prober.join();
+  const double max_wait_seconds = watch.max_wait_seconds();
 
   ASSERT_OK(status);
   EXPECT_TRUE(ColumnExists("t", "c"));
@@ -130,8 +115,8 @@ TEST_F(DdlTest, BlockedStepRetriesWithoutMakingTheAppWait) {
   EXPECT_GT(app_reads.load(), 0);
   // lock_timeout (0.3 s) plus the probe's 20 ms granularity and scheduling on a busy machine.
   // Without lock_timeout this would be the blocker's whole 3 s.
-  EXPECT_LT(max_wait_seconds.load(), 1.0)
-      << "an application session waited on the DDL session for " << max_wait_seconds.load() << " s";
+  EXPECT_LT(max_wait_seconds, 1.0)
+      << "an application session waited on the DDL session for " << max_wait_seconds << " s";
   // SET LOCAL: the session's own setting is untouched.
   ASSERT_OK_AND_ASSIGN(pg::Result setting, ddl.Exec("SELECT current_setting('lock_timeout')"));
   EXPECT_EQ(setting.Get(0, 0), session_lock_timeout);

@@ -19,6 +19,7 @@
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/util/status.h"
 #include "support/run_events.h"
+#include "support/lock_wait_watch.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -261,24 +262,10 @@ TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
       }
     }
   });
-  std::atomic<double> max_wait_seconds{0};
-  std::thread prober([&] {
-    pg::Connection conn = *pg::Connection::Connect(db_.dsn());
-    while (!done) {
-      auto wait = conn.Exec(
-          "SELECT coalesce(max(extract(epoch FROM now() - l.waitstart)), 0)::float8"
-          " FROM pg_catalog.pg_locks l"
-          " WHERE NOT l.granted AND l.waitstart IS NOT NULL"
-          "   AND pg_catalog.pg_blocking_pids(l.pid) && ARRAY(SELECT pid"
-          "     FROM pg_catalog.pg_stat_activity"
-          "     WHERE application_name = 'pgbackfill' AND datname = current_database())");
-      if (wait.ok()) {
-        const double seconds = std::stod(std::string(wait->Get(0, 0)));
-        if (seconds > max_wait_seconds) max_wait_seconds = seconds;
-      }
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-  });
+  testing::LockWaitWatch watch(db_.dsn(),
+                                "ARRAY(SELECT pid FROM pg_catalog.pg_stat_activity"
+                                " WHERE application_name = 'pgbackfill'"
+                                " AND datname = current_database())");
 
   auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
       "version: 1\nname: locked\ntable: items\nset:\n  n: n + 1\n"
@@ -292,7 +279,7 @@ TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
   CommandResult result = process->Wait();
   done = true;
   app.join();
-  prober.join();
+  const double max_wait_seconds = watch.max_wait_seconds();
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   ExpectEveryRowOnce();
 
@@ -305,8 +292,8 @@ TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
   // lock_timeout (0.3 s) plus the moments the batch held its earlier rows before it reached the
   // locked one, and the probe's own 20 ms granularity. Without lock_timeout this would be the
   // blocker's whole 3 s.
-  EXPECT_LT(max_wait_seconds.load(), 1.0)
-      << "an application session waited on pgbackfill for " << max_wait_seconds.load() << " s";
+  EXPECT_LT(max_wait_seconds, 1.0)
+      << "an application session waited on pgbackfill for " << max_wait_seconds << " s";
 }
 
 TEST_F(ThrottleTest, PauseSetResumeAbortFromAnotherProcess) {
