@@ -302,6 +302,21 @@ absl::StatusOr<bool> Catalog::HasTablePrivilege(const Table& table, const std::s
   return result.Get(0, 0) == "t";
 }
 
+absl::StatusOr<bool> Catalog::CanVacuum(const Table& table) {
+  // PostgreSQL 15's rule (vacuum_is_relation_owner): superuser, a member of the table's owner, or
+  // a member of the database's owner (for tables other than shared catalogs). Anyone else gets a
+  // WARNING and a skipped table, not an error, so it has to be asked here.
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec("SELECT r.rolsuper OR pg_catalog.pg_has_role(c.relowner, 'MEMBER')\n"
+                 "       OR (NOT c.relisshared AND pg_catalog.pg_has_role(d.datdba, 'MEMBER'))\n"
+                 "  FROM pg_catalog.pg_class c, pg_catalog.pg_roles r, pg_catalog.pg_database d\n"
+                 " WHERE c.oid = $1::pg_catalog.oid AND r.rolname = current_user\n"
+                 "   AND d.datname = pg_catalog.current_database()",
+                 {OidParam(table.oid)}));
+  return result.Rows() == 1 && result.Get(0, 0) == "t";
+}
+
 absl::StatusOr<bool> Catalog::HasColumnPrivilege(const Table& table, const Column& column,
                                                  const std::string& privilege) {
   ASSIGN_OR_RETURN(

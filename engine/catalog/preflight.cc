@@ -419,6 +419,16 @@ class Preflighter {
         RETURN_IF_ERROR(RequireTable(*target_, "DELETE", "by the sync trigger"));
       }
     }
+    if (plan_.vacuum_every.enabled()) {
+      const Table& written = plan_.mode == plan::Mode::kCopy && target_.has_value() ? *target_ : table();
+      ASSIGN_OR_RETURN(bool can_vacuum, catalog_.CanVacuum(written));
+      if (!can_vacuum) {
+        Problem(absl::StrCat(At(plan_, "vacuum_every"), "role ", pg::QuoteIdent(report_.user),
+                             " may not VACUUM ", plan::QuoteQualified(written.name),
+                             " (only its owner, the database's owner or a superuser may); run "
+                             "as the owner, or remove vacuum_every"));
+      }
+    }
     // The job store lives in schema pgbackfill of this database.
     ASSIGN_OR_RETURN(bool store_exists, catalog_.SchemaExists(exec::kJobStoreSchema));
     if (store_exists) {

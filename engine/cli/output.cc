@@ -4,6 +4,7 @@
 #include <ostream>
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 
@@ -111,6 +112,13 @@ std::string Describe(const json& e) {
     return absl::StrFormat("operator: %s (by %s)", e.value("control", ""), e.value("by", ""));
   }
   if (type == "settings") return "settings now: " + e["settings"].dump();
+  if (type == "vacuum") {
+    return absl::StrFormat("bloat control: VACUUM %s took %.1fs, table now %s",
+                           e.value("table", ""), e.value("seconds", 0.0),
+                           e.contains("table_bytes")
+                               ? absl::StrCat(e.value("table_bytes", int64_t{0}) / (1024 * 1024), " MiB")
+                               : "of unknown size");
+  }
   if (type == "job_finished" && e.value("phase", "backfill") != "backfill" &&
       e.value("batches", int64_t{0}) == 0) {
     return absl::StrFormat("job %s %s %s%s", e.value("job", ""), e.value("phase", ""),

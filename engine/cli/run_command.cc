@@ -98,6 +98,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
       {"batches", summary->batches},
       {"retries", summary->retries},
       {"reconnects", summary->reconnects},
+      {"vacuums", summary->vacuums},
       {"seconds", seconds},
       {"rows_per_second",
        seconds > 0 ? static_cast<int64_t>(static_cast<double>(summary->rows) / seconds) : 0},

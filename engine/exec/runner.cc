@@ -444,6 +444,7 @@ asio::awaitable<void> Runner::Worker(int index) {
       consecutive_retries = 0;
       consecutive_reconnects = 0;
       rate_window_.emplace_back(absl::Now(), updated);
+      CountForVacuum(updated);
       if (range->done) {
         json event = Event("range_done");
         event["range"] = range->id;
@@ -549,6 +550,7 @@ void Runner::WorkerFinished(int index) {
   if (ticker_.has_value()) ticker_->cancel();
   if (throttle_timer_.has_value()) throttle_timer_->cancel();
   if (prober_ != nullptr) prober_->Cancel();
+  StopVacuum();
   boost::system::error_code ignored;
   signals_.cancel(ignored);
   // Back to the default disposition: a signal during the last bookkeeping ends the process, as

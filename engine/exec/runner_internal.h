@@ -102,6 +102,17 @@ class Runner {
   void WakeWorkers();
   std::vector<int> WorkerPids() const;
 
+  // vacuum_loop.cc
+  // The table the batches write: `into` in copy mode, else `table`.
+  const plan::QualifiedName& WrittenTable() const;
+  // Adds a committed batch's rows; starts a VACUUM when `vacuum_every` rows were written since the
+  // last one started and none is running.
+  void CountForVacuum(int64_t rows);
+  asio::awaitable<void> GuardedVacuum();
+  asio::awaitable<void> Vacuum();
+  // Cancels a running VACUUM (the run is ending; the table is no worse for it).
+  void StopVacuum();
+
   const plan::Plan& plan_;
   plan::Plan live_;  // plan_ with the operator's `pgbackfill set` overrides applied
   const RunOptions& options_;
@@ -157,6 +168,11 @@ class Runner {
 
   // Throughput over a sliding window for the rate and the ETA.
   std::deque<std::pair<absl::Time, int64_t>> rate_window_;
+
+  // Bloat control. After io_ so that the connection goes before the io_context it lives on.
+  int64_t rows_since_vacuum_ = 0;
+  bool vacuum_running_ = false;
+  std::unique_ptr<pg::AsyncConnection> vacuum_conn_;
 };
 
 }  // namespace pgbackfill::exec::internal

@@ -35,7 +35,7 @@ constexpr std::string_view kTopKeys[] = {
     "version",    "name",       "dsn",      "table",    "key",         "set",
     "where",      "dual_write", "into",     "columns",  "on_conflict", "source_dsn",
     "target_dsn", "expand",     "contract", "rollback", "not_null",    "ddl",
-    "batch",      "workers",    "throttle", "verify"};
+    "batch",      "workers",    "throttle", "verify",      "vacuum_every"};
 constexpr std::string_view kBatchKeys[] = {"rows", "target", "min_rows", "max_rows"};
 constexpr std::string_view kThrottleKeys[] = {"interval",
                                               "max_replica_lag",
@@ -220,6 +220,7 @@ class Parser {
       if (section == "batch") return ApplyBatch({entry}, plan.batch);
       if (section == "throttle") return ApplyThrottle({entry}, plan.throttle);
       if (path == "workers") return ApplyWorkers(entry, plan);
+      if (path == "vacuum_every") return ApplyVacuumEvery(entry, plan);
     } catch (const YAML::Exception& e) {
       return absl::InternalError(absl::StrFormat("%s: %s", path, e.msg));
     }
@@ -574,6 +575,9 @@ class Parser {
     if (const Entry* verify = Find(entries, "verify")) {
       ASSIGN_OR_RETURN(plan.verify, Bool(*verify));
     }
+    if (const Entry* vacuum_every = Find(entries, "vacuum_every")) {
+      RETURN_IF_ERROR(ApplyVacuumEvery(*vacuum_every, plan));
+    }
     plan.key_lines = std::move(key_lines_);
     return plan;
   }
@@ -731,6 +735,39 @@ class Parser {
   absl::Status ApplyWorkers(const Entry& entry, Plan& plan) const {
     ASSIGN_OR_RETURN(const int64_t count, Integer(entry, 1, kMaxWorkers));
     plan.workers = static_cast<int>(count);
+    return absl::OkStatus();
+  }
+
+  // `5%` (of the table's estimated rows), a row count, or off/0.
+  absl::Status ApplyVacuumEvery(const Entry& entry, Plan& plan) const {
+    constexpr std::string_view kExample =
+        "a share of the table such as 5% or a row count such as 500000, or off";
+    if (!entry.value.IsScalar()) {
+      return Error(entry, absl::StrFormat("must be %s, got %s", kExample, Describe(entry.value)));
+    }
+    const std::string text = Trim(entry.value.Scalar());
+    VacuumEvery every;
+    if (text == "off" || text == "0") {
+      plan.vacuum_every = every;
+      return absl::OkStatus();
+    }
+    if (text.ends_with("%")) {
+      double percent = 0;
+      if (!absl::SimpleAtod(ToAbsl(std::string_view(text).substr(0, text.size() - 1)), &percent) ||
+          !(percent > 0 && percent <= 100)) {
+        return Error(entry, absl::StrFormat("'%s' is not a share between 0%% and 100%%; use %s",
+                                            text, kExample));
+      }
+      every.fraction = percent / 100;
+    } else {
+      int64_t rows = 0;
+      if (!absl::SimpleAtoi(ToAbsl(text), &rows) || rows < 1) {
+        return Error(entry, absl::StrFormat("'%s' is not a share or a row count; use %s", text,
+                                            kExample));
+      }
+      every.rows = rows;
+    }
+    plan.vacuum_every = every;
     return absl::OkStatus();
   }
 

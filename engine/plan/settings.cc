@@ -48,6 +48,7 @@ const std::vector<std::string_view>& SettableKeys() {
   // rows get which values. Each is read again by the running job at its next throttle interval.
   static const std::vector<std::string_view>* const keys = new std::vector<std::string_view>{
       "workers",
+      "vacuum_every",
       "batch.target",
       "throttle.max_replica_lag",
       "throttle.max_replica_lag_bytes",

@@ -281,6 +281,50 @@ TEST(ParsePlanTest, HoldOnAutovacuumIsABool) {
             "throttle:)");
 }
 
+TEST(ParsePlanTest, VacuumEveryIsAShareOrARowCount) {
+  const auto parse = [](const char* value) {
+    return Parse(absl::StrCat("version: 1\nname: j\ntable: t\nset: {a: '1'}\nvacuum_every: ",
+                              value, "\n"));
+  };
+  absl::StatusOr<Plan> plan = parse("5%");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_DOUBLE_EQ(plan->vacuum_every.fraction, 0.05);
+  EXPECT_EQ(plan->vacuum_every.rows, 0);
+  EXPECT_EQ(plan->key_lines.at("vacuum_every"), 5);
+  plan = parse("0.5%");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_DOUBLE_EQ(plan->vacuum_every.fraction, 0.005);
+  plan = parse("250000");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->vacuum_every.rows, 250000);
+  for (const char* off : {"off", "0"}) {
+    plan = parse(off);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_FALSE(plan->vacuum_every.enabled()) << off;
+  }
+  plan = Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\n");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_FALSE(plan->vacuum_every.enabled()) << "off unless asked for";
+
+  EXPECT_EQ(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nvacuum_every: 0%\n"),
+            "plan.yaml:5: vacuum_every: '0%' is not a share between 0% and 100%; use a share of "
+            "the table such as 5% or a row count such as 500000, or off");
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nvacuum_every: 150%\n"),
+              HasSubstr("plan.yaml:5: vacuum_every: '150%' is not a share"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nvacuum_every: -3\n"),
+              HasSubstr("plan.yaml:5: vacuum_every: '-3' is not a share or a row count"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nvacuum_every: [5%]\n"),
+              HasSubstr("plan.yaml:5: vacuum_every: must be a share of the table"));
+}
+
+TEST(ParsePlanTest, VacuumEveryIsNotPartOfTheHash) {
+  absl::StatusOr<Plan> without = Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\n");
+  absl::StatusOr<Plan> with =
+      Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\nvacuum_every: 5%\n");
+  ASSERT_TRUE(without.ok() && with.ok());
+  EXPECT_EQ(PlanHash(*without), PlanHash(*with));
+}
+
 TEST(ParsePlanTest, ZeroDurationsAndEmptyThrottleValuesAreAccepted) {
   absl::StatusOr<Plan> plan = Parse(R"(version: 1
 name: j

@@ -40,7 +40,7 @@ Plan Applied(std::string_view key, std::string_view value) {
 
 TEST(SettableKeysTest, AreTheTuningKeys) {
   EXPECT_THAT(SettableKeys(),
-              ::testing::ElementsAre("workers", "batch.target", "throttle.max_replica_lag",
+              ::testing::ElementsAre("workers", "vacuum_every", "batch.target", "throttle.max_replica_lag",
                                      "throttle.max_replica_lag_bytes", "throttle.max_lock_waiters",
                                      "throttle.max_wal_bytes_per_second",
                                      "throttle.max_canary_latency", "throttle.max_rows_per_second",
@@ -57,6 +57,13 @@ TEST(ApplySettingTest, Workers) {
   EXPECT_EQ(ErrorOf("workers", "many"),
             "workers: must be an integer between 1 and 256, got \"many\"");
   EXPECT_EQ(ErrorOf("workers", ""), "workers: must be an integer between 1 and 256, got \"\"");
+}
+
+TEST(ApplySettingTest, VacuumEvery) {
+  EXPECT_DOUBLE_EQ(Applied("vacuum_every", "5%").vacuum_every.fraction, 0.05);
+  EXPECT_EQ(Applied("vacuum_every", "150000").vacuum_every.rows, 150000);
+  EXPECT_FALSE(Applied("vacuum_every", "off").vacuum_every.enabled());
+  EXPECT_THAT(ErrorOf("vacuum_every", "0%"), HasSubstr("not a share between 0% and 100%"));
 }
 
 TEST(ApplySettingTest, BatchTarget) {
@@ -154,7 +161,8 @@ TEST(ApplySettingTest, Timeouts) {
 TEST(ApplySettingTest, AgreesWithThePlanFileForEveryKey) {
   const std::vector<std::string> values = {
       "0",   "1",  "256",  "257", "-1", "1.5", "5",   "5ms",   "1s",
-      "-1s", "1m", "16MB", "1kB", "x",  "1e3", "inf", "0.5ms", "99999999999999999999"};
+      "-1s", "1m", "16MB", "1kB", "x",  "1e3", "inf", "0.5ms", "99999999999999999999",
+      "5%",  "0%", "101%", "off"};
   for (std::string_view settable : SettableKeys()) {
     const std::string key(settable);
     for (const std::string& value : values) {
@@ -179,6 +187,7 @@ TEST(ApplySettingTest, AgreesWithThePlanFileForEveryKey) {
       }
       EXPECT_EQ(set.workers, parsed->workers);
       EXPECT_EQ(set.batch.target, parsed->batch.target);
+      EXPECT_EQ(set.vacuum_every, parsed->vacuum_every);
       const Throttle& a = set.throttle;
       const Throttle& b = parsed->throttle;
       EXPECT_EQ(a.max_replica_lag, b.max_replica_lag);
@@ -196,7 +205,7 @@ TEST(ApplySettingTest, AgreesWithThePlanFileForEveryKey) {
 TEST(ApplySettingTest, UnknownKeysSuggestASettableOne) {
   EXPECT_THAT(ErrorOf("wokers", "2"),
               StartsWith("wokers: unknown key (did you mean \"workers\"?); pgbackfill set "
-                         "takes: workers, batch.target, throttle.max_replica_lag, "));
+                         "takes: workers, vacuum_every, batch.target, throttle.max_replica_lag, "));
   EXPECT_THAT(ErrorOf("throttle.max_replica_lga", "1s"),
               StartsWith("throttle.max_replica_lga: unknown key (did you mean "
                          "\"throttle.max_replica_lag\"?)"));

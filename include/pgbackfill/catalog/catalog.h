@@ -101,6 +101,8 @@ class Catalog {
 
   // Whether the current user has `privilege` (SELECT, INSERT, UPDATE, TRIGGER) on the table.
   absl::StatusOr<bool> HasTablePrivilege(const Table& table, const std::string& privilege);
+  // Whether the current user may VACUUM the table (bloat control).
+  absl::StatusOr<bool> CanVacuum(const Table& table);
   absl::StatusOr<bool> HasColumnPrivilege(const Table& table, const Column& column,
                                           const std::string& privilege);
   // `privilege` on the table or on at least one of its columns (a row-lock clause such as FOR

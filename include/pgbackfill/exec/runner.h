@@ -42,6 +42,7 @@ struct RunSummary {
   int64_t batches = 0;
   int64_t retries = 0;
   int64_t reconnects = 0;
+  int64_t vacuums = 0;  // bloat control's VACUUMs that completed (plan key vacuum_every)
   absl::Duration elapsed;
   bool resumed = false;
 };

@@ -58,6 +58,16 @@ struct Throttle {
   bool hold_on_autovacuum = false;  // hold while autovacuum works on `table` (GitLab's signal)
 };
 
+// Bloat control: VACUUM the table being written each time this much more was written, so the
+// space of the row versions already replaced is reused instead of the table growing by the whole
+// backfill. One of the two is set, or neither (never).
+struct VacuumEvery {
+  double fraction = 0;  // of the table's estimated rows at the start of the run
+  int64_t rows = 0;
+  bool enabled() const { return fraction > 0 || rows > 0; }
+  bool operator==(const VacuumEvery&) const = default;
+};
+
 struct Plan {
   std::string file;    // path the plan was read from (for messages)
   std::string text;    // the file as read: kept in the job store so `status` can show what ran
@@ -99,6 +109,7 @@ struct Plan {
   int workers = 4;
   Throttle throttle;
   bool verify = true;
+  VacuumEvery vacuum_every;  // tuning: not part of PlanHash
 
   // 1-based line of every key the file set, by dotted path ("table", "batch.rows", "set.x"), so
   // checks after parsing (preflight) can report `file:line: key:` too. Filled by the parser.

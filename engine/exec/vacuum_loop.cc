@@ -1,0 +1,88 @@
+// The runner's bloat control (plan key `vacuum_every`, exec/bloat_control.h): after every
+// `vacuum_every` rows written, one VACUUM of the written table on its own connection, while the
+// workers go on. Best effort by design: a VACUUM that fails or is skipped costs table size, never
+// rows, so its errors are warnings and the backfill continues.
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "pgbackfill/exec/bloat_control.h"
+#include "runner_internal.h"
+
+namespace pgbackfill::exec::internal {
+
+using nlohmann::json;
+
+const plan::QualifiedName& Runner::WrittenTable() const {
+  return plan_.mode == plan::Mode::kCopy ? *plan_.into : report_.table->name;
+}
+
+void Runner::CountForVacuum(int64_t rows) {
+  rows_since_vacuum_ += rows;
+  const int64_t every = VacuumEveryRows(live_.vacuum_every, report_.estimate->rows);
+  // One at a time: rows written while a VACUUM runs count toward the next one.
+  if (every <= 0 || rows_since_vacuum_ < every || vacuum_running_ || stopping_) return;
+  rows_since_vacuum_ = 0;
+  vacuum_running_ = true;
+  asio::co_spawn(io_, GuardedVacuum(), asio::detached);
+}
+
+asio::awaitable<void> Runner::GuardedVacuum() {
+  try {
+    co_await Vacuum();
+  } catch (const std::exception& e) {
+    json warning = Event("warning");
+    warning["message"] = absl::StrCat("bloat control stopped on an internal error: ", e.what());
+    events_.Emit(warning);
+  }
+  vacuum_running_ = false;
+  if (workers_running_ == 0) vacuum_conn_.reset();
+}
+
+asio::awaitable<void> Runner::Vacuum() {
+  const std::string table = plan::QuoteQualified(WrittenTable());
+  const auto warn = [&](const char* what, const absl::Status& status) {
+    json warning = Event("warning");
+    warning["message"] = absl::StrCat("bloat control: ", what, " ", table, ": ",
+                                      status.message(), "; the backfill goes on");
+    events_.Emit(warning);
+  };
+  if (vacuum_conn_ == nullptr || !vacuum_conn_->IsOpen()) {
+    auto connected = co_await pg::AsyncConnection::Connect(dsn_);
+    if (!connected.ok()) {
+      warn("could not connect to vacuum", connected.status());
+      co_return;
+    }
+    vacuum_conn_ = std::move(connected).value();
+  }
+  const absl::Time start = absl::Now();
+  // VACUUM alone before the Sync: a pipeline of one statement is not a transaction block.
+  absl::StatusOr<pg::Result> vacuumed = co_await vacuum_conn_->Exec(VacuumSql(WrittenTable()));
+  const absl::Duration took = absl::Now() - start;
+  if (!vacuumed.ok()) {
+    // Cancelled at the end of the run (the last worker finished), or failed: either way the next
+    // one starts on a new connection.
+    if (workers_running_ > 0) warn("VACUUM of", vacuumed.status());
+    vacuum_conn_.reset();
+    co_return;
+  }
+  ++summary_.vacuums;
+  json event = Event("vacuum");
+  event["table"] = table;
+  event["seconds"] = absl::ToDoubleSeconds(took);
+  event["every_rows"] = VacuumEveryRows(live_.vacuum_every, report_.estimate->rows);
+  std::vector<pg::Param> params;
+  params.emplace_back(table);
+  absl::StatusOr<pg::Result> size = co_await vacuum_conn_->Exec(
+      "SELECT pg_catalog.pg_table_size($1::text::regclass)", std::move(params));
+  if (size.ok() && size->Rows() == 1) event["table_bytes"] = std::stoll(std::string(size->Get(0, 0)));
+  events_.Emit(event);
+}
+
+void Runner::StopVacuum() {
+  if (vacuum_running_ && vacuum_conn_ != nullptr) (void)vacuum_conn_->Cancel();
+}
+
+}  // namespace pgbackfill::exec::internal
