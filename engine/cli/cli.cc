@@ -7,6 +7,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "pgbackfill/cli/bench_command.h"
 #include "pgbackfill/cli/check_command.h"
 #include "pgbackfill/cli/control_command.h"
 #include "pgbackfill/cli/run_command.h"
@@ -87,6 +88,20 @@ int Main(int argc, char** argv) {
     }
   }
 
+  BenchCommandOptions bench;
+  CLI::App* bench_cmd = app.add_subcommand(
+      "bench", "Measure the plan's backfill on a scratch copy of its table (for staging): rows/s, "
+               "batch latency, retries, throttle time, and an estimate for the real table. Only "
+               "reads the original");
+  bench_cmd->add_option("plan", bench.plan_path, "Plan file (YAML)")->required();
+  bench_cmd->add_option("--dsn", bench.dsn, "Connection string or URI; overrides the plan's dsn");
+  bench_cmd->add_option("--rows", bench.rows,
+                        "Rows in the scratch copy: the whole table when it has fewer, else a "
+                        "sample of its pages (default 1000000)");
+  bench_cmd->add_flag("--keep", bench.keep, "Keep the scratch tables and the bench's job");
+  bench_cmd->add_flag("--json", bench.json,
+                      "JSON Lines events on stdout, ending with one bench_finished event");
+
   StatusOptions status;
   CLI::App* status_cmd =
       app.add_subcommand("status", "Show jobs recorded in a database's job store (any host)");
@@ -123,6 +138,7 @@ int Main(int argc, char** argv) {
   }
   if (check_cmd->parsed()) return RunCheck(check, std::cout, std::cerr);
   if (run_cmd->parsed()) return RunRun(run, std::cout, std::cerr);
+  if (bench_cmd->parsed()) return RunBenchCommand(bench, std::cout, std::cerr);
   for (const PhaseCommand& command : phase_commands) {
     if (command.app->parsed()) return RunRun(command.options, std::cout, std::cerr);
   }

@@ -159,8 +159,9 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
                                "pid ", holder, "); wait for it, or stop it first"));
   }
   ASSIGN_OR_RETURN(std::optional<checkpoint::JobRecord> job, store.LoadJob(plan_.name));
+  const bool needs_expand = NeedsExpand(plan_) && !options_.scratch;
   if (job.has_value() && options_.restart) {
-    if (NeedsExpand(plan_)) {
+    if (needs_expand) {
       // Deleting the job would forget its expand steps while its trigger stays installed.
       return refuse(absl::StrCat("job ", plan_.name, " has expand steps; start it over with "
                                  "`pgbackfill run --restart`, which runs expand again first"));
@@ -172,7 +173,7 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     return refuse(absl::StrCat("job ", plan_.name,
                                " was rolled back; give --restart to start it over"));
   }
-  if (NeedsExpand(plan_)) {
+  if (needs_expand) {
     // Without the trigger, rows the application writes behind a checkpoint would never be
     // filled (or copied): no batch before `expand` has run.
     std::set<std::string> steps;
@@ -439,6 +440,7 @@ asio::awaitable<void> Runner::Worker(int index) {
       range->done = batch.Get(0, 2) == "t";
       summary_.rows += updated;
       ++summary_.batches;
+      summary_.batch_latency.Add(elapsed);
       sizer.OnSuccess(rows, elapsed);
       backoff.Reset();
       consecutive_retries = 0;
@@ -678,6 +680,7 @@ absl::StatusOr<RunSummary> Runner::Run() {
     io_.run();
   }
   summary_.elapsed = absl::Now() - started_;
+  if (held_since_.has_value()) summary_.held += absl::Now() - *held_since_;
   summary_.total_rows = rows_before_ + summary_.rows;
 
   std::string state;

@@ -164,6 +164,7 @@ class Runner {
   double batch_scale_ = 1.0;
   std::string throttle_reason_;  // shown in progress, the job row and `status`
   bool was_held_ = false;
+  std::optional<absl::Time> held_since_;  // while held: since when (summary_.held)
   int active_reported_ = 0;
 
   // Throughput over a sliding window for the rate and the ETA.

@@ -186,6 +186,12 @@ void Runner::ApplyDecision() {
     event["reason"] = held ? json(reason) : json();
     events_.Emit(event);
     was_held_ = held;
+    if (held) {
+      held_since_ = absl::Now();
+    } else if (held_since_.has_value()) {
+      summary_.held += absl::Now() - *held_since_;
+      held_since_.reset();
+    }
   }
   throttle_reason_ = reason;
 

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "pgbackfill/exec/events.h"
+#include "pgbackfill/exec/latency_histogram.h"
 #include "pgbackfill/plan/plan.h"
 
 namespace pgbackfill::exec {
@@ -22,6 +23,9 @@ struct RunOptions {
   std::string dsn;       // overrides plan.dsn when not empty
   bool restart = false;  // drop the job's saved progress (also when the plan changed) and start over
   bool handle_signals = true;
+  // `pgbackfill bench`: the table is a scratch copy no application writes, so a copy-mode plan
+  // needs no sync trigger (no expand phase) before its batches.
+  bool scratch = false;
 };
 
 enum class Outcome {
@@ -44,6 +48,8 @@ struct RunSummary {
   int64_t reconnects = 0;
   int64_t vacuums = 0;  // bloat control's VACUUMs that completed (plan key vacuum_every)
   absl::Duration elapsed;
+  absl::Duration held;  // time the throttle or an operator held new batches
+  LatencyHistogram batch_latency;  // of this run's committed batches, round trip included
   bool resumed = false;
 };
 
