@@ -20,9 +20,11 @@ import glob
 import json
 import math
 import os
-import platform
 import sys
 import time
+
+import bench_plots
+from bench_table import Output, fmt, machine, machine_line
 
 # Targets from the throttling issue; reported against, never asserted.
 TARGET_P99_FACTOR = 1.25     # app p99 during a canary-throttled backfill <= 1.25 x baseline p99
@@ -130,9 +132,8 @@ def event_time(event):
         return None
 
 
-def backfill_summary(rec):
-    """The backfill's own account, from its `--json` events: the job_finished numbers, the hold
-    episodes (`throttle` events: held ... running), progress seconds held, concurrency changes."""
+def read_events(rec):
+    """The backfill's `--json` events (JSON Lines on its stdout)."""
     events = []
     try:
         with open(os.path.join(rec["dir"], "pgbackfill.jsonl"), encoding="utf-8") as log:
@@ -143,6 +144,13 @@ def backfill_summary(rec):
                     continue
     except OSError:
         pass
+    return events
+
+
+def backfill_summary(rec):
+    """The backfill's own account, from its `--json` events: the job_finished numbers, the hold
+    episodes (`throttle` events: held ... running), progress seconds held, concurrency changes."""
+    events = read_events(rec)
     finished = next((e for e in reversed(events) if e.get("event") == "job_finished"), {})
     end = event_time(finished) if finished else None
     if end is None:
@@ -190,6 +198,8 @@ def backfill_summary(rec):
         "throttle_reasons": reasons[:20],
         "concurrency_events": concurrency[:50],
         "min_active_workers": min(actives) if actives else None,
+        "verify_differing_rows": next((e.get("differing_rows") for e in reversed(events)
+                                       if e.get("event") == "verify"), None),
     }
 
 
@@ -236,14 +246,21 @@ def summarize(rec, args, clk_tck):
         rec["backfill"] = bf
         rec["standby"] = lag_summary(rec)
         status = rec["pgbackfill_status"]
-        if not (status == 0 or (rec["stopped"] and status == 3)):
+        # A backfill that finished while the application ran: its verify phase sees the rows the
+        # application updated after their batch (c of the old abalance; right without
+        # dual_write) and exits 4. The checks below (c counts, untouched rows exact) decide.
+        app_changed = (rec["with_app"] and status == 4 and bf["outcome"] == "verify_failed")
+        bf["verify_failed_by_app"] = app_changed
+        if not (status == 0 or (rec["stopped"] and status == 3) or app_changed):
             problems.append(f"pgbackfill exit {status}")
-        if bf["outcome"] not in ("done", "interrupted") or (
+        if app_changed:
+            pass
+        elif bf["outcome"] not in ("done", "interrupted") or (
                 bf["outcome"] == "interrupted" and not rec["stopped"]):
             problems.append(f"outcome {bf['outcome']}")
         if bf["total_rows"] is not None and rec["filled_rows"] != bf["total_rows"]:
             problems.append(f"c set on {rec['filled_rows']} rows, job says {bf['total_rows']}")
-        if bf["outcome"] == "done" and rec["filled_rows"] != args.rows:
+        if (bf["outcome"] == "done" or app_changed) and rec["filled_rows"] != args.rows:
             problems.append(f"{args.rows - rec['filled_rows']} rows left NULL")
         if not rec["standby"] or not rec["standby"]["samples"]:
             problems.append("no standby lag samples")
@@ -269,8 +286,90 @@ def summarize(rec, args, clk_tck):
     return rec
 
 
-def fmt(value, spec):
-    return "-" if value is None else format(value, spec)
+
+
+def timeline(rec):
+    """The run second by second, x in seconds since the run started (t0, pgbench's launch):
+    `backfill` [x, rows/s] from the `progress` events (rows_done between consecutive events, the
+    last interval ending where the backfill phase ended), `app` [x, p99 ms, tps] of the
+    transactions that ended in each second (nearest rank), `holds` [from, to] when the throttle
+    held the job, `marks` [x, label] where the backfill started and ended."""
+    t0 = rec["t0_ns"] / 1e9
+    out = {"backfill": [], "app": [], "holds": [], "marks": []}
+    if rec["with_backfill"]:
+        start = rec["backfill_start_ns"] / 1e9
+        end = rec["backfill_end_ns"] / 1e9
+        out["marks"].append([start - t0, "backfill starts"])
+        out["marks"].append([end - t0, "backfill stopped" if rec["stopped"] else "backfill ends"])
+        events = read_events(rec)
+        points = []
+        for event in events:
+            kind = event.get("event")
+            if kind == "progress" and event.get("rows_done") is not None:
+                points.append((event_time(event), event["rows_done"]))
+            elif kind == "phase_started" and event.get("phase") == "verify" or kind == "job_finished":
+                finished = next((e for e in events if e.get("event") == "job_finished"), {})
+                done = finished.get("total_rows", finished.get("rows"))
+                if done is not None:
+                    points.append((event_time(event), done))
+                break
+        prev_t, prev_rows = start, 0
+        for at, rows in points:
+            if at is None or at - prev_t < 0.2:
+                continue
+            out["backfill"].append([round(at - t0, 3), (rows - prev_rows) / (at - prev_t)])
+            prev_t, prev_rows = at, rows
+        for episode in (rec.get("backfill") or {}).get("hold_episodes", []):
+            if episode.get("from") is not None:
+                out["holds"].append([episode["from"] - t0,
+                                     episode["from"] - t0 + episode["seconds"]])
+    if rec["with_app"]:
+        buckets = {}
+        for end, latency, _ in read_transactions(rec["dir"]):
+            second = int(end - t0)
+            buckets.setdefault(second, []).append(latency)
+        for second in sorted(buckets):
+            ok = sorted(v for v in buckets[second] if v is not None)
+            if ok:
+                out["app"].append([second + 0.5, percentile(ok, 99), len(buckets[second])])
+    return out
+
+
+def plot_timelines(args, runs, timelines, by_name):
+    """app-impact.png: one panel per run, the backfill's rows/s (left axis) and the application's
+    p99 per second (right axis, log), the hold episodes shaded, the baseline's p99 dashed."""
+    baseline = by_name.get("baseline")
+    base_p99 = (baseline["app"]["p99_ms"]
+                if baseline and baseline.get("app") and baseline["app"]["p99_ms"] else None)
+    panels = []
+    for rec in runs:
+        line = timelines[rec["name"]]
+        what = {"unthrottled": "the backfill alone",
+                "baseline": f"pgbench at {fmt(args.rate, ',d')} tps, no backfill",
+                "no-throttle": "pgbench + a backfill without hold signal",
+                "canary": f"pgbench + a backfill with max_canary_latency {args.canary_ms} ms",
+                "replica-lag": f"pgbench + a backfill with max_replica_lag {args.replica_lag}",
+                }.get(rec["name"], rec["name"])
+        xs = ([p[0] for p in line["backfill"]] + [p[0] for p in line["app"]]
+              + [m[0] for m in line["marks"]])
+        panels.append({
+            "title": f"{rec['name']}: {what}",
+            "xmax": (max(xs) if xs else 1) + 1,
+            "left": {"title": "backfill rows/s", "points": line["backfill"]},
+            "left_label": "backfill rows/s",
+            "right": {"title": "app p99 ms", "points": [p[:2] for p in line["app"]]},
+            "right_label": "app p99 ms (log)",
+            "right_hline": ((base_p99, f"baseline p99 {base_p99:.1f} ms")
+                            if base_p99 and rec["with_app"] and rec["name"] != "baseline"
+                            else None),
+            "spans": line["holds"],
+            "marks": line["marks"],
+        })
+    title = (f"app-impact, scale {args.scale}: backfill rows/s and application p99 per second "
+             f"(pgbench -b {args.script} -c {args.clients} at {fmt(args.rate, ',d')} tps)\n"
+             f"{os.cpu_count()} cores, PostgreSQL {(args.pg_version or '?').split()[0]}"
+             + (f"; pgbackfill {args.build}" if args.build else ""))
+    return bench_plots.time_panels(os.path.join(args.plots, "app-impact.png"), title, panels)
 
 
 def report(args):
@@ -288,18 +387,24 @@ def report(args):
                                       if bf and ref_rate and bf["rows_per_second"] is not None
                                       else None)
 
-    print(f"application: pgbench -b {args.script} -c {args.clients} -j {args.threads}"
+    out = Output()
+    out.line(f"== results: app-impact, scale {args.scale} ({args.rows:,} rows), "
+             f"{machine_line(args.pg_version)}")
+    out.line(f"pgbackfill: {args.build}")
+    if args.raw:
+        out.line(f"raw measurements: {args.raw}")
+    out.line(f"application: pgbench -b {args.script} -c {args.clients} -j {args.threads}"
           + (f"; max {max_tps['tps']:,.0f} tps ({args.max_tps_seconds} s unthrottled)"
              if max_tps else "")
           + f"; fixed rate {fmt(args.rate, ',d')} tps"
           + (f" ({args.rate_percent:g}% of max)" if max_tps else " (given)")
           + f"; {args.duration} s per run, backfill from {args.lead_in:g} s")
-    print(f"backfill: workers {args.workers}, batch.target {args.batch_target}, "
+    out.line(f"backfill: workers {args.workers}, batch.target {args.batch_target}, "
           f"throttle.interval {args.interval}; canary limit "
           + (f"{args.canary_ms} ms ({args.canary_source})" if args.canary_ms else "-")
           + f"; replica lag limit {args.replica_lag}"
           + (f"; extra throttle keys {{ {args.throttle_extra} }}" if args.throttle_extra else ""))
-    print()
+    out.line()
 
     header = ("run", "app tps", "p50 ms", "p95 ms", "p99 ms", "max ms", "failed", "backfill",
               "rows/s", "vs unthrottled", "held s", "max lag s", "max lag MiB", "check")
@@ -312,6 +417,8 @@ def report(args):
             state = "-"
         elif bf.get("outcome") == "done":
             state = "done"
+        elif bf.get("verify_failed_by_app"):
+            state = f"done, {fmt(bf.get('verify_differing_rows'), ',d')} app-changed"
         else:
             state = f"{bf.get('outcome')} {fmt(bf.get('percent_done'), '.0f')}%"
         failed = None
@@ -328,9 +435,9 @@ def report(args):
                          else None, ",.1f"),
                      "ok" if rec["ok"] else "FAIL: " + ", ".join(
                          p if len(p) <= 70 else p[:67] + "..." for p in rec["problems"])))
-    print_table(header, rows, left=(0, 7, len(header) - 1))
+    out.table(header, rows, left=(0, 7, len(header) - 1), title="results")
 
-    print()
+    out.line()
     header2 = ("run", "window s", "app txns", "holds", "held %", "progress held/all",
                "min workers", "retries", "catch-up s", "WAL MiB", "server CPU s",
                "standby CPU s", "client CPU s", "other CPU s", "first throttle reason")
@@ -353,21 +460,30 @@ def report(args):
                       fmt(rec["server_cpu_s"], ".1f"), fmt(rec["standby_cpu_s"], ".1f"),
                       fmt(rec["client_cpu_s"], ".1f"),
                       fmt(rec["other_cpu_s"], ".1f"), reason or "-"))
-    print_table(header2, rows2, left=(0, len(header2) - 1))
+    out.table(header2, rows2, left=(0, len(header2) - 1), title="details")
 
     cpus = os.cpu_count() or 1
     for rec in runs:
         capacity = rec["wall_ns"] / 1e9 * cpus
         if capacity > 0 and rec["other_cpu_s"] > SHARED_MACHINE_SHARE * capacity:
-            print(f"\nnote: {rec['name']}: other processes used {rec['other_cpu_s']:.1f} CPU s, "
-                  f"{100.0 * rec['other_cpu_s'] / capacity:.0f}% of the machine's {cpus} cores "
-                  "during the run: the machine was shared, latencies and rates are inflated")
+            out.line()
+            out.line(f"note: {rec['name']}: other processes used {rec['other_cpu_s']:.1f} CPU s, "
+                     f"{100.0 * rec['other_cpu_s'] / capacity:.0f}% of the machine's {cpus} cores "
+                     "during the run: the machine was shared, latencies and rates are inflated")
 
     targets = check_targets(by_name, ref_rate)
     if targets:
-        print()
+        out.line()
         for line in targets:
-            print(line)
+            out.line(line)
+
+    timelines = {rec["name"]: timeline(rec) for rec in runs}
+    plots = {}
+    if args.plots:
+        plots["app-impact.png"] = plot_timelines(args, runs, timelines, by_name)
+        out.line()
+        for message in plots.values():
+            out.line(message)
 
     if args.json:
         doc = {
@@ -376,8 +492,8 @@ def report(args):
             "scale": args.scale,
             "rows": args.rows,
             "pgbackfill_build": args.build,
-            "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
-                        "mem_kib": mem_total_kib()},
+            "postgresql": args.pg_version,
+            "machine": machine(),
             "settings": {
                 "pgbench_script": args.script, "clients": args.clients,
                 "threads": args.threads, "max_tps": max_tps["tps"] if max_tps else None,
@@ -392,10 +508,14 @@ def report(args):
             "unthrottled_rows_per_second": ref_rate,
             "runs": runs,
             "targets": targets,
+            "timelines": timelines,
+            "plots": plots,
+            "tables": out.tables,
+            "printed": out.printed,
         }
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(doc, out, indent=2)
-            out.write("\n")
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(doc, handle, indent=2)
+            handle.write("\n")
         print(f"\nwrote {args.json}")
     return 0 if all(rec["ok"] for rec in runs) else 1
 
@@ -461,30 +581,8 @@ def canary_limit(args):
     return 0
 
 
-def mem_total_kib():
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
-def print_table(header, rows, left=(0,)):
-    """A Markdown table: text columns (indices in `left`) left-aligned, numbers right-aligned."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-
-    def line(cells):
-        return "| " + " | ".join(str(c).ljust(w) if i in left else str(c).rjust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
-
-    print(line(header))
-    print("|" + "|".join("-" * (w + 2) if i in left else "-" * (w + 1) + ":"
-                         for i, w in enumerate(widths)) + "|")
-    for row in rows:
-        print(line(row))
 
 
 def main():
@@ -499,6 +597,9 @@ def main():
     rep.add_argument("--scale", type=int, required=True)
     rep.add_argument("--clk-tck", type=int, required=True)
     rep.add_argument("--build", default="")
+    rep.add_argument("--pg-version", default="")
+    rep.add_argument("--raw", default="", help="where the raw measurements are (printed)")
+    rep.add_argument("--plots", help="directory for app-impact.png")
     rep.add_argument("--script", required=True)
     rep.add_argument("--clients", type=int, required=True)
     rep.add_argument("--threads", type=int, required=True)

@@ -1,4 +1,7 @@
-// Micro-benchmarks of the pure code on the batch path. End-to-end throughput lives in scripts/bench.
+// Micro-benchmarks of the pure code on the batch path. End-to-end throughput lives in
+// scripts/bench. The runner builds a batch statement once per shape of range ends and caches the
+// text (Runner::BatchStatements), so building is a per-job cost; BatchTransaction (the pipeline's
+// statements) and the checkpoint literal (ranges_bench.cc) run for every batch.
 #include <benchmark/benchmark.h>
 
 #include "pgbackfill/exec/batch_sql.h"
@@ -7,18 +10,71 @@
 namespace pgbackfill {
 namespace {
 
-void BM_BuildUpdateBatch(benchmark::State& state) {
+exec::UpdateBatchSpec CompositeKeyUpdate() {
   exec::UpdateBatchSpec spec;
   spec.table = {"public", "users"};
   spec.key = {{"tenant_id", "text"}, {"id", "uuid"}};
   spec.set = {{"first_name", "split_part(full_name, ' ', 1)", 1},
               {"last_name", "split_part(full_name, ' ', 2)", 2}};
   spec.where = "first_name IS NULL";
+  return spec;
+}
+
+void BM_BuildUpdateBatch(benchmark::State& state) {
+  const exec::UpdateBatchSpec spec = CompositeKeyUpdate();
   for (auto _ : state) {
     benchmark::DoNotOptimize(exec::BuildUpdateBatch(spec, {true, true}));
   }
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel("items = statements");
 }
 BENCHMARK(BM_BuildUpdateBatch);
+
+void BM_BuildUpdateBatchIntegerKey(benchmark::State& state) {
+  exec::UpdateBatchSpec spec;
+  spec.table = {"public", "pgbench_accounts"};
+  spec.key = {{"aid", "integer"}};
+  spec.set = {{"c", "abalance * 100", 1}};
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(exec::BuildUpdateBatch(spec, {true, true}));
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel("items = statements");
+}
+BENCHMARK(BM_BuildUpdateBatchIntegerKey);
+
+// Copy mode with a composite key: the claim, the FOR SHARE source read and the conflict rule.
+void BM_BuildCopyBatchCompositeKey(benchmark::State& state) {
+  exec::CopyBatchSpec spec;
+  spec.source = {"public", "orders"};
+  spec.key = {{"tenant_id", "text"}, {"id", "uuid"}};
+  spec.target = {"public", "orders_new"};
+  spec.columns = {{"tenant_id", "tenant_id", 1},
+                  {"id", "id", 2},
+                  {"amount_cents", "(amount * 100)::bigint", 3},
+                  {"note", "coalesce(note, '')", 4}};
+  spec.target_key = {"tenant_id", "id"};
+  spec.on_conflict = plan::OnConflict::kUpdate;
+  spec.where = "deleted_at IS NULL";
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(exec::BuildCopyBatch(spec, {true, true}));
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel("items = statements");
+}
+BENCHMARK(BM_BuildCopyBatchCompositeKey);
+
+// The whole transaction the runner sends per batch (BEGIN, SET LOCALs, the batch, COMMIT).
+void BM_BatchTransaction(benchmark::State& state) {
+  const std::string sql = exec::BuildUpdateBatch(CompositeKeyUpdate(), {true, true});
+  const plan::Throttle throttle;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(exec::BatchTransaction(throttle, sql));
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel("items = transactions");
+}
+BENCHMARK(BM_BatchTransaction);
 
 void BM_ParsePlan(benchmark::State& state) {
   const std::string text = R"(version: 1
@@ -37,6 +93,8 @@ throttle: { max_replica_lag: 5s, lock_timeout: 200ms, statement_timeout: 30s }
     auto plan = plan::ParsePlan(text, "bench.yaml", env);
     benchmark::DoNotOptimize(plan);
   }
+  state.SetItemsProcessed(state.iterations());
+  state.SetLabel("items = plans");
 }
 BENCHMARK(BM_ParsePlan);
 

@@ -9,7 +9,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
-namespace pgbackfill::testing {
+namespace pgbackfill::proxy {
 
 using boost::asio::ip::tcp;
 using boost::system::error_code;
@@ -44,8 +44,8 @@ struct TcpProxy::Session {
   tcp::socket server;
   uint64_t generation;
   bool last_from_server = true;  // a fresh connection's first client bytes start a turn
-  Direction up;    // client -> server
-  Direction down;  // server -> client
+  Direction up;                  // client -> server
+  Direction down;                // server -> client
 
   void Close() {
     error_code ignored;
@@ -76,9 +76,9 @@ struct TcpProxy::Session {
       } else {
         self->last_from_server = true;
       }
-      dir.queue.push_back(Chunk{Clock::now() + owner->options_.one_way_delay,
-                                std::vector<char>(buffer.begin(), buffer.begin() +
-                                                                      static_cast<long>(n))});
+      dir.queue.push_back(
+          Chunk{Clock::now() + owner->options_.one_way_delay,
+                std::vector<char>(buffer.begin(), buffer.begin() + static_cast<long>(n))});
       dir.wake->cancel();
     }
     dir.eof = true;
@@ -121,10 +121,7 @@ struct TcpProxy::Session {
     up.wake = std::make_unique<asio::steady_timer>(executor);
     down.wake = std::make_unique<asio::steady_timer>(executor);
     error_code ec;
-    co_await server.async_connect(
-        tcp::endpoint(asio::ip::make_address(owner->options_.upstream_host),
-                      owner->options_.upstream_port),
-        asio::redirect_error(asio::use_awaitable, ec));
+    co_await server.async_connect(owner->upstream_, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       self->Close();
       co_return;
@@ -138,9 +135,13 @@ struct TcpProxy::Session {
   }
 };
 
-TcpProxy::TcpProxy(Options options) : options_(std::move(options)) {
-  acceptor_.reset(new AcceptorHolder{
-      tcp::acceptor(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0))});
+TcpProxy::TcpProxy(Options options)
+    : options_(std::move(options)),
+      // Parsed here rather than for every accepted connection, where a bad address would only
+      // show as connections closed at once.
+      upstream_(asio::ip::make_address(options_.upstream_host), options_.upstream_port) {
+  acceptor_.reset(new AcceptorHolder{tcp::acceptor(
+      io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), options_.listen_port))});
   port_ = acceptor_->acceptor.local_endpoint().port();
   asio::co_spawn(io_, Accept(), asio::detached);
   thread_ = std::thread([this] { io_.run(); });
@@ -154,8 +155,8 @@ TcpProxy::~TcpProxy() {
 asio::awaitable<void> TcpProxy::Accept() {
   while (true) {
     error_code ec;
-    tcp::socket socket = co_await acceptor_->acceptor.async_accept(
-        asio::redirect_error(asio::use_awaitable, ec));
+    tcp::socket socket =
+        co_await acceptor_->acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) co_return;
     accepted_.fetch_add(1);
     auto session = std::make_shared<Session>(this, std::move(socket));
@@ -185,4 +186,4 @@ void TcpProxy::CutAll() {
   done.get_future().wait();
 }
 
-}  // namespace pgbackfill::testing
+}  // namespace pgbackfill::proxy

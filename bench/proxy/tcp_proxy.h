@@ -1,6 +1,7 @@
 // A TCP proxy for tests and benchmarks, on its own thread: counts protocol turns (how often the
 // client starts sending after the server spoke, i.e. round trips), can add a one-way delay to
-// every byte (the kernel here has no netem), and can cut every connection at once.
+// every byte (the kernel here has no netem), and can cut every connection at once. Linked by the
+// integration tests and wrapped by the `pgbackfill_delay_proxy` command (delay_proxy_main.cc).
 //
 // Thread-safety: all public methods may be called from any thread; the proxy's sockets live on
 // its private io_context thread.
@@ -14,19 +15,26 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/ip/tcp.hpp>
+
 #include "pgbackfill/util/asio.h"
 
-namespace pgbackfill::testing {
+namespace pgbackfill::proxy {
 
 class TcpProxy {
  public:
   struct Options {
+    // An IP address (not a host name: resolve it first, as the command does).
     std::string upstream_host = "127.0.0.1";
     uint16_t upstream_port = 5432;
+    // Port to listen on, on 127.0.0.1; 0 picks a free one (see port()).
+    uint16_t listen_port = 0;
     // Added to each direction: a chunk read at t is written on at t + delay.
     std::chrono::microseconds one_way_delay{0};
   };
 
+  // Listens at once, so port() is valid on return; throws boost::system::system_error when the
+  // port cannot be bound or upstream_host is not an IP address.
   explicit TcpProxy(Options options);
   ~TcpProxy();
   TcpProxy(const TcpProxy&) = delete;
@@ -51,6 +59,7 @@ class TcpProxy {
   asio::awaitable<void> Accept();
 
   Options options_;
+  asio::ip::tcp::endpoint upstream_;  // options_' upstream, parsed once
   asio::io_context io_;
   std::unique_ptr<struct AcceptorHolder> acceptor_;
   uint16_t port_ = 0;
@@ -62,4 +71,4 @@ class TcpProxy {
   std::thread thread_;
 };
 
-}  // namespace pgbackfill::testing
+}  // namespace pgbackfill::proxy

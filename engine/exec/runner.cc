@@ -314,7 +314,15 @@ asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn
   auto done_upto = checkpoint::ParseTextArray(result->GetOptional(0, 0));
   if (!done_upto.ok()) co_return done_upto.status();
   range.done_upto = *done_upto;
-  range.rows_done = std::stoll(std::string(result->Get(0, 1)));
+  const int64_t stored = std::stoll(std::string(result->Get(0, 1)));
+  // Rows the store has and we did not count: a batch whose COMMIT went through while its reply
+  // was lost (or, after a kill -9, an earlier run's batch that committed late). They are done
+  // and in no other count, so the run's totals take them here.
+  if (const int64_t unseen = stored - range.rows_done; unseen > 0) {
+    summary_.rows += unseen;
+    rate_window_.emplace_back(absl::Now(), unseen);
+  }
+  range.rows_done = stored;
   range.done = result->Get(0, 2) == "done";
   co_return absl::OkStatus();
 }

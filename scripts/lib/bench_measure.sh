@@ -57,10 +57,23 @@ bench_sample_after() {
   BENCH_CKPT="$(($(bench_checkpoints) - BENCH_CKPT0))"
 }
 
+# The size of pgbench_accounts in database $1 as JSON fields with the suffix $2 (before/after):
+# pg_table_size (heap, TOAST, free space and visibility maps), pg_indexes_size and
+# pg_total_relation_size (the two together), in bytes.
+bench_table_sizes() {
+  local table indexes total
+  read -r table indexes total < <(q -d "$1" -F ' ' -c "SELECT pg_table_size(t), pg_indexes_size(t),
+      pg_total_relation_size(t) FROM CAST('public.pgbench_accounts' AS regclass) AS t")
+  printf '"table_bytes_%s":%s,"indexes_bytes_%s":%s,"total_bytes_%s":%s' \
+    "$2" "${table:-null}" "$2" "${indexes:-null}" "$2" "${total:-null}"
+}
+
 # One JSON object: the contender's raw measurements. GNU time files hold "%e %U %S %M" (one per
-# client process); bench/bench_report.py derives rates, ratios and percentages from this.
+# client process); bench/bench_report.py derives rates, ratios and percentages from this. $9, when
+# given, is more fields ("key":value,...) for the object.
 bench_record() {
   local name="$1" kind="$2" arg="$3" status="$4" bad="$5" autovac="$6" log="$7" round="$8"
+  local extra="${9:-}"
   local user=0 sys=0 rss=0 procs=0 f u s m
   for f in "${WORK}/${name}".time.*; do
     [[ -f "${f}" ]] || continue
@@ -78,6 +91,6 @@ bench_record() {
   printf '"server_ticks":%s,"machine_ticks":%s,"wal_bytes":%s,"checkpoints":%s,' \
     "$((BENCH_SERVER1 - BENCH_SERVER0))" "$((BENCH_MACHINE1 - BENCH_MACHINE0))" "${BENCH_WAL}" \
     "${BENCH_CKPT}"
-  printf '"autovacuum_count":%s,"autoanalyze_count":%s,"log":"%s"}\n' \
-    "${autovac%% *}" "${autovac##* }" "${log}"
+  printf '"autovacuum_count":%s,"autoanalyze_count":%s,"log":"%s"%s}\n' \
+    "${autovac%% *}" "${autovac##* }" "${log}" "${extra:+,${extra}}"
 }

@@ -19,7 +19,7 @@ namespace pgbackfill::pg {
 namespace {
 
 using ::testing::HasSubstr;
-using testing::TcpProxy;
+using proxy::TcpProxy;
 using testing::TestDatabase;
 
 // The io_context every AsyncConnection of a test lives on: a connection stays bound to the

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace pgbackfill::throttle {

@@ -1,0 +1,242 @@
+// Network failures mid-backfill: every connection of a running `pgbackfill run` (workers, the
+// control session, the throttle probes) goes through a TcpProxy that cuts them all at once, several
+// times. The run may reconnect and finish, or stop with an error and be run again; either way each
+// row must be written exactly once and the job store must count every row.
+//
+// The plan sets `c: v * 2` and `n: n + 1` (n starts at 0): a row written twice shows n = 2, one
+// skipped n = 0.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "nlohmann/json.hpp"
+#include "proxy/tcp_proxy.h"
+#include "support/run_events.h"
+#include "support/status_testing.h"
+#include "support/test_cluster.h"
+
+namespace pgbackfill {
+namespace {
+
+using nlohmann::json;
+using proxy::TcpProxy;
+using testing::CommandResult;
+using testing::Process;
+using testing::RunPgbackfill;
+using testing::SpawnPgbackfill;
+using testing::TestDatabase;
+
+constexpr int64_t kRows = 200'000;
+constexpr int kCuts = 3;
+// Runs after the first one, when that one stops with an error instead of reconnecting. Cuts only
+// happen during the first run, so one more run should always do; the bound keeps a job that can
+// never finish from looping.
+constexpr int kMaxReruns = 3;
+
+uint16_t ServerTcpPort() {
+  std::smatch match;
+  const std::string dsn = testing::TcpDsn();
+  EXPECT_TRUE(std::regex_search(dsn, match, std::regex("port=(\\d+)"))) << dsn;
+  return static_cast<uint16_t>(std::stoi(match[1]));
+}
+
+// `where` with an uncorrelated sub-select runs once per batch: every batch sleeps `seconds`, so a
+// run lasts long enough to be cut several times, without changing which rows match.
+std::string Plan(const std::string& name, int batch_rows, double sleep_seconds) {
+  return absl::StrCat("version: 1\nname: ", name,
+                      "\ntable: cut\nset:\n  c: v * 2\n  n: n + 1\n"
+                      "where: (SELECT pg_catalog.pg_sleep(",
+                      sleep_seconds, ")) IS NOT NULL\nbatch: { rows: ", batch_rows,
+                      ", min_rows: ", batch_rows, ", max_rows: ", batch_rows, " }\nworkers: 2\n");
+}
+
+class LinkCutTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(db_.ExecScript(
+        absl::StrCat("CREATE TABLE cut (id bigint PRIMARY KEY, v bigint NOT NULL, c bigint,"
+                     "  n int NOT NULL DEFAULT 0);"
+                     "INSERT INTO cut (id, v) SELECT g, g % 1000 FROM generate_series(1, ",
+                     kRows,
+                     ") g;"
+                     "ANALYZE cut;")));
+  }
+
+  // The test database through the proxy: the cluster's TCP DSN with the proxy's port.
+  std::string ProxyDsn() const {
+    return db_.DsnFor(std::regex_replace(testing::TcpDsn(), std::regex("port=\\d+"),
+                                         "port=" + std::to_string(proxy_.port())));
+  }
+
+  std::vector<std::string> RunArgs(const std::string& plan_path) const {
+    return {"run", plan_path, "--dsn", ProxyDsn(), "--json"};
+  }
+
+  // Rows committed so far according to the job store (read directly, not through the proxy);
+  // 0 before the run has created it.
+  int64_t RowsCommitted(const std::string& job) {
+    auto rows = db_.QueryValue(
+        "SELECT COALESCE(sum(rows_done), 0) FROM pgbackfill.ranges WHERE job_name = $1", {job});
+    return rows.ok() ? std::stoll(*rows) : 0;
+  }
+
+  // Batches of ours running on the server right now.
+  int64_t BatchesInFlight() {
+    auto count = db_.QueryValue(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'pgbackfill' AND state = 'active'"
+        " AND query LIKE '%batch_end%' AND pid <> pg_backend_pid()");
+    return count.ok() ? std::stoll(*count) : 0;
+  }
+
+  // Polls `condition` every 10 ms until it holds; false once the run has printed job_finished or
+  // after `timeout` (then the test cannot do what it meant to, and says so).
+  template <typename Condition>
+  bool WaitUntil(Process& process, Condition condition, absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (absl::Now() < deadline) {
+      if (condition()) return true;
+      if (process.StdoutSoFar().find("\"event\":\"job_finished\"") != std::string::npos) {
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
+  // Runs the plan through the proxy, cutting every connection kCuts times once batches have
+  // committed (and, with `in_flight`, each time only while a batch is running on the server),
+  // then runs it again until it finishes. Returns the output of every run, first one first.
+  std::vector<CommandResult> RunWithCuts(const std::string& job, const std::string& plan_path,
+                                         bool in_flight) {
+    std::vector<CommandResult> runs;
+    auto spawned = SpawnPgbackfill(RunArgs(plan_path));
+    EXPECT_OK(spawned);
+    if (!spawned.ok()) return runs;
+    Process process = std::move(spawned).value();
+    const auto committed_some = [&] { return RowsCommitted(job) > 0; };
+    const auto batch_in_flight = [&] { return BatchesInFlight() > 0; };
+    EXPECT_TRUE(WaitUntil(process, committed_some, absl::Seconds(60)))
+        << "no batch committed before the cuts\n"
+        << process.StdoutSoFar() << process.StderrSoFar();
+    for (int cut = 0; cut < kCuts; ++cut) {
+      if (in_flight) {
+        EXPECT_TRUE(WaitUntil(process, batch_in_flight, absl::Seconds(30)))
+            << "cut " << cut << ": no batch in flight\n"
+            << process.StdoutSoFar() << process.StderrSoFar();
+      }
+      const int64_t committed = RowsCommitted(job);
+      EXPECT_LT(committed, kRows) << "cut " << cut
+                                  << " came after the job finished; make the batches slower";
+      proxy_.CutAll();
+      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    }
+    runs.push_back(process.Wait());
+
+    while (runs.back().exit_code != 0 && static_cast<int>(runs.size()) <= kMaxReruns) {
+      runs.push_back(RunPgbackfill(RunArgs(plan_path)));
+    }
+    return runs;
+  }
+
+  // What every run printed, for failure messages.
+  static std::string Transcript(const std::vector<CommandResult>& runs) {
+    std::string text;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      absl::StrAppend(&text, "--- run ", i + 1, " exit ", runs[i].exit_code, "\n", runs[i].out,
+                      runs[i].err);
+    }
+    return text;
+  }
+
+  void ExpectEveryRowExactlyOnce(const std::string& job, const std::vector<CommandResult>& runs) {
+    ASSERT_FALSE(runs.empty());
+    ASSERT_EQ(runs.back().exit_code, 0) << Transcript(runs);
+    ASSERT_OK_AND_ASSIGN(std::string twice, db_.QueryValue("SELECT count(*) FROM cut WHERE n > 1"));
+    ASSERT_OK_AND_ASSIGN(std::string missed,
+                         db_.QueryValue("SELECT count(*) FROM cut WHERE n < 1"));
+    ASSERT_OK_AND_ASSIGN(std::string wrong,
+                         db_.QueryValue("SELECT count(*) FROM cut WHERE c IS DISTINCT FROM v * 2"));
+    ASSERT_OK_AND_ASSIGN(std::string total, db_.QueryValue("SELECT count(*) FROM cut"));
+    EXPECT_EQ(twice, "0") << "rows written more than once\n" << Transcript(runs);
+    EXPECT_EQ(missed, "0") << "rows never written\n" << Transcript(runs);
+    EXPECT_EQ(wrong, "0") << "rows with a wrong c\n" << Transcript(runs);
+    EXPECT_EQ(total, std::to_string(kRows));
+
+    // The job store is the truth about what committed, also for batches whose COMMIT reply the
+    // cut swallowed.
+    CommandResult status = RunPgbackfill({"status", job, "--dsn", db_.dsn(), "--json"});
+    ASSERT_EQ(status.exit_code, 0) << status.err;
+    const json parsed = json::parse(status.out);
+    ASSERT_EQ(parsed["jobs"].size(), 1u) << status.out;
+    const json& stored = parsed["jobs"][0];
+    EXPECT_EQ(stored["state"], "done");
+    EXPECT_EQ(stored["rows_done"], kRows);
+    int64_t range_rows = 0;
+    for (const json& range : stored["ranges"]) range_rows += range["rows_done"].get<int64_t>();
+    EXPECT_EQ(range_rows, kRows);
+    const std::vector<json> events = testing::ParseEvents(runs.back().out);
+    const json* finished = testing::FindEvent(events, "job_finished");
+    ASSERT_NE(finished, nullptr) << runs.back().out;
+    EXPECT_EQ((*finished)["outcome"], "done");
+  }
+
+  // The cuts must have hit the run: it reconnected, or it stopped and was run again.
+  void ExpectCutsWereFelt(const std::vector<CommandResult>& runs) {
+    ASSERT_FALSE(runs.empty());
+    const std::vector<json> events = testing::ParseEvents(runs.front().out);
+    const bool reconnected = testing::FindEvent(events, "reconnect") != nullptr;
+    EXPECT_TRUE(reconnected || runs.front().exit_code != 0) << "the cuts did not reach a worker\n"
+                                                            << Transcript(runs);
+    EXPECT_GT(proxy_.connections_accepted(), 0);
+  }
+
+  TestDatabase db_;
+  TcpProxy proxy_{{.upstream_port = ServerTcpPort()}};
+};
+
+// Cuts at arbitrary moments: between batches, during one, during a probe or a job-store refresh.
+TEST_F(LinkCutTest, CutsAtRandomMomentsWriteEveryRowOnce) {
+  const std::vector<CommandResult> runs =
+      RunWithCuts("cut", testing::WriteTestFile(Plan("cut", 2000, 0.02)), false);
+  ExpectCutsWereFelt(runs);
+  ExpectEveryRowExactlyOnce("cut", runs);
+  RecordProperty("runs", static_cast<int>(runs.size()));
+}
+
+// Cuts only while a batch is running on the server: its transaction is not committed yet, its
+// backend keeps running (and may still commit the whole pipeline it already received) while the
+// worker reconnects and asks the job store where the range stands.
+TEST_F(LinkCutTest, CutsDuringUncommittedBatchesWriteEveryRowOnce) {
+  const std::vector<CommandResult> runs =
+      RunWithCuts("inflight", testing::WriteTestFile(Plan("inflight", 5000, 0.3)), true);
+  ExpectCutsWereFelt(runs);
+  ExpectEveryRowExactlyOnce("inflight", runs);
+  RecordProperty("runs", static_cast<int>(runs.size()));
+}
+
+// A cut that swallows the reply to a batch whose COMMIT went through (the backend had the whole
+// pipeline and commits after the client is gone): the worker learns from the job store that the
+// rows are done, and the run's own counters (job_finished rows / total_rows) must count them too.
+TEST_F(LinkCutTest, FinishedEventCountsBatchesWhoseCommitReplyWasLost) {
+  const std::vector<CommandResult> runs =
+      RunWithCuts("lost_reply", testing::WriteTestFile(Plan("lost_reply", 5000, 0.3)), true);
+  ExpectEveryRowExactlyOnce("lost_reply", runs);
+  ASSERT_EQ(runs.size(), 1u) << "the run stopped; the rerun's counters start from the job store\n"
+                             << Transcript(runs);
+  const std::vector<json> events = testing::ParseEvents(runs.back().out);
+  const json* finished = testing::FindEvent(events, "job_finished");
+  ASSERT_NE(finished, nullptr) << runs.back().out;
+  EXPECT_EQ((*finished)["total_rows"], kRows) << Transcript(runs);
+}
+
+}  // namespace
+}  // namespace pgbackfill
