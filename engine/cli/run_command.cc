@@ -68,7 +68,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   run_options.restart = options.restart;
   const std::vector<exec::Phase> phases =
       options.phase.has_value() ? std::vector<exec::Phase>{*options.phase}
-                                : exec::RunPhases(options.contract);
+                                : exec::RunPhases(options.contract, plan->verify);
   auto summary = exec::RunPhaseList(phases, *plan, run_options, *sink);
   if (!summary.ok()) {
     nlohmann::json event = {

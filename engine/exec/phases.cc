@@ -593,8 +593,9 @@ const char* PhaseName(Phase phase) {
   return "unknown";
 }
 
-std::vector<Phase> RunPhases(bool contract) {
-  std::vector<Phase> phases = {Phase::kExpand, Phase::kBackfill, Phase::kVerify};
+std::vector<Phase> RunPhases(bool contract, bool verify) {
+  std::vector<Phase> phases = {Phase::kExpand, Phase::kBackfill};
+  if (verify) phases.push_back(Phase::kVerify);
   if (contract) phases.push_back(Phase::kContract);
   return phases;
 }

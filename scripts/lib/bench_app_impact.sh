@@ -113,6 +113,9 @@ set:
 batch: { rows: 10000, target: ${APP_BATCH_TARGET}, min_rows: 1000, max_rows: 100000 }
 workers: ${APP_WORKERS}
 throttle: { ${throttle}, interval: ${APP_INTERVAL} }
+# The harness checks the rows itself; verify would also fail on rows pgbench changed after the
+# backfill passed them, and its time is not backfill time.
+verify: false
 EOF
 }
 

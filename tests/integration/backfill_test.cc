@@ -111,6 +111,30 @@ std::string CompositePlan(int batch_rows) {
                       ", max_rows: ", batch_rows, " }\nworkers: 2\n");
 }
 
+// `verify: false` leaves the verify phase out of `run` (a run with it verifies, see phases_test).
+TEST_F(BackfillTest, VerifyFalseLeavesVerifyOutOfRun) {
+  ASSERT_OK(db_.ExecScript(
+      "CREATE TABLE unverified (id int PRIMARY KEY, v int NOT NULL, c int);"
+      "INSERT INTO unverified (id, v) SELECT g, g FROM generate_series(1, 5000) g;"));
+  for (const bool verify : {false, true}) {
+    SCOPED_TRACE(verify);
+    const std::string plan = testing::WriteTestFile(
+        absl::StrCat("version: 1\nname: unverified-", verify, "\ntable: unverified\nset:\n",
+                     "  c: v * 2\nverify: ", verify ? "true" : "false", "\n"),
+        verify ? ".verify.yaml" : ".yaml");
+    CommandResult result = RunPgbackfill(RunArgs(plan));
+    ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+    const std::vector<json> events = Events(result.out);
+    bool verified = false;
+    for (const json& event : events) {
+      verified |= event["event"] == "phase_started" && event["phase"] == "verify";
+    }
+    EXPECT_EQ(verified, verify) << result.out;
+    if (verify) continue;
+    ASSERT_OK(db_.ExecScript("UPDATE unverified SET c = NULL"));
+  }
+}
+
 TEST_F(BackfillTest, RunsToCompletionAndReportsAgree) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
   const std::string plan = testing::WriteTestFile(GapsPlan(1000));

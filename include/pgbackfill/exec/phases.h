@@ -33,8 +33,9 @@ enum class Phase { kExpand, kBackfill, kVerify, kContract, kRollback };
 
 const char* PhaseName(Phase phase);
 
-// `pgbackfill run`: expand, backfill, verify, and contract when asked.
-std::vector<Phase> RunPhases(bool contract);
+// `pgbackfill run`: expand, backfill, verify (unless the plan says `verify: false`), and contract
+// when asked. `pgbackfill verify` run by hand verifies whatever the plan says.
+std::vector<Phase> RunPhases(bool contract, bool verify);
 
 // Runs `phases` in order, stopping at the first that does not end kDone. The summary is the
 // backfill's when it ran (rows, batches, ...), with the outcome and message of the phase that
