@@ -21,10 +21,9 @@ import json
 import math
 import os
 import sys
-import time
 
 import bench_plots
-from bench_table import Output, fmt, machine, machine_line
+from bench_table import Output, fmt, machine_line, write_report_json
 
 # Targets from the throttling issue; reported against, never asserted.
 TARGET_P99_FACTOR = 1.25     # app p99 during a canary-throttled backfill <= 1.25 x baseline p99
@@ -486,14 +485,9 @@ def report(args):
             out.line(message)
 
     if args.json:
-        doc = {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "scenario": "app-impact",
+        write_report_json(args.json, "app-impact", args, out, {
             "scale": args.scale,
             "rows": args.rows,
-            "pgbackfill_build": args.build,
-            "postgresql": args.pg_version,
-            "machine": machine(),
             "settings": {
                 "pgbench_script": args.script, "clients": args.clients,
                 "threads": args.threads, "max_tps": max_tps["tps"] if max_tps else None,
@@ -510,13 +504,7 @@ def report(args):
             "targets": targets,
             "timelines": timelines,
             "plots": plots,
-            "tables": out.tables,
-            "printed": out.printed,
-        }
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle, indent=2)
-            handle.write("\n")
-        print(f"\nwrote {args.json}")
+        })
     return 0 if all(rec["ok"] for rec in runs) else 1
 
 

@@ -12,10 +12,9 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import bench_plots
-from bench_table import Output, fmt, machine, machine_line, ratio
+from bench_table import Output, fmt, machine_line, ratio, write_report_json
 
 # Targets from the benchmark issue; reported against, never asserted.
 TARGET_VS_UPDATE = 1.8       # pgbackfill with 2 workers vs one plain UPDATE
@@ -483,15 +482,10 @@ def main():
             out.line(message)
 
     if args.json:
-        doc = {
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "scenario": args.scenario,
+        write_report_json(args.json, args.scenario, args, out, {
             "scale": scales[0] if scales else None,
             "rows": scales[0] * 100000 if scales else None,
             "scales": scales,
-            "pgbackfill_build": args.build,
-            "postgresql": args.pg_version,
-            "machine": machine(),
             "vacuum_every": args.vacuum_every,
             "link": link,
             "contenders": [rec for _, contenders, _ in per_scale for rec in contenders],
@@ -500,13 +494,7 @@ def main():
             "runs": all_runs,
             "targets": targets,
             "plots": plots,
-            "tables": out.tables,
-            "printed": out.printed,
-        }
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(doc, handle, indent=2)
-            handle.write("\n")
-        print(f"\nwrote {args.json}")
+        })
     return 0 if all_runs and all(rec["ok"] for rec in all_runs) else 1
 
 

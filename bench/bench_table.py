@@ -1,8 +1,10 @@
 """Shared by the reports of scripts/bench (bench_report.py, app_impact_report.py): Markdown tables
 and a record of everything printed, so that the --json document holds what the terminal showed."""
 
+import json
 import os
 import platform
+import time
 
 
 def fmt(value, spec):
@@ -74,3 +76,22 @@ class Output:
                             "rows": [list(row) for row in rows]})
         for text in table_lines(header, rows, left):
             self.line(text)
+
+
+def write_report_json(path, scenario, args, out, fields):
+    """Writes the --json document: what every scenario records (date, build, server, machine, the
+    tables and lines printed) around the scenario's own `fields`."""
+    doc = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "scenario": scenario,
+        "pgbackfill_build": args.build,
+        "postgresql": args.pg_version,
+        "machine": machine(),
+    }
+    doc.update(fields)
+    doc["tables"] = out.tables
+    doc["printed"] = out.printed
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(doc, handle, indent=2)
+        handle.write("\n")
+    print(f"\nwrote {path}")

@@ -123,7 +123,8 @@ int Main(int argc, char** argv) {
       abort_options);
   CLI::App* set_cmd = AddControlCommand(
       app, "set",
-      "Change tuning of a job while it runs: workers, batch.target, throttle limits and timeouts "
+      "Change tuning of a job while it runs: workers, batch.target, vacuum_every, throttle limits "
+      "and timeouts "
       "(any host)",
       set_options);
   set_cmd
