@@ -28,6 +28,17 @@ CLI::App* AddControlCommand(CLI::App& app, const std::string& action,
   return command;
 }
 
+// check, run, bench and the phases: PLAN and --dsn (each adds its own flags).
+CLI::App* AddPlanCommand(CLI::App& app, const std::string& name, const std::string& description,
+                         std::string& plan_path, std::string& dsn) {
+  CLI::App* command = app.add_subcommand(name, description);
+  command->add_option("plan", plan_path, "Plan file (YAML)")->required();
+  command->add_option("--dsn", dsn,
+                      "Connection string or URI; overrides the plan's dsn (PG* variables and "
+                      "~/.pgpass fill the rest)");
+  return command;
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -36,22 +47,20 @@ int Main(int argc, char** argv) {
   app.set_version_flag("--version", "pgbackfill 0.1.0");
 
   CheckOptions check;
-  CLI::App* check_cmd = app.add_subcommand(
-      "check", "Preflight a plan without changing anything: target, key, privileges, "
-               "expressions, estimated rows, and the exact SQL of a batch");
-  check_cmd->add_option("plan", check.plan_path, "Plan file (YAML)")->required();
-  check_cmd->add_option("--dsn", check.dsn,
-                        "Connection string or URI; overrides the plan's dsn (PG* variables and "
-                        "~/.pgpass fill the rest)");
+  CLI::App* check_cmd = AddPlanCommand(
+      app, "check",
+      "Preflight a plan without changing anything: target, key, privileges, expressions, "
+      "estimated rows, and the exact SQL of a batch",
+      check.plan_path, check.dsn);
   check_cmd->add_flag("--json", check.json, "Print the report as one JSON object");
 
   RunCommandOptions run;
-  CLI::App* run_cmd = app.add_subcommand(
-      "run", "expand, backfill and verify (and contract with --contract): preflight, the plan's "
-             "DDL and triggers, then batches over key ranges with a checkpoint committed in "
-             "every batch. Running it again resumes where committed work ended");
-  run_cmd->add_option("plan", run.plan_path, "Plan file (YAML)")->required();
-  run_cmd->add_option("--dsn", run.dsn, "Connection string or URI; overrides the plan's dsn");
+  CLI::App* run_cmd = AddPlanCommand(
+      app, "run",
+      "expand, backfill and verify (and contract with --contract): preflight, the plan's DDL and "
+      "triggers, then batches over key ranges with a checkpoint committed in every batch. "
+      "Running it again resumes where committed work ended",
+      run.plan_path, run.dsn);
   run_cmd->add_flag("--json", run.json, "Print JSON Lines events on stdout");
   run_cmd->add_flag("--restart", run.restart,
                     "Forget the job's saved progress (also after a plan change) and start over");
@@ -77,10 +86,8 @@ int Main(int argc, char** argv) {
   };
   for (PhaseCommand& command : phase_commands) {
     command.options.phase = command.phase;
-    command.app = app.add_subcommand(exec::PhaseName(command.phase), command.help);
-    command.app->add_option("plan", command.options.plan_path, "Plan file (YAML)")->required();
-    command.app->add_option("--dsn", command.options.dsn,
-                            "Connection string or URI; overrides the plan's dsn");
+    command.app = AddPlanCommand(app, exec::PhaseName(command.phase), command.help,
+                                 command.options.plan_path, command.options.dsn);
     command.app->add_flag("--json", command.options.json, "Print JSON Lines events on stdout");
     if (command.phase == exec::Phase::kExpand || command.phase == exec::Phase::kBackfill) {
       command.app->add_flag("--restart", command.options.restart,
@@ -89,12 +96,12 @@ int Main(int argc, char** argv) {
   }
 
   BenchCommandOptions bench;
-  CLI::App* bench_cmd = app.add_subcommand(
-      "bench", "Measure the plan's backfill on a scratch copy of its table (for staging): rows/s, "
-               "batch latency, retries, throttle time, and an estimate for the real table. Only "
-               "reads the original");
-  bench_cmd->add_option("plan", bench.plan_path, "Plan file (YAML)")->required();
-  bench_cmd->add_option("--dsn", bench.dsn, "Connection string or URI; overrides the plan's dsn");
+  CLI::App* bench_cmd = AddPlanCommand(
+      app, "bench",
+      "Measure the plan's backfill on a scratch copy of its table (for staging): rows/s, batch "
+      "latency, retries, throttle time, and an estimate for the real table. Only reads the "
+      "original",
+      bench.plan_path, bench.dsn);
   bench_cmd->add_option("--rows", bench.rows,
                         "Rows in the scratch copy: the whole table when it has fewer, else a "
                         "sample of its pages (default 1000000)");

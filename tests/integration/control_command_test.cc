@@ -191,7 +191,7 @@ TEST_F(ControlCommandTest, BadSettingsAreRefusedAndNothingIsWritten) {
       {{"workers=0"}, "pgbackfill: workers: must be an integer between 1 and 256, got \"0\""},
       {{"wokers=2"},
        "pgbackfill: wokers: unknown key (did you mean \"workers\"?); pgbackfill "
-       "set takes: workers, batch.target,"},
+       "set takes: workers, vacuum_every, batch.target,"},
       {{"batch.rows=10"}, "pgbackfill: batch.rows: cannot be changed while a job runs"},
       {{"workers"}, "pgbackfill: expected key=value, got \"workers\""},
       {{"workers=2", "workers=3"}, "pgbackfill: workers: given twice"},
