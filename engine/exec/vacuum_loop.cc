@@ -57,6 +57,9 @@ asio::awaitable<void> Runner::Vacuum() {
     }
     vacuum_conn_ = std::move(connected).value();
   }
+  // The last worker may have finished while this connected: StopVacuum had nothing to cancel then,
+  // and a VACUUM started now would hold the run's end up for nothing.
+  if (workers_running_ == 0) co_return;
   const absl::Time start = absl::Now();
   // VACUUM alone before the Sync: a pipeline of one statement is not a transaction block.
   absl::StatusOr<pg::Result> vacuumed = co_await vacuum_conn_->Exec(VacuumSql(WrittenTable()));
