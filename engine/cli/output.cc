@@ -105,8 +105,12 @@ std::string Describe(const json& e) {
     return e.value("state", "") == "held" ? "held: " + e.value("reason", "") : "running again";
   }
   if (type == "concurrency") {
-    return absl::StrFormat("active workers %d of %d", e.value("active_workers", 0),
-                           e.value("max_workers", 0));
+    const json& pace = e.contains("pace_rows_per_second") ? e["pace_rows_per_second"] : json();
+    return absl::StrFormat("active workers %d of %d%s", e.value("active_workers", 0),
+                           e.value("max_workers", 0),
+                           pace.is_number() ? absl::StrCat(", paced at ", pace.get<int64_t>(),
+                                                           " rows/s")
+                                            : std::string());
   }
   if (type == "control") {
     return absl::StrFormat("operator: %s (by %s)", e.value("control", ""), e.value("by", ""));

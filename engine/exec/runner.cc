@@ -454,6 +454,7 @@ asio::awaitable<void> Runner::Worker(int index) {
       consecutive_retries = 0;
       consecutive_reconnects = 0;
       rate_window_.emplace_back(absl::Now(), updated);
+      if (governor_.has_value()) governor_->ReportRows(updated);
       CountForVacuum(updated);
       if (range->done) {
         json event = Event("range_done");

@@ -166,6 +166,7 @@ class Runner {
   bool was_held_ = false;
   std::optional<absl::Time> held_since_;  // while held: since when (summary_.held)
   int active_reported_ = 0;
+  double pace_reported_ = 0;
 
   // Throughput over a sliding window for the rate and the ETA.
   std::deque<std::pair<absl::Time, int64_t>> rate_window_;

@@ -202,13 +202,18 @@ void Runner::ApplyDecision() {
   if (decision_.rate_limit_rows_per_second != limiter_.rate()) {
     limiter_.SetRate(decision_.rate_limit_rows_per_second, clock_.Now());
   }
-  if (!held && decision_.active_workers != active_reported_) {
+  if (!held && (decision_.active_workers != active_reported_ ||
+                decision_.pace_rows_per_second != pace_reported_)) {
     json event = Event("concurrency");
     event["active_workers"] = decision_.active_workers;
     event["max_workers"] = live_.workers;
+    event["pace_rows_per_second"] = decision_.pace_rows_per_second > 0
+                                        ? json(static_cast<int64_t>(decision_.pace_rows_per_second))
+                                        : json();
     event["pressure"] = decision_.pressure.empty() ? json() : json(decision_.pressure);
     events_.Emit(event);
     active_reported_ = decision_.active_workers;
+    pace_reported_ = decision_.pace_rows_per_second;
   }
   WakeWorkers();
 }

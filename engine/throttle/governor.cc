@@ -19,6 +19,10 @@ constexpr absl::Duration kMinInterval = absl::Milliseconds(1);
 constexpr double kTimerTolerance = 0.9;
 // Rule 7: batch time while sessions wait on our row locks.
 constexpr double kLockWaiterTargetScale = 0.5;
+// Rule 9: the pace never falls below this share of the peak rate (the job must still end), and
+// grows back by this share of it per healthy interval.
+constexpr double kMinPaceFraction = 0.05;
+constexpr double kPaceStepFraction = 0.1;
 
 // "250ms" below a second (canary latencies), "7.2s" above (lags, gaps).
 std::string HumanDuration(absl::Duration d) {
@@ -125,6 +129,8 @@ void Governor::ForgetReplica(std::string_view name) {
 }
 
 void Governor::ReportRetries(int n) { pending_retries_ += std::max(n, 0); }
+
+void Governor::ReportRows(int64_t rows) { pending_rows_ += std::max<int64_t>(rows, 0); }
 
 bool Governor::Covers(absl::Duration elapsed, int intervals) const {
   return elapsed >= config_.interval * intervals * kTimerTolerance;
@@ -253,8 +259,15 @@ Decision Governor::Update(const Samples& samples) {
     last_veto_ = absl::StrCat("no throttle samples for ", HumanDuration(taken - *last_taken_));
   }
   if (!last_change_.has_value()) last_change_ = taken;
-  last_taken_ = taken;
   const bool was_held = held_;
+  // Rule 9's measure: the rate of an interval the job ran through, unheld.
+  if (last_taken_.has_value() && !was_held && taken > *last_taken_) {
+    running_rate_ = static_cast<double>(pending_rows_) /
+                    absl::ToDoubleSeconds(taken - *last_taken_);
+    peak_rate_ = std::max(peak_rate_, running_rate_);
+  }
+  pending_rows_ = 0;
+  last_taken_ = taken;
 
   Verdict verdict = Judge(samples);
   if (!verdict.vetoes.empty()) {
@@ -287,15 +300,30 @@ Decision Governor::Update(const Samples& samples) {
   pressure_ = absl::StrJoin(verdict.pressure, "; ");
   if (!verdict.pressure.empty()) {
     if (!was_held && (!last_cut_.has_value() || Covers(taken - *last_cut_, 1))) {
-      active_workers_ = std::max(1, active_workers_ / 2);
+      if (active_workers_ > 1) {
+        active_workers_ = std::max(1, active_workers_ / 2);
+      } else if (peak_rate_ > 0) {
+        // Rule 9: one worker is still too much. Holding alone would swing between full speed
+        // and none; a rate the application can live with is found by halving it instead.
+        const double from =
+            pace_ > 0 ? pace_ : (running_rate_ > 0 ? running_rate_ : peak_rate_);
+        pace_ = std::max(from / 2, peak_rate_ * kMinPaceFraction);
+      }
       last_cut_ = taken;
       last_change_ = taken;
     }
-  } else if (!held_ && active_workers_ < config_.workers && Covers(taken - *last_change_, 1) &&
+  } else if (!held_ && Covers(taken - *last_change_, 1) &&
              (!last_cut_.has_value() ||
               Covers(taken - *last_cut_, config_.regrow_intervals))) {
-    ++active_workers_;
-    last_change_ = taken;
+    // Recovery undoes rule 9 before rule 6: the rate first, then the workers.
+    if (pace_ > 0) {
+      pace_ += peak_rate_ * kPaceStepFraction;
+      if (pace_ >= peak_rate_) pace_ = 0;
+      last_change_ = taken;
+    } else if (active_workers_ < config_.workers) {
+      ++active_workers_;
+      last_change_ = taken;
+    }
   }
   return Current();
 }
@@ -304,6 +332,11 @@ Decision Governor::Current() const {
   Decision decision;
   decision.active_workers = active_workers_;
   decision.rate_limit_rows_per_second = config_.max_rows_per_second;
+  if (pace_ > 0) {
+    decision.pace_rows_per_second = pace_;
+    decision.rate_limit_rows_per_second =
+        config_.max_rows_per_second > 0 ? std::min(config_.max_rows_per_second, pace_) : pace_;
+  }
   decision.batch_target_scale = lock_waiters_ ? kLockWaiterTargetScale : 1.0;
   decision.pressure = pressure_;
   if (!last_taken_.has_value()) {

@@ -355,6 +355,70 @@ TEST_F(GovernorTest, PressureHalvesWorkersThenWaitsBeforeGrowing) {
   EXPECT_EQ(governor_.Current().pressure, "");
 }
 
+// Rule 9: at one worker, pressure halves a rows/s pace measured from ReportRows, never below 5% of
+// the peak; healthy intervals give 10% of the peak back, and workers grow only once it is gone.
+TEST_F(GovernorTest, PressureAtOneWorkerPacesTheRateThenGivesItBack) {
+  governor_.ReportRows(0);
+  StepHealthy();  // t=1: 1 worker
+  for (int i = 0; i < 2; ++i) {
+    governor_.ReportRows(100000);  // 100k rows/s
+    StepHealthy();
+  }
+  ASSERT_EQ(governor_.Current().active_workers, 3);
+  EXPECT_EQ(governor_.Current().rate_limit_rows_per_second, 0) << "no pace before pressure";
+
+  Samples near = Healthy();
+  near.canary_latency = absl::Milliseconds(80);  // > 70% of 100 ms: pressure, no veto
+  governor_.ReportRows(100000);
+  EXPECT_EQ(Step(near).active_workers, 1);  // 3 -> 1: rule 6 first
+  EXPECT_EQ(governor_.Current().pace_rows_per_second, 0);
+  governor_.ReportRows(40000);
+  Decision paced = Step(near);
+  EXPECT_EQ(paced.active_workers, 1);
+  EXPECT_DOUBLE_EQ(paced.pace_rows_per_second, 20000) << "half of the last interval's 40k rows/s";
+  EXPECT_DOUBLE_EQ(paced.rate_limit_rows_per_second, 20000);
+  for (double want : {10000.0, 5000.0, 5000.0}) {  // floor: 5% of the 100k peak
+    governor_.ReportRows(20000);
+    EXPECT_DOUBLE_EQ(Step(near).pace_rows_per_second, want);
+  }
+
+  // Recovery: 3 intervals after the last cut, +10k (10% of the peak) per interval, then workers.
+  std::vector<double> paces;
+  std::vector<int> workers;
+  for (int i = 0; i < 14; ++i) {
+    governor_.ReportRows(5000);
+    const Decision decision = StepHealthy();
+    paces.push_back(decision.pace_rows_per_second);
+    workers.push_back(decision.active_workers);
+  }
+  EXPECT_EQ(paces, (std::vector<double>{5000, 5000, 15000, 25000, 35000, 45000, 55000, 65000,
+                                         75000, 85000, 95000, 0, 0, 0}));
+  EXPECT_EQ(workers, (std::vector<int>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3}));
+}
+
+TEST_F(GovernorTest, ThePaceNeverRaisesTheOperatorsRateLimit) {
+  GovernorConfig config = AllChecked();
+  config.workers = 1;
+  config.max_rows_per_second = 8000;
+  governor_.SetConfig(config);
+  StepHealthy();
+  governor_.ReportRows(50000);
+  StepHealthy();
+  Samples near = Healthy();
+  near.canary_latency = absl::Milliseconds(80);
+  governor_.ReportRows(50000);
+  Decision paced = Step(near);
+  EXPECT_DOUBLE_EQ(paced.pace_rows_per_second, 25000);
+  EXPECT_DOUBLE_EQ(paced.rate_limit_rows_per_second, 8000);
+}
+
+TEST_F(GovernorTest, NoPaceWithoutAMeasuredRate) {
+  StepHealthy();
+  Samples near = Healthy();
+  near.canary_latency = absl::Milliseconds(80);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Step(near).rate_limit_rows_per_second, 0);
+}
+
 TEST_F(GovernorTest, AtMostOneCutPerInterval) {
   for (int i = 0; i < 8; ++i) StepHealthy();
   Samples near = Healthy();

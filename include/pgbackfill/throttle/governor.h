@@ -40,6 +40,13 @@
 //     shorter batches are what waiting application sessions need. Otherwise 1.
 //  8. Rate. `max_rows_per_second` is passed through as the Decision's rate limit; the runner
 //     enforces it with a RateLimiter shared by all workers.
+//  9. Pacing, AIMD on the rate. Pressure that finds rule 6 already at 1 worker halves a pace: a
+//     rows/s cap starting from the rate of the last interval the job ran unheld (ReportRows), never
+//     below 5% of the highest such rate seen. Healthy samples (with rule 6's timing) raise it by
+//     10% of that peak, and at the peak it is dropped; only then do workers grow again. The
+//     Decision's rate limit is the smaller of the pace and `max_rows_per_second`. On/off holds
+//     alone make the application's latency swing between the backfill at full speed and none;
+//     a pace lets the backfill run at the rate the application leaves free.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -105,6 +112,7 @@ struct Decision {
   std::string reason;  // why held, for users; empty when running
   int active_workers = 1;  // workers allowed to run batches (when not held)
   double rate_limit_rows_per_second = 0;  // over all workers; 0 = none
+  double pace_rows_per_second = 0;  // rule 9's part of the limit; 0 = not pacing
   double batch_target_scale = 1.0;        // multiply the batch sizer's target by this
   std::string pressure;  // signals near or over their limit in the last sample (for logs)
 };
@@ -125,6 +133,8 @@ class Governor {
   // Retryable batch failures (lock timeout, deadlock, ...) since the last report; they count
   // towards rule 6's burst at the next Update.
   void ReportRetries(int n);
+  // Rows committed since the last report: the backfill's own rate, which rule 9 paces.
+  void ReportRows(int64_t rows);
   // Live change (`pgbackfill set`). Workers and rate apply at once (active workers are clamped
   // to the new ceiling); thresholds apply from the next Update. Known replicas are kept: a
   // config change is no reason to stop watching a standby.
@@ -158,6 +168,11 @@ class Governor {
   std::optional<absl::Time> last_change_;  // last change of active_workers_ (or resume)
   std::optional<absl::Time> last_cut_;
   int pending_retries_ = 0;
+  // Rule 9: pacing. Below one worker there is nothing left to halve but the rate.
+  int64_t pending_rows_ = 0;
+  double running_rate_ = 0;  // rows/s over the last interval the job ran unheld
+  double peak_rate_ = 0;     // the largest such rate: pacing ends when the pace gets back to it
+  double pace_ = 0;          // the adaptive rows/s cap; 0 = none
   bool lock_waiters_ = false;
   std::string pressure_;
 };
