@@ -22,7 +22,7 @@ constexpr double kLockWaiterTargetScale = 0.5;
 // Rule 9: the pace never falls below this share of the peak rate (the job must still end), and
 // grows back by this share of it per healthy interval.
 constexpr double kMinPaceFraction = 0.05;
-constexpr double kPaceStepFraction = 0.1;
+constexpr double kPaceStepFraction = 0.025;
 
 // "250ms" below a second (canary latencies), "7.2s" above (lags, gaps).
 std::string HumanDuration(absl::Duration d) {

@@ -43,7 +43,7 @@
 //  9. Pacing, AIMD on the rate. Pressure that finds rule 6 already at 1 worker halves a pace: a
 //     rows/s cap starting from the rate of the last interval the job ran unheld (ReportRows), never
 //     below 5% of the highest such rate seen. Healthy samples (with rule 6's timing) raise it by
-//     10% of that peak, and at the peak it is dropped; only then do workers grow again. The
+//     2.5% of that peak, and at the peak it is dropped; only then do workers grow again. The
 //     Decision's rate limit is the smaller of the pace and `max_rows_per_second`. On/off holds
 //     alone make the application's latency swing between the backfill at full speed and none;
 //     a pace lets the backfill run at the rate the application leaves free.
