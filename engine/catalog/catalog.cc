@@ -304,12 +304,18 @@ absl::StatusOr<bool> Catalog::HasTablePrivilege(const Table& table, const std::s
 
 absl::StatusOr<bool> Catalog::CanVacuum(const Table& table) {
   // PostgreSQL 15's rule (vacuum_is_relation_owner): superuser, a member of the table's owner, or
-  // a member of the database's owner (for tables other than shared catalogs). Anyone else gets a
-  // WARNING and a skipped table, not an error, so it has to be asked here.
+  // a member of the database's owner (for tables other than shared catalogs); from 17 also
+  // MAINTAIN. Anyone else gets a WARNING and a skipped table, not an error, so it has to be asked
+  // here.
   ASSIGN_OR_RETURN(
       pg::Result result,
       conn_.Exec("SELECT r.rolsuper OR pg_catalog.pg_has_role(c.relowner, 'MEMBER')\n"
                  "       OR (NOT c.relisshared AND pg_catalog.pg_has_role(d.datdba, 'MEMBER'))\n"
+                 // PostgreSQL 17 adds the MAINTAIN privilege (and pg_maintain); asked only
+                 // there, since older servers do not know the privilege's name.
+                 "       OR CASE WHEN pg_catalog.current_setting('server_version_num')::int >= "
+                 "170000\n"
+                 "          THEN pg_catalog.has_table_privilege(c.oid, 'MAINTAIN') ELSE false END\n"
                  "  FROM pg_catalog.pg_class c, pg_catalog.pg_roles r, pg_catalog.pg_database d\n"
                  " WHERE c.oid = $1::pg_catalog.oid AND r.rolname = current_user\n"
                  "   AND d.datname = pg_catalog.current_database()",

@@ -13,7 +13,10 @@ constexpr double kFirstEdgeSeconds = 100e-6;  // bucket 0 holds everything up to
 int LatencyHistogram::BucketOf(absl::Duration latency) {
   const double seconds = absl::ToDoubleSeconds(latency);
   if (!(seconds > kFirstEdgeSeconds)) return 0;
-  const double index = std::ceil(std::log(seconds / kFirstEdgeSeconds) / std::log(kGrowth));
+  // The epsilon keeps a latency exactly on an edge in the bucket it closes: log() of an exact
+  // power can come out a hair above the integer, and ceil() would push it one bucket up.
+  const double index =
+      std::ceil(std::log(seconds / kFirstEdgeSeconds) / std::log(kGrowth) - 1e-9);
   return static_cast<int>(std::min(index, static_cast<double>(kBuckets - 1)));
 }
 

@@ -2,6 +2,7 @@
 // `vacuum_every` rows written, one VACUUM of the written table on its own connection, while the
 // workers go on. Best effort by design: a VACUUM that fails or is skipped costs table size, never
 // rows, so its errors are warnings and the backfill continues.
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,8 +23,11 @@ const plan::QualifiedName& Runner::WrittenTable() const {
 void Runner::CountForVacuum(int64_t rows) {
   rows_since_vacuum_ += rows;
   const int64_t every = VacuumEveryRows(live_.vacuum_every, report_.estimate->rows);
-  // One at a time: rows written while a VACUUM runs count toward the next one.
-  if (every <= 0 || rows_since_vacuum_ < every || vacuum_running_ || stopping_) return;
+  // One at a time: rows written while a VACUUM runs count toward the next one. Not while held:
+  // a hold for replica lag or WAL rate must not start the I/O and WAL of a VACUUM.
+  if (every <= 0 || rows_since_vacuum_ < every || vacuum_running_ || stopping_ || was_held_) {
+    return;
+  }
   rows_since_vacuum_ = 0;
   vacuum_running_ = true;
   asio::co_spawn(io_, GuardedVacuum(), asio::detached);
@@ -56,10 +60,28 @@ asio::awaitable<void> Runner::Vacuum() {
       co_return;
     }
     vacuum_conn_ = std::move(connected).value();
+    // A role's or database's statement_timeout would cancel every long VACUUM.
+    if (absl::StatusOr<pg::Result> set = co_await vacuum_conn_->Exec("SET statement_timeout = 0");
+        !set.ok()) {
+      warn("could not prepare the connection to vacuum", set.status());
+      vacuum_conn_.reset();
+      co_return;
+    }
   }
   // The last worker may have finished while this connected: StopVacuum had nothing to cancel then,
   // and a VACUUM started now would hold the run's end up for nothing.
   if (workers_running_ == 0) co_return;
+  // SKIP_LOCKED (and a role that may not vacuum) skip the table with only a WARNING, which our
+  // connections do not surface: the table's vacuum count says whether this one really ran.
+  const auto vacuum_count = [&]() -> asio::awaitable<std::optional<int64_t>> {
+    std::vector<pg::Param> params;
+    params.emplace_back(table);
+    absl::StatusOr<pg::Result> count = co_await vacuum_conn_->Exec(
+        "SELECT pg_catalog.pg_stat_get_vacuum_count($1::text::regclass)", std::move(params));
+    if (!count.ok() || count->Rows() != 1) co_return std::nullopt;
+    co_return std::stoll(std::string(count->Get(0, 0)));
+  };
+  const std::optional<int64_t> count_before = co_await vacuum_count();
   const absl::Time start = absl::Now();
   // VACUUM alone before the Sync: a pipeline of one statement is not a transaction block.
   absl::StatusOr<pg::Result> vacuumed = co_await vacuum_conn_->Exec(VacuumSql(WrittenTable()));
@@ -69,6 +91,16 @@ asio::awaitable<void> Runner::Vacuum() {
     // one starts on a new connection.
     if (workers_running_ > 0) warn("VACUUM of", vacuumed.status());
     vacuum_conn_.reset();
+    co_return;
+  }
+  const std::optional<int64_t> count_after = co_await vacuum_count();
+  if (count_before.has_value() && count_after.has_value() && *count_after == *count_before) {
+    json skipped = Event("warning");
+    skipped["message"] = absl::StrCat(
+        "bloat control: VACUUM of ", table, " was skipped (another VACUUM, autovacuum or DDL "
+        "holds the table, or the role may not vacuum it); the next one is due after ",
+        VacuumEveryRows(live_.vacuum_every, report_.estimate->rows), " more rows");
+    events_.Emit(skipped);
     co_return;
   }
   ++summary_.vacuums;

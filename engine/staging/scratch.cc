@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "pgbackfill/catalog/preflight.h"
 #include "pgbackfill/checkpoint/job_store.h"
@@ -12,6 +13,7 @@
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/util/status.h"
+#include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::staging {
 namespace {
@@ -52,7 +54,8 @@ ScratchNames ScratchFor(const plan::Plan& plan) {
   if (plan.mode == plan::Mode::kCopy) {
     names.into = plan::QualifiedName{exec::kJobStoreSchema, IdentifierOf("bench into ", plan.name)};
   }
-  names.job = absl::StrCat(plan.name, "-bench");
+  // ':' is not allowed in a plan's name, so no real job can be called this (and be dropped).
+  names.job = absl::StrCat(plan.name, ":bench");
   return names;
 }
 
@@ -89,13 +92,22 @@ std::string FillSql(const plan::QualifiedName& source, const plan::QualifiedName
   std::vector<std::string> order;
   for (const std::string& column : key) order.push_back(pg::QuoteIdent(column));
   const std::string list = absl::StrJoin(quoted, ", ");
+  const std::string key_list = absl::StrJoin(order, ", ");
+  if (!sample_percent.has_value()) {
+    return absl::StrCat("INSERT INTO ", Quoted(scratch), " (", list,
+                        ") OVERRIDING SYSTEM VALUE\nSELECT ", list, " FROM ", Quoted(source),
+                        "\n ORDER BY ", key_list, " LIMIT ", rows);
+  }
+  // The sample has about 1.5x the rows wanted: which ones to keep is decided by a hash of the key
+  // (deterministic, spread over the whole key range), not by the key itself, which would keep
+  // only the lowest keys and leave the top of the range out.
   return absl::StrCat(
       "INSERT INTO ", Quoted(scratch), " (", list, ") OVERRIDING SYSTEM VALUE\n"
-      "SELECT ", list, " FROM ", Quoted(source),
-      sample_percent.has_value()
-          ? absl::StrCat(" TABLESAMPLE SYSTEM (", *sample_percent, ") REPEATABLE (0)")
-          : "",
-      "\n ORDER BY ", absl::StrJoin(order, ", "), " LIMIT ", rows);
+      "SELECT ", list, " FROM (\n"
+      "  SELECT ", list, " FROM ", Quoted(source), " TABLESAMPLE SYSTEM (", *sample_percent,
+      ") REPEATABLE (0)\n"
+      "   ORDER BY pg_catalog.md5(ROW(", key_list, ")::text) LIMIT ", rows, "\n"
+      ") AS sample\n ORDER BY ", key_list);
 }
 
 absl::StatusOr<BenchReport> RunBench(const plan::Plan& plan, const BenchOptions& options,
@@ -127,27 +139,53 @@ absl::StatusOr<BenchReport> RunBench(const plan::Plan& plan, const BenchOptions&
 
   // The copy. Only SELECTs read the original; everything written is in the scratch tables.
   const absl::Time copy_start = absl::Now();
-  RETURN_IF_ERROR(conn.ExecScript(absl::StrCat("CREATE TABLE ", Quoted(bench.scratch.table),
-                                               " (LIKE ", Quoted(bench.source),
-                                               " INCLUDING ALL)")));
-  std::vector<std::string> columns;
-  for (const catalog::Column& column : report.table->columns) {
-    if (!column.generated) columns.push_back(column.name);
-  }
-  std::vector<std::string> key;
-  for (const catalog::Column& column : report.key->columns) key.push_back(column.name);
   const std::optional<double> sample = SamplePercent(options.rows, bench.production_rows);
-  ASSIGN_OR_RETURN(pg::Result filled, conn.Exec(FillSql(bench.source, bench.scratch.table, columns,
-                                                        key, options.rows, sample)));
-  bench.scratch_rows = filled.AffectedRows();
-  bench.whole_table = !sample.has_value() && bench.scratch_rows < options.rows;
-  if (bench.scratch.into.has_value()) {
-    RETURN_IF_ERROR(conn.ExecScript(absl::StrCat("CREATE TABLE ", Quoted(*bench.scratch.into),
-                                                 " (LIKE ", Quoted(report.target->name),
+  const auto make_copy = [&]() -> absl::Status {
+    RETURN_IF_ERROR(conn.ExecScript(absl::StrCat("CREATE TABLE ", Quoted(bench.scratch.table),
+                                                 " (LIKE ", Quoted(bench.source),
                                                  " INCLUDING ALL)")));
+    // LIKE leaves storage parameters behind; fillfactor decides whether an UPDATE can stay on its
+    // page (HOT), so the copy must have the original's.
+    ASSIGN_OR_RETURN(pg::Result options_row,
+                     conn.Exec("SELECT pg_catalog.array_to_string(reloptions, ',') FROM "
+                               "pg_catalog.pg_class WHERE oid = $1::pg_catalog.oid",
+                               {std::to_string(report.table->oid)}));
+    if (options_row.Rows() == 1 && !options_row.GetOptional(0, 0).value_or("").empty()) {
+      std::vector<std::string> settings;
+      const std::string text = *options_row.GetOptional(0, 0);
+      for (absl::string_view option : absl::StrSplit(ToAbsl(text), ',')) {
+        const size_t equals = option.find('=');
+        if (equals == absl::string_view::npos) continue;
+        settings.push_back(absl::StrCat(pg::QuoteIdent(ToStd(option.substr(0, equals))), " = ",
+                                        pg::QuoteLiteral(ToStd(option.substr(equals + 1)))));
+      }
+      RETURN_IF_ERROR(conn.ExecScript(absl::StrCat("ALTER TABLE ", Quoted(bench.scratch.table),
+                                                   " SET (", absl::StrJoin(settings, ", "), ")")));
+    }
+    std::vector<std::string> columns;
+    for (const catalog::Column& column : report.table->columns) {
+      if (!column.generated) columns.push_back(column.name);
+    }
+    std::vector<std::string> key;
+    for (const catalog::Column& column : report.key->columns) key.push_back(column.name);
+    ASSIGN_OR_RETURN(pg::Result filled,
+                     conn.Exec(FillSql(bench.source, bench.scratch.table, columns, key,
+                                       options.rows, sample)));
+    bench.scratch_rows = filled.AffectedRows();
+    if (bench.scratch.into.has_value()) {
+      RETURN_IF_ERROR(conn.ExecScript(absl::StrCat("CREATE TABLE ", Quoted(*bench.scratch.into),
+                                                   " (LIKE ", Quoted(report.target->name),
+                                                   " INCLUDING ALL)")));
+    }
+    // Settled like a table loaded long ago: all-visible pages, fresh statistics.
+    return conn.ExecScript(absl::StrCat("VACUUM ANALYZE ", Quoted(bench.scratch.table)));
+  };
+  if (absl::Status made = make_copy(); !made.ok()) {
+    // A half-made copy is of no use to anyone: drop it before saying why.
+    (void)DropScratch(conn, bench.scratch);
+    return made;
   }
-  // Settled like a table loaded long ago: all-visible pages, fresh statistics.
-  RETURN_IF_ERROR(conn.ExecScript(absl::StrCat("VACUUM ANALYZE ", Quoted(bench.scratch.table))));
+  bench.whole_table = !sample.has_value() && bench.scratch_rows < options.rows;
   bench.copy_time = absl::Now() - copy_start;
 
   exec::RunOptions run_options;

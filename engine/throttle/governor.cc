@@ -305,8 +305,9 @@ Decision Governor::Update(const Samples& samples) {
       } else if (peak_rate_ > 0) {
         // Rule 9: one worker is still too much. Holding alone would swing between full speed
         // and none; a rate the application can live with is found by halving it instead.
-        const double from =
-            pace_ > 0 ? pace_ : (running_rate_ > 0 ? running_rate_ : peak_rate_);
+        // From what the job really did: a pace it was not reaching would slow nothing.
+        const double measured = running_rate_ > 0 ? running_rate_ : peak_rate_;
+        const double from = pace_ > 0 ? std::min(pace_, measured) : measured;
         pace_ = std::max(from / 2, peak_rate_ * kMinPaceFraction);
       }
       last_cut_ = taken;

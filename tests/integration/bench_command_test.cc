@@ -60,7 +60,7 @@ class BenchCommandTest : public ::testing::Test {
     auto tables = db_.QueryValue(
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = 'pgbackfill' AND c.relname LIKE 'bench %' AND c.relkind = 'r'");
-    auto jobs = db_.QueryValue("SELECT count(*) FROM pgbackfill.jobs WHERE name LIKE '%-bench'");
+    auto jobs = db_.QueryValue("SELECT count(*) FROM pgbackfill.jobs WHERE name LIKE '%:bench'");
     EXPECT_OK(tables);
     EXPECT_OK(jobs);
     return absl::StrCat(tables.value_or("?"), " table(s), ", jobs.value_or("?"), " job(s)");
@@ -102,7 +102,7 @@ TEST_F(BenchCommandTest, MeasuresASampleAndNeverWritesTheOriginal) {
   // The backfill ran as its own job on the scratch table.
   const json* started = testing::FindEvent(events, "job_started");
   ASSERT_NE(started, nullptr);
-  EXPECT_EQ((*started)["job"], "items-cents-bench");
+  EXPECT_EQ((*started)["job"], "items-cents:bench");
   EXPECT_EQ((*started)["table"], "\"pgbackfill\".\"bench items-cents\"");
 
   SettleStats();
@@ -110,11 +110,18 @@ TEST_F(BenchCommandTest, MeasuresASampleAndNeverWritesTheOriginal) {
   EXPECT_EQ(Leftovers(), "0 table(s), 0 job(s)");
 }
 
-TEST_F(BenchCommandTest, ASmallTableIsCopiedWhole) {
-  ASSERT_OK(db_.ExecScript(kTable));
+TEST_F(BenchCommandTest, ASmallTableIsCopiedWholeWithItsStorageParameters) {
+  ASSERT_OK(db_.ExecScript(absl::StrCat(kTable, "ALTER TABLE items SET (fillfactor = 70);")));
   const std::string plan = testing::WriteTestFile(Plan());
-  CommandResult result = RunPgbackfill({"bench", plan, "--dsn", db_.dsn(), "--rows", "50000"});
+  CommandResult result =
+      RunPgbackfill({"bench", plan, "--dsn", db_.dsn(), "--rows", "50000", "--keep"});
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  // fillfactor decides whether an UPDATE stays on its page (HOT): the copy must have it.
+  ASSERT_OK_AND_ASSIGN(std::string options,
+                       db_.QueryValue("SELECT array_to_string(reloptions, ',') FROM pg_class "
+                                      "WHERE oid = 'pgbackfill.\"bench items-cents\"'::regclass"));
+  EXPECT_EQ(options, "fillfactor=70");
+  EXPECT_EQ(Leftovers(), "1 table(s), 1 job(s)") << "--keep keeps them";
   EXPECT_THAT(result.out, AllOf(HasSubstr("30000 rows (the whole table)"), HasSubstr("rows/s"),
                                 HasSubstr("batch latency     p50 "), HasSubstr("throttle held"),
                                 HasSubstr("estimate for \"public\".\"items\": 30000 rows")));

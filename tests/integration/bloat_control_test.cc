@@ -14,6 +14,7 @@
 #include "support/run_events.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
+#include "pgbackfill/pg/connection.h"
 
 namespace pgbackfill {
 namespace {
@@ -135,6 +136,30 @@ TEST_F(BloatControlTest, InterruptedWhileVacuumingResumesExactlyOnce) {
   CommandResult resumed = RunPgbackfill(RunArgs(plan));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
   ExpectEveryRowOnce("interrupted");
+}
+
+// SKIP_LOCKED: while another session holds SHARE UPDATE EXCLUSIVE (as autovacuum or a
+// CREATE INDEX CONCURRENTLY would), every round is skipped, said so, and not counted as done; the
+// batches (ROW EXCLUSIVE) are not blocked.
+TEST_F(BloatControlTest, ARoundSkippedByALockIsReportedNotCounted) {
+  CreateTable("locked");
+  ASSERT_OK_AND_ASSIGN(pg::Connection holder, pg::Connection::Connect(db_.dsn()));
+  ASSERT_OK(holder.ExecScript("BEGIN; LOCK TABLE locked IN SHARE UPDATE EXCLUSIVE MODE"));
+  CommandResult result =
+      RunPgbackfill(RunArgs(testing::WriteTestFile(Plan("locked", "4000"))));
+  ASSERT_OK(holder.ExecScript("COMMIT"));
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ExpectEveryRowOnce("locked");
+  const std::vector<json> events = testing::ParseEvents(result.out);
+  EXPECT_TRUE(testing::EventsOfType(events, "vacuum").empty()) << result.out;
+  bool skipped = false;
+  for (const json& warning : testing::EventsOfType(events, "warning")) {
+    skipped |= warning["message"].get<std::string>().find("was skipped") != std::string::npos;
+  }
+  EXPECT_TRUE(skipped) << result.out;
+  const json* finished = testing::FindEvent(events, "job_finished");
+  ASSERT_NE(finished, nullptr);
+  EXPECT_EQ((*finished)["vacuums"], 0);
 }
 
 TEST_F(BloatControlTest, PreflightRefusesARoleThatMayNotVacuum) {

@@ -25,7 +25,7 @@ TEST(ScratchForTest, NamesComeFromThePlanInTheJobStoreSchema) {
   const ScratchNames names = ScratchFor(UpdatePlan("users-full-name"));
   EXPECT_EQ(names.table, (plan::QualifiedName{"pgbackfill", "bench users-full-name"}));
   EXPECT_FALSE(names.into.has_value());
-  EXPECT_EQ(names.job, "users-full-name-bench");
+  EXPECT_EQ(names.job, "users-full-name:bench") << "':' is not allowed in a plan name";
 
   plan::Plan copy = UpdatePlan("v2");
   copy.mode = plan::Mode::kCopy;
@@ -43,7 +43,7 @@ TEST(ScratchForTest, LongNamesAreCutAtACharacterBoundaryWithin63Bytes) {
 TEST(BenchPlanTest, RunsOnTheScratchTableWithoutDdlTriggersOrVerify) {
   const plan::Plan original = UpdatePlan("j");
   const plan::Plan bench = BenchPlan(original, ScratchFor(original));
-  EXPECT_EQ(bench.name, "j-bench");
+  EXPECT_EQ(bench.name, "j:bench");
   EXPECT_EQ(bench.table, (plan::QualifiedName{"pgbackfill", "bench j"}));
   EXPECT_FALSE(bench.dual_write);
   EXPECT_TRUE(bench.expand.empty());
@@ -71,10 +71,14 @@ TEST(FillSqlTest, KeyOrderedInsertOfNonGeneratedColumns) {
             "INSERT INTO \"pgbackfill\".\"bench j\" (\"id\", \"First Name\") OVERRIDING SYSTEM "
             "VALUE\nSELECT \"id\", \"First Name\" FROM \"app\".\"users\"\n ORDER BY \"id\" LIMIT "
             "1000");
-  EXPECT_THAT(FillSql({"app", "users"}, {"pgbackfill", "bench j"}, {"id"}, {"tenant", "id"}, 5,
-                      0.25),
-              ::testing::HasSubstr("FROM \"app\".\"users\" TABLESAMPLE SYSTEM (0.25) REPEATABLE "
-                                   "(0)\n ORDER BY \"tenant\", \"id\" LIMIT 5"));
+  // A sample keeps the rows whose key hashes lowest (spread over the key range), then inserts
+  // them in key order.
+  EXPECT_EQ(FillSql({"app", "users"}, {"pgbackfill", "bench j"}, {"id"}, {"tenant", "id"}, 5, 0.25),
+            "INSERT INTO \"pgbackfill\".\"bench j\" (\"id\") OVERRIDING SYSTEM VALUE\n"
+            "SELECT \"id\" FROM (\n"
+            "  SELECT \"id\" FROM \"app\".\"users\" TABLESAMPLE SYSTEM (0.25) REPEATABLE (0)\n"
+            "   ORDER BY pg_catalog.md5(ROW(\"tenant\", \"id\")::text) LIMIT 5\n"
+            ") AS sample\n ORDER BY \"tenant\", \"id\"");
 }
 
 }  // namespace
