@@ -50,14 +50,6 @@ std::string KeyText(const std::optional<ranges::KeyValue>& key, const char* open
   return absl::StrCat("(", absl::StrJoin(*key, ", "), ")");
 }
 
-// At most `max_bytes` of `text`, never cutting a UTF-8 sequence in two (JSON must stay valid).
-std::string TruncateUtf8(std::string_view text, size_t max_bytes) {
-  if (text.size() <= max_bytes) return std::string(text);
-  size_t end = max_bytes;
-  while (end > 0 && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) --end;
-  return std::string(text.substr(0, end));
-}
-
 std::string HostName() {
   std::array<char, 256> name{};
   if (gethostname(name.data(), name.size() - 1) != 0) return "";
@@ -480,7 +472,7 @@ asio::awaitable<void> Runner::Worker(int index) {
     event["worker"] = index;
     event["range"] = range->id;
     event["sqlstate"] = sqlstate;
-    event["error"] = TruncateUtf8(ToStd(result.status.message()), 300);
+    event["error"] = std::string(Utf8Prefix(ToStd(result.status.message()), 300));
     if (error_class == pg::ErrorClass::kRetry) {
       if (++consecutive_retries > kMaxConsecutiveRetries) {
         Fail(absl::StrCat("batch on ", range->Describe(), " failed ", kMaxConsecutiveRetries,

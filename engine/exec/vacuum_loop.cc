@@ -72,16 +72,24 @@ asio::awaitable<void> Runner::Vacuum() {
   // and a VACUUM started now would hold the run's end up for nothing.
   if (workers_running_ == 0) co_return;
   // SKIP_LOCKED (and a role that may not vacuum) skip the table with only a WARNING, which our
-  // connections do not surface: the table's vacuum count says whether this one really ran.
-  const auto vacuum_count = [&]() -> asio::awaitable<std::optional<int64_t>> {
+  // connections do not surface: the table's vacuum count says whether this one really ran. The
+  // reading after it also gives the table's size for the event, in the same round trip.
+  struct TableReading {
+    int64_t vacuum_count = 0;
+    int64_t bytes = 0;
+  };
+  const auto read_table = [&]() -> asio::awaitable<std::optional<TableReading>> {
     std::vector<pg::Param> params;
     params.emplace_back(table);
-    absl::StatusOr<pg::Result> count = co_await vacuum_conn_->Exec(
-        "SELECT pg_catalog.pg_stat_get_vacuum_count($1::text::regclass)", std::move(params));
-    if (!count.ok() || count->Rows() != 1) co_return std::nullopt;
-    co_return std::stoll(std::string(count->Get(0, 0)));
+    absl::StatusOr<pg::Result> row = co_await vacuum_conn_->Exec(
+        "SELECT pg_catalog.pg_stat_get_vacuum_count(t.r), pg_catalog.pg_table_size(t.r)\n"
+        "  FROM (SELECT $1::text::pg_catalog.regclass AS r) AS t",
+        std::move(params));
+    if (!row.ok() || row->Rows() != 1) co_return std::nullopt;
+    co_return TableReading{std::stoll(std::string(row->Get(0, 0))),
+                           std::stoll(std::string(row->Get(0, 1)))};
   };
-  const std::optional<int64_t> count_before = co_await vacuum_count();
+  const std::optional<TableReading> before = co_await read_table();
   const absl::Time start = absl::Now();
   // VACUUM alone before the Sync: a pipeline of one statement is not a transaction block.
   absl::StatusOr<pg::Result> vacuumed = co_await vacuum_conn_->Exec(VacuumSql(WrittenTable()));
@@ -93,13 +101,14 @@ asio::awaitable<void> Runner::Vacuum() {
     vacuum_conn_.reset();
     co_return;
   }
-  const std::optional<int64_t> count_after = co_await vacuum_count();
-  if (count_before.has_value() && count_after.has_value() && *count_after == *count_before) {
+  const std::optional<TableReading> after = co_await read_table();
+  const int64_t every_rows = VacuumEveryRows(live_.vacuum_every, report_.estimate->rows);
+  if (before.has_value() && after.has_value() && after->vacuum_count == before->vacuum_count) {
     json skipped = Event("warning");
     skipped["message"] = absl::StrCat(
         "bloat control: VACUUM of ", table, " was skipped (another VACUUM, autovacuum or DDL "
         "holds the table, or the role may not vacuum it); the next one is due after ",
-        VacuumEveryRows(live_.vacuum_every, report_.estimate->rows), " more rows");
+        every_rows, " more rows");
     events_.Emit(skipped);
     co_return;
   }
@@ -107,12 +116,8 @@ asio::awaitable<void> Runner::Vacuum() {
   json event = Event("vacuum");
   event["table"] = table;
   event["seconds"] = absl::ToDoubleSeconds(took);
-  event["every_rows"] = VacuumEveryRows(live_.vacuum_every, report_.estimate->rows);
-  std::vector<pg::Param> params;
-  params.emplace_back(table);
-  absl::StatusOr<pg::Result> size = co_await vacuum_conn_->Exec(
-      "SELECT pg_catalog.pg_table_size($1::text::regclass)", std::move(params));
-  if (size.ok() && size->Rows() == 1) event["table_bytes"] = std::stoll(std::string(size->Get(0, 0)));
+  event["every_rows"] = every_rows;
+  if (after.has_value()) event["table_bytes"] = after->bytes;
   events_.Emit(event);
 }
 

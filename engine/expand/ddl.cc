@@ -399,27 +399,14 @@ std::string Excerpt(std::string_view text) {
   }
   constexpr size_t kMax = 80;
   if (line.size() > kMax) {
-    size_t cut = kMax - 3;
-    while (cut > 0 && (static_cast<unsigned char>(line[cut]) & 0xC0) == 0x80) --cut;
-    line = absl::StrCat(line.substr(0, cut), "...");
+    line = absl::StrCat(ToAbsl(Utf8Prefix(line, kMax - 3)), "...");
   }
   return line;
 }
 
 // --- Constraint names -----------------------------------------------------------------------
 
-constexpr size_t kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1
-
-// FNV-1a, 32 bit: fixed by its definition, so the name a rerun derives is the name the first run
-// used.
-uint32_t Fnv1a32(std::string_view text) {
-  uint32_t hash = 0x811c9dc5u;
-  for (char c : text) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 0x01000193u;
-  }
-  return hash;
-}
+using pg::kMaxIdentifierBytes;
 
 // --- Running --------------------------------------------------------------------------------
 
@@ -714,11 +701,7 @@ std::string NotNullConstraintName(std::string_view job, std::string_view column)
   // "a"+"b_c" differ.
   const std::string tail = absl::StrFormat(
       "_%08x%s", Fnv1a32(absl::StrCat(ToAbsl(job), std::string(1, '\0'), ToAbsl(column))), kSuffix);
-  size_t cut = kMaxIdentifierBytes - tail.size();
-  // Never in the middle of a UTF-8 sequence: the server would refuse the name as invalid.
-  while (cut > 0 && (static_cast<unsigned char>(name[cut]) & 0xC0) == 0x80) --cut;
-  name.resize(cut);
-  return absl::StrCat(name, tail);
+  return absl::StrCat(ToAbsl(Utf8Prefix(name, kMaxIdentifierBytes - tail.size())), tail);
 }
 
 std::vector<std::string> NotNullSteps(const plan::QualifiedName& table, const std::string& column,

@@ -15,19 +15,8 @@ namespace pgbackfill::expand {
 namespace {
 
 // PostgreSQL's NAMEDATALEN - 1.
-constexpr size_t kMaxNameBytes = 63;
 constexpr char kNamePrefix[] = "pgbackfill_";
 
-// FNV-1a, 32 bit: fixed by its definition (unlike std::hash), so names made by one build are found
-// by the next.
-uint32_t Fnv1a32(std::string_view text) {
-  uint32_t hash = 2166136261u;
-  for (char c : text) {
-    hash ^= static_cast<unsigned char>(c);
-    hash *= 16777619u;
-  }
-  return hash;
-}
 
 std::string Quoted(const TriggerNames& names) {
   return absl::StrCat(pg::QuoteIdent(names.function_schema), ".", pg::QuoteIdent(names.function));
@@ -98,7 +87,7 @@ std::string RowOf(const char* record) { return absl::StrCat("(SELECT ", record, 
 TriggerNames NamesFor(std::string_view job, std::string_view kind) {
   const std::string hash = absl::StrFormat("%08x", Fnv1a32(job));
   const size_t fixed = sizeof(kNamePrefix) - 1 + kind.size() + 1 + 1 + hash.size();
-  const size_t room = fixed < kMaxNameBytes ? kMaxNameBytes - fixed : 0;
+  const size_t room = fixed < pg::kMaxIdentifierBytes ? pg::kMaxIdentifierBytes - fixed : 0;
   // Job names are ASCII ([A-Za-z0-9_.-]), so cutting bytes cannot split a character.
   const std::string name =
       absl::StrCat(kNamePrefix, ToAbsl(kind), "_", ToAbsl(job.substr(0, room)), "_", hash);

@@ -7,14 +7,15 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
 #include "pgbackfill/plan/parse.h"
+#include "pgbackfill/pg/quote.h"
 #include "pgbackfill/util/status.h"
 
 namespace pgbackfill::plan {
 namespace {
 
-// NAMEDATALEN - 1. PostgreSQL silently truncates longer names (with a NOTICE), which would make
-// us address a different column than the one the operator wrote, so we refuse them instead.
-constexpr size_t kMaxIdentifierBytes = 63;
+// PostgreSQL silently truncates longer names (with a NOTICE), which would make us address a
+// different column than the one the operator wrote, so we refuse them instead.
+using pg::kMaxIdentifierBytes;
 
 bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 

@@ -21,13 +21,8 @@ namespace {
 // PostgreSQL truncates identifiers to 63 bytes; cut before that, at a character boundary, so the
 // name we quote is the name the server keeps.
 std::string IdentifierOf(std::string_view prefix, std::string_view name) {
-  constexpr size_t kMaxBytes = 63;
-  std::string out = std::string(prefix) + std::string(name);
-  if (out.size() <= kMaxBytes) return out;
-  size_t cut = kMaxBytes;
-  while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
-  out.resize(cut);
-  return out;
+  const std::string full = std::string(prefix) + std::string(name);
+  return std::string(Utf8Prefix(full, pg::kMaxIdentifierBytes));
 }
 
 std::string Quoted(const plan::QualifiedName& name) { return plan::QuoteQualified(name); }

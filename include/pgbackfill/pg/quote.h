@@ -3,10 +3,14 @@
 // Pure functions: they assume standard_conforming_strings=on (the default since 9.1).
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
 namespace pgbackfill::pg {
+
+// NAMEDATALEN - 1: the server cuts longer identifiers (with a NOTICE) to this many bytes.
+inline constexpr size_t kMaxIdentifierBytes = 63;
 
 // "name" with embedded double quotes doubled. Always quotes, so case and reserved words survive.
 std::string QuoteIdent(std::string_view name);
