@@ -6,6 +6,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/move/copy_format.h"
+#include "pgbackfill/move/move_sql.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/plan/parse.h"
@@ -47,8 +49,15 @@ std::string ServerMessage(const absl::Status& status) {
 
 class Preflighter {
  public:
-  Preflighter(pg::Connection& conn, const plan::Plan& plan)
-      : conn_(conn), plan_(plan), catalog_(conn) {}
+  // `target` is the database `into` and the job store live in when moving between databases;
+  // nullptr when that is `conn` itself.
+  Preflighter(pg::Connection& conn, pg::Connection* target, const plan::Plan& plan)
+      : conn_(conn),
+        plan_(plan),
+        catalog_(conn),
+        moves_(target != nullptr),
+        target_conn_(target != nullptr ? *target : conn),
+        target_catalog_(target_conn_) {}
 
   absl::StatusOr<PreflightReport> Run() {
     report_.plan_hash = plan::PlanHash(plan_);
@@ -67,9 +76,25 @@ class Preflighter {
     RETURN_IF_ERROR(conn_.Exec("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
                                {Millis(plan_.throttle.lock_timeout)})
                         .status());
+    target_user_ = report_.user;
+    if (moves_) {
+      ASSIGN_OR_RETURN(pg::Result target_version, target_conn_.Exec("SHOW server_version_num"));
+      if (std::stoi(std::string(target_version.Get(0, 0))) < 150000) {
+        Problem(absl::StrCat("the target server runs PostgreSQL ",
+                             ToAbsl(target_version.Get(0, 0)), "; pgbackfill needs 15 or later"));
+      }
+      ASSIGN_OR_RETURN(target_user_, target_catalog_.CurrentUser());
+      RETURN_IF_ERROR(target_catalog_.Harden().status());
+      RETURN_IF_ERROR(
+          target_conn_
+              .Exec("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
+                    {Millis(plan_.throttle.lock_timeout)})
+              .status());
+    }
     absl::StatusOr<PreflightReport> report = RunChecks();
     if (!report.ok()) return report;
     RETURN_IF_ERROR(conn_.Exec("RESET lock_timeout").status());
+    if (moves_) RETURN_IF_ERROR(target_conn_.Exec("RESET lock_timeout").status());
     return report;
   }
 
@@ -96,6 +121,7 @@ class Preflighter {
     }
     RETURN_IF_ERROR(CheckPrivileges());
     RETURN_IF_ERROR(CompileExpressions());
+    if (moves_) RETURN_IF_ERROR(ChooseMoveFormat());
     RETURN_IF_ERROR(Estimate());
     BuildBatchSql();
     return std::move(report_);
@@ -207,7 +233,7 @@ class Preflighter {
   }
 
   absl::Status CheckCopyTarget() {
-    auto target = catalog_.LookupTable(*plan_.into);
+    auto target = target_catalog_.LookupTable(*plan_.into);
     if (!target.ok()) {
       if (target.status().code() != absl::StatusCode::kNotFound &&
           target.status().code() != absl::StatusCode::kFailedPrecondition) {
@@ -264,7 +290,7 @@ class Preflighter {
                              "map it under `columns:` or give it a default"));
       }
     }
-    return CheckCopyKey();
+    return moves_ ? CheckMoveKey() : CheckCopyKey();
   }
 
   // The source key column an expression copies unchanged: a plain (folded) column name, or
@@ -346,6 +372,53 @@ class Preflighter {
     return absl::OkStatus();
   }
 
+  // Between databases the target row of a source row is found by the key's columns copied
+  // unchanged (verify and repair compare and delete key spans on the target; exactly-once rests
+  // on the checkpoint, not on a constraint). A unique key over them is needed only for ON CONFLICT.
+  absl::Status CheckMoveKey() {
+    if (!report_.key.has_value() || report_.copy_columns.empty()) return absl::OkStatus();
+    const std::string target_name = plan::QuoteQualified(target_->name);
+    const std::vector<Column>& source_key = report_.key->columns;
+    std::vector<std::string> mapped(source_key.size());
+    for (const plan::Assignment& assignment : report_.copy_columns) {
+      std::optional<std::string> source = CopiedKeyColumn(assignment.expression);
+      if (!source.has_value()) continue;
+      for (size_t i = 0; i < source_key.size(); ++i) {
+        if (source_key[i].name == *source && mapped[i].empty()) mapped[i] = assignment.column;
+      }
+    }
+    for (size_t i = 0; i < source_key.size(); ++i) {
+      if (!mapped[i].empty()) continue;
+      Problem(absl::StrCat(
+          At(plan_, plan_.columns.empty() ? "into" : "columns"), "no column of ", target_name,
+          " is filled with the key column ", pg::QuoteIdent(source_key[i].name), " of ",
+          TableName(), " unchanged; a copy between databases finds a range's rows on the target "
+          "by the key (to verify and repair it), e.g. `columns: {", source_key[i].name, ": ",
+          source_key[i].name, ", ...}`"));
+      return absl::OkStatus();
+    }
+    report_.target_key = mapped;
+    for (const std::string& name : mapped) {
+      report_.target_key_types.push_back(target_->FindColumn(name)->type);
+    }
+    ASSIGN_OR_RETURN(std::vector<Key> keys, target_catalog_.UniqueKeys(*target_));
+    for (const Key& key : keys) {
+      std::vector<std::string> names;
+      for (const Column& column : key.columns) names.push_back(column.name);
+      if (std::is_permutation(names.begin(), names.end(), mapped.begin(), mapped.end())) {
+        report_.target_key_index = key.index_name;
+        break;
+      }
+    }
+    if (report_.target_key_index.empty() && plan_.on_conflict != plan::OnConflict::kError) {
+      Problem(absl::StrCat(At(plan_, "on_conflict"), "needs a unique key of ", target_name,
+                           " over the columns the key is copied into (",
+                           absl::StrJoin(mapped, ", "), "), for ON CONFLICT; it has none"));
+    }
+    if (plan_.on_conflict == plan::OnConflict::kUpdate) CheckIdentityColumns();
+    return absl::OkStatus();
+  }
+
   // ON CONFLICT DO UPDATE (the sync trigger's, and on_conflict: update) may set an identity
   // ALWAYS column only to DEFAULT, so such a column can be filled only as part of the key.
   void CheckIdentityColumns() {
@@ -366,13 +439,15 @@ class Preflighter {
   }
 
   absl::Status RequireTable(const Table& target, const std::string& privilege,
-                            const std::string& why) {
-    ASSIGN_OR_RETURN(bool has, catalog_.HasTablePrivilege(target, privilege));
+                            const std::string& why, bool on_target = false) {
+    Catalog& catalog = on_target ? target_catalog_ : catalog_;
+    const std::string& user = on_target ? target_user_ : report_.user;
+    ASSIGN_OR_RETURN(bool has, catalog.HasTablePrivilege(target, privilege));
     if (!has) {
-      Problem(absl::StrCat("role ", pg::QuoteIdent(report_.user), " lacks ", privilege, " on ",
-                           plan::QuoteQualified(target.name), ", needed ", why, "; GRANT ",
-                           privilege, " ON ", plan::QuoteQualified(target.name), " TO ",
-                           pg::QuoteIdent(report_.user)));
+      Problem(absl::StrCat("role ", pg::QuoteIdent(user), " lacks ", privilege, " on ",
+                           plan::QuoteQualified(target.name), moves_ && on_target ? " (target)" : "",
+                           ", needed ", why, "; GRANT ", privilege, " ON ",
+                           plan::QuoteQualified(target.name), " TO ", pg::QuoteIdent(user)));
     }
     return absl::OkStatus();
   }
@@ -394,6 +469,13 @@ class Preflighter {
       }
       if (plan_.dual_write) {
         RETURN_IF_ERROR(RequireTable(table(), "TRIGGER", "to install the dual-write trigger"));
+      }
+    } else if (moves_) {
+      if (target_.has_value()) {
+        RETURN_IF_ERROR(RequireTable(*target_, "INSERT", "to copy rows into the target", true));
+        if (plan_.on_conflict == plan::OnConflict::kUpdate) {
+          RETURN_IF_ERROR(RequireTable(*target_, "UPDATE", "by on_conflict: update", true));
+        }
       }
     } else {
       RETURN_IF_ERROR(RequireTable(table(), "TRIGGER", "to install the sync trigger on the source"));
@@ -421,31 +503,33 @@ class Preflighter {
     }
     if (plan_.vacuum_every.enabled()) {
       const Table& written = plan_.mode == plan::Mode::kCopy && target_.has_value() ? *target_ : table();
-      ASSIGN_OR_RETURN(bool can_vacuum, catalog_.CanVacuum(written));
+      ASSIGN_OR_RETURN(bool can_vacuum,
+                       (moves_ ? target_catalog_ : catalog_).CanVacuum(written));
       if (!can_vacuum) {
-        Problem(absl::StrCat(At(plan_, "vacuum_every"), "role ", pg::QuoteIdent(report_.user),
+        Problem(absl::StrCat(At(plan_, "vacuum_every"), "role ", pg::QuoteIdent(target_user_),
                              " may not VACUUM ", plan::QuoteQualified(written.name),
                              " (only its owner, the database's owner or a superuser may); run "
                              "as the owner, or remove vacuum_every"));
       }
     }
-    // The job store lives in schema pgbackfill of this database.
-    ASSIGN_OR_RETURN(bool store_exists, catalog_.SchemaExists(exec::kJobStoreSchema));
+    // The job store lives in schema pgbackfill of the written database (the target, when moving).
+    ASSIGN_OR_RETURN(bool store_exists, target_catalog_.SchemaExists(exec::kJobStoreSchema));
     if (store_exists) {
-      ASSIGN_OR_RETURN(bool usage, catalog_.HasSchemaPrivilege(exec::kJobStoreSchema, "USAGE"));
+      ASSIGN_OR_RETURN(bool usage,
+                       target_catalog_.HasSchemaPrivilege(exec::kJobStoreSchema, "USAGE"));
       if (!usage) {
-        Problem(absl::StrCat("role ", pg::QuoteIdent(report_.user),
+        Problem(absl::StrCat("role ", pg::QuoteIdent(target_user_),
                              " lacks USAGE on schema \"pgbackfill\" (the job store); GRANT USAGE "
                              "ON SCHEMA pgbackfill TO ",
-                             pg::QuoteIdent(report_.user)));
+                             pg::QuoteIdent(target_user_)));
       }
     } else {
-      ASSIGN_OR_RETURN(bool create, catalog_.HasDatabaseCreate());
+      ASSIGN_OR_RETURN(bool create, target_catalog_.HasDatabaseCreate());
       if (!create) {
-        Problem(absl::StrCat("role ", pg::QuoteIdent(report_.user),
+        Problem(absl::StrCat("role ", pg::QuoteIdent(target_user_),
                              " cannot create the job-store schema \"pgbackfill\": it lacks CREATE "
                              "on the database; GRANT CREATE ON DATABASE ... TO ",
-                             pg::QuoteIdent(report_.user),
+                             pg::QuoteIdent(target_user_),
                              ", or have an owner create the schema once"));
       }
     }
@@ -454,9 +538,12 @@ class Preflighter {
 
   // Runs `sql` under a savepoint. What the server said about the SQL goes to `*compile_error`
   // (OK when it compiled); the returned Status is for failures of the check itself.
-  absl::Status TryCompile(const std::string& sql, absl::Status* compile_error) {
+  absl::Status TryCompile(const std::string& sql, absl::Status* compile_error,
+                          pg::Result* result = nullptr) {
     RETURN_IF_ERROR(conn_.Exec("SAVEPOINT pgbackfill_preflight").status());
-    absl::Status compiled = conn_.Exec(sql).status();
+    absl::StatusOr<pg::Result> ran = conn_.Exec(sql);
+    absl::Status compiled = ran.status();
+    if (ran.ok() && result != nullptr) *result = std::move(ran).value();
     const pg::ErrorClass error_class = pg::Classify(compiled);
     if (error_class == pg::ErrorClass::kReconnect) return compiled;
     if (error_class == pg::ErrorClass::kRetry) {
@@ -502,6 +589,23 @@ class Preflighter {
                                ServerMessage(compiled)));
         }
       }
+    } else if (moves_) {
+      // Compiled on the source, where they run; the result types decide the COPY format.
+      source_types_.assign(report_.copy_columns.size(), 0);
+      for (size_t i = 0; i < report_.copy_columns.size(); ++i) {
+        const plan::Assignment& assignment = report_.copy_columns[i];
+        absl::Status compiled;
+        pg::Result result;
+        RETURN_IF_ERROR(TryCompile(absl::StrCat("SELECT (", assignment.expression, ") FROM ",
+                                                source, " LIMIT 0"),
+                                   &compiled, &result));
+        if (!compiled.ok()) {
+          Problem(absl::StrCat(AtColumn(assignment), "expression does not compile on the source: ",
+                               ServerMessage(compiled)));
+        } else {
+          source_types_[i] = result.ColumnType(0);
+        }
+      }
     } else if (target_.has_value()) {
       for (const plan::Assignment& assignment : report_.copy_columns) {
         absl::Status compiled;
@@ -531,6 +635,55 @@ class Preflighter {
     return absl::OkStatus();
   }
 
+  // The COPY stream's format from the expressions' types on the source and the columns' types on
+  // the target (move/copy_format.h); a pair neither format can carry is a problem of its column.
+  absl::Status ChooseMoveFormat() {
+    if (!target_.has_value() || source_types_.size() != report_.copy_columns.size()) {
+      return absl::OkStatus();
+    }
+    std::vector<move::ColumnTypes> types;
+    std::vector<const plan::Assignment*> assignments;
+    for (size_t i = 0; i < report_.copy_columns.size(); ++i) {
+      const plan::Assignment& assignment = report_.copy_columns[i];
+      const Column* column = target_->FindColumn(assignment.column);
+      report_.target_column_types.push_back(column != nullptr ? column->type : "");
+      if (source_types_[i] == 0 || column == nullptr) continue;
+      move::ColumnTypes pair;
+      pair.column = column->name;
+      pair.source_oid = source_types_[i];
+      pair.target_oid = column->type_oid;
+      ASSIGN_OR_RETURN(pair.source_type, TypeName(conn_, pair.source_oid));
+      ASSIGN_OR_RETURN(pair.target_type, TypeName(target_conn_, pair.target_oid));
+      types.push_back(std::move(pair));
+      assignments.push_back(&assignment);
+    }
+    const move::FormatChoice choice = move::ChooseFormat(types);
+    for (size_t index : choice.refused) {
+      const move::ColumnTypes& pair = types[index];
+      Problem(absl::StrCat(
+          AtColumn(*assignments[index]), "the source gives ", pair.source_type, " and column ",
+          pg::QuoteIdent(pair.column), " of ", plan::QuoteQualified(target_->name), " is ",
+          pair.target_type, ": neither a binary nor a text COPY can carry one into the other. Cast "
+          "it on the source, e.g. `", pair.column, ": (", assignments[index]->expression, ")::",
+          pair.target_type, "`"));
+    }
+    report_.move_binary = choice.binary;
+    if (choice.binary) {
+      Note("the COPY stream is binary: every column has the same built-in type on both sides");
+    } else {
+      Note(absl::StrCat("the COPY stream is text, because ",
+                        absl::StrJoin(choice.text_because, "; "),
+                        " (binary needs the same built-in type on both sides)"));
+    }
+    return absl::OkStatus();
+  }
+
+  static absl::StatusOr<std::string> TypeName(pg::Connection& conn, uint32_t oid) {
+    ASSIGN_OR_RETURN(pg::Result name, conn.Exec("SELECT pg_catalog.format_type($1::oid, NULL)",
+                                                {std::to_string(oid)}));
+    return std::string(name.Get(0, 0));
+  }
+
   absl::Status Estimate() {
     ASSIGN_OR_RETURN(report_.estimate, catalog_.EstimateRows(table()));
     if (report_.estimate->source == "size") {
@@ -545,6 +698,28 @@ class Preflighter {
 
   void BuildBatchSql() {
     if (!report_.key.has_value()) return;
+    if (moves_) {
+      if (!target_.has_value() || report_.target_key.empty()) return;
+      const move::MoveSpec spec = MoveSpecFor(report_, plan_);
+      const exec::RangeEnds ends;
+      const bool staged = plan_.on_conflict != plan::OnConflict::kError;
+      report_.batch_statements = {
+          absl::StrCat("-- source, in the run's snapshot: ", move::BatchEndSql(spec, ends)),
+          absl::StrCat("-- source: ", move::CopyOutSql(spec, ranges::KeyValue{"$after"},
+                                                       ranges::KeyValue{"$upto"})),
+          "-- target:\nBEGIN",
+          absl::StrCat("SET LOCAL lock_timeout = '",
+                       absl::ToInt64Milliseconds(plan_.throttle.lock_timeout), "ms'"),
+          absl::StrCat("SET LOCAL statement_timeout = '",
+                       absl::ToInt64Milliseconds(plan_.throttle.statement_timeout), "ms'"),
+          move::ClaimSql()};
+      if (staged) report_.batch_statements.push_back(move::StageSql(spec));
+      report_.batch_statements.push_back(move::CopyInSql(spec, staged));
+      if (staged) report_.batch_statements.push_back(move::InsertFromStageSql(spec));
+      report_.batch_statements.push_back(move::AdvanceSql());
+      report_.batch_statements.push_back("COMMIT");
+      return;
+    }
     if (plan_.mode == plan::Mode::kCopy) {
       if (!target_.has_value() || report_.target_key.empty()) return;
       exec::CopyBatchSpec spec;
@@ -575,6 +750,11 @@ class Preflighter {
   pg::Connection& conn_;
   const plan::Plan& plan_;
   Catalog catalog_;
+  const bool moves_;
+  pg::Connection& target_conn_;
+  Catalog target_catalog_;
+  std::string target_user_;
+  std::vector<uint32_t> source_types_;  // moving: each copy column's type on the source
   PreflightReport report_;
   std::optional<Table> target_;
   std::string user_search_path_;
@@ -583,7 +763,41 @@ class Preflighter {
 }  // namespace
 
 absl::StatusOr<PreflightReport> Preflight(pg::Connection& conn, const plan::Plan& plan) {
-  return Preflighter(conn, plan).Run();
+  return Preflighter(conn, nullptr, plan).Run();
+}
+
+absl::StatusOr<PreflightReport> PreflightMove(pg::Connection& source, pg::Connection& target,
+                                              const plan::Plan& plan) {
+  return Preflighter(source, &target, plan).Run();
+}
+
+absl::StatusOr<PreflightReport> PreflightPlan(pg::Connection& home, const plan::Plan& plan,
+                                              const std::string& dsn) {
+  if (!plan::MovesBetweenDatabases(plan)) return Preflight(home, plan);
+  auto source = pg::Connection::Connect(plan::SourceDsn(plan, dsn));
+  if (!source.ok()) {
+    return absl::Status(source.status().code(),
+                        absl::StrCat("the source database (source_dsn): ", source.status().message()));
+  }
+  return PreflightMove(*source, home, plan);
+}
+
+move::MoveSpec MoveSpecFor(const PreflightReport& report, const plan::Plan& plan) {
+  move::MoveSpec spec;
+  spec.source = report.table->name;
+  for (const Column& column : report.key->columns) {
+    spec.key.push_back(exec::KeyColumn{column.name, column.type});
+  }
+  spec.target = report.target->name;
+  spec.columns = report.copy_columns;
+  spec.column_types = report.target_column_types;
+  spec.target_key = report.target_key;
+  spec.target_key_types = report.target_key_types;
+  spec.target_key_unique = !report.target_key_index.empty();
+  spec.on_conflict = plan.on_conflict;
+  spec.where = plan.where;
+  spec.binary = report.move_binary;
+  return spec;
 }
 
 }  // namespace pgbackfill::catalog

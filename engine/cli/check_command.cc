@@ -110,14 +110,14 @@ int RunCheck(const CheckOptions& options, std::ostream& out, std::ostream& err) 
     err << "pgbackfill: " << plan.status().message() << "\n";
     return kExitBadInput;
   }
-  const std::string dsn = options.dsn.empty() ? plan->dsn : options.dsn;
-  auto conn = pg::Connection::Connect(dsn);
+  // Between databases the home is the target (job store, `into`); the source is opened too.
+  auto conn = pg::Connection::Connect(plan::HomeDsn(*plan, options.dsn));
   if (!conn.ok()) {
     err << "pgbackfill: " << conn.status().message()
         << "\n(set the connection with --dsn, `dsn:` in the plan, or PG* environment variables)\n";
     return kExitError;
   }
-  auto report = catalog::Preflight(*conn, *plan);
+  auto report = catalog::PreflightPlan(*conn, *plan, options.dsn);
   if (!report.ok()) {
     err << "pgbackfill: preflight could not finish: " << report.status().message() << "\n";
     return kExitError;

@@ -78,7 +78,8 @@ int Main(int argc, char** argv) {
       {exec::Phase::kBackfill, "Run (or resume) the backfill only; needs expand when the plan has "
                                "expand statements, dual_write or copy mode", {}},
       {exec::Phase::kVerify, "Count rows whose filled columns differ from the plan's "
-                             "expressions, under one snapshot; exit 4 when any do", {}},
+                             "expressions, under one snapshot (between databases: counts and "
+                             "row hashes per range); exit 4 when any do", {}},
       {exec::Phase::kContract, "not_null columns, the plan's contract DDL, and the job's "
                                "triggers dropped with the last contract statement", {}},
       {exec::Phase::kRollback, "From any phase: drop the job's triggers, run the plan's rollback "
@@ -89,6 +90,10 @@ int Main(int argc, char** argv) {
     command.app = AddPlanCommand(app, exec::PhaseName(command.phase), command.help,
                                  command.options.plan_path, command.options.dsn);
     command.app->add_flag("--json", command.options.json, "Print JSON Lines events on stdout");
+    if (command.phase == exec::Phase::kVerify) {
+      command.app->add_flag("--repair", command.options.repair,
+                            "Copy between databases: copy the ranges that differ again");
+    }
     if (command.phase == exec::Phase::kExpand || command.phase == exec::Phase::kBackfill) {
       command.app->add_flag("--restart", command.options.restart,
                             "Forget the job's saved progress and start over");

@@ -94,6 +94,17 @@ std::string Describe(const json& e) {
                            e.value("step", ""), e.value("attempt", 0), e.value("sqlstate", ""),
                            e.value("wait_ms", int64_t{0}));
   }
+  if (type == "verify" && e.contains("differing_ranges")) {
+    return absl::StrFormat("verify: %d of %d range(s) differ between source and target%s",
+                           e.value("differing_ranges", int64_t{0}), e.value("ranges_checked", 0),
+                           e.value("repaired_ranges", 0) > 0
+                               ? absl::StrCat(", ", e.value("repaired_ranges", 0), " copied again")
+                               : "");
+  }
+  if (type == "snapshot") {
+    return absl::StrFormat("source snapshot %s exported (the source sessions read it)",
+                           e.value("id", ""));
+  }
   if (type == "verify") {
     return absl::StrFormat("verify: %d differing row(s) in %d range(s) checked%s",
                            e.value("differing_rows", int64_t{0}), e.value("ranges_checked", 0),

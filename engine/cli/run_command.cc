@@ -66,6 +66,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   exec::RunOptions run_options;
   run_options.dsn = options.dsn;
   run_options.restart = options.restart;
+  run_options.repair = options.repair;
   const std::vector<exec::Phase> phases =
       options.phase.has_value() ? std::vector<exec::Phase>{*options.phase}
                                 : exec::RunPhases(options.contract, plan->verify);
@@ -99,6 +100,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
       {"retries", summary->retries},
       {"reconnects", summary->reconnects},
       {"vacuums", summary->vacuums},
+      {"bytes", summary->bytes},
       {"seconds", seconds},
       {"rows_per_second",
        seconds > 0 ? static_cast<int64_t>(static_cast<double>(summary->rows) / seconds) : 0},

@@ -20,6 +20,7 @@
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
+#include "pgbackfill/verify/move_verify.h"
 #include "pgbackfill/verify/verify.h"
 
 namespace pgbackfill::exec {
@@ -61,6 +62,8 @@ RunSummary Ended(Outcome outcome, Phase phase, std::string message) {
 
 // The trigger kind a plan installs in expand, "" when none.
 std::string TriggerKind(const plan::Plan& plan) {
+  // Between databases no trigger can reach the target: the copy is of the source's snapshot.
+  if (plan::MovesBetweenDatabases(plan)) return "";
   if (plan.mode == plan::Mode::kCopy) return "copy";
   return plan.dual_write ? "dw" : "";
 }
@@ -73,7 +76,7 @@ class PhaseRunner {
         plan_(plan),
         options_(options),
         events_(events),
-        dsn_(options.dsn.empty() ? plan.dsn : options.dsn) {}
+        dsn_(plan::HomeDsn(plan, options.dsn)) {}
 
   ~PhaseRunner() {
     if (locked_ && store_.has_value()) (void)store_->UnlockJob(plan_.name);
@@ -128,7 +131,7 @@ class PhaseRunner {
   absl::StatusOr<std::optional<RunSummary>> Open() {
     ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
     conn_.emplace(std::move(conn));
-    ASSIGN_OR_RETURN(report_, catalog::Preflight(*conn_, plan_));
+    ASSIGN_OR_RETURN(report_, catalog::PreflightPlan(*conn_, plan_, options_.dsn));
     store_.emplace(*conn_);
     if (!report_.ok()) {
       // Without a job store no phase can have run: refuse before creating anything.
@@ -297,7 +300,7 @@ class PhaseRunner {
     if (!kind.empty() && !steps_.contains(kTriggersInstalled)) {
       // Copy mode: `expand` may have just created the target; preflight again to know its key.
       if (plan_.mode == plan::Mode::kCopy && !report_.target.has_value()) {
-        ASSIGN_OR_RETURN(report_, catalog::Preflight(*conn_, plan_));
+        ASSIGN_OR_RETURN(report_, catalog::PreflightPlan(*conn_, plan_, options_.dsn));
         if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
         RETURN_IF_ERROR(UseUserSearchPath());
       }
@@ -351,6 +354,7 @@ class PhaseRunner {
       return Skip(absl::StrCat("not verified: ", *why));
     }
     ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> ranges, store_->LoadRanges(plan_.name));
+    if (plan::MovesBetweenDatabases(plan_)) return VerifyMove(ranges);
     std::vector<KeyColumn> key;
     for (const catalog::Column& column : report_.key->columns) {
       key.push_back(KeyColumn{column.name, column.type});
@@ -406,6 +410,53 @@ class PhaseRunner {
     RETURN_IF_ERROR(Mark(kVerifyDone, "verify"));
     return Ended(Outcome::kDone, phase_,
                  absl::StrCat("every row matches (", found.ranges_checked, " range(s))"));
+  }
+
+  // Between databases: counts and row hashes per range on both sides, and with --repair each
+  // differing range copied again.
+  absl::StatusOr<RunSummary> VerifyMove(const std::vector<checkpoint::RangeRecord>& ranges) {
+    ASSIGN_OR_RETURN(pg::Connection source,
+                     pg::Connection::Connect(plan::SourceDsn(plan_, options_.dsn)));
+    RETURN_IF_ERROR(catalog::Catalog(source).Harden().status());
+    ASSIGN_OR_RETURN(verify::MoveReport found,
+                     verify::VerifyMove(source, *conn_, catalog::MoveSpecFor(report_, plan_),
+                                        ranges, report_.user_search_path, options_.repair));
+    (void)Harden();  // the verify session's output settings stay; its search_path is ours again
+    json event = Event("verify");
+    event["job"] = plan_.name;
+    event["ranges_checked"] = found.ranges_checked;
+    event["differing_ranges"] = found.ranges.size();
+    event["repaired_ranges"] = found.repaired;
+    json per_range = json::array();
+    int64_t differing = 0;
+    std::vector<std::string> unrepaired;
+    for (const verify::MoveRangeDiff& diff : found.ranges) {
+      per_range.push_back({{"range", diff.range},
+                           {"source_rows", diff.source_rows},
+                           {"target_rows", diff.target_rows},
+                           {"repaired", diff.repaired}});
+      differing += std::max<int64_t>(1, std::abs(diff.source_rows - diff.target_rows));
+      if (!diff.repaired) {
+        unrepaired.push_back(absl::StrCat(diff.range, " (source ", diff.source_rows,
+                                          " rows, target ", diff.target_rows, ")"));
+      }
+    }
+    event["ranges"] = per_range;
+    event["differing_rows"] = differing;
+    events_.Emit(event);
+    if (!unrepaired.empty()) {
+      RETURN_IF_ERROR(store_->ClearSteps(plan_.name, kVerifyDone));
+      return Ended(Outcome::kVerifyFailed, phase_,
+                   absl::StrCat(unrepaired.size(), " range(s) differ between source and target: ",
+                                absl::StrJoin(unrepaired, ", "),
+                                options_.repair ? "" : "; `pgbackfill verify --repair` copies them again"));
+    }
+    RETURN_IF_ERROR(Mark(kVerifyDone, "verify"));
+    return Ended(Outcome::kDone, phase_,
+                 found.repaired > 0
+                     ? absl::StrCat(found.repaired, " differing range(s) copied again; now every "
+                                    "range matches (", found.ranges_checked, " range(s))")
+                     : absl::StrCat("every range matches (", found.ranges_checked, " range(s))"));
   }
 
   expand::DdlOptions DdlOptions() const {
@@ -614,7 +665,8 @@ checkpoint::JobRecord NewJobRecord(const plan::Plan& plan, const catalog::Prefli
 }
 
 bool NeedsExpand(const plan::Plan& plan) {
-  return !plan.expand.empty() || plan.dual_write || plan.mode == plan::Mode::kCopy;
+  return !plan.expand.empty() || plan.dual_write ||
+         (plan.mode == plan::Mode::kCopy && !plan::MovesBetweenDatabases(plan));
 }
 
 absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const plan::Plan& plan,

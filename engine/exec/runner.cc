@@ -68,8 +68,10 @@ Runner::Runner(const plan::Plan& plan, const RunOptions& options, EventSink& eve
       live_(plan),
       options_(options),
       events_(events),
-      dsn_(options.dsn.empty() ? plan.dsn : options.dsn),
-      signals_(io_) {}
+      dsn_(plan::HomeDsn(plan, options.dsn)),
+      signals_(io_),
+      moves_(plan::MovesBetweenDatabases(plan)),
+      source_dsn_(plan::SourceDsn(plan, options.dsn)) {}
 
 void Runner::Fail(std::string message) {
   if (!failure_.has_value()) failure_ = std::move(message);
@@ -103,7 +105,7 @@ absl::Status Runner::EnsureControl() {
 absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
   control_.emplace(std::move(conn));
-  ASSIGN_OR_RETURN(report_, catalog::Preflight(*control_, plan_));
+  ASSIGN_OR_RETURN(report_, catalog::PreflightPlan(*control_, plan_, options_.dsn));
   auto refuse = [&](std::string message) {
     RunSummary refused;
     refused.outcome = Outcome::kRefused;
@@ -200,7 +202,15 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   summary_.resumed = job.has_value() && !existing.empty();
   std::vector<ranges::KeyRange> planned;
   if (existing.empty()) {
-    ASSIGN_OR_RETURN(planned, ranges::PlanRanges(*control_, *report_.table, *report_.key,
+    // The keys are the source's: between databases, sampled on a session of its own.
+    std::optional<pg::Connection> source;
+    if (moves_) {
+      ASSIGN_OR_RETURN(pg::Connection opened, pg::Connection::Connect(source_dsn_));
+      source.emplace(std::move(opened));
+      RETURN_IF_ERROR(catalog::Catalog(*source).Harden().status());
+    }
+    ASSIGN_OR_RETURN(planned, ranges::PlanRanges(source.has_value() ? *source : *control_,
+                                                 *report_.table, *report_.key,
                                                  report_.estimate->rows, plan_.workers));
   }
   if (job.has_value() && existing.empty()) {
@@ -210,6 +220,7 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   } else {
     rows_before_ = job->rows_done;
   }
+  RETURN_IF_ERROR(DecideStaging(existing.empty()));
   if (job.has_value()) {
     // An abort asked of an earlier run is not one of this run: starting the job again is the
     // operator's newer word. A pause stands (the job starts held) until `pgbackfill resume`.
@@ -252,6 +263,7 @@ absl::Status Runner::LoadRanges() {
     copy_spec_.on_conflict = plan_.on_conflict;
     copy_spec_.where = plan_.where;
   }
+  if (moves_) move_spec_ = catalog::MoveSpecFor(report_, plan_);
   return absl::OkStatus();
 }
 
@@ -319,12 +331,23 @@ asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn
   co_return absl::OkStatus();
 }
 
-asio::awaitable<bool> Runner::ReconnectWorker(pg::AsyncConnection& conn, Backoff& backoff,
-                                              int index) {
+asio::awaitable<bool> Runner::ReconnectWorker(std::vector<pg::AsyncConnection*> conns,
+                                              Backoff& backoff, int index) {
+  // The sessions that broke; when none shows it (the error came first), all of them.
+  std::vector<pg::AsyncConnection*> broken;
+  for (pg::AsyncConnection* conn : conns) {
+    if (!conn->IsOpen()) broken.push_back(conn);
+  }
+  if (broken.empty()) broken = conns;
   const absl::Time deadline = absl::Now() + kReconnectDeadline;
   while (!stopping_) {
     co_await Sleep(backoff.Next());
-    absl::Status status = co_await conn.Reconnect();
+    absl::Status status;
+    while (!broken.empty()) {
+      status = co_await broken.back()->Reconnect();
+      if (!status.ok()) break;
+      broken.pop_back();
+    }
     if (status.ok()) {
       ++summary_.reconnects;
       json event = Event("reconnected");
@@ -341,11 +364,36 @@ asio::awaitable<bool> Runner::ReconnectWorker(pg::AsyncConnection& conn, Backoff
   co_return false;
 }
 
+asio::awaitable<BatchOutcome> Runner::SqlBatch(pg::AsyncConnection& conn, const RangeState& range,
+                                               int64_t rows) {
+  BatchOutcome out;
+  pg::PipelineResult result = co_await conn.Pipeline(BatchStatements(range, rows));
+  if (!result.ok()) {
+    out.status = std::move(result.status);
+    co_return out;
+  }
+  const pg::Result& batch = result.results[kBatchStatementIndex];
+  if (batch.Rows() != 1) {
+    out.stale = true;
+    co_return out;
+  }
+  auto done_upto = checkpoint::ParseTextArray(batch.GetOptional(0, 1));
+  if (!done_upto.ok()) {
+    out.status = absl::InternalError(done_upto.status().message());
+    co_return out;
+  }
+  out.rows = std::stoll(std::string(batch.Get(0, 0)));
+  out.done_upto = *done_upto;
+  out.done = batch.Get(0, 2) == "t";
+  co_return out;
+}
+
 asio::awaitable<void> Runner::Worker(int index) {
   Backoff backoff;
   BatchSizer sizer(BatchSizerConfig{live_.batch.rows, live_.batch.min_rows, live_.batch.max_rows,
                                     live_.batch.target * batch_scale_});
   std::unique_ptr<pg::AsyncConnection> conn;
+  SourceSession source;  // the data mover's
   RangeState* range = nullptr;
   // Runs on every exit, also when an exception unwinds the coroutine: the shared lists must never
   // point into a finished frame, and a range taken but not finished goes back, so that `pending_`
@@ -356,14 +404,16 @@ asio::awaitable<void> Runner::Worker(int index) {
     BatchSizer* sizer;
     asio::steady_timer* gate;
     std::unique_ptr<pg::AsyncConnection>* conn;
+    SourceSession* source;
     RangeState** range;
     ~Registration() {
       if (*range != nullptr && !(*range)->done) runner->pending_.push_front(*range);
       if (*conn != nullptr) std::erase(runner->connections_, conn->get());
+      if (source->conn != nullptr) std::erase(runner->source_connections_, source->conn.get());
       std::erase(runner->sizers_, sizer);
       std::erase(runner->gates_, gate);
     }
-  } registration{this, &sizer, &gate, &conn, &range};
+  } registration{this, &sizer, &gate, &conn, &source, &range};
   sizers_.push_back(&sizer);
   gates_.push_back(&gate);
   {
@@ -375,6 +425,18 @@ asio::awaitable<void> Runner::Worker(int index) {
     conn = std::move(connected).value();
   }
   connections_.push_back(conn.get());
+  if (moves_) {
+    auto connected = co_await pg::AsyncConnection::Connect(source_dsn_);
+    if (!connected.ok()) {
+      Fail(absl::StrCat("worker ", index, " could not connect to the source: ",
+                        connected.status().message()));
+      co_return;
+    }
+    source.conn = std::move(connected).value();
+    source_connections_.push_back(source.conn.get());
+  }
+  std::vector<pg::AsyncConnection*> sessions{conn.get()};
+  if (moves_) sessions.push_back(source.conn.get());
 
   int consecutive_retries = 0;
   int consecutive_reconnects = 0;
@@ -413,32 +475,33 @@ asio::awaitable<void> Runner::Worker(int index) {
       reserved_until.reset();
     }
     const absl::Time start = absl::Now();
-    pg::PipelineResult result = co_await conn->Pipeline(BatchStatements(*range, rows));
+    // Not a conditional expression: GCC 12 mis-builds co_await inside ?: (garbage results).
+    BatchOutcome outcome;
+    if (moves_) {
+      outcome = co_await MoveBatch(*conn, source, *range, rows);
+    } else {
+      outcome = co_await SqlBatch(*conn, *range, rows);
+    }
     const absl::Duration elapsed = absl::Now() - start;
 
-    if (result.ok()) {
-      const pg::Result& batch = result.results[kBatchStatementIndex];
-      if (batch.Rows() != 1) {
-        // The checkpoint was not where this worker thought (a batch of a killed earlier run
-        // committed late); nothing was changed. Continue from what the job store says.
-        absl::Status reloaded = co_await ReloadCheckpoint(*conn, *range);
-        if (!reloaded.ok()) {
-          Fail(absl::StrCat("could not read the checkpoint of ", range->Describe(), ": ",
-                            reloaded.message()));
-          break;
-        }
-        continue;
-      }
-      auto done_upto = checkpoint::ParseTextArray(batch.GetOptional(0, 1));
-      if (!done_upto.ok()) {
-        Fail(std::string(done_upto.status().message()));
+    if (outcome.stale) {
+      // The checkpoint was not where this worker thought (a batch of a killed earlier run
+      // committed late); nothing was changed. Continue from what the job store says.
+      absl::Status reloaded = co_await ReloadCheckpoint(*conn, *range);
+      if (!reloaded.ok()) {
+        Fail(absl::StrCat("could not read the checkpoint of ", range->Describe(), ": ",
+                          reloaded.message()));
         break;
       }
-      const int64_t updated = std::stoll(std::string(batch.Get(0, 0)));
-      range->done_upto = *done_upto;
+      continue;
+    }
+    if (outcome.status.ok()) {
+      const int64_t updated = outcome.rows;
+      range->done_upto = std::move(outcome.done_upto);
       range->rows_done += updated;
-      range->done = batch.Get(0, 2) == "t";
+      range->done = outcome.done;
       summary_.rows += updated;
+      summary_.bytes += outcome.bytes;
       ++summary_.batches;
       summary_.batch_latency.Add(elapsed);
       sizer.OnSuccess(rows, elapsed);
@@ -458,13 +521,13 @@ asio::awaitable<void> Runner::Worker(int index) {
     }
 
     // The batch did not commit (or we cannot tell: ReloadCheckpoint settles it).
-    const pg::ErrorClass error_class = pg::Classify(result.status);
+    const absl::Status& failed = outcome.status;
+    const pg::ErrorClass error_class = pg::Classify(failed);
     if (stopping_) break;  // a second signal cancelled it; the checkpoint is where it was
-    const std::string sqlstate = pg::SqlStateOf(result.status);
+    const std::string sqlstate = pg::SqlStateOf(failed);
     if (error_class == pg::ErrorClass::kFatal) {
       Fail(absl::StrCat("batch failed on ", range->Describe(), " with SQLSTATE ",
-                        sqlstate.empty() ? "none" : sqlstate, ": ",
-                        result.status.message()));
+                        sqlstate.empty() ? "none" : sqlstate, ": ", failed.message()));
       break;
     }
     ++summary_.retries;
@@ -472,12 +535,12 @@ asio::awaitable<void> Runner::Worker(int index) {
     event["worker"] = index;
     event["range"] = range->id;
     event["sqlstate"] = sqlstate;
-    event["error"] = std::string(Utf8Prefix(ToStd(result.status.message()), 300));
+    event["error"] = std::string(Utf8Prefix(ToStd(failed.message()), 300));
     if (error_class == pg::ErrorClass::kRetry) {
       if (++consecutive_retries > kMaxConsecutiveRetries) {
         Fail(absl::StrCat("batch on ", range->Describe(), " failed ", kMaxConsecutiveRetries,
                           " times in a row, last with SQLSTATE ", sqlstate, ": ",
-                          result.status.message()));
+                          failed.message()));
         break;
       }
       sizer.OnRetryableFailure();
@@ -495,14 +558,17 @@ asio::awaitable<void> Runner::Worker(int index) {
                           kMaxReconnectsWithoutProgress,
                           " times in a row without committing; it may be crashing or killing its "
                           "server backend. Last error: ",
-                          result.status.message()));
+                          failed.message()));
         break;
       }
       events_.Emit(event);
       std::erase(connections_, conn.get());
-      const bool reconnected = co_await ReconnectWorker(*conn, backoff, index);
+      if (moves_) std::erase(source_connections_, source.conn.get());
+      source.ready = false;
+      const bool reconnected = co_await ReconnectWorker(sessions, backoff, index);
       if (!reconnected) break;
       connections_.push_back(conn.get());
+      if (moves_) source_connections_.push_back(source.conn.get());
     }
     if (stopping_) break;
     absl::Status reloaded = co_await ReloadCheckpoint(*conn, *range);
@@ -641,6 +707,7 @@ asio::awaitable<void> Runner::WatchSignals() {
       event["action"] = "cancelling in-flight statements";
       events_.Emit(event);
       for (pg::AsyncConnection* conn : connections_) (void)conn->Cancel();
+      for (pg::AsyncConnection* conn : source_connections_) (void)conn->Cancel();
     }
   }
 }
@@ -662,6 +729,11 @@ absl::StatusOr<RunSummary> Runner::Run() {
   started["workers"] = live_.workers;
   started["resumed"] = summary_.resumed;
   started["rows_done_before"] = rows_before_;
+  if (moves_) {
+    started["moves_between_databases"] = true;
+    started["copy_format"] = move_spec_.binary ? "binary" : "text";
+    started["through_stage"] = staged_;
+  }
   events_.Emit(started);
 
   if (!pending_.empty()) {

@@ -23,6 +23,7 @@
 #include "pgbackfill/exec/batch_sql.h"
 #include "pgbackfill/exec/events.h"
 #include "pgbackfill/exec/runner.h"
+#include "pgbackfill/move/move_sql.h"
 #include "pgbackfill/pg/async_connection.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/plan/plan.h"
@@ -52,6 +53,23 @@ struct RangeState {
   std::string Describe() const;
 };
 
+// What one batch did, whichever way it ran.
+struct BatchOutcome {
+  absl::Status status;  // not OK: nothing committed, or it is unknown whether it did (reload)
+  bool stale = false;   // the checkpoint was not where this worker thought; nothing was changed
+  int64_t rows = 0;
+  std::optional<ranges::KeyValue> done_upto;
+  bool done = false;
+  int64_t bytes = 0;  // COPY bytes streamed (data mover)
+};
+
+// A data-mover worker's source side: its session and whether that session is inside its
+// REPEATABLE READ transaction on the run's exported snapshot.
+struct SourceSession {
+  std::unique_ptr<pg::AsyncConnection> conn;
+  bool ready = false;
+};
+
 // One run of one job. Everything runs on the single thread of io_: workers, the ticker, the signal
 // watch and the throttle loop are coroutines on it, so the members need no locks.
 class Runner {
@@ -70,7 +88,11 @@ class Runner {
 
   asio::awaitable<void> Worker(int index);
   asio::awaitable<void> GuardedWorker(int index);
-  asio::awaitable<bool> ReconnectWorker(pg::AsyncConnection& conn, Backoff& backoff, int index);
+  asio::awaitable<bool> ReconnectWorker(std::vector<pg::AsyncConnection*> conns, Backoff& backoff,
+                                        int index);
+  // One same-database batch: the pipeline of BatchStatements.
+  asio::awaitable<BatchOutcome> SqlBatch(pg::AsyncConnection& conn, const RangeState& range,
+                                         int64_t rows);
   asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
   asio::awaitable<void> Ticker();
   asio::awaitable<void> WatchSignals();
@@ -101,6 +123,20 @@ class Runner {
   asio::awaitable<void> WaitForGate(asio::steady_timer& gate, absl::Duration at_most);
   void WakeWorkers();
   std::vector<int> WorkerPids() const;
+
+  // move_batch.cc: the data mover (plan::MovesBetweenDatabases).
+  // One batch: the span's end on the source, the claim on the target, the COPY stream between
+  // them (pg/copy_stream.h, on threads of its own), then the checkpoint and COMMIT on the target.
+  asio::awaitable<BatchOutcome> MoveBatch(pg::AsyncConnection& target, SourceSession& source,
+                                          const RangeState& range, int64_t rows);
+  // Opens the source session's transaction on the run's snapshot (exporting one first, or again
+  // when the exporter's session was lost).
+  asio::awaitable<absl::Status> PrepareSource(SourceSession& source);
+  // A new exported snapshot unless one newer than `seen` exists already; one renewal at a time.
+  asio::awaitable<absl::Status> RenewSnapshot(int seen);
+  // At the first planning: whether `into` is empty, so that plain COPY can write it (recorded as
+  // a step, so a resumed run knows too).
+  absl::Status DecideStaging(bool first_planning);
 
   // vacuum_loop.cc
   // The table the batches write: `into` in copy mode, else `table`.
@@ -139,6 +175,9 @@ class Runner {
   // shared timer would not do: re-arming it cancels the other waiters' waits.
   std::vector<asio::steady_timer*> gates_;
   std::vector<pg::AsyncConnection*> connections_;  // for the second signal's cancel
+  // The data mover's source sessions: cancelled by the second signal too, never probed (their
+  // pids belong to another server).
+  std::vector<pg::AsyncConnection*> source_connections_;
   std::set<int> live_workers_;  // indices of workers spawned and not finished
   int next_worker_index_ = 0;
   int workers_running_ = 0;
@@ -170,6 +209,18 @@ class Runner {
 
   // Throughput over a sliding window for the rate and the ETA.
   std::deque<std::pair<absl::Time, int64_t>> rate_window_;
+
+  // The data mover. The exporter's session holds the snapshot every source session imports; it
+  // lives on io_, so it is declared after it.
+  const bool moves_;
+  std::string source_dsn_;
+  move::MoveSpec move_spec_;
+  std::map<std::pair<bool, bool>, std::string> batch_end_sql_;  // by (has_lower, has_upper)
+  bool staged_ = false;  // `into` was not empty at the start: through the stage and ON CONFLICT
+  std::unique_ptr<pg::AsyncConnection> exporter_;
+  std::string snapshot_id_;
+  int snapshot_generation_ = 0;
+  bool snapshot_renewing_ = false;
 
   // Bloat control. After io_ so that the connection goes before the io_context it lives on.
   int64_t rows_since_vacuum_ = 0;

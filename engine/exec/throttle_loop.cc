@@ -85,10 +85,13 @@ asio::awaitable<void> Runner::ThrottleLoop() {
 asio::awaitable<void> Runner::ProbeRound() {
   const absl::Time taken = clock_.Now();
   if (prober_ == nullptr) {
+    // The probes watch the written database: between databases the default canary reads `into`
+    // by the key it was copied into.
     std::vector<std::string> key_columns;
     for (const catalog::Column& column : report_.key->columns) key_columns.push_back(column.name);
-    throttle::ProbeConfig config =
-        throttle::ProbeConfigFromPlan(live_, report_.table->name, std::move(key_columns));
+    if (moves_) key_columns = report_.target_key;
+    throttle::ProbeConfig config = throttle::ProbeConfigFromPlan(
+        live_, moves_ ? report_.target->name : report_.table->name, std::move(key_columns));
     config.dsn = dsn_;  // --dsn wins over the plan's, as for the workers
     auto created = co_await throttle::Prober::Create(std::move(config));
     if (!created.ok()) {

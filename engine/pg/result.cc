@@ -26,6 +26,10 @@ std::optional<std::string> Result::GetOptional(int row, int column) const {
   return std::string(Get(row, column));
 }
 
+uint32_t Result::ColumnType(int column) const {
+  return handle_ ? static_cast<uint32_t>(PQftype(handle_.get(), column)) : 0;
+}
+
 int Result::ColumnIndex(const char* name) const {
   // PQfnumber folds unquoted names to lower case; our callers pass exact names, so quote them.
   std::string quoted = "\"";

@@ -78,7 +78,23 @@ std::string PlanHash(const Plan& plan) {
       hash.Uint64(2);
       break;
   }
+  // Only when set, so that the hashes of jobs stored before the data mover stay what they were.
+  if (MovesBetweenDatabases(plan)) hash.String("moves between databases");
   return absl::StrFormat("%016x", hash.value());
+}
+
+bool MovesBetweenDatabases(const Plan& plan) {
+  return plan.mode == Mode::kCopy && (!plan.source_dsn.empty() || !plan.target_dsn.empty());
+}
+
+std::string HomeDsn(const Plan& plan, const std::string& dsn) {
+  const std::string& base = dsn.empty() ? plan.dsn : dsn;
+  return MovesBetweenDatabases(plan) && !plan.target_dsn.empty() ? plan.target_dsn : base;
+}
+
+std::string SourceDsn(const Plan& plan, const std::string& dsn) {
+  const std::string& base = dsn.empty() ? plan.dsn : dsn;
+  return MovesBetweenDatabases(plan) && !plan.source_dsn.empty() ? plan.source_dsn : base;
 }
 
 std::string QuoteQualified(const QualifiedName& name) {

@@ -107,6 +107,13 @@ std::string FillSql(const plan::QualifiedName& source, const plan::QualifiedName
 
 absl::StatusOr<BenchReport> RunBench(const plan::Plan& plan, const BenchOptions& options,
                                      exec::EventSink& events) {
+  if (plan::MovesBetweenDatabases(plan)) {
+    // The scratch copy lives beside the table; a copy between databases would need a scratch
+    // target on the other side as well, which bench does not make.
+    return absl::InvalidArgumentError(absl::StrCat(
+        plan.file, ": `pgbackfill bench` runs copies within one database only; this plan copies "
+        "between databases (source_dsn/target_dsn). Run it on a test pair of databases instead"));
+  }
   const std::string dsn = options.dsn.empty() ? plan.dsn : options.dsn;
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn));
   // The plan as it would run for real: a bench of a plan that cannot run says why, first.

@@ -82,8 +82,8 @@ std::string DatabaseName(std::string_view tag) {
   return prefix + suffix;
 }
 
-absl::StatusOr<pg::Connection> ConnectAdmin() {
-  auto conn = pg::Connection::Connect(ClusterDsn());
+absl::StatusOr<pg::Connection> ConnectAdmin(const std::string& base_dsn = ClusterDsn()) {
+  auto conn = pg::Connection::Connect(base_dsn);
   if (!conn.ok()) {
     return absl::Status(conn.status().code(),
                         absl::StrCat("cannot reach the test cluster: ", conn.status().message()));
@@ -139,6 +139,8 @@ const std::string& ClusterDsn() {
 std::string TcpDsn() { return RequireEnv("PGBACKFILL_TEST_TCP_DSN"); }
 
 std::optional<std::string> StandbyDsn() { return GetEnv("PGBACKFILL_TEST_STANDBY_DSN"); }
+
+std::string SecondClusterDsn() { return RequireEnv("PGBACKFILL_TEST_SECOND_DSN"); }
 
 std::string ClusterDir() { return RequireEnv("PGBACKFILL_TEST_CLUSTER_DIR"); }
 
@@ -242,17 +244,24 @@ ClusterDisruption::~ClusterDisruption() {
       ADD_FAILURE() << "restoring the " << node << " after a ClusterDisruption: " << status;
     }
   }
+  if (GetEnv("PGBACKFILL_TEST_SECOND_CLUSTER_DIR")) {
+    if (absl::Status status = SecondClusterCtl({"start-node", "primary"}); !status.ok()) {
+      ADD_FAILURE() << "restoring the second cluster after a ClusterDisruption: " << status;
+    }
+  }
   std::lock_guard lock(cluster_lock_mu);
   if (cluster_lock_fd >= 0 && --cluster_exclusive_depth == 0) (void)Flock(LOCK_SH);
 }
 
-absl::Status ClusterCtl(const std::vector<std::string>& args) {
+namespace {
+
+absl::Status CtlOn(const char* dir_variable, const std::vector<std::string>& args) {
   if (args.empty()) return absl::InvalidArgumentError("ClusterCtl needs a subcommand");
   std::optional<std::string> script = GetEnv("PGBACKFILL_PG_CLUSTER");
-  std::optional<std::string> dir = GetEnv("PGBACKFILL_TEST_CLUSTER_DIR");
+  std::optional<std::string> dir = GetEnv(dir_variable);
   if (!script || !dir) {
     return absl::FailedPreconditionError(
-        absl::StrCat("PGBACKFILL_PG_CLUSTER or PGBACKFILL_TEST_CLUSTER_DIR is not set. ", kHowToRun));
+        absl::StrCat("PGBACKFILL_PG_CLUSTER or ", dir_variable, " is not set. ", kHowToRun));
   }
   std::vector<std::string> argv = {*script, args[0], *dir};
   argv.insert(argv.end(), args.begin() + 1, args.end());
@@ -264,6 +273,16 @@ absl::Status ClusterCtl(const std::vector<std::string>& args) {
                                             result.exit_code, ": ", result.err, result.out));
   }
   return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ClusterCtl(const std::vector<std::string>& args) {
+  return CtlOn("PGBACKFILL_TEST_CLUSTER_DIR", args);
+}
+
+absl::Status SecondClusterCtl(const std::vector<std::string>& args) {
+  return CtlOn("PGBACKFILL_TEST_SECOND_CLUSTER_DIR", args);
 }
 
 absl::Status WaitForStandbyCatchUp(absl::Duration timeout) {
@@ -299,9 +318,12 @@ absl::Status WaitForStandbyCatchUp(absl::Duration timeout) {
 
 TestDatabase::TestDatabase() : TestDatabase(std::string_view()) {}
 
-TestDatabase::TestDatabase(std::string_view tag) : name_(DatabaseName(tag)) {
-  dsn_ = WithDbname(ClusterDsn(), name_);
-  auto admin = ConnectAdmin();
+TestDatabase::TestDatabase(std::string_view tag) : TestDatabase(tag, ClusterDsn()) {}
+
+TestDatabase::TestDatabase(std::string_view tag, const std::string& base_dsn)
+    : name_(DatabaseName(tag)), base_dsn_(base_dsn) {
+  dsn_ = WithDbname(base_dsn_, name_);
+  auto admin = ConnectAdmin(base_dsn_);
   if (!admin.ok()) throw std::runtime_error(admin.status().ToString() + " " + kHowToRun);
   // A database of the same name can only be a leftover of a crashed run whose pid was reused.
   const std::string quoted = pg::QuoteIdent(name_);
@@ -320,7 +342,7 @@ TestDatabase::~TestDatabase() {
                  name_.c_str());
     return;
   }
-  auto admin = ConnectAdmin();
+  auto admin = ConnectAdmin(base_dsn_);
   absl::Status status = admin.ok() ? admin->ExecScript(absl::StrCat(
                                          "DROP DATABASE IF EXISTS ", pg::QuoteIdent(name_),
                                          " WITH (FORCE)"))

@@ -10,6 +10,8 @@
 //   PGBACKFILL_TEST_CLUSTER_DIR  the cluster directory, passed to scripts/pg-cluster
 //   PGBACKFILL_PG_CLUSTER        absolute path of scripts/pg-cluster
 //   PGBACKFILL_PG_BIN            PostgreSQL binaries (pgbench, psql, ...)
+//   PGBACKFILL_TEST_SECOND_DSN   a second, independent cluster's primary (copies between clusters)
+//   PGBACKFILL_TEST_SECOND_CLUSTER_DIR  its directory
 // A missing variable is a test failure, never a skip (tests/support/main.cc checks up front).
 //
 // Inside `namespace pgbackfill`, `testing::` names this namespace; spell GoogleTest `::testing::`.
@@ -37,6 +39,8 @@ namespace pgbackfill::testing {
 const std::string& ClusterDsn();
 std::string TcpDsn();
 std::optional<std::string> StandbyDsn();
+// The second cluster (scripts/test starts it beside the first); throws when unset.
+std::string SecondClusterDsn();
 std::string ClusterDir();
 // `$PGBACKFILL_PG_BIN/name`, e.g. PgBinary("pgbench").
 std::string PgBinary(std::string_view name);
@@ -60,6 +64,8 @@ absl::Status JoinCluster();
 // standby: streaming, also after restarting the primary) or down. Holds the exclusive lock for
 // the call; a test that leaves a node stopped across several steps needs a ClusterDisruption.
 absl::Status ClusterCtl(const std::vector<std::string>& args);
+// The same on the second cluster ({"restart"} restarts its primary), under the same lock.
+absl::Status SecondClusterCtl(const std::vector<std::string>& args);
 
 // Exclusive use of the cluster for a scope, for tests that stop or restart nodes:
 //
@@ -90,6 +96,8 @@ class TestDatabase {
   TestDatabase();
   // `tag` distinguishes several databases of one test in their names (e.g. "source", "target").
   explicit TestDatabase(std::string_view tag);
+  // The same on the cluster `base_dsn` names (e.g. SecondClusterDsn()).
+  TestDatabase(std::string_view tag, const std::string& base_dsn);
   TestDatabase(const TestDatabase&) = delete;
   TestDatabase& operator=(const TestDatabase&) = delete;
   ~TestDatabase();
@@ -112,6 +120,7 @@ class TestDatabase {
 
  private:
   std::string name_;
+  std::string base_dsn_;
   std::string dsn_;
   std::optional<pg::Connection> conn_;
 };

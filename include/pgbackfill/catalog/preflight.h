@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "pgbackfill/catalog/catalog.h"
+#include "pgbackfill/move/move_sql.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/plan/plan.h"
 
@@ -44,11 +45,31 @@ struct PreflightReport {
   std::vector<std::string> target_key;
   std::string target_key_index;
 
+  // Copy between databases (plan::MovesBetweenDatabases): `table` was checked on the source,
+  // `into` and the job store on the target.
+  bool move_binary = true;  // the COPY stream's format (move/copy_format.h)
+  std::vector<std::string> target_column_types;  // format_type of each copy_columns column
+  std::vector<std::string> target_key_types;     // format_type of each target_key column
+
   bool ok() const { return problems.empty(); }
 };
 
 // Runs every check. Read-only: expressions are compiled with EXPLAIN inside a READ ONLY
 // transaction that is rolled back, under the plan's lock_timeout.
 absl::StatusOr<PreflightReport> Preflight(pg::Connection& conn, const plan::Plan& plan);
+
+// Copy between databases: the same checks with `table` and the expressions on `source`, and
+// `into`, the job store and the written table's privileges on `target`. Also decides the COPY
+// stream's format (move/copy_format.h) and says so in a note.
+absl::StatusOr<PreflightReport> PreflightMove(pg::Connection& source, pg::Connection& target,
+                                              const plan::Plan& plan);
+
+// The plan's preflight from its home database (plan::HomeDsn): Preflight, or PreflightMove with
+// a source session opened from plan::SourceDsn(plan, dsn) for the time of the checks.
+absl::StatusOr<PreflightReport> PreflightPlan(pg::Connection& home, const plan::Plan& plan,
+                                              const std::string& dsn);
+
+// The data mover's SQL spec (move/move_sql.h) from a report whose table, key and target are set.
+move::MoveSpec MoveSpecFor(const PreflightReport& report, const plan::Plan& plan);
 
 }  // namespace pgbackfill::catalog

@@ -15,6 +15,7 @@ struct RunCommandOptions {
   bool json = false;
   bool restart = false;
   bool contract = false;  // `run --contract`: contract after a verified backfill
+  bool repair = false;    // `verify --repair` (copy between databases)
   // One phase (`pgbackfill expand|backfill|verify|contract|rollback`); none = `run`.
   std::optional<exec::Phase> phase;
 };

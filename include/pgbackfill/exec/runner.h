@@ -26,6 +26,8 @@ struct RunOptions {
   // `pgbackfill bench`: the table is a scratch copy no application writes, so a copy-mode plan
   // needs no sync trigger (no expand phase) before its batches.
   bool scratch = false;
+  // `pgbackfill verify --repair` (copy between databases): copy the differing ranges again.
+  bool repair = false;
 };
 
 enum class Outcome {
@@ -46,6 +48,7 @@ struct RunSummary {
   int64_t batches = 0;
   int64_t retries = 0;
   int64_t reconnects = 0;
+  int64_t bytes = 0;    // COPY bytes streamed by this run (data mover)
   int64_t vacuums = 0;  // bloat control's VACUUMs that completed (plan key vacuum_every)
   absl::Duration elapsed;
   absl::Duration held;  // time the throttle or an operator held new batches

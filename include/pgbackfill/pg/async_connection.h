@@ -90,6 +90,10 @@ class AsyncConnection {
   bool IsOpen() const;
   int BackendPid() const { return backend_pid_; }
   const std::string& dsn() const { return dsn_; }
+  // The session itself, for pg::StreamCopy (pg/copy_stream.h), which drives it from other threads
+  // while the coroutine that owns this connection waits for the stream to end. Nothing else may
+  // touch the connection meanwhile; nullptr when it is not open.
+  PGconn* raw() const { return conn_.get(); }
 
  private:
   AsyncConnection(asio::any_io_executor executor, std::string dsn);

@@ -32,6 +32,8 @@ class Result {
   // The text value; "" for NULL (check IsNull when it matters).
   std::string_view Get(int row, int column) const;
   std::optional<std::string> GetOptional(int row, int column) const;
+  // The type OID of a column (PQftype).
+  uint32_t ColumnType(int column) const;
   // Column index by name, or -1.
   int ColumnIndex(const char* name) const;
   // Rows affected by INSERT/UPDATE/DELETE/COPY...; 0 when the command reports none.

@@ -124,6 +124,16 @@ struct Plan {
 // must be refused. Stable across processes, builds and machines.
 std::string PlanHash(const Plan& plan);
 
+// Copy mode between databases (the data mover): `source_dsn` or `target_dsn` is given. The rows
+// then travel as a COPY stream from a source session to a target session, the job store lives on
+// the target, and no trigger can follow later writes to `table`.
+bool MovesBetweenDatabases(const Plan& plan);
+// Where a run connects. `dsn` is the operator's `--dsn` when given, else the plan's `dsn`; it is
+// the default of both sides. The home database holds the job store (its lock, control row and
+// checkpoints) and the written table: the target when moving, else `dsn`.
+std::string HomeDsn(const Plan& plan, const std::string& dsn);
+std::string SourceDsn(const Plan& plan, const std::string& dsn);
+
 // SQL spelling of a name: each part quoted only where needed is NOT done here; this always
 // quotes, e.g. "public"."users". The schema part is omitted when empty.
 std::string QuoteQualified(const QualifiedName& name);

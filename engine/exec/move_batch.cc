@@ -1,0 +1,247 @@
+// The data mover's batches (plan::MovesBetweenDatabases): rows travel as one COPY stream per batch
+// from the worker's source session to its target session, and the batch's checkpoint commits in
+// the same target transaction as its rows.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "pgbackfill/catalog/catalog.h"
+#include "pgbackfill/pg/copy_stream.h"
+#include "pgbackfill/pg/error.h"
+#include "pgbackfill/pg/quote.h"
+#include "pgbackfill/util/offload.h"
+#include "pgbackfill/util/status.h"
+#include "runner_internal.h"
+
+namespace pgbackfill::exec::internal {
+namespace {
+
+using nlohmann::json;
+
+// Recorded in the job's steps when `into` had no row at the first planning: every row in it then
+// came from a committed batch of this job, each at or below its range's checkpoint, so a batch
+// never meets a row of its own span and plain COPY is exactly-once.
+constexpr char kTargetWasEmpty[] = "move:target_was_empty";
+
+// SQLSTATE of SET TRANSACTION SNAPSHOT for a snapshot that no longer exists (its exporting
+// transaction ended: the exporter's session was lost).
+constexpr char kInvalidSnapshot[] = "22023";
+
+std::vector<pg::Statement> Statements(std::vector<std::string> texts) {
+  std::vector<pg::Statement> statements;
+  for (std::string& text : texts) statements.push_back(pg::Statement{std::move(text), {}});
+  return statements;
+}
+
+}  // namespace
+
+absl::Status Runner::DecideStaging(bool first_planning) {
+  if (!moves_) return absl::OkStatus();
+  if (first_planning) {
+    ASSIGN_OR_RETURN(pg::Result any,
+                     control_->Exec(absl::StrCat("SELECT EXISTS (SELECT FROM ",
+                                                 plan::QuoteQualified(report_.target->name), ")")));
+    if (any.Get(0, 0) == "f") RETURN_IF_ERROR(store_->MarkStep(plan_.name, kTargetWasEmpty));
+  }
+  ASSIGN_OR_RETURN(std::set<std::string> steps, store_->StepsDone(plan_.name));
+  staged_ = !steps.contains(kTargetWasEmpty);
+  return absl::OkStatus();
+}
+
+asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
+  while (snapshot_renewing_) co_await Sleep(absl::Milliseconds(20));
+  if (snapshot_generation_ != seen) co_return absl::OkStatus();  // another worker renewed it
+  snapshot_renewing_ = true;
+  struct Done {
+    bool* flag;
+    ~Done() { *flag = false; }
+  } done{&snapshot_renewing_};
+
+  if (exporter_ == nullptr) {
+    auto connected = co_await pg::AsyncConnection::Connect(source_dsn_);
+    if (!connected.ok()) co_return connected.status();
+    exporter_ = std::move(connected).value();
+  } else {
+    // Its transaction is what keeps the snapshot importable; whatever ended it, start over.
+    absl::Status reconnected = co_await exporter_->Reconnect();
+    if (!reconnected.ok()) co_return reconnected;
+  }
+  // Idle in its transaction for the whole run, on purpose: a server-side idle timeout would end
+  // the snapshot under the workers.
+  // Built outside the co_await: GCC 12 rejects initializer lists in coroutine frames.
+  std::vector<std::string> texts;
+  texts.emplace_back("SET idle_in_transaction_session_timeout = 0");
+  texts.emplace_back("SET statement_timeout = 0");
+  texts.emplace_back("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+  texts.emplace_back("SELECT pg_catalog.pg_export_snapshot()");
+  pg::PipelineResult exported = co_await exporter_->Pipeline(Statements(std::move(texts)));
+  if (!exported.ok()) co_return exported.status;
+  snapshot_id_ = std::string(exported.results[3].Get(0, 0));
+  ++snapshot_generation_;
+
+  json event = Event("snapshot");
+  event["id"] = snapshot_id_;
+  event["generation"] = snapshot_generation_;
+  events_.Emit(event);
+  if (snapshot_generation_ > 1) {
+    json warning = Event("warning");
+    warning["message"] =
+        "the source's exported snapshot was lost with its session (a restart of the source?); "
+        "batches from now on read a newer snapshot, so rows the source changed in between are "
+        "copied as they are now in the ranges still to do, and as they were in the ranges done. "
+        "Stop writes to the source during a copy, or verify and repair after (README: the data "
+        "mover's guarantees)";
+    events_.Emit(warning);
+  }
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<absl::Status> Runner::PrepareSource(SourceSession& source) {
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (snapshot_id_.empty()) {
+      absl::Status renewed = co_await RenewSnapshot(snapshot_generation_);
+      if (!renewed.ok()) co_return renewed;
+    }
+    const int generation = snapshot_generation_;
+    std::vector<std::string> texts;
+    // A failed batch may have left its transaction open (aborted): end it first; outside a
+    // transaction ROLLBACK only warns.
+    texts.emplace_back("ROLLBACK");
+    texts.emplace_back("SET idle_in_transaction_session_timeout = 0");
+    texts.push_back(absl::StrCat("SET statement_timeout = '",
+                                 absl::ToInt64Milliseconds(live_.throttle.statement_timeout),
+                                 "ms'"));
+    texts.emplace_back("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    texts.push_back(
+        absl::StrCat("SET TRANSACTION SNAPSHOT ", pg::QuoteLiteral(snapshot_id_)));
+    std::vector<pg::Statement> statements = Statements(std::move(texts));
+    // The expressions were compiled under the operator's search_path; they run under it too.
+    pg::Statement search_path;
+    search_path.sql = "SELECT pg_catalog.set_config('search_path', $1, true)";
+    search_path.params.emplace_back(report_.user_search_path);
+    statements.push_back(std::move(search_path));
+    pg::PipelineResult prepared = co_await source.conn->Pipeline(std::move(statements));
+    if (prepared.ok()) {
+      source.ready = true;
+      co_return absl::OkStatus();
+    }
+    if (pg::SqlStateOf(prepared.status) != kInvalidSnapshot) co_return prepared.status;
+    absl::Status renewed = co_await RenewSnapshot(generation);
+    if (!renewed.ok()) co_return renewed;
+  }
+  co_return absl::UnavailableError("could not import the run's snapshot on the source");
+}
+
+asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, SourceSession& source,
+                                                const RangeState& range, int64_t rows) {
+  BatchOutcome out;
+  // Any failure below may leave the source's transaction aborted or mid-COPY: import again.
+  auto failed = [&](absl::Status status) {
+    source.ready = false;
+    out.status = std::move(status);
+    return out;
+  };
+  if (!source.ready) {
+    absl::Status prepared = co_await PrepareSource(source);
+    if (!prepared.ok()) co_return failed(prepared);
+  }
+
+  // Where this batch ends: `rows` keys past the checkpoint, in the snapshot.
+  const RangeEnds ends{range.start().has_value(), range.upper.has_value()};
+  std::string& end_sql = batch_end_sql_[{ends.has_lower, ends.has_upper}];
+  if (end_sql.empty()) end_sql = move::BatchEndSql(move_spec_, ends);
+  std::vector<pg::Param> params;
+  if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
+  if (ends.has_upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
+  params.emplace_back(std::to_string(rows));
+  auto end = co_await source.conn->Exec(end_sql, std::move(params));
+  if (!end.ok()) co_return failed(end.status());
+  int64_t keys = 0;
+  std::optional<ranges::KeyValue> last;
+  if (end->Rows() == 1) {
+    keys = std::stoll(std::string(end->Get(0, 0)));
+    last.emplace();
+    for (int column = 1; column < end->Columns(); ++column) {
+      last->emplace_back(end->Get(0, column));
+    }
+  }
+  // Fewer keys than asked: the range is done, up to its own end (or, for the open last range,
+  // the last key there is). "Done" comes from the span, never from the rows copied.
+  out.done = keys < rows;
+  if (!out.done) {
+    out.done_upto = last;
+  } else if (range.upper.has_value()) {
+    out.done_upto = range.upper;
+  } else {
+    out.done_upto = last.has_value() ? last : range.start();
+  }
+
+  // The target's transaction: the claim first, so that nothing is copied for a checkpoint that
+  // moved (a batch of a killed run that committed late).
+  std::vector<std::string> head_texts;
+  head_texts.emplace_back("BEGIN");
+  head_texts.push_back(absl::StrCat("SET LOCAL lock_timeout = '",
+                                    absl::ToInt64Milliseconds(live_.throttle.lock_timeout),
+                                    "ms'"));
+  head_texts.push_back(absl::StrCat("SET LOCAL statement_timeout = '",
+                                    absl::ToInt64Milliseconds(live_.throttle.statement_timeout),
+                                    "ms'"));
+  head_texts.push_back(move::ClaimSql());
+  const bool staged = staged_ && keys > 0;
+  if (staged) head_texts.push_back(move::StageSql(move_spec_));
+  std::vector<pg::Statement> head = Statements(std::move(head_texts));
+  head[3].params.emplace_back(plan_.name);
+  head[3].params.emplace_back(std::to_string(range.id));
+  head[3].params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
+  pg::PipelineResult claimed = co_await target.Pipeline(std::move(head));
+  if (!claimed.ok()) co_return failed(claimed.status);
+  if (claimed.results[3].Rows() != 1) {
+    (void)co_await target.Exec("ROLLBACK");
+    out.stale = true;
+    co_return out;
+  }
+
+  if (keys > 0) {
+    const std::string copy_out = move::CopyOutSql(move_spec_, range.start(), out.done_upto);
+    const std::string copy_in = move::CopyInSql(move_spec_, staged);
+    PGconn* source_conn = source.conn->raw();
+    PGconn* target_conn = target.raw();
+    const pg::CopyStreamResult streamed = co_await OnOwnThread(
+        [&] { return pg::StreamCopy(source_conn, copy_out, target_conn, copy_in); });
+    if (!streamed.ok()) {
+      if (target.IsOpen()) (void)co_await target.Exec("ROLLBACK");
+      co_return failed(streamed.status);
+    }
+    if (streamed.rows_written != streamed.rows_read) {
+      if (target.IsOpen()) (void)co_await target.Exec("ROLLBACK");
+      co_return failed(absl::InternalError(absl::StrCat(
+          "the source sent ", streamed.rows_read, " rows and the target took ",
+          streamed.rows_written, " for ", range.Describe())));
+    }
+    out.rows = streamed.rows_written;
+    out.bytes = streamed.bytes;
+  }
+
+  std::vector<std::string> tail_texts;
+  if (staged) tail_texts.push_back(move::InsertFromStageSql(move_spec_));
+  tail_texts.push_back(move::AdvanceSql());
+  tail_texts.emplace_back("COMMIT");
+  std::vector<pg::Statement> tail = Statements(std::move(tail_texts));
+  std::vector<pg::Param>& advance = tail[staged ? 1 : 0].params;
+  advance.emplace_back(plan_.name);
+  advance.emplace_back(std::to_string(range.id));
+  advance.push_back(checkpoint::TextArrayLiteral(out.done_upto));
+  advance.emplace_back(std::to_string(out.rows));
+  advance.emplace_back(out.done ? "true" : "false");
+  pg::PipelineResult committed = co_await target.Pipeline(std::move(tail));
+  if (!committed.ok()) {
+    // The Pipeline rolled back a failure inside the transaction; a lost COMMIT reply is settled
+    // by the caller's reload of the checkpoint.
+    if (target.IsOpen() && !committed.status.ok()) (void)co_await target.Exec("ROLLBACK");
+    co_return failed(committed.status);
+  }
+  co_return out;
+}
+
+}  // namespace pgbackfill::exec::internal

@@ -1,0 +1,319 @@
+// The data mover end to end through the binary: copies between two databases of one cluster and
+// between two clusters (int and composite keys, a transform in `columns:`, binary and text
+// streams), exactly-once under kill -9 (with and without a target primary key) and restarts of
+// either server, the type check of preflight, and verify / verify --repair.
+//
+// Every test ends by comparing the target with the plan's transform of the source, row for row:
+// count and a sum of row hashes on each side, plus no key twice.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <random>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "support/run_events.h"
+#include "support/status_testing.h"
+#include "support/test_cluster.h"
+
+namespace pgbackfill {
+namespace {
+
+using ::testing::HasSubstr;
+using nlohmann::json;
+using testing::ClusterDisruption;
+using testing::CommandResult;
+using testing::Process;
+using testing::RunPgbackfill;
+using testing::SpawnPgbackfill;
+using testing::TestDatabase;
+
+// An int8 key with gaps; qty is int on the source and bigint in the target (a text stream).
+constexpr char kItemsSource[] =
+    "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL, name text);"
+    "INSERT INTO items SELECT g * 3 - 9000, g % 97, 'item ' || g FROM generate_series(1, 20000) g"
+    "  WHERE g % 7 <> 0;"
+    "ANALYZE items;";
+constexpr int64_t kItemsRows = 17143;
+constexpr char kItemsTarget[] =
+    "CREATE TABLE items_copy (id bigint PRIMARY KEY, qty bigint NOT NULL, label text);";
+constexpr char kItemsTargetNoKey[] =
+    "CREATE TABLE items_copy (id bigint NOT NULL, qty bigint NOT NULL, label text);";
+// What the target must hold, as the same row text on both sides.
+constexpr char kItemsSourceRows[] = "SELECT ROW(id, qty::bigint, upper(name))::text FROM items";
+constexpr char kItemsTargetRows[] = "SELECT ROW(id, qty, label)::text FROM items_copy";
+
+// A composite (text, uuid) key; the same types on both sides (a binary stream).
+constexpr char kAccountsSource[] =
+    "CREATE TABLE accounts (tenant text NOT NULL, id uuid NOT NULL, balance numeric(12,2),"
+    "  PRIMARY KEY (tenant, id));"
+    "INSERT INTO accounts SELECT 'tenant ' || (g % 13), md5(g::text)::uuid, g / 7.0"
+    "  FROM generate_series(1, 12000) g;"
+    "ANALYZE accounts;";
+constexpr char kAccountsTarget[] =
+    "CREATE TABLE accounts_copy (tenant text NOT NULL, id uuid NOT NULL, balance numeric(12,2),"
+    "  note text, PRIMARY KEY (tenant, id));";
+constexpr char kAccountsSourceRows[] =
+    "SELECT ROW(tenant, id, balance, tenant || '/' || id)::text FROM accounts";
+constexpr char kAccountsTargetRows[] =
+    "SELECT ROW(tenant, id, balance, note)::text FROM accounts_copy";
+
+// One sub-select per COPY: each batch takes 10 ms more, so that a run can be interrupted.
+constexpr char kSlowBatches[] = "where: (SELECT pg_catalog.pg_sleep(0.01)) IS NOT NULL\n";
+
+std::string ItemsPlan(const TestDatabase& source, const TestDatabase& target, int batch_rows,
+                      bool slow) {
+  return absl::StrCat("version: 1\nname: items-move\nsource_dsn: ", source.dsn(),
+                      "\ntarget_dsn: ", target.dsn(),
+                      "\ntable: items\ninto: items_copy\ncolumns:\n  id: id\n  qty: qty\n"
+                      "  label: upper(name)\n",
+                      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows,
+                      ", min_rows: ", batch_rows, ", max_rows: ", batch_rows,
+                      " }\nworkers: 2\nthrottle: { max_replica_lag: 0 }\n");
+}
+
+std::string AccountsPlan(const TestDatabase& source, const TestDatabase& target, int batch_rows,
+                         bool slow) {
+  return absl::StrCat("version: 1\nname: accounts-move\nsource_dsn: ", source.dsn(),
+                      "\ntarget_dsn: ", target.dsn(),
+                      "\ntable: accounts\ninto: accounts_copy\ncolumns:\n  tenant: tenant\n"
+                      "  id: id\n  balance: balance\n  note: tenant || '/' || id\n",
+                      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows,
+                      ", min_rows: ", batch_rows, ", max_rows: ", batch_rows,
+                      " }\nworkers: 2\nthrottle: { max_replica_lag: 0 }\n");
+}
+
+// count(*) and an order-independent sum of row hashes of `rows_sql` (one text column).
+std::string Fingerprint(TestDatabase& db, const std::string& rows_sql) {
+  auto value = db.QueryValue(absl::StrCat(
+      "SELECT count(*) || ' rows, hash ' || COALESCE(sum(hashtextextended(r, 0)), 0) FROM (",
+      rows_sql, ") AS s(r)"));
+  EXPECT_OK(value);
+  return value.ok() ? *value : "";
+}
+
+void ExpectCopied(TestDatabase& source, const std::string& source_rows, TestDatabase& target,
+                  const std::string& target_rows) {
+  EXPECT_EQ(Fingerprint(target, target_rows), Fingerprint(source, source_rows));
+}
+
+std::vector<json> Events(const std::string& out) { return testing::ParseEvents(out); }
+
+CommandResult RunPlan(const std::string& plan, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"run", plan, "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return RunPgbackfill(args);
+}
+
+// Starts a run and returns once it has committed some batches.
+Process StartAndWaitForProgress(const std::string& plan) {
+  auto process = SpawnPgbackfill({"run", plan, "--json"});
+  EXPECT_OK(process);
+  EXPECT_OK(process->WaitForOutput("\"event\":\"progress\"", absl::Seconds(60)))
+      << process->StderrSoFar();
+  return std::move(process).value();
+}
+
+TEST(MoveTest, TwoDatabasesIntKeyWithTransformAsText) {
+  TestDatabase source("source");
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  const std::string plan = testing::WriteTestFile(ItemsPlan(source, target, 3000, false));
+
+  CommandResult checked = RunPgbackfill({"check", plan});
+  ASSERT_EQ(checked.exit_code, 0) << checked.out << checked.err;
+  EXPECT_THAT(checked.out, HasSubstr("the COPY stream is text, because column \"qty\": integer "
+                                     "on the source, bigint in the target"));
+
+  CommandResult result = RunPlan(plan);
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const std::vector<json> events = Events(result.out);
+  const json* started = testing::FindEvent(events, "job_started");
+  ASSERT_NE(started, nullptr) << result.out;
+  EXPECT_EQ((*started)["copy_format"], "text");
+  EXPECT_EQ((*started)["through_stage"], false);
+  const json* finished = testing::FindEvent(events, "job_finished");
+  ASSERT_NE(finished, nullptr);
+  EXPECT_EQ((*finished)["total_rows"], kItemsRows);
+  EXPECT_GT((*finished)["bytes"].get<int64_t>(), 0);
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+  // The job store is the target's; the source has none.
+  ASSERT_OK_AND_ASSIGN(std::string state, target.QueryValue("SELECT state FROM pgbackfill.jobs"));
+  EXPECT_EQ(state, "done");
+  ASSERT_OK_AND_ASSIGN(
+      std::string stores,
+      source.QueryValue("SELECT count(*) FROM pg_namespace WHERE nspname = 'pgbackfill'"));
+  EXPECT_EQ(stores, "0");
+}
+
+TEST(MoveTest, TwoClustersCompositeKeyAsBinary) {
+  TestDatabase source("source");
+  TestDatabase target("target", testing::SecondClusterDsn());
+  ASSERT_OK(source.ExecScript(kAccountsSource));
+  ASSERT_OK(target.ExecScript(kAccountsTarget));
+  CommandResult result = RunPlan(testing::WriteTestFile(AccountsPlan(source, target, 1000, false)));
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const std::vector<json> events = Events(result.out);
+  const json* started = testing::FindEvent(events, "job_started");
+  ASSERT_NE(started, nullptr) << result.out;
+  EXPECT_EQ((*started)["copy_format"], "binary");
+  ExpectCopied(source, kAccountsSourceRows, target, kAccountsTargetRows);
+}
+
+// A target that already has rows goes through the stage and on_conflict; here skip keeps them.
+TEST(MoveTest, NonEmptyTargetGoesThroughTheStage) {
+  TestDatabase source("source");
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  ASSERT_OK(target.ExecScript(
+      "INSERT INTO items_copy SELECT id, qty, upper(name) FROM"
+      " (SELECT g * 3 - 9000 AS id, g % 97 AS qty, 'item ' || g AS name"
+      "    FROM generate_series(1, 20000, 11) g WHERE g % 7 <> 0) s"));
+  const std::string plan = testing::WriteTestFile(
+      absl::StrCat(ItemsPlan(source, target, 2000, false), "on_conflict: skip\n"));
+  CommandResult result = RunPlan(plan);
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const std::vector<json> events = Events(result.out);  // FindEvent points into it
+  const json* started = testing::FindEvent(events, "job_started");
+  ASSERT_NE(started, nullptr);
+  EXPECT_EQ((*started)["through_stage"], true);
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
+void KillNineTenTimes(const std::string& plan, TestDatabase& target) {
+  std::mt19937 random(20261122);  // fixed: a failure reproduces
+  std::uniform_int_distribution<int> delay_ms(100, 900);
+  int landed = 0;
+  for (int i = 0; i < 10; ++i) {
+    auto process = SpawnPgbackfill({"run", plan, "--json"});
+    ASSERT_OK(process);
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));
+    ASSERT_OK(process->Signal(SIGKILL));
+    CommandResult killed = process->Wait();
+    landed += killed.term_signal == SIGKILL ? 1 : 0;
+    ASSERT_OK_AND_ASSIGN(std::string doubled,
+                         target.QueryValue("SELECT count(*) - count(DISTINCT id) FROM items_copy"));
+    ASSERT_EQ(doubled, "0") << "after kill " << i;
+  }
+  EXPECT_GE(landed, 5) << "most kills should hit a running job; make the job longer";
+  CommandResult finished = RunPlan(plan);
+  ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
+}
+
+TEST(MoveTest, KillNineTenTimesWithTargetKey) {
+  TestDatabase source("source");
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  KillNineTenTimes(testing::WriteTestFile(ItemsPlan(source, target, 100, true)), target);
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
+// Without a primary key nothing in the target stops a row copied twice: only the checkpoint
+// committed with the rows does.
+TEST(MoveTest, KillNineTenTimesWithoutTargetKey) {
+  TestDatabase source("source");
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTargetNoKey));
+  KillNineTenTimes(testing::WriteTestFile(ItemsPlan(source, target, 100, true)), target);
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
+// The source restarts: its sessions and the exported snapshot are gone. The workers reconnect,
+// a new snapshot is exported (and the run says so), and the copy completes.
+TEST(MoveTest, SourceServerRestartMidRun) {
+  TestDatabase source("source", testing::SecondClusterDsn());
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  ClusterDisruption disruption;
+  Process process =
+      StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
+  ASSERT_OK(testing::SecondClusterCtl({"restart"}));
+  source.Reconnect();
+  CommandResult result = process.Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const std::vector<json> events = Events(result.out);
+  EXPECT_NE(testing::FindEvent(events, "reconnected"), nullptr) << result.out;
+  int snapshots = 0;
+  for (const json& event : testing::EventsOfType(events, "snapshot")) {
+    snapshots = std::max(snapshots, event["generation"].get<int>());
+  }
+  EXPECT_EQ(snapshots, 2) << "a new snapshot after the restart";
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
+// The target restarts: the job store, its lock and the open transactions are gone. The run takes
+// its lock again, batches that did not commit are copied again, and none twice.
+TEST(MoveTest, TargetServerRestartMidRun) {
+  TestDatabase source("source");
+  TestDatabase target("target", testing::SecondClusterDsn());
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  ClusterDisruption disruption;
+  Process process =
+      StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
+  ASSERT_OK(testing::SecondClusterCtl({"restart"}));
+  target.Reconnect();
+  CommandResult result = process.Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  const std::vector<json> events = Events(result.out);
+  EXPECT_NE(testing::FindEvent(events, "reconnected"), nullptr) << result.out;
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
+TEST(MoveTest, MismatchedTargetTypeIsRefusedInPreflight) {
+  TestDatabase source("source");
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(
+      "CREATE TABLE items_copy (id bigint PRIMARY KEY, qty boolean NOT NULL, label text);"));
+  const std::string plan = testing::WriteTestFile(ItemsPlan(source, target, 1000, false));
+  CommandResult checked = RunPgbackfill({"check", plan});
+  EXPECT_EQ(checked.exit_code, 2) << checked.out << checked.err;
+  EXPECT_THAT(checked.out, HasSubstr(absl::StrCat(plan, ":9: columns.qty: the source gives "
+                                                  "integer and column \"qty\" of "
+                                                  "\"public\".\"items_copy\" is boolean")));
+  CommandResult ran = RunPlan(plan);
+  EXPECT_EQ(ran.exit_code, 2) << ran.out << ran.err;
+  ASSERT_OK_AND_ASSIGN(std::string copied, target.QueryValue("SELECT count(*) FROM items_copy"));
+  EXPECT_EQ(copied, "0");
+}
+
+TEST(MoveTest, VerifyFindsAChangedTargetRowAndRepairFixesIt) {
+  TestDatabase source("source");
+  TestDatabase target("target", testing::SecondClusterDsn());
+  ASSERT_OK(source.ExecScript(kAccountsSource));
+  ASSERT_OK(target.ExecScript(kAccountsTarget));
+  const std::string plan = testing::WriteTestFile(AccountsPlan(source, target, 1000, false));
+  ASSERT_EQ(RunPlan(plan).exit_code, 0);
+
+  // Behind the copy's back: one value changed, one row gone, one row added.
+  ASSERT_OK(target.ExecScript(
+      "UPDATE accounts_copy SET balance = balance + 1 WHERE (tenant, id) IN"
+      "  (SELECT tenant, id FROM accounts_copy ORDER BY tenant, id LIMIT 1);"
+      "DELETE FROM accounts_copy WHERE (tenant, id) IN"
+      "  (SELECT tenant, id FROM accounts_copy ORDER BY tenant DESC, id DESC LIMIT 1);"
+      "INSERT INTO accounts_copy VALUES ('tenant 5', gen_random_uuid(), 1, 'stray');"));
+  CommandResult found = RunPgbackfill({"verify", plan, "--json"});
+  EXPECT_EQ(found.exit_code, 4) << found.out << found.err;
+  const std::vector<json> events = Events(found.out);
+  const json* event = testing::FindEvent(events, "verify");
+  ASSERT_NE(event, nullptr) << found.out;
+  EXPECT_GE((*event)["differing_ranges"].get<int>(), 2);
+  EXPECT_EQ((*event)["repaired_ranges"], 0);
+
+  CommandResult repaired = RunPgbackfill({"verify", plan, "--repair", "--json"});
+  ASSERT_EQ(repaired.exit_code, 0) << repaired.out << repaired.err;
+  ExpectCopied(source, kAccountsSourceRows, target, kAccountsTargetRows);
+  CommandResult again = RunPgbackfill({"verify", plan, "--json"});
+  EXPECT_EQ(again.exit_code, 0) << again.out << again.err;
+}
+
+}  // namespace
+}  // namespace pgbackfill
