@@ -205,10 +205,17 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
   if (keys > 0) {
     const std::string copy_out = move::CopyOutSql(move_spec_, range.start(), out.done_upto);
     const std::string copy_in = move::CopyInSql(move_spec_, staged);
-    PGconn* source_conn = source.conn->raw();
-    PGconn* target_conn = target.raw();
-    const pg::CopyStreamResult streamed = co_await OnOwnThread(
-        [&] { return pg::StreamCopy(source_conn, copy_out, target_conn, copy_in); });
+    PGconn* source_conn = source.conn->Lend();
+    PGconn* target_conn = target.Lend();
+    pg::CopyStreamResult streamed;
+    if (source_conn == nullptr || target_conn == nullptr) {
+      streamed.status = pg::MakeError("", "a session was lost before the COPY started");
+    } else {
+      streamed = co_await OnOwnThread(
+          [&] { return pg::StreamCopy(source_conn, copy_out, target_conn, copy_in); });
+    }
+    source.conn->Return();
+    target.Return();
     if (!streamed.ok()) {
       if (target.IsOpen()) (void)co_await target.Exec("ROLLBACK");
       co_return failed(streamed.status);

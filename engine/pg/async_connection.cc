@@ -133,6 +133,16 @@ asio::awaitable<absl::Status> AsyncConnection::Open() {
 
 asio::awaitable<absl::Status> AsyncConnection::Reconnect() { co_return co_await Open(); }
 
+PGconn* AsyncConnection::Lend() {
+  CloseSocket();
+  return IsOpen() ? conn_.get() : nullptr;
+}
+
+void AsyncConnection::Return() {
+  CloseSocket();
+  if (IsOpen() && PQsocket(conn_.get()) >= 0) socket_.emplace(executor_, PQsocket(conn_.get()));
+}
+
 bool AsyncConnection::IsOpen() const {
   return conn_ != nullptr && PQstatus(conn_.get()) == CONNECTION_OK;
 }

@@ -267,6 +267,80 @@ TEST(MoveTest, TargetServerRestartMidRun) {
   ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
 }
 
+// Sessions killed on both servers while they stream: the workers reconnect (and import the
+// snapshot again), and the batches whose COPY broke are copied again from their checkpoints.
+TEST(MoveTest, TerminatedBackendsOnBothSidesReconnect) {
+  TestDatabase source("source");
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  Process process =
+      StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
+  const std::string kill =
+      "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+      " WHERE datname = current_database() AND application_name = 'pgbackfill'"
+      "   AND query LIKE 'COPY %' AND pid <> pg_backend_pid()";
+  int killed = 0;
+  for (int round = 0; round < 40 && killed < 4; ++round) {
+    for (TestDatabase* db : {&source, &target}) {
+      ASSERT_OK_AND_ASSIGN(std::string count, db->QueryValue(kill));
+      killed += std::stoi(count);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CommandResult result = process.Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_GE(killed, 1) << "no COPY session was caught; make the job longer";
+  const std::vector<json> events = Events(result.out);
+  EXPECT_NE(testing::FindEvent(events, "reconnected"), nullptr) << result.out;
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
+// The first SIGINT lets the batches in flight commit; the second cancels them mid-stream on both
+// servers. Either way the run ends interrupted and the next one completes the copy.
+TEST(MoveTest, SignalsInterruptAndTheNextRunCompletes) {
+  TestDatabase source("source");
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  const std::string plan = testing::WriteTestFile(ItemsPlan(source, target, 40, true));
+  for (const int signals : {1, 2}) {
+    SCOPED_TRACE(signals);
+    Process process = StartAndWaitForProgress(plan);
+    for (int i = 0; i < signals; ++i) ASSERT_OK(process.Signal(SIGINT));
+    CommandResult result = process.Wait();
+    EXPECT_EQ(result.exit_code, 3) << result.out << result.err;
+    ASSERT_OK_AND_ASSIGN(std::string doubled,
+                         target.QueryValue("SELECT count(*) - count(DISTINCT id) FROM items_copy"));
+    EXPECT_EQ(doubled, "0");
+  }
+  CommandResult finished = RunPlan(plan);
+  ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
+// The job store, and so the operator's control, is the target's: `pause` there holds the copy.
+TEST(MoveTest, PauseAndResumeThroughTheTarget) {
+  TestDatabase source("source");
+  TestDatabase target("target", testing::SecondClusterDsn());
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  Process process =
+      StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
+  const size_t from = process.StdoutSoFar().size();
+  CommandResult paused = RunPgbackfill({"pause", "items-move", "--dsn", target.dsn()});
+  ASSERT_EQ(paused.exit_code, 0) << paused.out << paused.err;
+  ASSERT_OK(process.WaitForStdout("paused by", from).status());
+  CommandResult status = RunPgbackfill({"status", "items-move", "--dsn", target.dsn(), "--json"});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, HasSubstr("\"control\":\"pause\""));
+  CommandResult resumed = RunPgbackfill({"resume", "items-move", "--dsn", target.dsn()});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  CommandResult result = process.Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
 TEST(MoveTest, MismatchedTargetTypeIsRefusedInPreflight) {
   TestDatabase source("source");
   TestDatabase target("target");

@@ -90,10 +90,15 @@ class AsyncConnection {
   bool IsOpen() const;
   int BackendPid() const { return backend_pid_; }
   const std::string& dsn() const { return dsn_; }
-  // The session itself, for pg::StreamCopy (pg/copy_stream.h), which drives it from other threads
-  // while the coroutine that owns this connection waits for the stream to end. Nothing else may
-  // touch the connection meanwhile; nullptr when it is not open.
-  PGconn* raw() const { return conn_.get(); }
+  // Lends the session to another thread (pg::StreamCopy, pg/copy_stream.h) while the coroutine
+  // that owns this connection waits for it; nothing else may use the connection until Return().
+  // The socket leaves the io_context's reactor first: should libpq close it on the other thread
+  // (the connection was lost), the kernel may hand its number to the next connection opened, and a
+  // registration left behind would be removed later under that number, deafening the new one.
+  // nullptr when the connection is not open.
+  PGconn* Lend();
+  // Takes the session back: its socket joins the reactor again if libpq still has one.
+  void Return();
 
  private:
   AsyncConnection(asio::any_io_executor executor, std::string dsn);
