@@ -130,14 +130,16 @@ def scale_report(out, scale, runs):
 
     out.line()
     header = ("contender", "runs", "seconds min-max", "client procs", "WAL MiB", "target MiB",
-              "VACUUM/ANALYZE", "autovacuum", "other CPU s", "COPY streams", "engine rows/s",
+              "VACUUM/ANALYZE", "autovacuum", "other CPU s", "COPY streams", "batches", "engine rows/s",
               "engine MB")
     rows = []
     for rec in records:
         engine = rec.get("engine", {})
         target = ((rec.get("table_bytes_after") or 0) + (rec.get("indexes_bytes_after") or 0))
-        streams = (rec.get("copy_parts") if rec["kind"] == "pgcopydb"
-                   else 1 if rec["kind"] == "psql-pipe" else None)
+        # pgcopydb: the parts it split the table into; pgbackfill: its workers, each streaming
+        # one batch at a time.
+        streams = {"pgcopydb": rec.get("copy_parts"), "psql-pipe": 1,
+                   "pgbackfill": rec["arg"]}.get(rec["kind"])
         rows.append((rec["name"], str(rec["runs"]),
                      f"{rec['seconds_min']:.1f}-{rec['seconds_max']:.1f}",
                      str(rec["client_processes"]), fmt(rec["wal_mib"], ",.0f"),
@@ -145,6 +147,7 @@ def scale_report(out, scale, runs):
                      f"{rec.get('vacuum_count', '-')}/{rec.get('analyze_count', '-')}",
                      f"{rec.get('autovacuum_count', '-')}/{rec.get('autoanalyze_count', '-')}",
                      fmt(rec["other_cpu_s"], ".1f"), fmt(streams, "d"),
+                     fmt(engine.get("batches"), "d"),
                      fmt(engine.get("rows_per_second"), ",d"),
                      fmt(engine["bytes"] / 1e6 if engine.get("bytes") is not None else None,
                          ",.0f")))

@@ -688,9 +688,6 @@ class Parser {
                    "that carries concurrent writes into the into table, so remove dual_write");
     }
     ASSIGN_OR_RETURN(plan.into, Relation(*into));
-    if (*plan.into == plan.table) {
-      return Error(*into, "names the same table as table; copy mode needs another table");
-    }
     if (const Entry* columns = Find(entries, "columns")) {
       ASSIGN_OR_RETURN(plan.columns, Assignments(*columns));
     }
@@ -712,6 +709,11 @@ class Parser {
     }
     if (const Entry* target_dsn = Find(entries, "target_dsn")) {
       ASSIGN_OR_RETURN(plan.target_dsn, Dsn(*target_dsn));
+    }
+    // Between databases the same name is two tables (the data mover).
+    if (*plan.into == plan.table && !MovesBetweenDatabases(plan)) {
+      return Error(*into, "names the same table as table; copy mode needs another table (or "
+                          "source_dsn/target_dsn, to copy it to another database)");
     }
     return absl::OkStatus();
   }

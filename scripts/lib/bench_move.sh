@@ -84,8 +84,9 @@ version: 1
 name: move-accounts
 source_dsn: $(move_dsn "${MOVE_SOURCE_DB}")
 target_dsn: $(move_dsn "${MOVE_TARGET_DB}")
-# Unqualified: the plan parser refuses an into that names the same table as table, even between
-# two databases; pgbench_accounts resolves to public.pgbench_accounts on the source.
+# Unqualified (public.pgbench_accounts on the source through the search_path): parsers of
+# plans up to commit c666947 refuse an into naming the same table as table even between two
+# databases, and this spelling runs on those builds too.
 table: pgbench_accounts
 into: public.pgbench_accounts
 workers: ${workers}

@@ -180,6 +180,9 @@ TEST(EndpointsTest, EitherSideDefaultsToTheDsn) {
   const plan::Plan from_old = ParsedPlan(std::string(kCopy) + "source_dsn: host=old\n");
   EXPECT_EQ(plan::HomeDsn(from_old, ""), "host=main");
   EXPECT_EQ(plan::SourceDsn(from_old, ""), "host=old");
+  // Another database may hold a table of the same name.
+  EXPECT_TRUE(plan::MovesBetweenDatabases(ParsedPlan(
+      "version: 1\nname: j\ntable: t\ninto: t\ntarget_dsn: host=archive\n")));
   // Which database a job moves between is part of what it does, not tuning.
   EXPECT_NE(plan::PlanHash(same), plan::PlanHash(to_archive));
   EXPECT_EQ(plan::PlanHash(to_archive), plan::PlanHash(from_old));
