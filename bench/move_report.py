@@ -20,6 +20,8 @@ from bench_report import check_mark, medians
 from bench_table import Output, fmt, machine_line, ratio, write_report_json
 
 MIB = 1048576.0
+# A run during which the rest of the machine used more than this share of all CPUs gets a note.
+SHARED_MACHINE_SHARE = 0.2
 KINDS = ("pgcopydb", "psql-pipe", "pgbackfill")
 
 
@@ -157,6 +159,15 @@ def scale_report(out, scale, runs):
             out.line(f"note: {rec['name']} split the table {rec['copy_parts']} ways "
                      f"(--split-tables-larger-than {rec.get('split_bytes')}), not {rec['arg']}")
 
+    cpus = os.cpu_count() or 1
+    shared = [r for r in runs
+              if r["other_cpu_s"] > SHARED_MACHINE_SHARE * cpus * r["seconds"] > 0]
+    if shared:
+        out.line("note: the machine was shared (other CPU > "
+                 f"{100 * SHARED_MACHINE_SHARE:.0f}% of {cpus} cores) during: "
+                 + ", ".join(f"{r['name']} round {r['round']} ({r['other_cpu_s']:.1f} s in "
+                             f"{r['seconds']:.1f} s)" for r in shared)
+                 + "; their times are inflated")
     for rec in runs:
         if not rec["ok"]:
             out.line(f"FAIL {rec['name']} round {rec['round']}: " + "; ".join(rec["problems"])

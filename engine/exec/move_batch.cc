@@ -98,35 +98,51 @@ asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
 }
 
 asio::awaitable<absl::Status> Runner::PrepareSource(SourceSession& source) {
+  // Session settings once per connection; the transaction is per batch (BeginSourceBatch).
+  std::vector<pg::Statement> statements;
+  statements.push_back(pg::Statement{
+      absl::StrCat("SET statement_timeout = '",
+                   absl::ToInt64Milliseconds(live_.throttle.statement_timeout), "ms'"),
+      {}});
+  // A batch waits at most this long behind DDL on the source table, then is retried later.
+  statements.push_back(pg::Statement{
+      absl::StrCat("SET lock_timeout = '", absl::ToInt64Milliseconds(live_.throttle.lock_timeout),
+                   "ms'"),
+      {}});
+  // The expressions were compiled under the operator's search_path; they run under it too.
+  pg::Statement search_path;
+  search_path.sql = "SELECT pg_catalog.set_config('search_path', $1, false)";
+  search_path.params.emplace_back(report_.user_search_path);
+  statements.push_back(std::move(search_path));
+  pg::PipelineResult prepared = co_await source.conn->Pipeline(std::move(statements));
+  if (!prepared.ok()) co_return prepared.status;
+  source.ready = true;
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<absl::StatusOr<pg::Result>> Runner::BeginSourceBatch(SourceSession& source,
+                                                                     const std::string& end_sql,
+                                                                     std::vector<pg::Param> params) {
+  // One REPEATABLE READ transaction per batch, each importing the run's snapshot: every batch
+  // reads the same data, and the source table's ACCESS SHARE lock is held for one batch, not for
+  // the whole run (DDL on the source would otherwise queue behind the run, and every query behind
+  // the DDL).
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (snapshot_id_.empty()) {
       absl::Status renewed = co_await RenewSnapshot(snapshot_generation_);
       if (!renewed.ok()) co_return renewed;
     }
     const int generation = snapshot_generation_;
-    std::vector<std::string> texts;
-    // A failed batch may have left its transaction open (aborted): end it first; outside a
-    // transaction ROLLBACK only warns.
-    texts.emplace_back("ROLLBACK");
-    texts.emplace_back("SET idle_in_transaction_session_timeout = 0");
-    texts.push_back(absl::StrCat("SET statement_timeout = '",
-                                 absl::ToInt64Milliseconds(live_.throttle.statement_timeout),
-                                 "ms'"));
-    texts.emplace_back("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-    texts.push_back(
-        absl::StrCat("SET TRANSACTION SNAPSHOT ", pg::QuoteLiteral(snapshot_id_)));
-    std::vector<pg::Statement> statements = Statements(std::move(texts));
-    // The expressions were compiled under the operator's search_path; they run under it too.
-    pg::Statement search_path;
-    search_path.sql = "SELECT pg_catalog.set_config('search_path', $1, true)";
-    search_path.params.emplace_back(report_.user_search_path);
-    statements.push_back(std::move(search_path));
-    pg::PipelineResult prepared = co_await source.conn->Pipeline(std::move(statements));
-    if (prepared.ok()) {
-      source.ready = true;
-      co_return absl::OkStatus();
-    }
-    if (pg::SqlStateOf(prepared.status) != kInvalidSnapshot) co_return prepared.status;
+    std::vector<pg::Statement> statements;
+    // Outside a transaction ROLLBACK only warns; inside a failed batch's, it ends it.
+    statements.push_back(pg::Statement{"ROLLBACK", {}});
+    statements.push_back(pg::Statement{"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", {}});
+    statements.push_back(pg::Statement{
+        absl::StrCat("SET TRANSACTION SNAPSHOT ", pg::QuoteLiteral(snapshot_id_)), {}});
+    statements.push_back(pg::Statement{end_sql, params});
+    pg::PipelineResult begun = co_await source.conn->Pipeline(std::move(statements));
+    if (begun.ok()) co_return std::move(begun.results[3]);
+    if (pg::SqlStateOf(begun.status) != kInvalidSnapshot) co_return begun.status;
     absl::Status renewed = co_await RenewSnapshot(generation);
     if (!renewed.ok()) co_return renewed;
   }
@@ -136,9 +152,7 @@ asio::awaitable<absl::Status> Runner::PrepareSource(SourceSession& source) {
 asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, SourceSession& source,
                                                 const RangeState& range, int64_t rows) {
   BatchOutcome out;
-  // Any failure below may leave the source's transaction aborted or mid-COPY: import again.
   auto failed = [&](absl::Status status) {
-    source.ready = false;
     out.status = std::move(status);
     return out;
   };
@@ -155,7 +169,7 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
   if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
   if (ends.has_upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
   params.emplace_back(std::to_string(rows));
-  auto end = co_await source.conn->Exec(end_sql, std::move(params));
+  auto end = co_await BeginSourceBatch(source, end_sql, std::move(params));
   if (!end.ok()) co_return failed(end.status());
   int64_t keys = 0;
   std::optional<ranges::KeyValue> last;
@@ -198,6 +212,7 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
   if (!claimed.ok()) co_return failed(claimed.status);
   if (claimed.results[3].Rows() != 1) {
     (void)co_await target.Exec("ROLLBACK");
+    (void)co_await source.conn->Exec("ROLLBACK");
     out.stale = true;
     co_return out;
   }
@@ -216,6 +231,8 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
     }
     source.conn->Return();
     target.Return();
+    // The source's part is done: end its transaction (and lock) before the target commits.
+    if (source.conn->IsOpen()) (void)co_await source.conn->Exec("ROLLBACK");
     if (!streamed.ok()) {
       if (target.IsOpen()) (void)co_await target.Exec("ROLLBACK");
       co_return failed(streamed.status);

@@ -63,8 +63,8 @@ struct BatchOutcome {
   int64_t bytes = 0;  // COPY bytes streamed (data mover)
 };
 
-// A data-mover worker's source side: its session and whether that session is inside its
-// REPEATABLE READ transaction on the run's exported snapshot.
+// A data-mover worker's source side: its session and whether its settings are made (after a
+// reconnect they are made again).
 struct SourceSession {
   std::unique_ptr<pg::AsyncConnection> conn;
   bool ready = false;
@@ -129,9 +129,13 @@ class Runner {
   // them (pg/copy_stream.h, on threads of its own), then the checkpoint and COMMIT on the target.
   asio::awaitable<BatchOutcome> MoveBatch(pg::AsyncConnection& target, SourceSession& source,
                                           const RangeState& range, int64_t rows);
-  // Opens the source session's transaction on the run's snapshot (exporting one first, or again
-  // when the exporter's session was lost).
+  // The source session's settings: timeouts and the operator's search_path.
   asio::awaitable<absl::Status> PrepareSource(SourceSession& source);
+  // Opens the batch's transaction on the run's snapshot (exporting one first, or again when the
+  // exporter's session was lost) and runs `end_sql` in it: its result.
+  asio::awaitable<absl::StatusOr<pg::Result>> BeginSourceBatch(SourceSession& source,
+                                                               const std::string& end_sql,
+                                                               std::vector<pg::Param> params);
   // A new exported snapshot unless one newer than `seen` exists already; one renewal at a time.
   asio::awaitable<absl::Status> RenewSnapshot(int seen);
   // At the first planning: whether `into` is empty, so that plain COPY can write it (recorded as

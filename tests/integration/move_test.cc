@@ -341,6 +341,25 @@ TEST(MoveTest, PauseAndResumeThroughTheTarget) {
   ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
 }
 
+// Each batch reads in a transaction of its own (importing the run's snapshot), so the source
+// table's lock is held for one batch: DDL on the source gets through during a long copy.
+TEST(MoveTest, SourceDdlIsNotBlockedForTheRun) {
+  TestDatabase source("source");
+  TestDatabase target("target");
+  ASSERT_OK(source.ExecScript(kItemsSource));
+  ASSERT_OK(target.ExecScript(kItemsTarget));
+  Process process =
+      StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
+  ASSERT_OK(source.ExecScript("SET lock_timeout = '1s'; ALTER TABLE items ADD COLUMN extra int"));
+  CommandResult result = process.Wait();
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  ASSERT_OK_AND_ASSIGN(std::string copied, target.QueryValue("SELECT count(*) FROM items_copy"));
+  ASSERT_OK_AND_ASSIGN(std::string mid_run,
+                       source.QueryValue("SELECT count(*) FROM items WHERE extra IS NULL"));
+  EXPECT_EQ(copied, mid_run);
+  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+}
+
 TEST(MoveTest, MismatchedTargetTypeIsRefusedInPreflight) {
   TestDatabase source("source");
   TestDatabase target("target");
