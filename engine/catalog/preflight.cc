@@ -57,7 +57,10 @@ class Preflighter {
         catalog_(conn),
         moves_(target != nullptr),
         target_conn_(target != nullptr ? *target : conn),
-        target_catalog_(target_conn_) {}
+        own_target_catalog_(target != nullptr ? std::optional<Catalog>(std::in_place, *target)
+                                               : std::nullopt),
+        // One database, one Catalog: it resolves names with the search_path Harden() read.
+        target_catalog_(own_target_catalog_.has_value() ? *own_target_catalog_ : catalog_) {}
 
   absl::StatusOr<PreflightReport> Run() {
     report_.plan_hash = plan::PlanHash(plan_);
@@ -85,6 +88,7 @@ class Preflighter {
       }
       ASSIGN_OR_RETURN(target_user_, target_catalog_.CurrentUser());
       RETURN_IF_ERROR(target_catalog_.Harden().status());
+      RETURN_IF_ERROR(CompareDatabases());
       RETURN_IF_ERROR(
           target_conn_
               .Exec("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
@@ -99,6 +103,32 @@ class Preflighter {
   }
 
  private:
+  // Between databases: not the same database twice (the copy would read what it writes), and
+  // whether the servers' encodings differ (verify then hashes rows as UTF8).
+  absl::Status CompareDatabases() {
+    constexpr char kWhich[] =
+        "SELECT pg_catalog.pg_postmaster_start_time()::text, d.oid::text, d.datname,"
+        " pg_catalog.pg_encoding_to_char(d.encoding)"
+        "  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()";
+    ASSIGN_OR_RETURN(pg::Result source, conn_.Exec(kWhich));
+    ASSIGN_OR_RETURN(pg::Result target, target_conn_.Exec(kWhich));
+    if (source.Get(0, 0) == target.Get(0, 0) && source.Get(0, 1) == target.Get(0, 1)) {
+      Problem(absl::StrCat(At(plan_, plan_.target_dsn.empty() ? "source_dsn" : "target_dsn"),
+                           "source and target are the same database (",
+                           ToAbsl(source.Get(0, 2)),
+                           "); to copy within one database leave out source_dsn and target_dsn "
+                           "(copy mode with its trigger)"));
+    }
+    report_.same_encoding = source.Get(0, 3) == target.Get(0, 3);
+    if (!report_.same_encoding) {
+      Note(absl::StrCat("the source's encoding is ", ToAbsl(source.Get(0, 3)),
+                        " and the target's ", ToAbsl(target.Get(0, 3)),
+                        ": rows travel as UTF8 and are converted by each server (a character the "
+                        "target cannot store fails its batch), and verify hashes them as UTF8"));
+    }
+    return absl::OkStatus();
+  }
+
   absl::StatusOr<PreflightReport> RunChecks() {
 
     auto table = catalog_.LookupTable(plan_.table);
@@ -410,12 +440,42 @@ class Preflighter {
         break;
       }
     }
+    RETURN_IF_ERROR(CompareKeyCollations());
     if (report_.target_key_index.empty() && plan_.on_conflict != plan::OnConflict::kError) {
       Problem(absl::StrCat(At(plan_, "on_conflict"), "needs a unique key of ", target_name,
                            " over the columns the key is copied into (",
                            absl::StrJoin(mapped, ", "), "), for ON CONFLICT; it has none"));
     }
     if (plan_.on_conflict == plan::OnConflict::kUpdate) CheckIdentityColumns();
+    return absl::OkStatus();
+  }
+
+  // The ranges are cut in the source's key order, and verify and repair select the same spans on
+  // the target: a text key must sort the same way there, so its collations must be the same.
+  absl::Status CompareKeyCollations() {
+    constexpr char kCollation[] =
+        "SELECT CASE WHEN c.collname = 'default' THEN d.datcollate::text ELSE c.collname::text END"
+        "  FROM pg_catalog.pg_attribute a"
+        "  JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation"
+        "  JOIN pg_catalog.pg_database d ON d.datname = pg_catalog.current_database()"
+        " WHERE a.attrelid = $1::oid AND a.attname = $2";
+    const std::vector<Column>& source_key = report_.key->columns;
+    for (size_t i = 0; i < source_key.size(); ++i) {
+      ASSIGN_OR_RETURN(pg::Result source,
+                       conn_.Exec(kCollation, {std::to_string(table().oid), source_key[i].name}));
+      ASSIGN_OR_RETURN(pg::Result target,
+                       target_conn_.Exec(kCollation, {std::to_string(target_->oid),
+                                                      report_.target_key[i]}));
+      if (source.Rows() != 1 || target.Rows() != 1 || source.Get(0, 0) == target.Get(0, 0)) {
+        continue;
+      }
+      Problem(absl::StrCat(
+          At(plan_, "into"), "key column ", pg::QuoteIdent(source_key[i].name), " sorts by ",
+          ToAbsl(source.Get(0, 0)), " on the source and column ",
+          pg::QuoteIdent(report_.target_key[i]), " of ", plan::QuoteQualified(target_->name),
+          " by ", ToAbsl(target.Get(0, 0)), "; verify and repair select a range's rows on both "
+          "sides by the key, so give the target column the source's collation"));
+    }
     return absl::OkStatus();
   }
 
@@ -436,6 +496,28 @@ class Preflighter {
                            "only DEFAULT there); make it GENERATED BY DEFAULT, or leave it out "
                            "of `columns` so it numbers new rows itself"));
     }
+  }
+
+  // A target with rows is written through a temporary stage table (move/move_sql.h).
+  absl::Status CheckTargetRows() {
+    ASSIGN_OR_RETURN(bool select, target_catalog_.HasTablePrivilege(*target_, "SELECT"));
+    if (!select) return absl::OkStatus();
+    ASSIGN_OR_RETURN(pg::Result rows,
+                     target_conn_.Exec(absl::StrCat("SELECT EXISTS (SELECT FROM ",
+                                                    plan::QuoteQualified(target_->name), ")")));
+    report_.target_has_rows = rows.Get(0, 0) == "t";
+    if (!report_.target_has_rows) return absl::OkStatus();
+    ASSIGN_OR_RETURN(pg::Result temp,
+                     target_conn_.Exec("SELECT pg_catalog.has_database_privilege("
+                                       "pg_catalog.current_database(), 'TEMP')"));
+    if (temp.Get(0, 0) != "t") {
+      Problem(absl::StrCat("role ", pg::QuoteIdent(target_user_),
+                           " may not create temporary tables in the target database, needed "
+                           "because ", plan::QuoteQualified(target_->name),
+                           " has rows (batches go through a stage table); GRANT TEMPORARY ON "
+                           "DATABASE ... TO ", pg::QuoteIdent(target_user_)));
+    }
+    return absl::OkStatus();
   }
 
   absl::Status RequireTable(const Table& target, const std::string& privilege,
@@ -473,6 +555,9 @@ class Preflighter {
     } else if (moves_) {
       if (target_.has_value()) {
         RETURN_IF_ERROR(RequireTable(*target_, "INSERT", "to copy rows into the target", true));
+        RETURN_IF_ERROR(RequireTable(*target_, "SELECT",
+                                     "to see whether it has rows, and to verify it", true));
+        RETURN_IF_ERROR(CheckTargetRows());
         if (plan_.on_conflict == plan::OnConflict::kUpdate) {
           RETURN_IF_ERROR(RequireTable(*target_, "UPDATE", "by on_conflict: update", true));
         }
@@ -702,7 +787,8 @@ class Preflighter {
       if (!target_.has_value() || report_.target_key.empty()) return;
       const move::MoveSpec spec = MoveSpecFor(report_, plan_);
       const exec::RangeEnds ends;
-      const bool staged = plan_.on_conflict != plan::OnConflict::kError;
+      // As the run decides at its first planning: a target with rows goes through the stage.
+      const bool staged = report_.target_has_rows;
       report_.batch_statements = {
           absl::StrCat("-- source, in the run's snapshot: ", move::BatchEndSql(spec, ends)),
           absl::StrCat("-- source: ", move::CopyOutSql(spec, ranges::KeyValue{"$after"},
@@ -752,7 +838,8 @@ class Preflighter {
   Catalog catalog_;
   const bool moves_;
   pg::Connection& target_conn_;
-  Catalog target_catalog_;
+  std::optional<Catalog> own_target_catalog_;  // moving only
+  Catalog& target_catalog_;
   std::string target_user_;
   std::vector<uint32_t> source_types_;  // moving: each copy column's type on the source
   PreflightReport report_;
@@ -777,7 +864,8 @@ absl::StatusOr<PreflightReport> PreflightPlan(pg::Connection& home, const plan::
   auto source = pg::Connection::Connect(plan::SourceDsn(plan, dsn));
   if (!source.ok()) {
     return absl::Status(source.status().code(),
-                        absl::StrCat("the source database (source_dsn): ", source.status().message()));
+                        absl::StrCat(plan.file, ": the source database (source_dsn, else --dsn or "
+                                     "dsn): ", source.status().message()));
   }
   return PreflightMove(*source, home, plan);
 }
@@ -797,6 +885,7 @@ move::MoveSpec MoveSpecFor(const PreflightReport& report, const plan::Plan& plan
   spec.on_conflict = plan.on_conflict;
   spec.where = plan.where;
   spec.binary = report.move_binary;
+  spec.same_encoding = report.same_encoding;
   return spec;
 }
 

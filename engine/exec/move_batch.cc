@@ -19,11 +19,6 @@ namespace {
 
 using nlohmann::json;
 
-// Recorded in the job's steps when `into` had no row at the first planning: every row in it then
-// came from a committed batch of this job, each at or below its range's checkpoint, so a batch
-// never meets a row of its own span and plain COPY is exactly-once.
-constexpr char kTargetWasEmpty[] = "move:target_was_empty";
-
 // SQLSTATE of SET TRANSACTION SNAPSHOT for a snapshot that no longer exists (its exporting
 // transaction ended: the exporter's session was lost).
 constexpr char kInvalidSnapshot[] = "22023";
@@ -38,19 +33,25 @@ std::vector<pg::Statement> Statements(std::vector<std::string> texts) {
 
 absl::Status Runner::DecideStaging(bool first_planning) {
   if (!moves_) return absl::OkStatus();
+  // `into` without a row at the first planning: every row it gets is then a committed batch's,
+  // each at or below its range's checkpoint, so a batch never meets a row of its own span and a
+  // plain COPY is exactly-once. Recorded, so that a resumed run (when `into` has our rows) knows.
   if (first_planning) {
     ASSIGN_OR_RETURN(pg::Result any,
                      control_->Exec(absl::StrCat("SELECT EXISTS (SELECT FROM ",
                                                  plan::QuoteQualified(report_.target->name), ")")));
-    if (any.Get(0, 0) == "f") RETURN_IF_ERROR(store_->MarkStep(plan_.name, kTargetWasEmpty));
+    if (any.Get(0, 0) == "f") {
+      RETURN_IF_ERROR(store_->MarkStep(plan_.name, move::kTargetWasEmptyStep));
+    }
   }
   ASSIGN_OR_RETURN(std::set<std::string> steps, store_->StepsDone(plan_.name));
-  staged_ = !steps.contains(kTargetWasEmpty);
+  staged_ = !steps.contains(move::kTargetWasEmptyStep);
   return absl::OkStatus();
 }
 
 asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
-  while (snapshot_renewing_) co_await Sleep(absl::Milliseconds(20));
+  while (snapshot_renewing_ && !stopping_) co_await Sleep(absl::Milliseconds(20));
+  if (stopping_) co_return absl::CancelledError("the run is stopping");
   if (snapshot_generation_ != seen) co_return absl::OkStatus();  // another worker renewed it
   snapshot_renewing_ = true;
   struct Done {
@@ -59,7 +60,8 @@ asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
   } done{&snapshot_renewing_};
 
   if (exporter_ == nullptr) {
-    auto connected = co_await pg::AsyncConnection::Connect(source_dsn_);
+    // Bounded like the probes' connects: every worker waits for this one.
+    auto connected = co_await pg::AsyncConnection::Connect(source_dsn_, absl::Seconds(30));
     if (!connected.ok()) co_return connected.status();
     exporter_ = std::move(connected).value();
   } else {
@@ -84,45 +86,65 @@ asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
   event["id"] = snapshot_id_;
   event["generation"] = snapshot_generation_;
   events_.Emit(event);
-  if (snapshot_generation_ > 1) {
+  if (snapshot_generation_ > 1 || summary_.resumed) {
     json warning = Event("warning");
-    warning["message"] =
-        "the source's exported snapshot was lost with its session (a restart of the source?); "
+    warning["message"] = absl::StrCat(
+        snapshot_generation_ > 1
+            ? "the source's exported snapshot was lost with its session (a restart of the "
+              "source?); "
+            : "this run resumes a copy that an earlier run began under another snapshot; ",
         "batches from now on read a newer snapshot, so rows the source changed in between are "
         "copied as they are now in the ranges still to do, and as they were in the ranges done. "
-        "Stop writes to the source during a copy, or verify and repair after (README: the data "
-        "mover's guarantees)";
+        "Stop writes to the source during a copy, or verify (and repair) after (README: what a "
+        "copy guarantees)");
     events_.Emit(warning);
   }
   co_return absl::OkStatus();
 }
 
-asio::awaitable<absl::Status> Runner::PrepareSource(SourceSession& source) {
-  // Session settings once per connection; the transaction is per batch (BeginSourceBatch).
-  std::vector<pg::Statement> statements;
+asio::awaitable<absl::Status> Runner::PrepareSessions(pg::AsyncConnection& target,
+                                                      MoverSession& mover) {
+  // Both sides in UTF8 whatever the servers' encodings, so the server that sends converts from its
+  // encoding and the one that receives into its own (or says that a character has no equivalent
+  // there); and one text form for dates, intervals and floats: a text stream is parsed on the
+  // target, and key bounds stored as text are cast back on either side.
+  auto common = [] {
+    std::vector<pg::Statement> statements;
+    for (const char* setting : {"SET client_encoding = 'UTF8'", "SET DateStyle = 'ISO, MDY'",
+                                "SET IntervalStyle = 'postgres'", "SET extra_float_digits = 3"}) {
+      statements.push_back(pg::Statement{setting, {}});
+    }
+    return statements;
+  };
+  if (!mover.target_ready) {
+    pg::PipelineResult prepared = co_await target.Pipeline(common());
+    if (!prepared.ok()) co_return prepared.status;
+    mover.target_ready = true;
+  }
+  if (mover.source_ready) co_return absl::OkStatus();
+  std::vector<pg::Statement> statements = common();
   statements.push_back(pg::Statement{
       absl::StrCat("SET statement_timeout = '",
                    absl::ToInt64Milliseconds(live_.throttle.statement_timeout), "ms'"),
       {}});
   // A batch waits at most this long behind DDL on the source table, then is retried later.
-  statements.push_back(pg::Statement{
-      absl::StrCat("SET lock_timeout = '", absl::ToInt64Milliseconds(live_.throttle.lock_timeout),
-                   "ms'"),
-      {}});
+  statements.push_back(
+      pg::Statement{absl::StrCat("SET lock_timeout = '",
+                                 absl::ToInt64Milliseconds(live_.throttle.lock_timeout), "ms'"),
+                    {}});
   // The expressions were compiled under the operator's search_path; they run under it too.
   pg::Statement search_path;
   search_path.sql = "SELECT pg_catalog.set_config('search_path', $1, false)";
   search_path.params.emplace_back(report_.user_search_path);
   statements.push_back(std::move(search_path));
-  pg::PipelineResult prepared = co_await source.conn->Pipeline(std::move(statements));
+  pg::PipelineResult prepared = co_await mover.source->Pipeline(std::move(statements));
   if (!prepared.ok()) co_return prepared.status;
-  source.ready = true;
+  mover.source_ready = true;
   co_return absl::OkStatus();
 }
 
-asio::awaitable<absl::StatusOr<pg::Result>> Runner::BeginSourceBatch(SourceSession& source,
-                                                                     const std::string& end_sql,
-                                                                     std::vector<pg::Param> params) {
+asio::awaitable<absl::StatusOr<pg::Result>> Runner::BeginSourceBatch(
+    MoverSession& mover, const std::string& end_sql, std::vector<pg::Param> params) {
   // One REPEATABLE READ transaction per batch, each importing the run's snapshot: every batch
   // reads the same data, and the source table's ACCESS SHARE lock is held for one batch, not for
   // the whole run (DDL on the source would otherwise queue behind the run, and every query behind
@@ -140,27 +162,25 @@ asio::awaitable<absl::StatusOr<pg::Result>> Runner::BeginSourceBatch(SourceSessi
     statements.push_back(pg::Statement{
         absl::StrCat("SET TRANSACTION SNAPSHOT ", pg::QuoteLiteral(snapshot_id_)), {}});
     statements.push_back(pg::Statement{end_sql, params});
-    pg::PipelineResult begun = co_await source.conn->Pipeline(std::move(statements));
+    pg::PipelineResult begun = co_await mover.source->Pipeline(std::move(statements));
     if (begun.ok()) co_return std::move(begun.results[3]);
-    if (pg::SqlStateOf(begun.status) != kInvalidSnapshot) co_return begun.status;
+    // Only SET TRANSACTION SNAPSHOT's 22023 means the snapshot is gone.
+    if (begun.failed_index != 2 || pg::SqlStateOf(begun.status) != kInvalidSnapshot) {
+      co_return begun.status;
+    }
     absl::Status renewed = co_await RenewSnapshot(generation);
     if (!renewed.ok()) co_return renewed;
   }
   co_return absl::UnavailableError("could not import the run's snapshot on the source");
 }
 
-asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, SourceSession& source,
+asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, MoverSession& mover,
                                                 const RangeState& range, int64_t rows) {
   BatchOutcome out;
-  auto failed = [&](absl::Status status) {
-    out.status = std::move(status);
-    return out;
-  };
-  if (!source.ready) {
-    absl::Status prepared = co_await PrepareSource(source);
-    if (!prepared.ok()) co_return failed(prepared);
+  if (absl::Status prepared = co_await PrepareSessions(target, mover); !prepared.ok()) {
+    out.status = std::move(prepared);
+    co_return out;
   }
-
   // Where this batch ends: `rows` keys past the checkpoint, in the snapshot.
   const RangeEnds ends{range.start().has_value(), range.upper.has_value()};
   std::string& end_sql = batch_end_sql_[{ends.has_lower, ends.has_upper}];
@@ -169,15 +189,33 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
   if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
   if (ends.has_upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
   params.emplace_back(std::to_string(rows));
-  auto end = co_await BeginSourceBatch(source, end_sql, std::move(params));
-  if (!end.ok()) co_return failed(end.status());
+  auto end = co_await BeginSourceBatch(mover, end_sql, std::move(params));
+  if (!end.ok()) {
+    out.status = end.status();
+    co_return out;
+  }
+  out = co_await MoveSpan(target, mover, range, rows, *end);
+  // Whatever happened, the source's transaction (its snapshot and its lock on the table) ends
+  // with the batch: nothing of the source is held while the worker waits for the next one.
+  if (mover.source->IsOpen()) (void)co_await mover.source->Exec("ROLLBACK");
+  co_return out;
+}
+
+asio::awaitable<BatchOutcome> Runner::MoveSpan(pg::AsyncConnection& target, MoverSession& mover,
+                                               const RangeState& range, int64_t rows,
+                                               const pg::Result& end) {
+  BatchOutcome out;
+  auto failed = [&](absl::Status status) {
+    out.status = std::move(status);
+    return out;
+  };
   int64_t keys = 0;
   std::optional<ranges::KeyValue> last;
-  if (end->Rows() == 1) {
-    keys = std::stoll(std::string(end->Get(0, 0)));
+  if (end.Rows() == 1) {
+    keys = std::stoll(std::string(end.Get(0, 0)));
     last.emplace();
-    for (int column = 1; column < end->Columns(); ++column) {
-      last->emplace_back(end->Get(0, column));
+    for (int column = 1; column < end.Columns(); ++column) {
+      last->emplace_back(end.Get(0, column));
     }
   }
   // Fewer keys than asked: the range is done, up to its own end (or, for the open last range,
@@ -196,8 +234,7 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
   std::vector<std::string> head_texts;
   head_texts.emplace_back("BEGIN");
   head_texts.push_back(absl::StrCat("SET LOCAL lock_timeout = '",
-                                    absl::ToInt64Milliseconds(live_.throttle.lock_timeout),
-                                    "ms'"));
+                                    absl::ToInt64Milliseconds(live_.throttle.lock_timeout), "ms'"));
   head_texts.push_back(absl::StrCat("SET LOCAL statement_timeout = '",
                                     absl::ToInt64Milliseconds(live_.throttle.statement_timeout),
                                     "ms'"));
@@ -212,7 +249,6 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
   if (!claimed.ok()) co_return failed(claimed.status);
   if (claimed.results[3].Rows() != 1) {
     (void)co_await target.Exec("ROLLBACK");
-    (void)co_await source.conn->Exec("ROLLBACK");
     out.stale = true;
     co_return out;
   }
@@ -220,7 +256,7 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
   if (keys > 0) {
     const std::string copy_out = move::CopyOutSql(move_spec_, range.start(), out.done_upto);
     const std::string copy_in = move::CopyInSql(move_spec_, staged);
-    PGconn* source_conn = source.conn->Lend();
+    PGconn* source_conn = mover.source->Lend();
     PGconn* target_conn = target.Lend();
     pg::CopyStreamResult streamed;
     if (source_conn == nullptr || target_conn == nullptr) {
@@ -229,19 +265,17 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
       streamed = co_await OnOwnThread(
           [&] { return pg::StreamCopy(source_conn, copy_out, target_conn, copy_in); });
     }
-    source.conn->Return();
+    mover.source->Return();
     target.Return();
-    // The source's part is done: end its transaction (and lock) before the target commits.
-    if (source.conn->IsOpen()) (void)co_await source.conn->Exec("ROLLBACK");
     if (!streamed.ok()) {
       if (target.IsOpen()) (void)co_await target.Exec("ROLLBACK");
       co_return failed(streamed.status);
     }
     if (streamed.rows_written != streamed.rows_read) {
       if (target.IsOpen()) (void)co_await target.Exec("ROLLBACK");
-      co_return failed(absl::InternalError(absl::StrCat(
-          "the source sent ", streamed.rows_read, " rows and the target took ",
-          streamed.rows_written, " for ", range.Describe())));
+      co_return failed(absl::InternalError(
+          absl::StrCat("the source sent ", streamed.rows_read, " rows and the target took ",
+                       streamed.rows_written, " for ", range.Describe())));
     }
     out.rows = streamed.rows_written;
     out.bytes = streamed.bytes;
@@ -262,7 +296,7 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Sou
   if (!committed.ok()) {
     // The Pipeline rolled back a failure inside the transaction; a lost COMMIT reply is settled
     // by the caller's reload of the checkpoint.
-    if (target.IsOpen() && !committed.status.ok()) (void)co_await target.Exec("ROLLBACK");
+    if (target.IsOpen()) (void)co_await target.Exec("ROLLBACK");
     co_return failed(committed.status);
   }
   co_return out;

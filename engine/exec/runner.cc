@@ -208,6 +208,8 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
       ASSIGN_OR_RETURN(pg::Connection opened, pg::Connection::Connect(source_dsn_));
       source.emplace(std::move(opened));
       RETURN_IF_ERROR(catalog::Catalog(*source).Harden().status());
+      // The bounds are stored as text and cast back on both servers: one text form for them.
+      RETURN_IF_ERROR(source->ExecScript(move::VerifySessionSettings()));
     }
     ASSIGN_OR_RETURN(planned, ranges::PlanRanges(source.has_value() ? *source : *control_,
                                                  *report_.table, *report_.key,
@@ -221,6 +223,15 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     rows_before_ = job->rows_done;
   }
   RETURN_IF_ERROR(DecideStaging(existing.empty()));
+  if (staged_ && report_.target_key_index.empty()) {
+    // Nothing would stop a row that was there before the job from being inserted again.
+    return refuse(absl::StrCat(
+        plan::QuoteQualified(report_.target->name),
+        " had rows when this job started and has no unique key over the columns the key is "
+        "copied into (", absl::StrJoin(report_.target_key, ", "),
+        "): rows already there could be copied twice. Empty it, or give it such a key (then "
+        "on_conflict decides)"));
+  }
   if (job.has_value()) {
     // An abort asked of an earlier run is not one of this run: starting the job again is the
     // operator's newer word. A pause stands (the job starts held) until `pgbackfill resume`.
@@ -393,7 +404,7 @@ asio::awaitable<void> Runner::Worker(int index) {
   BatchSizer sizer(BatchSizerConfig{live_.batch.rows, live_.batch.min_rows, live_.batch.max_rows,
                                     live_.batch.target * batch_scale_});
   std::unique_ptr<pg::AsyncConnection> conn;
-  SourceSession source;  // the data mover's
+  MoverSession mover;  // the data mover's
   RangeState* range = nullptr;
   // Runs on every exit, also when an exception unwinds the coroutine: the shared lists must never
   // point into a finished frame, and a range taken but not finished goes back, so that `pending_`
@@ -404,16 +415,16 @@ asio::awaitable<void> Runner::Worker(int index) {
     BatchSizer* sizer;
     asio::steady_timer* gate;
     std::unique_ptr<pg::AsyncConnection>* conn;
-    SourceSession* source;
+    MoverSession* mover;
     RangeState** range;
     ~Registration() {
       if (*range != nullptr && !(*range)->done) runner->pending_.push_front(*range);
       if (*conn != nullptr) std::erase(runner->connections_, conn->get());
-      if (source->conn != nullptr) std::erase(runner->source_connections_, source->conn.get());
+      if (mover->source != nullptr) std::erase(runner->source_connections_, mover->source.get());
       std::erase(runner->sizers_, sizer);
       std::erase(runner->gates_, gate);
     }
-  } registration{this, &sizer, &gate, &conn, &source, &range};
+  } registration{this, &sizer, &gate, &conn, &mover, &range};
   sizers_.push_back(&sizer);
   gates_.push_back(&gate);
   {
@@ -432,11 +443,11 @@ asio::awaitable<void> Runner::Worker(int index) {
                         connected.status().message()));
       co_return;
     }
-    source.conn = std::move(connected).value();
-    source_connections_.push_back(source.conn.get());
+    mover.source = std::move(connected).value();
+    source_connections_.push_back(mover.source.get());
   }
   std::vector<pg::AsyncConnection*> sessions{conn.get()};
-  if (moves_) sessions.push_back(source.conn.get());
+  if (moves_) sessions.push_back(mover.source.get());
 
   int consecutive_retries = 0;
   int consecutive_reconnects = 0;
@@ -478,7 +489,7 @@ asio::awaitable<void> Runner::Worker(int index) {
     // Not a conditional expression: GCC 12 mis-builds co_await inside ?: (garbage results).
     BatchOutcome outcome;
     if (moves_) {
-      outcome = co_await MoveBatch(*conn, source, *range, rows);
+      outcome = co_await MoveBatch(*conn, mover, *range, rows);
     } else {
       outcome = co_await SqlBatch(*conn, *range, rows);
     }
@@ -563,12 +574,13 @@ asio::awaitable<void> Runner::Worker(int index) {
       }
       events_.Emit(event);
       std::erase(connections_, conn.get());
-      if (moves_) std::erase(source_connections_, source.conn.get());
-      source.ready = false;
+      if (moves_) std::erase(source_connections_, mover.source.get());
+      mover.source_ready = false;
+      mover.target_ready = false;
       const bool reconnected = co_await ReconnectWorker(sessions, backoff, index);
       if (!reconnected) break;
       connections_.push_back(conn.get());
-      if (moves_) source_connections_.push_back(source.conn.get());
+      if (moves_) source_connections_.push_back(mover.source.get());
     }
     if (stopping_) break;
     absl::Status reloaded = co_await ReloadCheckpoint(*conn, *range);

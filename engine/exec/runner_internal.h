@@ -63,11 +63,12 @@ struct BatchOutcome {
   int64_t bytes = 0;  // COPY bytes streamed (data mover)
 };
 
-// A data-mover worker's source side: its session and whether its settings are made (after a
-// reconnect they are made again).
-struct SourceSession {
-  std::unique_ptr<pg::AsyncConnection> conn;
-  bool ready = false;
+// A data-mover worker's own sessions besides its target connection: the source, and whether each
+// side's session settings are made (after a reconnect they are made again).
+struct MoverSession {
+  std::unique_ptr<pg::AsyncConnection> source;
+  bool source_ready = false;
+  bool target_ready = false;
 };
 
 // One run of one job. Everything runs on the single thread of io_: workers, the ticker, the signal
@@ -127,13 +128,19 @@ class Runner {
   // move_batch.cc: the data mover (plan::MovesBetweenDatabases).
   // One batch: the span's end on the source, the claim on the target, the COPY stream between
   // them (pg/copy_stream.h, on threads of its own), then the checkpoint and COMMIT on the target.
-  asio::awaitable<BatchOutcome> MoveBatch(pg::AsyncConnection& target, SourceSession& source,
+  asio::awaitable<BatchOutcome> MoveBatch(pg::AsyncConnection& target, MoverSession& mover,
                                           const RangeState& range, int64_t rows);
-  // The source session's settings: timeouts and the operator's search_path.
-  asio::awaitable<absl::Status> PrepareSource(SourceSession& source);
+  // MoveBatch once the source's batch transaction is open and its end query answered (`end`).
+  asio::awaitable<BatchOutcome> MoveSpan(pg::AsyncConnection& target, MoverSession& mover,
+                                         const RangeState& range, int64_t rows,
+                                         const pg::Result& end);
+  // Each side's session settings: the same client encoding and date/interval/float text forms on
+  // both (text streams and key bounds travel as text), and on the source the timeouts and the
+  // operator's search_path.
+  asio::awaitable<absl::Status> PrepareSessions(pg::AsyncConnection& target, MoverSession& mover);
   // Opens the batch's transaction on the run's snapshot (exporting one first, or again when the
   // exporter's session was lost) and runs `end_sql` in it: its result.
-  asio::awaitable<absl::StatusOr<pg::Result>> BeginSourceBatch(SourceSession& source,
+  asio::awaitable<absl::StatusOr<pg::Result>> BeginSourceBatch(MoverSession& mover,
                                                                const std::string& end_sql,
                                                                std::vector<pg::Param> params);
   // A new exported snapshot unless one newer than `seen` exists already; one renewal at a time.

@@ -53,8 +53,8 @@ FormatChoice ChooseFormat(const std::vector<ColumnTypes>& columns) {
       case Carry::kText:
         choice.binary = false;
         choice.text_because.push_back(absl::StrCat(
-            "column ", pg::QuoteIdent(types.column), ": ", types.source_type,
-            " on the source, ", types.target_type, " in the target",
+            "column ", pg::QuoteIdent(types.column), ": ", types.source_type, " on the source, ",
+            types.target_type, " in the target",
             types.source_type == types.target_type ? " (a user-defined type: by name, as text)"
                                                    : ""));
         break;

@@ -1,5 +1,7 @@
 #include "pgbackfill/move/move_sql.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "pgbackfill/pg/quote.h"
@@ -56,6 +58,16 @@ std::string TargetColumns(const MoveSpec& spec) {
   return absl::StrJoin(names, ", ");
 }
 
+// count(*) and the sum of one 64-bit hash per row of `row_text`, as text.
+std::string HashSelect(const MoveSpec& spec, const std::string& row_text) {
+  const std::string hashed =
+      spec.same_encoding ? row_text
+                         : absl::StrCat("pg_catalog.encode(pg_catalog.convert_to(", row_text,
+                                        ", 'UTF8'), 'hex')");
+  return absl::StrCat("SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(",
+                      "pg_catalog.hashtextextended(", hashed, ", 0)), 0)::text");
+}
+
 std::string WhereClause(const MoveSpec& spec, const std::string& span) {
   if (spec.where.empty()) return span;
   return absl::StrCat(span, " AND (", spec.where, ")");
@@ -70,8 +82,8 @@ std::string BatchEndSql(const MoveSpec& spec, RangeEnds ends) {
     key_cols.push_back("t." + pg::QuoteIdent(column.name));
     key_text.push_back(absl::StrCat("b.", pg::QuoteIdent(column.name), "::text"));
   }
-  const int rows_param = 1 + static_cast<int>(spec.key.size()) *
-                                 ((ends.has_lower ? 1 : 0) + (ends.has_upper ? 1 : 0));
+  const int rows_param =
+      1 + static_cast<int>(spec.key.size()) * ((ends.has_lower ? 1 : 0) + (ends.has_upper ? 1 : 0));
   // row_number() streams over the index walk and the LIMIT stops it after `rows` keys; only the
   // last one is kept. `where` is not applied: the span is measured in keys, as in the
   // same-database batches, and the COPY filters.
@@ -105,11 +117,9 @@ std::string CopyOutSql(const MoveSpec& spec, const std::optional<ranges::KeyValu
 }
 
 std::string CopyInSql(const MoveSpec& spec, bool staged) {
-  return absl::StrCat("COPY ",
-                      staged ? absl::StrCat("pg_temp.", kStageTable)
-                             : plan::QuoteQualified(spec.target),
-                      " (", TargetColumns(spec), ") FROM STDIN (FORMAT ",
-                      spec.binary ? "binary" : "text", ")");
+  return absl::StrCat(
+      "COPY ", staged ? absl::StrCat("pg_temp.", kStageTable) : plan::QuoteQualified(spec.target),
+      " (", TargetColumns(spec), ") FROM STDIN (FORMAT ", spec.binary ? "binary" : "text", ")");
 }
 
 std::string StageSql(const MoveSpec& spec) {
@@ -122,9 +132,9 @@ std::string StageSql(const MoveSpec& spec) {
 
 std::string InsertFromStageSql(const MoveSpec& spec) {
   const std::string columns = TargetColumns(spec);
-  std::string sql = absl::StrCat("INSERT INTO ", plan::QuoteQualified(spec.target), " AS x (",
-                                 columns, ") OVERRIDING SYSTEM VALUE SELECT ", columns,
-                                 " FROM pg_temp.", kStageTable);
+  std::string sql =
+      absl::StrCat("INSERT INTO ", plan::QuoteQualified(spec.target), " AS x (", columns,
+                   ") OVERRIDING SYSTEM VALUE SELECT ", columns, " FROM pg_temp.", kStageTable);
   if (spec.on_conflict == plan::OnConflict::kError) return sql;
   std::vector<std::string> key;
   for (const std::string& name : spec.target_key) key.push_back(pg::QuoteIdent(name));
@@ -148,8 +158,8 @@ std::string InsertFromStageSql(const MoveSpec& spec) {
   }
   // A row that holds our values already is left alone: no new row version, no WAL.
   absl::StrAppend(&sql, "UPDATE SET ", absl::StrJoin(assignments, ", "), " WHERE ROW(",
-                  absl::StrJoin(mine, ", "), ") IS DISTINCT FROM ROW(",
-                  absl::StrJoin(theirs, ", "), ")");
+                  absl::StrJoin(mine, ", "), ") IS DISTINCT FROM ROW(", absl::StrJoin(theirs, ", "),
+                  ")");
   return sql;
 }
 
@@ -177,11 +187,10 @@ std::string SourceHashSql(const MoveSpec& spec, RangeEnds ends) {
                               ? absl::StrCat("(", spec.columns[i].expression, ")")
                               : absl::StrCat("(", spec.columns[i].expression, ")::", type));
   }
-  return absl::StrCat(
-      "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(pg_catalog.hashtextextended(ROW(",
-      absl::StrJoin(expressions, ", "), ")::text, 0)), 0)::text FROM ",
-      plan::QuoteQualified(spec.source), " AS t WHERE ",
-      WhereClause(spec, ParamSpan(spec.key, ends)));
+  return absl::StrCat(HashSelect(spec, absl::StrCat("ROW(", absl::StrJoin(expressions, ", "),
+                                                   ")::text")),
+                      " FROM ", plan::QuoteQualified(spec.source), " AS t WHERE ",
+                      WhereClause(spec, ParamSpan(spec.key, ends)));
 }
 
 std::string TargetHashSql(const MoveSpec& spec, RangeEnds ends) {
@@ -190,14 +199,14 @@ std::string TargetHashSql(const MoveSpec& spec, RangeEnds ends) {
     columns.push_back("t." + pg::QuoteIdent(assignment.column));
   }
   return absl::StrCat(
-      "SELECT pg_catalog.count(*), COALESCE(pg_catalog.sum(pg_catalog.hashtextextended(ROW(",
-      absl::StrJoin(columns, ", "), ")::text, 0)), 0)::text FROM ",
+      HashSelect(spec, absl::StrCat("ROW(", absl::StrJoin(columns, ", "), ")::text")), " FROM ",
       plan::QuoteQualified(spec.target), " AS t WHERE ", ParamSpan(TargetKey(spec), ends));
 }
 
 std::string VerifySessionSettings() {
-  return "SET DateStyle = 'ISO, MDY'; SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC';"
-         " SET extra_float_digits = 1; SET bytea_output = 'hex'";
+  return "SET client_encoding = 'UTF8'; SET DateStyle = 'ISO, MDY';"
+         " SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 1;"
+         " SET bytea_output = 'hex'";
 }
 
 std::string DeleteTargetRangeSql(const MoveSpec& spec, RangeEnds ends) {

@@ -4,7 +4,6 @@
 
 #include <array>
 #include <atomic>
-#include <chrono>
 #include <charconv>
 #include <memory>
 #include <thread>
@@ -116,12 +115,16 @@ class Stream {
       queue_.wait_dequeue(chunk);
       slots_.signal();
       if (chunk.last) break;
+      // A server that rejected the data (a duplicate key, a value it cannot parse) says so only
+      // when asked for the result: it skips the rest of the COPY data, and libpq keeps accepting
+      // it, so that error shows at the end, below. Only a broken connection fails here.
       if (PQputCopyData(target_, chunk.data.data(), static_cast<int>(chunk.data.size())) != 1) {
         target_error = internal::ConnError(target_, "sending COPY data failed");
         // The reader stops at its next hand-over; the cancel ends the source's COPY so that it
-        // does not read the rest of the range for nothing.
+        // does not read the rest of the range for nothing (not once that COPY is over: the
+        // cancel would hit the session's next statement).
         abandoned_.store(true);
-        if (cancel_source != nullptr) {
+        if (cancel_source != nullptr && reading_.load()) {
           std::array<char, 256> ignored{};
           PQcancel(cancel_source.get(), ignored.data(), static_cast<int>(ignored.size()));
         }
@@ -150,6 +153,8 @@ class Stream {
     if (PQputCopyEnd(target_, nullptr) != 1) {
       out.status = internal::ConnError(target_, "ending COPY failed");
       out.failed = CopyStreamResult::Side::kTarget;
+      int64_t ignored = 0;
+      (void)FinishCommand(target_, copy_in_, &ignored);
       return out;
     }
     if (absl::Status ended = FinishCommand(target_, copy_in_, &out.rows_written); !ended.ok()) {
@@ -164,6 +169,7 @@ class Stream {
   // unless the writer abandoned the stream.
   void Read() {
     source_status_ = StartCopy(source_, copy_out_, PGRES_COPY_OUT);
+    reading_.store(source_status_.ok());
     if (source_status_.ok()) {
       std::string chunk;
       chunk.reserve(options_.chunk_bytes);
@@ -171,7 +177,10 @@ class Stream {
       while (true) {
         char* buffer = nullptr;
         const int length = PQgetCopyData(source_, &buffer, /*async=*/0);
-        if (length < 0) break;  // -1: the COPY is complete; -2: an error, reported below
+        if (length < 0) {  // -1: the COPY is complete; -2: an error, reported below
+          reading_.store(false);
+          break;
+        }
         if (handing_over) chunk.append(buffer, static_cast<size_t>(length));
         PQfreemem(buffer);
         if (handing_over && chunk.size() >= options_.chunk_bytes) {
@@ -208,6 +217,7 @@ class Stream {
   moodycamel::BlockingConcurrentQueue<Chunk> queue_;
   moodycamel::LightweightSemaphore slots_;  // free places in queue_: the bound
   std::atomic<bool> abandoned_{false};
+  std::atomic<bool> reading_{false};  // the source's COPY is running: a cancel would hit it
   // Written by the reader thread, read by the writer after join().
   absl::Status source_status_;
   int64_t rows_read_ = 0;

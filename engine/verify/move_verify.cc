@@ -81,8 +81,8 @@ absl::Status Repair(pg::Connection& source, pg::Connection& target, const move::
     RETURN_IF_ERROR(
         target.Exec(move::DeleteTargetRangeSql(spec, EndsOf(range)), SpanParams(range)).status());
     const pg::CopyStreamResult streamed =
-        pg::StreamCopy(source.raw(), move::CopyOutSql(spec, range.lower, range.upper),
-                       target.raw(), move::CopyInSql(spec, /*staged=*/false));
+        pg::StreamCopy(source.raw(), move::CopyOutSql(spec, range.lower, range.upper), target.raw(),
+                       move::CopyInSql(spec, /*staged=*/false));
     RETURN_IF_ERROR(streamed.status);
     return target.Exec("COMMIT").status();
   };

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -21,10 +22,11 @@
 namespace pgbackfill {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::json;
 using testing::ClusterDisruption;
 using testing::CommandResult;
+using ::testing::HasSubstr;
+using ::testing::Not;
 using testing::Process;
 using testing::RunPgbackfill;
 using testing::SpawnPgbackfill;
@@ -65,24 +67,22 @@ constexpr char kSlowBatches[] = "where: (SELECT pg_catalog.pg_sleep(0.01)) IS NO
 
 std::string ItemsPlan(const TestDatabase& source, const TestDatabase& target, int batch_rows,
                       bool slow) {
-  return absl::StrCat("version: 1\nname: items-move\nsource_dsn: ", source.dsn(),
-                      "\ntarget_dsn: ", target.dsn(),
-                      "\ntable: items\ninto: items_copy\ncolumns:\n  id: id\n  qty: qty\n"
-                      "  label: upper(name)\n",
-                      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows,
-                      ", min_rows: ", batch_rows, ", max_rows: ", batch_rows,
-                      " }\nworkers: 2\nthrottle: { max_replica_lag: 0 }\n");
+  return absl::StrCat(
+      "version: 1\nname: items-move\nsource_dsn: ", source.dsn(), "\ntarget_dsn: ", target.dsn(),
+      "\ntable: items\ninto: items_copy\ncolumns:\n  id: id\n  qty: qty\n"
+      "  label: upper(name)\n",
+      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows, ", min_rows: ", batch_rows,
+      ", max_rows: ", batch_rows, " }\nworkers: 2\nthrottle: { max_replica_lag: 0 }\n");
 }
 
 std::string AccountsPlan(const TestDatabase& source, const TestDatabase& target, int batch_rows,
                          bool slow) {
-  return absl::StrCat("version: 1\nname: accounts-move\nsource_dsn: ", source.dsn(),
-                      "\ntarget_dsn: ", target.dsn(),
-                      "\ntable: accounts\ninto: accounts_copy\ncolumns:\n  tenant: tenant\n"
-                      "  id: id\n  balance: balance\n  note: tenant || '/' || id\n",
-                      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows,
-                      ", min_rows: ", batch_rows, ", max_rows: ", batch_rows,
-                      " }\nworkers: 2\nthrottle: { max_replica_lag: 0 }\n");
+  return absl::StrCat(
+      "version: 1\nname: accounts-move\nsource_dsn: ", source.dsn(), "\ntarget_dsn: ", target.dsn(),
+      "\ntable: accounts\ninto: accounts_copy\ncolumns:\n  tenant: tenant\n"
+      "  id: id\n  balance: balance\n  note: tenant || '/' || id\n",
+      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows, ", min_rows: ", batch_rows,
+      ", max_rows: ", batch_rows, " }\nworkers: 2\nthrottle: { max_replica_lag: 0 }\n");
 }
 
 // count(*) and an order-independent sum of row hashes of `rows_sql` (one text column).
@@ -116,11 +116,35 @@ Process StartAndWaitForProgress(const std::string& plan) {
   return std::move(process).value();
 }
 
-TEST(MoveTest, TwoDatabasesIntKeyWithTransformAsText) {
-  TestDatabase source("source");
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
+// Each test's two databases: `source` on the first cluster unless asked otherwise, `target` on
+// the first or the second cluster.
+class MoveTest : public ::testing::Test {
+ protected:
+  enum class Where { kSameCluster, kTargetOnSecond, kSourceOnSecond };
+
+  void Make(const char* source_ddl, const char* target_ddl, Where where = Where::kSameCluster) {
+    if (where == Where::kSourceOnSecond) {
+      source_.emplace("source", testing::SecondClusterDsn());
+    } else {
+      source_.emplace("source");
+    }
+    if (where == Where::kTargetOnSecond) {
+      target_.emplace("target", testing::SecondClusterDsn());
+    } else {
+      target_.emplace("target");
+    }
+    ASSERT_OK(source_->ExecScript(source_ddl));
+    ASSERT_OK(target_->ExecScript(target_ddl));
+  }
+
+  std::optional<TestDatabase> source_;
+  std::optional<TestDatabase> target_;
+};
+
+TEST_F(MoveTest, TwoDatabasesIntKeyWithTransformAsText) {
+  Make(kItemsSource, kItemsTarget);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   const std::string plan = testing::WriteTestFile(ItemsPlan(source, target, 3000, false));
 
   CommandResult checked = RunPgbackfill({"check", plan});
@@ -149,11 +173,10 @@ TEST(MoveTest, TwoDatabasesIntKeyWithTransformAsText) {
   EXPECT_EQ(stores, "0");
 }
 
-TEST(MoveTest, TwoClustersCompositeKeyAsBinary) {
-  TestDatabase source("source");
-  TestDatabase target("target", testing::SecondClusterDsn());
-  ASSERT_OK(source.ExecScript(kAccountsSource));
-  ASSERT_OK(target.ExecScript(kAccountsTarget));
+TEST_F(MoveTest, TwoClustersCompositeKeyAsBinary) {
+  Make(kAccountsSource, kAccountsTarget, Where::kTargetOnSecond);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   CommandResult result = RunPlan(testing::WriteTestFile(AccountsPlan(source, target, 1000, false)));
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   const std::vector<json> events = Events(result.out);
@@ -164,15 +187,14 @@ TEST(MoveTest, TwoClustersCompositeKeyAsBinary) {
 }
 
 // A target that already has rows goes through the stage and on_conflict; here skip keeps them.
-TEST(MoveTest, NonEmptyTargetGoesThroughTheStage) {
-  TestDatabase source("source");
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
-  ASSERT_OK(target.ExecScript(
-      "INSERT INTO items_copy SELECT id, qty, upper(name) FROM"
-      " (SELECT g * 3 - 9000 AS id, g % 97 AS qty, 'item ' || g AS name"
-      "    FROM generate_series(1, 20000, 11) g WHERE g % 7 <> 0) s"));
+TEST_F(MoveTest, NonEmptyTargetGoesThroughTheStage) {
+  Make(kItemsSource, kItemsTarget);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
+  ASSERT_OK(
+      target.ExecScript("INSERT INTO items_copy SELECT id, qty, upper(name) FROM"
+                        " (SELECT g * 3 - 9000 AS id, g % 97 AS qty, 'item ' || g AS name"
+                        "    FROM generate_series(1, 20000, 11) g WHERE g % 7 <> 0) s"));
   const std::string plan = testing::WriteTestFile(
       absl::StrCat(ItemsPlan(source, target, 2000, false), "on_conflict: skip\n"));
   CommandResult result = RunPlan(plan);
@@ -204,33 +226,30 @@ void KillNineTenTimes(const std::string& plan, TestDatabase& target) {
   ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
 }
 
-TEST(MoveTest, KillNineTenTimesWithTargetKey) {
-  TestDatabase source("source");
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
-  KillNineTenTimes(testing::WriteTestFile(ItemsPlan(source, target, 100, true)), target);
+TEST_F(MoveTest, KillNineTenTimesWithTargetKey) {
+  Make(kItemsSource, kItemsTarget);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
+  KillNineTenTimes(testing::WriteTestFile(ItemsPlan(source, target, 25, true)), target);
   ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
 }
 
 // Without a primary key nothing in the target stops a row copied twice: only the checkpoint
 // committed with the rows does.
-TEST(MoveTest, KillNineTenTimesWithoutTargetKey) {
-  TestDatabase source("source");
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTargetNoKey));
-  KillNineTenTimes(testing::WriteTestFile(ItemsPlan(source, target, 100, true)), target);
+TEST_F(MoveTest, KillNineTenTimesWithoutTargetKey) {
+  Make(kItemsSource, kItemsTargetNoKey);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
+  KillNineTenTimes(testing::WriteTestFile(ItemsPlan(source, target, 25, true)), target);
   ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
 }
 
 // The source restarts: its sessions and the exported snapshot are gone. The workers reconnect,
 // a new snapshot is exported (and the run says so), and the copy completes.
-TEST(MoveTest, SourceServerRestartMidRun) {
-  TestDatabase source("source", testing::SecondClusterDsn());
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
+TEST_F(MoveTest, SourceServerRestartMidRun) {
+  Make(kItemsSource, kItemsTarget, Where::kSourceOnSecond);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   ClusterDisruption disruption;
   Process process =
       StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
@@ -250,11 +269,10 @@ TEST(MoveTest, SourceServerRestartMidRun) {
 
 // The target restarts: the job store, its lock and the open transactions are gone. The run takes
 // its lock again, batches that did not commit are copied again, and none twice.
-TEST(MoveTest, TargetServerRestartMidRun) {
-  TestDatabase source("source");
-  TestDatabase target("target", testing::SecondClusterDsn());
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
+TEST_F(MoveTest, TargetServerRestartMidRun) {
+  Make(kItemsSource, kItemsTarget, Where::kTargetOnSecond);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   ClusterDisruption disruption;
   Process process =
       StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
@@ -269,11 +287,10 @@ TEST(MoveTest, TargetServerRestartMidRun) {
 
 // Sessions killed on both servers while they stream: the workers reconnect (and import the
 // snapshot again), and the batches whose COPY broke are copied again from their checkpoints.
-TEST(MoveTest, TerminatedBackendsOnBothSidesReconnect) {
-  TestDatabase source("source");
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
+TEST_F(MoveTest, TerminatedBackendsOnBothSidesReconnect) {
+  Make(kItemsSource, kItemsTarget);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   Process process =
       StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
   const std::string kill =
@@ -298,11 +315,10 @@ TEST(MoveTest, TerminatedBackendsOnBothSidesReconnect) {
 
 // The first SIGINT lets the batches in flight commit; the second cancels them mid-stream on both
 // servers. Either way the run ends interrupted and the next one completes the copy.
-TEST(MoveTest, SignalsInterruptAndTheNextRunCompletes) {
-  TestDatabase source("source");
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
+TEST_F(MoveTest, SignalsInterruptAndTheNextRunCompletes) {
+  Make(kItemsSource, kItemsTarget);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   const std::string plan = testing::WriteTestFile(ItemsPlan(source, target, 40, true));
   for (const int signals : {1, 2}) {
     SCOPED_TRACE(signals);
@@ -320,11 +336,10 @@ TEST(MoveTest, SignalsInterruptAndTheNextRunCompletes) {
 }
 
 // The job store, and so the operator's control, is the target's: `pause` there holds the copy.
-TEST(MoveTest, PauseAndResumeThroughTheTarget) {
-  TestDatabase source("source");
-  TestDatabase target("target", testing::SecondClusterDsn());
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
+TEST_F(MoveTest, PauseAndResumeThroughTheTarget) {
+  Make(kItemsSource, kItemsTarget, Where::kTargetOnSecond);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   Process process =
       StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
   const size_t from = process.StdoutSoFar().size();
@@ -343,33 +358,64 @@ TEST(MoveTest, PauseAndResumeThroughTheTarget) {
 
 // Each batch reads in a transaction of its own (importing the run's snapshot), so the source
 // table's lock is held for one batch: DDL on the source gets through during a long copy.
-TEST(MoveTest, SourceDdlIsNotBlockedForTheRun) {
-  TestDatabase source("source");
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
-  ASSERT_OK(target.ExecScript(kItemsTarget));
+TEST_F(MoveTest, SourceDdlIsNotBlockedForTheRun) {
+  Make(kItemsSource, kItemsTarget);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   Process process =
       StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
   ASSERT_OK(source.ExecScript("SET lock_timeout = '1s'; ALTER TABLE items ADD COLUMN extra int"));
+  EXPECT_THAT(process.StdoutSoFar(), Not(HasSubstr("\"job_finished\"")))
+      << "the run ended before the ALTER; make it longer";
   CommandResult result = process.Wait();
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  ASSERT_OK_AND_ASSIGN(std::string copied, target.QueryValue("SELECT count(*) FROM items_copy"));
-  ASSERT_OK_AND_ASSIGN(std::string mid_run,
-                       source.QueryValue("SELECT count(*) FROM items WHERE extra IS NULL"));
-  EXPECT_EQ(copied, mid_run);
   ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
 }
 
-TEST(MoveTest, MismatchedTargetTypeIsRefusedInPreflight) {
-  TestDatabase source("source");
-  TestDatabase target("target");
-  ASSERT_OK(source.ExecScript(kItemsSource));
+// `where` filters on the source, and on_conflict: update overwrites the rows a target had before
+// the job (through the stage). Verify then reports the rows the source does not explain, and
+// refuses to repair: that would delete them.
+TEST_F(MoveTest, WhereAndOnConflictUpdateIntoATargetWithRows) {
+  Make(kItemsSource, kItemsTarget);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
+  // -8847 is a source row the copy takes (qty 51), -8997 one it leaves out (qty 1), 43 none.
   ASSERT_OK(target.ExecScript(
-      "CREATE TABLE items_copy (id bigint PRIMARY KEY, qty boolean NOT NULL, label text);"));
+      "INSERT INTO items_copy VALUES (-8847, 0, 'stale'), (-8997, 0, 'stale'), (43, 1, 'mine')"));
+  const std::string plan = testing::WriteTestFile(absl::StrCat(
+      ItemsPlan(source, target, 500, false), "where: qty > 50\non_conflict: update\n"));
+  CommandResult result = RunPlan(plan);
+  EXPECT_EQ(result.exit_code, 4) << result.out << result.err;  // verify: the rows before
+  EXPECT_THAT(result.out, HasSubstr("had rows before the job"));
+  EXPECT_EQ(Fingerprint(target, kItemsTargetRows),
+            Fingerprint(source,
+                        "SELECT ROW(id, qty::bigint, upper(name))::text FROM items WHERE qty > 50"
+                        " UNION ALL SELECT '(-8997,0,stale)' UNION ALL SELECT '(43,1,mine)'"));
+  CommandResult repair = RunPgbackfill({"verify", plan, "--repair", "--json"});
+  EXPECT_EQ(repair.exit_code, 2) << repair.out << repair.err;
+  EXPECT_THAT(repair.out, HasSubstr("had rows before job items-move started"));
+}
+
+TEST_F(MoveTest, TheSameDatabaseTwiceIsRefused) {
+  Make(kItemsSource, kItemsTarget);
+  TestDatabase& source = *source_;
+  ASSERT_OK(source.ExecScript(kItemsTarget));
+  const std::string plan = testing::WriteTestFile(ItemsPlan(source, source, 500, false));
+  CommandResult checked = RunPgbackfill({"check", plan});
+  EXPECT_EQ(checked.exit_code, 2) << checked.out << checked.err;
+  EXPECT_THAT(checked.out, HasSubstr(":4: target_dsn: source and target are the same database"));
+}
+
+TEST_F(MoveTest, MismatchedTargetTypeIsRefusedInPreflight) {
+  Make(kItemsSource,
+       "CREATE TABLE items_copy (id bigint PRIMARY KEY, qty boolean NOT NULL, label text);");
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   const std::string plan = testing::WriteTestFile(ItemsPlan(source, target, 1000, false));
   CommandResult checked = RunPgbackfill({"check", plan});
   EXPECT_EQ(checked.exit_code, 2) << checked.out << checked.err;
-  EXPECT_THAT(checked.out, HasSubstr(absl::StrCat(plan, ":9: columns.qty: the source gives "
+  EXPECT_THAT(checked.out, HasSubstr(absl::StrCat(plan,
+                                                  ":9: columns.qty: the source gives "
                                                   "integer and column \"qty\" of "
                                                   "\"public\".\"items_copy\" is boolean")));
   CommandResult ran = RunPlan(plan);
@@ -378,11 +424,10 @@ TEST(MoveTest, MismatchedTargetTypeIsRefusedInPreflight) {
   EXPECT_EQ(copied, "0");
 }
 
-TEST(MoveTest, VerifyFindsAChangedTargetRowAndRepairFixesIt) {
-  TestDatabase source("source");
-  TestDatabase target("target", testing::SecondClusterDsn());
-  ASSERT_OK(source.ExecScript(kAccountsSource));
-  ASSERT_OK(target.ExecScript(kAccountsTarget));
+TEST_F(MoveTest, VerifyFindsAChangedTargetRowAndRepairFixesIt) {
+  Make(kAccountsSource, kAccountsTarget, Where::kTargetOnSecond);
+  TestDatabase& source = *source_;
+  TestDatabase& target = *target_;
   const std::string plan = testing::WriteTestFile(AccountsPlan(source, target, 1000, false));
   ASSERT_EQ(RunPlan(plan).exit_code, 0);
 

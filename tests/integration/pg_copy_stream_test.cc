@@ -33,8 +33,8 @@ class CopyStreamTest : public ::testing::Test {
     return value.ok() ? *value : "";
   }
   std::string Sum(TestDatabase& db, const char* table) {
-    auto value = db.QueryValue(absl::StrCat(
-        "SELECT count(*) || '/' || sum(hashtext(t::text)) FROM ", table, " AS t"));
+    auto value = db.QueryValue(
+        absl::StrCat("SELECT count(*) || '/' || sum(hashtext(t::text)) FROM ", table, " AS t"));
     EXPECT_OK(value);
     return value.ok() ? *value : "";
   }
@@ -62,7 +62,8 @@ TEST_F(CopyStreamTest, PassesEveryByteThroughASmallQueue) {
   }
 }
 
-TEST_F(CopyStreamTest, ATargetFailureCancelsTheSource) {
+// The target rejects a row: its error is the stream's, reported as the target's.
+TEST_F(CopyStreamTest, ATargetFailureIsReportedAsTheTargets) {
   ASSERT_OK(target_.ExecScript("INSERT INTO dst VALUES (15000, 'there first', 0)"));
   ASSERT_OK(source_.Exec("BEGIN"));
   ASSERT_OK(target_.Exec("BEGIN"));
@@ -72,7 +73,8 @@ TEST_F(CopyStreamTest, ATargetFailureCancelsTheSource) {
   EXPECT_EQ(result.failed, pg::CopyStreamResult::Side::kTarget);
   EXPECT_EQ(pg::SqlStateOf(result.status), "23505") << result.status;
   EXPECT_THAT(result.status.message(), HasSubstr("15000"));
-  // Both sessions are idle in an aborted transaction: a ROLLBACK makes them usable.
+  // The target is idle in an aborted transaction, the source in its own: both usable after
+  // ROLLBACK.
   ASSERT_OK(source_.Exec("ROLLBACK"));
   ASSERT_OK(target_.Exec("ROLLBACK"));
   EXPECT_EQ(Value(target_, "SELECT count(*) FROM dst"), "1");

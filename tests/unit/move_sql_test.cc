@@ -1,8 +1,9 @@
+#include "pgbackfill/move/move_sql.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "pgbackfill/move/copy_format.h"
-#include "pgbackfill/move/move_sql.h"
 #include "pgbackfill/plan/parse.h"
 #include "pgbackfill/plan/plan.h"
 
@@ -30,13 +31,14 @@ MoveSpec AccountsSpec() {
 
 TEST(BatchEndSqlTest, WalksRowsKeysPastTheCheckpointAndKeepsTheLast) {
   const std::string sql = BatchEndSql(AccountsSpec(), {true, true});
-  EXPECT_THAT(sql, AllOf(HasSubstr("pg_catalog.row_number() OVER (ORDER BY t.\"tenant\", t.\"id\")"),
-                         HasSubstr("FROM \"public\".\"accounts\" AS t"),
-                         HasSubstr("(t.\"tenant\", t.\"id\") > ($1::text, $2::uuid)"),
-                         HasSubstr("(t.\"tenant\", t.\"id\") <= ($3::text, $4::uuid)"),
-                         HasSubstr("LIMIT $5::bigint"),
-                         HasSubstr("SELECT b.n, b.\"tenant\"::text, b.\"id\"::text"),
-                         HasSubstr("ORDER BY b.n DESC LIMIT 1")));
+  EXPECT_THAT(sql,
+              AllOf(HasSubstr("pg_catalog.row_number() OVER (ORDER BY t.\"tenant\", t.\"id\")"),
+                    HasSubstr("FROM \"public\".\"accounts\" AS t"),
+                    HasSubstr("(t.\"tenant\", t.\"id\") > ($1::text, $2::uuid)"),
+                    HasSubstr("(t.\"tenant\", t.\"id\") <= ($3::text, $4::uuid)"),
+                    HasSubstr("LIMIT $5::bigint"),
+                    HasSubstr("SELECT b.n, b.\"tenant\"::text, b.\"id\"::text"),
+                    HasSubstr("ORDER BY b.n DESC LIMIT 1")));
 }
 
 TEST(BatchEndSqlTest, OpenEndsShiftTheRowsParameter) {
@@ -50,8 +52,8 @@ TEST(BatchEndSqlTest, OpenEndsShiftTheRowsParameter) {
 TEST(CopyOutSqlTest, QuotesTheBoundsAsLiteralsInKeyOrder) {
   MoveSpec spec = AccountsSpec();
   spec.where = "tenant <> 'x'";
-  const std::string sql = CopyOutSql(spec, ranges::KeyValue{"it's", "0b3a"},
-                                     ranges::KeyValue{"z", "ffff"});
+  const std::string sql =
+      CopyOutSql(spec, ranges::KeyValue{"it's", "0b3a"}, ranges::KeyValue{"z", "ffff"});
   EXPECT_EQ(sql,
             "COPY (SELECT (tenant), (id), (tenant || '/' || id) FROM \"public\".\"accounts\" AS t"
             " WHERE (t.\"tenant\", t.\"id\") > ('it''s'::text, '0b3a'::uuid) AND"
@@ -63,10 +65,12 @@ TEST(CopyOutSqlTest, QuotesTheBoundsAsLiteralsInKeyOrder) {
 }
 
 TEST(CopyInSqlTest, IntoTheTargetOrTheStage) {
-  EXPECT_EQ(CopyInSql(AccountsSpec(), false),
-            "COPY \"archive\".\"accounts\" (\"tenant\", \"id\", \"note\") FROM STDIN (FORMAT binary)");
-  EXPECT_EQ(CopyInSql(AccountsSpec(), true),
-            "COPY pg_temp.pgbackfill_stage (\"tenant\", \"id\", \"note\") FROM STDIN (FORMAT binary)");
+  EXPECT_EQ(
+      CopyInSql(AccountsSpec(), false),
+      "COPY \"archive\".\"accounts\" (\"tenant\", \"id\", \"note\") FROM STDIN (FORMAT binary)");
+  EXPECT_EQ(
+      CopyInSql(AccountsSpec(), true),
+      "COPY pg_temp.pgbackfill_stage (\"tenant\", \"id\", \"note\") FROM STDIN (FORMAT binary)");
   EXPECT_THAT(StageSql(AccountsSpec()),
               AllOf(HasSubstr("CREATE TEMPORARY TABLE IF NOT EXISTS pgbackfill_stage ON COMMIT "
                               "DELETE ROWS AS SELECT \"tenant\", \"id\", \"note\" FROM "
@@ -80,8 +84,7 @@ TEST(InsertFromStageSqlTest, FollowsOnConflict) {
                               "\"note\") OVERRIDING SYSTEM VALUE SELECT"),
                     HasSubstr("FROM pg_temp.pgbackfill_stage"), Not(HasSubstr("ON CONFLICT"))));
   spec.on_conflict = plan::OnConflict::kSkip;
-  EXPECT_THAT(InsertFromStageSql(spec),
-              HasSubstr("ON CONFLICT (\"tenant\", \"id\") DO NOTHING"));
+  EXPECT_THAT(InsertFromStageSql(spec), HasSubstr("ON CONFLICT (\"tenant\", \"id\") DO NOTHING"));
   spec.on_conflict = plan::OnConflict::kUpdate;
   EXPECT_THAT(InsertFromStageSql(spec),
               AllOf(HasSubstr("DO UPDATE SET \"note\" = EXCLUDED.\"note\""),
@@ -181,8 +184,8 @@ TEST(EndpointsTest, EitherSideDefaultsToTheDsn) {
   EXPECT_EQ(plan::HomeDsn(from_old, ""), "host=main");
   EXPECT_EQ(plan::SourceDsn(from_old, ""), "host=old");
   // Another database may hold a table of the same name.
-  EXPECT_TRUE(plan::MovesBetweenDatabases(ParsedPlan(
-      "version: 1\nname: j\ntable: t\ninto: t\ntarget_dsn: host=archive\n")));
+  EXPECT_TRUE(plan::MovesBetweenDatabases(
+      ParsedPlan("version: 1\nname: j\ntable: t\ninto: t\ntarget_dsn: host=archive\n")));
   // Which database a job moves between is part of what it does, not tuning.
   EXPECT_NE(plan::PlanHash(same), plan::PlanHash(to_archive));
   EXPECT_EQ(plan::PlanHash(to_archive), plan::PlanHash(from_old));

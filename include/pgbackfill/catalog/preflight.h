@@ -50,6 +50,8 @@ struct PreflightReport {
   bool move_binary = true;  // the COPY stream's format (move/copy_format.h)
   std::vector<std::string> target_column_types;  // format_type of each copy_columns column
   std::vector<std::string> target_key_types;     // format_type of each target_key column
+  bool target_has_rows = false;  // `into` had rows: a first run writes through the stage
+  bool same_encoding = true;     // both databases have the same encoding
 
   bool ok() const { return problems.empty(); }
 };

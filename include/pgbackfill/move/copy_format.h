@@ -38,8 +38,9 @@ Carry HowToCarry(const ColumnTypes& types);
 
 struct FormatChoice {
   bool binary = true;
-  std::vector<std::string> text_because;  // "column "x": integer on the source, bigint in the target"
-  std::vector<size_t> refused;            // indices into the input of kRefused columns
+  std::vector<std::string>
+      text_because;             // "column "x": integer on the source, bigint in the target"
+  std::vector<size_t> refused;  // indices into the input of kRefused columns
 };
 
 // The stream's format: binary when every column can go binary, else text (one COPY has one

@@ -4,7 +4,8 @@
 // One batch of a range runs on two sessions:
 //   source  (inside its REPEATABLE READ transaction on the run's exported snapshot)
 //           BatchEndSql: the key `rows` keys past the checkpoint, and how many keys that is
-//           CopyOutSql:  COPY (SELECT <columns> ... WHERE <batch's key span> ORDER BY key) TO STDOUT
+//           CopyOutSql:  COPY (SELECT <columns> ... WHERE <batch's key span> ORDER BY key) TO
+//           STDOUT
 //   target  BEGIN; SET LOCAL ...; ClaimSql (locks the range's checkpoint row); [StageSql]
 //           CopyInSql (into `into`, or into the stage); [InsertFromStageSql]; AdvanceSql; COMMIT
 // so the rows and the checkpoint that says they were copied commit together, on the target.
@@ -21,9 +22,9 @@
 namespace pgbackfill::move {
 
 struct MoveSpec {
-  plan::QualifiedName source;            // schema set; read on the source
-  std::vector<exec::KeyColumn> key;      // the source key, in index order, source types
-  plan::QualifiedName target;            // `into`, schema set; written on the target
+  plan::QualifiedName source;             // schema set; read on the source
+  std::vector<exec::KeyColumn> key;       // the source key, in index order, source types
+  plan::QualifiedName target;             // `into`, schema set; written on the target
   std::vector<plan::Assignment> columns;  // target column -> expression over the source row (t)
   std::vector<std::string> column_types;  // format_type of each target column, same order
   // target_key[i] is the target column filled unchanged from key[i]; target_key_types[i] its type.
@@ -31,9 +32,16 @@ struct MoveSpec {
   std::vector<std::string> target_key_types;
   bool target_key_unique = false;  // a unique index covers target_key: ON CONFLICT can use it
   plan::OnConflict on_conflict = plan::OnConflict::kError;
-  std::string where;  // over the source row; empty = none
+  std::string where;   // over the source row; empty = none
   bool binary = true;  // FORMAT binary, else text (column types differ; see copy_format.h)
+  // The two servers' encodings are the same: row texts hash to the same value on both sides.
+  // Else verify hashes each row's text converted to UTF8 (slower, and only then).
+  bool same_encoding = true;
 };
+
+// The job step recorded when `into` had no row at the job's first planning (plain COPY into it;
+// and repair may delete a span's target rows, as every one of them came from the source).
+inline constexpr char kTargetWasEmptyStep[] = "move:target_was_empty";
 
 // The temporary table a staged batch is copied into on the target before INSERT ... ON CONFLICT.
 inline constexpr char kStageTable[] = "pgbackfill_stage";
@@ -75,7 +83,8 @@ std::string AdvanceSql();
 // as BatchEndSql's bounds (source key on the source, target key on the target).
 std::string SourceHashSql(const MoveSpec& spec, exec::RangeEnds ends);
 std::string TargetHashSql(const MoveSpec& spec, exec::RangeEnds ends);
-// The output settings both verify sessions run with, so that row::text is the same text.
+// The output settings both verify sessions run with, so that row::text is the same text (also
+// used where key bounds are printed as text on one server and cast back on the other).
 std::string VerifySessionSettings();
 
 // Repair: the target rows of a key span, deleted before the span is copied again. Parameters as

@@ -13,7 +13,10 @@
 // by anyone else until StreamCopy returns; it puts each back in the blocking mode it found. The
 // target's COPY runs inside whatever transaction the caller opened there. Cancelling either
 // session (PQcancel, e.g. AsyncConnection::Cancel from another thread) ends the stream with that
-// session's error.
+// session's error. A target that rejects the data (a duplicate key, a value it cannot parse)
+// reports it only at the end of its COPY (libpq accepts the rest of the data and the server skips
+// it), so the source is read to the end of its COPY first; a target connection that breaks is
+// noticed at once and cancels the source's COPY.
 #pragma once
 
 #include <cstddef>
@@ -33,7 +36,7 @@ struct CopyStreamOptions {
 struct CopyStreamResult {
   enum class Side { kNone, kSource, kTarget };
 
-  absl::Status status;  // OK, or the first failure (its SQLSTATE as payload, pg/error.h)
+  absl::Status status;        // OK, or the first failure (its SQLSTATE as payload, pg/error.h)
   Side failed = Side::kNone;  // whose failure `status` is
   int64_t rows_read = 0;      // the source's `COPY n`
   int64_t rows_written = 0;   // the target's `COPY n`
@@ -42,9 +45,9 @@ struct CopyStreamResult {
 };
 
 // Runs `copy_out` (a COPY ... TO STDOUT) on `source` and `copy_in` (a COPY ... FROM STDIN) on
-// `target` and streams the one into the other. When the target fails, the source's COPY is
-// cancelled; when the source fails, the target's COPY is ended with an error. Either way both
-// sessions are idle again when this returns (the target's transaction, if any, is then aborted).
+// `target` and streams the one into the other. When the source fails, the target's COPY is ended
+// with an error. Either way both sessions are idle again when this returns (a transaction either
+// was in is then aborted).
 CopyStreamResult StreamCopy(PGconn* source, const std::string& copy_out, PGconn* target,
                             const std::string& copy_in, const CopyStreamOptions& options = {});
 
