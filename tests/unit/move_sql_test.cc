@@ -115,6 +115,15 @@ TEST(VerifySqlTest, BothSidesHashTheSameRowText) {
                         "<= ($1::text, $2::uuid)"));
 }
 
+TEST(VerifySqlTest, DifferentEncodingsHashTheUtf8Bytes) {
+  MoveSpec spec = AccountsSpec();
+  spec.same_encoding = false;
+  EXPECT_THAT(TargetHashSql(spec, {false, false}),
+              HasSubstr("pg_catalog.hashtextextended(pg_catalog.encode(pg_catalog.convert_to("
+                        "ROW(t.\"tenant\", t.\"id\", t.\"note\")::text, 'UTF8'), 'hex'), 0)"));
+  EXPECT_THAT(SourceHashSql(spec, {false, false}), HasSubstr("pg_catalog.convert_to(ROW("));
+}
+
 ColumnTypes Pair(std::string source, uint32_t source_oid, std::string target, uint32_t target_oid) {
   return ColumnTypes{"c", std::move(source), source_oid, std::move(target), target_oid};
 }
