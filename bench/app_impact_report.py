@@ -23,7 +23,7 @@ import os
 import sys
 
 import bench_plots
-from bench_table import Output, fmt, machine_line, write_report_json
+from bench_table import Output, fmt, json_events, machine_line, write_report_json
 
 # Targets from the throttling issue; reported against, never asserted.
 TARGET_P99_FACTOR = 1.25     # app p99 during a canary-throttled backfill <= 1.25 x baseline p99
@@ -133,17 +133,7 @@ def event_time(event):
 
 def read_events(rec):
     """The backfill's `--json` events (JSON Lines on its stdout)."""
-    events = []
-    try:
-        with open(os.path.join(rec["dir"], "pgbackfill.jsonl"), encoding="utf-8") as log:
-            for line in log:
-                try:
-                    events.append(json.loads(line))
-                except ValueError:
-                    continue
-    except OSError:
-        pass
-    return events
+    return list(json_events(os.path.join(rec["dir"], "pgbackfill.jsonl")))
 
 
 def backfill_summary(rec):

@@ -14,7 +14,7 @@ import os
 import sys
 
 import bench_plots
-from bench_table import Output, fmt, machine_line, ratio, write_report_json
+from bench_table import Output, fmt, json_events, machine_line, ratio, write_report_json
 
 # Targets from the benchmark issue; reported against, never asserted.
 TARGET_VS_UPDATE = 1.8       # pgbackfill with 2 workers vs one plain UPDATE
@@ -31,24 +31,16 @@ MIB = 1048576.0
 def pgbackfill_details(log_path):
     """Batches, sizes, VACUUMs and the engine's own numbers from a `pgbackfill run --json` log."""
     out = {"batch_rows_seen": [], "vacuums": [], "warnings": []}
-    try:
-        with open(log_path, encoding="utf-8") as log:
-            for line in log:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                kind = event.get("event")
-                if kind == "progress" and event.get("batch_rows"):
-                    out["batch_rows_seen"].append(event["batch_rows"])
-                elif kind == "vacuum":
-                    out["vacuums"].append(event)
-                elif kind == "warning":
-                    out["warnings"].append(event.get("message"))
-                elif kind == "job_finished":
-                    out["finished"] = event
-    except OSError:
-        pass
+    for event in json_events(log_path):
+        kind = event.get("event")
+        if kind == "progress" and event.get("batch_rows"):
+            out["batch_rows_seen"].append(event["batch_rows"])
+        elif kind == "vacuum":
+            out["vacuums"].append(event)
+        elif kind == "warning":
+            out["warnings"].append(event.get("message"))
+        elif kind == "job_finished":
+            out["finished"] = event
     return out
 
 

@@ -7,6 +7,19 @@ import platform
 import time
 
 
+def json_events(log_path):
+    """The JSON events of a `pgbackfill run --json` log, in order; none when the log is missing."""
+    try:
+        with open(log_path, encoding="utf-8") as log:
+            for line in log:
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+    except OSError:
+        return
+
+
 def fmt(value, spec):
     """`value` formatted with `spec`, or "-" when it is None."""
     return "-" if value is None else format(value, spec)

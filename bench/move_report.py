@@ -17,7 +17,7 @@ import sys
 
 import bench_plots
 from bench_report import check_mark, medians
-from bench_table import Output, fmt, machine_line, ratio, write_report_json
+from bench_table import Output, fmt, json_events, machine_line, ratio, write_report_json
 
 MIB = 1048576.0
 # A run during which the rest of the machine used more than this share of all CPUs gets a note.
@@ -28,22 +28,14 @@ KINDS = ("pgcopydb", "psql-pipe", "pgbackfill")
 def engine_events(log_path):
     """job_finished, the number of progress events and warnings of a `pgbackfill run --json` log."""
     out = {"finished": {}, "progress": 0, "warnings": []}
-    try:
-        with open(log_path, encoding="utf-8") as log:
-            for line in log:
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                kind = event.get("event")
-                if kind == "job_finished":
-                    out["finished"] = event
-                elif kind == "progress":
-                    out["progress"] += 1
-                elif kind == "warning":
-                    out["warnings"].append(event.get("message"))
-    except OSError:
-        pass
+    for event in json_events(log_path):
+        kind = event.get("event")
+        if kind == "job_finished":
+            out["finished"] = event
+        elif kind == "progress":
+            out["progress"] += 1
+        elif kind == "warning":
+            out["warnings"].append(event.get("message"))
     return out
 
 

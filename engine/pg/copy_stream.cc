@@ -2,6 +2,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <charconv>
@@ -131,10 +132,13 @@ class Stream {
         break;
       }
       out.bytes += static_cast<int64_t>(chunk.data.size());
+      held_.fetch_sub(1);
     }
     reader.join();
 
     out.rows_read = rows_read_;
+    out.peak_chunks_held = peak_held_;
+    out.reader_waits = reader_waits_;
     if (!target_error.ok()) {
       // The server's own error (it stopped taking data) explains more than libpq's.
       absl::Status server = FinishCommand(target_, copy_in_, &out.rows_written);
@@ -199,13 +203,16 @@ class Stream {
 
   // Waits for a free slot, then queues; false when the writer abandoned the stream.
   bool Push(Chunk chunk) {
-    while (!abandoned_.load()) {
-      if (slots_.wait(kWaitSliceMicros)) {
-        queue_.enqueue(std::move(chunk));
-        return true;
+    if (abandoned_.load()) return false;
+    if (!slots_.tryWait()) {
+      ++reader_waits_;
+      while (!slots_.wait(kWaitSliceMicros)) {
+        if (abandoned_.load()) return false;
       }
     }
-    return false;
+    if (!chunk.last) peak_held_ = std::max(peak_held_, held_.fetch_add(1) + 1);
+    queue_.enqueue(std::move(chunk));
+    return true;
   }
 
   PGconn* source_;
@@ -218,6 +225,10 @@ class Stream {
   moodycamel::LightweightSemaphore slots_;  // free places in queue_: the bound
   std::atomic<bool> abandoned_{false};
   std::atomic<bool> reading_{false};  // the source's COPY is running: a cancel would hit it
+  std::atomic<int> held_{0};          // data chunks queued or being written
+  // Written by the reader thread, read by the writer after join().
+  int peak_held_ = 0;
+  int64_t reader_waits_ = 0;
   // Written by the reader thread, read by the writer after join().
   absl::Status source_status_;
   int64_t rows_read_ = 0;

@@ -137,6 +137,21 @@ class MoveTest : public ::testing::Test {
     ASSERT_OK(target_->ExecScript(target_ddl));
   }
 
+  // Runs the items plan, restarts the second cluster (where `restarted` lives) once batches have
+  // committed, and returns the events of the run, which must have reconnected and finished.
+  std::vector<json> RunThroughSecondClusterRestart(TestDatabase& restarted) {
+    ClusterDisruption disruption;
+    Process process =
+        StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(*source_, *target_, 40, true)));
+    EXPECT_OK(testing::SecondClusterCtl({"restart"}));
+    restarted.Reconnect();
+    CommandResult result = process.Wait();
+    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+    std::vector<json> events = Events(result.out);
+    EXPECT_NE(testing::FindEvent(events, "reconnected"), nullptr) << result.out;
+    return events;
+  }
+
   std::optional<TestDatabase> source_;
   std::optional<TestDatabase> target_;
 };
@@ -248,41 +263,21 @@ TEST_F(MoveTest, KillNineTenTimesWithoutTargetKey) {
 // a new snapshot is exported (and the run says so), and the copy completes.
 TEST_F(MoveTest, SourceServerRestartMidRun) {
   Make(kItemsSource, kItemsTarget, Where::kSourceOnSecond);
-  TestDatabase& source = *source_;
-  TestDatabase& target = *target_;
-  ClusterDisruption disruption;
-  Process process =
-      StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
-  ASSERT_OK(testing::SecondClusterCtl({"restart"}));
-  source.Reconnect();
-  CommandResult result = process.Wait();
-  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  const std::vector<json> events = Events(result.out);
-  EXPECT_NE(testing::FindEvent(events, "reconnected"), nullptr) << result.out;
+  const std::vector<json> events = RunThroughSecondClusterRestart(*source_);
   int snapshots = 0;
   for (const json& event : testing::EventsOfType(events, "snapshot")) {
     snapshots = std::max(snapshots, event["generation"].get<int>());
   }
   EXPECT_EQ(snapshots, 2) << "a new snapshot after the restart";
-  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+  ExpectCopied(*source_, kItemsSourceRows, *target_, kItemsTargetRows);
 }
 
 // The target restarts: the job store, its lock and the open transactions are gone. The run takes
 // its lock again, batches that did not commit are copied again, and none twice.
 TEST_F(MoveTest, TargetServerRestartMidRun) {
   Make(kItemsSource, kItemsTarget, Where::kTargetOnSecond);
-  TestDatabase& source = *source_;
-  TestDatabase& target = *target_;
-  ClusterDisruption disruption;
-  Process process =
-      StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(source, target, 40, true)));
-  ASSERT_OK(testing::SecondClusterCtl({"restart"}));
-  target.Reconnect();
-  CommandResult result = process.Wait();
-  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  const std::vector<json> events = Events(result.out);
-  EXPECT_NE(testing::FindEvent(events, "reconnected"), nullptr) << result.out;
-  ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
+  RunThroughSecondClusterRestart(*target_);
+  ExpectCopied(*source_, kItemsSourceRows, *target_, kItemsTargetRows);
 }
 
 // Sessions killed on both servers while they stream: the workers reconnect (and import the

@@ -58,8 +58,30 @@ TEST_F(CopyStreamTest, PassesEveryByteThroughASmallQueue) {
     EXPECT_EQ(result.rows_read, 20000);
     EXPECT_EQ(result.rows_written, 20000);
     EXPECT_GT(result.bytes, 20000 * 128);
+    EXPECT_LE(result.peak_chunks_held, options.queue_chunks + 1);
     EXPECT_EQ(Sum(target_, "dst"), Sum(source_, "src"));
   }
+}
+
+// A target much slower than its source (a trigger sleeps every 200 rows): the reader waits for
+// free slots instead of gathering the source's 3 MB in memory, and every row still arrives.
+TEST_F(CopyStreamTest, ASlowTargetHoldsTheSourceBack) {
+  ASSERT_OK(target_.ExecScript(
+      "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+      "  IF NEW.id % 200 = 0 THEN PERFORM pg_sleep(0.01); END IF; RETURN NEW; END $$;"
+      "CREATE TRIGGER slow BEFORE INSERT ON dst FOR EACH ROW EXECUTE FUNCTION slow();"));
+  pg::CopyStreamOptions options;
+  options.chunk_bytes = 4096;
+  options.queue_chunks = 2;
+  const pg::CopyStreamResult result =
+      pg::StreamCopy(source_.conn().raw(), "COPY (SELECT * FROM src ORDER BY id) TO STDOUT",
+                     target_.conn().raw(), "COPY dst FROM STDIN", options);
+  ASSERT_OK(result.status);
+  EXPECT_EQ(result.rows_written, 20000);
+  EXPECT_GT(result.bytes / static_cast<int64_t>(options.chunk_bytes), 500) << "many chunks";
+  EXPECT_LE(result.peak_chunks_held, options.queue_chunks + 1);
+  EXPECT_GT(result.reader_waits, 0);
+  EXPECT_EQ(Sum(target_, "dst"), Sum(source_, "src"));
 }
 
 // The target rejects a row: its error is the stream's, reported as the target's.

@@ -41,6 +41,11 @@ struct CopyStreamResult {
   int64_t rows_read = 0;      // the source's `COPY n`
   int64_t rows_written = 0;   // the target's `COPY n`
   int64_t bytes = 0;          // passed through
+  // The bound at work: the most chunks that were in this process at once (queued, or being
+  // written; at most queue_chunks + 1), and how often the reader found the queue full and so
+  // held the source back.
+  int peak_chunks_held = 0;
+  int64_t reader_waits = 0;
   bool ok() const { return status.ok(); }
 };
 
