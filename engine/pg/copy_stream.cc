@@ -229,7 +229,6 @@ class Stream {
   // Written by the reader thread, read by the writer after join().
   int peak_held_ = 0;
   int64_t reader_waits_ = 0;
-  // Written by the reader thread, read by the writer after join().
   absl::Status source_status_;
   int64_t rows_read_ = 0;
 };

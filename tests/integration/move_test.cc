@@ -137,19 +137,18 @@ class MoveTest : public ::testing::Test {
     ASSERT_OK(target_->ExecScript(target_ddl));
   }
 
-  // Runs the items plan, restarts the second cluster (where `restarted` lives) once batches have
-  // committed, and returns the events of the run, which must have reconnected and finished.
-  std::vector<json> RunThroughSecondClusterRestart(TestDatabase& restarted) {
+  // Runs the items plan and restarts the second cluster (where `restarted` lives) once batches
+  // have committed; the run must reconnect and finish. Its events go to `events`.
+  void RunThroughSecondClusterRestart(TestDatabase& restarted, std::vector<json>* events) {
     ClusterDisruption disruption;
     Process process =
         StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(*source_, *target_, 40, true)));
-    EXPECT_OK(testing::SecondClusterCtl({"restart"}));
+    ASSERT_OK(testing::SecondClusterCtl({"restart"}));
     restarted.Reconnect();
     CommandResult result = process.Wait();
-    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
-    std::vector<json> events = Events(result.out);
-    EXPECT_NE(testing::FindEvent(events, "reconnected"), nullptr) << result.out;
-    return events;
+    ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+    *events = Events(result.out);
+    EXPECT_NE(testing::FindEvent(*events, "reconnected"), nullptr) << result.out;
   }
 
   std::optional<TestDatabase> source_;
@@ -263,7 +262,8 @@ TEST_F(MoveTest, KillNineTenTimesWithoutTargetKey) {
 // a new snapshot is exported (and the run says so), and the copy completes.
 TEST_F(MoveTest, SourceServerRestartMidRun) {
   Make(kItemsSource, kItemsTarget, Where::kSourceOnSecond);
-  const std::vector<json> events = RunThroughSecondClusterRestart(*source_);
+  std::vector<json> events;
+  ASSERT_NO_FATAL_FAILURE(RunThroughSecondClusterRestart(*source_, &events));
   int snapshots = 0;
   for (const json& event : testing::EventsOfType(events, "snapshot")) {
     snapshots = std::max(snapshots, event["generation"].get<int>());
@@ -276,7 +276,8 @@ TEST_F(MoveTest, SourceServerRestartMidRun) {
 // its lock again, batches that did not commit are copied again, and none twice.
 TEST_F(MoveTest, TargetServerRestartMidRun) {
   Make(kItemsSource, kItemsTarget, Where::kTargetOnSecond);
-  RunThroughSecondClusterRestart(*target_);
+  std::vector<json> events;
+  ASSERT_NO_FATAL_FAILURE(RunThroughSecondClusterRestart(*target_, &events));
   ExpectCopied(*source_, kItemsSourceRows, *target_, kItemsTargetRows);
 }
 
