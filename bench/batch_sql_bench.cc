@@ -4,14 +4,14 @@
 // statements) and the checkpoint literal (ranges_bench.cc) run for every batch.
 #include <benchmark/benchmark.h>
 
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/batch/batch_sql.h"
 #include "pgbackfill/plan/parse.h"
 
 namespace pgbackfill {
 namespace {
 
-exec::UpdateBatchSpec CompositeKeyUpdate() {
-  exec::UpdateBatchSpec spec;
+batch::UpdateBatchSpec CompositeKeyUpdate() {
+  batch::UpdateBatchSpec spec;
   spec.table = {"public", "users"};
   spec.key = {{"tenant_id", "text"}, {"id", "uuid"}};
   spec.set = {{"first_name", "split_part(full_name, ' ', 1)", 1},
@@ -21,9 +21,9 @@ exec::UpdateBatchSpec CompositeKeyUpdate() {
 }
 
 void BM_BuildUpdateBatch(benchmark::State& state) {
-  const exec::UpdateBatchSpec spec = CompositeKeyUpdate();
+  const batch::UpdateBatchSpec spec = CompositeKeyUpdate();
   for (auto _ : state) {
-    benchmark::DoNotOptimize(exec::BuildUpdateBatch(spec, {true, true}));
+    benchmark::DoNotOptimize(batch::BuildUpdateBatch(spec, {true, true}));
   }
   state.SetItemsProcessed(state.iterations());
   state.SetLabel("items = statements");
@@ -31,12 +31,12 @@ void BM_BuildUpdateBatch(benchmark::State& state) {
 BENCHMARK(BM_BuildUpdateBatch);
 
 void BM_BuildUpdateBatchIntegerKey(benchmark::State& state) {
-  exec::UpdateBatchSpec spec;
+  batch::UpdateBatchSpec spec;
   spec.table = {"public", "pgbench_accounts"};
   spec.key = {{"aid", "integer"}};
   spec.set = {{"c", "abalance * 100", 1}};
   for (auto _ : state) {
-    benchmark::DoNotOptimize(exec::BuildUpdateBatch(spec, {true, true}));
+    benchmark::DoNotOptimize(batch::BuildUpdateBatch(spec, {true, true}));
   }
   state.SetItemsProcessed(state.iterations());
   state.SetLabel("items = statements");
@@ -45,7 +45,7 @@ BENCHMARK(BM_BuildUpdateBatchIntegerKey);
 
 // Copy mode with a composite key: the claim, the FOR SHARE source read and the conflict rule.
 void BM_BuildCopyBatchCompositeKey(benchmark::State& state) {
-  exec::CopyBatchSpec spec;
+  batch::CopyBatchSpec spec;
   spec.source = {"public", "orders"};
   spec.key = {{"tenant_id", "text"}, {"id", "uuid"}};
   spec.target = {"public", "orders_new"};
@@ -57,7 +57,7 @@ void BM_BuildCopyBatchCompositeKey(benchmark::State& state) {
   spec.on_conflict = plan::OnConflict::kUpdate;
   spec.where = "deleted_at IS NULL";
   for (auto _ : state) {
-    benchmark::DoNotOptimize(exec::BuildCopyBatch(spec, {true, true}));
+    benchmark::DoNotOptimize(batch::BuildCopyBatch(spec, {true, true}));
   }
   state.SetItemsProcessed(state.iterations());
   state.SetLabel("items = statements");
@@ -66,10 +66,10 @@ BENCHMARK(BM_BuildCopyBatchCompositeKey);
 
 // The whole transaction the runner sends per batch (BEGIN, SET LOCALs, the batch, COMMIT).
 void BM_BatchTransaction(benchmark::State& state) {
-  const std::string sql = exec::BuildUpdateBatch(CompositeKeyUpdate(), {true, true});
+  const std::string sql = batch::BuildUpdateBatch(CompositeKeyUpdate(), {true, true});
   const plan::Throttle throttle;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(exec::BatchTransaction(throttle, sql));
+    benchmark::DoNotOptimize(batch::BatchTransaction(throttle, sql));
   }
   state.SetItemsProcessed(state.iterations());
   state.SetLabel("items = transactions");

@@ -1,4 +1,4 @@
-// Micro-benchmarks of event output: how the runner's events (exec/events.h) become what the CLI
+// Micro-benchmarks of event output: how the engine's events (events/events.h) become what the CLI
 // prints, through the public sinks of cli/output.h, written to a std::ostringstream. `progress` is
 // emitted every second; `retry` / `throttle` / `range_done` whenever they happen; `run --json`
 // prints each as one line.
@@ -9,56 +9,42 @@
 #include <sstream>
 #include <string>
 
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
-#include "nlohmann/json.hpp"
 #include "pgbackfill/cli/output.h"
-#include "pgbackfill/exec/events.h"
+#include "pgbackfill/events/events.h"
 
 namespace pgbackfill {
 namespace {
 
-using nlohmann::json;
-
-// The event head as the runner makes it: type and an RFC 3339 UTC time with milliseconds.
-json Event(const char* type) {
-  return json{{"event", type},
-              {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())}};
-}
-
-// A `progress` event with the fields the runner fills (README "JSON events").
-json Progress(int64_t rows_done) {
-  json event = Event("progress");
-  event["job"] = "users-split-name";
-  event["rows_done"] = rows_done;
-  event["estimated_rows"] = int64_t{48'000'000};
-  event["percent"] = 100.0 * static_cast<double>(rows_done) / 48e6;
-  event["rows_per_second"] = int64_t{61'234};
-  event["eta_seconds"] = int64_t{512};
-  event["workers"] = 4;
-  event["batch_rows"] = int64_t{7'500};
-  event["ranges_done"] = 17;
-  event["ranges_total"] = 96;
-  event["retries"] = int64_t{3};
-  event["throttle"] = json();
+// A `progress` event with the fields the runner fills (README "Output").
+events::Event Progress(int64_t rows_done) {
+  events::Progress event;
+  event.job = "users-split-name";
+  event.rows_done = rows_done;
+  event.estimated_rows = 48'000'000;
+  event.percent = 100.0 * static_cast<double>(rows_done) / 48e6;
+  event.rows_per_second = 61'234;
+  event.eta_seconds = 512;
+  event.workers = 4;
+  event.batch_rows = 7'500;
+  event.ranges_done = 17;
+  event.ranges_total = 96;
+  event.retries = 3;
   return event;
 }
 
-json Retry() {
-  json event = Event("retry");
-  event["worker"] = 2;
-  event["range"] = 41;
-  event["sqlstate"] = "55P03";
-  event["error"] = "canceling statement due to lock timeout";
-  event["wait_ms"] = 180;
-  event["batch_rows"] = 3'750;
-  return event;
+events::Event Retry() {
+  return events::Retry{.worker = 2,
+                       .range = 41,
+                       .sqlstate = "55P03",
+                       .error = "canceling statement due to lock timeout",
+                       .wait_ms = 180,
+                       .batch_rows = 3'750};
 }
 
-json Throttle() {
-  json event = Event("throttle");
-  event["state"] = "held";
-  event["reason"] = "replica standby-b replay lag 7.2s > 5.0s; 3 lock waiters > 0";
+events::Event Throttle() {
+  events::Throttle event;
+  event.state = "held";
+  event.reason = "replica standby-b replay lag 7.2s > 5.0s; 3 lock waiters > 0";
   return event;
 }
 
@@ -68,8 +54,8 @@ void Drain(std::ostringstream& out) {
   if (out.tellp() > (1 << 20)) out.str(std::string());
 }
 
-void EmitEach(benchmark::State& state, exec::EventSink& sink, std::ostringstream& out,
-              const json& event) {
+void EmitEach(benchmark::State& state, events::EventSink& sink, std::ostringstream& out,
+              const events::Event& event) {
   for (auto _ : state) {
     sink.Emit(event);
     Drain(out);
@@ -80,15 +66,15 @@ void EmitEach(benchmark::State& state, exec::EventSink& sink, std::ostringstream
 
 void BM_JsonLinesProgress(benchmark::State& state) {
   std::ostringstream out;
-  std::unique_ptr<exec::EventSink> sink = cli::MakeJsonLinesSink(out);
+  std::unique_ptr<events::EventSink> sink = cli::MakeJsonLinesSink(out);
   EmitEach(state, *sink, out, Progress(12'345'678));
 }
 BENCHMARK(BM_JsonLinesProgress);
 
-// What the runner pays per progress event: building the json (with the time stamp), then the line.
+// What the runner pays per progress event: building it, then its line (with the time stamp).
 void BM_JsonLinesProgressBuildAndEmit(benchmark::State& state) {
   std::ostringstream out;
-  std::unique_ptr<exec::EventSink> sink = cli::MakeJsonLinesSink(out);
+  std::unique_ptr<events::EventSink> sink = cli::MakeJsonLinesSink(out);
   int64_t rows = 0;
   for (auto _ : state) {
     rows += 7'500;
@@ -102,14 +88,14 @@ BENCHMARK(BM_JsonLinesProgressBuildAndEmit);
 
 void BM_JsonLinesRetry(benchmark::State& state) {
   std::ostringstream out;
-  std::unique_ptr<exec::EventSink> sink = cli::MakeJsonLinesSink(out);
+  std::unique_ptr<events::EventSink> sink = cli::MakeJsonLinesSink(out);
   EmitEach(state, *sink, out, Retry());
 }
 BENCHMARK(BM_JsonLinesRetry);
 
 void BM_JsonLinesThrottle(benchmark::State& state) {
   std::ostringstream out;
-  std::unique_ptr<exec::EventSink> sink = cli::MakeJsonLinesSink(out);
+  std::unique_ptr<events::EventSink> sink = cli::MakeJsonLinesSink(out);
   EmitEach(state, *sink, out, Throttle());
 }
 BENCHMARK(BM_JsonLinesThrottle);
@@ -117,7 +103,7 @@ BENCHMARK(BM_JsonLinesThrottle);
 // The terminal renderer redraws its progress line for every progress event.
 void BM_TerminalProgressLine(benchmark::State& state) {
   std::ostringstream out;
-  std::unique_ptr<exec::EventSink> sink = cli::MakeHumanSink(out, /*terminal=*/true);
+  std::unique_ptr<events::EventSink> sink = cli::MakeHumanSink(out, /*terminal=*/true);
   EmitEach(state, *sink, out, Progress(12'345'678));
 }
 BENCHMARK(BM_TerminalProgressLine);
@@ -125,7 +111,7 @@ BENCHMARK(BM_TerminalProgressLine);
 // Log lines (not a terminal): a retry is described in words, with its time stamp.
 void BM_LogLineRetry(benchmark::State& state) {
   std::ostringstream out;
-  std::unique_ptr<exec::EventSink> sink = cli::MakeHumanSink(out, /*terminal=*/false);
+  std::unique_ptr<events::EventSink> sink = cli::MakeHumanSink(out, /*terminal=*/false);
   EmitEach(state, *sink, out, Retry());
 }
 BENCHMARK(BM_LogLineRetry);

@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/sql/names.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
@@ -20,7 +20,7 @@ namespace {
 constexpr char kNow[] = "pg_catalog.clock_timestamp()";
 
 std::string Table(std::string_view name) {
-  return absl::StrCat(pg::QuoteIdent(exec::kJobStoreSchema), ".", pg::QuoteIdent(name));
+  return absl::StrCat(pg::QuoteIdent(sql::kJobStoreSchema), ".", pg::QuoteIdent(name));
 }
 
 // A timestamptz column as RFC 3339 in UTC, independent of the session's DateStyle and TimeZone.
@@ -139,7 +139,7 @@ std::string RangesRowsDone() {
 
 absl::Status NoSuchJob(const std::string& name) {
   return absl::NotFoundError(absl::StrCat("no job ", pg::QuoteLiteral(name), " in the job store ",
-                                          pg::QuoteIdent(exec::kJobStoreSchema)));
+                                          pg::QuoteIdent(sql::kJobStoreSchema)));
 }
 
 absl::Status CheckControl(const std::string& name, const std::string& control) {
@@ -177,7 +177,7 @@ absl::Status JobStore::RequireControlColumns() {
   ASSIGN_OR_RETURN(bool has, HasControlColumns());
   if (has) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
-      "the job store ", pg::QuoteIdent(exec::kJobStoreSchema), " is version ", seen_version_,
+      "the job store ", pg::QuoteIdent(sql::kJobStoreSchema), " is version ", seen_version_,
       ", older than live control (version ", kControlVersion,
       "); any pgbackfill pause, resume, abort, set or run of this version upgrades it"));
 }
@@ -260,7 +260,7 @@ absl::Status JobStore::CreateJob(const JobRecord& job,
     if (inserted.Rows() == 0) {
       return absl::AlreadyExistsError(absl::StrCat(
           "job ", pg::QuoteLiteral(job.name), " already exists in the job store ",
-          pg::QuoteIdent(exec::kJobStoreSchema),
+          pg::QuoteIdent(sql::kJobStoreSchema),
           ": resume it with the same plan, or remove it (pgbackfill rollback) to start over"));
     }
     return InsertRanges(job.name, ranges);

@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "pgbackfill/checkpoint/job_store.h"
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/sql/names.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/util/status.h"
 
@@ -22,7 +22,7 @@ namespace {
 // 2^-64.
 constexpr int64_t kSchemaLockKey = 0x7067626B66696C6C;
 
-std::string Schema() { return pg::QuoteIdent(exec::kJobStoreSchema); }
+std::string Schema() { return pg::QuoteIdent(sql::kJobStoreSchema); }
 
 std::string VersionTable() { return absl::StrCat(Schema(), ".", pg::QuoteIdent("store_version")); }
 
@@ -133,7 +133,7 @@ absl::StatusOr<int> JobStore::Version() {
                    conn_.Exec("SELECT EXISTS (SELECT FROM pg_catalog.pg_class c"
                               " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
                               " WHERE n.nspname = $1::text AND c.relname = 'store_version')",
-                              {exec::kJobStoreSchema}));
+                              {sql::kJobStoreSchema}));
   if (table.Get(0, 0) != "t") return 0;
   ASSIGN_OR_RETURN(
       pg::Result version,
@@ -185,13 +185,9 @@ absl::Status JobStore::EnsureSchema() {
       absl::Status applied = conn_.ExecScript(step.sql);
       if (!applied.ok()) {
         // Keep the SQLSTATE payload (pg::Classify) while saying which step failed.
-        absl::Status annotated(
-            applied.code(), absl::StrCat("creating job store schema version ", step.version, " in ",
-                                         Schema(), ": ", applied.message()));
-        applied.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
-          annotated.SetPayload(url, payload);
-        });
-        return annotated;
+        return WithMessage(applied, absl::StrCat("creating job store schema version ",
+                                                 step.version, " in ", Schema(), ": ",
+                                                 applied.message()));
       }
       RETURN_IF_ERROR(conn_
                           .Exec(absl::StrCat("UPDATE ", VersionTable(), " SET version = $1::int"),

@@ -5,7 +5,6 @@
 #include <ostream>
 
 #include "absl/strings/str_format.h"
-#include "nlohmann/json.hpp"
 #include "pgbackfill/cli/cli.h"
 #include "pgbackfill/cli/output.h"
 #include "pgbackfill/plan/parse.h"
@@ -14,44 +13,40 @@
 namespace pgbackfill::cli {
 namespace {
 
-using nlohmann::json;
-
-json Millis(const std::optional<absl::Duration>& value) {
-  if (!value.has_value()) return json();
+std::optional<double> Millis(const std::optional<absl::Duration>& value) {
+  if (!value.has_value()) return std::nullopt;
   return absl::ToDoubleMilliseconds(*value);
 }
 
-json ReportJson(const staging::BenchReport& report) {
+events::BenchFinished Finished(const staging::BenchReport& report) {
   const exec::RunSummary& run = report.run;
-  return json{
-      {"event", "bench_finished"},
-      {"table", plan::QuoteQualified(report.source)},
-      {"scratch_table", plan::QuoteQualified(report.scratch.table)},
-      {"scratch_rows", report.scratch_rows},
-      {"whole_table", report.whole_table},
-      {"copy_seconds", absl::ToDoubleSeconds(report.copy_time)},
-      {"outcome", run.outcome == exec::Outcome::kDone ? "done" : "incomplete"},
-      {"message", run.message},
-      {"rows", run.rows},
-      {"seconds", absl::ToDoubleSeconds(run.elapsed)},
-      {"rows_per_second", static_cast<int64_t>(report.rows_per_second)},
-      {"batches", run.batches},
-      {"batch_ms", {{"p50", Millis(run.batch_latency.Percentile(0.50))},
-                    {"p95", Millis(run.batch_latency.Percentile(0.95))},
-                    {"p99", Millis(run.batch_latency.Percentile(0.99))},
-                    {"max", Millis(run.batch_latency.count() > 0
-                                       ? std::optional(run.batch_latency.max())
-                                       : std::nullopt)}}},
-      {"retries", run.retries},
-      {"reconnects", run.reconnects},
-      {"held_seconds", absl::ToDoubleSeconds(run.held)},
-      {"vacuums", run.vacuums},
-      {"production_rows", report.production_rows},
-      {"production_rows_source", report.production_estimate_source},
-      {"production_seconds", report.production_time.has_value()
-                                 ? json(absl::ToDoubleSeconds(*report.production_time))
-                                 : json()},
-  };
+  return events::BenchFinished{
+      .table = plan::QuoteQualified(report.source),
+      .scratch_table = plan::QuoteQualified(report.scratch.table),
+      .scratch_rows = report.scratch_rows,
+      .whole_table = report.whole_table,
+      .copy_seconds = absl::ToDoubleSeconds(report.copy_time),
+      .outcome = run.outcome == exec::Outcome::kDone ? "done" : "incomplete",
+      .message = run.message,
+      .rows = run.rows,
+      .seconds = absl::ToDoubleSeconds(run.elapsed),
+      .rows_per_second = static_cast<int64_t>(report.rows_per_second),
+      .batches = run.batches,
+      .batch_ms = {.p50 = Millis(run.batch_latency.Percentile(0.50)),
+                   .p95 = Millis(run.batch_latency.Percentile(0.95)),
+                   .p99 = Millis(run.batch_latency.Percentile(0.99)),
+                   .max = Millis(run.batch_latency.count() > 0
+                                     ? std::optional(run.batch_latency.max())
+                                     : std::nullopt)},
+      .retries = run.retries,
+      .reconnects = run.reconnects,
+      .held_seconds = absl::ToDoubleSeconds(run.held),
+      .vacuums = run.vacuums,
+      .production_rows = report.production_rows,
+      .production_rows_source = report.production_estimate_source,
+      .production_seconds = report.production_time.has_value()
+                                ? std::optional(absl::ToDoubleSeconds(*report.production_time))
+                                : std::nullopt};
 }
 
 std::string HumanDuration(absl::Duration d) {
@@ -110,7 +105,7 @@ int RunBenchCommand(const BenchCommandOptions& options, std::ostream& out, std::
     return kExitBadInput;
   }
   // The backfill's own events: JSON Lines on stdout with --json, progress on stderr otherwise.
-  std::unique_ptr<exec::EventSink> sink =
+  std::unique_ptr<events::EventSink> sink =
       options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1);
   staging::BenchOptions bench_options;
   bench_options.dsn = options.dsn;
@@ -124,7 +119,7 @@ int RunBenchCommand(const BenchCommandOptions& options, std::ostream& out, std::
                                                                              : kExitError;
   }
   if (options.json) {
-    sink->Emit(ReportJson(*report));
+    sink->Emit(Finished(*report));
   } else {
     sink.reset();
     PrintReport(*report, out);

@@ -20,7 +20,7 @@ std::string ModeName(plan::Mode mode) { return mode == plan::Mode::kUpdate ? "up
 
 }  // namespace
 
-nlohmann::json CheckReportJson(const plan::Plan& plan, const catalog::PreflightReport& report) {
+nlohmann::json CheckReportJson(const plan::Plan& plan, const preflight::PreflightReport& report) {
   nlohmann::json json = {
       {"ok", report.ok()},
       {"plan", {{"file", plan.file}, {"name", plan.name}, {"hash", report.plan_hash},
@@ -64,7 +64,7 @@ nlohmann::json CheckReportJson(const plan::Plan& plan, const catalog::PreflightR
   return json;
 }
 
-void PrintCheckReport(const plan::Plan& plan, const catalog::PreflightReport& report,
+void PrintCheckReport(const plan::Plan& plan, const preflight::PreflightReport& report,
                       std::ostream& out) {
   out << "plan      " << plan.file << " (job " << plan.name << ", " << ModeName(plan.mode)
       << " mode, hash " << report.plan_hash << ")\n";
@@ -117,7 +117,7 @@ int RunCheck(const CheckOptions& options, std::ostream& out, std::ostream& err) 
         << "\n(set the connection with --dsn, `dsn:` in the plan, or PG* environment variables)\n";
     return kExitError;
   }
-  auto report = catalog::PreflightPlan(*conn, *plan, options.dsn);
+  auto report = preflight::PreflightPlan(*conn, *plan, options.dsn);
   if (!report.ok()) {
     err << "pgbackfill: preflight could not finish: " << report.status().message() << "\n";
     return kExitError;

@@ -1,11 +1,11 @@
 #include "pgbackfill/cli/output.h"
 
-#include <cmath>
 #include <ostream>
 #include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 
 namespace pgbackfill::cli {
@@ -13,13 +13,15 @@ namespace {
 
 using nlohmann::json;
 
-class JsonLinesSink : public exec::EventSink {
+class JsonLinesSink : public events::EventSink {
  public:
   explicit JsonLinesSink(std::ostream& out) : out_(out) {}
   // Server text (error messages, key values) need not be UTF-8 in every database encoding; a
   // replacement character beats an exception in the middle of a run.
-  void Emit(const json& event) override {
-    out_ << event.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+  void Emit(const events::Event& event) override {
+    out_ << events::ToJson(event, events::NowText())
+                .dump(-1, ' ', false, json::error_handler_t::replace)
+         << std::endl;
   }
 
  private:
@@ -32,141 +34,126 @@ std::string Count(int64_t n) {
   return std::to_string(n);
 }
 
-std::string Eta(const json& seconds) {
-  if (!seconds.is_number()) return "--";
-  const int64_t s = seconds.get<int64_t>();
+std::string Eta(const std::optional<int64_t>& seconds) {
+  if (!seconds.has_value()) return "--";
+  const int64_t s = *seconds;
   if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
   if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
   return absl::StrFormat("%ds", s);
 }
 
-std::string ProgressLine(const json& e) {
+std::string ProgressLine(const events::Progress& e) {
   std::string line = absl::StrFormat(
       "%s/%s rows (%.1f%%)  %s rows/s  ETA %s  workers %d  batch %s  ranges %d/%d",
-      Count(e.value("rows_done", int64_t{0})), Count(e.value("estimated_rows", int64_t{0})),
-      e.value("percent", 0.0), Count(e.value("rows_per_second", int64_t{0})),
-      Eta(e.value("eta_seconds", json())), e.value("workers", 0),
-      Count(e.value("batch_rows", int64_t{0})), e.value("ranges_done", 0),
-      e.value("ranges_total", 0));
-  if (e.value("retries", int64_t{0}) > 0) {
-    line += absl::StrFormat("  retries %d", e.value("retries", int64_t{0}));
-  }
-  if (e.contains("throttle") && e["throttle"].is_string()) {
-    line += "  held: " + e["throttle"].get<std::string>();
-  }
+      Count(e.rows_done), Count(e.estimated_rows), e.percent, Count(e.rows_per_second),
+      Eta(e.eta_seconds), e.workers, Count(e.batch_rows), e.ranges_done, e.ranges_total);
+  if (e.retries > 0) line += absl::StrFormat("  retries %d", e.retries);
+  if (e.throttle.has_value()) line += "  held: " + *e.throttle;
   return line;
 }
 
-std::string Describe(const json& e) {
-  const std::string type = e.value("event", "");
-  if (type == "job_started") {
-    return absl::StrFormat("job %s on %s, key %s: ~%d rows in %d ranges (%d to do), %d workers%s",
-                           e.value("job", ""), e.value("table", ""), e.value("key", ""),
-                           e.value("estimated_rows", int64_t{0}), e.value("ranges_total", 0),
-                           e.value("ranges_pending", 0), e.value("workers", 0),
-                           e.value("resumed", false)
-                               ? absl::StrFormat(", resuming after %d rows",
-                                                 e.value("rows_done_before", int64_t{0}))
-                               : "");
+// One line per event kind, for people.
+std::string Describe(const events::JobStarted& e) {
+  return absl::StrFormat("job %s on %s, key %s: ~%d rows in %d ranges (%d to do), %d workers%s",
+                         e.job, e.table, e.key, e.estimated_rows, e.ranges_total, e.ranges_pending,
+                         e.workers,
+                         e.resumed ? absl::StrFormat(", resuming after %d rows", e.rows_done_before)
+                                   : "");
+}
+std::string Describe(const events::Progress& e) { return ProgressLine(e); }
+std::string Describe(const events::Retry& e) {
+  return absl::StrFormat("retry: worker %d range %d, SQLSTATE %s: %s", e.worker, e.range,
+                         e.sqlstate, e.error);
+}
+std::string Describe(const events::Reconnect& e) {
+  return absl::StrFormat("reconnect: worker %d range %d, SQLSTATE %s: %s", e.worker, e.range,
+                         e.sqlstate, e.error);
+}
+std::string Describe(const events::Reconnected& e) {
+  return absl::StrFormat("worker %d reconnected", e.worker);
+}
+std::string Describe(const events::RangeDone& e) {
+  return absl::StrFormat("range %d done (%d rows)", e.range, e.rows);
+}
+std::string Describe(const events::Signal& e) {
+  return absl::StrFormat("%s: %s", e.signal, e.action);
+}
+std::string Describe(const events::PhaseStarted& e) {
+  return absl::StrFormat("%s of job %s", e.phase, e.job);
+}
+std::string Describe(const events::PhaseDone& e) {
+  return absl::StrFormat("%s %s: %s", e.phase, e.skipped ? "skipped" : "done", e.message);
+}
+std::string Describe(const events::Ddl& e) { return absl::StrFormat("%s: %s", e.step, e.sql); }
+std::string Describe(const events::DdlRetry& e) {
+  return absl::StrFormat("%s: attempt %d waited for a lock (SQLSTATE %s), retrying in %dms",
+                         e.step, e.attempt, e.sqlstate, e.wait_ms);
+}
+std::string Describe(const events::MoveVerified& e) {
+  return absl::StrFormat(
+      "verify: %d of %d range(s) differ between source and target%s", e.differing_ranges,
+      e.ranges_checked,
+      e.repaired_ranges > 0 ? absl::StrCat(", ", e.repaired_ranges, " copied again") : "");
+}
+std::string Describe(const events::Snapshot& e) {
+  return absl::StrFormat("source snapshot %s exported (the source sessions read it)", e.id);
+}
+std::string Describe(const events::Verified& e) {
+  return absl::StrFormat("verify: %d differing row(s) in %d range(s) checked%s", e.differing_rows,
+                         e.ranges_checked,
+                         e.differing_rows > 0 ? "; first keys: " + json(e.first_keys).dump() : "");
+}
+std::string Describe(const events::Throttle& e) {
+  return e.state == "held" ? "held: " + e.reason.value_or("") : "running again";
+}
+std::string Describe(const events::Concurrency& e) {
+  return absl::StrFormat(
+      "active workers %d of %d%s", e.active_workers, e.max_workers,
+      e.pace_rows_per_second.has_value()
+          ? absl::StrCat(", paced at ", *e.pace_rows_per_second, " rows/s")
+          : std::string());
+}
+std::string Describe(const events::Control& e) {
+  return absl::StrFormat("operator: %s (by %s)", e.control, e.by);
+}
+std::string Describe(const events::Settings& e) {
+  return "settings now: " + json(e.settings).dump();
+}
+std::string Describe(const events::Vacuum& e) {
+  return absl::StrFormat(
+      "bloat control: VACUUM %s took %.1fs, table now %s", e.table, e.seconds,
+      e.table_bytes.has_value() ? absl::StrCat(*e.table_bytes / (1024 * 1024), " MiB")
+                                : "of unknown size");
+}
+std::string Describe(const events::JobFinished& e) {
+  if (e.phase != "backfill" && e.batches == 0) {
+    return absl::StrFormat("job %s %s %s%s", e.job, e.phase, e.outcome,
+                           e.message.empty() ? "" : ": " + e.message);
   }
-  if (type == "retry" || type == "reconnect") {
-    return absl::StrFormat("%s: worker %d range %d, SQLSTATE %s: %s", type, e.value("worker", 0),
-                           e.value("range", 0), e.value("sqlstate", ""), e.value("error", ""));
-  }
-  if (type == "reconnected") return absl::StrFormat("worker %d reconnected", e.value("worker", 0));
-  if (type == "range_done") {
-    return absl::StrFormat("range %d done (%d rows)", e.value("range", 0),
-                           e.value("rows", int64_t{0}));
-  }
-  if (type == "signal") {
-    return absl::StrFormat("%s: %s", e.value("signal", ""), e.value("action", ""));
-  }
-  if (type == "phase_started") {
-    return absl::StrFormat("%s of job %s", e.value("phase", ""), e.value("job", ""));
-  }
-  if (type == "phase_done") {
-    return absl::StrFormat("%s %s: %s", e.value("phase", ""),
-                           e.value("skipped", false) ? "skipped" : "done", e.value("message", ""));
-  }
-  if (type == "ddl") return absl::StrFormat("%s: %s", e.value("step", ""), e.value("sql", ""));
-  if (type == "ddl_retry") {
-    return absl::StrFormat("%s: attempt %d waited for a lock (SQLSTATE %s), retrying in %dms",
-                           e.value("step", ""), e.value("attempt", 0), e.value("sqlstate", ""),
-                           e.value("wait_ms", int64_t{0}));
-  }
-  if (type == "verify" && e.contains("differing_ranges")) {
-    return absl::StrFormat("verify: %d of %d range(s) differ between source and target%s",
-                           e.value("differing_ranges", int64_t{0}), e.value("ranges_checked", 0),
-                           e.value("repaired_ranges", 0) > 0
-                               ? absl::StrCat(", ", e.value("repaired_ranges", 0), " copied again")
-                               : "");
-  }
-  if (type == "snapshot") {
-    return absl::StrFormat("source snapshot %s exported (the source sessions read it)",
-                           e.value("id", ""));
-  }
-  if (type == "verify") {
-    return absl::StrFormat("verify: %d differing row(s) in %d range(s) checked%s",
-                           e.value("differing_rows", int64_t{0}), e.value("ranges_checked", 0),
-                           e.value("differing_rows", int64_t{0}) > 0
-                               ? "; first keys: " + e["first_keys"].dump()
-                               : "");
-  }
-  if (type == "throttle") {
-    return e.value("state", "") == "held" ? "held: " + e.value("reason", "") : "running again";
-  }
-  if (type == "concurrency") {
-    const json& pace = e.contains("pace_rows_per_second") ? e["pace_rows_per_second"] : json();
-    return absl::StrFormat("active workers %d of %d%s", e.value("active_workers", 0),
-                           e.value("max_workers", 0),
-                           pace.is_number() ? absl::StrCat(", paced at ", pace.get<int64_t>(),
-                                                           " rows/s")
-                                            : std::string());
-  }
-  if (type == "control") {
-    return absl::StrFormat("operator: %s (by %s)", e.value("control", ""), e.value("by", ""));
-  }
-  if (type == "settings") return "settings now: " + e["settings"].dump();
-  if (type == "vacuum") {
-    return absl::StrFormat("bloat control: VACUUM %s took %.1fs, table now %s",
-                           e.value("table", ""), e.value("seconds", 0.0),
-                           e.contains("table_bytes")
-                               ? absl::StrCat(e.value("table_bytes", int64_t{0}) / (1024 * 1024), " MiB")
-                               : "of unknown size");
-  }
-  if (type == "job_finished" && e.value("phase", "backfill") != "backfill" &&
-      e.value("batches", int64_t{0}) == 0) {
-    return absl::StrFormat("job %s %s %s%s", e.value("job", ""), e.value("phase", ""),
-                           e.value("outcome", ""),
-                           e.value("message", "").empty() ? "" : ": " + e.value("message", ""));
-  }
-  if (type == "job_finished") {
-    return absl::StrFormat("job %s %s: %d rows in %.1fs (%d rows/s), %d batches, %d retries%s",
-                           e.value("job", ""), e.value("outcome", ""), e.value("rows", int64_t{0}),
-                           e.value("seconds", 0.0), e.value("rows_per_second", int64_t{0}),
-                           e.value("batches", int64_t{0}), e.value("retries", int64_t{0}),
-                           e.value("message", "").empty() ? "" : "\n" + e.value("message", ""));
-  }
-  if (type == "warning") return "warning: " + e.value("message", "");
-  return e.dump(-1, ' ', false, json::error_handler_t::replace);
+  return absl::StrFormat("job %s %s: %d rows in %.1fs (%d rows/s), %d batches, %d retries%s",
+                         e.job, e.outcome, e.rows, e.seconds, e.rows_per_second, e.batches,
+                         e.retries, e.message.empty() ? "" : "\n" + e.message);
+}
+std::string Describe(const events::Warning& e) { return "warning: " + e.message; }
+std::string Describe(const events::BenchFinished& e) {
+  return absl::StrFormat("bench of %s %s: %d rows/s", e.table, e.outcome, e.rows_per_second);
 }
 
-class HumanSink : public exec::EventSink {
+class HumanSink : public events::EventSink {
  public:
   HumanSink(std::ostream& out, bool terminal) : out_(out), terminal_(terminal) {}
   ~HumanSink() override {
     if (line_shown_) out_ << "\n" << std::flush;
   }
 
-  void Emit(const json& event) override {
-    const std::string type = event.value("event", "");
-    if (type == "progress") {
+  void Emit(const events::Event& event) override {
+    if (const auto* progress = std::get_if<events::Progress>(&event)) {
       if (terminal_) {
         // \x1b[K clears what a longer previous line left behind.
-        out_ << "\r" << ProgressLine(event) << "\x1b[K" << std::flush;
+        out_ << "\r" << ProgressLine(*progress) << "\x1b[K" << std::flush;
         line_shown_ = true;
       } else if (absl::Now() - last_logged_ >= absl::Seconds(10)) {
-        out_ << event.value("time", "") << " " << ProgressLine(event) << "\n" << std::flush;
+        out_ << events::NowText() << " " << ProgressLine(*progress) << "\n" << std::flush;
         last_logged_ = absl::Now();
       }
       return;
@@ -175,10 +162,11 @@ class HumanSink : public exec::EventSink {
       out_ << "\r\x1b[K";
       line_shown_ = false;
     }
+    const std::string line = std::visit([](const auto& e) { return Describe(e); }, event);
     if (terminal_) {
-      out_ << Describe(event) << "\n" << std::flush;
+      out_ << line << "\n" << std::flush;
     } else {
-      out_ << event.value("time", "") << " " << Describe(event) << "\n" << std::flush;
+      out_ << events::NowText() << " " << line << "\n" << std::flush;
     }
   }
 
@@ -191,11 +179,11 @@ class HumanSink : public exec::EventSink {
 
 }  // namespace
 
-std::unique_ptr<exec::EventSink> MakeJsonLinesSink(std::ostream& out) {
+std::unique_ptr<events::EventSink> MakeJsonLinesSink(std::ostream& out) {
   return std::make_unique<JsonLinesSink>(out);
 }
 
-std::unique_ptr<exec::EventSink> MakeHumanSink(std::ostream& out, bool terminal) {
+std::unique_ptr<events::EventSink> MakeHumanSink(std::ostream& out, bool terminal) {
   return std::make_unique<HumanSink>(out, terminal);
 }
 

@@ -5,7 +5,6 @@
 #include <iostream>
 #include <ostream>
 
-#include "absl/time/clock.h"
 #include "pgbackfill/cli/cli.h"
 #include "pgbackfill/cli/output.h"
 #include "pgbackfill/exec/phases.h"
@@ -61,7 +60,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   }
   // Machines get JSON Lines on stdout; people get progress on stderr, where it does not mix with
   // output a script may capture.
-  std::unique_ptr<exec::EventSink> sink =
+  std::unique_ptr<events::EventSink> sink =
       options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1);
   exec::RunOptions run_options;
   run_options.dsn = options.dsn;
@@ -72,41 +71,37 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
                                 : exec::RunPhases(options.contract, plan->verify);
   auto summary = exec::RunPhaseList(phases, *plan, run_options, *sink);
   if (!summary.ok()) {
-    nlohmann::json event = {
-        {"event", "job_finished"},
-        {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())},
-        {"job", plan->name},
-        {"phase", options.phase.has_value() ? exec::PhaseName(*options.phase) : "run"},
-        {"outcome", "failed"},
-        {"exit_code", kExitError},
-        {"message", std::string(summary.status().message())}};
-    if (options.json) sink->Emit(event);
+    if (options.json) {
+      events::JobFinished failed;
+      failed.job = plan->name;
+      failed.phase = options.phase.has_value() ? exec::PhaseName(*options.phase) : "run";
+      failed.outcome = "failed";
+      failed.exit_code = kExitError;
+      failed.message = std::string(summary.status().message());
+      sink->Emit(failed);
+    }
     sink.reset();
     if (!options.json) err << "pgbackfill: " << summary.status().message() << "\n";
     return kExitError;
   }
   const double seconds = absl::ToDoubleSeconds(summary->elapsed);
-  nlohmann::json finished = {
-      {"event", "job_finished"},
-      {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())},
-      {"job", plan->name},
-      {"phase", summary->phase},
-      {"outcome", OutcomeName(summary->outcome)},
-      {"exit_code", ExitCodeOf(summary->outcome)},
-      {"message", summary->message},
-      {"rows", summary->rows},
-      {"total_rows", summary->total_rows},
-      {"batches", summary->batches},
-      {"retries", summary->retries},
-      {"reconnects", summary->reconnects},
-      {"vacuums", summary->vacuums},
-      {"bytes", summary->bytes},
-      {"seconds", seconds},
-      {"rows_per_second",
-       seconds > 0 ? static_cast<int64_t>(static_cast<double>(summary->rows) / seconds) : 0},
-      {"resumed", summary->resumed},
-  };
-  sink->Emit(finished);
+  sink->Emit(events::JobFinished{
+      .job = plan->name,
+      .phase = summary->phase,
+      .outcome = OutcomeName(summary->outcome),
+      .exit_code = ExitCodeOf(summary->outcome),
+      .message = summary->message,
+      .rows = summary->rows,
+      .total_rows = summary->total_rows,
+      .batches = summary->batches,
+      .retries = summary->retries,
+      .reconnects = summary->reconnects,
+      .vacuums = summary->vacuums,
+      .bytes = summary->bytes,
+      .seconds = seconds,
+      .rows_per_second =
+          seconds > 0 ? static_cast<int64_t>(static_cast<double>(summary->rows) / seconds) : 0,
+      .resumed = summary->resumed});
   sink.reset();
   if (!options.json && summary->outcome == exec::Outcome::kInterrupted) {
     err << "resume with: pgbackfill "

@@ -10,14 +10,13 @@
 #include "pgbackfill/pg/copy_stream.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/sql/names.h"
 #include "pgbackfill/util/offload.h"
 #include "pgbackfill/util/status.h"
 #include "runner_internal.h"
 
 namespace pgbackfill::exec::internal {
 namespace {
-
-using nlohmann::json;
 
 // SQLSTATE of SET TRANSACTION SNAPSHOT for a snapshot that no longer exists (its exporting
 // transaction ended: the exporter's session was lost).
@@ -45,28 +44,28 @@ absl::Status Runner::DecideStaging(bool first_planning) {
     }
   }
   ASSIGN_OR_RETURN(std::set<std::string> steps, store_->StepsDone(plan_.name));
-  staged_ = !steps.contains(move::kTargetWasEmptyStep);
+  mover_.staged = !steps.contains(move::kTargetWasEmptyStep);
   return absl::OkStatus();
 }
 
 asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
-  while (snapshot_renewing_ && !stopping_) co_await Sleep(absl::Milliseconds(20));
+  while (mover_.snapshot_renewing && !stopping_) co_await Sleep(absl::Milliseconds(20));
   if (stopping_) co_return absl::CancelledError("the run is stopping");
-  if (snapshot_generation_ != seen) co_return absl::OkStatus();  // another worker renewed it
-  snapshot_renewing_ = true;
+  if (mover_.snapshot_generation != seen) co_return absl::OkStatus();  // another worker renewed it
+  mover_.snapshot_renewing = true;
   struct Done {
     bool* flag;
     ~Done() { *flag = false; }
-  } done{&snapshot_renewing_};
+  } done{&mover_.snapshot_renewing};
 
-  if (exporter_ == nullptr) {
+  if (mover_.exporter == nullptr) {
     // Bounded like the probes' connects: every worker waits for this one.
     auto connected = co_await pg::AsyncConnection::Connect(source_dsn_, absl::Seconds(30));
     if (!connected.ok()) co_return connected.status();
-    exporter_ = std::move(connected).value();
+    mover_.exporter = std::move(connected).value();
   } else {
     // Its transaction is what keeps the snapshot importable; whatever ended it, start over.
-    absl::Status reconnected = co_await exporter_->Reconnect();
+    absl::Status reconnected = co_await mover_.exporter->Reconnect();
     if (!reconnected.ok()) co_return reconnected;
   }
   // Idle in its transaction for the whole run, on purpose: a server-side idle timeout would end
@@ -77,27 +76,22 @@ asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
   texts.emplace_back("SET statement_timeout = 0");
   texts.emplace_back("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
   texts.emplace_back("SELECT pg_catalog.pg_export_snapshot()");
-  pg::PipelineResult exported = co_await exporter_->Pipeline(Statements(std::move(texts)));
+  pg::PipelineResult exported = co_await mover_.exporter->Pipeline(Statements(std::move(texts)));
   if (!exported.ok()) co_return exported.status;
-  snapshot_id_ = std::string(exported.results[3].Get(0, 0));
-  ++snapshot_generation_;
+  mover_.snapshot_id = std::string(exported.results[3].Get(0, 0));
+  ++mover_.snapshot_generation;
 
-  json event = Event("snapshot");
-  event["id"] = snapshot_id_;
-  event["generation"] = snapshot_generation_;
-  events_.Emit(event);
-  if (snapshot_generation_ > 1 || summary_.resumed) {
-    json warning = Event("warning");
-    warning["message"] = absl::StrCat(
-        snapshot_generation_ > 1
+  events_.Emit(events::Snapshot{.id = mover_.snapshot_id, .generation = mover_.snapshot_generation});
+  if (mover_.snapshot_generation > 1 || summary_.resumed) {
+    events_.Emit(events::Warning{absl::StrCat(
+        mover_.snapshot_generation > 1
             ? "the source's exported snapshot was lost with its session (a restart of the "
               "source?); "
             : "this run resumes a copy that an earlier run began under another snapshot; ",
         "batches from now on read a newer snapshot, so rows the source changed in between are "
         "copied as they are now in the ranges still to do, and as they were in the ranges done. "
         "Stop writes to the source during a copy, or verify (and repair) after (README: what a "
-        "copy guarantees)");
-    events_.Emit(warning);
+        "copy guarantees)")});
   }
   co_return absl::OkStatus();
 }
@@ -125,13 +119,12 @@ asio::awaitable<absl::Status> Runner::PrepareSessions(pg::AsyncConnection& targe
   std::vector<pg::Statement> statements = common();
   statements.push_back(pg::Statement{
       absl::StrCat("SET statement_timeout = '",
-                   absl::ToInt64Milliseconds(live_.throttle.statement_timeout), "ms'"),
+                   sql::TimeoutSetting(live_.throttle.statement_timeout), "'"),
       {}});
   // A batch waits at most this long behind DDL on the source table, then is retried later.
-  statements.push_back(
-      pg::Statement{absl::StrCat("SET lock_timeout = '",
-                                 absl::ToInt64Milliseconds(live_.throttle.lock_timeout), "ms'"),
-                    {}});
+  statements.push_back(pg::Statement{
+      absl::StrCat("SET lock_timeout = '", sql::TimeoutSetting(live_.throttle.lock_timeout), "'"),
+      {}});
   // The expressions were compiled under the operator's search_path; they run under it too.
   pg::Statement search_path;
   search_path.sql = "SELECT pg_catalog.set_config('search_path', $1, false)";
@@ -150,17 +143,17 @@ asio::awaitable<absl::StatusOr<pg::Result>> Runner::BeginSourceBatch(
   // the whole run (DDL on the source would otherwise queue behind the run, and every query behind
   // the DDL).
   for (int attempt = 0; attempt < 3; ++attempt) {
-    if (snapshot_id_.empty()) {
-      absl::Status renewed = co_await RenewSnapshot(snapshot_generation_);
+    if (mover_.snapshot_id.empty()) {
+      absl::Status renewed = co_await RenewSnapshot(mover_.snapshot_generation);
       if (!renewed.ok()) co_return renewed;
     }
-    const int generation = snapshot_generation_;
+    const int generation = mover_.snapshot_generation;
     std::vector<pg::Statement> statements;
     // Outside a transaction ROLLBACK only warns; inside a failed batch's, it ends it.
     statements.push_back(pg::Statement{"ROLLBACK", {}});
     statements.push_back(pg::Statement{"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", {}});
     statements.push_back(pg::Statement{
-        absl::StrCat("SET TRANSACTION SNAPSHOT ", pg::QuoteLiteral(snapshot_id_)), {}});
+        absl::StrCat("SET TRANSACTION SNAPSHOT ", pg::QuoteLiteral(mover_.snapshot_id)), {}});
     statements.push_back(pg::Statement{end_sql, params});
     pg::PipelineResult begun = co_await mover.source->Pipeline(std::move(statements));
     if (begun.ok()) co_return std::move(begun.results[3]);
@@ -182,9 +175,9 @@ asio::awaitable<BatchOutcome> Runner::MoveBatch(pg::AsyncConnection& target, Mov
     co_return out;
   }
   // Where this batch ends: `rows` keys past the checkpoint, in the snapshot.
-  const RangeEnds ends{range.start().has_value(), range.upper.has_value()};
-  std::string& end_sql = batch_end_sql_[{ends.has_lower, ends.has_upper}];
-  if (end_sql.empty()) end_sql = move::BatchEndSql(move_spec_, ends);
+  const sql::RangeEnds ends{range.start().has_value(), range.upper.has_value()};
+  std::string& end_sql = mover_.batch_end_sql[{ends.has_lower, ends.has_upper}];
+  if (end_sql.empty()) end_sql = move::BatchEndSql(mover_.spec, ends);
   std::vector<pg::Param> params;
   if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
   if (ends.has_upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
@@ -229,33 +222,24 @@ asio::awaitable<BatchOutcome> Runner::MoveSpan(pg::AsyncConnection& target, Move
     out.done_upto = last.has_value() ? last : range.start();
   }
 
-  // The target's transaction: the claim first, so that nothing is copied for a checkpoint that
-  // moved (a batch of a killed run that committed late).
-  std::vector<std::string> head_texts;
-  head_texts.emplace_back("BEGIN");
-  head_texts.push_back(absl::StrCat("SET LOCAL lock_timeout = '",
-                                    absl::ToInt64Milliseconds(live_.throttle.lock_timeout), "ms'"));
-  head_texts.push_back(absl::StrCat("SET LOCAL statement_timeout = '",
-                                    absl::ToInt64Milliseconds(live_.throttle.statement_timeout),
-                                    "ms'"));
-  head_texts.push_back(move::ClaimSql());
-  const bool staged = staged_ && keys > 0;
-  if (staged) head_texts.push_back(move::StageSql(move_spec_));
-  std::vector<pg::Statement> head = Statements(std::move(head_texts));
-  head[3].params.emplace_back(plan_.name);
-  head[3].params.emplace_back(std::to_string(range.id));
-  head[3].params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
+  move::TargetTransaction transaction =
+      move::BuildTargetTransaction(mover_.spec, live_.throttle, mover_.staged && keys > 0);
+  constexpr size_t kClaim = move::TargetTransaction::kClaimIndex;
+  std::vector<pg::Statement> head = Statements(std::move(transaction.head));
+  head[kClaim].params.emplace_back(plan_.name);
+  head[kClaim].params.emplace_back(std::to_string(range.id));
+  head[kClaim].params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
   pg::PipelineResult claimed = co_await target.Pipeline(std::move(head));
   if (!claimed.ok()) co_return failed(claimed.status);
-  if (claimed.results[3].Rows() != 1) {
+  if (claimed.results[kClaim].Rows() != 1) {
     (void)co_await target.Exec("ROLLBACK");
     out.stale = true;
     co_return out;
   }
 
   if (keys > 0) {
-    const std::string copy_out = move::CopyOutSql(move_spec_, range.start(), out.done_upto);
-    const std::string copy_in = move::CopyInSql(move_spec_, staged);
+    const std::string copy_out = move::CopyOutSql(mover_.spec, range.start(), out.done_upto);
+    const std::string& copy_in = transaction.copy_in;
     PGconn* source_conn = mover.source->Lend();
     PGconn* target_conn = target.Lend();
     pg::CopyStreamResult streamed;
@@ -281,12 +265,8 @@ asio::awaitable<BatchOutcome> Runner::MoveSpan(pg::AsyncConnection& target, Move
     out.bytes = streamed.bytes;
   }
 
-  std::vector<std::string> tail_texts;
-  if (staged) tail_texts.push_back(move::InsertFromStageSql(move_spec_));
-  tail_texts.push_back(move::AdvanceSql());
-  tail_texts.emplace_back("COMMIT");
-  std::vector<pg::Statement> tail = Statements(std::move(tail_texts));
-  std::vector<pg::Param>& advance = tail[staged ? 1 : 0].params;
+  std::vector<pg::Statement> tail = Statements(std::move(transaction.tail));
+  std::vector<pg::Param>& advance = tail[transaction.advance_index].params;
   advance.emplace_back(plan_.name);
   advance.emplace_back(std::to_string(range.id));
   advance.push_back(checkpoint::TextArrayLiteral(out.done_upto));

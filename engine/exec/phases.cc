@@ -12,7 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "pgbackfill/catalog/catalog.h"
-#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/preflight/preflight.h"
 #include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/expand/ddl.h"
 #include "pgbackfill/expand/triggers.h"
@@ -26,7 +26,6 @@
 namespace pgbackfill::exec {
 namespace {
 
-using nlohmann::json;
 
 // How long a phase waits for the job's run lock (a killed process's session may linger briefly),
 // and how long `rollback` waits for a running backfill to stop after asking it to abort.
@@ -39,11 +38,6 @@ constexpr char kVerifyDone[] = "phase:verify";
 constexpr char kContractDone[] = "phase:contract";
 constexpr char kTriggersInstalled[] = "triggers";
 constexpr char kTriggersDropped[] = "triggers_dropped";
-
-json Event(const char* type) {
-  return json{{"event", type},
-              {"time", absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone())}};
-}
 
 std::string Requester() {
   std::array<char, 256> host{};
@@ -71,7 +65,7 @@ std::string TriggerKind(const plan::Plan& plan) {
 // One phase of one job on its own session: preflight, the job store, the job's run lock.
 class PhaseRunner {
  public:
-  PhaseRunner(Phase phase, const plan::Plan& plan, const RunOptions& options, EventSink& events)
+  PhaseRunner(Phase phase, const plan::Plan& plan, const RunOptions& options, events::EventSink& events)
       : phase_(phase),
         plan_(plan),
         options_(options),
@@ -83,18 +77,13 @@ class PhaseRunner {
   }
 
   absl::StatusOr<RunSummary> Run() {
-    json started = Event("phase_started");
-    started["job"] = plan_.name;
-    started["phase"] = PhaseName(phase_);
-    events_.Emit(started);
+    events_.Emit(events::PhaseStarted{.job = plan_.name, .phase = PhaseName(phase_)});
     absl::StatusOr<RunSummary> summary = RunPhase();
     if (summary.ok() && summary->outcome == Outcome::kDone) {
-      json done = Event("phase_done");
-      done["job"] = plan_.name;
-      done["phase"] = PhaseName(phase_);
-      done["skipped"] = skipped_;
-      done["message"] = summary->message;
-      events_.Emit(done);
+      events_.Emit(events::PhaseDone{.job = plan_.name,
+                                     .phase = PhaseName(phase_),
+                                     .skipped = skipped_,
+                                     .message = summary->message});
     }
     return summary;
   }
@@ -131,7 +120,7 @@ class PhaseRunner {
   absl::StatusOr<std::optional<RunSummary>> Open() {
     ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
     conn_.emplace(std::move(conn));
-    ASSIGN_OR_RETURN(report_, catalog::PreflightPlan(*conn_, plan_, options_.dsn));
+    ASSIGN_OR_RETURN(report_, preflight::PreflightPlan(*conn_, plan_, options_.dsn));
     store_.emplace(*conn_);
     if (!report_.ok()) {
       // Without a job store no phase can have run: refuse before creating anything.
@@ -191,10 +180,8 @@ class PhaseRunner {
   absl::Status StopRunningJob() {
     absl::Status asked = store_->SetControl(plan_.name, "abort", Requester());
     if (!asked.ok() && asked.code() != absl::StatusCode::kFailedPrecondition) return asked;
-    json waiting = Event("warning");
-    waiting["message"] = absl::StrCat("job ", plan_.name,
-                                      " is running; asked it to abort and waiting for it to stop");
-    events_.Emit(waiting);
+    events_.Emit(events::Warning{absl::StrCat(
+        "job ", plan_.name, " is running; asked it to abort and waiting for it to stop")});
     const absl::Time deadline = absl::Now() + kAbortWait;
     while (!locked_ && absl::Now() < deadline) {
       absl::SleepFor(kLockRetry);
@@ -232,29 +219,20 @@ class PhaseRunner {
       return conn.Exec(checkpoint::JobStore::MarkStepSql(), {job, step}).status();
     };
     auto on_retry = [&](const expand::DdlAttempt& attempt) {
-      json event = Event("ddl_retry");
-      event["step"] = step;
-      event["attempt"] = attempt.attempt;
-      event["sql"] = attempt.sql.substr(0, 300);
-      event["sqlstate"] = attempt.sqlstate;
-      event["error"] = attempt.error.substr(0, 300);
-      event["wait_ms"] = absl::ToInt64Milliseconds(attempt.wait);
-      events_.Emit(event);
+      events_.Emit(events::DdlRetry{.step = step,
+                                    .attempt = attempt.attempt,
+                                    .sql = attempt.sql.substr(0, 300),
+                                    .sqlstate = attempt.sqlstate,
+                                    .error = attempt.error.substr(0, 300),
+                                    .wait_ms = absl::ToInt64Milliseconds(attempt.wait)});
     };
     if (absl::Status ran = expand::RunDdlStep(*conn_, sql, options, record, on_retry); !ran.ok()) {
-      absl::Status annotated(ran.code(), absl::StrCat(step, " failed: ", ran.message()));
-      ran.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
-        annotated.SetPayload(url, payload);
-      });
-      return annotated;
+      return WithMessage(ran, absl::StrCat(step, " failed: ", ran.message()));
     }
     steps_.insert(step);
     steps_.insert(also_done.begin(), also_done.end());
     for (const std::string& forgotten : also_forgotten) steps_.erase(forgotten);
-    json event = Event("ddl");
-    event["step"] = step;
-    event["sql"] = sql.substr(0, 300);
-    events_.Emit(event);
+    events_.Emit(events::Ddl{.step = step, .sql = sql.substr(0, 300)});
     return absl::OkStatus();
   }
 
@@ -300,7 +278,7 @@ class PhaseRunner {
     if (!kind.empty() && !steps_.contains(kTriggersInstalled)) {
       // Copy mode: `expand` may have just created the target; preflight again to know its key.
       if (plan_.mode == plan::Mode::kCopy && !report_.target.has_value()) {
-        ASSIGN_OR_RETURN(report_, catalog::PreflightPlan(*conn_, plan_, options_.dsn));
+        ASSIGN_OR_RETURN(report_, preflight::PreflightPlan(*conn_, plan_, options_.dsn));
         if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
         RETURN_IF_ERROR(UseUserSearchPath());
       }
@@ -355,9 +333,9 @@ class PhaseRunner {
     }
     ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> ranges, store_->LoadRanges(plan_.name));
     if (plan::MovesBetweenDatabases(plan_)) return VerifyMove(ranges);
-    std::vector<KeyColumn> key;
+    std::vector<sql::KeyColumn> key;
     for (const catalog::Column& column : report_.key->columns) {
-      key.push_back(KeyColumn{column.name, column.type});
+      key.push_back(sql::KeyColumn{column.name, column.type});
     }
     absl::StatusOr<verify::Report> checked;
     if (plan_.mode == plan::Mode::kCopy) {
@@ -374,7 +352,7 @@ class PhaseRunner {
       check.where = plan_.where;
       checked = verify::Verify(*conn_, check, ranges, report_.user_search_path);
     } else {
-      UpdateBatchSpec spec;
+      batch::UpdateBatchSpec spec;
       spec.table = report_.table->name;
       spec.key = key;
       spec.set = plan_.set;
@@ -388,16 +366,14 @@ class PhaseRunner {
     }
     RETURN_IF_ERROR(checked.status());
     const verify::Report& found = *checked;
-    json event = Event("verify");
-    event["job"] = plan_.name;
-    event["differing_rows"] = found.differing;
-    event["ranges_checked"] = found.ranges_checked;
-    event["first_keys"] = found.first_keys;
-    json per_range = json::array();
+    events::Verified event;
+    event.job = plan_.name;
+    event.differing_rows = found.differing;
+    event.ranges_checked = found.ranges_checked;
+    event.first_keys = found.first_keys;
     for (const verify::RangeDiff& diff : found.ranges) {
-      per_range.push_back({{"range", diff.range}, {"rows", diff.rows}, {"first_keys", diff.first_keys}});
+      event.ranges.push_back({.range = diff.range, .rows = diff.rows, .first_keys = diff.first_keys});
     }
-    event["ranges"] = per_range;
     events_.Emit(event);
     if (found.differing > 0) {
       // A verify that passed earlier no longer vouches for the data: contract needs a new one.
@@ -427,27 +403,25 @@ class PhaseRunner {
                      pg::Connection::Connect(plan::SourceDsn(plan_, options_.dsn)));
     RETURN_IF_ERROR(catalog::Catalog(source).Harden().status());
     ASSIGN_OR_RETURN(verify::MoveReport found,
-                     verify::VerifyMove(source, *conn_, catalog::MoveSpecFor(report_, plan_),
+                     verify::VerifyMove(source, *conn_, preflight::MoveSpecFor(report_, plan_),
                                         ranges, report_.user_search_path, options_.repair));
     (void)Harden();  // the verify session's output settings stay; its search_path is ours again
-    json event = Event("verify");
-    event["job"] = plan_.name;
-    event["ranges_checked"] = found.ranges_checked;
-    event["differing_ranges"] = found.ranges.size();
-    event["repaired_ranges"] = found.repaired;
-    json per_range = json::array();
+    events::MoveVerified event;
+    event.job = plan_.name;
+    event.ranges_checked = found.ranges_checked;
+    event.differing_ranges = static_cast<int>(found.ranges.size());
+    event.repaired_ranges = found.repaired;
     std::vector<std::string> unrepaired;
     for (const verify::MoveRangeDiff& diff : found.ranges) {
-      per_range.push_back({{"range", diff.range},
-                           {"source_rows", diff.source_rows},
-                           {"target_rows", diff.target_rows},
-                           {"repaired", diff.repaired}});
+      event.ranges.push_back({.range = diff.range,
+                              .source_rows = diff.source_rows,
+                              .target_rows = diff.target_rows,
+                              .repaired = diff.repaired});
       if (!diff.repaired) {
         unrepaired.push_back(absl::StrCat(diff.range, " (source ", diff.source_rows,
                                           " rows, target ", diff.target_rows, ")"));
       }
     }
-    event["ranges"] = per_range;
     events_.Emit(event);
     if (!unrepaired.empty()) {
       RETURN_IF_ERROR(store_->ClearSteps(plan_.name, kVerifyDone));
@@ -624,11 +598,11 @@ class PhaseRunner {
   const Phase phase_;
   const plan::Plan& plan_;
   const RunOptions& options_;
-  EventSink& events_;
+  events::EventSink& events_;
   std::string dsn_;
   std::optional<pg::Connection> conn_;
   std::optional<checkpoint::JobStore> store_;
-  catalog::PreflightReport report_;
+  preflight::PreflightReport report_;
   std::optional<checkpoint::JobRecord> job_;
   std::set<std::string> steps_;
   bool locked_ = false;
@@ -660,7 +634,7 @@ std::vector<Phase> RunPhases(bool contract, bool verify) {
   return phases;
 }
 
-checkpoint::JobRecord NewJobRecord(const plan::Plan& plan, const catalog::PreflightReport& report,
+checkpoint::JobRecord NewJobRecord(const plan::Plan& plan, const preflight::PreflightReport& report,
                                    const std::string& phase) {
   checkpoint::JobRecord record;
   record.name = plan.name;
@@ -679,7 +653,7 @@ bool NeedsExpand(const plan::Plan& plan) {
 }
 
 absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const plan::Plan& plan,
-                                        const RunOptions& options, EventSink& events) {
+                                        const RunOptions& options, events::EventSink& events) {
   RunSummary summary;
   summary.outcome = Outcome::kDone;
   RunOptions phase_options = options;

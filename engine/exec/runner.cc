@@ -22,26 +22,10 @@
 namespace pgbackfill::exec {
 namespace internal {
 namespace {
-
-using nlohmann::json;
-
-// A retryable error (lock timeout, deadlock, statement timeout) this many times in a row on one
-// batch means something holds the rows for good: stop and say so rather than spin forever.
-constexpr int kMaxConsecutiveRetries = 100;
-// Reconnects in a row with no committed batch in between before the job stops.
-constexpr int kMaxReconnectsWithoutProgress = 5;
-// How long a worker keeps trying to reconnect (a server restart, a failover) before giving up.
-constexpr absl::Duration kReconnectDeadline = absl::Minutes(5);
 // How often the job row is refreshed with totals (status from another host reads it).
 constexpr absl::Duration kStoreRefresh = absl::Seconds(2);
 
 }  // namespace
-
-std::string NowText() {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone());
-}
-
-json Event(const char* type) { return json{{"event", type}, {"time", NowText()}}; }
 
 namespace {
 
@@ -63,15 +47,15 @@ std::string RangeState::Describe() const {
                       ", checkpoint ", KeyText(done_upto, "none"));
 }
 
-Runner::Runner(const plan::Plan& plan, const RunOptions& options, EventSink& events)
+Runner::Runner(const plan::Plan& plan, const RunOptions& options, events::EventSink& events)
     : plan_(plan),
       live_(plan),
       options_(options),
       events_(events),
       dsn_(plan::HomeDsn(plan, options.dsn)),
-      signals_(io_),
       moves_(plan::MovesBetweenDatabases(plan)),
-      source_dsn_(plan::SourceDsn(plan, options.dsn)) {}
+      source_dsn_(plan::SourceDsn(plan, options.dsn)),
+      signals_(io_) {}
 
 void Runner::Fail(std::string message) {
   if (!failure_.has_value()) failure_ = std::move(message);
@@ -105,7 +89,7 @@ absl::Status Runner::EnsureControl() {
 absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
   control_.emplace(std::move(conn));
-  ASSIGN_OR_RETURN(report_, catalog::PreflightPlan(*control_, plan_, options_.dsn));
+  ASSIGN_OR_RETURN(report_, preflight::PreflightPlan(*control_, plan_, options_.dsn));
   auto refuse = [&](std::string message) {
     RunSummary refused;
     refused.outcome = Outcome::kRefused;
@@ -137,7 +121,7 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   // An abort asked before this moment was meant for an earlier run (see ClearAbort below); one
   // asked after it is for this run, also when it lands before the lock is taken.
   ASSIGN_OR_RETURN(pg::Result now, control_->Exec("SELECT pg_catalog.clock_timestamp()::text"));
-  run_requested_at_ = std::string(now.Get(0, 0));
+  throttle_.run_requested_at = std::string(now.Get(0, 0));
   // Right after a `kill -9` the old process's session may take a moment to go away; give it that
   // moment before calling the job busy. (Correctness does not rest on this lock: every batch
   // claims its checkpoint row, see batch_sql.h.)
@@ -223,7 +207,7 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     rows_before_ = job->rows_done;
   }
   RETURN_IF_ERROR(DecideStaging(existing.empty()));
-  if (staged_ && report_.target_key_index.empty()) {
+  if (mover_.staged && report_.target_key_index.empty()) {
     // Nothing would stop a row that was there before the job from being inserted again.
     return refuse(absl::StrCat(
         plan::QuoteQualified(report_.target->name),
@@ -235,15 +219,15 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   if (job.has_value()) {
     // An abort asked of an earlier run is not one of this run: starting the job again is the
     // operator's newer word. A pause stands (the job starts held) until `pgbackfill resume`.
-    RETURN_IF_ERROR(store.ClearAbort(plan_.name, run_requested_at_));
+    RETURN_IF_ERROR(store.ClearAbort(plan_.name, throttle_.run_requested_at));
   }
   return std::optional<RunSummary>();
 }
 
 absl::Status Runner::LoadRanges() {
   ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> records, store_->LoadRanges(plan_.name));
-  ranges_.clear();
-  ranges_.reserve(records.size());
+  queue_.all.clear();
+  queue_.all.reserve(records.size());
   rows_before_ = 0;
   for (const checkpoint::RangeRecord& record : records) {
     RangeState range;
@@ -254,14 +238,14 @@ absl::Status Runner::LoadRanges() {
     range.rows_done = record.rows_done;
     range.done = record.state == "done";
     rows_before_ += record.rows_done;
-    ranges_.push_back(std::move(range));
+    queue_.all.push_back(std::move(range));
   }
-  for (RangeState& range : ranges_) {
-    if (!range.done) pending_.push_back(&range);
+  for (RangeState& range : queue_.all) {
+    if (!range.done) queue_.pending.push_back(&range);
   }
   spec_.table = report_.table->name;
   for (const catalog::Column& column : report_.key->columns) {
-    spec_.key.push_back(KeyColumn{column.name, column.type});
+    spec_.key.push_back(sql::KeyColumn{column.name, column.type});
   }
   spec_.set = plan_.set;
   spec_.where = plan_.where;
@@ -274,369 +258,14 @@ absl::Status Runner::LoadRanges() {
     copy_spec_.on_conflict = plan_.on_conflict;
     copy_spec_.where = plan_.where;
   }
-  if (moves_) move_spec_ = catalog::MoveSpecFor(report_, plan_);
+  if (moves_) mover_.spec = preflight::MoveSpecFor(report_, plan_);
   return absl::OkStatus();
-}
-
-std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int64_t rows) {
-  const RangeEnds ends{range.start().has_value(), range.upper.has_value()};
-  std::string& sql = batch_sql_[{ends.has_lower, ends.has_upper}];
-  if (sql.empty()) {
-    sql = plan_.mode == plan::Mode::kCopy ? BuildCopyBatch(copy_spec_, ends)
-                                          : BuildUpdateBatch(spec_, ends);
-  }
-
-  std::vector<pg::Param> params;
-  if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
-  if (ends.has_upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
-  params.emplace_back(std::to_string(rows));
-  params.emplace_back(plan_.name);
-  params.emplace_back(std::to_string(range.id));
-  params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
-
-  std::vector<pg::Statement> statements;
-  for (std::string& text : BatchTransaction(live_.throttle, sql)) {
-    statements.push_back(pg::Statement{std::move(text), {}});
-  }
-  statements[kBatchStatementIndex].params = std::move(params);
-  return statements;
-}
-
-RangeState* Runner::NextRange() {
-  if (pending_.empty()) return nullptr;
-  RangeState* range = pending_.front();
-  pending_.pop_front();
-  return range;
-}
-
-asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn,
-                                                       RangeState& range) {
-  // After a failure we cannot know from the client side whether COMMIT went through (the reply
-  // may be what was lost). The job store knows: continue from what it says, never from memory.
-  // Parameters built outside the co_await: GCC 12 rejects initializer lists in coroutine frames.
-  std::vector<pg::Param> params;
-  params.emplace_back(plan_.name);
-  params.emplace_back(std::to_string(range.id));
-  auto result = co_await conn.Exec(
-      "SELECT done_upto, rows_done, state FROM \"pgbackfill\".\"ranges\""
-      " WHERE job_name = $1 AND range_id = $2::int",
-      std::move(params));
-  if (!result.ok()) co_return result.status();
-  if (result->Rows() != 1) {
-    co_return absl::NotFoundError(absl::StrCat("the checkpoint row of ", range.Describe(),
-                                               " is gone from the job store"));
-  }
-  auto done_upto = checkpoint::ParseTextArray(result->GetOptional(0, 0));
-  if (!done_upto.ok()) co_return done_upto.status();
-  range.done_upto = *done_upto;
-  const int64_t stored = std::stoll(std::string(result->Get(0, 1)));
-  // Rows the store has and we did not count: a batch whose COMMIT went through while its reply
-  // was lost (or, after a kill -9, an earlier run's batch that committed late). They are done
-  // and in no other count, so the run's totals take them here.
-  if (const int64_t unseen = stored - range.rows_done; unseen > 0) {
-    summary_.rows += unseen;
-    rate_window_.emplace_back(absl::Now(), unseen);
-  }
-  range.rows_done = stored;
-  range.done = result->Get(0, 2) == "done";
-  co_return absl::OkStatus();
-}
-
-asio::awaitable<bool> Runner::ReconnectWorker(std::vector<pg::AsyncConnection*> conns,
-                                              Backoff& backoff, int index) {
-  // The sessions that broke; when none shows it (the error came first), all of them.
-  std::vector<pg::AsyncConnection*> broken;
-  for (pg::AsyncConnection* conn : conns) {
-    if (!conn->IsOpen()) broken.push_back(conn);
-  }
-  if (broken.empty()) broken = conns;
-  const absl::Time deadline = absl::Now() + kReconnectDeadline;
-  while (!stopping_) {
-    co_await Sleep(backoff.Next());
-    absl::Status status;
-    while (!broken.empty()) {
-      status = co_await broken.back()->Reconnect();
-      if (!status.ok()) break;
-      broken.pop_back();
-    }
-    if (status.ok()) {
-      ++summary_.reconnects;
-      json event = Event("reconnected");
-      event["worker"] = index;
-      events_.Emit(event);
-      co_return true;
-    }
-    if (absl::Now() > deadline) {
-      Fail(absl::StrCat("worker ", index, " could not reconnect for ",
-                        absl::FormatDuration(kReconnectDeadline), ": ", status.message()));
-      co_return false;
-    }
-  }
-  co_return false;
-}
-
-asio::awaitable<BatchOutcome> Runner::SqlBatch(pg::AsyncConnection& conn, const RangeState& range,
-                                               int64_t rows) {
-  BatchOutcome out;
-  pg::PipelineResult result = co_await conn.Pipeline(BatchStatements(range, rows));
-  if (!result.ok()) {
-    out.status = std::move(result.status);
-    co_return out;
-  }
-  const pg::Result& batch = result.results[kBatchStatementIndex];
-  if (batch.Rows() != 1) {
-    out.stale = true;
-    co_return out;
-  }
-  auto done_upto = checkpoint::ParseTextArray(batch.GetOptional(0, 1));
-  if (!done_upto.ok()) {
-    out.status = absl::InternalError(done_upto.status().message());
-    co_return out;
-  }
-  out.rows = std::stoll(std::string(batch.Get(0, 0)));
-  out.done_upto = *done_upto;
-  out.done = batch.Get(0, 2) == "t";
-  co_return out;
-}
-
-asio::awaitable<void> Runner::Worker(int index) {
-  Backoff backoff;
-  BatchSizer sizer(BatchSizerConfig{live_.batch.rows, live_.batch.min_rows, live_.batch.max_rows,
-                                    live_.batch.target * batch_scale_});
-  std::unique_ptr<pg::AsyncConnection> conn;
-  MoverSession mover;  // the data mover's
-  RangeState* range = nullptr;
-  // Runs on every exit, also when an exception unwinds the coroutine: the shared lists must never
-  // point into a finished frame, and a range taken but not finished goes back, so that `pending_`
-  // stays the truth for the summary.
-  asio::steady_timer gate(io_);
-  struct Registration {
-    Runner* runner;
-    BatchSizer* sizer;
-    asio::steady_timer* gate;
-    std::unique_ptr<pg::AsyncConnection>* conn;
-    MoverSession* mover;
-    RangeState** range;
-    ~Registration() {
-      if (*range != nullptr && !(*range)->done) runner->pending_.push_front(*range);
-      if (*conn != nullptr) std::erase(runner->connections_, conn->get());
-      if (mover->source != nullptr) std::erase(runner->source_connections_, mover->source.get());
-      std::erase(runner->sizers_, sizer);
-      std::erase(runner->gates_, gate);
-    }
-  } registration{this, &sizer, &gate, &conn, &mover, &range};
-  sizers_.push_back(&sizer);
-  gates_.push_back(&gate);
-  {
-    auto connected = co_await pg::AsyncConnection::Connect(dsn_);
-    if (!connected.ok()) {
-      Fail(absl::StrCat("worker ", index, " could not connect: ", connected.status().message()));
-      co_return;
-    }
-    conn = std::move(connected).value();
-  }
-  connections_.push_back(conn.get());
-  if (moves_) {
-    auto connected = co_await pg::AsyncConnection::Connect(source_dsn_);
-    if (!connected.ok()) {
-      Fail(absl::StrCat("worker ", index, " could not connect to the source: ",
-                        connected.status().message()));
-      co_return;
-    }
-    mover.source = std::move(connected).value();
-    source_connections_.push_back(mover.source.get());
-  }
-  std::vector<pg::AsyncConnection*> sessions{conn.get()};
-  if (moves_) sessions.push_back(mover.source.get());
-
-  int consecutive_retries = 0;
-  int consecutive_reconnects = 0;
-  // The rate limiter's reservation for the next batch: when it may start. Kept across waits, so a
-  // worker that was held while it waited does not take its tokens twice.
-  std::optional<absl::Time> reserved_until;
-  while (!stopping_) {
-    // The throttle: the governor and the operator are asked before every batch, so a hold stops
-    // new batches at once while the ones in flight commit.
-    if (const std::string held = HoldReason(index); !held.empty()) {
-      if (Parked(index) && range != nullptr && !range->done) {
-        // Parked by the concurrency limit: hand the range to a worker that may run.
-        pending_.push_front(range);
-        range = nullptr;
-      }
-      if (range == nullptr && pending_.empty()) break;  // nothing left that this worker could do
-      co_await WaitForGate(gate, live_.throttle.interval);
-      continue;
-    }
-    if (range == nullptr || range->done) {
-      range = NextRange();
-      if (range == nullptr) break;
-    }
-    const int64_t rows = sizer.rows();
-    if (limiter_.rate() <= 0) {
-      reserved_until.reset();
-    } else {
-      const absl::Time now = clock_.Now();
-      if (!reserved_until.has_value()) reserved_until = now + limiter_.Acquire(rows, now);
-      if (now < *reserved_until) {
-        // Waits in pieces of at most one interval, on the gate, and asks the throttle again
-        // after each: a hold, a pause or a stop that comes while it waits must stop this batch.
-        co_await WaitForGate(gate, std::min(*reserved_until - now, live_.throttle.interval));
-        continue;
-      }
-      reserved_until.reset();
-    }
-    const absl::Time start = absl::Now();
-    // Not a conditional expression: GCC 12 mis-builds co_await inside ?: (garbage results).
-    BatchOutcome outcome;
-    if (moves_) {
-      outcome = co_await MoveBatch(*conn, mover, *range, rows);
-    } else {
-      outcome = co_await SqlBatch(*conn, *range, rows);
-    }
-    const absl::Duration elapsed = absl::Now() - start;
-
-    if (outcome.stale) {
-      // The checkpoint was not where this worker thought (a batch of a killed earlier run
-      // committed late); nothing was changed. Continue from what the job store says.
-      absl::Status reloaded = co_await ReloadCheckpoint(*conn, *range);
-      if (!reloaded.ok()) {
-        Fail(absl::StrCat("could not read the checkpoint of ", range->Describe(), ": ",
-                          reloaded.message()));
-        break;
-      }
-      continue;
-    }
-    if (outcome.status.ok()) {
-      const int64_t updated = outcome.rows;
-      range->done_upto = std::move(outcome.done_upto);
-      range->rows_done += updated;
-      range->done = outcome.done;
-      summary_.rows += updated;
-      summary_.bytes += outcome.bytes;
-      ++summary_.batches;
-      summary_.batch_latency.Add(elapsed);
-      sizer.OnSuccess(rows, elapsed);
-      backoff.Reset();
-      consecutive_retries = 0;
-      consecutive_reconnects = 0;
-      rate_window_.emplace_back(absl::Now(), updated);
-      if (governor_.has_value()) governor_->ReportRows(updated);
-      CountForVacuum(updated);
-      if (range->done) {
-        json event = Event("range_done");
-        event["range"] = range->id;
-        event["rows"] = range->rows_done;
-        events_.Emit(event);
-      }
-      continue;
-    }
-
-    // The batch did not commit (or we cannot tell: ReloadCheckpoint settles it).
-    const absl::Status& failed = outcome.status;
-    const pg::ErrorClass error_class = pg::Classify(failed);
-    if (stopping_) break;  // a second signal cancelled it; the checkpoint is where it was
-    const std::string sqlstate = pg::SqlStateOf(failed);
-    if (error_class == pg::ErrorClass::kFatal) {
-      Fail(absl::StrCat("batch failed on ", range->Describe(), " with SQLSTATE ",
-                        sqlstate.empty() ? "none" : sqlstate, ": ", failed.message()));
-      break;
-    }
-    ++summary_.retries;
-    json event = Event(error_class == pg::ErrorClass::kRetry ? "retry" : "reconnect");
-    event["worker"] = index;
-    event["range"] = range->id;
-    event["sqlstate"] = sqlstate;
-    event["error"] = std::string(Utf8Prefix(ToStd(failed.message()), 300));
-    if (error_class == pg::ErrorClass::kRetry) {
-      if (++consecutive_retries > kMaxConsecutiveRetries) {
-        Fail(absl::StrCat("batch on ", range->Describe(), " failed ", kMaxConsecutiveRetries,
-                          " times in a row, last with SQLSTATE ", sqlstate, ": ",
-                          failed.message()));
-        break;
-      }
-      sizer.OnRetryableFailure();
-      governor_->ReportRetries(1);
-      const absl::Duration wait = backoff.Next();
-      event["wait_ms"] = absl::ToInt64Milliseconds(wait);
-      event["batch_rows"] = sizer.rows();
-      events_.Emit(event);
-      co_await Sleep(wait);
-    } else {
-      // A batch that loses its session every time (it crashes the backend, or gets it killed)
-      // would otherwise be sent again forever.
-      if (++consecutive_reconnects > kMaxReconnectsWithoutProgress) {
-        Fail(absl::StrCat("the batch on ", range->Describe(), " lost its connection ",
-                          kMaxReconnectsWithoutProgress,
-                          " times in a row without committing; it may be crashing or killing its "
-                          "server backend. Last error: ",
-                          failed.message()));
-        break;
-      }
-      events_.Emit(event);
-      std::erase(connections_, conn.get());
-      if (moves_) std::erase(source_connections_, mover.source.get());
-      mover.source_ready = false;
-      mover.target_ready = false;
-      const bool reconnected = co_await ReconnectWorker(sessions, backoff, index);
-      if (!reconnected) break;
-      connections_.push_back(conn.get());
-      if (moves_) source_connections_.push_back(mover.source.get());
-    }
-    if (stopping_) break;
-    absl::Status reloaded = co_await ReloadCheckpoint(*conn, *range);
-    if (!reloaded.ok()) {
-      if (pg::Classify(reloaded) == pg::ErrorClass::kReconnect) continue;  // next round reconnects
-      Fail(absl::StrCat("could not read the checkpoint of ", range->Describe(), ": ",
-                        reloaded.message()));
-      break;
-    }
-  }
 }
 
 asio::awaitable<void> Runner::Sleep(absl::Duration duration) {
   asio::steady_timer timer(io_, absl::ToChronoNanoseconds(duration));
   boost::system::error_code ignored;
   co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
-}
-
-void Runner::SpawnWorkers(int count) {
-  // Never more workers than unfinished ranges: a range is worked by one worker at a time.
-  int unfinished = 0;
-  for (const RangeState& range : ranges_) unfinished += range.done ? 0 : 1;
-  const int target = std::min(count, unfinished);
-  while (workers_running_ < target) {
-    const int index = next_worker_index_++;
-    ++workers_running_;
-    live_workers_.insert(index);
-    asio::co_spawn(io_, GuardedWorker(index), asio::detached);
-  }
-}
-
-asio::awaitable<void> Runner::GuardedWorker(int index) {
-  // Workers are spawned detached, where an exception would vanish and leave the run waiting for a
-  // worker that is gone. Turn it into a failed job instead.
-  try {
-    co_await Worker(index);
-  } catch (const std::exception& e) {
-    Fail(absl::StrCat("worker ", index, " stopped on an internal error: ", e.what()));
-  }
-  WorkerFinished(index);
-}
-
-void Runner::WorkerFinished(int index) {
-  live_workers_.erase(index);
-  if (--workers_running_ > 0) return;
-  // Last worker out: stop the ticker, the throttle loop and the signal watch so io_.run()
-  // returns.
-  if (ticker_.has_value()) ticker_->cancel();
-  if (throttle_timer_.has_value()) throttle_timer_->cancel();
-  if (prober_ != nullptr) prober_->Cancel();
-  StopVacuum();
-  boost::system::error_code ignored;
-  signals_.cancel(ignored);
-  // Back to the default disposition: a signal during the last bookkeeping ends the process, as
-  // the user asked, instead of being swallowed by a set nobody waits on.
-  signals_.clear(ignored);
 }
 
 void Runner::EmitProgress() {
@@ -651,35 +280,35 @@ void Runner::EmitProgress() {
   const double rate = static_cast<double>(window_rows) / window_seconds;
   const int64_t done = rows_before_ + summary_.rows;
   const int64_t estimated = std::max<int64_t>(report_.estimate->rows, done);
-  int ranges_done = 0;
-  for (const RangeState& range : ranges_) ranges_done += range.done ? 1 : 0;
+  const int ranges_done = queue_.Done();
   int64_t batch_rows = 0;
   for (const BatchSizer* sizer : sizers_) batch_rows += sizer->rows();
 
-  json event = Event("progress");
-  event["job"] = plan_.name;
-  event["rows_done"] = done;
-  event["estimated_rows"] = estimated;
-  event["percent"] = estimated > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(estimated)
-                                   : 100.0;
-  event["rows_per_second"] = static_cast<int64_t>(rate);
-  event["eta_seconds"] =
-      rate > 0 ? json(static_cast<int64_t>(static_cast<double>(estimated - done) / rate)) : json();
-  event["workers"] = throttle_reason_.empty()
-                        ? std::min(decision_.active_workers, static_cast<int>(connections_.size()))
-                        : 0;
-  event["batch_rows"] = sizers_.empty() ? 0 : batch_rows / static_cast<int64_t>(sizers_.size());
-  event["ranges_done"] = ranges_done;
-  event["ranges_total"] = ranges_.size();
-  event["retries"] = summary_.retries;
-  event["throttle"] = throttle_reason_.empty() ? json() : json(throttle_reason_);
+  events::Progress event;
+  event.job = plan_.name;
+  event.rows_done = done;
+  event.estimated_rows = estimated;
+  event.percent =
+      estimated > 0 ? 100.0 * static_cast<double>(done) / static_cast<double>(estimated) : 100.0;
+  event.rows_per_second = static_cast<int64_t>(rate);
+  if (rate > 0) {
+    event.eta_seconds = static_cast<int64_t>(static_cast<double>(estimated - done) / rate);
+  }
+  event.workers = throttle_.reason.empty()
+                      ? std::min(throttle_.decision.active_workers, static_cast<int>(connections_.size()))
+                      : 0;
+  event.batch_rows = sizers_.empty() ? 0 : batch_rows / static_cast<int64_t>(sizers_.size());
+  event.ranges_done = ranges_done;
+  event.ranges_total = static_cast<int>(queue_.all.size());
+  event.retries = summary_.retries;
+  if (!throttle_.reason.empty()) event.throttle = throttle_.reason;
   events_.Emit(event);
 }
 
 void Runner::RefreshStore() {
   // Best effort: the batches carry the checkpoints; this only refreshes totals for `status`.
   if (!EnsureControl().ok()) return;
-  if (store_->RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, throttle_reason_)
+  if (store_->RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, throttle_.reason)
           .ok()) {
     retries_reported_ = summary_.retries;
   }
@@ -707,16 +336,16 @@ asio::awaitable<void> Runner::WatchSignals() {
         co_await signals_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;
     ++signals_seen_;
-    json event = Event("signal");
-    event["signal"] = signal_number == SIGINT ? "SIGINT" : "SIGTERM";
+    events::Signal event;
+    event.signal = signal_number == SIGINT ? "SIGINT" : "SIGTERM";
     if (signals_seen_ == 1) {
       // Graded shutdown: let in-flight batches commit, hand out no new ones.
       stopping_ = true;
       WakeWorkers();
-      event["action"] = "finishing in-flight batches; send again to cancel them";
+      event.action = "finishing in-flight batches; send again to cancel them";
       events_.Emit(event);
     } else {
-      event["action"] = "cancelling in-flight statements";
+      event.action = "cancelling in-flight statements";
       events_.Emit(event);
       for (pg::AsyncConnection* conn : connections_) (void)conn->Cancel();
       for (pg::AsyncConnection* conn : source_connections_) (void)conn->Cancel();
@@ -731,31 +360,31 @@ absl::StatusOr<RunSummary> Runner::Run() {
   RETURN_IF_ERROR(LoadRanges());
   RETURN_IF_ERROR(store_->MarkStarted(plan_.name, static_cast<int>(getpid()), HostName()));
 
-  json started = Event("job_started");
-  started["job"] = plan_.name;
-  started["table"] = plan::QuoteQualified(report_.table->name);
-  started["key"] = report_.key->Describe();
-  started["estimated_rows"] = report_.estimate->rows;
-  started["ranges_total"] = ranges_.size();
-  started["ranges_pending"] = pending_.size();
-  started["workers"] = live_.workers;
-  started["resumed"] = summary_.resumed;
-  started["rows_done_before"] = rows_before_;
+  events::JobStarted started;
+  started.job = plan_.name;
+  started.table = plan::QuoteQualified(report_.table->name);
+  started.key = report_.key->Describe();
+  started.estimated_rows = report_.estimate->rows;
+  started.ranges_total = static_cast<int>(queue_.all.size());
+  started.ranges_pending = static_cast<int>(queue_.pending.size());
+  started.workers = live_.workers;
+  started.resumed = summary_.resumed;
+  started.rows_done_before = rows_before_;
   if (moves_) {
-    started["moves_between_databases"] = true;
-    started["copy_format"] = move_spec_.binary ? "binary" : "text";
-    started["through_stage"] = staged_;
+    started.moves_between_databases = true;
+    started.copy_format = mover_.spec.binary ? "binary" : "text";
+    started.through_stage = mover_.staged;
   }
   events_.Emit(started);
 
-  if (!pending_.empty()) {
+  if (!queue_.pending.empty()) {
     if (options_.handle_signals) {
       signals_.add(SIGINT);
       signals_.add(SIGTERM);
     }
     ticker_.emplace(io_);
     throttle_timer_.emplace(io_);
-    governor_.emplace(GovernorConfigFor(live_), clock_);
+    throttle_.governor.emplace(GovernorConfigFor(live_), throttle_.clock);
     // Settings and a pause recorded while the job was not running apply from the first batch.
     ReadOperatorControl();
     SpawnWorkers(live_.workers);
@@ -765,7 +394,7 @@ absl::StatusOr<RunSummary> Runner::Run() {
     io_.run();
   }
   summary_.elapsed = absl::Now() - started_;
-  if (held_since_.has_value()) summary_.held += absl::Now() - *held_since_;
+  if (throttle_.held_since.has_value()) summary_.held += absl::Now() - *throttle_.held_since;
   summary_.total_rows = rows_before_ + summary_.rows;
 
   std::string state;
@@ -773,14 +402,14 @@ absl::StatusOr<RunSummary> Runner::Run() {
     summary_.outcome = Outcome::kFailed;
     summary_.message = *failure_;
     state = "failed";
-  } else if (aborted_by_.has_value() && !pending_.empty()) {
+  } else if (throttle_.aborted_by.has_value() && !queue_.pending.empty()) {
     summary_.outcome = Outcome::kAborted;
-    summary_.message = absl::StrCat("aborted by ", *aborted_by_, " with ", pending_.size(),
+    summary_.message = absl::StrCat("aborted by ", *throttle_.aborted_by, " with ", queue_.pending.size(),
                                     " range(s) left; running the job again resumes it");
     state = "aborted";
-  } else if (!pending_.empty()) {
+  } else if (!queue_.pending.empty()) {
     summary_.outcome = Outcome::kInterrupted;
-    summary_.message = absl::StrCat("interrupted with ", pending_.size(),
+    summary_.message = absl::StrCat("interrupted with ", queue_.pending.size(),
                                     " range(s) left; run the same command again to resume");
     state = "interrupted";
   } else {
@@ -792,10 +421,8 @@ absl::StatusOr<RunSummary> Runner::Run() {
     checkpoint::JobStore& store = *store_;
     (void)store.RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, "");
     if (absl::Status finished = store.FinishJob(plan_.name, state, summary_.message); !finished.ok()) {
-      json warning = Event("warning");
-      warning["message"] = absl::StrCat("could not record the job's end: ",
-                                        finished.message());
-      events_.Emit(warning);
+      events_.Emit(events::Warning{
+          absl::StrCat("could not record the job's end: ", finished.message())});
     }
     (void)store.UnlockJob(plan_.name);
   }
@@ -805,7 +432,7 @@ absl::StatusOr<RunSummary> Runner::Run() {
 }  // namespace internal
 
 absl::StatusOr<RunSummary> RunBackfill(const plan::Plan& plan, const RunOptions& options,
-                                       EventSink& events) {
+                                       events::EventSink& events) {
   internal::Runner runner(plan, options, events);
   return runner.Run();
 }

@@ -1,6 +1,8 @@
-// The runner's class, shared by the files that implement it: runner.cc (preparing the job, the
-// workers, progress) and throttle_loop.cc (the probe round, the governor and the operator's live
-// control). Private to engine/exec; the public entry point is RunBackfill (runner.h).
+// The runner's class and the parts it owns (RangeQueue, ThrottleState, MoverState, VacuumState),
+// shared by the files that implement it: runner.cc (preparing the job, progress, signals, the
+// run), worker.cc (the workers and their steps), throttle_loop.cc (the probe round, the governor
+// and the operator's live control), move_batch.cc (the data mover's batches) and vacuum_loop.cc
+// (bloat control). Private to engine/exec; the public entry point is RunBackfill (runner.h).
 #pragma once
 
 #include <cstdint>
@@ -15,13 +17,12 @@
 #include <boost/asio/signal_set.hpp>
 
 #include "absl/time/time.h"
-#include "nlohmann/json.hpp"
-#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/preflight/preflight.h"
 #include "pgbackfill/checkpoint/job_store.h"
-#include "pgbackfill/exec/backoff.h"
+#include "pgbackfill/util/backoff.h"
 #include "pgbackfill/exec/batch_sizer.h"
-#include "pgbackfill/exec/batch_sql.h"
-#include "pgbackfill/exec/events.h"
+#include "pgbackfill/batch/batch_sql.h"
+#include "pgbackfill/events/events.h"
 #include "pgbackfill/exec/runner.h"
 #include "pgbackfill/move/move_sql.h"
 #include "pgbackfill/pg/async_connection.h"
@@ -34,11 +35,6 @@
 #include "pgbackfill/util/asio.h"
 
 namespace pgbackfill::exec::internal {
-
-// RFC 3339 UTC with milliseconds, the "time" of every event.
-std::string NowText();
-// A new event of `type` with its "time".
-nlohmann::json Event(const char* type);
 
 struct RangeState {
   int id = 0;
@@ -71,11 +67,62 @@ struct MoverSession {
   bool target_ready = false;
 };
 
+// The job's ranges, and those no worker holds. A worker takes from the front and gives a range
+// back to the front, so the range a parked worker hands back is the next one taken.
+struct RangeQueue {
+  std::vector<RangeState> all;
+  std::deque<RangeState*> pending;
+
+  RangeState* Take();
+  void GiveBack(RangeState* range) { pending.push_front(range); }
+  int Done() const;
+};
+
+// Throttling and live control: the governor's verdict as of the last round, the pace, the
+// probes, and what the operator asked through the control row.
+struct ThrottleState {
+  throttle::MonotonicClock clock;
+  std::optional<throttle::Governor> governor;
+  throttle::RateLimiter limiter{0};
+  std::unique_ptr<throttle::Prober> prober;
+  throttle::Decision decision;
+  std::string operator_hold;  // "paused by ..." while an operator's pause stands
+  std::optional<std::string> aborted_by;
+  std::string control_seen = "run";
+  std::string run_requested_at;  // server time just before this run took the job's lock
+  std::map<std::string, std::string> settings_applied;
+  double batch_scale = 1.0;
+  std::string reason;  // why work is held, shown in progress, the job row and `status`
+  bool was_held = false;
+  std::optional<absl::Time> held_since;  // while held: since when (summary_.held)
+  int active_reported = 0;
+  double pace_reported = 0;
+};
+
+// The data mover's run-wide state. The exporter's session holds the snapshot every source
+// session imports.
+struct MoverState {
+  move::MoveSpec spec;
+  std::map<std::pair<bool, bool>, std::string> batch_end_sql;  // by (has_lower, has_upper)
+  bool staged = false;  // `into` was not empty at the start: through the stage and ON CONFLICT
+  std::unique_ptr<pg::AsyncConnection> exporter;
+  std::string snapshot_id;
+  int snapshot_generation = 0;
+  bool snapshot_renewing = false;
+};
+
+// Bloat control (plan key vacuum_every).
+struct VacuumState {
+  int64_t rows_since = 0;
+  bool running = false;
+  std::unique_ptr<pg::AsyncConnection> conn;
+};
+
 // One run of one job. Everything runs on the single thread of io_: workers, the ticker, the signal
 // watch and the throttle loop are coroutines on it, so the members need no locks.
 class Runner {
  public:
-  Runner(const plan::Plan& plan, const RunOptions& options, EventSink& events);
+  Runner(const plan::Plan& plan, const RunOptions& options, events::EventSink& events);
 
   absl::StatusOr<RunSummary> Run();
 
@@ -83,26 +130,60 @@ class Runner {
   // runner.cc
   absl::StatusOr<std::optional<RunSummary>> PrepareJob();
   absl::Status LoadRanges();
-  std::vector<pg::Statement> BatchStatements(const RangeState& range, int64_t rows);
-  RangeState* NextRange();
-  void SpawnWorkers(int count);
-
-  asio::awaitable<void> Worker(int index);
-  asio::awaitable<void> GuardedWorker(int index);
-  asio::awaitable<bool> ReconnectWorker(std::vector<pg::AsyncConnection*> conns, Backoff& backoff,
-                                        int index);
-  // One same-database batch: the pipeline of BatchStatements.
-  asio::awaitable<BatchOutcome> SqlBatch(pg::AsyncConnection& conn, const RangeState& range,
-                                         int64_t rows);
-  asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
   asio::awaitable<void> Ticker();
   asio::awaitable<void> WatchSignals();
   asio::awaitable<void> Sleep(absl::Duration duration);
   void Fail(std::string message);
   void EmitProgress();
   void RefreshStore();
-  void WorkerFinished(int index);
   absl::Status EnsureControl();
+
+  // worker.cc
+  // One worker's own state, in its coroutine frame. Its destructor runs on every exit, also when
+  // an exception unwinds the coroutine: the runner's lists never point into a finished frame, and
+  // a range taken but not finished goes back to the queue, which stays the truth for the summary.
+  struct WorkerState {
+    WorkerState(Runner& owner, int worker_index);
+    ~WorkerState();
+    WorkerState(const WorkerState&) = delete;
+    WorkerState& operator=(const WorkerState&) = delete;
+    // Its sessions: the target (or only) one, and the mover's source.
+    std::vector<pg::AsyncConnection*> Sessions() const;
+
+    Runner& runner;
+    const int index;
+    Backoff backoff;
+    BatchSizer sizer;
+    asio::steady_timer gate;
+    std::unique_ptr<pg::AsyncConnection> conn;
+    MoverSession mover;  // the data mover's
+    RangeState* range = nullptr;
+    int consecutive_retries = 0;
+    int consecutive_reconnects = 0;
+    // The rate limiter's reservation for the next batch: when it may start.
+    std::optional<absl::Time> reserved_until;
+  };
+  // What a worker does next: run a batch, ask again (it waited), or end.
+  enum class Turn { kGo, kWait, kFinished };
+
+  void SpawnWorkers(int count);
+  asio::awaitable<void> GuardedWorker(int index);
+  // Connects, then loops over NextTurn and one batch, until there is nothing left or a stop.
+  asio::awaitable<void> Worker(int index);
+  asio::awaitable<bool> ConnectWorker(WorkerState& worker);
+  // Asks the throttle, takes a range, pays the rate limiter.
+  asio::awaitable<Turn> NextTurn(WorkerState& worker);
+  // Counts a committed batch everywhere it shows.
+  void Committed(WorkerState& worker, BatchOutcome outcome, int64_t rows, absl::Duration elapsed);
+  // A batch that did not commit (or may have): retry, reconnect or fail; false ends the worker.
+  asio::awaitable<bool> NotCommitted(WorkerState& worker, const absl::Status& failed);
+  asio::awaitable<bool> ReconnectWorker(WorkerState& worker);
+  std::vector<pg::Statement> BatchStatements(const RangeState& range, int64_t rows);
+  // One same-database batch: the pipeline of BatchStatements.
+  asio::awaitable<BatchOutcome> SqlBatch(pg::AsyncConnection& conn, const RangeState& range,
+                                         int64_t rows);
+  asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
+  void WorkerFinished(int index);
 
   // throttle_loop.cc
   // Every throttle.interval: one probe round into the governor, then the operator's control row
@@ -163,20 +244,24 @@ class Runner {
   const plan::Plan& plan_;
   plan::Plan live_;  // plan_ with the operator's `pgbackfill set` overrides applied
   const RunOptions& options_;
-  EventSink& events_;
-  std::string dsn_;
+  events::EventSink& events_;
+  const std::string dsn_;         // the home database: job store, control, probes, target
+  const bool moves_;              // copy between databases (plan::MovesBetweenDatabases)
+  const std::string source_dsn_;  // the mover's source
   std::optional<pg::Connection> control_;  // preflight, job store, the job's advisory lock
   std::optional<checkpoint::JobStore> store_;  // on control_; remade when control_ reconnects
 
-  catalog::PreflightReport report_;
-  UpdateBatchSpec spec_;
-  CopyBatchSpec copy_spec_;  // copy mode
+  preflight::PreflightReport report_;
+  batch::UpdateBatchSpec spec_;
+  batch::CopyBatchSpec copy_spec_;  // copy mode
   std::map<std::pair<bool, bool>, std::string> batch_sql_;  // by (has_lower, has_upper)
-  std::vector<RangeState> ranges_;
-  std::deque<RangeState*> pending_;
+  RangeQueue queue_;
   RunSummary summary_;
   int64_t rows_before_ = 0;  // rows the job had updated in earlier runs
+  int64_t retries_reported_ = 0;
   absl::Time started_;
+  // Throughput over a sliding window for the rate and the ETA.
+  std::deque<std::pair<absl::Time, int64_t>> rate_window_;
 
   asio::io_context io_;
   asio::signal_set signals_;
@@ -189,6 +274,7 @@ class Runner {
   // The data mover's source sessions: cancelled by the second signal too, never probed (their
   // pids belong to another server).
   std::vector<pg::AsyncConnection*> source_connections_;
+  std::vector<BatchSizer*> sizers_;
   std::set<int> live_workers_;  // indices of workers spawned and not finished
   int next_worker_index_ = 0;
   int workers_running_ = 0;
@@ -196,47 +282,11 @@ class Runner {
   bool stopping_ = false;
   bool lock_lost_ = false;  // another process holds the job now: never write its job row
   std::optional<std::string> failure_;
-  std::vector<BatchSizer*> sizers_;
-  int64_t retries_reported_ = 0;
 
-  // Throttling and live control.
-  throttle::MonotonicClock clock_;
-  std::optional<throttle::Governor> governor_;
-  throttle::RateLimiter limiter_{0};
-  std::unique_ptr<throttle::Prober> prober_;
-  std::string prober_error_;  // why the monitoring connection could not be opened
-  throttle::Decision decision_;  // the governor's verdict as of the last round
-  std::string operator_hold_;    // "paused by ..." while an operator's pause stands
-  std::optional<std::string> aborted_by_;
-  std::string control_seen_ = "run";
-  std::string run_requested_at_;  // server time just before this run took the job's lock
-  std::map<std::string, std::string> settings_applied_;
-  double batch_scale_ = 1.0;
-  std::string throttle_reason_;  // shown in progress, the job row and `status`
-  bool was_held_ = false;
-  std::optional<absl::Time> held_since_;  // while held: since when (summary_.held)
-  int active_reported_ = 0;
-  double pace_reported_ = 0;
-
-  // Throughput over a sliding window for the rate and the ETA.
-  std::deque<std::pair<absl::Time, int64_t>> rate_window_;
-
-  // The data mover. The exporter's session holds the snapshot every source session imports; it
-  // lives on io_, so it is declared after it.
-  const bool moves_;
-  std::string source_dsn_;
-  move::MoveSpec move_spec_;
-  std::map<std::pair<bool, bool>, std::string> batch_end_sql_;  // by (has_lower, has_upper)
-  bool staged_ = false;  // `into` was not empty at the start: through the stage and ON CONFLICT
-  std::unique_ptr<pg::AsyncConnection> exporter_;
-  std::string snapshot_id_;
-  int snapshot_generation_ = 0;
-  bool snapshot_renewing_ = false;
-
-  // Bloat control. After io_ so that the connection goes before the io_context it lives on.
-  int64_t rows_since_vacuum_ = 0;
-  bool vacuum_running_ = false;
-  std::unique_ptr<pg::AsyncConnection> vacuum_conn_;
+  ThrottleState throttle_;
+  // After io_: their connections go before the io_context they live on.
+  MoverState mover_;
+  VacuumState vacuum_;
 };
 
 }  // namespace pgbackfill::exec::internal

@@ -19,7 +19,6 @@
 namespace pgbackfill::exec::internal {
 namespace {
 
-using nlohmann::json;
 
 // Every reading of a round that could not be taken at all (the monitoring connection could not
 // be opened), so that the governor holds on whatever it checks, with this reason.
@@ -42,12 +41,12 @@ throttle::GovernorConfig Runner::GovernorConfigFor(const plan::Plan& plan) const
   config.table = plan::QuoteQualified(report_.table->name);
   // The plan's directly probed standbys must answer every round; the others become required
   // once seen (the governor's rule 2).
-  if (prober_ != nullptr) config.expected_replicas = prober_->DirectReplicaNames();
+  if (throttle_.prober != nullptr) config.expected_replicas = throttle_.prober->DirectReplicaNames();
   // A round may take up to the probes' budget (timeouts of twice the interval and more), and its
   // samples are stamped at its start: staleness must allow a whole slow round plus the wait for
   // the next, or a short interval would read every slow-but-answered round as "no samples".
-  const absl::Duration round = prober_ != nullptr
-                                   ? prober_->RoundBudget()
+  const absl::Duration round = throttle_.prober != nullptr
+                                   ? throttle_.prober->RoundBudget()
                                    : throttle::ProbeStatementTimeout(plan.throttle.interval) +
                                          absl::Milliseconds(500);
   const double intervals =
@@ -68,12 +67,12 @@ asio::awaitable<void> Runner::GuardedThrottleLoop() {
 
 asio::awaitable<void> Runner::ThrottleLoop() {
   while (workers_running_ > 0) {
-    const absl::Time round = clock_.Now();
+    const absl::Time round = throttle_.clock.Now();
     co_await ProbeRound();
     if (workers_running_ == 0) break;
     ReadOperatorControl();
     ApplyDecision();
-    const absl::Duration rest = live_.throttle.interval - (clock_.Now() - round);
+    const absl::Duration rest = live_.throttle.interval - (throttle_.clock.Now() - round);
     if (rest > absl::ZeroDuration()) {
       throttle_timer_->expires_after(absl::ToChronoNanoseconds(rest));
       boost::system::error_code ec;
@@ -83,8 +82,8 @@ asio::awaitable<void> Runner::ThrottleLoop() {
 }
 
 asio::awaitable<void> Runner::ProbeRound() {
-  const absl::Time taken = clock_.Now();
-  if (prober_ == nullptr) {
+  const absl::Time taken = throttle_.clock.Now();
+  if (throttle_.prober == nullptr) {
     // The probes watch the written database: between databases the default canary reads `into`
     // by the key it was copied into.
     std::vector<std::string> key_columns;
@@ -97,16 +96,16 @@ asio::awaitable<void> Runner::ProbeRound() {
     if (!created.ok()) {
       // Fail closed: every checked signal holds, and says why.
       // (Create is bounded by the probes' connect and statement timeouts.)
-      decision_ = governor_->Update(Unreadable(
+      throttle_.decision = throttle_.governor->Update(Unreadable(
           taken, absl::UnavailableError(absl::StrCat("the monitoring connection failed: ",
                                                      created.status().message()))));
       co_return;
     }
-    prober_ = std::move(created).value();
-    governor_->SetConfig(GovernorConfigFor(live_));
+    throttle_.prober = std::move(created).value();
+    throttle_.governor->SetConfig(GovernorConfigFor(live_));
   }
-  throttle::Samples samples = co_await prober_->Sample(taken, WorkerPids());
-  decision_ = governor_->Update(samples);
+  throttle::Samples samples = co_await throttle_.prober->Sample(taken, WorkerPids());
+  throttle_.decision = throttle_.governor->Update(samples);
 }
 
 void Runner::ReadOperatorControl() {
@@ -125,105 +124,97 @@ void Runner::ReadOperatorControl() {
   ApplySettings(control->settings);
 
   const std::string by = control->control_by.empty() ? "an operator" : control->control_by;
-  if (control->control != control_seen_) {
-    control_seen_ = control->control;
-    json event = Event("control");
-    event["control"] = control->control;
-    event["by"] = by;
-    event["at"] = control->control_at;
-    events_.Emit(event);
+  if (control->control != throttle_.control_seen) {
+    throttle_.control_seen = control->control;
+    events_.Emit(
+        events::Control{.control = control->control, .by = by, .at = control->control_at});
   }
   if (control->control == "pause") {
-    operator_hold_ = absl::StrCat("paused by ", by,
+    throttle_.operator_hold = absl::StrCat("paused by ", by,
                                   control->control_at.empty() ? "" : " at ", control->control_at,
                                   "; `pgbackfill resume ", plan_.name, "` continues");
   } else {
-    operator_hold_.clear();
+    throttle_.operator_hold.clear();
   }
-  if (control->control == "abort" && !aborted_by_.has_value()) {
+  if (control->control == "abort" && !throttle_.aborted_by.has_value()) {
     // Stop after the batches in flight, like a first signal; the job ends as aborted.
-    aborted_by_ = by;
+    throttle_.aborted_by = by;
     stopping_ = true;
     WakeWorkers();
   }
 }
 
 void Runner::ApplySettings(const std::map<std::string, std::string>& settings) {
-  if (settings == settings_applied_) return;
+  if (settings == throttle_.settings_applied) return;
   // Always from the plan file, so that a key dropped from the overrides goes back to the plan's
   // value. `pgbackfill set` validated every value already; one that fails here (written by hand,
   // or by a newer pgbackfill) is reported and skipped rather than stopping the job.
   plan::Plan next = plan_;
-  json applied = json::object();
+  std::map<std::string, std::string> applied;
   for (const auto& [key, value] : settings) {
     if (absl::Status status = plan::ApplySetting(next, key, value); !status.ok()) {
-      json warning = Event("warning");
-      warning["message"] =
-          absl::StrCat("ignoring the setting ", key, "=", value, ": ", status.message());
-      events_.Emit(warning);
+      events_.Emit(events::Warning{
+          absl::StrCat("ignoring the setting ", key, "=", value, ": ", status.message())});
       continue;
     }
     applied[key] = value;
   }
   live_ = std::move(next);
-  settings_applied_ = settings;
-  governor_->SetConfig(GovernorConfigFor(live_));
-  for (BatchSizer* sizer : sizers_) sizer->SetTarget(live_.batch.target * batch_scale_);
+  throttle_.settings_applied = settings;
+  throttle_.governor->SetConfig(GovernorConfigFor(live_));
+  for (BatchSizer* sizer : sizers_) sizer->SetTarget(live_.batch.target * throttle_.batch_scale);
   SpawnWorkers(live_.workers);
 
-  json event = Event("settings");
-  event["settings"] = applied;
-  event["workers"] = live_.workers;
-  events_.Emit(event);
+  events_.Emit(events::Settings{.settings = std::move(applied), .workers = live_.workers});
 }
 
 void Runner::ApplyDecision() {
   // Current(), not the last Update(): it also holds when the samples went stale.
-  decision_ = governor_->Current();
+  throttle_.decision = throttle_.governor->Current();
   const std::string reason =
-      !operator_hold_.empty() ? operator_hold_ : (decision_.hold ? decision_.reason : "");
+      !throttle_.operator_hold.empty() ? throttle_.operator_hold : (throttle_.decision.hold ? throttle_.decision.reason : "");
   const bool held = !reason.empty();
-  if (held != was_held_) {
-    json event = Event("throttle");
-    event["state"] = held ? "held" : "running";
-    event["reason"] = held ? json(reason) : json();
+  if (held != throttle_.was_held) {
+    events::Throttle event;
+    event.state = held ? "held" : "running";
+    if (held) event.reason = reason;
     events_.Emit(event);
-    was_held_ = held;
+    throttle_.was_held = held;
     if (held) {
-      held_since_ = absl::Now();
-    } else if (held_since_.has_value()) {
-      summary_.held += absl::Now() - *held_since_;
-      held_since_.reset();
+      throttle_.held_since = absl::Now();
+    } else if (throttle_.held_since.has_value()) {
+      summary_.held += absl::Now() - *throttle_.held_since;
+      throttle_.held_since.reset();
     }
   }
-  throttle_reason_ = reason;
+  throttle_.reason = reason;
 
-  if (decision_.batch_target_scale != batch_scale_) {
-    batch_scale_ = decision_.batch_target_scale;
-    for (BatchSizer* sizer : sizers_) sizer->SetTarget(live_.batch.target * batch_scale_);
+  if (throttle_.decision.batch_target_scale != throttle_.batch_scale) {
+    throttle_.batch_scale = throttle_.decision.batch_target_scale;
+    for (BatchSizer* sizer : sizers_) sizer->SetTarget(live_.batch.target * throttle_.batch_scale);
   }
-  if (decision_.rate_limit_rows_per_second != limiter_.rate()) {
-    limiter_.SetRate(decision_.rate_limit_rows_per_second, clock_.Now());
+  if (throttle_.decision.rate_limit_rows_per_second != throttle_.limiter.rate()) {
+    throttle_.limiter.SetRate(throttle_.decision.rate_limit_rows_per_second, throttle_.clock.Now());
   }
-  if (!held && (decision_.active_workers != active_reported_ ||
-                decision_.pace_rows_per_second != pace_reported_)) {
-    json event = Event("concurrency");
-    event["active_workers"] = decision_.active_workers;
-    event["max_workers"] = live_.workers;
-    event["pace_rows_per_second"] = decision_.pace_rows_per_second > 0
-                                        ? json(static_cast<int64_t>(decision_.pace_rows_per_second))
-                                        : json();
-    event["pressure"] = decision_.pressure.empty() ? json() : json(decision_.pressure);
+  if (!held && (throttle_.decision.active_workers != throttle_.active_reported ||
+                throttle_.decision.pace_rows_per_second != throttle_.pace_reported)) {
+    events::Concurrency event;
+    event.active_workers = throttle_.decision.active_workers;
+    event.max_workers = live_.workers;
+    if (throttle_.decision.pace_rows_per_second > 0) {
+      event.pace_rows_per_second = static_cast<int64_t>(throttle_.decision.pace_rows_per_second);
+    }
+    if (!throttle_.decision.pressure.empty()) event.pressure = throttle_.decision.pressure;
     events_.Emit(event);
-    active_reported_ = decision_.active_workers;
-    pace_reported_ = decision_.pace_rows_per_second;
+    throttle_.active_reported = throttle_.decision.active_workers;
+    throttle_.pace_reported = throttle_.decision.pace_rows_per_second;
   }
   WakeWorkers();
 }
 
 std::string Runner::HoldReason(int index) const {
-  if (!operator_hold_.empty()) return operator_hold_;
-  const throttle::Decision current = governor_->Current();
+  if (!throttle_.operator_hold.empty()) return throttle_.operator_hold;
+  const throttle::Decision current = throttle_.governor->Current();
   if (current.hold) return current.reason.empty() ? "held by the throttle" : current.reason;
   if (Parked(index)) return "parked by the concurrency limit";
   return "";
@@ -232,7 +223,7 @@ std::string Runner::HoldReason(int index) const {
 bool Runner::Parked(int index) const {
   const auto it = live_workers_.find(index);
   const auto rank = std::distance(live_workers_.begin(), it);
-  return it == live_workers_.end() || rank >= governor_->Current().active_workers;
+  return it == live_workers_.end() || rank >= throttle_.governor->Current().active_workers;
 }
 
 asio::awaitable<void> Runner::WaitForGate(asio::steady_timer& gate, absl::Duration at_most) {

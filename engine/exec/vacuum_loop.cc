@@ -14,22 +14,21 @@
 
 namespace pgbackfill::exec::internal {
 
-using nlohmann::json;
 
 const plan::QualifiedName& Runner::WrittenTable() const {
   return plan_.mode == plan::Mode::kCopy ? *plan_.into : report_.table->name;
 }
 
 void Runner::CountForVacuum(int64_t rows) {
-  rows_since_vacuum_ += rows;
+  vacuum_.rows_since += rows;
   const int64_t every = VacuumEveryRows(live_.vacuum_every, report_.estimate->rows);
   // One at a time: rows written while a VACUUM runs count toward the next one. Not while held:
   // a hold for replica lag or WAL rate must not start the I/O and WAL of a VACUUM.
-  if (every <= 0 || rows_since_vacuum_ < every || vacuum_running_ || stopping_ || was_held_) {
+  if (every <= 0 || vacuum_.rows_since < every || vacuum_.running || stopping_ || throttle_.was_held) {
     return;
   }
-  rows_since_vacuum_ = 0;
-  vacuum_running_ = true;
+  vacuum_.rows_since = 0;
+  vacuum_.running = true;
   asio::co_spawn(io_, GuardedVacuum(), asio::detached);
 }
 
@@ -37,34 +36,31 @@ asio::awaitable<void> Runner::GuardedVacuum() {
   try {
     co_await Vacuum();
   } catch (const std::exception& e) {
-    json warning = Event("warning");
-    warning["message"] = absl::StrCat("bloat control stopped on an internal error: ", e.what());
-    events_.Emit(warning);
+    events_.Emit(
+        events::Warning{absl::StrCat("bloat control stopped on an internal error: ", e.what())});
   }
-  vacuum_running_ = false;
-  if (workers_running_ == 0) vacuum_conn_.reset();
+  vacuum_.running = false;
+  if (workers_running_ == 0) vacuum_.conn.reset();
 }
 
 asio::awaitable<void> Runner::Vacuum() {
   const std::string table = plan::QuoteQualified(WrittenTable());
   const auto warn = [&](const char* what, const absl::Status& status) {
-    json warning = Event("warning");
-    warning["message"] = absl::StrCat("bloat control: ", what, " ", table, ": ",
-                                      status.message(), "; the backfill goes on");
-    events_.Emit(warning);
+    events_.Emit(events::Warning{absl::StrCat("bloat control: ", what, " ", table, ": ",
+                                              status.message(), "; the backfill goes on")});
   };
-  if (vacuum_conn_ == nullptr || !vacuum_conn_->IsOpen()) {
+  if (vacuum_.conn == nullptr || !vacuum_.conn->IsOpen()) {
     auto connected = co_await pg::AsyncConnection::Connect(dsn_);
     if (!connected.ok()) {
       warn("could not connect to vacuum", connected.status());
       co_return;
     }
-    vacuum_conn_ = std::move(connected).value();
+    vacuum_.conn = std::move(connected).value();
     // A role's or database's statement_timeout would cancel every long VACUUM.
-    if (absl::StatusOr<pg::Result> set = co_await vacuum_conn_->Exec("SET statement_timeout = 0");
+    if (absl::StatusOr<pg::Result> set = co_await vacuum_.conn->Exec("SET statement_timeout = 0");
         !set.ok()) {
       warn("could not prepare the connection to vacuum", set.status());
-      vacuum_conn_.reset();
+      vacuum_.conn.reset();
       co_return;
     }
   }
@@ -81,7 +77,7 @@ asio::awaitable<void> Runner::Vacuum() {
   const auto read_table = [&]() -> asio::awaitable<std::optional<TableReading>> {
     std::vector<pg::Param> params;
     params.emplace_back(table);
-    absl::StatusOr<pg::Result> row = co_await vacuum_conn_->Exec(
+    absl::StatusOr<pg::Result> row = co_await vacuum_.conn->Exec(
         "SELECT pg_catalog.pg_stat_get_vacuum_count(t.r), pg_catalog.pg_table_size(t.r)\n"
         "  FROM (SELECT $1::text::pg_catalog.regclass AS r) AS t",
         std::move(params));
@@ -92,37 +88,35 @@ asio::awaitable<void> Runner::Vacuum() {
   const std::optional<TableReading> before = co_await read_table();
   const absl::Time start = absl::Now();
   // VACUUM alone before the Sync: a pipeline of one statement is not a transaction block.
-  absl::StatusOr<pg::Result> vacuumed = co_await vacuum_conn_->Exec(VacuumSql(WrittenTable()));
+  absl::StatusOr<pg::Result> vacuumed = co_await vacuum_.conn->Exec(VacuumSql(WrittenTable()));
   const absl::Duration took = absl::Now() - start;
   if (!vacuumed.ok()) {
     // Cancelled at the end of the run (the last worker finished), or failed: either way the next
     // one starts on a new connection.
     if (workers_running_ > 0) warn("VACUUM of", vacuumed.status());
-    vacuum_conn_.reset();
+    vacuum_.conn.reset();
     co_return;
   }
   const std::optional<TableReading> after = co_await read_table();
   const int64_t every_rows = VacuumEveryRows(live_.vacuum_every, report_.estimate->rows);
   if (before.has_value() && after.has_value() && after->vacuum_count == before->vacuum_count) {
-    json skipped = Event("warning");
-    skipped["message"] = absl::StrCat(
+    events_.Emit(events::Warning{absl::StrCat(
         "bloat control: VACUUM of ", table, " was skipped (another VACUUM, autovacuum or DDL "
         "holds the table, or the role may not vacuum it); the next one is due after ",
-        every_rows, " more rows");
-    events_.Emit(skipped);
+        every_rows, " more rows")});
     co_return;
   }
   ++summary_.vacuums;
-  json event = Event("vacuum");
-  event["table"] = table;
-  event["seconds"] = absl::ToDoubleSeconds(took);
-  event["every_rows"] = every_rows;
-  if (after.has_value()) event["table_bytes"] = after->bytes;
+  events::Vacuum event;
+  event.table = table;
+  event.seconds = absl::ToDoubleSeconds(took);
+  event.every_rows = every_rows;
+  if (after.has_value()) event.table_bytes = after->bytes;
   events_.Emit(event);
 }
 
 void Runner::StopVacuum() {
-  if (vacuum_running_ && vacuum_conn_ != nullptr) (void)vacuum_conn_->Cancel();
+  if (vacuum_.running && vacuum_.conn != nullptr) (void)vacuum_.conn->Cancel();
 }
 
 }  // namespace pgbackfill::exec::internal

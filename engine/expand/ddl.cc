@@ -11,210 +11,23 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "pgbackfill/exec/backoff.h"
+#include "pgbackfill/util/backoff.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/sql/lexer.h"
+#include "pgbackfill/sql/names.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::expand {
 namespace {
 
-// --- Tokenizer ------------------------------------------------------------------------------
-//
-// Just enough of PostgreSQL's lexical rules (scan.l) to find words that are SQL keywords and the
-// semicolons that end statements: everything that can hide a keyword or a semicolon (comments,
-// string constants, quoted identifiers, dollar quotes) becomes one token or nothing.
-
-enum class TokenKind {
-  kWord,         // unquoted identifier or keyword
-  kQuotedIdent,  // "..."
-  kString,       // '...', E'...', $tag$...$tag$
-  kOther,        // punctuation, numbers, parameters
-};
-
-struct Token {
-  TokenKind kind;
-  std::string_view text;  // as written, a view into the statement text
-  int depth = 0;          // parentheses open around the token ("(" itself counts as outside)
-};
-
-struct Statement {
-  std::vector<Token> tokens;  // without comments and the terminating semicolon
-
-  // The statement as written, from its first token to its last.
-  std::string_view Text() const {
-    if (tokens.empty()) return {};
-    const char* begin = tokens.front().text.data();
-    const char* end = tokens.back().text.data() + tokens.back().text.size();
-    return {begin, static_cast<size_t>(end - begin)};
-  }
-};
-
-bool IsSpace(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-// scan.l: ident_start [A-Za-z\200-\377_], ident_cont adds [0-9\$].
-bool IsIdentStart(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return absl::ascii_isalpha(u) || c == '_' || u >= 0x80;
-}
-bool IsIdentCont(char c) {
-  return IsIdentStart(c) || absl::ascii_isdigit(static_cast<unsigned char>(c)) || c == '$';
-}
-
-bool IsWord(const Token& token, std::string_view keyword) {
-  return token.kind == TokenKind::kWord &&
-         absl::EqualsIgnoreCase(ToAbsl(token.text), ToAbsl(keyword));
-}
-
-// The end (exclusive) of a quoted run starting at `start` (the opening quote), where a doubled
-// quote stands for one. Unterminated runs end with the text: the server will refuse them anyway.
-size_t EndOfQuoted(std::string_view sql, size_t start, char quote, bool backslash_escapes) {
-  size_t pos = start + 1;
-  while (pos < sql.size()) {
-    const char c = sql[pos];
-    if (backslash_escapes && c == '\\') {
-      pos += 2;
-      continue;
-    }
-    if (c == quote) {
-      if (pos + 1 < sql.size() && sql[pos + 1] == quote) {
-        pos += 2;
-        continue;
-      }
-      return pos + 1;
-    }
-    ++pos;
-  }
-  return sql.size();
-}
-
-// A dollar-quote opening delimiter ($$ or $tag$) at `start`, or 0 when there is none.
-size_t DollarTagLength(std::string_view sql, size_t start) {
-  size_t pos = start + 1;
-  if (pos < sql.size() && sql[pos] != '$') {
-    if (!IsIdentStart(sql[pos])) return 0;
-    while (pos < sql.size() && IsIdentCont(sql[pos]) && sql[pos] != '$') ++pos;
-  }
-  if (pos >= sql.size() || sql[pos] != '$') return 0;
-  return pos + 1 - start;
-}
-
-// Splits `sql` into statements the way psql does before sending them: at semicolons outside
-// parentheses and outside the BEGIN ... END body of CREATE [OR REPLACE] FUNCTION/PROCEDURE (the
-// SQL-standard body, PostgreSQL 14+), found with psql's own heuristic (psqlscan.l). Empty
-// statements (";;", a trailing comment) are dropped.
-std::vector<Statement> Split(std::string_view sql) {
-  std::vector<Statement> statements;
-  Statement current;
-  int depth = 0;
-  int begin_depth = 0;
-  std::vector<std::string> first_words;  // lower case, up to 4, for the heuristic
-  auto finish = [&] {
-    if (!current.tokens.empty()) statements.push_back(std::move(current));
-    current = Statement();
-    depth = 0;
-    begin_depth = 0;
-    first_words.clear();
-  };
-  auto in_routine_header = [&] {
-    auto at = [&](size_t i, std::string_view word) {
-      return i < first_words.size() && first_words[i] == word;
-    };
-    if (!at(0, "create")) return false;
-    if (at(1, "function") || at(1, "procedure")) return true;
-    return at(1, "or") && at(2, "replace") && (at(3, "function") || at(3, "procedure"));
-  };
-  auto push = [&](TokenKind kind, size_t start, size_t end) {
-    current.tokens.push_back(Token{kind, sql.substr(start, end - start), depth});
-  };
-
-  size_t pos = 0;
-  while (pos < sql.size()) {
-    const char c = sql[pos];
-    const char next = pos + 1 < sql.size() ? sql[pos + 1] : '\0';
-    if (IsSpace(c)) {
-      ++pos;
-    } else if (c == '-' && next == '-') {
-      const size_t newline = sql.find('\n', pos);
-      pos = newline == std::string_view::npos ? sql.size() : newline + 1;
-    } else if (c == '/' && next == '*') {
-      // C-style comments nest in PostgreSQL, unlike in C.
-      int nesting = 0;
-      while (pos < sql.size()) {
-        if (sql.substr(pos, 2) == "/*") {
-          ++nesting;
-          pos += 2;
-        } else if (sql.substr(pos, 2) == "*/") {
-          pos += 2;
-          if (--nesting == 0) break;
-        } else {
-          ++pos;
-        }
-      }
-    } else if (c == '\'') {
-      const size_t end = EndOfQuoted(sql, pos, '\'', /*backslash_escapes=*/false);
-      push(TokenKind::kString, pos, end);
-      pos = end;
-    } else if (c == '"') {
-      const size_t end = EndOfQuoted(sql, pos, '"', /*backslash_escapes=*/false);
-      push(TokenKind::kQuotedIdent, pos, end);
-      pos = end;
-    } else if (c == '$' && absl::ascii_isdigit(static_cast<unsigned char>(next))) {
-      const size_t start = pos++;
-      while (pos < sql.size() && absl::ascii_isdigit(static_cast<unsigned char>(sql[pos]))) ++pos;
-      push(TokenKind::kOther, start, pos);  // a parameter, $1
-    } else if (c == '$') {
-      const size_t tag_length = DollarTagLength(sql, pos);
-      if (tag_length == 0) {
-        push(TokenKind::kOther, pos, pos + 1);
-        ++pos;
-        continue;
-      }
-      const std::string_view tag = sql.substr(pos, tag_length);
-      const size_t close = sql.find(tag, pos + tag_length);
-      const size_t end = close == std::string_view::npos ? sql.size() : close + tag_length;
-      push(TokenKind::kString, pos, end);
-      pos = end;
-    } else if (IsIdentStart(c)) {
-      const size_t start = pos;
-      while (pos < sql.size() && IsIdentCont(sql[pos])) ++pos;
-      const std::string_view word = sql.substr(start, pos - start);
-      if ((word == "e" || word == "E") && pos < sql.size() && sql[pos] == '\'') {
-        // E'...' takes C-style escapes: \' does not end it.
-        const size_t end = EndOfQuoted(sql, pos, '\'', /*backslash_escapes=*/true);
-        push(TokenKind::kString, start, end);
-        pos = end;
-        continue;
-      }
-      push(TokenKind::kWord, start, pos);
-      const std::string lower = absl::AsciiStrToLower(ToAbsl(word));
-      if (first_words.size() < 4) first_words.push_back(lower);
-      if (depth == 0 && in_routine_header()) {
-        if (lower == "begin") {
-          ++begin_depth;
-        } else if (lower == "case") {
-          // CASE ends with END too; it only matters inside a BEGIN.
-          if (begin_depth > 0) ++begin_depth;
-        } else if (lower == "end") {
-          if (begin_depth > 0) --begin_depth;
-        }
-      }
-    } else if (c == ';' && depth == 0 && begin_depth == 0) {
-      finish();
-      ++pos;
-    } else {
-      if (c == ')' && depth > 0) --depth;
-      push(TokenKind::kOther, pos, pos + 1);
-      if (c == '(') ++depth;
-      ++pos;
-    }
-  }
-  finish();
-  return statements;
-}
+using sql::IsSpace;
+using sql::IsWord;
+using sql::Split;
+using sql::Statement;
+using sql::Token;
+using sql::TokenKind;
 
 // --- What a statement is --------------------------------------------------------------------
 
@@ -412,19 +225,6 @@ using pg::kMaxIdentifierBytes;
 
 using Clock = std::chrono::steady_clock;
 
-// PostgreSQL takes whole milliseconds and reads 0 as "wait forever".
-std::string LockTimeoutSetting(absl::Duration lock_timeout) {
-  return absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(lock_timeout)), "ms");
-}
-
-// `status` with another message: same code, same payloads (the SQLSTATE among them).
-absl::Status WithMessage(const absl::Status& status, std::string_view message) {
-  absl::Status out(status.code(), ToAbsl(message));
-  status.ForEachPayload(
-      [&](absl::string_view key, const absl::Cord& value) { out.SetPayload(key, value); });
-  return out;
-}
-
 bool IsLockRetry(const absl::Status& status) {
   const std::string sqlstate = pg::SqlStateOf(status);
   return sqlstate == "55P03" || sqlstate == "40P01";
@@ -438,7 +238,7 @@ class Retrier {
       : options_(options),
         on_retry_(on_retry),
         backoff_(options.backoff_base, options.backoff_max,
-                 options.seed.has_value() ? *options.seed : exec::Backoff::RandomSeed()) {}
+                 options.seed.has_value() ? *options.seed : Backoff::RandomSeed()) {}
 
   absl::Status Run(const std::string& sql, const std::function<absl::Status(bool*)>& attempt) {
     backoff_.Reset();
@@ -461,7 +261,7 @@ class Retrier {
                             "pg_blocking_pids), or raise ddl.retry_for, and run the phase again",
                             attempts, attempts == 1 ? "" : "s",
                             absl::FormatDuration(absl::Trunc(spent, absl::Milliseconds(1))),
-                            LockTimeoutSetting(options_.lock_timeout),
+                            sql::TimeoutSetting(options_.lock_timeout),
                             absl::FormatDuration(options_.retry_for), status.message()));
       }
       if (on_retry_) {
@@ -478,7 +278,7 @@ class Retrier {
  private:
   const DdlOptions& options_;
   const std::function<void(const DdlAttempt&)>& on_retry_;
-  exec::Backoff backoff_;
+  Backoff backoff_;
 };
 
 // After a failed statement in a transaction, or to be sure none is left open. Its own failure
@@ -606,7 +406,7 @@ absl::Status RunOutsideTransaction(
     pg::Connection& conn, const std::string& sql, const DdlOptions& options,
     const std::function<absl::Status(pg::Connection&)>& in_transaction,
     const std::function<void(const DdlAttempt&)>& on_retry) {
-  const std::string lock_timeout = LockTimeoutSetting(options.lock_timeout);
+  const std::string lock_timeout = sql::TimeoutSetting(options.lock_timeout);
   // Without a transaction there is no SET LOCAL: set it for the session and put back what the
   // caller had, so the connection can be used for other work afterwards.
   ASSIGN_OR_RETURN(pg::Result previous,
@@ -731,7 +531,7 @@ absl::Status RunDdlStep(pg::Connection& conn, const std::string& sql, const DdlO
   if (NeedsNoTransaction(sql)) {
     return RunOutsideTransaction(conn, sql, options, in_transaction, on_retry);
   }
-  const std::string lock_timeout = LockTimeoutSetting(options.lock_timeout);
+  const std::string lock_timeout = sql::TimeoutSetting(options.lock_timeout);
   Retrier retrier(options, on_retry);
   return retrier.Run(
       sql, [&](bool*) { return RunTransaction(conn, sql, lock_timeout, in_transaction); });

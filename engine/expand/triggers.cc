@@ -7,8 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "pgbackfill/exec/batch_sql.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/sql/lexer.h"
+#include "pgbackfill/sql/names.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::expand {
@@ -91,47 +92,11 @@ TriggerNames NamesFor(std::string_view job, std::string_view kind) {
   // Job names are ASCII ([A-Za-z0-9_.-]), so cutting bytes cannot split a character.
   const std::string name =
       absl::StrCat(kNamePrefix, ToAbsl(kind), "_", ToAbsl(job.substr(0, room)), "_", hash);
-  return TriggerNames{exec::kJobStoreSchema, name, name};
+  return TriggerNames{sql::kJobStoreSchema, name, name};
 }
 
 std::string FunctionSearchPath(std::string_view search_path) {
-  // As the server's SplitIdentifierString reads the setting.
-  std::vector<std::string> elements;
-  size_t pos = 0;
-  auto space = [&] {
-    while (pos < search_path.size() && absl::ascii_isspace(static_cast<unsigned char>(
-                                           search_path[pos]))) {
-      ++pos;
-    }
-  };
-  for (;;) {
-    space();
-    if (pos >= search_path.size()) break;
-    std::string element;
-    if (search_path[pos] == '"') {
-      ++pos;
-      while (pos < search_path.size()) {
-        if (search_path[pos] == '"') {
-          if (pos + 1 < search_path.size() && search_path[pos + 1] == '"') {
-            element.push_back('"');
-            pos += 2;
-            continue;
-          }
-          ++pos;
-          break;
-        }
-        element.push_back(search_path[pos++]);
-      }
-    } else {
-      while (pos < search_path.size() && search_path[pos] != ',' &&
-             !absl::ascii_isspace(static_cast<unsigned char>(search_path[pos]))) {
-        element.push_back(absl::ascii_tolower(static_cast<unsigned char>(search_path[pos++])));
-      }
-    }
-    if (!element.empty()) elements.push_back(std::move(element));
-    space();
-    if (pos < search_path.size() && search_path[pos] == ',') ++pos;
-  }
+  std::vector<std::string> elements = sql::SplitIdentifierList(search_path);
   if (std::find(elements.begin(), elements.end(), "pg_temp") == elements.end()) {
     elements.emplace_back("pg_temp");
   }
@@ -154,7 +119,7 @@ std::vector<std::string> DualWriteInstallSql(const DualWriteSpec& spec) {
   std::string body = absl::StrCat(
       "BEGIN\n"
       "  -- A backfill batch has computed the row from its old values already.\n"
-      "  IF pg_catalog.current_setting(", pg::QuoteLiteral(kInBatchSetting),
+      "  IF pg_catalog.current_setting(", pg::QuoteLiteral(sql::kInBatchSetting),
       ", true) = 'on' THEN\n"
       "    RETURN NEW;\n"
       "  END IF;\n");
@@ -214,7 +179,7 @@ std::vector<std::string> CopyTriggerInstallSql(const CopySpec& spec) {
       "    END IF;\n"
       "  END IF;\n"
       // The application's write is the newest truth: upsert, whatever on_conflict says. Batches
-      // lock the source rows they copy (exec::BuildCopyBatch), so a batch never writes an older
+      // lock the source rows they copy (batch::BuildCopyBatch), so a batch never writes an older
       // version of a row over what this wrote.
       "  IF pgbackfill_new_matches THEN\n"
       "    INSERT INTO ", target, " AS dst (", ColumnList(columns), ") OVERRIDING SYSTEM VALUE\n"

@@ -5,12 +5,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/sql/names.h"
 
 namespace pgbackfill::move {
 namespace {
 
-using exec::KeyColumn;
-using exec::RangeEnds;
+using sql::KeyColumn;
+using sql::RangeEnds;
 
 std::vector<KeyColumn> TargetKey(const MoveSpec& spec) {
   std::vector<KeyColumn> key;
@@ -26,12 +27,12 @@ std::vector<KeyColumn> TargetKey(const MoveSpec& spec) {
 std::string ParamSpan(const std::vector<KeyColumn>& key, RangeEnds ends) {
   std::vector<std::string> conditions;
   int next = 1;
-  const std::string row = exec::KeyRow(key, "t.");
+  const std::string row = sql::KeyRow(key, "t.");
   if (ends.has_lower) {
-    conditions.push_back(absl::StrCat(row, " > ", exec::ParamRow(key, next)));
+    conditions.push_back(absl::StrCat(row, " > ", sql::ParamRow(key, next)));
     next += static_cast<int>(key.size());
   }
-  if (ends.has_upper) conditions.push_back(absl::StrCat(row, " <= ", exec::ParamRow(key, next)));
+  if (ends.has_upper) conditions.push_back(absl::StrCat(row, " <= ", sql::ParamRow(key, next)));
   if (conditions.empty()) return "true";
   return absl::StrJoin(conditions, " AND ");
 }
@@ -102,7 +103,7 @@ std::string CopyOutSql(const MoveSpec& spec, const std::optional<ranges::KeyValu
     expressions.push_back(absl::StrCat("(", assignment.expression, ")"));
   }
   std::vector<std::string> conditions;
-  const std::string row = exec::KeyRow(spec.key, "t.");
+  const std::string row = sql::KeyRow(spec.key, "t.");
   if (after.has_value()) {
     conditions.push_back(absl::StrCat(row, " > ", LiteralRow(spec.key, *after)));
   }
@@ -164,7 +165,7 @@ std::string InsertFromStageSql(const MoveSpec& spec) {
 }
 
 std::string ClaimSql() {
-  return absl::StrCat("SELECT 1 FROM ", pg::QuoteIdent(exec::kJobStoreSchema),
+  return absl::StrCat("SELECT 1 FROM ", pg::QuoteIdent(sql::kJobStoreSchema),
                       ".\"ranges\" AS r WHERE r.job_name = $1::text AND r.range_id = $2::int"
                       " AND r.done_upto IS NOT DISTINCT FROM $3::text[] AND r.state <> 'done'"
                       " FOR UPDATE");
@@ -172,7 +173,7 @@ std::string ClaimSql() {
 
 std::string AdvanceSql() {
   return absl::StrCat(
-      "UPDATE ", pg::QuoteIdent(exec::kJobStoreSchema),
+      "UPDATE ", pg::QuoteIdent(sql::kJobStoreSchema),
       ".\"ranges\" AS r SET done_upto = $3::text[], rows_done = r.rows_done + $4::bigint,"
       " state = CASE WHEN $5::bool THEN 'done' ELSE 'running' END,"
       " updated_at = pg_catalog.clock_timestamp()"
@@ -212,6 +213,23 @@ std::string VerifySessionSettings() {
 std::string DeleteTargetRangeSql(const MoveSpec& spec, RangeEnds ends) {
   return absl::StrCat("DELETE FROM ", plan::QuoteQualified(spec.target), " AS t WHERE ",
                       ParamSpan(TargetKey(spec), ends));
+}
+
+TargetTransaction BuildTargetTransaction(const MoveSpec& spec, const plan::Throttle& throttle,
+                                         bool staged) {
+  TargetTransaction transaction;
+  // The claim first, so that nothing is copied for a checkpoint that moved (a batch of a killed
+  // run that committed late).
+  transaction.head = {"BEGIN", sql::SetLocalTimeout("lock_timeout", throttle.lock_timeout),
+                      sql::SetLocalTimeout("statement_timeout", throttle.statement_timeout),
+                      ClaimSql()};
+  if (staged) transaction.head.push_back(StageSql(spec));
+  transaction.copy_in = CopyInSql(spec, staged);
+  if (staged) transaction.tail.push_back(InsertFromStageSql(spec));
+  transaction.advance_index = transaction.tail.size();
+  transaction.tail.push_back(AdvanceSql());
+  transaction.tail.emplace_back("COMMIT");
+  return transaction;
 }
 
 }  // namespace pgbackfill::move

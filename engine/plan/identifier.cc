@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "pgbackfill/plan/parse.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/sql/lexer.h"
 #include "pgbackfill/util/status.h"
 
 namespace pgbackfill::plan {
@@ -17,98 +18,65 @@ namespace {
 // different column than the one the operator wrote, so we refuse them instead.
 using pg::kMaxIdentifierBytes;
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+constexpr char kQuoteHint[] = "quote names that are not plain words, e.g. '\"My-Table\"' in YAML";
 
-// Unquoted identifier bytes as the PostgreSQL scanner accepts them: ASCII letters, digits, `_`,
-// `$`, and any non-ASCII byte (multibyte letters).
-bool IsIdentChar(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return absl::ascii_isalnum(u) || c == '_' || c == '$' || u >= 0x80;
-}
-
-void SkipSpaces(std::string_view text, size_t& pos) {
-  while (pos < text.size() && IsSpace(text[pos])) ++pos;
-}
-
-// One name part starting at `pos` (no leading space); leaves `pos` after it.
-absl::StatusOr<std::string> ParsePart(std::string_view text, size_t& pos) {
-  std::string out;
-  if (pos < text.size() && text[pos] == '"') {
-    ++pos;
-    for (;;) {
-      if (pos >= text.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrFormat("unterminated quoted identifier in %s", text));
-      }
-      if (text[pos] == '"') {
-        if (pos + 1 < text.size() && text[pos + 1] == '"') {
-          out.push_back('"');
-          pos += 2;
-          continue;
-        }
-        ++pos;
-        break;
-      }
-      if (text[pos] == '\0') {
-        return absl::InvalidArgumentError("identifiers cannot contain a NUL byte");
-      }
-      out.push_back(text[pos++]);
+// The name `token` stands for, or why it is not one. `text` is the whole value, for messages.
+absl::StatusOr<std::string> NamePart(const sql::Token& token, std::string_view text) {
+  if (token.kind == sql::TokenKind::kQuotedIdent) {
+    if (!token.closed) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("unterminated quoted identifier in %s", text));
     }
-    if (out.empty()) {
+    std::string name = sql::NameOf(token);
+    if (name.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError("identifiers cannot contain a NUL byte");
+    }
+    if (name.empty()) {
       return absl::InvalidArgumentError(
           absl::StrFormat("zero-length quoted identifier in %s", text));
     }
-  } else {
-    const size_t start = pos;
-    while (pos < text.size() && IsIdentChar(text[pos])) {
-      // ASCII-only folding, as PostgreSQL's downcase_identifier does in multibyte encodings:
-      // non-ASCII bytes are kept as written.
-      out.push_back(absl::ascii_tolower(static_cast<unsigned char>(text[pos])));
-      ++pos;
-    }
-    if (pos == start) {
-      if (pos >= text.size() || text[pos] == '.') {
-        return absl::InvalidArgumentError(absl::StrFormat("empty name part in \"%s\"", text));
-      }
-      return absl::InvalidArgumentError(
-          absl::StrFormat("unexpected character '%c' in %s; quote names that are not plain words, "
-                          "e.g. '\"My-Table\"' in YAML",
-                          text[pos], text));
-    }
-    const char first = text[start];
-    if (absl::ascii_isdigit(static_cast<unsigned char>(first)) || first == '$') {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "unquoted name %s cannot start with '%c'; quote it, e.g. '\"%s\"' in YAML",
-          text.substr(start, pos - start), first, text.substr(start, pos - start)));
-    }
+    return name;
   }
-  if (out.size() > kMaxIdentifierBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("name \"%s\" is longer than %d bytes; PostgreSQL would truncate it", out,
-                        kMaxIdentifierBytes));
+  if (token.kind == sql::TokenKind::kWord) return sql::NameOf(token);
+  const char first = token.text.front();
+  if (first == '.') {
+    return absl::InvalidArgumentError(absl::StrFormat("empty name part in \"%s\"", text));
   }
-  return out;
+  if (absl::ascii_isdigit(static_cast<unsigned char>(first)) || first == '$') {
+    // The lexer reads `1abc` as a digit and a word: name the whole run as the operator wrote it.
+    const size_t start = static_cast<size_t>(token.text.data() - text.data());
+    size_t end = start + 1;
+    while (end < text.size() && sql::IsIdentCont(text[end])) ++end;
+    const std::string_view run = text.substr(start, end - start);
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "unquoted name %s cannot start with '%c'; quote it, e.g. '\"%s\"' in YAML", run, first,
+        run));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrFormat("unexpected character '%c' in %s; %s", first, text, kQuoteHint));
 }
 
 // Splits `text` into dot-separated parts (dots inside quotes do not count).
 absl::StatusOr<std::vector<std::string>> ParseParts(std::string_view text) {
+  const std::vector<sql::Token> tokens = sql::Lex(text);
+  if (tokens.empty()) return absl::InvalidArgumentError("empty name");
   std::vector<std::string> parts;
-  size_t pos = 0;
-  SkipSpaces(text, pos);
-  if (pos == text.size()) return absl::InvalidArgumentError("empty name");
-  for (;;) {
-    ASSIGN_OR_RETURN(std::string part, ParsePart(text, pos));
-    parts.push_back(std::move(part));
-    SkipSpaces(text, pos);
-    if (pos == text.size()) break;
-    if (text[pos] != '.') {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("unexpected character '%c' in %s; quote names that are not plain words, "
-                          "e.g. '\"My-Table\"' in YAML",
-                          text[pos], text));
+  for (size_t i = 0;; i += 2) {
+    if (i >= tokens.size()) {
+      return absl::InvalidArgumentError(absl::StrFormat("empty name part in \"%s\"", text));
     }
-    ++pos;
-    SkipSpaces(text, pos);
+    ASSIGN_OR_RETURN(std::string part, NamePart(tokens[i], text));
+    if (part.size() > kMaxIdentifierBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("name \"%s\" is longer than %d bytes; PostgreSQL would truncate it",
+                          part, kMaxIdentifierBytes));
+    }
+    parts.push_back(std::move(part));
+    if (i + 1 >= tokens.size()) break;
+    if (tokens[i + 1].text != ".") {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "unexpected character '%c' in %s; %s", tokens[i + 1].text.front(), text, kQuoteHint));
+    }
   }
   return parts;
 }

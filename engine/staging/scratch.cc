@@ -7,9 +7,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/preflight/preflight.h"
 #include "pgbackfill/checkpoint/job_store.h"
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/sql/names.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/util/status.h"
@@ -45,9 +45,9 @@ absl::Status DropScratch(pg::Connection& conn, const ScratchNames& scratch) {
 
 ScratchNames ScratchFor(const plan::Plan& plan) {
   ScratchNames names;
-  names.table = plan::QualifiedName{exec::kJobStoreSchema, IdentifierOf("bench ", plan.name)};
+  names.table = plan::QualifiedName{sql::kJobStoreSchema, IdentifierOf("bench ", plan.name)};
   if (plan.mode == plan::Mode::kCopy) {
-    names.into = plan::QualifiedName{exec::kJobStoreSchema, IdentifierOf("bench into ", plan.name)};
+    names.into = plan::QualifiedName{sql::kJobStoreSchema, IdentifierOf("bench into ", plan.name)};
   }
   // ':' is not allowed in a plan's name, so no real job can be called this (and be dropped).
   names.job = absl::StrCat(plan.name, ":bench");
@@ -106,7 +106,7 @@ std::string FillSql(const plan::QualifiedName& source, const plan::QualifiedName
 }
 
 absl::StatusOr<BenchReport> RunBench(const plan::Plan& plan, const BenchOptions& options,
-                                     exec::EventSink& events) {
+                                     events::EventSink& events) {
   if (plan::MovesBetweenDatabases(plan)) {
     // The scratch copy lives beside the table; a copy between databases would need a scratch
     // target on the other side as well, which bench does not make.
@@ -117,7 +117,7 @@ absl::StatusOr<BenchReport> RunBench(const plan::Plan& plan, const BenchOptions&
   const std::string dsn = options.dsn.empty() ? plan.dsn : options.dsn;
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn));
   // The plan as it would run for real: a bench of a plan that cannot run says why, first.
-  ASSIGN_OR_RETURN(catalog::PreflightReport report, catalog::Preflight(conn, plan));
+  ASSIGN_OR_RETURN(preflight::PreflightReport report, preflight::Preflight(conn, plan));
   if (!report.ok()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "preflight of ", plan.file, " found ", report.problems.size(), " problem(s):\n  ",

@@ -13,11 +13,6 @@ absl::Duration ProbeStatementTimeout(absl::Duration interval) {
   return std::max(2 * interval, absl::Seconds(1));
 }
 
-std::string TimeoutSetting(absl::Duration timeout) {
-  const int64_t ms = absl::ToInt64Milliseconds(absl::Ceil(timeout, absl::Milliseconds(1)));
-  return absl::StrCat(std::max<int64_t>(ms, 1), "ms");
-}
-
 std::string ProbeSettingsSql() {
   return "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true), "
          "pg_catalog.set_config('statement_timeout', $1, false)";

@@ -11,6 +11,7 @@
 #include "pgbackfill/pg/dsn.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/pg/lsn.h"
+#include "pgbackfill/sql/names.h"
 #include "pgbackfill/throttle/probe_readings.h"
 #include "pgbackfill/throttle/probe_sql.h"
 #include "pgbackfill/util/strings.h"
@@ -382,7 +383,7 @@ asio::awaitable<absl::StatusOr<std::unique_ptr<Prober>>> Prober::Create(ProbeCon
                             absl::StrCat("throttle probe: ", connected.message()));
   }
   std::vector<pg::Statement> statements =
-      WalPositionPipeline(TimeoutSetting(prober->statement_timeout_));
+      WalPositionPipeline(sql::TimeoutSetting(prober->statement_timeout_));
   const pg::PipelineResult result =
       co_await prober->primary_->conn->Pipeline(std::move(statements));
   if (!result.ok()) {
@@ -418,7 +419,7 @@ void Prober::Cancel() {
 asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_pids) {
   Samples samples;
   samples.taken = taken;
-  const std::string timeout = TimeoutSetting(statement_timeout_);
+  const std::string timeout = sql::TimeoutSetting(statement_timeout_);
   const SteadyClock::time_point deadline =
       SteadyClock::now() + absl::ToChronoNanoseconds(round_budget_);
   auto latch = std::make_shared<RoundLatch>(executor_);

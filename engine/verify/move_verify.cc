@@ -23,8 +23,8 @@ std::vector<pg::Param> SpanParams(const checkpoint::RangeRecord& range) {
   return params;
 }
 
-exec::RangeEnds EndsOf(const checkpoint::RangeRecord& range) {
-  return exec::RangeEnds{range.lower.has_value(), range.upper.has_value()};
+sql::RangeEnds EndsOf(const checkpoint::RangeRecord& range) {
+  return sql::RangeEnds{range.lower.has_value(), range.upper.has_value()};
 }
 
 absl::StatusOr<Side> Measure(pg::Connection& conn, const std::string& sql,
@@ -55,7 +55,7 @@ class Checker {
   }
 
   absl::StatusOr<std::pair<Side, Side>> Check(const checkpoint::RangeRecord& range) {
-    const exec::RangeEnds ends = EndsOf(range);
+    const sql::RangeEnds ends = EndsOf(range);
     ASSIGN_OR_RETURN(Side source, Measure(source_, move::SourceHashSql(spec_, ends), range));
     ASSIGN_OR_RETURN(Side target, Measure(target_, move::TargetHashSql(spec_, ends), range));
     return std::make_pair(std::move(source), std::move(target));

@@ -1,13 +1,13 @@
 #include "pgbackfill/verify/verify.h"
 
 #include <algorithm>
-#include <cctype>
 #include <functional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/sql/lexer.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
 
@@ -16,63 +16,13 @@ namespace {
 
 constexpr size_t kMaxReportedKeys = 10;
 
-bool IsWordStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool IsWordChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '$';
-}
-
 }  // namespace
 
 std::vector<std::string> MentionedIdentifiers(std::string_view text) {
   std::vector<std::string> names;
-  size_t i = 0;
-  while (i < text.size()) {
-    const char c = text[i];
-    if (c == '-' && i + 1 < text.size() && text[i + 1] == '-') {  // -- comment
-      while (i < text.size() && text[i] != '\n') ++i;
-    } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '*') {  // /* comment */
-      const size_t end = text.find("*/", i + 2);
-      i = end == std::string_view::npos ? text.size() : end + 2;
-    } else if (c == '\'') {  // 'literal' with '' inside
-      ++i;
-      while (i < text.size()) {
-        if (text[i] == '\'' && i + 1 < text.size() && text[i + 1] == '\'') {
-          i += 2;
-        } else if (text[i] == '\'') {
-          ++i;
-          break;
-        } else {
-          ++i;
-        }
-      }
-    } else if (c == '"') {  // "Quoted" with "" inside
-      std::string name;
-      ++i;
-      while (i < text.size()) {
-        if (text[i] == '"' && i + 1 < text.size() && text[i + 1] == '"') {
-          name += '"';
-          i += 2;
-        } else if (text[i] == '"') {
-          ++i;
-          break;
-        } else {
-          name += text[i++];
-        }
-      }
-      names.push_back(std::move(name));
-    } else if (c == '$' && i + 1 < text.size() &&
-               (text[i + 1] == '$' || IsWordStart(text[i + 1]))) {  // $tag$ ... $tag$
-      const size_t close = text.find('$', i + 1);
-      if (close == std::string_view::npos) break;
-      const std::string_view tag = text.substr(i, close - i + 1);
-      const size_t end = text.find(tag, close + 1);
-      i = end == std::string_view::npos ? text.size() : end + tag.size();
-    } else if (IsWordStart(c)) {
-      const size_t start = i;
-      while (i < text.size() && IsWordChar(text[i])) ++i;
-      names.push_back(absl::AsciiStrToLower(ToAbsl(text.substr(start, i - start))));
-    } else {
-      ++i;
+  for (const sql::Token& token : sql::Lex(text)) {
+    if (token.kind == sql::TokenKind::kWord || token.kind == sql::TokenKind::kQuotedIdent) {
+      names.push_back(sql::NameOf(token));
     }
   }
   return names;
@@ -93,17 +43,17 @@ std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan) {
   return std::nullopt;
 }
 
-std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit,
+std::string DiffSql(const batch::UpdateBatchSpec& spec, sql::RangeEnds ends, int limit,
                     const std::vector<std::string>& types) {
-  const std::string key_row = exec::KeyRow(spec.key);
+  const std::string key_row = sql::KeyRow(spec.key);
   std::vector<std::string> conditions;
   int next = 1;
   if (ends.has_lower) {
-    conditions.push_back(absl::StrCat(key_row, " > ", exec::ParamRow(spec.key, next)));
+    conditions.push_back(absl::StrCat(key_row, " > ", sql::ParamRow(spec.key, next)));
     next += static_cast<int>(spec.key.size());
   }
   if (ends.has_upper) {
-    conditions.push_back(absl::StrCat(key_row, " <= ", exec::ParamRow(spec.key, next)));
+    conditions.push_back(absl::StrCat(key_row, " <= ", sql::ParamRow(spec.key, next)));
   }
   if (!spec.where.empty()) conditions.push_back(absl::StrCat("(", spec.where, ")"));
   std::vector<std::string> differs;
@@ -121,22 +71,22 @@ std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int
                       absl::StrJoin(conditions, " AND "), " ORDER BY ", key_row, " LIMIT ", limit);
 }
 
-std::string CopyDiffSql(const CopyCheck& check, exec::RangeEnds ends, int limit) {
-  std::vector<exec::KeyColumn> target_key;
+std::string CopyDiffSql(const CopyCheck& check, sql::RangeEnds ends, int limit) {
+  std::vector<sql::KeyColumn> target_key;
   for (size_t i = 0; i < check.target_key.size() && i < check.key.size(); ++i) {
-    target_key.push_back(exec::KeyColumn{check.target_key[i], check.key[i].type});
+    target_key.push_back(sql::KeyColumn{check.target_key[i], check.key[i].type});
   }
   // The same bound values select the range on both sides: the target key holds the source key.
-  auto range = [&](const std::vector<exec::KeyColumn>& key) {
-    const std::string row = exec::KeyRow(key);
+  auto range = [&](const std::vector<sql::KeyColumn>& key) {
+    const std::string row = sql::KeyRow(key);
     std::vector<std::string> conditions;
     int next = 1;
     if (ends.has_lower) {
-      conditions.push_back(absl::StrCat(row, " > ", exec::ParamRow(check.key, next)));
+      conditions.push_back(absl::StrCat(row, " > ", sql::ParamRow(check.key, next)));
       next += static_cast<int>(check.key.size());
     }
     if (ends.has_upper) {
-      conditions.push_back(absl::StrCat(row, " <= ", exec::ParamRow(check.key, next)));
+      conditions.push_back(absl::StrCat(row, " <= ", sql::ParamRow(check.key, next)));
     }
     return conditions;
   };
@@ -155,7 +105,7 @@ std::string CopyDiffSql(const CopyCheck& check, exec::RangeEnds ends, int limit)
   auto where = [](const std::vector<std::string>& conditions) {
     return conditions.empty() ? std::string() : absl::StrCat(" WHERE ", absl::StrJoin(conditions, " AND "));
   };
-  const std::string key_row = exec::KeyRow(target_key);
+  const std::string key_row = sql::KeyRow(target_key);
   return absl::StrCat(
       "WITH s AS (SELECT ", absl::StrJoin(computed, ", "), " FROM ",
       plan::QuoteQualified(check.source), " AS t", where(source_conditions), "), d AS (SELECT ",
@@ -171,17 +121,17 @@ namespace {
 
 // Runs `sql_for(ends)` for every range in one REPEATABLE READ READ ONLY transaction.
 absl::StatusOr<Report> VerifyRanges(
-    pg::Connection& conn, const std::function<std::string(exec::RangeEnds)>& sql_for,
+    pg::Connection& conn, const std::function<std::string(sql::RangeEnds)>& sql_for,
     const std::vector<checkpoint::RangeRecord>& ranges, const std::string& user_search_path);
 
 }  // namespace
 
-absl::StatusOr<Report> Verify(pg::Connection& conn, const exec::UpdateBatchSpec& spec,
+absl::StatusOr<Report> Verify(pg::Connection& conn, const batch::UpdateBatchSpec& spec,
                               const std::vector<std::string>& types,
                               const std::vector<checkpoint::RangeRecord>& ranges,
                               const std::string& user_search_path) {
   return VerifyRanges(
-      conn, [&](exec::RangeEnds ends) { return DiffSql(spec, ends, 5, types); }, ranges,
+      conn, [&](sql::RangeEnds ends) { return DiffSql(spec, ends, 5, types); }, ranges,
       user_search_path);
 }
 
@@ -189,14 +139,14 @@ absl::StatusOr<Report> Verify(pg::Connection& conn, const CopyCheck& check,
                               const std::vector<checkpoint::RangeRecord>& ranges,
                               const std::string& user_search_path) {
   return VerifyRanges(
-      conn, [&](exec::RangeEnds ends) { return CopyDiffSql(check, ends, 5); }, ranges,
+      conn, [&](sql::RangeEnds ends) { return CopyDiffSql(check, ends, 5); }, ranges,
       user_search_path);
 }
 
 namespace {
 
 absl::StatusOr<Report> VerifyRanges(
-    pg::Connection& conn, const std::function<std::string(exec::RangeEnds)>& sql_for,
+    pg::Connection& conn, const std::function<std::string(sql::RangeEnds)>& sql_for,
     const std::vector<checkpoint::RangeRecord>& ranges, const std::string& user_search_path) {
   RETURN_IF_ERROR(conn.Exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").status());
   auto run = [&]() -> absl::StatusOr<Report> {
@@ -208,7 +158,7 @@ absl::StatusOr<Report> VerifyRanges(
     std::vector<checkpoint::RangeRecord> all = ranges;
     if (all.empty()) all.push_back(checkpoint::RangeRecord{});
     for (const checkpoint::RangeRecord& range : all) {
-      const exec::RangeEnds ends{range.lower.has_value(), range.upper.has_value()};
+      const sql::RangeEnds ends{range.lower.has_value(), range.upper.has_value()};
       std::vector<pg::Param> params;
       if (range.lower) params.insert(params.end(), range.lower->begin(), range.lower->end());
       if (range.upper) params.insert(params.end(), range.upper->begin(), range.upper->end());

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/batch/batch_sql.h"
 #include "pgbackfill/pg/connection.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
@@ -433,7 +433,7 @@ TEST(JobStoreTest, CreateAndLoadRoundTrip) {
 }
 
 TEST(JobStoreTest, BatchStatementAdvancesTheStoredCheckpoint) {
-  // exec::BuildUpdateBatch writes pgbackfill.ranges directly; its columns and types must be ours.
+  // batch::BuildUpdateBatch writes pgbackfill.ranges directly; its columns and types must be ours.
   TestDatabase db;
   JobStore store(db.conn());
   ASSERT_OK(store.EnsureSchema());
@@ -442,17 +442,17 @@ TEST(JobStoreTest, BatchStatementAdvancesTheStoredCheckpoint) {
       "INSERT INTO public.t SELECT 'te,\"n' || (g % 2), g, 0 FROM generate_series(1, 10) g;"));
   ASSERT_OK(store.CreateJob(SampleJob("batch"), {{1, std::nullopt, std::nullopt}}));
 
-  exec::UpdateBatchSpec spec;
+  batch::UpdateBatchSpec spec;
   spec.table = {"public", "t"};
   spec.key = {{"tenant", "text"}, {"id", "integer"}};
   spec.set = {{"v", "v + 1", 1}};
-  const exec::RangeEnds open{false, false};
-  const exec::BatchParams p = exec::UpdateBatchParams(spec.key.size(), open);
+  const sql::RangeEnds open{false, false};
+  const batch::BatchParams p = batch::UpdateBatchParams(spec.key.size(), open);
   std::vector<pg::Param> params(static_cast<size_t>(p.count));
   params[static_cast<size_t>(p.rows - 1)] = "4";
   params[static_cast<size_t>(p.job - 1)] = "batch";
   params[static_cast<size_t>(p.range - 1)] = "1";
-  ASSERT_OK(db.Exec(exec::BuildUpdateBatch(spec, open), params));
+  ASSERT_OK(db.Exec(batch::BuildUpdateBatch(spec, open), params));
 
   ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> stored, store.LoadRanges("batch"));
   ASSERT_EQ(stored.size(), 1u);

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "pgbackfill/catalog/catalog.h"
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/batch/batch_sql.h"
 #include "pgbackfill/plan/plan.h"
 #include "pgbackfill/ranges/sampler.h"
 #include "pgbackfill/ranges/split.h"
@@ -61,7 +61,7 @@ class RangesSamplerTest : public ::testing::Test {
   // table is selected by exactly one range. The table has an int column `hits` for this.
   std::vector<int64_t> ExpectEachRowInExactlyOneRange(const Target& target,
                                                       const std::vector<KeyRange>& ranges) {
-    std::vector<exec::KeyColumn> key;
+    std::vector<sql::KeyColumn> key;
     for (const catalog::Column& column : target.key.columns) {
       key.push_back({column.name, column.type});
     }
@@ -73,13 +73,13 @@ class RangesSamplerTest : public ::testing::Test {
       std::vector<pg::Param> params;
       std::vector<std::string> predicate = {"true"};
       if (range.lower) {
-        predicate.push_back(absl::StrCat(exec::KeyRow(key), " > ",
-                                         exec::ParamRow(key, static_cast<int>(params.size()) + 1)));
+        predicate.push_back(absl::StrCat(sql::KeyRow(key), " > ",
+                                         sql::ParamRow(key, static_cast<int>(params.size()) + 1)));
         for (const std::string& value : *range.lower) params.emplace_back(value);
       }
       if (range.upper) {
         predicate.push_back(absl::StrCat(
-            exec::KeyRow(key), " <= ", exec::ParamRow(key, static_cast<int>(params.size()) + 1)));
+            sql::KeyRow(key), " <= ", sql::ParamRow(key, static_cast<int>(params.size()) + 1)));
         for (const std::string& value : *range.upper) params.emplace_back(value);
       }
       auto updated = db_.Exec(absl::StrCat("UPDATE ", table, " SET hits = hits + 1 WHERE ",

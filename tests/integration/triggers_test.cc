@@ -1,5 +1,5 @@
 // The dual-write and copy triggers (expand/triggers.h) and the copy-mode batch
-// (exec::BuildCopyBatch) against the real server: what application writes do through the
+// (batch::BuildCopyBatch) against the real server: what application writes do through the
 // triggers, reinstalling and dropping them, and a batch racing a concurrent UPDATE or DELETE from
 // another session (no lost update, no ghost row).
 #include "pgbackfill/expand/triggers.h"
@@ -15,7 +15,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "pgbackfill/checkpoint/job_store.h"
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/sql/names.h"
+#include "pgbackfill/batch/batch_sql.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/ranges/key_range.h"
@@ -108,7 +109,7 @@ TEST_F(TriggersTest, DualWriteComputesSetColumnsOnInsertAndUpdate) {
   EXPECT_EQ(after, "2:Ada:Lovelace 3:Alan:Turing");
 
   // A backfill batch marks its transaction: its own UPDATE is left alone (computed once).
-  ASSERT_OK(db_.ExecScript(std::string("BEGIN; SET LOCAL ") + kInBatchSetting +
+  ASSERT_OK(db_.ExecScript(std::string("BEGIN; SET LOCAL ") + sql::kInBatchSetting +
                            " = on; UPDATE users SET first_name = 'batch' WHERE id = 4; COMMIT;"));
   EXPECT_EQ(Count(db_, "SELECT first_name FROM users WHERE id = 4"), "batch");
 
@@ -206,9 +207,9 @@ TEST_F(TriggersTest, CopyTriggerMirrorsApplicationWrites) {
   EXPECT_OK(db_.ExecScript("DROP OWNED BY \"" + app + "\"; DROP ROLE \"" + app + "\";"));
 }
 
-exec::CopyBatchSpec BatchSpec(plan::OnConflict on_conflict) {
+batch::CopyBatchSpec BatchSpec(plan::OnConflict on_conflict) {
   const CopySpec copy = UsersToV2();
-  exec::CopyBatchSpec spec;
+  batch::CopyBatchSpec spec;
   spec.source = copy.source;
   spec.key = {{"tenant", "text"}, {"id", "integer"}};
   spec.target = copy.target;
@@ -236,11 +237,11 @@ struct BatchResult {
 
 // One batch of the job's single range (open at both ends) from `start` (nothing done yet when
 // nullopt), as the runner sends it: the checkpoint is both the claim and the lower bound.
-absl::StatusOr<BatchResult> RunBatch(pg::Connection& conn, const exec::CopyBatchSpec& spec,
+absl::StatusOr<BatchResult> RunBatch(pg::Connection& conn, const batch::CopyBatchSpec& spec,
                                      const std::string& job, int64_t rows,
                                      const std::optional<ranges::KeyValue>& start) {
-  const exec::RangeEnds ends{start.has_value(), false};
-  const exec::BatchParams p = exec::UpdateBatchParams(spec.key.size(), ends);
+  const sql::RangeEnds ends{start.has_value(), false};
+  const batch::BatchParams p = batch::UpdateBatchParams(spec.key.size(), ends);
   std::vector<pg::Param> params(static_cast<size_t>(p.count));
   if (start.has_value()) {
     for (size_t i = 0; i < start->size(); ++i) {
@@ -251,7 +252,7 @@ absl::StatusOr<BatchResult> RunBatch(pg::Connection& conn, const exec::CopyBatch
   params[static_cast<size_t>(p.job - 1)] = job;
   params[static_cast<size_t>(p.range - 1)] = "1";
   params[static_cast<size_t>(p.checkpoint - 1)] = checkpoint::TextArrayLiteral(start);
-  ASSIGN_OR_RETURN(pg::Result result, conn.Exec(exec::BuildCopyBatch(spec, ends), params));
+  ASSIGN_OR_RETURN(pg::Result result, conn.Exec(batch::BuildCopyBatch(spec, ends), params));
   if (result.Rows() != 1) return absl::NotFoundError("the claim failed: no result row");
   BatchResult out;
   out.rows = std::stoll(std::string(result.Get(0, 0)));

@@ -1,4 +1,4 @@
-#include "pgbackfill/exec/backoff.h"
+#include "pgbackfill/util/backoff.h"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 
 #include "absl/time/time.h"
 
-namespace pgbackfill::exec {
+namespace pgbackfill {
 namespace {
 
 std::vector<absl::Duration> Delays(Backoff& backoff, int n) {
@@ -115,4 +115,4 @@ TEST(BackoffTest, DefaultSeedIsRandom) {
 }
 
 }  // namespace
-}  // namespace pgbackfill::exec
+}  // namespace pgbackfill

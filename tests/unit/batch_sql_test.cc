@@ -1,9 +1,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/batch/batch_sql.h"
 
-namespace pgbackfill::exec {
+namespace pgbackfill::batch {
 namespace {
 
 using ::testing::AllOf;
@@ -178,4 +178,4 @@ TEST(BuildCopyBatchTest, OpenEndedAndCompositeKeys) {
 }
 
 }  // namespace
-}  // namespace pgbackfill::exec
+}  // namespace pgbackfill::batch

@@ -105,13 +105,6 @@ TEST(ProbeSqlTest, StatementTimeoutIsTwoIntervalsButAtLeastASecond) {
   EXPECT_EQ(ProbeStatementTimeout(absl::ZeroDuration()), absl::Seconds(1));
 }
 
-TEST(ProbeSqlTest, TimeoutSettingInWholeMillisecondsNeverZero) {
-  EXPECT_EQ(TimeoutSetting(absl::Seconds(2)), "2000ms");
-  EXPECT_EQ(TimeoutSetting(absl::Microseconds(1500)), "2ms");  // rounded up
-  EXPECT_EQ(TimeoutSetting(absl::ZeroDuration()), "1ms");
-  EXPECT_EQ(TimeoutSetting(absl::Nanoseconds(1)), "1ms");
-}
-
 TEST(ProbeSqlTest, IntArrayParam) {
   EXPECT_EQ(IntArrayParam({}), "{}");
   EXPECT_EQ(IntArrayParam({42}), "{42}");

@@ -36,7 +36,7 @@ TEST(WhyNotVerifiableTest, SelfReferenceCannotBeVerified) {
 }
 
 TEST(DiffSqlTest, BoundedRangeWithWhereAndTwoColumns) {
-  exec::UpdateBatchSpec spec;
+  batch::UpdateBatchSpec spec;
   spec.table = {"public", "people"};
   spec.key = {{"tenant", "text"}, {"id", "bigint"}};
   spec.set = {{"full", "first || last", 3}, {"Len", "length(first)", 4}};
@@ -50,7 +50,7 @@ TEST(DiffSqlTest, BoundedRangeWithWhereAndTwoColumns) {
 }
 
 TEST(DiffSqlTest, OpenEndsHaveNoBoundParameters) {
-  exec::UpdateBatchSpec spec;
+  batch::UpdateBatchSpec spec;
   spec.table = {"s", "t"};
   spec.key = {{"id", "integer"}};
   spec.set = {{"c", "a * 2", 3}};

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "nlohmann/json.hpp"
-#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/preflight/preflight.h"
 #include "pgbackfill/plan/plan.h"
 
 namespace pgbackfill::cli {
@@ -20,9 +20,9 @@ struct CheckOptions {
 int RunCheck(const CheckOptions& options, std::ostream& out, std::ostream& err);
 
 // The report as one JSON object (the `check --json` schema, documented in the README).
-nlohmann::json CheckReportJson(const plan::Plan& plan, const catalog::PreflightReport& report);
+nlohmann::json CheckReportJson(const plan::Plan& plan, const preflight::PreflightReport& report);
 // The report for a person.
-void PrintCheckReport(const plan::Plan& plan, const catalog::PreflightReport& report,
+void PrintCheckReport(const plan::Plan& plan, const preflight::PreflightReport& report,
                       std::ostream& out);
 
 }  // namespace pgbackfill::cli

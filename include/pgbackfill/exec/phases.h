@@ -21,9 +21,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "pgbackfill/catalog/preflight.h"
+#include "pgbackfill/preflight/preflight.h"
 #include "pgbackfill/checkpoint/job_store.h"
-#include "pgbackfill/exec/events.h"
+#include "pgbackfill/events/events.h"
 #include "pgbackfill/exec/runner.h"
 #include "pgbackfill/plan/plan.h"
 
@@ -41,10 +41,10 @@ std::vector<Phase> RunPhases(bool contract, bool verify);
 // backfill's when it ran (rows, batches, ...), with the outcome and message of the phase that
 // ended the run; `phase` names it.
 absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const plan::Plan& plan,
-                                        const RunOptions& options, EventSink& events);
+                                        const RunOptions& options, events::EventSink& events);
 
 // The job row a phase creates for a job seen the first time (state pending).
-checkpoint::JobRecord NewJobRecord(const plan::Plan& plan, const catalog::PreflightReport& report,
+checkpoint::JobRecord NewJobRecord(const plan::Plan& plan, const preflight::PreflightReport& report,
                                    const std::string& phase);
 
 // Whether the plan needs `expand` before its first batch: it has `expand:` statements, a

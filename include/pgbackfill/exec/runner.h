@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "pgbackfill/exec/events.h"
+#include "pgbackfill/events/events.h"
 #include "pgbackfill/exec/latency_histogram.h"
 #include "pgbackfill/plan/plan.h"
 
@@ -58,6 +58,6 @@ struct RunSummary {
 
 // Returns an error Status only when the job could not be run at all (server unreachable).
 absl::StatusOr<RunSummary> RunBackfill(const plan::Plan& plan, const RunOptions& options,
-                                       EventSink& events);
+                                       events::EventSink& events);
 
 }  // namespace pgbackfill::exec

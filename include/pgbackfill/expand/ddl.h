@@ -83,7 +83,7 @@ struct DdlOptions {
   // How long lock timeouts and deadlocks are retried before the step fails (measured from the
   // start of the first attempt). 0: one attempt.
   absl::Duration retry_for = absl::Minutes(10);
-  // Backoff between attempts (exec::Backoff: full jitter in [base, min(max, base * 2^(n+1))]).
+  // Backoff between attempts (Backoff: full jitter in [base, min(max, base * 2^(n+1))]).
   absl::Duration backoff_base = absl::Milliseconds(100);
   absl::Duration backoff_max = absl::Seconds(10);
   // Seed of the jitter; nullopt draws one from std::random_device.

@@ -32,14 +32,8 @@
 
 namespace pgbackfill::expand {
 
-// The custom setting a backfill batch transaction sets (`SET LOCAL pgbackfill.in_batch = on`) so
-// that the dual-write trigger leaves the batch's own UPDATE alone: the batch has computed `set`
-// from the row as it was, and computing it again from the updated row would apply a
-// non-idempotent expression (`n = n + 1`) twice. Unset (the application), the trigger computes.
-inline constexpr char kInBatchSetting[] = "pgbackfill.in_batch";
-
 struct TriggerNames {
-  std::string function_schema;  // the job store schema, exec::kJobStoreSchema
+  std::string function_schema;  // the job store schema, sql::kJobStoreSchema
   std::string function;         // unqualified, catalog spelling
   std::string trigger;          // on the table; catalog spelling
 };
@@ -56,7 +50,7 @@ struct DualWriteSpec {
   plan::QualifiedName table;           // schema set
   std::vector<plan::Assignment> set;   // column -> expression over the row (alias t)
   std::string where;                   // empty = every row
-  // The operator's search_path (catalog::PreflightReport::user_search_path).
+  // The operator's search_path (preflight::PreflightReport::user_search_path).
   std::string search_path;
 };
 
@@ -69,10 +63,10 @@ struct CopySpec {
   std::vector<std::string> source_key;   // the key batches walk, in key order
   plan::QualifiedName target;            // `into`, schema set
   // Target column -> expression over the source row: the effective mapping
-  // (catalog::PreflightReport::copy_columns, which fills in the by-name default).
+  // (preflight::PreflightReport::copy_columns, which fills in the by-name default).
   std::vector<plan::Assignment> columns;
   // target_key[i] is the target column filled from source_key[i]; together they are a unique key
-  // of the target (catalog::PreflightReport::target_key).
+  // of the target (preflight::PreflightReport::target_key).
   std::vector<std::string> target_key;
   plan::OnConflict on_conflict = plan::OnConflict::kError;  // batches only: see the file comment
   std::string where;                     // empty = every row

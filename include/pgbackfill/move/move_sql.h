@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/sql/key.h"
 #include "pgbackfill/plan/plan.h"
 #include "pgbackfill/ranges/key_range.h"
 
@@ -23,7 +23,7 @@ namespace pgbackfill::move {
 
 struct MoveSpec {
   plan::QualifiedName source;             // schema set; read on the source
-  std::vector<exec::KeyColumn> key;       // the source key, in index order, source types
+  std::vector<sql::KeyColumn> key;       // the source key, in index order, source types
   plan::QualifiedName target;             // `into`, schema set; written on the target
   std::vector<plan::Assignment> columns;  // target column -> expression over the source row (t)
   std::vector<std::string> column_types;  // format_type of each target column, same order
@@ -50,7 +50,7 @@ inline constexpr char kStageTable[] = "pgbackfill_stage";
 // values, inclusive; only when ends.has_upper), then the batch's row count. Result: no row when no
 // key is left in the span; else one row (keys bigint, then the last key's columns as text): the
 // number of keys walked (at most `rows`) and the last of them.
-std::string BatchEndSql(const MoveSpec& spec, exec::RangeEnds ends);
+std::string BatchEndSql(const MoveSpec& spec, sql::RangeEnds ends);
 
 // COPY of the source rows with key in (after, upto] (each end only when given) that match
 // `where`, in key order, as the target columns. COPY takes no bind parameters: the bounds are
@@ -77,18 +77,32 @@ std::string ClaimSql();
 // checkpoint (text[]), $4 rows copied (bigint), $5 whether the range is done (bool).
 std::string AdvanceSql();
 
+// The target's side of one batch, built once for the worker that runs it and for `check` that
+// prints it: `head` (one pipeline: BEGIN, SET LOCAL lock_timeout and statement_timeout, the claim
+// at kClaimIndex, the stage table when staged), then the COPY `copy_in`, then `tail` (one
+// pipeline: the stage's INSERT when staged, the checkpoint at advance_index, COMMIT).
+struct TargetTransaction {
+  static constexpr size_t kClaimIndex = 3;
+  std::vector<std::string> head;
+  std::string copy_in;
+  std::vector<std::string> tail;
+  size_t advance_index = 0;
+};
+TargetTransaction BuildTargetTransaction(const MoveSpec& spec, const plan::Throttle& throttle,
+                                         bool staged);
+
 // Verify: count(*) and the sum of hashtextextended(row::text, 0) of one key span, on each side.
 // The source side casts each expression to its target column's type so both sides print the
 // same text; both sessions must use the same output settings (VerifySessionSettings). Parameters
 // as BatchEndSql's bounds (source key on the source, target key on the target).
-std::string SourceHashSql(const MoveSpec& spec, exec::RangeEnds ends);
-std::string TargetHashSql(const MoveSpec& spec, exec::RangeEnds ends);
+std::string SourceHashSql(const MoveSpec& spec, sql::RangeEnds ends);
+std::string TargetHashSql(const MoveSpec& spec, sql::RangeEnds ends);
 // The output settings both verify sessions run with, so that row::text is the same text (also
 // used where key bounds are printed as text on one server and cast back on the other).
 std::string VerifySessionSettings();
 
 // Repair: the target rows of a key span, deleted before the span is copied again. Parameters as
 // TargetHashSql's.
-std::string DeleteTargetRangeSql(const MoveSpec& spec, exec::RangeEnds ends);
+std::string DeleteTargetRangeSql(const MoveSpec& spec, sql::RangeEnds ends);
 
 }  // namespace pgbackfill::move

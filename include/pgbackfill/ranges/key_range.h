@@ -1,5 +1,5 @@
 // The unit of parallel work: a contiguous slice of the key space that one worker walks in
-// batches. Bounds use the same convention as exec::BuildUpdateBatch: lower exclusive, upper
+// batches. Bounds use the same convention as batch::BuildUpdateBatch: lower exclusive, upper
 // inclusive, and an absent bound is open, so the first and last ranges of a job also cover keys
 // inserted below the smallest or above the largest key after planning.
 #pragma once

@@ -18,7 +18,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "pgbackfill/catalog/catalog.h"
-#include "pgbackfill/exec/events.h"
+#include "pgbackfill/events/events.h"
 #include "pgbackfill/exec/runner.h"
 #include "pgbackfill/plan/plan.h"
 
@@ -72,6 +72,6 @@ struct BenchReport {
 // Returns an error when the bench could not run (preflight problems of the plan, the server);
 // the backfill's own outcome is in `run`. Events of the backfill go to `events`.
 absl::StatusOr<BenchReport> RunBench(const plan::Plan& plan, const BenchOptions& options,
-                                     exec::EventSink& events);
+                                     events::EventSink& events);
 
 }  // namespace pgbackfill::staging

@@ -12,6 +12,7 @@
 
 #include "absl/time/time.h"
 #include "pgbackfill/plan/plan.h"
+#include "pgbackfill/sql/names.h"
 
 namespace pgbackfill::throttle {
 
@@ -19,12 +20,8 @@ namespace pgbackfill::throttle {
 // error (which holds), not a round that never ends.
 absl::Duration ProbeStatementTimeout(absl::Duration interval);
 
-// A timeout in PostgreSQL's spelling, whole milliseconds rounded up, at least 1: "2000ms". Never
-// "0", which PostgreSQL reads as "no timeout".
-std::string TimeoutSetting(absl::Duration timeout);
-
 // After BEGIN: pins the transaction's search_path and sets the session's statement_timeout to $1
-// (TimeoutSetting). The timeout is session-wide on purpose: the canary and the custom query,
+// (sql::TimeoutSetting). The timeout is session-wide on purpose: the canary and the custom query,
 // which run after the transaction, need it too. It is sent every round, so a reconnected session
 // gets it back without a separate step.
 std::string ProbeSettingsSql();

@@ -2,10 +2,13 @@
 // abseil 20220623 (Debian 12) ships no RETURN_IF_ERROR / ASSIGN_OR_RETURN, so these are ours.
 #pragma once
 
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/string_view.h"
 
 #define PGBF_CONCAT_INNER_(a, b) a##b
 #define PGBF_CONCAT_(a, b) PGBF_CONCAT_INNER_(a, b)
@@ -38,3 +41,16 @@
   auto tmp = (expr);                                   \
   if (!tmp.ok()) co_return std::move(tmp).status();    \
   lhs = std::move(tmp).value()
+
+namespace pgbackfill {
+
+// `status` with another message: same code, same payloads (the SQLSTATE among them, so that
+// pg::Classify still reads it).
+inline absl::Status WithMessage(const absl::Status& status, const std::string& message) {
+  absl::Status out(status.code(), message);
+  status.ForEachPayload(
+      [&](absl::string_view key, const absl::Cord& value) { out.SetPayload(key, value); });
+  return out;
+}
+
+}  // namespace pgbackfill

@@ -11,9 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "pgbackfill/catalog/preflight.h"
 #include "pgbackfill/checkpoint/job_store.h"
-#include "pgbackfill/exec/batch_sql.h"
+#include "pgbackfill/batch/batch_sql.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/plan/plan.h"
 
@@ -31,12 +30,12 @@ std::vector<std::string> MentionedIdentifiers(std::string_view expression);
 std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan);
 
 // The statement for one range: the rows in the range (lower exclusive, upper inclusive, each only
-// when bounded; parameters as exec::UpdateBatchParams minus the batch-only ones: lower, then
+// when bounded; parameters as batch::UpdateBatchParams minus the batch-only ones: lower, then
 // upper) that match `where` and whose `set` columns differ from their expressions. Returns up to
 // `limit` rows of (key as text, total differing count), in key order. `types[i]` (format_type of
 // set[i]'s column; empty = none) casts the expression as the UPDATE stored it, so numeric(12,2)
 // or timestamp(0) columns compare against the rounded value.
-std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int limit,
+std::string DiffSql(const batch::UpdateBatchSpec& spec, sql::RangeEnds ends, int limit,
                     const std::vector<std::string>& types = {});
 
 // Copy mode: the source rows of the range transformed by `columns` and the target rows of the
@@ -46,14 +45,14 @@ std::string DiffSql(const exec::UpdateBatchSpec& spec, exec::RangeEnds ends, int
 // parameters and result as DiffSql; the key is the target key.
 struct CopyCheck {
   plan::QualifiedName source;
-  std::vector<exec::KeyColumn> key;  // the source key
+  std::vector<sql::KeyColumn> key;  // the source key
   plan::QualifiedName target;
   std::vector<plan::Assignment> columns;   // target column -> expression over the source row (t)
   std::vector<std::string> column_types;   // format_type of each target column, same order
   std::vector<std::string> target_key;     // target_key[i] is filled from key[i]
   std::string where;
 };
-std::string CopyDiffSql(const CopyCheck& check, exec::RangeEnds ends, int limit);
+std::string CopyDiffSql(const CopyCheck& check, sql::RangeEnds ends, int limit);
 
 struct RangeDiff {
   int range = 0;
@@ -70,7 +69,7 @@ struct Report {
 
 // Runs DiffSql for every range in one REPEATABLE READ READ ONLY transaction (one snapshot), on
 // `conn` with the user's search_path (the expressions are the user's), restored afterwards.
-absl::StatusOr<Report> Verify(pg::Connection& conn, const exec::UpdateBatchSpec& spec,
+absl::StatusOr<Report> Verify(pg::Connection& conn, const batch::UpdateBatchSpec& spec,
                               const std::vector<std::string>& types,
                               const std::vector<checkpoint::RangeRecord>& ranges,
                               const std::string& user_search_path);

@@ -1,14 +1,13 @@
-#include "pgbackfill/exec/batch_sql.h"
-
+#include "pgbackfill/batch/batch_sql.h"
 
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "pgbackfill/expand/triggers.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/sql/names.h"
 
-namespace pgbackfill::exec {
+namespace pgbackfill::batch {
 
 BatchParams UpdateBatchParams(size_t key_columns, RangeEnds ends) {
   const int k = static_cast<int>(key_columns);
@@ -30,26 +29,13 @@ BatchParams UpdateBatchParams(size_t key_columns, RangeEnds ends) {
   return params;
 }
 
-std::string KeyRow(const std::vector<KeyColumn>& key, const std::string& qualifier) {
-  std::vector<std::string> parts;
-  for (const KeyColumn& column : key) {
-    parts.push_back(absl::StrCat(qualifier, pg::QuoteIdent(column.name)));
-  }
-  return absl::StrCat("(", absl::StrJoin(parts, ", "), ")");
-}
-
-std::string ParamRow(const std::vector<KeyColumn>& key, int first) {
-  std::vector<std::string> parts;
-  for (size_t i = 0; i < key.size(); ++i) {
-    parts.push_back(absl::StrCat("$", first + static_cast<int>(i), "::", key[i].type));
-  }
-  return absl::StrCat("(", absl::StrJoin(parts, ", "), ")");
-}
-
 namespace {
 
+using sql::KeyRow;
+using sql::ParamRow;
+
 std::string RangesTable() {
-  return absl::StrCat(pg::QuoteIdent(kJobStoreSchema), ".\"ranges\"");
+  return absl::StrCat(pg::QuoteIdent(sql::kJobStoreSchema), ".\"ranges\"");
 }
 
 // The head every batch shares: `WITH claim ..., batch_end ..., [range_end ...,] bound AS (...`,
@@ -283,24 +269,21 @@ std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends) {
 }
 
 std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::string batch_sql) {
-  auto set_local = [](const char* setting, absl::Duration value) {
-    return absl::StrCat("SET LOCAL ", setting, " = '", absl::ToInt64Milliseconds(value), "ms'");
-  };
   std::vector<std::string> statements;
   statements.reserve(5);
   statements.emplace_back("BEGIN");
-  statements.push_back(set_local("lock_timeout", throttle.lock_timeout));
+  statements.push_back(sql::SetLocalTimeout("lock_timeout", throttle.lock_timeout));
   // With the statement timeout, the marker the dual-write trigger looks for (expand/triggers.h):
   // the batch has computed `set` from the row as it was, and the trigger must not compute it again
   // from the updated row (a non-idempotent `n = n + 1` would be applied twice, and a `where` with
   // a cost would be paid per row). One statement for both keeps the pipeline at five.
   statements.push_back(absl::StrCat("SELECT pg_catalog.set_config('statement_timeout', '",
-                                    absl::ToInt64Milliseconds(throttle.statement_timeout),
-                                    "ms', true), pg_catalog.set_config('",
-                                    expand::kInBatchSetting, "', 'on', true)"));
+                                    sql::TimeoutSetting(throttle.statement_timeout),
+                                    "', true), pg_catalog.set_config('", sql::kInBatchSetting,
+                                    "', 'on', true)"));
   statements.push_back(std::move(batch_sql));
   statements.emplace_back("COMMIT");
   return statements;
 }
 
-}  // namespace pgbackfill::exec
+}  // namespace pgbackfill::batch

@@ -1,5 +1,5 @@
-// SQL text of one batch (UPDATE mode, copy mode). Pure string building, unit-tested without a
-// server; the worker sends the result inside BEGIN / SET LOCAL lock_timeout / SET LOCAL
+// SQL text of one batch in one database (UPDATE mode, copy mode). Pure string building,
+// unit-tested without a server; the worker sends the result inside BEGIN / SET LOCAL lock_timeout / SET LOCAL
 // statement_timeout / COMMIT as one pipeline.
 //
 // The batch is one statement so that its upper bound is computed once: the `batch_end` CTE finds
@@ -13,30 +13,18 @@
 #include <vector>
 
 #include "pgbackfill/plan/plan.h"
+#include "pgbackfill/sql/key.h"
 
-namespace pgbackfill::exec {
+namespace pgbackfill::batch {
 
-// The schema of the job store (engine/checkpoint/).
-inline constexpr char kJobStoreSchema[] = "pgbackfill";
-
-struct KeyColumn {
-  std::string name;
-  std::string type;  // format_type() spelling, used for the casts of bound parameters
-};
+using sql::KeyColumn;
+using sql::RangeEnds;
 
 struct UpdateBatchSpec {
   plan::QualifiedName table;  // schema set
   std::vector<KeyColumn> key;  // in index order
   std::vector<plan::Assignment> set;
   std::string where;  // empty = none
-};
-
-// Which ends of the range are bounded. The first range of a job starts before the smallest key
-// and the last one ends after the largest, so rows inserted outside [min, max] after planning are
-// still covered.
-struct RangeEnds {
-  bool has_lower = true;  // batches start after a known key (exclusive)
-  bool has_upper = true;  // the range ends at a known key (inclusive)
 };
 
 // Parameter layout of BuildUpdateBatch, in order ($1...). k = number of key columns.
@@ -92,9 +80,4 @@ std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends);
 inline constexpr size_t kBatchStatementIndex = 3;
 std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::string batch_sql);
 
-// `("a", "b")`: the key as a row value (a single column stays a plain parenthesised column).
-std::string KeyRow(const std::vector<KeyColumn>& key, const std::string& qualifier = "");
-// `($1::text, $2::uuid)`: parameters from `first` cast to the key's types.
-std::string ParamRow(const std::vector<KeyColumn>& key, int first);
-
-}  // namespace pgbackfill::exec
+}  // namespace pgbackfill::batch

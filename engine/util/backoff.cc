@@ -1,9 +1,9 @@
-#include "pgbackfill/exec/backoff.h"
+#include "pgbackfill/util/backoff.h"
 
 #include <algorithm>
 #include <limits>
 
-namespace pgbackfill::exec {
+namespace pgbackfill {
 namespace {
 
 // 2^62 * base overflows any Duration; the window has long been capped by `max` before that.
@@ -35,4 +35,4 @@ absl::Duration Backoff::Next() {
   return absl::Nanoseconds(delay(random_));
 }
 
-}  // namespace pgbackfill::exec
+}  // namespace pgbackfill

@@ -18,7 +18,7 @@
 
 #include "absl/time/time.h"
 
-namespace pgbackfill::exec {
+namespace pgbackfill {
 
 class Backoff {
  public:
@@ -45,4 +45,4 @@ class Backoff {
   std::mt19937_64 random_;
 };
 
-}  // namespace pgbackfill::exec
+}  // namespace pgbackfill

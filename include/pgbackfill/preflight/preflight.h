@@ -13,7 +13,8 @@
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/plan/plan.h"
 
-namespace pgbackfill::catalog {
+namespace pgbackfill::preflight {
+
 
 struct PreflightReport {
   std::vector<std::string> problems;  // each: what is wrong, on which object, what to do
@@ -22,10 +23,10 @@ struct PreflightReport {
   std::string server_version;
   std::string user;
   std::string plan_hash;
-  std::optional<Table> table;
-  std::optional<Key> key;
-  std::vector<RejectedKey> rejected_keys;
-  std::optional<RowEstimate> estimate;
+  std::optional<catalog::Table> table;
+  std::optional<catalog::Key> key;
+  std::vector<catalog::RejectedKey> rejected_keys;
+  std::optional<catalog::RowEstimate> estimate;
   std::optional<std::vector<std::string>> min_key;
   std::optional<std::vector<std::string>> max_key;
   std::vector<std::string> batch_statements;  // the pipeline of one batch, in order
@@ -35,7 +36,7 @@ struct PreflightReport {
   std::string user_search_path;
 
   // Copy mode, when `into` exists.
-  std::optional<Table> target;
+  std::optional<catalog::Table> target;
   // What each target column is filled with: `columns` as written, or when omitted every column
   // of `into` that `table` also has (not generated), copied by name (expression = the quoted
   // name, line 0).
@@ -74,4 +75,4 @@ absl::StatusOr<PreflightReport> PreflightPlan(pg::Connection& home, const plan::
 // The data mover's SQL spec (move/move_sql.h) from a report whose table, key and target are set.
 move::MoveSpec MoveSpecFor(const PreflightReport& report, const plan::Plan& plan);
 
-}  // namespace pgbackfill::catalog
+}  // namespace pgbackfill::preflight

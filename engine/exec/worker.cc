@@ -1,0 +1,397 @@
+// The workers: each walks ranges batch by batch on its own session (two when moving between
+// databases), asking the throttle before every batch, and handles what a batch can end with:
+// committed, stale (another run moved the checkpoint), retryable, lost connection, fatal.
+#include <algorithm>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "pgbackfill/pg/error.h"
+#include "pgbackfill/util/status.h"
+#include "pgbackfill/util/strings.h"
+#include "runner_internal.h"
+
+namespace pgbackfill::exec::internal {
+namespace {
+
+// A retryable error (lock timeout, deadlock, statement timeout) this many times in a row on one
+// batch means something holds the rows for good: stop and say so rather than spin forever.
+constexpr int kMaxConsecutiveRetries = 100;
+// Reconnects in a row with no committed batch in between before the job stops.
+constexpr int kMaxReconnectsWithoutProgress = 5;
+// How long a worker keeps trying to reconnect (a server restart, a failover) before giving up.
+constexpr absl::Duration kReconnectDeadline = absl::Minutes(5);
+
+}  // namespace
+
+RangeState* RangeQueue::Take() {
+  if (pending.empty()) return nullptr;
+  RangeState* range = pending.front();
+  pending.pop_front();
+  return range;
+}
+
+int RangeQueue::Done() const {
+  return static_cast<int>(
+      std::count_if(all.begin(), all.end(), [](const RangeState& range) { return range.done; }));
+}
+
+Runner::WorkerState::WorkerState(Runner& owner, int worker_index)
+    : runner(owner),
+      index(worker_index),
+      sizer(BatchSizerConfig{owner.live_.batch.rows, owner.live_.batch.min_rows,
+                             owner.live_.batch.max_rows,
+                             owner.live_.batch.target * owner.throttle_.batch_scale}),
+      gate(owner.io_) {
+  runner.sizers_.push_back(&sizer);
+  runner.gates_.push_back(&gate);
+}
+
+Runner::WorkerState::~WorkerState() {
+  if (range != nullptr && !range->done) runner.queue_.GiveBack(range);
+  if (conn != nullptr) std::erase(runner.connections_, conn.get());
+  if (mover.source != nullptr) std::erase(runner.source_connections_, mover.source.get());
+  std::erase(runner.sizers_, &sizer);
+  std::erase(runner.gates_, &gate);
+}
+
+std::vector<pg::AsyncConnection*> Runner::WorkerState::Sessions() const {
+  std::vector<pg::AsyncConnection*> sessions{conn.get()};
+  if (mover.source != nullptr) sessions.push_back(mover.source.get());
+  return sessions;
+}
+
+asio::awaitable<void> Runner::Worker(int index) {
+  WorkerState worker(*this, index);
+  if (!co_await ConnectWorker(worker)) co_return;
+  while (!stopping_) {
+    const Turn turn = co_await NextTurn(worker);
+    if (turn == Turn::kFinished) break;
+    if (turn == Turn::kWait) continue;
+    const int64_t rows = worker.sizer.rows();
+    const absl::Time start = absl::Now();
+    // Not a conditional expression: GCC 12 mis-builds co_await inside ?: (garbage results).
+    BatchOutcome outcome;
+    if (moves_) {
+      outcome = co_await MoveBatch(*worker.conn, worker.mover, *worker.range, rows);
+    } else {
+      outcome = co_await SqlBatch(*worker.conn, *worker.range, rows);
+    }
+    const absl::Duration elapsed = absl::Now() - start;
+    if (outcome.stale) {
+      // The checkpoint was not where this worker thought (a batch of a killed earlier run
+      // committed late); nothing was changed. Continue from what the job store says.
+      absl::Status reloaded = co_await ReloadCheckpoint(*worker.conn, *worker.range);
+      if (!reloaded.ok()) {
+        Fail(absl::StrCat("could not read the checkpoint of ", worker.range->Describe(), ": ",
+                          reloaded.message()));
+        break;
+      }
+      continue;
+    }
+    if (outcome.status.ok()) {
+      Committed(worker, std::move(outcome), rows, elapsed);
+      continue;
+    }
+    if (!co_await NotCommitted(worker, outcome.status)) break;
+  }
+}
+
+asio::awaitable<bool> Runner::ConnectWorker(WorkerState& worker) {
+  auto connected = co_await pg::AsyncConnection::Connect(dsn_);
+  if (!connected.ok()) {
+    Fail(absl::StrCat("worker ", worker.index, " could not connect: ",
+                      connected.status().message()));
+    co_return false;
+  }
+  worker.conn = std::move(connected).value();
+  connections_.push_back(worker.conn.get());
+  if (!moves_) co_return true;
+  auto source = co_await pg::AsyncConnection::Connect(source_dsn_);
+  if (!source.ok()) {
+    Fail(absl::StrCat("worker ", worker.index, " could not connect to the source: ",
+                      source.status().message()));
+    co_return false;
+  }
+  worker.mover.source = std::move(source).value();
+  source_connections_.push_back(worker.mover.source.get());
+  co_return true;
+}
+
+asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
+  // The throttle: the governor and the operator are asked before every batch, so a hold stops
+  // new batches at once while the ones in flight commit.
+  if (const std::string held = HoldReason(worker.index); !held.empty()) {
+    if (Parked(worker.index) && worker.range != nullptr && !worker.range->done) {
+      // Parked by the concurrency limit: hand the range to a worker that may run.
+      queue_.GiveBack(worker.range);
+      worker.range = nullptr;
+    }
+    // Nothing left that this worker could do.
+    if (worker.range == nullptr && queue_.pending.empty()) co_return Turn::kFinished;
+    co_await WaitForGate(worker.gate, live_.throttle.interval);
+    co_return Turn::kWait;
+  }
+  if (worker.range == nullptr || worker.range->done) {
+    worker.range = queue_.Take();
+    if (worker.range == nullptr) co_return Turn::kFinished;
+  }
+  // The rate limiter's reservation for the next batch (when it may start) is kept across waits,
+  // so a worker that was held while it waited does not take its tokens twice.
+  if (throttle_.limiter.rate() <= 0) {
+    worker.reserved_until.reset();
+    co_return Turn::kGo;
+  }
+  const absl::Time now = throttle_.clock.Now();
+  if (!worker.reserved_until.has_value()) {
+    worker.reserved_until = now + throttle_.limiter.Acquire(worker.sizer.rows(), now);
+  }
+  if (now < *worker.reserved_until) {
+    // Waits in pieces of at most one interval, on the gate, and asks the throttle again after
+    // each: a hold, a pause or a stop that comes while it waits must stop this batch.
+    co_await WaitForGate(worker.gate,
+                         std::min(*worker.reserved_until - now, live_.throttle.interval));
+    co_return Turn::kWait;
+  }
+  worker.reserved_until.reset();
+  co_return Turn::kGo;
+}
+
+void Runner::Committed(WorkerState& worker, BatchOutcome outcome, int64_t rows,
+                       absl::Duration elapsed) {
+  RangeState& range = *worker.range;
+  const int64_t updated = outcome.rows;
+  range.done_upto = std::move(outcome.done_upto);
+  range.rows_done += updated;
+  range.done = outcome.done;
+  summary_.rows += updated;
+  summary_.bytes += outcome.bytes;
+  ++summary_.batches;
+  summary_.batch_latency.Add(elapsed);
+  worker.sizer.OnSuccess(rows, elapsed);
+  worker.backoff.Reset();
+  worker.consecutive_retries = 0;
+  worker.consecutive_reconnects = 0;
+  rate_window_.emplace_back(absl::Now(), updated);
+  if (throttle_.governor.has_value()) throttle_.governor->ReportRows(updated);
+  CountForVacuum(updated);
+  if (range.done) events_.Emit(events::RangeDone{.range = range.id, .rows = range.rows_done});
+}
+
+asio::awaitable<bool> Runner::NotCommitted(WorkerState& worker, const absl::Status& failed) {
+  // The batch did not commit (or we cannot tell: ReloadCheckpoint settles it).
+  RangeState& range = *worker.range;
+  const pg::ErrorClass error_class = pg::Classify(failed);
+  if (stopping_) co_return false;  // a second signal cancelled it; the checkpoint is where it was
+  const std::string sqlstate = pg::SqlStateOf(failed);
+  if (error_class == pg::ErrorClass::kFatal) {
+    Fail(absl::StrCat("batch failed on ", range.Describe(), " with SQLSTATE ",
+                      sqlstate.empty() ? "none" : sqlstate, ": ", failed.message()));
+    co_return false;
+  }
+  ++summary_.retries;
+  const std::string error(Utf8Prefix(ToStd(failed.message()), 300));
+  if (error_class == pg::ErrorClass::kRetry) {
+    if (++worker.consecutive_retries > kMaxConsecutiveRetries) {
+      Fail(absl::StrCat("batch on ", range.Describe(), " failed ", kMaxConsecutiveRetries,
+                        " times in a row, last with SQLSTATE ", sqlstate, ": ", failed.message()));
+      co_return false;
+    }
+    worker.sizer.OnRetryableFailure();
+    throttle_.governor->ReportRetries(1);
+    const absl::Duration wait = worker.backoff.Next();
+    events_.Emit(events::Retry{.worker = worker.index,
+                               .range = range.id,
+                               .sqlstate = sqlstate,
+                               .error = error,
+                               .wait_ms = absl::ToInt64Milliseconds(wait),
+                               .batch_rows = worker.sizer.rows()});
+    co_await Sleep(wait);
+  } else {
+    // A batch that loses its session every time (it crashes the backend, or gets it killed)
+    // would otherwise be sent again forever.
+    if (++worker.consecutive_reconnects > kMaxReconnectsWithoutProgress) {
+      Fail(absl::StrCat("the batch on ", range.Describe(), " lost its connection ",
+                        kMaxReconnectsWithoutProgress,
+                        " times in a row without committing; it may be crashing or killing its "
+                        "server backend. Last error: ",
+                        failed.message()));
+      co_return false;
+    }
+    events_.Emit(events::Reconnect{
+        .worker = worker.index, .range = range.id, .sqlstate = sqlstate, .error = error});
+    if (!co_await ReconnectWorker(worker)) co_return false;
+  }
+  if (stopping_) co_return false;
+  absl::Status reloaded = co_await ReloadCheckpoint(*worker.conn, range);
+  if (!reloaded.ok()) {
+    if (pg::Classify(reloaded) == pg::ErrorClass::kReconnect) co_return true;  // next round
+    Fail(absl::StrCat("could not read the checkpoint of ", range.Describe(), ": ",
+                      reloaded.message()));
+    co_return false;
+  }
+  co_return true;
+}
+
+std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int64_t rows) {
+  const sql::RangeEnds ends{range.start().has_value(), range.upper.has_value()};
+  std::string& sql = batch_sql_[{ends.has_lower, ends.has_upper}];
+  if (sql.empty()) {
+    sql = plan_.mode == plan::Mode::kCopy ? batch::BuildCopyBatch(copy_spec_, ends)
+                                          : batch::BuildUpdateBatch(spec_, ends);
+  }
+
+  std::vector<pg::Param> params;
+  if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
+  if (ends.has_upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
+  params.emplace_back(std::to_string(rows));
+  params.emplace_back(plan_.name);
+  params.emplace_back(std::to_string(range.id));
+  params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
+
+  std::vector<pg::Statement> statements;
+  for (std::string& text : batch::BatchTransaction(live_.throttle, sql)) {
+    statements.push_back(pg::Statement{std::move(text), {}});
+  }
+  statements[batch::kBatchStatementIndex].params = std::move(params);
+  return statements;
+}
+
+asio::awaitable<BatchOutcome> Runner::SqlBatch(pg::AsyncConnection& conn, const RangeState& range,
+                                               int64_t rows) {
+  BatchOutcome out;
+  pg::PipelineResult result = co_await conn.Pipeline(BatchStatements(range, rows));
+  if (!result.ok()) {
+    out.status = std::move(result.status);
+    co_return out;
+  }
+  const pg::Result& batch = result.results[batch::kBatchStatementIndex];
+  if (batch.Rows() != 1) {
+    out.stale = true;
+    co_return out;
+  }
+  auto done_upto = checkpoint::ParseTextArray(batch.GetOptional(0, 1));
+  if (!done_upto.ok()) {
+    out.status = absl::InternalError(done_upto.status().message());
+    co_return out;
+  }
+  out.rows = std::stoll(std::string(batch.Get(0, 0)));
+  out.done_upto = *done_upto;
+  out.done = batch.Get(0, 2) == "t";
+  co_return out;
+}
+
+asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn,
+                                                       RangeState& range) {
+  // After a failure we cannot know from the client side whether COMMIT went through (the reply
+  // may be what was lost). The job store knows: continue from what it says, never from memory.
+  // Parameters built outside the co_await: GCC 12 rejects initializer lists in coroutine frames.
+  std::vector<pg::Param> params;
+  params.emplace_back(plan_.name);
+  params.emplace_back(std::to_string(range.id));
+  auto result = co_await conn.Exec(
+      "SELECT done_upto, rows_done, state FROM \"pgbackfill\".\"ranges\""
+      " WHERE job_name = $1 AND range_id = $2::int",
+      std::move(params));
+  if (!result.ok()) co_return result.status();
+  if (result->Rows() != 1) {
+    co_return absl::NotFoundError(absl::StrCat("the checkpoint row of ", range.Describe(),
+                                               " is gone from the job store"));
+  }
+  auto done_upto = checkpoint::ParseTextArray(result->GetOptional(0, 0));
+  if (!done_upto.ok()) co_return done_upto.status();
+  range.done_upto = *done_upto;
+  const int64_t stored = std::stoll(std::string(result->Get(0, 1)));
+  // Rows the store has and we did not count: a batch whose COMMIT went through while its reply
+  // was lost (or, after a kill -9, an earlier run's batch that committed late). They are done
+  // and in no other count, so the run's totals take them here.
+  if (const int64_t unseen = stored - range.rows_done; unseen > 0) {
+    summary_.rows += unseen;
+    rate_window_.emplace_back(absl::Now(), unseen);
+  }
+  range.rows_done = stored;
+  range.done = result->Get(0, 2) == "done";
+  co_return absl::OkStatus();
+}
+
+asio::awaitable<bool> Runner::ReconnectWorker(WorkerState& worker) {
+  // Out of the lists the second signal cancels and the probes watch until they are back.
+  std::erase(connections_, worker.conn.get());
+  if (moves_) std::erase(source_connections_, worker.mover.source.get());
+  worker.mover.source_ready = false;
+  worker.mover.target_ready = false;
+  const std::vector<pg::AsyncConnection*> conns = worker.Sessions();
+  // The sessions that broke; when none shows it (the error came first), all of them.
+  std::vector<pg::AsyncConnection*> broken;
+  for (pg::AsyncConnection* conn : conns) {
+    if (!conn->IsOpen()) broken.push_back(conn);
+  }
+  if (broken.empty()) broken = conns;
+  const absl::Time deadline = absl::Now() + kReconnectDeadline;
+  while (!stopping_) {
+    co_await Sleep(worker.backoff.Next());
+    absl::Status status;
+    while (!broken.empty()) {
+      status = co_await broken.back()->Reconnect();
+      if (!status.ok()) break;
+      broken.pop_back();
+    }
+    if (status.ok()) {
+      ++summary_.reconnects;
+      events_.Emit(events::Reconnected{.worker = worker.index});
+      connections_.push_back(worker.conn.get());
+      if (moves_) source_connections_.push_back(worker.mover.source.get());
+      co_return true;
+    }
+    if (absl::Now() > deadline) {
+      Fail(absl::StrCat("worker ", worker.index, " could not reconnect for ",
+                        absl::FormatDuration(kReconnectDeadline), ": ", status.message()));
+      co_return false;
+    }
+  }
+  co_return false;
+}
+
+void Runner::SpawnWorkers(int count) {
+  // Never more workers than unfinished ranges: a range is worked by one worker at a time.
+  const int unfinished = static_cast<int>(queue_.all.size()) - queue_.Done();
+  const int target = std::min(count, unfinished);
+  while (workers_running_ < target) {
+    const int index = next_worker_index_++;
+    ++workers_running_;
+    live_workers_.insert(index);
+    asio::co_spawn(io_, GuardedWorker(index), asio::detached);
+  }
+}
+
+asio::awaitable<void> Runner::GuardedWorker(int index) {
+  // Workers are spawned detached, where an exception would vanish and leave the run waiting for a
+  // worker that is gone. Turn it into a failed job instead.
+  try {
+    co_await Worker(index);
+  } catch (const std::exception& e) {
+    Fail(absl::StrCat("worker ", index, " stopped on an internal error: ", e.what()));
+  }
+  WorkerFinished(index);
+}
+
+void Runner::WorkerFinished(int index) {
+  live_workers_.erase(index);
+  if (--workers_running_ > 0) return;
+  // Last worker out: stop the ticker, the throttle loop and the signal watch so io_.run()
+  // returns.
+  if (ticker_.has_value()) ticker_->cancel();
+  if (throttle_timer_.has_value()) throttle_timer_->cancel();
+  if (throttle_.prober != nullptr) throttle_.prober->Cancel();
+  StopVacuum();
+  boost::system::error_code ignored;
+  signals_.cancel(ignored);
+  // Back to the default disposition: a signal during the last bookkeeping ends the process, as
+  // the user asked, instead of being swallowed by a set nobody waits on.
+  signals_.clear(ignored);
+}
+
+}  // namespace pgbackfill::exec::internal
