@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
 """Report of `scripts/bench --scenario app-impact`: turns the raw run records (one JSON object per
-line, written by scripts/lib/bench_app_impact.sh) plus the files they point at (pgbench's
+line, written by bench_app_impact.py) plus the files they point at (pgbench's
 per-transaction logs, the backfill's `--json` events, the standby-lag samples) into the results
 table, the detail table, the target check and (with --json) a JSON document.
 
     app_impact_report.py report RESULTS --rows N --scale N ... [--json FILE]
-    app_impact_report.py canary-limit RESULTS --lead-in S   # prints the derived limit in whole ms
 
 Latency is pgbench's per-transaction `time` under --rate: from the transaction's scheduled start
 to its end, so it includes any wait for a busy server (what the application sees). Percentiles
@@ -542,33 +541,18 @@ def check_targets(by_name, ref_rate):
     return lines
 
 
-def canary_limit(args):
-    """The canary limit in whole ms: max(2 ms, 1.2 x the baseline's p99), rounded up."""
-    with open(args.results, encoding="utf-8") as results:
-        records = [json.loads(line) for line in results if line.strip()]
-    baseline = next((r for r in records if r.get("name") == "baseline"), None)
-    if baseline is None:
-        print("app_impact_report: no baseline run to derive the canary limit from",
-              file=sys.stderr)
-        return 2
-    stats = latency_stats(baseline, args.lead_in)
+def canary_limit_ms(baseline, lead_in):
+    """The canary limit in whole ms: max(2 ms, 1.2 x the baseline run's p99), rounded up; None
+    when the baseline has no transactions."""
+    stats = latency_stats(baseline, lead_in)
     if stats["p99_ms"] is None:
-        print("app_impact_report: the baseline has no transactions", file=sys.stderr)
-        return 2
-    print(math.ceil(max(CANARY_FLOOR_MS, CANARY_FACTOR * stats["p99_ms"])))
-    return 0
+        return None
+    return math.ceil(max(CANARY_FLOOR_MS, CANARY_FACTOR * stats["p99_ms"]))
 
 
-
-
-
-
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    limit = sub.add_parser("canary-limit")
-    limit.add_argument("results")
-    limit.add_argument("--lead-in", type=float, required=True)
     rep = sub.add_parser("report")
     rep.add_argument("results")
     rep.add_argument("--rows", type=int, required=True)
@@ -594,10 +578,7 @@ def main():
     rep.add_argument("--replica-lag", required=True)
     rep.add_argument("--throttle-extra", default="")
     rep.add_argument("--json")
-    args = parser.parse_args()
-    if args.command == "canary-limit":
-        return canary_limit(args)
-    return report(args)
+    return report(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Turns the raw measurements of scripts/bench (one JSON object per contender run, written by
-scripts/bench and scripts/lib/bench_measure.sh) into the results tables, the target check, the
+bench_throughput.py and bench_slow_link.py) into the results tables, the target check, the
 plots and (with --json) a JSON document holding everything printed.
 
 Scenarios: `throughput` (every contender on the unix socket) and `slow-link` (every contender
@@ -397,7 +397,7 @@ def make_plots(args, scales, per_scale, link):
     return results
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("results")
     parser.add_argument("--scenario", choices=("throughput", "slow-link"), default="throughput")
@@ -410,7 +410,7 @@ def main():
     parser.add_argument("--vacuum-every", default=None)
     parser.add_argument("--plots", help="directory for the PNGs")
     parser.add_argument("--json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     with open(args.results, encoding="utf-8") as results:
         records = [json.loads(line) for line in results if line.strip()]

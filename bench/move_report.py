@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Report of `scripts/bench --scenario move`: turns the raw run records (one JSON object per line,
-written by scripts/lib/bench_move.sh through bench_record of scripts/lib/bench_measure.sh) into the
-results table, the detail table, the pgbackfill / pgcopydb ratio lines, a plot and (with --json) a
-JSON document holding everything printed.
+written by bench_move.py) into the results table, the detail table, the pgbackfill / pgcopydb
+ratio lines, a plot and (with --json) a JSON document holding everything printed.
 
 A run is ok when its client exited 0, the target then holds exactly the source's row count and row
 hash (sum(hashtext(a::text)) over pgbench_accounts), and, for pgbackfill, the job finished `done`
@@ -198,7 +197,7 @@ def make_plot(args, scales, per_scale):
                                               "rows/s", labels, series, values)}
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser()
     parser.add_argument("results")
     parser.add_argument("--clk-tck", type=int, required=True)
@@ -207,7 +206,7 @@ def main():
     parser.add_argument("--raw", default="", help="where the raw measurements are (printed)")
     parser.add_argument("--plots", help="directory for the PNG")
     parser.add_argument("--json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     with open(args.results, encoding="utf-8") as results:
         records = [json.loads(line) for line in results if line.strip()]

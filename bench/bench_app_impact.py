@@ -1,0 +1,449 @@
+"""`scripts/bench --scenario app-impact`: what a backfill costs an application that keeps serving,
+and whether the throttle keeps that cost inside the targets (app_impact_report.py reports them).
+
+Runs, in this order (each on a fresh copy of tpl, CHECKPOINTed, cache warmed, standby caught up):
+
+  unthrottled  the backfill alone, no application, no hold signal: the reference rows/s
+  max-tps      pgbench unthrottled for --max-tps-seconds: the application's max TPS (skipped
+               when --rate is given)
+  baseline     pgbench at the fixed rate for --duration seconds, no backfill
+  no-throttle  the same pgbench run; the backfill starts --lead-in seconds in, no hold signal
+  canary       the same, with throttle.max_canary_latency (--canary-latency, by default derived
+               from the baseline p99)
+  replica-lag  the same, with throttle.max_replica_lag (--replica-lag)
+
+A run kind is one function (run_backfill_alone, run_app_alone, run_app_with_backfill) around
+measured_run, which prepares the database, samples the server around the kind's processes,
+checks the rows and records an AppRun. A backfill that is still running when pgbench ends is
+stopped with SIGTERM (it finishes the batches in flight and exits 3, resumable): the measurement
+window is the backfill's, clipped to pgbench's run. The standby's lag is sampled every 200 ms from
+the backfill's start until the standby has replayed everything written up to the backfill's end.
+"""
+
+import dataclasses
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import app_impact_report
+from bench_harness import (BenchError, drop_database, fresh_copy, make_template, print_tail,
+                           read_time_file, rows_of, sample_after, sample_before, section,
+                           server_ticks, timed)
+
+RUN_ORDER = ("unthrottled", "baseline", "no-throttle", "canary", "replica-lag")
+STANDBY_WAIT_SECONDS = 120
+# pgbackfill's exit status after SIGTERM: the batches in flight committed, resumable.
+EXIT_INTERRUPTED = 3
+
+# Samples the standby's lag every 200 ms, one line per sample: epoch seconds, replay_lag in
+# seconds (NULL, i.e. nothing to replay, as 0), WAL bytes not yet replayed. One psql session
+# (\watch), so the sampling itself costs no connection per sample. No line while the standby is
+# disconnected.
+LAG_SQL = """SELECT extract(epoch FROM clock_timestamp()),
+       coalesce(extract(epoch FROM replay_lag), 0), pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)
+  FROM pg_stat_replication WHERE application_name = 'standby' \\watch 0.2
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the runs share that the scenario derives on the way: the fixed rate (from max-tps)
+    and the canary limit (from the baseline)."""
+    rate: int | None
+    canary_ms: int | None
+
+
+@dataclasses.dataclass
+class MaxTps:
+    """The record of the max-tps run."""
+    name: str = "max-tps"
+    kind: str = "max-tps"
+    exit_status: int = 0
+    tps: float = 0.0
+    dir: str = ""
+
+
+@dataclasses.dataclass
+class AppRun:
+    """The record of one run, in the fields app_impact_report.py reads (times in ns since the
+    epoch, 0 when the run has no such moment; statuses None when the process did not run)."""
+    name: str
+    kind: str = "app"
+    with_app: int = 0
+    with_backfill: int = 0
+    dir: str = ""
+    throttle: str = ""
+    pgbench_status: int | None = None
+    pgbackfill_status: int | None = None
+    stopped: int = 0
+    t0_ns: int = 0
+    pgbench_end_ns: int = 0
+    backfill_start_ns: int = 0
+    backfill_end_ns: int = 0
+    standby_caught_up_ns: int = 0
+    filled_rows: int | None = None
+    wrong_rows: int | None = None
+    touched_rows: int | None = None
+    wall_ns: int = 0
+    server_ticks: int = 0
+    standby_ticks: int = 0
+    client_ticks: int = 0
+    machine_ticks: int = 0
+    wal_bytes: int = 0
+    checkpoints: int = 0
+
+
+# ---- the pieces of a run ----
+
+def wait_standby(ctx, limit):
+    """Waits (up to `limit` seconds) until the standby has replayed all WAL the primary had
+    written when called; False, with a warning, when it has not."""
+    cluster = ctx.cluster
+    deadline = time.monotonic() + limit
+    target = cluster.value("postgres", "SELECT pg_current_wal_lsn()")
+    while not cluster.value("postgres", f"SELECT coalesce(bool_and(replay_lsn >= '{target}'), "
+                                        "false) FROM pg_stat_replication "
+                                        "WHERE application_name = 'standby'"):
+        if time.monotonic() >= deadline:
+            print(f"bench: the standby has not replayed up to {target} after {limit}s",
+                  file=sys.stderr)
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def fresh_db(ctx, db):
+    """A fresh copy of tpl, checkpointed, its cache warmed alike for every run: a sequential
+    scan of the tables (operating system cache; a large table's seq scan reads through a small
+    ring buffer) and an index-only scan of pgbench_accounts_pkey (shared_buffers, where every
+    pgbench transaction and every batch walks it). Then the standby catches up, so every run
+    starts with no lag."""
+    fresh_copy(ctx, db)
+    ctx.cluster.query(db, "SELECT count(*) FROM pgbench_accounts",
+                      "SELECT count(*) FROM pgbench_tellers",
+                      "SELECT count(*) FROM pgbench_branches",
+                      "SET enable_seqscan = off", "SET enable_bitmapscan = off",
+                      "SELECT count(*) FROM pgbench_accounts WHERE aid > 0")
+    if not wait_standby(ctx, STANDBY_WAIT_SECONDS):
+        raise BenchError(f"the standby did not catch up before the run on {db}")
+
+
+def throttle_keys(app, name, canary_ms):
+    """The throttle keys of one run (a YAML flow mapping's entries): the run's own signal, every
+    other hold signal off, so that each run measures one signal. max_replica_lag defaults to 5s,
+    which would hold every run on the standby; lock waiters are always checked (0 = any waiter
+    holds), so the largest limit turns their hold off (any waiter still counts as pressure: fewer
+    workers, smaller batches; the engine has no switch for that). --throttle-extra adds keys to
+    the canary and replica-lag runs and replaces a default of the same name."""
+    own = {"canary": f"max_canary_latency: {canary_ms}ms",
+           "replica-lag": f"max_replica_lag: {app.replica_lag}"}.get(name, "")
+    extra = app.throttle_extra if own else ""
+    keys = [own] if own else []
+    for default in ("max_replica_lag: 0", "max_lock_waiters: 2147483647"):
+        if default.split(":")[0] + ":" not in f"{own}, {extra}":
+            keys.append(default)
+    if extra:
+        keys.append(extra)
+    return ", ".join(keys)
+
+
+def write_plan(ctx, name, path, throttle):
+    """The plan of one run: the throughput scenario's batch settings (batch.target from
+    --batch-target), the first --workers count, and the run's throttle keys."""
+    app = ctx.cfg.app
+    with open(path, "w", encoding="utf-8") as plan:
+        plan.write(f"""version: 1
+name: app-{name}
+table: public.pgbench_accounts
+set:
+  c: abalance * 100
+batch: {{ rows: 10000, target: {app.batch_target}, min_rows: 1000, max_rows: 100000 }}
+workers: {app.workers}
+throttle: {{ {throttle}, interval: {app.interval} }}
+# The harness checks the rows itself; verify would also fail on rows pgbench changed after the
+# backfill passed them, and its time is not backfill time.
+verify: false
+""")
+
+
+def start_pgbench(ctx, db, run_dir, seconds, rate):
+    """pgbench against db for `seconds`, output in run_dir; with a rate, at that fixed rate (-R)
+    with a per-transaction log (run_dir/pgbench.*: latency measured from the scheduled start, so
+    it includes the wait behind a slow server, as an application sees it). -n: no VACUUM or
+    TRUNCATE of pgbench's tables before the run (each run has a fresh copy of tpl anyway)."""
+    app = ctx.cfg.app
+    argv = ["pgbench", "-n", "-b", app.script, "-c", str(app.clients), "-j", str(app.threads),
+            "-T", str(seconds), "-P", "1", f"--random-seed={app.seed}"]
+    if rate is not None:
+        argv += ["-R", str(rate), "--log", f"--log-prefix={run_dir}/pgbench"]
+    with open(os.path.join(run_dir, "pgbench.out"), "w", encoding="utf-8") as out:
+        return ctx.cluster.popen(timed(os.path.join(run_dir, "pgbench.time"), [*argv, db]),
+                                 stdout=out, stderr=subprocess.STDOUT)
+
+
+def start_lag_sampler(ctx, path):
+    with open(path, "w", encoding="utf-8") as out, \
+            open(path + ".stderr", "w", encoding="utf-8") as err:
+        proc = ctx.cluster.popen(["psql", "-X", "-q", "-A", "-t", "-F", " ", "-d", "postgres"],
+                                 stdin=subprocess.PIPE, stdout=out, stderr=err, text=True)
+    proc.stdin.write(LAG_SQL)
+    proc.stdin.close()
+    return proc
+
+
+def stop_lag_sampler(proc):
+    """psql ends \\watch on SIGINT, then reads the end of its input and exits."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait()
+
+
+def start_backfill(ctx, run, db):
+    """The lag sampler, then `pgbackfill run` under GNU time; returns both processes."""
+    lag = start_lag_sampler(ctx, os.path.join(run.dir, "lag.txt"))
+    run.backfill_start_ns = time.time_ns()
+    with open(os.path.join(run.dir, "pgbackfill.jsonl"), "w", encoding="utf-8") as out, \
+            open(os.path.join(run.dir, "pgbackfill.stderr"), "w", encoding="utf-8") as err:
+        backfill = ctx.cluster.popen(
+            timed(os.path.join(run.dir, "pgbackfill.time"),
+                  [ctx.pgbackfill, "run", os.path.join(run.dir, "plan.yaml"),
+                   "--dsn", ctx.cluster.dsn(db), "--json"]),
+            stdout=out, stderr=err)
+    return backfill, lag
+
+
+def finish_backfill(ctx, run, backfill, lag):
+    """Waits for the backfill, then for the standby to replay what it wrote (the lag samples
+    cover that too)."""
+    run.pgbackfill_status = backfill.wait()
+    run.backfill_end_ns = time.time_ns()
+    wait_standby(ctx, STANDBY_WAIT_SECONDS)
+    run.standby_caught_up_ns = time.time_ns()
+    stop_lag_sampler(lag)
+
+
+def stop_backfill(backfill):
+    """The application's run is over: stop the backfill the way an operator would (SIGTERM to
+    pgbackfill, the child of GNU time): it commits the batches in flight and exits 3."""
+    subprocess.run(["pkill", "-TERM", "-P", str(backfill.pid)], check=False)
+
+
+def wait_first(*procs):
+    """Blocks until one of the processes exits and returns it (not reaped yet)."""
+    fds = {os.pidfd_open(proc.pid): proc for proc in procs}
+    try:
+        ready, _, _ = select.select(list(fds), [], [])
+        return fds[ready[0]]
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def check_rows(ctx, run, db):
+    """pgbench never writes c, so every non-NULL c is the backfill's, written once: their count
+    must be the job's rows. Rows pgbench updated after the backfill passed them keep the c of
+    their old abalance, which is right for a backfill without dual_write; every row pgbench
+    never touched (no pgbench_history line) must hold exactly abalance * 100."""
+    cluster = ctx.cluster
+    run.filled_rows = cluster.value(db, "SELECT count(c) FROM pgbench_accounts")
+    run.wrong_rows = cluster.value(db, """SELECT count(*) FROM pgbench_accounts a
+        WHERE c IS NOT NULL AND c IS DISTINCT FROM abalance * 100
+          AND NOT EXISTS (SELECT FROM pgbench_history h WHERE h.aid = a.aid)""")
+    run.touched_rows = cluster.value(db, "SELECT count(DISTINCT aid) FROM pgbench_history")
+
+
+def report_failures(run):
+    if (run.with_backfill and run.pgbackfill_status != 0
+            and not (run.stopped and run.pgbackfill_status == EXIT_INTERRUPTED)):
+        log = os.path.join(run.dir, "pgbackfill.jsonl")
+        print(f"{run.name}: pgbackfill exit status {run.pgbackfill_status}; log: {log}",
+              file=sys.stderr)
+        print_tail([log, os.path.join(run.dir, "pgbackfill.stderr")])
+    if run.with_app and run.pgbench_status != 0:
+        out = os.path.join(run.dir, "pgbench.out")
+        print(f"{run.name}: pgbench exit status {run.pgbench_status}; output: {out}",
+              file=sys.stderr)
+        print_tail([out])
+
+
+def client_ticks(ctx, run_dir):
+    """User+system CPU of pgbench and pgbackfill (their GNU time files) in clock ticks."""
+    total = 0
+    for name in sorted(os.listdir(run_dir)):
+        if name.endswith(".time"):
+            _, user, system, _ = read_time_file(os.path.join(run_dir, name))
+            total += int((user + system) * ctx.clk_tck)
+    return total
+
+
+def measured_run(ctx, run, settings, processes):
+    """Runs `processes(run, db)` (the run kind's clients) on a fresh database between two
+    samples of the server and the standby, checks the rows and appends the run's record."""
+    app = ctx.cfg.app
+    what = "backfill alone"
+    if run.with_app:
+        what = f"pgbench -R {settings.rate} for {app.duration} s"
+        if run.with_backfill:
+            what += f", backfill from {app.lead_in} s (throttle: {{ {run.throttle} }})"
+    section(f"{run.name}: {what}")
+    db = "app_" + run.name.replace("-", "_")
+    shutil.rmtree(run.dir, ignore_errors=True)
+    os.makedirs(run.dir)
+    if run.with_backfill:
+        write_plan(ctx, run.name, os.path.join(run.dir, "plan.yaml"), run.throttle)
+    fresh_db(ctx, db)
+
+    standby_pid = ctx.cluster.postmaster_pid("standby")
+    mark = sample_before(ctx)
+    standby0 = server_ticks(standby_pid)
+    run.t0_ns = time.time_ns()
+    processes(run, db)
+    measurement = sample_after(ctx, mark)
+    run.standby_ticks = server_ticks(standby_pid) - standby0
+
+    check_rows(ctx, run, db)
+    report_failures(run)
+    run.client_ticks = client_ticks(ctx, run.dir)
+    run.wall_ns = measurement.wall_ns
+    run.server_ticks = measurement.server_ticks
+    run.machine_ticks = measurement.machine_ticks
+    run.wal_bytes = measurement.wal_bytes
+    run.checkpoints = measurement.checkpoints
+    ctx.results.append(dataclasses.asdict(run))
+    drop_database(ctx, db)
+    return run
+
+
+def new_run(ctx, name, settings, with_app, with_backfill):
+    throttle = throttle_keys(ctx.cfg.app, name, settings.canary_ms) if with_backfill else ""
+    return AppRun(name=name, with_app=int(with_app), with_backfill=int(with_backfill),
+                  dir=ctx.path(name), throttle=throttle)
+
+
+# ---- the run kinds ----
+
+def measure_max_tps(ctx):
+    """The application's maximum throughput: pgbench unthrottled on a fresh copy."""
+    app = ctx.cfg.app
+    run_dir, db = ctx.path("max-tps"), "app_max_tps"
+    section(f"max-tps: pgbench -b {app.script} -c {app.clients} -j {app.threads}, "
+            f"{app.max_tps_seconds} s unthrottled")
+    os.makedirs(run_dir, exist_ok=True)
+    fresh_db(ctx, db)
+    status = start_pgbench(ctx, db, run_dir, app.max_tps_seconds, None).wait()
+    out = os.path.join(run_dir, "pgbench.out")
+    with open(out, encoding="utf-8", errors="replace") as text:
+        tps = re.findall(r"^tps = ([0-9.]+) ", text.read(), re.M)
+    if status != 0 or not tps:
+        print_tail([out], 20)
+        raise BenchError(f"the max-tps pgbench run failed (exit {status})")
+    result = MaxTps(exit_status=status, tps=float(tps[-1]), dir=run_dir)
+    ctx.results.append(dataclasses.asdict(result))
+    drop_database(ctx, db)
+    return result
+
+
+def run_backfill_alone(ctx, name, settings):
+    """The backfill alone, no application: the reference rows/s."""
+    def processes(run, db):
+        backfill, lag = start_backfill(ctx, run, db)
+        finish_backfill(ctx, run, backfill, lag)
+    return measured_run(ctx, new_run(ctx, name, settings, False, True), settings, processes)
+
+
+def run_app_alone(ctx, name, settings):
+    """pgbench at the fixed rate for --duration seconds, no backfill."""
+    def processes(run, db):
+        pgbench = start_pgbench(ctx, db, run.dir, ctx.cfg.app.duration, settings.rate)
+        run.pgbench_status = pgbench.wait()
+        run.pgbench_end_ns = time.time_ns()
+    return measured_run(ctx, new_run(ctx, name, settings, True, False), settings, processes)
+
+
+def run_app_with_backfill(ctx, name, settings):
+    """pgbench at the fixed rate, the backfill from --lead-in seconds on, stopped when pgbench
+    ends first."""
+    def processes(run, db):
+        app = ctx.cfg.app
+        pgbench = start_pgbench(ctx, db, run.dir, app.duration, settings.rate)
+        time.sleep(float(app.lead_in))
+        backfill, lag = start_backfill(ctx, run, db)
+        if wait_first(pgbench, backfill) is pgbench:
+            run.pgbench_status = pgbench.wait()
+            run.pgbench_end_ns = time.time_ns()
+            run.stopped = 1
+            stop_backfill(backfill)
+        finish_backfill(ctx, run, backfill, lag)
+        if run.pgbench_status is None:
+            run.pgbench_status = pgbench.wait()
+            run.pgbench_end_ns = time.time_ns()
+    return measured_run(ctx, new_run(ctx, name, settings, True, True), settings, processes)
+
+
+RUN_KINDS = {
+    "unthrottled": run_backfill_alone,
+    "baseline": run_app_alone,
+    "no-throttle": run_app_with_backfill,
+    "canary": run_app_with_backfill,
+    "replica-lag": run_app_with_backfill,
+}
+
+
+# ---- the scenario ----
+
+def fixed_rate(ctx):
+    """--rate-percent of the measured max TPS, at least 1."""
+    app = ctx.cfg.app
+    max_tps = measure_max_tps(ctx)
+    rate = max(1, int(max_tps.tps * float(app.rate_percent) / 100 + 0.5))
+    print(f"fixed rate: {app.rate_percent}% of {max_tps.tps:f} tps = {rate} tps", flush=True)
+    return rate
+
+
+def derived_canary_ms(ctx, baseline):
+    limit = app_impact_report.canary_limit_ms(dataclasses.asdict(baseline),
+                                              float(ctx.cfg.app.lead_in))
+    if limit is None:
+        raise BenchError("the baseline has no transactions to derive the canary limit from")
+    print(f"canary limit: {limit} ms (max(2 ms, 1.2 x baseline p99), whole ms, rounded up)",
+          flush=True)
+    return limit
+
+
+def report(ctx, settings):
+    app = ctx.cfg.app
+    scale = ctx.cfg.scales[0]
+    args = ["report", "--rows", str(rows_of(scale)), "--scale", str(scale), *ctx.report_args(),
+            "--script", app.script, "--clients", str(app.clients), "--threads", str(app.threads),
+            "--max-tps-seconds", str(app.max_tps_seconds), "--rate-percent", app.rate_percent,
+            "--duration", str(app.duration), "--lead-in", app.lead_in,
+            "--workers", str(app.workers), "--batch-target", app.batch_target,
+            "--interval", app.interval, "--replica-lag", app.replica_lag,
+            "--throttle-extra", app.throttle_extra,
+            "--canary-source", "given" if app.canary_ms else "max(2 ms, 1.2 x baseline p99)",
+            ctx.results.path]
+    if settings.rate is not None:
+        args += ["--rate", str(settings.rate)]
+    if settings.canary_ms is not None:
+        args += ["--canary-ms", str(settings.canary_ms)]
+    return app_impact_report.main(args)
+
+
+def run(ctx):
+    """The selected runs in RUN_ORDER, deriving the fixed rate and the canary limit on the way,
+    then the report."""
+    make_template(ctx, ctx.cfg.scales[0])
+    settings = Settings(ctx.cfg.app.rate, ctx.cfg.app.canary_ms)
+    done = {}
+    for name in (n for n in RUN_ORDER if n in ctx.cfg.contenders):
+        if name != "unthrottled" and settings.rate is None:
+            settings = dataclasses.replace(settings, rate=fixed_rate(ctx))
+        if name == "canary" and settings.canary_ms is None:
+            settings = dataclasses.replace(settings,
+                                           canary_ms=derived_canary_ms(ctx, done["baseline"]))
+        done[name] = RUN_KINDS[name](ctx, name, settings)
+    return report(ctx, settings)

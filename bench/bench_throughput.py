@@ -1,0 +1,203 @@
+"""`scripts/bench` (--scenario throughput): pgbackfill against the ways a DBA would fill a new
+column by hand, every contender on a fresh copy of the template database, on the unix socket.
+bench_slow_link.py runs the same contenders over TCP, directly and through a delay proxy.
+"""
+
+import dataclasses
+import os
+import re
+import subprocess
+
+import bench_report
+from bench_harness import (drop_database, fresh_copy, json_number, keep_log, make_template,
+                           process_ticks, remove_time_files, report_failure, rows_of, run_record,
+                           sample_after, sample_before, section, table_sizes, timed)
+
+# Rows per statement of the hand-written loops (psql-K).
+LOOP_BATCH = 10000
+FILL_SQL = "UPDATE pgbench_accounts SET c = abalance * 100"
+
+
+@dataclasses.dataclass(frozen=True)
+class Link:
+    """How the clients reach the server: `unix` (the socket; the throughput scenario), `direct`
+    (TCP to 127.0.0.1) or `proxy` (through the delay proxy of bench_slow_link.py)."""
+    kind: str = "unix"
+    port: str | None = None   # the proxy's port
+    proxy_pid: int | None = None
+    delay_ms: str | None = None
+
+    def suffix(self):
+        return f"@{self.delay_ms}ms" if self.kind == "proxy" else ""
+
+    def host_port(self, cluster):
+        if self.kind == "unix":
+            return cluster.host, cluster.port
+        return "127.0.0.1", self.port or cluster.port
+
+    def record_delay(self):
+        if self.kind == "unix":
+            return None
+        return 0 if self.kind == "direct" else json_number(self.delay_ms)
+
+    def ticks(self):
+        return process_ticks(self.proxy_pid) if self.kind == "proxy" else 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Contender:
+    """One contender run: its name, kind (update, loop, pgbackfill), argument (sessions or
+    workers) and, for pgbackfill, its plan and vacuum_every."""
+    name: str
+    kind: str
+    arg: int
+    plan: str | None = None
+    vacuum_every: str | None = None
+
+
+def write_loop_sql(ctx, sessions, rows):
+    """Batch files for the hand-written loops: session s of `sessions` walks its share of aid
+    space."""
+    for s in range(sessions):
+        lo, hi = rows * s // sessions, rows * (s + 1) // sessions
+        with open(ctx.path(f"loop-{sessions}-{s}.sql"), "w", encoding="utf-8") as sql:
+            for a in range(lo, hi, LOOP_BATCH):
+                sql.write(f"{FILL_SQL} WHERE aid > {a} AND aid <= {min(a + LOOP_BATCH, hi)};\n")
+
+
+def write_plan(ctx, workers, vacuum_every=None):
+    """The plan of pgbackfill-W, with bloat control when vacuum_every is given."""
+    suffix = "-vacuum" if vacuum_every else ""
+    path = ctx.path(f"plan-{workers}{suffix}.yaml")
+    with open(path, "w", encoding="utf-8") as plan:
+        plan.write(f"""version: 1
+name: bench-w{workers}{suffix}
+table: public.pgbench_accounts
+set:
+  c: abalance * 100
+batch: {{ rows: 10000, target: 200ms, min_rows: 1000, max_rows: 100000 }}
+workers: {workers}
+# The harness checks every row itself after each contender; the psql contenders do not verify
+# either, so the timed run is the backfill alone.
+verify: false
+""")
+        if vacuum_every:
+            plan.write(f"vacuum_every: {vacuum_every}\n")
+    return path
+
+
+def contenders_of(ctx, rows):
+    """The --contenders of one round, in order, their files written."""
+    cfg = ctx.cfg
+    # Bloat control is compared with the same worker count without it: 2 (the issue's headline
+    # contender) when measured, else the first count.
+    vacuum_workers = 2 if 2 in cfg.workers else cfg.workers[0]
+    out = []
+    for name in cfg.contenders:
+        if name == "update":
+            out.append(Contender("update", "update", 0))
+        elif name.startswith("psql-"):
+            sessions = int(name.removeprefix("psql-"))
+            write_loop_sql(ctx, sessions, rows)
+            out.append(Contender(name, "loop", sessions))
+        elif name == "pgbackfill":
+            out += [Contender(f"pgbackfill-{w}", "pgbackfill", w, write_plan(ctx, w))
+                    for w in cfg.workers]
+        elif name == "pgbackfill+vacuum":
+            out.append(Contender(f"pgbackfill-{vacuum_workers}+vacuum", "pgbackfill",
+                                 vacuum_workers, write_plan(ctx, vacuum_workers, cfg.vacuum_every),
+                                 cfg.vacuum_every))
+    return out
+
+
+def _psql(host, port, db, *args):
+    return ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", host, "-p", port, "-d", db, *args]
+
+
+def run_client(ctx, contender, name, host, port, db, log):
+    """Runs the contender's client process(es) under GNU time; returns the exit status (the last
+    non-zero one of several sessions)."""
+    cluster = ctx.cluster
+    if contender.kind == "update":
+        with open(log, "w", encoding="utf-8") as out:
+            return cluster.run(timed(ctx.path(f"{name}.time.0"),
+                                     _psql(host, port, db, "-c", FILL_SQL)),
+                               stdout=out, stderr=subprocess.STDOUT).returncode
+    if contender.kind == "loop":
+        procs = []
+        for s in range(contender.arg):
+            with open(f"{log}.{s}", "w", encoding="utf-8") as out:
+                sql = ctx.path(f"loop-{contender.arg}-{s}.sql")
+                procs.append(cluster.popen(timed(ctx.path(f"{name}.time.{s}"),
+                                                 _psql(host, port, db, "-f", sql)),
+                                           stdout=out, stderr=subprocess.STDOUT))
+        status = 0
+        for proc in procs:
+            status = proc.wait() or status
+        with open(log, "w", encoding="utf-8") as out:
+            for s in range(contender.arg):
+                with open(f"{log}.{s}", encoding="utf-8", errors="replace") as part:
+                    out.write(part.read())
+                os.remove(f"{log}.{s}")
+        return status
+    dsn = cluster.dsn(db, host, port)
+    with open(log, "w", encoding="utf-8") as out, \
+            open(log + ".stderr", "w", encoding="utf-8") as err:
+        return cluster.run(timed(ctx.path(f"{name}.time.0"),
+                                 [ctx.pgbackfill, "run", contender.plan, "--dsn", dsn, "--json"]),
+                           stdout=out, stderr=err).returncode
+
+
+def run_contender(ctx, contender, link, scale, round_no):
+    """Runs one contender on a fresh copy of tpl over `link` and appends its record."""
+    cluster = ctx.cluster
+    name = contender.name + link.suffix()
+    db = "run_" + re.sub(r"[^a-z0-9]", "_", name)
+    section(f"{name} (scale {scale}, round {round_no}/{ctx.cfg.repeat})")
+    fresh_copy(ctx, db)
+    host, port = link.host_port(cluster)
+    log = ctx.path(f"{name}.log")
+    remove_time_files(ctx, name)
+    sizes_before = table_sizes(ctx, db, "before")
+    mark = sample_before(ctx)
+    proxy0 = link.ticks()
+    status = run_client(ctx, contender, name, host, port, db, log)
+    proxy1 = link.ticks()
+    measurement = sample_after(ctx, mark)
+    sizes_after = table_sizes(ctx, db, "after")
+    wrong = cluster.value(db, "SELECT count(*) FROM pgbench_accounts "
+                              "WHERE c IS DISTINCT FROM abalance * 100")
+    report_failure(name, status, [log, log + ".stderr"])
+    kept = keep_log(ctx, name, log, scale, round_no)
+    record = run_record(ctx, db, name=name, kind=contender.kind, arg=contender.arg,
+                        round_no=round_no, status=status, wrong_rows=wrong,
+                        measurement=measurement, log=kept)
+    record.update({"scale": scale, "rows": rows_of(scale), "base": contender.name,
+                   "link": link.kind, "link_delay_ms": link.record_delay(),
+                   "proxy_ticks": proxy1 - proxy0, "vacuum_every": contender.vacuum_every,
+                   **sizes_before, **sizes_after})
+    ctx.results.append(record)
+    drop_database(ctx, db)
+
+
+def run_scales(ctx, links):
+    """Every scale in turn (one template at a time), --repeat rounds of all contenders, each
+    contender once per link."""
+    for scale in ctx.cfg.scales:
+        make_template(ctx, scale)
+        for round_no in range(1, ctx.cfg.repeat + 1):
+            for contender in contenders_of(ctx, rows_of(scale)):
+                for link in links:
+                    run_contender(ctx, contender, link, scale, round_no)
+
+
+def report(ctx):
+    args = ["--scenario", ctx.cfg.scenario, *ctx.report_args(), ctx.results.path]
+    if "pgbackfill+vacuum" in ctx.cfg.contenders:
+        args += ["--vacuum-every", ctx.cfg.vacuum_every]
+    return bench_report.main(args)
+
+
+def run(ctx):
+    run_scales(ctx, [Link()])
+    return report(ctx)
