@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,50 @@ struct ReplicaSample {
   bool idle = false;
 };
 
+// What the application's statements took over one interval, from pg_stat_statements deltas
+// (calls and total execution time per statement since the previous round), in this database,
+// without pgbackfill's own statements.
+struct StatementLatency {
+  int64_t calls = 0;          // application calls that finished in the interval
+  absl::Duration mean;        // total execution time / calls, over every application statement
+  absl::Duration worst_busy;  // the highest mean among the busiest statements (most calls)
+  std::string worst_query;    // that statement's text, cut to 80 bytes, for the reason
+};
+
+// How many application backends were active, averaged over several looks at pg_stat_activity in
+// the interval (PostgreSQL's form of MySQL's Threads_running), split by what they waited on.
+// pgbackfill's own sessions are not counted.
+struct SessionLoad {
+  double active = 0;  // all active application backends
+  double cpu = 0;     // active with no wait event: on a CPU or in its run queue
+  double lock = 0;    // wait_event_type Lock (heavyweight locks: rows, tables)
+  double lwlock = 0;  // LWLock (WAL insertion, buffer mapping, ...)
+  double io = 0;      // IO
+  int looks = 0;      // how many looks the averages are over
+};
+
+// One replication slot and the WAL it keeps on the primary.
+struct SlotWal {
+  std::string slot;
+  int64_t retained_bytes = 0;  // current WAL position minus the slot's restart_lsn
+  std::string wal_status;      // reserved, extended, unreserved, lost
+  std::optional<int64_t> safe_wal_size;  // bytes before max_slot_wal_keep_size bites; none = no cap
+};
+
+// The WAL archiver: how far archiving is behind, and whether it is failing.
+struct ArchiverState {
+  bool archiving = false;     // archive_mode is on
+  int64_t pending_bytes = 0;  // WAL segments waiting to be archived (.ready), in bytes
+  bool failing = false;       // the last attempt failed (last_failed_time > last_archived_time)
+  std::string last_failed_wal;
+};
+
+// `throttle.command` run once: its exit status and the first line it printed.
+struct CommandResult {
+  int exit_code = 0;
+  std::string output;
+};
+
 // One probe round.
 struct Samples {
   absl::Time taken;  // when the round started; the governor's timeline for cooldowns
@@ -50,6 +95,17 @@ struct Samples {
   // An autovacuum worker (not a manual VACUUM) is processing the target table, one of its
   // partitions or their TOAST tables (`throttle.hold_on_autovacuum`).
   absl::StatusOr<bool> autovacuum = NotMeasured();
+  // What the application feels. statement_latency is a FailedPrecondition error when
+  // pg_stat_statements is not installed in this database (the governor then leaves it out and
+  // says so once), and an error like any other when it is installed but could not be read.
+  absl::StatusOr<StatementLatency> statement_latency = NotMeasured();
+  absl::StatusOr<SessionLoad> session_load = NotMeasured();
+  // One tiny write + COMMIT in the job store (the heartbeat row), timed: it feels WAL flush and
+  // lock pressure that a read misses.
+  absl::StatusOr<absl::Duration> commit_latency = NotMeasured();
+  absl::StatusOr<std::vector<SlotWal>> slots = NotMeasured();
+  absl::StatusOr<ArchiverState> archiver = NotMeasured();
+  absl::StatusOr<CommandResult> command = NotMeasured();  // `throttle.command`
 };
 
 }  // namespace pgbackfill::throttle
