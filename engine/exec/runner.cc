@@ -302,6 +302,14 @@ void Runner::EmitProgress() {
   event.ranges_total = static_cast<int>(queue_.all.size());
   event.retries = summary_.retries;
   if (!throttle_.reason.empty()) event.throttle = throttle_.reason;
+  if (throttle_.decision.pace_rows_per_second > 0) {
+    event.pace_rows_per_second = static_cast<int64_t>(throttle_.decision.pace_rows_per_second);
+  }
+  for (const throttle::SignalReading& signal : throttle_.decision.signals) {
+    event.signals.push_back(events::ThrottleSignal{
+        .name = signal.name, .value = signal.value, .baseline = signal.baseline,
+        .limit = signal.limit});
+  }
   events_.Emit(event);
 }
 

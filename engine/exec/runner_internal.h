@@ -91,7 +91,7 @@ struct ThrottleState {
   std::string control_seen = "run";
   std::string run_requested_at;  // server time just before this run took the job's lock
   std::map<std::string, std::string> settings_applied;
-  double batch_scale = 1.0;
+  absl::Duration batch_target;  // the batch sizers' target as last set (BatchTarget)
   std::string reason;  // why work is held, shown in progress, the job row and `status`
   bool was_held = false;
   std::optional<absl::Time> held_since;  // while held: since when (summary_.held)
@@ -195,6 +195,8 @@ class Runner {
   void ApplyDecision();
   throttle::GovernorConfig GovernorConfigFor(const plan::Plan& plan) const;
   asio::awaitable<void> GuardedThrottleLoop();
+  // The batch time target: the plan's (or `set`'s), shortened by the governor's decision.
+  absl::Duration BatchTarget() const;
   // Why worker `index` must not start a batch now; empty when it may.
   std::string HoldReason(int index) const;
   // Whether worker `index` is beyond the governor's active-worker count. By rank among the live

@@ -162,7 +162,8 @@ void Runner::ApplySettings(const std::map<std::string, std::string>& settings) {
   live_ = std::move(next);
   throttle_.settings_applied = settings;
   throttle_.governor->SetConfig(GovernorConfigFor(live_));
-  for (BatchSizer* sizer : sizers_) sizer->SetTarget(live_.batch.target * throttle_.batch_scale);
+  throttle_.batch_target = BatchTarget();
+  for (BatchSizer* sizer : sizers_) sizer->SetTarget(throttle_.batch_target);
   SpawnWorkers(live_.workers);
 
   events_.Emit(events::Settings{.settings = std::move(applied), .workers = live_.workers});
@@ -189,9 +190,9 @@ void Runner::ApplyDecision() {
   }
   throttle_.reason = reason;
 
-  if (throttle_.decision.batch_target_scale != throttle_.batch_scale) {
-    throttle_.batch_scale = throttle_.decision.batch_target_scale;
-    for (BatchSizer* sizer : sizers_) sizer->SetTarget(live_.batch.target * throttle_.batch_scale);
+  if (const absl::Duration target = BatchTarget(); target != throttle_.batch_target) {
+    throttle_.batch_target = target;
+    for (BatchSizer* sizer : sizers_) sizer->SetTarget(target);
   }
   if (throttle_.decision.rate_limit_rows_per_second != throttle_.limiter.rate()) {
     throttle_.limiter.SetRate(throttle_.decision.rate_limit_rows_per_second, throttle_.clock.Now());
@@ -210,6 +211,15 @@ void Runner::ApplyDecision() {
     throttle_.pace_reported = throttle_.decision.pace_rows_per_second;
   }
   WakeWorkers();
+}
+
+absl::Duration Runner::BatchTarget() const {
+  absl::Duration target = live_.batch.target * throttle_.decision.batch_target_scale;
+  // While sessions wait on our rows, a batch is what each of them waits for.
+  if (throttle_.decision.batch_target_cap > absl::ZeroDuration()) {
+    target = std::min(target, throttle_.decision.batch_target_cap);
+  }
+  return target;
 }
 
 std::string Runner::HoldReason(int index) const {

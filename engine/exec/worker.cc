@@ -44,7 +44,7 @@ Runner::WorkerState::WorkerState(Runner& owner, int worker_index)
       index(worker_index),
       sizer(BatchSizerConfig{owner.live_.batch.rows, owner.live_.batch.min_rows,
                              owner.live_.batch.max_rows,
-                             owner.live_.batch.target * owner.throttle_.batch_scale}),
+                             owner.BatchTarget()}),
       gate(owner.io_) {
   runner.sizers_.push_back(&sizer);
   runner.gates_.push_back(&gate);

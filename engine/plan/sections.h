@@ -32,7 +32,14 @@ inline constexpr std::string_view kThrottleKeys[] = {"interval",
                                                      "max_canary_latency",
                                                      "canary",
                                                      "query",
-                                                     "hold_on_autovacuum"};
+                                                     "hold_on_autovacuum",
+                                                     "max_statement_latency",
+                                                     "max_commit_latency",
+                                                     "max_active_sessions",
+                                                     "baseline",
+                                                     "max_slot_wal",
+                                                     "max_archive_pending",
+                                                     "command"};
 inline constexpr std::string_view kDdlKeys[] = {"lock_timeout", "retry_for"};
 
 inline constexpr Section kTopSection{"", kTopKeys};

@@ -58,6 +58,13 @@ const std::vector<std::string_view>& SettableKeys() {
       "throttle.max_rows_per_second",
       "throttle.lock_timeout",
       "throttle.statement_timeout",
+      "throttle.max_statement_latency",
+      "throttle.max_commit_latency",
+      "throttle.max_active_sessions",
+      "throttle.max_slot_wal",
+      "throttle.max_archive_pending",
+      // Not throttle.command: whoever may write the job store would choose a program for the
+      // runner's host to run.
   };
   return *keys;
 }

@@ -165,6 +165,20 @@ absl::Status ApplyThrottle(const Reader& reader, const std::vector<Entry>& entri
       ASSIGN_OR_RETURN(throttle.query, reader.Sql(entry));
     } else if (key == "hold_on_autovacuum") {
       ASSIGN_OR_RETURN(throttle.hold_on_autovacuum, reader.Bool(entry));
+    } else if (key == "max_statement_latency") {
+      ASSIGN_OR_RETURN(throttle.max_statement_latency, reader.LimitValue(entry, true));
+    } else if (key == "max_commit_latency") {
+      ASSIGN_OR_RETURN(throttle.max_commit_latency, reader.LimitValue(entry, true));
+    } else if (key == "max_active_sessions") {
+      ASSIGN_OR_RETURN(throttle.max_active_sessions, reader.LimitValue(entry, false));
+    } else if (key == "baseline") {
+      ASSIGN_OR_RETURN(throttle.baseline, reader.Duration(entry));
+    } else if (key == "max_slot_wal") {
+      ASSIGN_OR_RETURN(throttle.max_slot_wal, reader.ByteSize(entry));
+    } else if (key == "max_archive_pending") {
+      ASSIGN_OR_RETURN(throttle.max_archive_pending, reader.ByteSize(entry));
+    } else if (key == "command") {
+      ASSIGN_OR_RETURN(throttle.command, reader.Sql(entry));
     }
   }
   return absl::OkStatus();

@@ -1,5 +1,7 @@
 #include "pgbackfill/plan/units.h"
 
+#include <cmath>
+
 #include <limits>
 
 #include "absl/status/status.h"
@@ -7,6 +9,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "pgbackfill/plan/plan.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::plan {
@@ -68,6 +72,59 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text) {
     return absl::InvalidArgumentError(absl::StrFormat("is too large, got \"%s\"", text));
   }
   return value * factor;
+}
+
+namespace {
+
+// The absolute part of a limit, in the signal's unit (seconds for durations).
+absl::StatusOr<double> LimitValue(std::string_view text, bool duration) {
+  if (duration) {
+    absl::StatusOr<absl::Duration> value = ParseDurationValue(text);
+    if (!value.ok()) return value.status();
+    return absl::ToDoubleSeconds(*value);
+  }
+  double value = 0;
+  if (!absl::SimpleAtod(ToAbsl(text), &value) || !std::isfinite(value) || value < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("must be a number of sessions such as 8, got \"%s\"", text));
+  }
+  return value;
+}
+
+}  // namespace
+
+absl::StatusOr<Limit> ParseLimit(std::string_view text, bool duration) {
+  const std::string trimmed(absl::StripAsciiWhitespace(ToAbsl(text)));
+  if (trimmed == "off" || trimmed == "0") return Limit{};
+  const std::string example = duration ? "2x, 1.25x + 2ms or 50ms" : "2x, 1.5x + 1 or 8";
+  Limit limit;
+  std::string_view rest = trimmed;
+  if (const size_t x = rest.find('x'); x != std::string_view::npos) {
+    double factor = 0;
+    if (!absl::SimpleAtod(ToAbsl(rest.substr(0, x)), &factor) || !std::isfinite(factor) ||
+        factor <= 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "must be a limit such as %s (a factor of the baseline before x), got \"%s\"", example,
+          text));
+    }
+    limit.factor = factor;
+    rest = ToStd(absl::StripAsciiWhitespace(ToAbsl(rest.substr(x + 1))));
+    if (rest.empty()) return limit;
+    if (rest.front() != '+') {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "must be a limit such as %s (only + may follow the factor), got \"%s\"", example,
+          text));
+    }
+    rest = ToStd(absl::StripAsciiWhitespace(ToAbsl(rest.substr(1))));
+  }
+  absl::StatusOr<double> offset = LimitValue(rest, duration);
+  if (!offset.ok()) {
+    return absl::InvalidArgumentError(absl::StrFormat("must be a limit such as %s, got \"%s\"",
+                                                      example, text));
+  }
+  limit.offset = *offset;
+  if (!limit.enabled()) return Limit{};
+  return limit;
 }
 
 }  // namespace pgbackfill::plan

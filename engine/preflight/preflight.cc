@@ -101,6 +101,7 @@ absl::StatusOr<PreflightReport> Preflighter::RunChecks() {
   RETURN_IF_ERROR(CheckPrivileges());
   RETURN_IF_ERROR(CompileExpressions());
   if (moves_) RETURN_IF_ERROR(ChooseMoveFormat());
+  RETURN_IF_ERROR(CheckApplicationSignals());
   RETURN_IF_ERROR(Estimate());
   BuildBatchSql();
   return std::move(report_);
@@ -351,6 +352,50 @@ absl::StatusOr<std::string> Preflighter::TypeName(pg::Connection& conn, uint32_t
   ASSIGN_OR_RETURN(pg::Result name, conn.Exec("SELECT pg_catalog.format_type($1::oid, NULL)",
                                               {std::to_string(oid)}));
   return std::string(name.Get(0, 0));
+}
+
+absl::Status Preflighter::CheckApplicationSignals() {
+  const plan::Throttle& throttle = plan_.throttle;
+  // The probes watch the database the batches write: between databases, the target.
+  pg::Connection& home = target_conn_;
+  if (throttle.max_statement_latency.enabled()) {
+    ASSIGN_OR_RETURN(pg::Result installed,
+                     home.Exec("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension "
+                               "WHERE extname = 'pg_stat_statements')"));
+    if (installed.Get(0, 0) == "t") {
+      Note("throttle.max_statement_latency reads the application's statements from "
+           "pg_stat_statements");
+    } else {
+      Note(absl::StrCat(
+          At(plan_, "throttle.max_statement_latency"),
+          "pg_stat_statements is not installed in this database, so statement latency is not "
+          "checked; the run uses the other signals (commit latency, active sessions, lock "
+          "waiters, replica lag, the canary). To use it: shared_preload_libraries = "
+          "'pg_stat_statements' and CREATE EXTENSION pg_stat_statements"));
+    }
+  }
+  ASSIGN_OR_RETURN(pg::Result roles,
+                   home.Exec("SELECT r.rolsuper,"
+                             " pg_catalog.pg_has_role(r.oid, 'pg_read_all_stats', 'USAGE'),"
+                             " pg_catalog.pg_has_role(r.oid, 'pg_monitor', 'USAGE')"
+                             "  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"));
+  const bool super = roles.Get(0, 0) == "t";
+  if (throttle.max_active_sessions.enabled() && !super && roles.Get(0, 1) != "t") {
+    Note(absl::StrCat(At(plan_, "throttle.max_active_sessions"),
+                      "the role cannot see other roles' sessions in pg_stat_activity; grant it "
+                      "pg_read_all_stats, or only its own role's sessions are counted"));
+  }
+  if (throttle.max_archive_pending > 0 && !super && roles.Get(0, 2) != "t") {
+    Problem(absl::StrCat(At(plan_, "throttle.max_archive_pending"),
+                         "reading the archiver's pending WAL needs pg_monitor "
+                         "(pg_ls_archive_statusdir): GRANT pg_monitor TO the role, or leave "
+                         "the key out"));
+  }
+  if (!throttle.command.empty()) {
+    Note(absl::StrCat(At(plan_, "throttle.command"),
+                      "runs with /bin/sh -c on the runner's host every throttle interval"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Preflighter::Estimate() {

@@ -129,6 +129,9 @@ class Preflighter {
   static absl::StatusOr<std::string> TypeName(pg::Connection& conn, uint32_t oid);
 
   absl::Status Estimate();
+  // What the application-health signals (throttle.max_statement_latency, ...) can read here:
+  // pg_stat_statements, the roles that show other sessions and the archiver.
+  absl::Status CheckApplicationSignals();
 
   void BuildBatchSql();
 

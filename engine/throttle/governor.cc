@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::throttle {
@@ -23,6 +25,13 @@ constexpr double kLockWaiterTargetScale = 0.5;
 // grows back by this share of it per healthy interval.
 constexpr double kMinPaceFraction = 0.05;
 constexpr double kPaceStepFraction = 0.025;
+// Rule 10: from this share of the budget up the job keeps its pace (steady); the cut in
+// proportion to the overshoot is between these factors; a hold's samples feed the baselines once
+// it has lasted this many intervals (our own work has drained by then).
+constexpr double kSteadyFrom = 0.8;
+constexpr double kMinCut = 0.5;
+constexpr double kMaxCut = 0.85;
+constexpr int kRebaselineAfter = 2;
 
 // "250ms" below a second (canary latencies), "7.2s" above (lags, gaps).
 std::string HumanDuration(absl::Duration d) {
@@ -74,6 +83,19 @@ void CheckDuration(std::string_view what, absl::Duration value, absl::Duration l
         [](double s) { return HumanDuration(absl::Seconds(s)); }, vetoes, pressure);
 }
 
+// A rule 10 value as users read it: latencies in ms, sessions as a number.
+std::string SignalText(std::string_view name, double value) {
+  if (name == "active_sessions") return absl::StrFormat("%.1f", value);
+  return absl::StrFormat("%.1fms", value * 1000);
+}
+
+std::string LimitText(const plan::Limit& limit, std::string_view name) {
+  if (!limit.relative()) return SignalText(name, limit.offset);
+  std::string text = absl::StrFormat("%gx", limit.factor);
+  if (limit.offset > 0) absl::StrAppend(&text, " + ", SignalText(name, limit.offset));
+  return text;
+}
+
 GovernorConfig Normalise(GovernorConfig config) {
   config.interval = std::max(config.interval, kMinInterval);
   config.workers = std::max(config.workers, 1);
@@ -83,6 +105,8 @@ GovernorConfig Normalise(GovernorConfig config) {
   config.resume_intervals = std::max(config.resume_intervals, 1);
   config.regrow_intervals = std::max(config.regrow_intervals, 1);
   config.max_rows_per_second = std::max(config.max_rows_per_second, 0.0);
+  config.baseline_intervals = std::max(config.baseline_intervals, 0);
+  config.hold_ratio = std::max(config.hold_ratio, 1.0);
   return config;
 }
 
@@ -101,6 +125,14 @@ GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers) {
   config.hold_on_autovacuum = throttle.hold_on_autovacuum;
   config.max_rows_per_second = throttle.max_rows_per_second;
   config.workers = workers;
+  config.statement_latency = throttle.max_statement_latency;
+  config.commit_latency = throttle.max_commit_latency;
+  config.active_sessions = throttle.max_active_sessions;
+  config.baseline_intervals = static_cast<int>(
+      std::ceil(absl::FDivDuration(throttle.baseline, std::max(throttle.interval, kMinInterval))));
+  config.max_slot_wal = throttle.max_slot_wal;
+  config.max_archive_pending = throttle.max_archive_pending;
+  config.check_command = !throttle.command.empty();
   return config;
 }
 
@@ -116,11 +148,157 @@ absl::StatusOr<bool> CustomQueryHolds(std::string_view value) {
 }
 
 Governor::Governor(GovernorConfig config, const Clock& clock)
-    : config_(Normalise(std::move(config))), clock_(clock) {}
+    : config_(Normalise(std::move(config))), clock_(clock) {
+  statement_latency_.limit = config_.statement_latency;
+  commit_latency_.limit = config_.commit_latency;
+  active_sessions_.limit = config_.active_sessions;
+}
 
 void Governor::SetConfig(GovernorConfig config) {
   config_ = Normalise(std::move(config));
   active_workers_ = std::min(active_workers_, config_.workers);
+  statement_latency_.limit = config_.statement_latency;
+  commit_latency_.limit = config_.commit_latency;
+  active_sessions_.limit = config_.active_sessions;
+}
+
+namespace {
+
+// Rule 10's readings as numbers: nullopt when a sample says nothing (no application statement
+// finished, or pg_stat_statements is missing).
+absl::StatusOr<std::optional<double>> StatementReading(const Samples& samples) {
+  if (!samples.statement_latency.ok()) {
+    if (samples.statement_latency.status().code() == absl::StatusCode::kFailedPrecondition) {
+      return std::optional<double>();
+    }
+    return samples.statement_latency.status();
+  }
+  if (samples.statement_latency->calls == 0) return std::optional<double>();
+  return std::optional<double>(absl::ToDoubleSeconds(samples.statement_latency->mean));
+}
+
+absl::StatusOr<std::optional<double>> CommitReading(const Samples& samples) {
+  if (!samples.commit_latency.ok()) return samples.commit_latency.status();
+  return std::optional<double>(absl::ToDoubleSeconds(*samples.commit_latency));
+}
+
+absl::StatusOr<std::optional<double>> SessionReading(const Samples& samples) {
+  if (!samples.session_load.ok()) return samples.session_load.status();
+  return std::optional<double>(samples.session_load->active);
+}
+
+}  // namespace
+
+bool Governor::Measuring() const {
+  const bool relative = statement_latency_.limit.relative() ||
+                        commit_latency_.limit.relative() || active_sessions_.limit.relative();
+  return relative && baseline_samples_ < config_.baseline_intervals;
+}
+
+void Governor::Learn(const Samples& samples) {
+  const bool measuring = Measuring();
+  const bool long_hold = held_ && held_from_.has_value() &&
+                         Covers(samples.taken - *held_from_, kRebaselineAfter);
+  if (!measuring && !long_hold) return;
+  auto learn = [](AppSignal& signal, const absl::StatusOr<std::optional<double>>& reading) {
+    if (reading.ok() && reading->has_value()) signal.baseline.Add(**reading);
+  };
+  learn(statement_latency_, StatementReading(samples));
+  learn(commit_latency_, CommitReading(samples));
+  learn(active_sessions_, SessionReading(samples));
+  if (measuring) ++baseline_samples_;
+}
+
+void Governor::JudgeAppSignal(const AppSignal& signal,
+                              const absl::StatusOr<std::optional<double>>& reading,
+                              Verdict& verdict) {
+  if (!signal.limit.enabled()) return;
+  const std::string what = absl::StrReplaceAll(signal.name, {{"_", " "}});
+  if (!reading.ok()) {
+    verdict.vetoes.push_back(ProbeFailed(what, reading.status()));
+    return;
+  }
+  if (!reading->has_value()) return;
+  const double value = **reading;
+  const std::optional<double> level = signal.baseline.Level();
+  // A relative limit without a baseline yet (the application was idle) judges nothing.
+  if (signal.limit.relative() && !level.has_value()) return;
+  const double limit = signal.limit.Of(level.value_or(0));
+  if (limit <= 0) return;
+  verdict.signals.push_back(
+      SignalReading{.name = signal.name, .value = value, .baseline = level, .limit = limit});
+  const double ratio = value / limit;
+  verdict.budget_ratio = std::max(verdict.budget_ratio, ratio);
+  if (ratio <= 1) return;
+  std::string text = absl::StrCat("application ", what, " ", SignalText(signal.name, value),
+                                  " > ", SignalText(signal.name, limit));
+  if (signal.limit.relative()) {
+    absl::StrAppend(&text, " (", LimitText(signal.limit, signal.name), " of baseline ",
+                    SignalText(signal.name, *level), ")");
+  }
+  if (ratio > config_.hold_ratio) {
+    verdict.vetoes.push_back(absl::StrCat(text, ", over ", absl::StrFormat("%g", config_.hold_ratio),
+                                          "x its limit"));
+  }
+  verdict.pressure.push_back(text);
+}
+
+void Governor::JudgeApplication(const Samples& samples, Verdict& verdict) {
+  JudgeAppSignal(statement_latency_, StatementReading(samples), verdict);
+  JudgeAppSignal(commit_latency_, CommitReading(samples), verdict);
+  JudgeAppSignal(active_sessions_, SessionReading(samples), verdict);
+}
+
+void Governor::JudgeWal(const Samples& samples, Verdict& verdict) {
+  if (config_.max_slot_wal > 0) {
+    if (!samples.slots.ok()) {
+      verdict.vetoes.push_back(ProbeFailed("replication slot", samples.slots.status()));
+    } else {
+      for (const SlotWal& slot : *samples.slots) {
+        const std::string who = absl::StrCat("replication slot ", slot.slot);
+        if (slot.wal_status == "lost" || slot.wal_status == "unreserved") {
+          verdict.vetoes.push_back(absl::StrCat(who, " is ", slot.wal_status));
+          continue;
+        }
+        Check(who + " retains", slot.retained_bytes, config_.max_slot_wal,
+              config_.pressure_fraction, BytesText, verdict.vetoes, verdict.pressure);
+      }
+    }
+  }
+  if (config_.max_archive_pending > 0) {
+    if (!samples.archiver.ok()) {
+      verdict.vetoes.push_back(ProbeFailed("archiver", samples.archiver.status()));
+    } else if (samples.archiver->archiving) {
+      const std::string who = samples.archiver->failing
+                                  ? absl::StrCat("archiver failing (last failed ",
+                                                 samples.archiver->last_failed_wal, "), pending")
+                                  : std::string("archiver pending");
+      Check(who, samples.archiver->pending_bytes, config_.max_archive_pending,
+            config_.pressure_fraction, BytesText, verdict.vetoes, verdict.pressure);
+    }
+  }
+}
+
+void Governor::JudgeCommand(const Samples& samples, Verdict& verdict) {
+  if (!config_.check_command) return;
+  if (!samples.command.ok()) {
+    verdict.vetoes.push_back(ProbeFailed("throttle command", samples.command.status()));
+    return;
+  }
+  const CommandResult& result = *samples.command;
+  if (result.exit_code != 0) {
+    verdict.vetoes.push_back(absl::StrCat("throttle command exited ", result.exit_code,
+                                          result.output.empty() ? "" : ": ", result.output));
+    return;
+  }
+  if (absl::StripAsciiWhitespace(result.output).empty()) return;
+  absl::StatusOr<bool> holds = CustomQueryHolds(result.output);
+  if (!holds.ok()) {
+    verdict.vetoes.push_back(absl::StrCat("throttle command printed '", result.output,
+                                          "', expected nothing, a boolean or a number"));
+  } else if (*holds) {
+    verdict.vetoes.push_back(absl::StrCat("throttle command printed ", result.output));
+  }
 }
 
 void Governor::ForgetReplica(std::string_view name) {
@@ -244,6 +422,9 @@ Governor::Verdict Governor::Judge(const Samples& samples) {
           "autovacuum running on ", config_.table.empty() ? "the target table" : config_.table));
     }
   }
+  JudgeApplication(samples, verdict);
+  JudgeWal(samples, verdict);
+  JudgeCommand(samples, verdict);
   return verdict;
 }
 
@@ -269,8 +450,19 @@ Decision Governor::Update(const Samples& samples) {
   pending_rows_ = 0;
   last_taken_ = taken;
 
+  Learn(samples);
   Verdict verdict = Judge(samples);
+  budget_ratio_ = verdict.budget_ratio;
+  signals_ = verdict.signals;
+  // Rule 10: over budget with nothing left to slow down is a hold, and says so.
+  if (verdict.budget_ratio > 1 && active_workers_ == 1 && pace_ > 0 &&
+      pace_ <= peak_rate_ * kMinPaceFraction * 1.0001) {
+    verdict.vetoes.push_back(absl::StrCat(
+        "the application is over its budget (", verdict.pressure.front(),
+        ") even at the slowest pace"));
+  }
   if (!verdict.vetoes.empty()) {
+    if (!held_) held_from_ = taken;
     held_ = true;
     clear_since_.reset();
     reason_ = absl::StrJoin(verdict.vetoes, "; ");
@@ -279,6 +471,7 @@ Decision Governor::Update(const Samples& samples) {
     if (!clear_since_.has_value()) clear_since_ = taken;
     if (Covers(taken - *clear_since_, config_.resume_intervals)) {
       held_ = false;
+      held_from_.reset();
       reason_.clear();
       last_change_ = taken;  // growth waits an interval of running, not of holding
     } else {
@@ -308,12 +501,17 @@ Decision Governor::Update(const Samples& samples) {
         // From what the job really did: a pace it was not reaching would slow nothing.
         const double measured = running_rate_ > 0 ? running_rate_ : peak_rate_;
         const double from = pace_ > 0 ? std::min(pace_, measured) : measured;
-        pace_ = std::max(from / 2, peak_rate_ * kMinPaceFraction);
+        // Rule 10 cuts in proportion to how far over its budget the application is: a small
+        // overshoot costs a little pace, not half of it.
+        const double cut = verdict.budget_ratio > 1
+                               ? std::clamp(1 / verdict.budget_ratio, kMinCut, kMaxCut)
+                               : 0.5;
+        pace_ = std::max(from * cut, peak_rate_ * kMinPaceFraction);
       }
       last_cut_ = taken;
       last_change_ = taken;
     }
-  } else if (!held_ && Covers(taken - *last_change_, 1) &&
+  } else if (!held_ && verdict.budget_ratio < kSteadyFrom && Covers(taken - *last_change_, 1) &&
              (!last_cut_.has_value() ||
               Covers(taken - *last_cut_, config_.regrow_intervals))) {
     // Recovery undoes rule 9 before rule 6: the rate first, then the workers.
@@ -340,6 +538,17 @@ Decision Governor::Current() const {
   }
   decision.batch_target_scale = lock_waiters_ ? kLockWaiterTargetScale : 1.0;
   decision.pressure = pressure_;
+  decision.budget_ratio = budget_ratio_;
+  decision.signals = signals_;
+  // Rule 10: a batch holds its row locks until it commits, so an application session that meets
+  // one waits for the whole batch: cap the batch at what a statement may take.
+  if (lock_waiters_ && statement_latency_.limit.enabled()) {
+    const std::optional<double> level = statement_latency_.baseline.Level();
+    if (!statement_latency_.limit.relative() || level.has_value()) {
+      decision.batch_target_cap =
+          absl::Seconds(statement_latency_.limit.Of(level.value_or(0)));
+    }
+  }
   if (!last_taken_.has_value()) {
     decision.hold = true;
     decision.reason = "waiting for the first throttle sample";
@@ -351,6 +560,12 @@ Decision Governor::Current() const {
   if (age < absl::ZeroDuration() || age > config_.interval * config_.stale_intervals) {
     decision.hold = true;
     decision.reason = absl::StrCat("no throttle samples for ", HumanDuration(age));
+    return decision;
+  }
+  if (Measuring()) {
+    decision.hold = true;
+    decision.reason = absl::StrCat("measuring the application's baseline (", baseline_samples_,
+                                   " of ", config_.baseline_intervals, " samples)");
     return decision;
   }
   decision.hold = held_;

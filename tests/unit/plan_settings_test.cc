@@ -44,7 +44,10 @@ TEST(SettableKeysTest, AreTheTuningKeys) {
                                      "throttle.max_replica_lag_bytes", "throttle.max_lock_waiters",
                                      "throttle.max_wal_bytes_per_second",
                                      "throttle.max_canary_latency", "throttle.max_rows_per_second",
-                                     "throttle.lock_timeout", "throttle.statement_timeout"));
+                                     "throttle.lock_timeout", "throttle.statement_timeout",
+                                     "throttle.max_statement_latency",
+                                     "throttle.max_commit_latency", "throttle.max_active_sessions",
+                                     "throttle.max_slot_wal", "throttle.max_archive_pending"));
 }
 
 TEST(ApplySettingTest, Workers) {
@@ -220,7 +223,8 @@ TEST(ApplySettingTest, UnknownKeysSuggestASettableOne) {
 
 TEST(ApplySettingTest, PlanKeysThatCannotChangeWhileRunningSaySo) {
   for (const char* key : {"batch.rows", "batch.max_rows", "throttle.canary", "throttle.interval",
-                          "throttle.hold_on_autovacuum", "table", "set", "verify"}) {
+                          "throttle.hold_on_autovacuum", "throttle.command", "table", "set",
+                          "verify"}) {
     EXPECT_THAT(ErrorOf(key, "1"),
                 StartsWith(absl::StrCat(key,
                                         ": cannot be changed while a job runs; edit the plan "

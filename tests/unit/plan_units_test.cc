@@ -1,5 +1,6 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "pgbackfill/plan/plan.h"
 #include "pgbackfill/plan/suggest.h"
 #include "pgbackfill/plan/units.h"
 
@@ -8,6 +9,27 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Optional;
+
+TEST(ParseLimitTest, RelativeAbsoluteAndOff) {
+  absl::StatusOr<Limit> limit = ParseLimit("1.25x + 2ms", /*duration=*/true);
+  ASSERT_TRUE(limit.ok()) << limit.status();
+  EXPECT_EQ(*limit, (Limit{.factor = 1.25, .offset = 0.002}));
+  EXPECT_DOUBLE_EQ(limit->Of(0.004), 0.007);
+  EXPECT_EQ(*ParseLimit("2x", true), (Limit{.factor = 2, .offset = 0}));
+  EXPECT_EQ(*ParseLimit(" 50ms ", true), (Limit{.factor = 0, .offset = 0.05}));
+  EXPECT_EQ(*ParseLimit("1.5x+1", false), (Limit{.factor = 1.5, .offset = 1}));
+  EXPECT_EQ(*ParseLimit("8", false), (Limit{.factor = 0, .offset = 8}));
+  EXPECT_FALSE(ParseLimit("off", true)->enabled());
+  EXPECT_FALSE(ParseLimit("0", false)->enabled());
+}
+
+TEST(ParseLimitTest, RefusesWhatIsNotALimit) {
+  EXPECT_THAT(ParseLimit("x", true).status().message(), HasSubstr("such as 2x, 1.25x + 2ms"));
+  EXPECT_THAT(ParseLimit("-1x", true).status().message(), HasSubstr("factor of the baseline"));
+  EXPECT_THAT(ParseLimit("2x - 1ms", true).status().message(), HasSubstr("only + may follow"));
+  EXPECT_THAT(ParseLimit("2x + 5", true).status().message(), HasSubstr("such as 2x"));
+  EXPECT_THAT(ParseLimit("8ms", false).status().message(), HasSubstr("2x, 1.5x + 1 or 8"));
+}
 
 TEST(ParseDurationValueTest, AcceptsUnitsAndBareZero) {
   EXPECT_EQ(*ParseDurationValue("200ms"), absl::Milliseconds(200));

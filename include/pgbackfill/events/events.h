@@ -34,6 +34,15 @@ struct JobStarted {
   std::optional<bool> through_stage;
 };
 
+// One signal of what the application feels, as the throttle last read it (seconds for latencies,
+// a count for sessions).
+struct ThrottleSignal {
+  std::string name;  // statement_latency, commit_latency, active_sessions
+  double value = 0;
+  std::optional<double> baseline;  // null until measured
+  double limit = 0;
+};
+
 struct Progress {
   static constexpr char kType[] = "progress";
   std::string job;
@@ -48,6 +57,8 @@ struct Progress {
   int ranges_total = 0;
   int64_t retries = 0;
   std::optional<std::string> throttle;  // why work is held
+  std::optional<int64_t> pace_rows_per_second;  // the throttle's rows/s cap; null: none
+  std::vector<ThrottleSignal> signals;          // empty unless application signals are checked
 };
 
 struct RangeDone {

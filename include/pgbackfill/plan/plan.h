@@ -42,6 +42,19 @@ struct Batch {
   int64_t max_rows = 100000;
 };
 
+// A limit on a throttle signal: absolute (`50ms`, `8`), or relative to the signal's baseline,
+// the level the run measures before its first batch and again while it is held (`2x`,
+// `1.25x + 2ms`). The offset is in the signal's unit: seconds for latencies, sessions for session
+// counts. Neither set: not checked.
+struct Limit {
+  double factor = 0;  // times the baseline; 0 = absolute
+  double offset = 0;
+  bool enabled() const { return factor > 0 || offset > 0; }
+  bool relative() const { return factor > 0; }
+  double Of(double baseline) const { return factor * baseline + offset; }
+  bool operator==(const Limit&) const = default;
+};
+
 struct Throttle {
   absl::Duration interval = absl::Seconds(1);  // probe sampling period
   absl::Duration max_replica_lag = absl::Seconds(5);  // 0 = not checked
@@ -56,6 +69,20 @@ struct Throttle {
   std::string canary;  // SQL timed every interval; empty = key lookup on the table
   std::string query;   // custom throttle query (true or >= 1 means hold); empty = none
   bool hold_on_autovacuum = false;  // hold while autovacuum works on `table` (GitLab's signal)
+
+  // What the application feels (docs/plan-reference.md), each against its baseline when given
+  // relatively. Not checked unless set.
+  // The mean latency of the application's statements (pg_stat_statements).
+  Limit max_statement_latency;
+  // A tiny write + COMMIT in the job store, timed.
+  Limit max_commit_latency;
+  // Active application backends.
+  Limit max_active_sessions;
+  // How long the baselines are measured before the first batch.
+  absl::Duration baseline = absl::Seconds(5);
+  int64_t max_slot_wal = 0;         // WAL any replication slot may retain; 0 = not checked
+  int64_t max_archive_pending = 0;  // WAL waiting for the archiver; 0 = not checked
+  std::string command;  // run every interval: a non-zero exit, or a printed true/>= 1, holds
 };
 
 // Bloat control: VACUUM the table being written each time this much more was written, so the

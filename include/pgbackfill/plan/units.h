@@ -18,4 +18,10 @@ absl::StatusOr<absl::Duration> ParseDurationValue(std::string_view text);
 // "1GB", "1TB" (multiples of 1024, as in postgresql.conf).
 absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
 
+// A throttle limit (plan.h `Limit`): "2x", "1.25x + 2ms", "1.5x + 1", an absolute value, or "0" /
+// "off" (not checked). `duration` says the signal's unit: a duration ("50ms") or a plain number
+// of sessions ("8").
+struct Limit;
+absl::StatusOr<Limit> ParseLimit(std::string_view text, bool duration);
+
 }  // namespace pgbackfill::plan

@@ -47,6 +47,21 @@
 //     Decision's rate limit is the smaller of the pace and `max_rows_per_second`. On/off holds
 //     alone make the application's latency swing between the backfill at full speed and none;
 //     a pace lets the backfill run at the rate the application leaves free.
+// 10. What the application feels, against a budget. The application's statement latency, commit
+//     latency and active sessions are each compared with their limit, absolute or a multiple of
+//     the signal's baseline (baseline.h): measured over `baseline_intervals` samples before any
+//     work (the job holds meanwhile, "measuring the application's baseline"), and again from the
+//     samples of a hold that has lasted `kRebaselineAfter` intervals. Their worst ratio
+//     reading / limit drives rules 6 and 9 instead of an on/off hold: above 1 is pressure, and
+//     the cut is in proportion (the pace times 1/ratio, between 0.5 and 0.85); from 0.8 to 1 the
+//     job keeps its pace and workers (steady); below 0.8 they grow. Only above `hold_ratio`, or
+//     above 1 with the pace already at its floor, does it hold. A statement-latency sample with
+//     no application calls, or pg_stat_statements missing (FailedPrecondition), says nothing and
+//     is left out; any other unreadable signal holds (rule 2). While sessions wait on our locks
+//     the batch time is capped at the statement-latency limit (rule 7's stronger form).
+//     Replication slots retaining more than `max_slot_wal` (or with WAL lost), an archiver
+//     behind by more than `max_archive_pending` (or failing with that much pending), and a
+//     `throttle.command` that exits non-zero or prints true / a number >= 1 veto like rule 1.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -64,6 +79,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "pgbackfill/plan/plan.h"
+#include "pgbackfill/throttle/baseline.h"
 #include "pgbackfill/throttle/clock.h"
 #include "pgbackfill/throttle/sample.h"
 
@@ -88,6 +104,15 @@ struct GovernorConfig {
   // The target table as users read it ("public.users"), for the autovacuum reason; the runner
   // fills it, a plan's throttle section does not know the table.
   std::string table;
+  // Rule 10. A limit that is not enabled() is not checked.
+  plan::Limit statement_latency;  // seconds
+  plan::Limit commit_latency;     // seconds
+  plan::Limit active_sessions;    // sessions
+  int baseline_intervals = 5;
+  double hold_ratio = 1.5;
+  int64_t max_slot_wal = 0;
+  int64_t max_archive_pending = 0;
+  bool check_command = false;
   double max_rows_per_second = 0;  // 0 = unlimited
   int workers = 4;                 // the ceiling of active workers
 
@@ -106,6 +131,14 @@ struct GovernorConfig {
 // the names it gives the plan's replica DSNs.
 GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers);
 
+// One application signal as the last sample read it, for progress and events.
+struct SignalReading {
+  std::string name;                // statement_latency, commit_latency, active_sessions
+  double value = 0;                // seconds or sessions
+  std::optional<double> baseline;  // unknown until measured
+  double limit = 0;
+};
+
 // What the runner must do now.
 struct Decision {
   bool hold = true;    // start no batch (batches in flight finish)
@@ -114,6 +147,11 @@ struct Decision {
   double rate_limit_rows_per_second = 0;  // over all workers; 0 = none
   double pace_rows_per_second = 0;  // rule 9's part of the limit; 0 = not pacing
   double batch_target_scale = 1.0;        // multiply the batch sizer's target by this
+  // While sessions wait on our row locks: the batch time target at most this (rule 10); zero =
+  // no cap.
+  absl::Duration batch_target_cap = absl::ZeroDuration();
+  double budget_ratio = 0;             // rule 10's worst reading / limit in the last sample
+  std::vector<SignalReading> signals;  // rule 10's signals in the last sample
   std::string pressure;  // signals near or over their limit in the last sample (for logs)
 };
 
@@ -149,10 +187,28 @@ class Governor {
     std::vector<std::string> vetoes;
     std::vector<std::string> pressure;
     bool lock_waiters = false;
+    double budget_ratio = 0;  // rule 10
+    std::vector<SignalReading> signals;
+  };
+  // Rule 10's signals and their baselines.
+  struct AppSignal {
+    std::string name;
+    plan::Limit limit;
+    Baseline baseline;
   };
 
   Verdict Judge(const Samples& samples);
   void JudgeReplicas(const Samples& samples, Verdict& verdict);
+  void JudgeApplication(const Samples& samples, Verdict& verdict);
+  // One rule 10 signal: its ratio into the verdict, a veto when unreadable; nullopt reading =
+  // nothing to judge this time.
+  void JudgeAppSignal(const AppSignal& signal, const absl::StatusOr<std::optional<double>>& reading,
+                      Verdict& verdict);
+  void JudgeWal(const Samples& samples, Verdict& verdict);
+  void JudgeCommand(const Samples& samples, Verdict& verdict);
+  // Before the first batch and during a long hold: the samples feed the baselines.
+  void Learn(const Samples& samples);
+  bool Measuring() const;
   // `elapsed` covers `intervals` intervals, with the 10% timer tolerance.
   bool Covers(absl::Duration elapsed, int intervals) const;
 
@@ -175,6 +231,14 @@ class Governor {
   double pace_ = 0;          // the adaptive rows/s cap; 0 = none
   bool lock_waiters_ = false;
   std::string pressure_;
+  // Rule 10.
+  AppSignal statement_latency_{"statement_latency", {}, Baseline()};
+  AppSignal commit_latency_{"commit_latency", {}, Baseline()};
+  AppSignal active_sessions_{"active_sessions", {}, Baseline()};
+  int baseline_samples_ = 0;  // samples taken into the first baselines
+  std::optional<absl::Time> held_from_;  // when the current hold began
+  double budget_ratio_ = 0;
+  std::vector<SignalReading> signals_;
 };
 
 // Token bucket for `throttle.max_rows_per_second`, shared by all workers: a worker asks before

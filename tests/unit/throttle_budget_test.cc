@@ -1,0 +1,273 @@
+// Rule 10 of the governor: what the application feels, against a budget. The closed-loop tests
+// put the governor in front of a simple model of a server, whose application statement latency
+// grows with the backfill's rate, and check that the job settles near the best rate that keeps
+// the budget, without swinging between full speed and hold.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "pgbackfill/throttle/baseline.h"
+#include "pgbackfill/throttle/clock.h"
+#include "pgbackfill/throttle/governor.h"
+
+namespace pgbackfill::throttle {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kInterval = absl::Seconds(1);
+
+GovernorConfig BudgetConfig(plan::Limit statement_latency) {
+  GovernorConfig config;
+  config.interval = kInterval;
+  config.max_replica_lag = absl::ZeroDuration();  // only rule 10 here
+  config.max_lock_waiters = std::nullopt;
+  config.workers = 4;
+  config.statement_latency = statement_latency;
+  config.baseline_intervals = 5;
+  return config;
+}
+
+Samples WithLatency(absl::Time taken, absl::Duration mean, int64_t calls = 1000) {
+  Samples samples;
+  samples.taken = taken;
+  StatementLatency latency;
+  latency.calls = calls;
+  latency.mean = mean;
+  samples.statement_latency = latency;
+  return samples;
+}
+
+// A server whose application latency is `base` plus `cost` per 1,000 rows/s of backfill.
+struct Model {
+  absl::Duration base = absl::Milliseconds(2);
+  absl::Duration cost_per_krows = absl::Microseconds(125);  // 20k rows/s adds 2.5ms
+  double rows_per_worker = 10'000;
+
+  absl::Duration Latency(double rate) const { return base + cost_per_krows * (rate / 1000); }
+  // The best rate that keeps `limit`: where the latency reaches it.
+  double Oracle(absl::Duration limit) const {
+    return absl::FDivDuration(limit - base, cost_per_krows) * 1000;
+  }
+};
+
+// Drives the governor with the model for `intervals` intervals; the rate each interval.
+class Loop {
+ public:
+  explicit Loop(GovernorConfig config) : governor_(std::move(config), clock_) {}
+
+  // The backfill's rate in the interval that starts now, by the current decision.
+  double Rate(const Model& model) const {
+    const Decision decision = governor_.Current();
+    if (decision.hold) return 0;
+    double rate = decision.active_workers * model.rows_per_worker;
+    if (decision.rate_limit_rows_per_second > 0) {
+      rate = std::min(rate, decision.rate_limit_rows_per_second);
+    }
+    return rate;
+  }
+
+  std::vector<double> Run(const Model& model, int intervals) {
+    std::vector<double> rates;
+    for (int i = 0; i < intervals; ++i) {
+      const double rate = Rate(model);
+      rates.push_back(rate);
+      governor_.ReportRows(static_cast<int64_t>(rate * absl::ToDoubleSeconds(kInterval)));
+      clock_.Advance(kInterval);
+      const Decision decision =
+          governor_.Update(WithLatency(clock_.Now(), model.Latency(rate)));
+      holds_ += decision.hold ? 1 : 0;
+      last_ = decision;
+    }
+    return rates;
+  }
+
+  int holds() const { return holds_; }
+  const Decision& last() const { return last_; }
+
+ private:
+  FakeClock clock_;
+  Governor governor_;
+  int holds_ = 0;
+  Decision last_;
+};
+
+double Mean(const std::vector<double>& values, size_t from) {
+  double sum = 0;
+  for (size_t i = from; i < values.size(); ++i) sum += values[i];
+  return sum / static_cast<double>(values.size() - from);
+}
+
+TEST(BaselineTest, MedianOfTheLastReadings) {
+  Baseline baseline(3);
+  EXPECT_FALSE(baseline.Level().has_value());
+  baseline.Add(5);
+  baseline.Add(1);
+  EXPECT_EQ(*baseline.Level(), 3);
+  baseline.Add(100);  // one spike does not move the median far
+  EXPECT_EQ(*baseline.Level(), 5);
+  baseline.Add(2);
+  baseline.Add(2);  // the window slides: 100, 2, 2
+  EXPECT_EQ(*baseline.Level(), 2);
+}
+
+TEST(BudgetTest, HoldsWhileMeasuringTheBaselineThenRuns) {
+  FakeClock clock;
+  Governor governor(BudgetConfig({.factor = 1.25, .offset = 0.002}), clock);
+  for (int i = 1; i <= 5; ++i) {
+    clock.Advance(kInterval);
+    const Decision decision = governor.Update(WithLatency(clock.Now(), absl::Milliseconds(2)));
+    if (i < 5) {
+      EXPECT_TRUE(decision.hold);
+      EXPECT_THAT(decision.reason, HasSubstr("measuring the application's baseline"));
+    } else {
+      EXPECT_FALSE(decision.hold) << decision.reason;
+    }
+  }
+  ASSERT_EQ(governor.Current().signals.size(), 1u);
+  EXPECT_DOUBLE_EQ(*governor.Current().signals[0].baseline, 0.002);
+  EXPECT_DOUBLE_EQ(governor.Current().signals[0].limit, 1.25 * 0.002 + 0.002);
+}
+
+TEST(BudgetTest, AnAbsoluteLimitNeedsNoBaseline) {
+  FakeClock clock;
+  Governor governor(BudgetConfig({.factor = 0, .offset = 0.010}), clock);
+  clock.Advance(kInterval);
+  EXPECT_FALSE(governor.Update(WithLatency(clock.Now(), absl::Milliseconds(3))).hold);
+  clock.Advance(kInterval);
+  const Decision over = governor.Update(WithLatency(clock.Now(), absl::Milliseconds(30)));
+  EXPECT_TRUE(over.hold);
+  EXPECT_THAT(over.reason, HasSubstr("application statement latency 30.0ms > 10.0ms"));
+}
+
+TEST(BudgetTest, IdleApplicationAndMissingExtensionSayNothingButOtherErrorsHold) {
+  FakeClock clock;
+  Governor governor(BudgetConfig({.factor = 0, .offset = 0.010}), clock);
+  clock.Advance(kInterval);
+  EXPECT_FALSE(governor.Update(WithLatency(clock.Now(), absl::Seconds(9), /*calls=*/0)).hold);
+  Samples missing;
+  missing.statement_latency = absl::FailedPreconditionError("pg_stat_statements is not installed");
+  clock.Advance(kInterval);
+  missing.taken = clock.Now();
+  EXPECT_FALSE(governor.Update(missing).hold);
+  Samples failed;
+  failed.statement_latency = absl::UnavailableError("connection lost");
+  clock.Advance(kInterval);
+  failed.taken = clock.Now();
+  const Decision decision = governor.Update(failed);
+  EXPECT_TRUE(decision.hold);
+  EXPECT_THAT(decision.reason, HasSubstr("statement latency probe failed: connection lost"));
+}
+
+TEST(BudgetTest, SettlesNearTheBestRateThatKeepsTheBudgetWithoutHolding) {
+  const plan::Limit limit{.factor = 1.25, .offset = 0.002};
+  Model model;
+  const double oracle = model.Oracle(absl::Milliseconds(2) * 1.25 + absl::Milliseconds(2));
+  Loop loop(BudgetConfig(limit));
+  const std::vector<double> rates = loop.Run(model, 300);
+  const double settled = Mean(rates, 200);
+  EXPECT_GE(settled, 0.7 * oracle) << "oracle " << oracle;
+  EXPECT_LE(settled, 1.05 * oracle) << "oracle " << oracle;
+  // After the start: never back to full speed, never a hold.
+  for (size_t i = 200; i < rates.size(); ++i) {
+    EXPECT_GT(rates[i], 0.4 * oracle) << "interval " << i;
+    EXPECT_LT(rates[i], 1.2 * oracle) << "interval " << i;
+  }
+  EXPECT_LE(loop.holds(), 5 + 3);  // the baseline, and at most a few at the start
+}
+
+TEST(BudgetTest, SettlesAgainAfterTheApplicationGetsTwiceAsSensitive) {
+  const plan::Limit limit{.factor = 1.25, .offset = 0.002};
+  Model model;
+  Loop loop(BudgetConfig(limit));
+  loop.Run(model, 200);
+  const int holds_before = loop.holds();
+  model.cost_per_krows *= 2;  // a step change in load: the same rate now costs twice as much
+  const double oracle = model.Oracle(absl::Milliseconds(2) * 1.25 + absl::Milliseconds(2));
+  const std::vector<double> rates = loop.Run(model, 200);
+  const double settled = Mean(rates, 100);
+  EXPECT_GE(settled, 0.7 * oracle) << "oracle " << oracle;
+  EXPECT_LE(settled, 1.05 * oracle) << "oracle " << oracle;
+  for (size_t i = 100; i < rates.size(); ++i) {
+    EXPECT_LT(rates[i], 1.2 * oracle) << "interval " << i;
+  }
+  EXPECT_LE(loop.holds() - holds_before, 3);
+}
+
+TEST(BudgetTest, KeepsTheBudgetByHoldingWhenNoRateDoes) {
+  // The application is over its budget whatever we do: the job must hold, and say so.
+  FakeClock clock;
+  Governor governor(BudgetConfig({.factor = 0, .offset = 0.002}), clock);
+  governor.ReportRows(10'000);
+  Decision decision;
+  for (int i = 0; i < 40; ++i) {
+    clock.Advance(kInterval);
+    governor.ReportRows(decision.hold ? 0 : 10'000);
+    decision = governor.Update(WithLatency(clock.Now(), absl::Microseconds(2500)));
+  }
+  EXPECT_TRUE(decision.hold);
+  EXPECT_THAT(decision.reason, HasSubstr("application statement latency 2.5ms > 2.0ms"));
+}
+
+TEST(BudgetTest, LockWaitersCapTheBatchAtTheStatementBudget) {
+  FakeClock clock;
+  GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.050});
+  config.max_lock_waiters = 5;
+  Governor governor(config, clock);
+  Samples samples = WithLatency(clock.Now() + kInterval, absl::Milliseconds(3));
+  samples.lock_waiters = 1;
+  clock.Advance(kInterval);
+  const Decision decision = governor.Update(samples);
+  EXPECT_EQ(decision.batch_target_cap, absl::Milliseconds(50));
+  samples.lock_waiters = 0;
+  clock.Advance(kInterval);
+  samples.taken = clock.Now();
+  EXPECT_EQ(governor.Update(samples).batch_target_cap, absl::ZeroDuration());
+}
+
+TEST(WalAndCommandTest, SlotsArchiverAndCommandVeto) {
+  FakeClock clock;
+  GovernorConfig config = BudgetConfig({});
+  config.max_slot_wal = 1 << 30;
+  config.max_archive_pending = 64 << 20;
+  config.check_command = true;
+  Governor governor(config, clock);
+  Samples samples;
+  SlotWal slot;
+  slot.slot = "cdc";
+  slot.retained_bytes = int64_t{2} << 30;
+  slot.wal_status = "extended";
+  samples.slots = std::vector<SlotWal>{slot};
+  samples.archiver = ArchiverState{
+      .archiving = true, .pending_bytes = 128 << 20, .failing = true, .last_failed_wal = "0001"};
+  samples.command = CommandResult{.exit_code = 3, .output = "slo burning"};
+  clock.Advance(kInterval);
+  samples.taken = clock.Now();
+  const Decision decision = governor.Update(samples);
+  EXPECT_TRUE(decision.hold);
+  EXPECT_THAT(decision.reason, HasSubstr("replication slot cdc retains 2.0GB > 1.0GB"));
+  EXPECT_THAT(decision.reason, HasSubstr("archiver failing (last failed 0001), pending 128.0MB"));
+  EXPECT_THAT(decision.reason, HasSubstr("throttle command exited 3: slo burning"));
+
+  slot.retained_bytes = 0;
+  slot.wal_status = "lost";
+  samples.slots = std::vector<SlotWal>{slot};
+  samples.archiver = ArchiverState{};
+  samples.command = CommandResult{.exit_code = 0, .output = "0.2"};
+  clock.Advance(kInterval);
+  samples.taken = clock.Now();
+  const Decision lost = governor.Update(samples);
+  EXPECT_THAT(lost.reason, HasSubstr("replication slot cdc is lost"));
+  EXPECT_THAT(lost.reason, ::testing::Not(HasSubstr("archiver")));
+  EXPECT_THAT(lost.reason, ::testing::Not(HasSubstr("command")));
+
+  samples.command = absl::DeadlineExceededError("ran past 2s");
+  clock.Advance(kInterval);
+  samples.taken = clock.Now();
+  EXPECT_THAT(governor.Update(samples).reason, HasSubstr("throttle command probe failed"));
+}
+
+}  // namespace
+}  // namespace pgbackfill::throttle
