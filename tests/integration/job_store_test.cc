@@ -6,7 +6,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <latch>
 #include <map>
 #include <optional>
@@ -16,6 +15,7 @@
 
 #include "pgbackfill/exec/batch_sql.h"
 #include "pgbackfill/pg/connection.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -625,15 +625,15 @@ TEST(JobStoreTest, RunLockIsExclusiveAndDiesWithTheSession) {
     ASSERT_OK(second_store.UnlockJob("another job"));
   }
   // Closing the session (as kill -9 of the process would) releases the lock; the backend exits
-  // asynchronously after the client goes, so give it a moment.
+  // asynchronously after the client goes, so the lock is free only once it has.
   first.reset();
-  bool got = false;
   JobStore second_store(second);
-  for (int attempt = 0; attempt < 100 && !got; ++attempt) {
-    ASSERT_OK_AND_ASSIGN(got, second_store.TryLockJob("job"));
-    if (!got) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_TRUE(got);
+  absl::StatusOr<bool> got = false;
+  EXPECT_TRUE(testing::Eventually([&] {
+    got = second_store.TryLockJob("job");
+    return !got.ok() || *got;
+  }, absl::Seconds(5))) << "the closed session's lock was never released";
+  ASSERT_OK(got);
   ASSERT_OK_AND_ASSIGN(int holder, observer.LockHolderPid("job"));
   EXPECT_EQ(holder, second.BackendPid());
   ASSERT_OK(second_store.UnlockJob("job"));
