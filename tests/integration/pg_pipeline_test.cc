@@ -1,17 +1,17 @@
 // The libpq layer against the real server: one round trip per pipeline, abort and recovery
-// mid-pipeline, cancel, and how each failure is classified.
+// mid-pipeline, cancel, and how each failure is classified (an unreachable server's, which needs
+// no server, in tests/unit/pg_connect_test.cc).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <regex>
 #include <thread>
 
-#include <boost/asio/use_future.hpp>
-
 #include "pgbackfill/pg/async_connection.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/error.h"
 #include "proxy/tcp_proxy.h"
+#include "support/run_async.h"
 #include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
@@ -21,24 +21,8 @@ namespace {
 
 using ::testing::HasSubstr;
 using proxy::TcpProxy;
+using testing::RunAsync;
 using testing::TestDatabase;
-
-// The io_context every AsyncConnection of a test lives on: a connection stays bound to the
-// io_context it was made on, so all its calls must run there.
-asio::io_context& TestIo() {
-  static asio::io_context io;
-  return io;
-}
-
-// Runs one coroutine to completion on TestIo(), driven by this thread.
-template <typename T>
-T RunAsync(asio::awaitable<T> task) {
-  asio::io_context& io = TestIo();
-  std::future<T> result = asio::co_spawn(io, std::move(task), asio::use_future);
-  io.restart();
-  io.run();
-  return result.get();
-}
 
 std::unique_ptr<AsyncConnection> ConnectAsync(const std::string& dsn) {
   auto conn = RunAsync(AsyncConnection::Connect(dsn));
@@ -249,17 +233,6 @@ TEST_F(PipelineTest, CutNetworkClassifiesAsReconnect) {
   EXPECT_EQ(Classify(result.status), ErrorClass::kReconnect) << result.status;
   ASSERT_TRUE(RunAsync(conn->Reconnect()).ok());
   EXPECT_TRUE(RunAsync(conn->Pipeline(BatchTransaction())).ok());
-}
-
-TEST(ConnectTest, UnreachableServerIsReconnectClass) {
-  auto conn = Connection::Connect("host=127.0.0.1 port=1 connect_timeout=2");
-  ASSERT_FALSE(conn.ok());
-  EXPECT_EQ(Classify(conn.status()), ErrorClass::kReconnect);
-  EXPECT_THAT(conn.status().message(), HasSubstr("could not connect"));
-
-  auto async = RunAsync(AsyncConnection::Connect("host=127.0.0.1 port=1 connect_timeout=2"));
-  ASSERT_FALSE(async.ok());
-  EXPECT_EQ(Classify(async.status()), ErrorClass::kReconnect);
 }
 
 }  // namespace
