@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "support/run_events.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 #include "pgbackfill/pg/connection.h"
@@ -27,6 +28,7 @@ using ::testing::HasSubstr;
 using testing::ClusterCtl;
 using testing::ClusterDisruption;
 using testing::CommandResult;
+using testing::Eventually;
 using testing::Process;
 using testing::RunPgbackfill;
 using testing::SpawnPgbackfill;
@@ -38,27 +40,8 @@ const json* Find(const std::vector<json>& events, const std::string& type) {
   return testing::FindEvent(events, type);
 }
 
-class BackfillTest : public ::testing::Test {
+class BackfillTest : public testing::RunTest {
  protected:
-  std::vector<std::string> RunArgs(const std::string& plan_path) {
-    return {"run", plan_path, "--dsn", db_.dsn(), "--json"};
-  }
-
-  // Rows whose n is not exactly 1, and the number of rows.
-  void ExpectEveryRowOnce(const std::string& table, int64_t expected_rows) {
-    ASSERT_OK_AND_ASSIGN(std::string wrong,
-                         db_.QueryValue(absl::StrCat("SELECT count(*) FROM ", table,
-                                                     " WHERE n IS DISTINCT FROM 1")));
-    ASSERT_OK_AND_ASSIGN(std::string twice,
-                         db_.QueryValue(absl::StrCat("SELECT count(*) FROM ", table,
-                                                     " WHERE n > 1")));
-    ASSERT_OK_AND_ASSIGN(std::string total,
-                         db_.QueryValue(absl::StrCat("SELECT count(*) FROM ", table)));
-    EXPECT_EQ(twice, "0") << "rows updated more than once";
-    EXPECT_EQ(wrong, "0") << "rows not updated exactly once";
-    EXPECT_EQ(total, std::to_string(expected_rows));
-  }
-
   void ExpectNoRowTwice(const std::string& table) {
     ASSERT_OK_AND_ASSIGN(std::string twice,
                          db_.QueryValue(absl::StrCat("SELECT count(*) FROM ", table,
@@ -74,8 +57,6 @@ class BackfillTest : public ::testing::Test {
         << process->StderrSoFar();
     return std::move(process).value();
   }
-
-  TestDatabase db_;
 };
 
 // An int8 key with gaps and negative values.
@@ -255,6 +236,8 @@ void KillNineLoop(const std::vector<std::string>& args, TestDatabase& db,
   for (int i = 0; i < 10; ++i) {
     auto process = SpawnPgbackfill(args);
     ASSERT_OK(process);
+    // Not a wait for a condition: the moment of the kill is the scenario, anywhere in the run
+    // (preflight, planning, batches, the end).
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(random)));
     ASSERT_OK(process->Signal(SIGKILL));
     CommandResult killed = process->Wait();
@@ -296,13 +279,15 @@ TEST_F(BackfillTest, KillNineTenTimesCompositeKey) {
 TEST_F(BackfillTest, TerminatedWorkerBackendsReconnect) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
   Process process = StartAndWaitForProgress(testing::WriteTestFile(GapsPlan(50)));
-  // Every session of ours that is running a batch right now, and then again a moment later.
+  // Three times: terminate the sessions of ours that are running a batch statement (as soon as
+  // one is), then wait until a worker has reported the lost session before the next round.
+  size_t from = process.StdoutSoFar().size();
   for (int round = 0; round < 3; ++round) {
-    ASSERT_OK(db_.Exec(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE datname = current_database() AND application_name = 'pgbackfill'"
-        "   AND query LIKE '%batch_end%' AND pid <> pg_backend_pid()"));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    SCOPED_TRACE(round);
+    ASSERT_TRUE(Eventually([&] { return testing::TerminateRunningBatches(db_) > 0; }))
+        << "no batch was running\n"
+        << process.StdoutSoFar();
+    ASSERT_OK_AND_ASSIGN(from, process.WaitForStdout("\"event\":\"reconnect\"", from));
   }
   CommandResult result = process.Wait();
   ASSERT_EQ(result.exit_code, 0) << result.err;
@@ -392,7 +377,7 @@ TEST_F(BackfillTest, LockTimeoutRetriesWithMultiByteNames) {
   ASSERT_OK(db_.ExecScript("CREATE TABLE " + table +
                            " (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);"
                            "INSERT INTO " + table + " (id) SELECT g FROM generate_series(1, 500) g;"));
-  pg::Connection holder = *pg::Connection::Connect(db_.dsn());
+  ASSERT_OK_AND_ASSIGN(pg::Connection holder, pg::Connection::Connect(db_.dsn()));
   ASSERT_OK(holder.ExecScript("BEGIN; SELECT * FROM " + table + " WHERE id = 250 FOR UPDATE;"));
   auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
       "version: 1\nname: locked\ntable: '" + table + "'\nset:\n  n: n + 1\n"

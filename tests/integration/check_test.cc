@@ -430,7 +430,7 @@ TEST_F(CheckTest, UnreachableServerExitsOne) {
 
 TEST_F(CheckTest, ConflictingLockIsARuntimeErrorNotAPlanError) {
   ASSERT_OK(db_.ExecScript(kUsersTable));
-  pg::Connection holder = *pg::Connection::Connect(db_.dsn());
+  ASSERT_OK_AND_ASSIGN(pg::Connection holder, pg::Connection::Connect(db_.dsn()));
   ASSERT_OK(holder.ExecScript("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;"));
   CommandResult result = Check(kUsersPlan, /*json=*/true);
   EXPECT_EQ(result.exit_code, 1) << result.out << result.err;

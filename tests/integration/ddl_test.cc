@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/error.h"
 #include "support/lock_wait_watch.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -25,6 +25,7 @@ namespace pgbackfill::expand {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::Eventually;
 using testing::TestDatabase;
 
 constexpr char kTable[] =
@@ -33,12 +34,8 @@ constexpr char kTable[] =
 
 class DdlTest : public ::testing::Test {
  protected:
-  // A session of its own for the DDL, as the phases use.
-  pg::Connection Connect() {
-    absl::StatusOr<pg::Connection> conn = pg::Connection::Connect(db_.dsn());
-    EXPECT_OK(conn);
-    return *std::move(conn);
-  }
+  // A session of its own (for the DDL, as the phases use; a blocker; an application).
+  absl::StatusOr<pg::Connection> Connect() { return pg::Connection::Connect(db_.dsn()); }
 
   std::string Value(const std::string& sql) {
     absl::StatusOr<std::string> value = db_.QueryValue(sql);
@@ -66,15 +63,15 @@ class DdlTest : public ::testing::Test {
   TestDatabase db_;
 };
 
-// `BEGIN; SELECT * FROM t` holds ACCESS SHARE for 3 s. ADD COLUMN needs ACCESS EXCLUSIVE, so it
-// queues, and every application SELECT queues behind it. With lock_timeout 300ms the step gives
-// its place up again and again; a probing session measures how long any session waited on the
-// DDL session's pid the whole time.
+// `BEGIN; SELECT * FROM t` holds ACCESS SHARE until the step has timed out kRetriesWhileBlocked
+// times (at least 1.5 s). ADD COLUMN needs ACCESS EXCLUSIVE, so it queues, and every application
+// SELECT queues behind it. With lock_timeout 300ms the step gives its place up again and again; a
+// probing session measures how long any session waited on the DDL session's pid the whole time.
 TEST_F(DdlTest, BlockedStepRetriesWithoutMakingTheAppWait) {
   ASSERT_OK(db_.ExecScript(kTable));
-  pg::Connection blocker = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection blocker, Connect());
   ASSERT_OK(blocker.ExecScript("BEGIN; SELECT * FROM t LIMIT 1"));
-  pg::Connection ddl = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection ddl, Connect());
   const int ddl_pid = ddl.BackendPid();
   ASSERT_OK_AND_ASSIGN(pg::Result before, ddl.Exec("SELECT current_setting('lock_timeout')"));
   const std::string session_lock_timeout(before.Get(0, 0));
@@ -82,21 +79,28 @@ TEST_F(DdlTest, BlockedStepRetriesWithoutMakingTheAppWait) {
   std::atomic<bool> done{false};
   std::atomic<int> app_reads{0};
   std::thread app([&] {
-    pg::Connection conn = *pg::Connection::Connect(db_.dsn());
+    ASSERT_OK_AND_ASSIGN(pg::Connection conn, Connect());
     while (!done) {
       if (conn.Exec("SELECT count(*) FROM t").ok()) ++app_reads;
     }
   });
   testing::LockWaitWatch watch(db_.dsn(), absl::StrCat("ARRAY[", ddl_pid, "]"));
 
+  constexpr int kRetriesWhileBlocked = 5;
   std::vector<DdlAttempt> retries;
+  std::atomic<int> retried{0};  // retries is the step thread's until it is joined
   absl::Status status;
   std::thread step([&] {
     status = RunDdlStep(ddl, "ALTER TABLE t ADD COLUMN c int",
                         Options(absl::Milliseconds(300), absl::Seconds(60)), nullptr,
-                        [&](const DdlAttempt& attempt) { retries.push_back(attempt); });
+                        [&](const DdlAttempt& attempt) {
+                          retries.push_back(attempt);
+                          ++retried;
+                        });
   });
-  absl::SleepFor(absl::Seconds(3));  // several timeouts and retries while the app keeps reading
+  // Several timeouts and retries while the app keeps reading.
+  EXPECT_TRUE(Eventually([&] { return retried >= kRetriesWhileBlocked && app_reads > 0; }))
+      << retried << " retries, " << app_reads << " application reads";
   EXPECT_OK(blocker.ExecScript("COMMIT"));  // not ASSERT: the threads must be joined
   step.join();
   done = true;
@@ -105,7 +109,8 @@ TEST_F(DdlTest, BlockedStepRetriesWithoutMakingTheAppWait) {
 
   ASSERT_OK(status);
   EXPECT_TRUE(ColumnExists("t", "c"));
-  ASSERT_GE(retries.size(), 2u) << "the step should have timed out on the lock and retried";
+  ASSERT_GE(retries.size(), static_cast<size_t>(kRetriesWhileBlocked))
+      << "the step should have timed out on the lock and retried";
   for (size_t i = 0; i < retries.size(); ++i) {
     EXPECT_EQ(retries[i].sqlstate, "55P03") << retries[i].error;
     EXPECT_EQ(retries[i].attempt, static_cast<int>(i) + 1);
@@ -114,7 +119,7 @@ TEST_F(DdlTest, BlockedStepRetriesWithoutMakingTheAppWait) {
   }
   EXPECT_GT(app_reads.load(), 0);
   // lock_timeout (0.3 s) plus the probe's 20 ms granularity and scheduling on a busy machine.
-  // Without lock_timeout this would be the blocker's whole 3 s.
+  // Without lock_timeout this would be the blocker's whole hold (at least 1.5 s).
   EXPECT_LT(max_wait_seconds, 1.0)
       << "an application session waited on the DDL session for " << max_wait_seconds << " s";
   // SET LOCAL: the session's own setting is untouched.
@@ -124,9 +129,9 @@ TEST_F(DdlTest, BlockedStepRetriesWithoutMakingTheAppWait) {
 
 TEST_F(DdlTest, GivesUpWhenRetryForIsSpentWithTheAttemptCount) {
   ASSERT_OK(db_.ExecScript(kTable));
-  pg::Connection blocker = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection blocker, Connect());
   ASSERT_OK(blocker.ExecScript("BEGIN; SELECT * FROM t LIMIT 1"));
-  pg::Connection ddl = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection ddl, Connect());
 
   std::vector<DdlAttempt> retries;
   const absl::Status status = RunDdlStep(
@@ -161,7 +166,7 @@ TEST_F(DdlTest, FailedConcurrentIndexBuildLeavesNoInvalidIndex) {
   ASSERT_OK(db_.ExecScript(
       "CREATE SCHEMA \"App\"; CREATE TABLE \"App\".\"Items\" (id int PRIMARY KEY, v int);"
       "INSERT INTO \"App\".\"Items\" SELECT g, g % 10 FROM generate_series(1, 1000) g;"));
-  pg::Connection ddl = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection ddl, Connect());
   ASSERT_OK(ddl.ExecScript("SET lock_timeout = '7s'"));
 
   const std::string build = "CREATE UNIQUE INDEX CONCURRENTLY \"Items_V\" ON \"App\".\"Items\" (v)";
@@ -195,18 +200,23 @@ TEST_F(DdlTest, FailedConcurrentIndexBuildLeavesNoInvalidIndex) {
 // one, and the step succeeds once the old transaction ends.
 TEST_F(DdlTest, ConcurrentIndexBuildTimingOutIsDroppedAndRetried) {
   ASSERT_OK(db_.ExecScript(kTable));
-  pg::Connection blocker = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection blocker, Connect());
   ASSERT_OK(blocker.ExecScript("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1"));
-  pg::Connection ddl = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection ddl, Connect());
   const std::string build = "CREATE INDEX CONCURRENTLY IF NOT EXISTS t_v ON t (v)";
 
   std::vector<DdlAttempt> retries;
+  std::atomic<int> retried{0};  // retries is the step thread's until it is joined
   absl::Status status;
   std::thread step([&] {
     status = RunDdlStep(ddl, build, Options(absl::Milliseconds(300), absl::Seconds(60)), nullptr,
-                        [&](const DdlAttempt& attempt) { retries.push_back(attempt); });
+                        [&](const DdlAttempt& attempt) {
+                          retries.push_back(attempt);
+                          ++retried;
+                        });
   });
-  absl::SleepFor(absl::Seconds(3));
+  // Two timed-out builds: the second attempt ran after the first one's index was dropped.
+  EXPECT_TRUE(Eventually([&] { return retried >= 2; })) << retried << " retries";
   EXPECT_OK(blocker.ExecScript("COMMIT"));  // not ASSERT: the thread must be joined
   step.join();
 
@@ -230,7 +240,7 @@ TEST_F(DdlTest, SomeoneElsesInvalidIndexIsLeftAlone) {
       "SELECT count(*) FROM pg_index WHERE indexrelid = 't_v_key'::regclass AND NOT indisvalid";
   ASSERT_EQ(Value(invalid), "1");
 
-  pg::Connection ddl = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection ddl, Connect());
   const DdlOptions options = Options(absl::Seconds(1), absl::Seconds(10));
   // IF NOT EXISTS: the server keeps the INVALID index and reports success; the step must not.
   const absl::Status kept =
@@ -249,7 +259,7 @@ TEST_F(DdlTest, SomeoneElsesInvalidIndexIsLeftAlone) {
 TEST_F(DdlTest, RecordCommitsOrRollsBackWithTheStep) {
   ASSERT_OK(db_.ExecScript(
       "CREATE TABLE a (x int); CREATE TABLE c (y int); CREATE TABLE done (step text);"));
-  pg::Connection ddl = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection ddl, Connect());
   const DdlOptions options = Options(absl::Seconds(1), absl::Seconds(10));
   const std::string swap = "ALTER TABLE a RENAME TO b; ALTER TABLE c RENAME TO a";
   auto record = [](pg::Connection& conn) {
@@ -287,7 +297,7 @@ TEST_F(DdlTest, RecordCommitsOrRollsBackWithTheStep) {
 
 TEST_F(DdlTest, NotNullStepsEndToEnd) {
   ASSERT_OK(db_.ExecScript(kTable));
-  pg::Connection ddl = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection ddl, Connect());
   const DdlOptions options = Options(absl::Seconds(1), absl::Seconds(10));
   const plan::QualifiedName table{.schema = "public", .name = "t"};
   const std::string not_null =
@@ -314,7 +324,7 @@ TEST_F(DdlTest, NotNullStepsEndToEnd) {
 TEST_F(DdlTest, NotNullValidationFailsOnANullRowAndLeavesOnlyTheCheck) {
   ASSERT_OK(db_.ExecScript(kTable));
   ASSERT_OK(db_.ExecScript("UPDATE t SET v = NULL WHERE id = 500"));
-  pg::Connection ddl = Connect();
+  ASSERT_OK_AND_ASSIGN(pg::Connection ddl, Connect());
   const DdlOptions options = Options(absl::Seconds(1), absl::Seconds(10));
   const plan::QualifiedName table{.schema = "", .name = "t"};
   const std::vector<std::string> steps = NotNullSteps(table, "v", "job");

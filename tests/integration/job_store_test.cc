@@ -1,12 +1,12 @@
 // The job store against the real server: schema creation and migration (also from two processes
 // at once), job and range round trips with awkward key values, state bookkeeping, the run lock,
-// and the text[] literal helpers checked against the server's own parser and printer.
+// and the text[] literal helpers checked against the server's own parser and printer (their
+// server-free tests are tests/unit/checkpoint_text_array_test.cc).
 #include "pgbackfill/checkpoint/job_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <latch>
 #include <map>
 #include <optional>
@@ -16,8 +16,10 @@
 
 #include "pgbackfill/batch/batch_sql.h"
 #include "pgbackfill/pg/connection.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
+#include "support/tricky_strings.h"
 
 namespace pgbackfill::checkpoint {
 namespace {
@@ -27,22 +29,11 @@ const int kCurrentVersion = static_cast<int>(SchemaSteps().size());
 
 using ranges::KeyRange;
 using ranges::KeyValue;
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
 using ::testing::Not;
 using testing::TestDatabase;
-
-// Strings that break naive array literals: quoting, separators, escapes, braces, whitespace, the
-// word NULL, non-ASCII, and the empty string.
-const std::vector<std::string>& TrickyStrings() {
-  static const std::vector<std::string>* const strings = new std::vector<std::string>{
-      "plain",  "",           "NULL",      "null",        "a,b",          "{x}",      "}",
-      "{",      "say \"hi\"", "\"",        "back\\slash", "\\",           "\\\"",     " lead",
-      "trail ", " ",          "tab\there", "new\nline",   "é日本🙂", "'single'", "semi;colon",
-      "a b c",  "NuLl",       "x\\ny"};
-  return *strings;
-}
+using testing::TrickyStrings;
 
 JobRecord SampleJob(const std::string& name) {
   JobRecord job;
@@ -625,15 +616,15 @@ TEST(JobStoreTest, RunLockIsExclusiveAndDiesWithTheSession) {
     ASSERT_OK(second_store.UnlockJob("another job"));
   }
   // Closing the session (as kill -9 of the process would) releases the lock; the backend exits
-  // asynchronously after the client goes, so give it a moment.
+  // asynchronously after the client goes, so the lock is free only once it has.
   first.reset();
-  bool got = false;
   JobStore second_store(second);
-  for (int attempt = 0; attempt < 100 && !got; ++attempt) {
-    ASSERT_OK_AND_ASSIGN(got, second_store.TryLockJob("job"));
-    if (!got) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_TRUE(got);
+  absl::StatusOr<bool> got = false;
+  EXPECT_TRUE(testing::Eventually([&] {
+    got = second_store.TryLockJob("job");
+    return !got.ok() || *got;
+  }, absl::Seconds(5))) << "the closed session's lock was never released";
+  ASSERT_OK(got);
   ASSERT_OK_AND_ASSIGN(int holder, observer.LockHolderPid("job"));
   EXPECT_EQ(holder, second.BackendPid());
   ASSERT_OK(second_store.UnlockJob("job"));
@@ -641,40 +632,6 @@ TEST(JobStoreTest, RunLockIsExclusiveAndDiesWithTheSession) {
   EXPECT_EQ(holder, 0);
   ASSERT_OK_AND_ASSIGN(bool relocked, observer.TryLockJob("job"));
   EXPECT_TRUE(relocked) << "UnlockJob releases it for others";
-}
-
-TEST(JobStoreTextArrayTest, RoundTripsTrickyStrings) {
-  const std::vector<std::string>& tricky = TrickyStrings();
-  for (const std::string& s : tricky) {
-    SCOPED_TRACE(s);
-    std::optional<KeyValue> value = KeyValue{s};
-    ASSERT_OK_AND_ASSIGN(auto parsed, ParseTextArray(TextArrayLiteral(value)));
-    EXPECT_EQ(parsed, value);
-  }
-  std::optional<KeyValue> all = tricky;
-  ASSERT_OK_AND_ASSIGN(auto parsed_all, ParseTextArray(TextArrayLiteral(all)));
-  EXPECT_EQ(parsed_all, all);
-  std::optional<KeyValue> empty = KeyValue{};
-  ASSERT_OK_AND_ASSIGN(auto parsed_empty, ParseTextArray(TextArrayLiteral(empty)));
-  EXPECT_EQ(parsed_empty, empty);
-  EXPECT_EQ(TextArrayLiteral(std::nullopt), std::nullopt);
-  ASSERT_OK_AND_ASSIGN(auto parsed_null, ParseTextArray(std::nullopt));
-  EXPECT_EQ(parsed_null, std::nullopt);
-}
-
-TEST(JobStoreTextArrayTest, ParsesBareElementsAsArrayInDoes) {
-  ASSERT_OK_AND_ASSIGN(auto value, ParseTextArray("{a, b c ,\\ d\\ ,\"\"}"));
-  EXPECT_THAT(*value, ElementsAre("a", "b c", " d ", ""));
-  ASSERT_OK_AND_ASSIGN(auto escaped_null, ParseTextArray("{\\NULL,\"NULL\"}"));
-  EXPECT_THAT(*escaped_null, ElementsAre("NULL", "NULL"));
-}
-
-TEST(JobStoreTextArrayTest, RejectsMalformedLiteralsAndNullElements) {
-  for (const char* bad : {"", "a", "{a", "{a,}", "{,a}", "{\"a}", "{a}x", "{{a},{b}}", "{a,NULL}",
-                          "{null}", "[0:0]={a}", "{a\"b}", "{a\\"}) {
-    EXPECT_EQ(ParseTextArray(std::string(bad)).status().code(), absl::StatusCode::kInvalidArgument)
-        << bad;
-  }
 }
 
 TEST(JobStoreTextArrayTest, AgreesWithTheServer) {

@@ -8,10 +8,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <regex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -20,6 +18,7 @@
 #include "nlohmann/json.hpp"
 #include "proxy/tcp_proxy.h"
 #include "support/run_events.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -29,10 +28,10 @@ namespace {
 using nlohmann::json;
 using proxy::TcpProxy;
 using testing::CommandResult;
+using testing::Eventually;
 using testing::Process;
 using testing::RunPgbackfill;
 using testing::SpawnPgbackfill;
-using testing::TestDatabase;
 
 constexpr int64_t kRows = 200'000;
 constexpr int kCuts = 3;
@@ -58,7 +57,7 @@ std::string Plan(const std::string& name, int batch_rows, double sleep_seconds) 
                       ", min_rows: ", batch_rows, ", max_rows: ", batch_rows, " }\nworkers: 2\n");
 }
 
-class LinkCutTest : public ::testing::Test {
+class LinkCutTest : public testing::RunTest {
  protected:
   void SetUp() override {
     ASSERT_OK(db_.ExecScript(
@@ -76,40 +75,34 @@ class LinkCutTest : public ::testing::Test {
                                          "port=" + std::to_string(proxy_.port())));
   }
 
-  std::vector<std::string> RunArgs(const std::string& plan_path) const {
-    return {"run", plan_path, "--dsn", ProxyDsn(), "--json"};
+  // `run --json` through the proxy.
+  std::vector<std::string> ProxyRunArgs(const std::string& plan_path) const {
+    return testing::RunArgs(plan_path, ProxyDsn());
   }
 
-  // Rows committed so far according to the job store (read directly, not through the proxy);
-  // 0 before the run has created it.
-  int64_t RowsCommitted(const std::string& job) {
-    auto rows = db_.QueryValue(
-        "SELECT COALESCE(sum(rows_done), 0) FROM pgbackfill.ranges WHERE job_name = $1", {job});
-    return rows.ok() ? std::stoll(*rows) : 0;
+  static bool Finished(const Process& process) {
+    return process.StdoutSoFar().find("\"event\":\"job_finished\"") != std::string::npos;
   }
 
-  // Batches of ours running on the server right now.
-  int64_t BatchesInFlight() {
-    auto count = db_.QueryValue(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-        " AND application_name = 'pgbackfill' AND state = 'active'"
-        " AND query LIKE '%batch_end%' AND pid <> pg_backend_pid()");
-    return count.ok() ? std::stoll(*count) : 0;
-  }
-
-  // Polls `condition` every 10 ms until it holds; false once the run has printed job_finished or
-  // after `timeout` (then the test cannot do what it meant to, and says so).
+  // Whether `condition` came to hold; false once the run has printed job_finished or after
+  // `timeout` (then the test cannot do what it meant to, and says so).
   template <typename Condition>
-  bool WaitUntil(Process& process, Condition condition, absl::Duration timeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      if (condition()) return true;
-      if (process.StdoutSoFar().find("\"event\":\"job_finished\"") != std::string::npos) {
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
+  bool WaitUntil(const Process& process, Condition condition, absl::Duration timeout) {
+    bool finished = false;
+    const bool held = static_cast<bool>(
+        Eventually([&] { return condition() || (finished = Finished(process)); }, timeout));
+    return held && !finished;
+  }
+
+  // Sessions of ours that were connected at server time `at` and still are.
+  int64_t SessionsConnectedBefore(const std::string& at) {
+    auto count = db_.QueryValue(
+        "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+        " WHERE datname = pg_catalog.current_database() AND application_name = 'pgbackfill'"
+        " AND backend_start <= $1::timestamptz AND pid <> pg_catalog.pg_backend_pid()",
+        {at});
+    EXPECT_OK(count);
+    return count.ok() ? std::stoll(*count) : -1;
   }
 
   // Runs the plan through the proxy, cutting every connection kCuts times once batches have
@@ -118,12 +111,12 @@ class LinkCutTest : public ::testing::Test {
   std::vector<CommandResult> RunWithCuts(const std::string& job, const std::string& plan_path,
                                          bool in_flight) {
     std::vector<CommandResult> runs;
-    auto spawned = SpawnPgbackfill(RunArgs(plan_path));
+    auto spawned = SpawnPgbackfill(ProxyRunArgs(plan_path));
     EXPECT_OK(spawned);
     if (!spawned.ok()) return runs;
     Process process = std::move(spawned).value();
     const auto committed_some = [&] { return RowsCommitted(job) > 0; };
-    const auto batch_in_flight = [&] { return BatchesInFlight() > 0; };
+    const auto batch_in_flight = [&] { return testing::BatchesRunning(db_) > 0; };
     EXPECT_TRUE(WaitUntil(process, committed_some, absl::Seconds(60)))
         << "no batch committed before the cuts\n"
         << process.StdoutSoFar() << process.StderrSoFar();
@@ -136,13 +129,24 @@ class LinkCutTest : public ::testing::Test {
       const int64_t committed = RowsCommitted(job);
       EXPECT_LT(committed, kRows) << "cut " << cut
                                   << " came after the job finished; make the batches slower";
+      absl::StatusOr<std::string> cut_at = db_.QueryValue("SELECT pg_catalog.clock_timestamp()");
+      EXPECT_OK(cut_at);
+      const int64_t accepted = proxy_.connections_accepted();
       proxy_.CutAll();
-      std::this_thread::sleep_for(std::chrono::milliseconds(400));
+      // Before the next cut, the run is back: the cut sessions' backends have exited (one that
+      // was running a batch finishes it first, so it cannot count as the next cut's batch in
+      // flight) and the run has connected through the proxy again. Or it stopped.
+      EXPECT_TRUE(Eventually([&] {
+        return Finished(process) ||
+               (SessionsConnectedBefore(cut_at.value_or("-infinity")) == 0 &&
+                proxy_.connections_accepted() > accepted);
+      })) << "cut " << cut << ": the run neither came back nor stopped\n"
+          << process.StdoutSoFar() << process.StderrSoFar();
     }
     runs.push_back(process.Wait());
 
     while (runs.back().exit_code != 0 && static_cast<int>(runs.size()) <= kMaxReruns) {
-      runs.push_back(RunPgbackfill(RunArgs(plan_path)));
+      runs.push_back(RunPgbackfill(ProxyRunArgs(plan_path)));
     }
     return runs;
   }
@@ -199,7 +203,6 @@ class LinkCutTest : public ::testing::Test {
     EXPECT_GT(proxy_.connections_accepted(), 0);
   }
 
-  TestDatabase db_;
   TcpProxy proxy_{{.upstream_port = ServerTcpPort()}};
 };
 

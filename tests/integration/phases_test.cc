@@ -8,9 +8,9 @@
 #include <csignal>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "support/run_events.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -73,13 +73,19 @@ class PhasesTest : public ::testing::Test {
     return {command, plan, "--dsn", db_.dsn(), "--json"};
   }
 
-  // pgbench running the application script against this test's database.
+  // pgbench running the application script against this test's database for `seconds`; returns
+  // once the application has committed writes (an insert is one of every three).
   Process StartApp(int seconds) {
     const std::string script = testing::WriteTestFile(kAppScript, ".sql");
     auto app = Process::Spawn({testing::PgBinary("pgbench"), "-n", "-f", script, "-c", "2", "-j",
                                "2", "-T", std::to_string(seconds), db_.name()},
                               {{"PGDATABASE", db_.name()}});
     EXPECT_OK(app);
+    EXPECT_TRUE(testing::Eventually([&] {
+      return Count("SELECT count(*) FROM (SELECT FROM people WHERE id >= 1000000 LIMIT 1) s") ==
+             "1";
+    })) << "the application wrote nothing\n"
+        << (app.ok() ? app->StderrSoFar() : "");
     return std::move(app).value();
   }
 
@@ -115,7 +121,6 @@ TEST_F(PhasesTest, UpdateModeWithDualWritesUnderConcurrentWrites) {
   ASSERT_OK(db_.ExecScript(kPeople));
   const std::string plan = testing::WriteTestFile(UpdatePlan());
   Process app = StartApp(6);
-  absl::SleepFor(absl::Milliseconds(500));
   CommandResult run = RunPgbackfill(Args("run", plan));
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   CommandResult app_done = app.Wait();
@@ -248,7 +253,6 @@ TEST_F(PhasesTest, CopyModeUnderConcurrentWritesThenSwap) {
       "batch: { rows: 100, min_rows: 100, max_rows: 100 }\nworkers: 2\n"
       "throttle: { interval: 200ms, max_replica_lag: 0, max_lock_waiters: 100 }\n");
   Process app = StartApp(6);
-  absl::SleepFor(absl::Milliseconds(500));
   CommandResult run = RunPgbackfill(Args("run", plan));
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   CommandResult app_done = app.Wait();

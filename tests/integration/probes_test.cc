@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "pgbackfill/pg/connection.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -374,14 +375,13 @@ TEST_F(ProbeTest, CancelStopsTheProbeInFlight) {
   ASSERT_NE(prober, nullptr);
   std::thread canceller([&] {
     ASSERT_OK_AND_ASSIGN(pg::Connection watcher, pg::Connection::Connect(db_.dsn()));
-    for (int i = 0; i < 1000; ++i) {
+    EXPECT_TRUE(testing::Eventually([&] {
       auto running = watcher.Exec(
           "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE datname = current_database() "
           "AND state = 'active' AND query LIKE 'SELECT pg_catalog.pg_sleep(30)%'");
-      ASSERT_OK(running);
-      if (running->Get(0, 0) == "1") break;
-      absl::SleepFor(absl::Milliseconds(20));
-    }
+      EXPECT_OK(running);
+      return !running.ok() || running->Get(0, 0) == "1";
+    }, absl::Seconds(20))) << "the canary never showed as running";
     prober->Cancel();
   });
   Samples samples = Sample(*prober);

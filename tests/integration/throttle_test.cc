@@ -18,8 +18,9 @@
 #include "nlohmann/json.hpp"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/util/status.h"
-#include "support/run_events.h"
 #include "support/lock_wait_watch.h"
+#include "support/run_events.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -31,10 +32,10 @@ using nlohmann::json;
 using testing::ClusterCtl;
 using testing::ClusterDisruption;
 using testing::CommandResult;
+using testing::Eventually;
 using testing::Process;
 using testing::RunPgbackfill;
 using testing::SpawnPgbackfill;
-using testing::TestDatabase;
 
 constexpr char kItemsTable[] =
     "CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0, pad text);"
@@ -60,22 +61,18 @@ json EventEndingAt(const std::string& out, size_t end) {
                      nullptr, false);
 }
 
-class ThrottleTest : public ::testing::Test {
+class ThrottleTest : public testing::RunTest {
  protected:
-  std::vector<std::string> RunArgs(const std::string& plan_path) {
-    return {"run", plan_path, "--dsn", db_.dsn(), "--json"};
-  }
-
-  int64_t RowsCommitted() {
-    auto value = db_.QueryValue("SELECT coalesce(sum(rows_done), 0) FROM pgbackfill.ranges");
+  // Sessions of pgbackfill on db_ inside a transaction right now: a worker's from the BEGIN of its
+  // batch to the end of its COMMIT (xact_start is cleared only once the commit is visible), or a
+  // probe's for the moment it runs.
+  int64_t SessionsInTransaction() {
+    auto value = db_.QueryValue(
+        "SELECT count(*) FROM pg_catalog.pg_stat_activity"
+        " WHERE datname = pg_catalog.current_database() AND application_name = 'pgbackfill'"
+        " AND xact_start IS NOT NULL AND pid <> pg_catalog.pg_backend_pid()");
     EXPECT_OK(value);
     return value.ok() ? std::stoll(*value) : -1;
-  }
-
-  void ExpectEveryRowOnce() {
-    ASSERT_OK_AND_ASSIGN(std::string wrong,
-                         db_.QueryValue("SELECT count(*) FROM items WHERE n IS DISTINCT FROM 1"));
-    EXPECT_EQ(wrong, "0") << "rows not updated exactly once";
   }
 
   // Waits for the job's next throttle event with `state` after `from`; returns the reason (held)
@@ -113,17 +110,22 @@ class ThrottleTest : public ::testing::Test {
     return "";
   }
 
-  // While the job is held, no batch commits: in-flight batches (one 50 ms batch per worker) end
-  // within the settle time, and after that the committed total must stand still.
-  void ExpectNoCommitsWhileHeld() {
-    absl::SleepFor(absl::Milliseconds(500));
+  // While the job is held, no batch commits: the batches in flight when the hold began (one
+  // 50 ms batch per worker) commit, and after that the committed total must stand still. Returns
+  // that total.
+  int64_t ExpectNoCommitsWhileHeld() {
+    EXPECT_TRUE(Eventually([&] { return SessionsInTransaction() == 0; }, absl::Seconds(30)))
+        << "the job's sessions kept running transactions while it was held";
     const int64_t before = RowsCommitted();
+    // Not a wait for a condition: how long the total must stand still, time for dozens of 50 ms
+    // batches had the hold let them run.
     absl::SleepFor(absl::Seconds(2));
     EXPECT_EQ(RowsCommitted(), before) << "batches committed while the job was held";
     EXPECT_LT(before, kItemsRows) << "the job finished before it was held; make it longer";
+    return before;
   }
 
-  TestDatabase db_;
+  void ExpectEveryRowOnce() { RunTest::ExpectEveryRowOnce("items", kItemsRows); }
 };
 
 // Runs `statements` one by one on the standby's postgres database (replay control and settings
@@ -225,9 +227,7 @@ TEST_F(ThrottleTest, CustomThrottleQueryHoldsBeforeTheFirstBatch) {
   ASSERT_OK(process);
   size_t from = 0;
   WaitForHoldReason(*process, "custom throttle query returned t", from);
-  // Held from the first probe round on: not one batch ran.
-  absl::SleepFor(absl::Seconds(1));
-  EXPECT_EQ(RowsCommitted(), 0);
+  EXPECT_EQ(ExpectNoCommitsWhileHeld(), 0) << "held from the first probe round on: no batch ran";
 
   ASSERT_OK(db_.ExecScript("UPDATE flags SET hold = false"));
   WaitForThrottle(*process, "running", from);
@@ -244,14 +244,15 @@ TEST_F(ThrottleTest, CustomThrottleQueryHoldsBeforeTheFirstBatch) {
 TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
   ASSERT_OK(db_.ExecScript(kItemsTable));
   constexpr int64_t kLockedId = 10000;
-  pg::Connection blocker = *pg::Connection::Connect(db_.dsn());
+  constexpr int kRetriesWhileBlocked = 5;
+  ASSERT_OK_AND_ASSIGN(pg::Connection blocker, pg::Connection::Connect(db_.dsn()));
   ASSERT_OK(blocker.ExecScript(
       absl::StrCat("BEGIN; SELECT * FROM items WHERE id = ", kLockedId, " FOR UPDATE;")));
 
   std::atomic<bool> done{false};
   std::atomic<int> app_updates{0};
   std::thread app([&] {
-    pg::Connection conn = *pg::Connection::Connect(db_.dsn());
+    ASSERT_OK_AND_ASSIGN(pg::Connection conn, pg::Connection::Connect(db_.dsn()));
     std::mt19937 random(42);
     std::uniform_int_distribution<int64_t> near(kLockedId - 150, kLockedId - 1);
     while (!done) {
@@ -272,10 +273,19 @@ TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
       "batch: { rows: 100, min_rows: 100, max_rows: 100 }\nworkers: 1\n"
       "throttle: { interval: 200ms, lock_timeout: 300ms }\n")));
   ASSERT_OK(process);
-  ASSERT_OK(process->WaitForOutput("\"sqlstate\":\"55P03\"", absl::Seconds(60)))
-      << process->StderrSoFar();
-  absl::SleepFor(absl::Seconds(3));  // several timeouts and retries while the app keeps writing
-  ASSERT_OK(blocker.ExecScript("COMMIT"));
+  // Several timeouts and retries (each at least lock_timeout, 0.3 s) while the app keeps writing:
+  // the blocker holds its lock for well over the 1 s bound asserted below.
+  size_t from = 0;
+  for (int retry = 0; retry < kRetriesWhileBlocked; ++retry) {
+    absl::StatusOr<size_t> at = process->WaitForStdout("\"sqlstate\":\"55P03\"", from);
+    if (!at.ok()) {
+      ADD_FAILURE() << "retry " << retry << ": " << at.status() << "\n" << process->StderrSoFar();
+      break;
+    }
+    from = *at;
+  }
+  EXPECT_TRUE(Eventually([&] { return app_updates > 0; })) << "the application wrote nothing";
+  EXPECT_OK(blocker.ExecScript("COMMIT"));  // not ASSERT: the thread must be joined
   CommandResult result = process->Wait();
   done = true;
   app.join();
@@ -285,13 +295,14 @@ TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
 
   const std::vector<json> retries =
       testing::EventsOfType(testing::ParseEvents(result.out), "retry");
-  ASSERT_GE(retries.size(), 2u) << "the batch should have timed out on the lock and retried";
+  ASSERT_GE(retries.size(), static_cast<size_t>(kRetriesWhileBlocked))
+      << "the batch should have timed out on the lock and retried";
   for (const json& retry : retries) EXPECT_EQ(retry["sqlstate"], "55P03") << retry.dump();
   EXPECT_GT(retries.back().value("wait_ms", 0), 0) << "retries back off";
   EXPECT_GT(app_updates.load(), 0);
   // lock_timeout (0.3 s) plus the moments the batch held its earlier rows before it reached the
   // locked one, and the probe's own 20 ms granularity. Without lock_timeout this would be the
-  // blocker's whole 3 s.
+  // blocker's whole hold, at least kRetriesWhileBlocked lock timeouts.
   EXPECT_LT(max_wait_seconds, 1.0)
       << "an application session waited on pgbackfill for " << max_wait_seconds << " s";
 }
@@ -367,7 +378,13 @@ TEST_F(ThrottleTest, ChangingWorkersMidRunFinishesEveryRange) {
   CommandResult fewer = RunPgbackfill({"set", "resized", "workers=1", "--dsn", db_.dsn()});
   ASSERT_EQ(fewer.exit_code, 0) << fewer.out << fewer.err;
   ASSERT_OK(process->WaitForStdout("\"workers\":1", 0));
-  absl::SleepFor(absl::Seconds(1));
+  // The parked workers finish their batches and hand their ranges back: one worker is left in a
+  // transaction (batch or probe) at a time. Then the one left commits more before the change back.
+  EXPECT_TRUE(Eventually([&] { return SessionsInTransaction() <= 1; }, absl::Seconds(30)))
+      << "workers=1 left more than one session running batches";
+  const int64_t on_one_worker = RowsCommitted();
+  EXPECT_TRUE(Eventually([&] { return RowsCommitted() > on_one_worker; }, absl::Seconds(30)))
+      << "the one worker left committed nothing";
   CommandResult more = RunPgbackfill({"set", "resized", "workers=3", "--dsn", db_.dsn()});
   ASSERT_EQ(more.exit_code, 0) << more.out << more.err;
   CommandResult result = process->Wait();

@@ -20,6 +20,7 @@
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/ranges/key_range.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -266,15 +267,16 @@ absl::StatusOr<BatchResult> RunBatch(pg::Connection& conn, const batch::CopyBatc
 // any transaction: pg_stat_activity is read once per transaction.
 absl::Status WaitForLockWaiter(const std::string& dsn) {
   ASSIGN_OR_RETURN(pg::Connection watcher, pg::Connection::Connect(dsn));
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (absl::Now() < deadline) {
-    ASSIGN_OR_RETURN(pg::Result waiting,
-                     watcher.Exec("SELECT count(*) FROM pg_stat_activity WHERE datname = "
-                                  "current_database() AND wait_event_type = 'Lock'"));
-    if (waiting.Get(0, 0) != "0") return absl::OkStatus();
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return absl::DeadlineExceededError("nobody waited for a lock");
+  absl::Status status;
+  const bool waited = static_cast<bool>(testing::Eventually([&] {
+    absl::StatusOr<pg::Result> waiting =
+        watcher.Exec("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                     "current_database() AND wait_event_type = 'Lock'");
+    status = waiting.status();
+    return !waiting.ok() || waiting->Get(0, 0) != "0";
+  }, absl::Seconds(30)));
+  RETURN_IF_ERROR(status);
+  return waited ? absl::OkStatus() : absl::DeadlineExceededError("nobody waited for a lock");
 }
 
 TEST_F(TriggersTest, CopyBatchesFillTheTargetExactlyOnce) {

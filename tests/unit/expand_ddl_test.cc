@@ -204,8 +204,11 @@ TEST(NotNullTest, ConstraintNamesFitIn63BytesAndStayDistinct) {
   EXPECT_NE(a, b);
   EXPECT_TRUE(a.starts_with("pgbf_jjj")) << a;
   EXPECT_TRUE(a.ends_with("_not_null")) << a;
-  // Deterministic: a rerun finds the constraint the first run added.
+  // Deterministic: a rerun finds the constraint the first run added, also a later version's.
   EXPECT_EQ(a, NotNullConstraintName(job, column_a));
+  EXPECT_EQ(NotNullConstraintName("migrate_orders_" + std::string(30, 'x'),
+                                  "customer_reference_" + std::string(20, 'y')),
+            "pgbf_migrate_orders_xxxxxxxxxxxxxxxxxxxxxxxxx_6908b6ec_not_null");
   // Job and column are hashed apart.
   EXPECT_NE(NotNullConstraintName(std::string(40, 'a') + "_b", std::string(30, 'c')),
             NotNullConstraintName(std::string(40, 'a'), "b_" + std::string(30, 'c')));

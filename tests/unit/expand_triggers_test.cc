@@ -21,6 +21,7 @@ TEST(TriggerNamesTest, ReadableStableAndInTheJobStoreSchema) {
   EXPECT_EQ(names.function.size(), std::string("pgbackfill_dw_users-split_").size() + 8);
   EXPECT_EQ(names.trigger, names.function);
   // Fixed by definition: a later build must find what an earlier one created.
+  EXPECT_EQ(names.function, "pgbackfill_dw_users-split_d38c9bca");
   EXPECT_EQ(NamesFor("users-split", "dw").function, names.function);
   EXPECT_NE(NamesFor("users-split", "copy").function, names.function);
   EXPECT_NE(NamesFor("users-splits", "dw").function, names.function);
