@@ -8,6 +8,19 @@ namespace pgbackfill::testing {
 
 using nlohmann::json;
 
+std::vector<events::Event> ReadEvents(const std::string& out) {
+  std::vector<events::Event> read;
+  for (const json& object : ParseEvents(out)) {
+    std::optional<events::Event> event = events::FromJson(object);
+    if (!event.has_value()) {
+      ADD_FAILURE() << "not an event: " << object.dump();
+      continue;
+    }
+    read.push_back(*std::move(event));
+  }
+  return read;
+}
+
 std::vector<json> ParseEvents(const std::string& out) {
   std::vector<json> events;
   for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
