@@ -1,0 +1,213 @@
+// The throttle's signals of what the application feels, end to end through the binary against
+// the real primary: an outside command, a replication slot retaining WAL, a failing archiver,
+// active application sessions, and the application's statement latency under pgbench, each
+// holding or slowing the job and letting it finish once the cause is gone, with every row written
+// once. The job's own statements never count as the application's.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "pgbackfill/events/events.h"
+#include "support/run_events.h"
+#include "support/run_helpers.h"
+#include "support/status_testing.h"
+#include "support/test_cluster.h"
+
+namespace pgbackfill {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::Eventually;
+using testing::Process;
+using testing::SpawnPgbackfill;
+
+constexpr int64_t kRows = 20000;
+
+// 200-row batches of 20 ms each: a job of about 100 batches, long enough to be held mid-run.
+std::string Plan(const std::string& name, const std::string& throttle) {
+  return absl::StrCat("version: 1\nname: ", name,
+                      "\ntable: items\nset:\n  n: n + 1\n"
+                      "where: (SELECT pg_catalog.pg_sleep(0.02)) IS NOT NULL\n"
+                      "batch: { rows: 200, min_rows: 200, max_rows: 200 }\nworkers: 2\n"
+                      "throttle: { interval: 200ms, max_replica_lag: 0, max_lock_waiters: 100, ",
+                      throttle, " }\n");
+}
+
+class AppSignalsTest : public testing::RunTest {
+ protected:
+  void SetUp() override {
+    ASSERT_OK(db_.ExecScript(absl::StrCat(
+        "CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);"
+        "INSERT INTO items (id) SELECT g FROM generate_series(1, ", kRows, ") g; ANALYZE items;")));
+  }
+
+  // Starts the job and waits until it is held with a reason containing `needle`.
+  Process StartHeld(const std::string& plan, const std::string& needle) {
+    absl::StatusOr<Process> job = SpawnPgbackfill(RunArgs(testing::WriteTestFile(plan)));
+    EXPECT_OK(job);
+    EXPECT_OK(job->WaitForOutput(needle)) << job->StdoutSoFar() << job->StderrSoFar();
+    return std::move(job).value();
+  }
+
+  // While held, nothing commits beyond the batches that were in flight.
+  void ExpectNoProgressWhileHeld() {
+    ASSERT_TRUE(Eventually([&] {
+      const int64_t before = RowsCommitted();
+      absl::SleepFor(absl::Milliseconds(300));
+      return RowsCommitted() == before;
+    }));
+    EXPECT_LT(RowsCommitted(), kRows);
+  }
+
+  void ExpectFinished(Process& job) {
+    const testing::CommandResult result = job.Wait(absl::Minutes(3));
+    EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
+    ExpectEveryRowOnce("items", kRows);
+  }
+};
+
+TEST_F(AppSignalsTest, CommandThatExitsNonZeroHoldsUntilItSucceeds) {
+  const std::string flag = testing::WriteTestFile("", ".hold");
+  Process job = StartHeld(Plan("command-holds", absl::StrCat("command: \"test ! -f ", flag, "\"")),
+                          "throttle command exited 1");
+  ExpectNoProgressWhileHeld();
+  std::filesystem::remove(flag);
+  ExpectFinished(job);
+}
+
+TEST_F(AppSignalsTest, CommandPrintingANumberHoldsAtOneOrMore) {
+  const std::string value = testing::WriteTestFile("1\n", ".value");
+  Process job = StartHeld(Plan("command-prints", absl::StrCat("command: \"cat ", value, "\"")),
+                          "throttle command printed 1");
+  ExpectNoProgressWhileHeld();
+  std::ofstream(value) << "0.5\n";
+  ExpectFinished(job);
+}
+
+TEST_F(AppSignalsTest, ReplicationSlotRetainingWalHoldsUntilDropped) {
+  const std::string slot = absl::StrCat("pgbf_test_", getpid());
+  ASSERT_OK(db_.Exec("SELECT pg_create_physical_replication_slot($1, true)", {slot}).status());
+  // More WAL than the limit below behind the slot.
+  ASSERT_OK(db_.ExecScript("CREATE TABLE wal_filler AS SELECT g, repeat('x', 200) AS pad "
+                           "FROM generate_series(1, 20000) g"));
+  Process job = StartHeld(Plan("slot-holds", "max_slot_wal: 1MB"),
+                          absl::StrCat("replication slot ", slot, " retains"));
+  ExpectNoProgressWhileHeld();
+  ASSERT_OK(db_.Exec("SELECT pg_drop_replication_slot($1)", {slot}).status());
+  ExpectFinished(job);
+}
+
+TEST_F(AppSignalsTest, ActiveApplicationSessionsHoldPastTheirLimit) {
+  // Three application sessions busy in the server: over 1.5 times a limit of one.
+  std::vector<Process> sleepers;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<Process> psql = Process::Spawn(
+        {testing::PgBinary("psql"), "-X", "-q", "-d", db_.dsn(), "-c", "SELECT pg_sleep(600)"});
+    ASSERT_OK(psql);
+    sleepers.push_back(std::move(psql).value());
+  }
+  Process job = StartHeld(Plan("sessions-hold", "max_active_sessions: 1"),
+                          "application active sessions");
+  ExpectNoProgressWhileHeld();
+  ASSERT_OK(db_.Exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE query = 'SELECT pg_sleep(600)'")
+                .status());
+  for (Process& sleeper : sleepers) sleeper.Wait();
+  ExpectFinished(job);
+}
+
+// The application's statements: one session running a short query in a loop, all the time.
+class App {
+ public:
+  explicit App(const std::string& dsn) {
+    absl::StatusOr<Process> loop = Process::Spawn(
+        {testing::PgBinary("pgbench"), "-n", "-c", "1", "-T", "600", "-f", "-", dsn}, {},
+        std::string("SELECT count(*) FROM items WHERE id BETWEEN 1 AND 50;\n"));
+    EXPECT_OK(loop);
+    if (loop.ok()) process_.emplace(std::move(loop).value());
+  }
+  ~App() {
+    if (process_.has_value()) (void)process_->Signal(SIGINT);
+  }
+
+ private:
+  std::optional<Process> process_;
+};
+
+TEST_F(AppSignalsTest, TheJobsOwnSlowStatementsAreNotTheApplications) {
+  ASSERT_OK(db_.ExecScript("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"));
+  App app(db_.dsn());
+  // Every batch sleeps 20 ms, a hundred times the application's statement: counted as the
+  // application's, they would hold the job at once.
+  absl::StatusOr<Process> job = SpawnPgbackfill(RunArgs(
+      testing::WriteTestFile(Plan("own-statements", "max_statement_latency: 2x + 2ms"))));
+  ASSERT_OK(job);
+  ExpectFinished(*job);
+  const std::vector<events::Event> seen = testing::ReadEvents(job->StdoutSoFar());
+  bool judged = false;
+  for (const events::Progress& progress : testing::EventsOf<events::Progress>(seen)) {
+    for (const events::ThrottleSignal& signal : progress.signals) {
+      if (signal.name != "statement_latency") continue;
+      judged = true;
+      EXPECT_LE(signal.value, signal.limit) << "the job's own statements counted";
+    }
+  }
+  EXPECT_TRUE(judged) << "statement latency was never read";
+  for (const events::Throttle& change : testing::EventsOf<events::Throttle>(seen)) {
+    EXPECT_THAT(change.reason.value_or(""), ::testing::Not(HasSubstr("statement latency")));
+  }
+}
+
+TEST_F(AppSignalsTest, WithoutPgStatStatementsCheckSaysSoAndTheRunUsesTheOtherSignals) {
+  const std::string plan = testing::WriteTestFile(
+      Plan("no-statements", "max_statement_latency: 1.25x + 2ms, max_commit_latency: 5x + 50ms"));
+  const testing::CommandResult check =
+      testing::RunPgbackfill({"check", plan, "--dsn", db_.dsn()});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_THAT(check.out + check.err, HasSubstr("pg_stat_statements is not installed"));
+  const testing::CommandResult run = testing::RunPgbackfill(RunArgs(plan));
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  ExpectEveryRowOnce("items", kRows);
+  bool commit_read = false;
+  for (const events::Progress& progress :
+       testing::EventsOf<events::Progress>(testing::ReadEvents(run.out))) {
+    for (const events::ThrottleSignal& signal : progress.signals) {
+      EXPECT_NE(signal.name, "statement_latency");
+      commit_read = commit_read || signal.name == "commit_latency";
+    }
+  }
+  EXPECT_TRUE(commit_read) << "commit latency was never read";
+}
+
+TEST_F(AppSignalsTest, StatementLatencyUnderSaturatingPgbenchSlowsTheJobThenItFinishes) {
+  ASSERT_OK(db_.ExecScript("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"));
+  App app(db_.dsn());
+  absl::StatusOr<Process> job = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
+      Plan("pgbench-slows", "max_statement_latency: 2x + 1ms, baseline: 1s"))));
+  ASSERT_OK(job);
+  ASSERT_OK(job->WaitForOutput("\"event\":\"range_done\"")) << job->StdoutSoFar();
+  // Saturate both cores with read-only application load on the job's own table.
+  absl::StatusOr<Process> load = Process::Spawn(
+      {testing::PgBinary("pgbench"), "-n", "-c", "8", "-j", "2", "-T", "20", "-f", "-",
+       db_.dsn()},
+      {}, std::string("SELECT sum(n) FROM items WHERE id BETWEEN 1 AND 2000;\n"));
+  ASSERT_OK(load);
+  // Under the load the application is over its budget: the job is paced or held.
+  const absl::Status slowed = job->WaitForOutput("application statement latency");
+  (void)load->Wait();
+  EXPECT_OK(slowed) << job->StdoutSoFar();
+  ExpectFinished(*job);
+}
+
+}  // namespace
+}  // namespace pgbackfill
