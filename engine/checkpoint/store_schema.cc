@@ -107,6 +107,21 @@ ALTER TABLE @schema."jobs" ADD CONSTRAINT "jobs_state_check"
                              {{"@schema", Schema()}});
 }
 
+std::string StepV4() {
+  // The throttle's commit latency probe (throttle/probes.h) upserts its job's row once per
+  // interval in a transaction of its own with synchronous_commit on: a write that feels WAL
+  // flushes and lock pressure as the application's own commits do. No foreign key to jobs: the
+  // probe runs before the job row may exist, and a heartbeat must never wait on a jobs row lock.
+  // fillfactor 50 keeps the updates HOT.
+  return absl::StrReplaceAll(R"sql(
+CREATE TABLE @schema."heartbeat" (
+  job_name text PRIMARY KEY,
+  beat_at timestamptz NOT NULL
+) WITH (fillfactor = 50);
+)sql",
+                             {{"@schema", Schema()}});
+}
+
 absl::Status TooNew(int version, int known) {
   return absl::FailedPreconditionError(absl::StrCat("job store version ", version,
                                                     " is newer than this pgbackfill (knows ", known,
@@ -117,7 +132,7 @@ absl::Status TooNew(int version, int known) {
 
 const std::vector<SchemaStep>& SchemaSteps() {
   static const std::vector<SchemaStep>* const steps =
-      new std::vector<SchemaStep>{{1, StepV1()}, {2, StepV2()}, {3, StepV3()}};
+      new std::vector<SchemaStep>{{1, StepV1()}, {2, StepV2()}, {3, StepV3()}, {4, StepV4()}};
   return *steps;
 }
 

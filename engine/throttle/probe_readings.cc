@@ -1,11 +1,16 @@
 #include "pgbackfill/throttle/probe_readings.h"
 
 #include <algorithm>
+#include <tuple>
+#include <type_traits>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "pgbackfill/pg/lsn.h"
+#include "pgbackfill/throttle/probe_sql.h"
+#include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::throttle {
@@ -23,6 +28,33 @@ absl::StatusOr<absl::Duration> Micros(const std::string& text, std::string_view 
 int64_t LagBytes(uint64_t primary_lsn, uint64_t replayed) {
   return primary_lsn > replayed ? static_cast<int64_t>(primary_lsn - replayed) : 0;
 }
+
+// Column `i` of a probe row as a number; NULL and garbage are errors naming `what`.
+template <typename Number>
+absl::StatusOr<Number> NumberAt(const std::vector<std::optional<std::string>>& row, size_t i,
+                                std::string_view what) {
+  Number value{};
+  if (i >= row.size() || !row[i].has_value()) {
+    return absl::InternalError(absl::StrCat("missing ", ToAbsl(what), " in a probe row"));
+  }
+  bool parsed = false;
+  if constexpr (std::is_floating_point_v<Number>) {
+    parsed = absl::SimpleAtod(*row[i], &value);
+  } else {
+    parsed = absl::SimpleAtoi(*row[i], &value);
+  }
+  if (!parsed) {
+    return absl::InternalError(
+        absl::StrCat("unexpected ", ToAbsl(what), " '", *row[i], "' in a probe row"));
+  }
+  return value;
+}
+
+std::optional<std::string> TextAt(const std::vector<std::optional<std::string>>& row, size_t i) {
+  return i < row.size() ? row[i] : std::nullopt;
+}
+
+absl::Duration Millis(double millis) { return absl::Microseconds(millis * 1000.0); }
 
 }  // namespace
 
@@ -140,6 +172,145 @@ absl::StatusOr<std::string> CustomReading(int rows, const std::optional<std::str
   if (!first_value.has_value())
     return absl::FailedPreconditionError("throttle.query returned NULL");
   return *first_value;
+}
+
+absl::StatusOr<StatementRow> ParseStatementRow(const std::vector<std::optional<std::string>>& row) {
+  StatementRow out;
+  ASSIGN_OR_RETURN(out.queryid, NumberAt<int64_t>(row, kStatementQueryId, "queryid"));
+  ASSIGN_OR_RETURN(out.userid, NumberAt<int64_t>(row, kStatementUserId, "userid"));
+  ASSIGN_OR_RETURN(out.calls, NumberAt<int64_t>(row, kStatementCalls, "calls"));
+  ASSIGN_OR_RETURN(out.total_millis, NumberAt<double>(row, kStatementTotalMillis, "total_exec_time"));
+  out.query = TextAt(row, kStatementQuery).value_or("");
+  return out;
+}
+
+StatementLatency StatementLatencyDelta(const std::optional<StatementBaseline>& previous,
+                                       const std::vector<StatementRow>& rows,
+                                       StatementBaseline& next) {
+  struct Delta {
+    const StatementRow* row;
+    int64_t calls;
+    double millis;
+  };
+  next.clear();
+  std::vector<Delta> deltas;
+  for (const StatementRow& row : rows) {
+    next[{row.queryid, row.userid}] = StatementCounters{row.calls, row.total_millis};
+    if (!previous.has_value()) continue;
+    StatementCounters before;
+    if (auto it = previous->find({row.queryid, row.userid}); it != previous->end()) {
+      before = it->second;
+    }
+    const int64_t calls = row.calls - before.calls;
+    const double millis = row.total_millis - before.total_millis;
+    if (calls < 0 || millis < 0) continue;  // reset or evicted and entered again: no delta
+    if (calls == 0) continue;
+    deltas.push_back(Delta{&row, calls, millis});
+  }
+
+  StatementLatency reading;
+  double total_millis = 0;
+  for (const Delta& delta : deltas) {
+    reading.calls += delta.calls;
+    total_millis += delta.millis;
+  }
+  if (reading.calls == 0) return reading;
+  reading.mean = Millis(total_millis / static_cast<double>(reading.calls));
+
+  const size_t busiest = std::min(deltas.size(), kBusiestStatements);
+  std::partial_sort(deltas.begin(), deltas.begin() + static_cast<std::ptrdiff_t>(busiest),
+                    deltas.end(), [](const Delta& a, const Delta& b) {
+                      return std::tie(b.calls, a.row->queryid, a.row->userid) <
+                             std::tie(a.calls, b.row->queryid, b.row->userid);
+                    });
+  for (size_t i = 0; i < busiest; ++i) {
+    const absl::Duration mean = Millis(deltas[i].millis / static_cast<double>(deltas[i].calls));
+    if (i == 0 || mean > reading.worst_busy) {
+      reading.worst_busy = mean;
+      reading.worst_query = std::string(Utf8Prefix(deltas[i].row->query, 80));
+    }
+  }
+  return reading;
+}
+
+absl::Status StatementsNotInstalled(const std::string& database) {
+  return absl::FailedPreconditionError(
+      absl::StrCat("pg_stat_statements is not installed in database ", database));
+}
+
+absl::Status StatementLatencyError(const absl::Status& status) {
+  if (status.code() != absl::StatusCode::kFailedPrecondition) return status;
+  absl::Status recoded(absl::StatusCode::kInternal, status.message());
+  status.ForEachPayload([&recoded](absl::string_view url, const absl::Cord& payload) {
+    recoded.SetPayload(url, payload);
+  });
+  return recoded;
+}
+
+absl::StatusOr<SessionLook> ParseSessionLook(const std::vector<std::optional<std::string>>& row) {
+  SessionLook look;
+  ASSIGN_OR_RETURN(look.active, NumberAt<int64_t>(row, kLoadActive, "active sessions"));
+  ASSIGN_OR_RETURN(look.cpu, NumberAt<int64_t>(row, kLoadCpu, "sessions on CPU"));
+  ASSIGN_OR_RETURN(look.lock, NumberAt<int64_t>(row, kLoadLock, "sessions waiting on locks"));
+  ASSIGN_OR_RETURN(look.lwlock, NumberAt<int64_t>(row, kLoadLwLock, "sessions on LWLocks"));
+  ASSIGN_OR_RETURN(look.io, NumberAt<int64_t>(row, kLoadIo, "sessions waiting on I/O"));
+  return look;
+}
+
+absl::StatusOr<SessionLoad> AverageLooks(const std::vector<SessionLook>& looks,
+                                         const absl::Status& why) {
+  if (looks.empty()) {
+    return why.ok() ? absl::UnavailableError("no look at pg_stat_activity answered") : why;
+  }
+  SessionLoad load;
+  for (const SessionLook& look : looks) {
+    load.active += static_cast<double>(look.active);
+    load.cpu += static_cast<double>(look.cpu);
+    load.lock += static_cast<double>(look.lock);
+    load.lwlock += static_cast<double>(look.lwlock);
+    load.io += static_cast<double>(look.io);
+  }
+  const double n = static_cast<double>(looks.size());
+  load.active /= n;
+  load.cpu /= n;
+  load.lock /= n;
+  load.lwlock /= n;
+  load.io /= n;
+  load.looks = static_cast<int>(looks.size());
+  return load;
+}
+
+absl::StatusOr<SlotWal> ParseSlotRow(const std::vector<std::optional<std::string>>& row) {
+  SlotWal slot;
+  slot.slot = TextAt(row, kSlotName).value_or("");
+  slot.wal_status = TextAt(row, kSlotWalStatus).value_or("");
+  if (TextAt(row, kSlotSafeWalSize).has_value()) {
+    ASSIGN_OR_RETURN(slot.safe_wal_size, NumberAt<int64_t>(row, kSlotSafeWalSize, "safe_wal_size"));
+  }
+  if (TextAt(row, kSlotRetainedBytes).has_value()) {
+    ASSIGN_OR_RETURN(slot.retained_bytes,
+                     NumberAt<int64_t>(row, kSlotRetainedBytes, "retained WAL bytes"));
+  }
+  return slot;
+}
+
+absl::StatusOr<ArchiverState> ParseArchiverRow(const std::vector<std::optional<std::string>>& row) {
+  ArchiverState state;
+  const std::string mode = TextAt(row, kArchiveMode).value_or("off");
+  state.archiving = mode == "on" || mode == "always";
+  state.failing = TextAt(row, kArchiveFailing) == "t";
+  state.last_failed_wal = TextAt(row, kArchiveLastFailedWal).value_or("");
+  if (!TextAt(row, kArchiveReadyFiles).has_value()) {
+    const std::string role = TextAt(row, kArchiveRole).value_or("the probing role");
+    return absl::PermissionDeniedError(absl::StrCat(
+        "role ", role, " may not call pg_ls_archive_statusdir() to count the WAL waiting for "
+        "the archiver; grant it pg_monitor (GRANT pg_monitor TO ", role, ")"));
+  }
+  ASSIGN_OR_RETURN(const int64_t ready, NumberAt<int64_t>(row, kArchiveReadyFiles, ".ready files"));
+  ASSIGN_OR_RETURN(const int64_t segment,
+                   NumberAt<int64_t>(row, kArchiveSegmentBytes, "wal_segment_size"));
+  state.pending_bytes = ready * segment;
+  return state;
 }
 
 }  // namespace pgbackfill::throttle

@@ -78,6 +78,78 @@ std::string DefaultCanarySql(const plan::QualifiedName& table,
   return sql;
 }
 
+std::string Tagged(const std::string& sql) { return absl::StrCat(kProbeTag, sql); }
+
+std::string StatementsExtensionSql() {
+  return "SELECT pg_catalog.current_database(), "
+         "(SELECT n.nspname FROM pg_catalog.pg_extension e "
+         "JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace "
+         "WHERE e.extname = 'pg_stat_statements')";
+}
+
+std::string StatementLatencySql(const std::string& schema) {
+  // strpos rather than LIKE: no pattern characters to escape, and the same rule for both kinds
+  // of our statements (the batches name the job store schema, the probes carry kProbeTag).
+  return absl::StrCat(
+      "SELECT s.queryid, s.userid::pg_catalog.int8, s.calls, s.total_exec_time, "
+      "pg_catalog.left(s.query, 200) FROM ",
+      pg::QuoteIdent(schema),
+      ".pg_stat_statements s "
+      "WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d "
+      "WHERE d.datname = pg_catalog.current_database()) "
+      "AND s.toplevel AND s.queryid IS NOT NULL "
+      "AND pg_catalog.strpos(s.query, '",
+      sql::kJobStoreSchema, "') = 0");
+}
+
+std::string SessionLoadSql() {
+  return "SELECT pg_catalog.count(*), "
+         "pg_catalog.count(*) FILTER (WHERE a.wait_event_type IS NULL), "
+         "pg_catalog.count(*) FILTER (WHERE a.wait_event_type = 'Lock'), "
+         "pg_catalog.count(*) FILTER (WHERE a.wait_event_type = 'LWLock'), "
+         "pg_catalog.count(*) FILTER (WHERE a.wait_event_type = 'IO') "
+         "FROM pg_catalog.pg_stat_activity a "
+         "WHERE a.backend_type = 'client backend' AND a.state = 'active' "
+         "AND a.pid <> pg_catalog.pg_backend_pid() "
+         "AND a.pid <> ALL ($1::pg_catalog.int4[]) "
+         "AND a.application_name NOT LIKE 'pgbackfill%'";
+}
+
+std::vector<std::string> HeartbeatStatements() {
+  return {
+      "BEGIN READ WRITE",
+      "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true), "
+      "pg_catalog.set_config('synchronous_commit', 'on', true)",
+      absl::StrCat("INSERT INTO ", pg::QuoteIdent(sql::kJobStoreSchema),
+                   ".\"heartbeat\" (job_name, beat_at) "
+                   "VALUES ($1, pg_catalog.clock_timestamp()) "
+                   "ON CONFLICT (job_name) DO UPDATE SET beat_at = EXCLUDED.beat_at"),
+      "COMMIT",
+  };
+}
+
+std::string SlotsSql() {
+  return "SELECT s.slot_name, s.wal_status, s.safe_wal_size, "
+         "(pg_catalog.pg_current_wal_lsn() OPERATOR(pg_catalog.-) s.restart_lsn)"
+         "::pg_catalog.int8 "
+         "FROM pg_catalog.pg_replication_slots s ORDER BY s.slot_name COLLATE \"C\"";
+}
+
+std::string ArchiverSql() {
+  // The CASE keeps pg_ls_archive_statusdir() from running (and failing the whole probe
+  // transaction) when the role may not call it; the reading then names the role to grant.
+  return "SELECT pg_catalog.current_setting('archive_mode'), "
+         "COALESCE(a.last_failed_time > COALESCE(a.last_archived_time, '-infinity'), false), "
+         "a.last_failed_wal, "
+         "CASE WHEN pg_catalog.has_function_privilege("
+         "'pg_catalog.pg_ls_archive_statusdir()', 'EXECUTE') THEN "
+         "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_ls_archive_statusdir() f "
+         "WHERE f.name LIKE '%.ready') END, "
+         "(SELECT g.setting FROM pg_catalog.pg_settings g WHERE g.name = 'wal_segment_size'), "
+         "CURRENT_USER "
+         "FROM pg_catalog.pg_stat_archiver a";
+}
+
 std::string IntArrayParam(const std::vector<int>& values) {
   return absl::StrCat("{", absl::StrJoin(values, ","), "}");
 }

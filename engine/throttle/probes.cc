@@ -1,5 +1,6 @@
 #include "pgbackfill/throttle/probes.h"
 
+#include <atomic>
 #include <exception>
 #include <mutex>
 #include <utility>
@@ -12,8 +13,11 @@
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/pg/lsn.h"
 #include "pgbackfill/sql/names.h"
+#include "pgbackfill/throttle/app_probes.h"
+#include "pgbackfill/throttle/probe_command.h"
 #include "pgbackfill/throttle/probe_readings.h"
 #include "pgbackfill/throttle/probe_sql.h"
+#include "pgbackfill/util/offload.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::throttle {
@@ -26,6 +30,37 @@ struct Prober::Target {
   std::mutex mu;  // guards the `conn` pointer against Cancel() from other threads
   std::unique_ptr<pg::AsyncConnection> conn;
   bool busy = false;  // a probe runs on it; io thread only
+  bool looking = false;  // a session load look between rounds runs on it; io thread only
+};
+
+// The session load looks between rounds: taken on the primary's session by LookBetweenRounds and
+// collected by the next round. io thread only, except `stopped`.
+struct Prober::SessionLooks {
+  explicit SessionLooks(const asio::any_io_executor& executor) : timer(executor) {}
+  std::vector<SessionLook> taken;  // since the last round
+  std::vector<int> our_pids;       // the last round's
+  uint64_t generation = 0;         // bumped every round: a look of an older one is dropped
+  std::atomic<bool> stopped = false;
+  asio::steady_timer timer;  // the next look; cancelled to stop
+};
+
+// What the primary's probe read. Written by the probe, read by the round only when `done`.
+struct Prober::PrimaryReadings {
+  bool done = false;
+  std::string crash;  // an exception ended the probe
+  absl::StatusOr<uint64_t> wal_lsn = NotMeasured();         // write position (replica lag)
+  absl::StatusOr<uint64_t> wal_insert_lsn = NotMeasured();  // insert position (WAL rate)
+  std::chrono::steady_clock::time_point wal_read_at;
+  absl::StatusOr<std::vector<WalSenderRow>> walsenders = NotMeasured();
+  absl::StatusOr<int> lock_waiters = NotMeasured();
+  absl::StatusOr<bool> autovacuum = NotMeasured();
+  absl::StatusOr<std::string> custom = NotMeasured();
+  absl::StatusOr<absl::Duration> canary = NotMeasured();
+  absl::StatusOr<SessionLook> look = NotMeasured();
+  absl::StatusOr<std::vector<SlotWal>> slots = NotMeasured();
+  absl::StatusOr<ArchiverState> archiver = NotMeasured();
+  absl::StatusOr<std::vector<StatementRow>> statements = NotMeasured();
+  absl::StatusOr<absl::Duration> commit = NotMeasured();
 };
 
 namespace {
@@ -44,18 +79,12 @@ struct RoundLatch {
   asio::steady_timer timer;
 };
 
-// What the primary's probe read. Written by the probe, read by the round only when `done`.
-struct PrimaryReadings {
+using PrimaryReadings = Prober::PrimaryReadings;
+
+struct CommandReadings {
   bool done = false;
-  std::string crash;  // an exception ended the probe
-  absl::StatusOr<uint64_t> wal_lsn = NotMeasured();         // write position (replica lag)
-  absl::StatusOr<uint64_t> wal_insert_lsn = NotMeasured();  // insert position (WAL rate)
-  SteadyClock::time_point wal_read_at;
-  absl::StatusOr<std::vector<WalSenderRow>> walsenders = NotMeasured();
-  absl::StatusOr<int> lock_waiters = NotMeasured();
-  absl::StatusOr<bool> autovacuum = NotMeasured();
-  absl::StatusOr<std::string> custom = NotMeasured();
-  absl::StatusOr<absl::Duration> canary = NotMeasured();
+  std::string crash;
+  absl::StatusOr<CommandResult> result = NotMeasured();
 };
 
 struct StandbyReadings {
@@ -73,48 +102,59 @@ struct PrimaryPipeline {
   size_t lock_waiters = 0;
   std::optional<size_t> autovacuum;
   std::optional<size_t> custom;
+  std::optional<size_t> look;
+  std::optional<size_t> slots;
+  std::optional<size_t> archiver;
+  std::optional<size_t> extension;  // where pg_stat_statements is, for the statement reading
+  // After the canary, each on its own round trip.
+  std::string timeout;
+  bool statement_latency = false;
+  std::optional<std::string> heartbeat_job;
 };
+
+// Appends `sql` to the pipeline and returns its index.
+size_t Add(PrimaryPipeline& p, std::string sql, std::vector<pg::Param> params = {}) {
+  p.statements.push_back(Tag(std::move(sql), std::move(params)));
+  return p.statements.size() - 1;
+}
 
 PrimaryPipeline BuildPrimaryPipeline(const std::string& timeout, const std::vector<int>& our_pids,
                                      const ProbeConfig& config) {
   PrimaryPipeline p;
-  p.statements.push_back(pg::Statement{"BEGIN READ ONLY", {}});
-  p.statements.push_back(pg::Statement{ProbeSettingsSql(), {timeout}});
-  p.walsenders = p.statements.size();
-  p.statements.push_back(pg::Statement{WalSendersSql(), {}});
-  p.lock_waiters = p.statements.size();
-  p.statements.push_back(pg::Statement{LockWaitersSql(), {IntArrayParam(our_pids)}});
+  p.timeout = timeout;
+  Add(p, "BEGIN READ ONLY");
+  Add(p, ProbeSettingsSql(), {timeout});
+  p.walsenders = Add(p, WalSendersSql());
+  p.lock_waiters = Add(p, LockWaitersSql(), {IntArrayParam(our_pids)});
   if (config.check_autovacuum) {
-    p.autovacuum = p.statements.size();
-    p.statements.push_back(
-        pg::Statement{AutovacuumSql(), {config.table.schema, config.table.name}});
+    p.autovacuum = Add(p, AutovacuumSql(), {config.table.schema, config.table.name});
   }
-  p.statements.push_back(pg::Statement{"COMMIT", {}});
+  // None of these can fail for want of a privilege or an extension (the archiver's statement
+  // checks its one privileged call first), so they cannot take the readings above with them.
+  if (config.session_load) p.look = Add(p, SessionLoadSql(), {IntArrayParam(our_pids)});
+  if (config.slots) p.slots = Add(p, SlotsSql());
+  if (config.archiver) p.archiver = Add(p, ArchiverSql());
+  if (config.statement_latency) p.extension = Add(p, StatementsExtensionSql());
+  Add(p, "COMMIT");
   // After COMMIT: under the session's own search_path, and its failure (operator SQL) cannot
   // take the catalog readings with it, which are complete by then.
-  if (!config.custom_sql.empty()) {
-    p.custom = p.statements.size();
-    p.statements.push_back(pg::Statement{config.custom_sql, {}});
-  }
+  if (!config.custom_sql.empty()) p.custom = Add(p, config.custom_sql);
+  p.statement_latency = config.statement_latency;
+  if (config.commit_latency) p.heartbeat_job = config.job;
   return p;
 }
 
+// Built outside the coroutine (GCC 12 and initializer lists, above).
+std::vector<pg::Statement> LookPipeline(const std::string& timeout, const std::vector<int>& pids) {
+  return ReadOnlyPipeline(timeout, SessionLoadSql(), {IntArrayParam(pids)});
+}
+
 std::vector<pg::Statement> StandbyPipeline(const std::string& timeout) {
-  std::vector<pg::Statement> statements;
-  statements.push_back(pg::Statement{"BEGIN READ ONLY", {}});
-  statements.push_back(pg::Statement{ProbeSettingsSql(), {timeout}});
-  statements.push_back(pg::Statement{StandbySql(), {}});
-  statements.push_back(pg::Statement{"COMMIT", {}});
-  return statements;
+  return ReadOnlyPipeline(timeout, StandbySql());
 }
 
 std::vector<pg::Statement> WalPositionPipeline(const std::string& timeout) {
-  std::vector<pg::Statement> statements;
-  statements.push_back(pg::Statement{"BEGIN READ ONLY", {}});
-  statements.push_back(pg::Statement{ProbeSettingsSql(), {timeout}});
-  statements.push_back(pg::Statement{"SELECT pg_catalog.pg_current_wal_insert_lsn()::text", {}});
-  statements.push_back(pg::Statement{"COMMIT", {}});
-  return statements;
+  return ReadOnlyPipeline(timeout, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text");
 }
 
 // Statement `i`'s result, or why there is none: the pipeline stopped at or before it.
@@ -172,22 +212,62 @@ asio::awaitable<absl::Status> EnsureConnected(std::shared_ptr<Target> target,
   co_return absl::OkStatus();
 }
 
+// Every reading of the primary's probe, when its session could not even be opened.
+void SetAll(PrimaryReadings& out, const absl::Status& status) {
+  out.wal_lsn = status;
+  out.wal_insert_lsn = status;
+  out.walsenders = status;
+  out.lock_waiters = status;
+  out.autovacuum = status;
+  out.custom = status;
+  out.canary = status;
+  out.look = status;
+  out.slots = status;
+  out.archiver = status;
+  out.statements = StatementLatencyError(status);
+  out.commit = status;
+}
+
+// The readings of the application's load from the primary's main pipeline.
+void ReadAppCatalog(const pg::PipelineResult& result, const PrimaryPipeline& pipeline,
+                    PrimaryReadings& out) {
+  if (pipeline.look.has_value()) {
+    auto look = ResultAt(result, *pipeline.look);
+    out.look = look.ok() ? LookOf(**look) : look.status();
+  }
+  if (pipeline.slots.has_value()) {
+    auto slots = ResultAt(result, *pipeline.slots);
+    out.slots = slots.ok() ? SlotsOf(**slots) : slots.status();
+  }
+  if (pipeline.archiver.has_value()) {
+    auto archiver = ResultAt(result, *pipeline.archiver);
+    out.archiver = archiver.ok() ? ArchiverOf(**archiver) : archiver.status();
+  }
+}
+
+// A session load look between rounds may still be on the session; it is one short statement
+// under statement_timeout, and the round's deadline bounds the wait anyway.
+asio::awaitable<void> WaitForLook(const std::shared_ptr<Target>& target) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (target->looking) {
+    timer.expires_after(std::chrono::milliseconds(2));
+    boost::system::error_code ignored;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+  }
+}
+
 asio::awaitable<void> ProbePrimary(std::shared_ptr<Target> target, PrimaryPipeline pipeline,
                                    std::string canary_sql, absl::Duration connect_timeout,
                                    std::shared_ptr<PrimaryReadings> out) {
+  co_await WaitForLook(target);
   if (absl::Status connected = co_await EnsureConnected(target, connect_timeout); !connected.ok()) {
-    out->wal_lsn = connected;
-    out->wal_insert_lsn = connected;
-    out->walsenders = connected;
-    out->lock_waiters = connected;
-    out->autovacuum = connected;
-    out->custom = connected;
-    out->canary = connected;
+    SetAll(*out, connected);
     out->done = true;
     co_return;
   }
   pg::AsyncConnection& conn = *target->conn;
   const pg::PipelineResult result = co_await conn.Pipeline(std::move(pipeline.statements));
+  ReadAppCatalog(result, pipeline, *out);
   out->wal_read_at = SteadyClock::now();
 
   if (auto walsenders = ResultAt(result, pipeline.walsenders); !walsenders.ok()) {
@@ -237,7 +317,55 @@ asio::awaitable<void> ProbePrimary(std::shared_ptr<Target> target, PrimaryPipeli
       out->canary = canary.status();
     }
   }
+  if (pipeline.statement_latency) {
+    out->statements =
+        co_await ReadStatements(conn, ResultAt(result, *pipeline.extension), pipeline.timeout);
+  }
+  if (pipeline.heartbeat_job.has_value()) {
+    if (!conn.IsOpen()) {
+      out->commit = result.status.ok() ? absl::UnavailableError("the session was lost")
+                                       : result.status;
+    } else {
+      out->commit = co_await TimeHeartbeat(conn, *pipeline.heartbeat_job);
+    }
+  }
   out->done = true;
+}
+
+asio::awaitable<void> RunCommand(std::string command, absl::Duration limit,
+                                 std::shared_ptr<CommandReadings> out) {
+  out->result =
+      co_await OnOwnThread([command, limit] { return RunProbeCommand(command, limit); });
+  out->done = true;
+}
+
+// The session load looks after a round: `count - 1` more, spread over `interval`, on the
+// primary's session while no round uses it. A look that finds the session busy or closed is
+// skipped (the round reports how many answered); the next round (a new generation) or stop ends
+// the series.
+asio::awaitable<void> LookBetweenRounds(std::shared_ptr<Target> target,
+                                        std::shared_ptr<Prober::SessionLooks> looks,
+                                        uint64_t generation, absl::Duration interval, int count,
+                                        std::string timeout) {
+  const SteadyClock::time_point start = SteadyClock::now();
+  for (int i = 1; i < count; ++i) {
+    looks->timer.expires_at(start + absl::ToChronoNanoseconds(interval * i / count));
+    boost::system::error_code ignored;  // operation_aborted: stopped, or a newer series
+    co_await looks->timer.async_wait(asio::redirect_error(asio::use_awaitable, ignored));
+    if (looks->stopped || looks->generation != generation) co_return;
+    if (target->busy || target->looking || target->conn == nullptr || !target->conn->IsOpen()) {
+      continue;
+    }
+    target->looking = true;
+    std::vector<pg::Statement> statements = LookPipeline(timeout, looks->our_pids);
+    const pg::PipelineResult result = co_await target->conn->Pipeline(std::move(statements));
+    target->looking = false;
+    if (!result.ok() || looks->generation != generation) continue;
+    if (absl::StatusOr<SessionLook> look = LookOf(result.results[2]);
+        look.ok()) {
+      looks->taken.push_back(*look);
+    }
+  }
 }
 
 asio::awaitable<void> ProbeStandby(std::shared_ptr<Target> target,
@@ -340,19 +468,27 @@ ProbeConfig ProbeConfigFromPlan(const plan::Plan& plan, const plan::QualifiedNam
 Prober::Prober(ProbeConfig config, asio::any_io_executor executor)
     : config_(std::move(config)),
       executor_(std::move(executor)),
-      canary_sql_(config_.canary_sql.empty() ? DefaultCanarySql(config_.table, config_.key_columns)
-                                             : config_.canary_sql),
+      canary_sql_(Tagged(config_.canary_sql.empty()
+                             ? DefaultCanarySql(config_.table, config_.key_columns)
+                             : config_.canary_sql)),
       statement_timeout_(ProbeStatementTimeout(config_.interval)),
       // A little over the statement timeout, so that a timed-out statement reports its own
       // error rather than "no answer".
       round_budget_(statement_timeout_ + absl::Milliseconds(500)),
       primary_(std::make_shared<Target>()),
+      command_(std::make_shared<Target>()),
+      looks_(std::make_shared<SessionLooks>(executor_)),
       canary_window_(config_.canary_window) {
   primary_->name = "the primary";
   primary_->dsn = config_.dsn;
+  command_->name = "throttle.command";
 }
 
-Prober::~Prober() = default;
+Prober::~Prober() {
+  // Ends the looks between rounds now rather than at their next timer.
+  looks_->stopped = true;
+  looks_->timer.cancel();
+}
 
 asio::awaitable<absl::StatusOr<std::unique_ptr<Prober>>> Prober::Create(ProbeConfig config) {
   // Replica names first: a DSN that does not parse is a plan error, reported before connecting.
@@ -414,6 +550,35 @@ void Prober::Cancel() {
   };
   cancel(*primary_);
   for (const auto& replica : replicas_) cancel(*replica);
+  looks_->stopped = true;  // the looker ends at its next timer (its timer is the io thread's)
+}
+
+void Prober::StartLooks(const std::string& timeout) {
+  if (!config_.session_load || config_.session_looks < 2 || looks_->stopped) return;
+  asio::co_spawn(executor_,
+                 LookBetweenRounds(primary_, looks_, looks_->generation, config_.interval,
+                                   config_.session_looks, timeout),
+                 asio::detached);
+}
+
+void Prober::TakeAppReadings(const PrimaryReadings& primary, std::vector<SessionLook> looks,
+                             Samples& samples) {
+  if (config_.session_load) {
+    if (primary.look.ok()) looks.push_back(*primary.look);
+    samples.session_load = AverageLooks(looks, primary.look.status());
+  }
+  if (config_.slots) samples.slots = primary.slots;
+  if (config_.archiver) samples.archiver = primary.archiver;
+  if (config_.commit_latency) samples.commit_latency = primary.commit;
+  if (config_.statement_latency) {
+    if (primary.statements.ok()) {
+      StatementBaseline next;
+      samples.statement_latency = StatementLatencyDelta(statements_, *primary.statements, next);
+      statements_ = std::move(next);
+    } else {
+      samples.statement_latency = primary.statements.status();
+    }
+  }
 }
 
 asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_pids) {
@@ -423,6 +588,11 @@ asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_p
   const SteadyClock::time_point deadline =
       SteadyClock::now() + absl::ToChronoNanoseconds(round_budget_);
   auto latch = std::make_shared<RoundLatch>(executor_);
+  // The looks since the last round are this round's, with the one in its pipeline.
+  std::vector<SessionLook> looks = std::move(looks_->taken);
+  looks_->taken.clear();
+  ++looks_->generation;
+  looks_->our_pids = our_pids;
 
   auto primary = std::make_shared<PrimaryReadings>();
   const bool primary_started = !primary_->busy;
@@ -443,7 +613,21 @@ asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_p
              standbys.back(), latch);
     }
   }
+  auto command = std::make_shared<CommandReadings>();
+  const bool command_started = !config_.command.empty() && !command_->busy;
+  if (command_started) {
+    // The command's own limit is the statement timeout, like the servers' statements, so that its
+    // time-out is reported as such within the round's budget.
+    Launch(executor_, command_, RunCommand(config_.command, statement_timeout_, command), command,
+           latch);
+  }
   co_await WaitForProbes(latch, deadline);
+  StartLooks(timeout);
+  if (!config_.command.empty()) {
+    absl::Status unanswered =
+        Unanswered(command_started, *command, "throttle.command", round_budget_);
+    samples.command = unanswered.ok() ? command->result : unanswered;
+  }
 
   // The primary's readings.
   absl::StatusOr<uint64_t> primary_lsn = NotMeasured();
@@ -457,7 +641,13 @@ asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_p
     samples.canary_latency = unanswered;
     if (!config_.custom_sql.empty()) samples.custom = unanswered;
     if (config_.check_autovacuum) samples.autovacuum = unanswered;
+    if (config_.session_load) samples.session_load = AverageLooks(looks, unanswered);
+    if (config_.slots) samples.slots = unanswered;
+    if (config_.archiver) samples.archiver = unanswered;
+    if (config_.statement_latency) samples.statement_latency = StatementLatencyError(unanswered);
+    if (config_.commit_latency) samples.commit_latency = unanswered;
   } else {
+    TakeAppReadings(*primary, std::move(looks), samples);
     primary_lsn = primary->wal_lsn;
     if (primary->wal_insert_lsn.ok()) {
       samples.wal_bytes_per_second =

@@ -3,7 +3,7 @@
 // range checkpoints commit in the same transaction as the batches they cover (exec/batch_sql.h
 // writes `pgbackfill.ranges` directly).
 //
-// Tables (schema version 3):
+// Tables (schema version 4):
 //   store_version (version)                one row: the last schema step applied
 //   jobs   (name PK, plan_hash, plan_text, plan_file, state, phase, estimated_rows, rows_done,
 //           retries, errors, last_error, throttle_reason, pid, host,
@@ -18,6 +18,8 @@
 //   steps  (job_name -> jobs ON DELETE CASCADE, step, done_at; PK (job_name, step))  (version 3)
 //          the phase steps done: `expand[0]`, `triggers`, `phase:expand`, ...; version 3 also
 //          allows state rolled_back
+//   heartbeat (job_name PK, beat_at)  (version 4) one row per job, upserted by the throttle's
+//          commit latency probe every interval (throttle/probes.h)
 // Key values are text[] (one element per key column, cast back with the key's type); NULL
 // lower/upper is an open end, NULL done_upto means nothing of the range is done yet.
 #pragma once

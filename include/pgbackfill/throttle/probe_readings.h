@@ -1,12 +1,16 @@
 // Turning probe query rows into readings (sample.h): which walsenders are standbys, what their
-// lag is, how standbys are named, the WAL rate, the custom query's value. Pure, so that each rule
+// lag is, how standbys are named, the WAL rate, the custom query's value, and what the application
+// feels (statement latency deltas, session load averages, slots, the archiver). Pure, so that each rule
 // has a unit test; engine/throttle/probes.cc runs the queries (probe_sql.h) and calls these.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "absl/container/flat_hash_map.h"
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -76,5 +80,72 @@ absl::StatusOr<int64_t> WalBytesPerSecond(uint64_t from_lsn, uint64_t to_lsn,
 // The custom throttle query's reading from its result: the first column of the first row as text;
 // an error for no row or NULL (the governor holds on it).
 absl::StatusOr<std::string> CustomReading(int rows, const std::optional<std::string>& first_value);
+
+// One row of StatementLatencySql(): a statement's cumulative counters.
+struct StatementRow {
+  int64_t queryid = 0;
+  int64_t userid = 0;
+  int64_t calls = 0;
+  double total_millis = 0;
+  std::string query;
+};
+
+// Parses a row of StatementLatencySql() (text values, nullopt is NULL); an error for a value that
+// is not a number.
+absl::StatusOr<StatementRow> ParseStatementRow(const std::vector<std::optional<std::string>>& row);
+
+// The counters of every statement at the previous reading, by (queryid, userid).
+struct StatementCounters {
+  int64_t calls = 0;
+  double total_millis = 0;
+};
+using StatementBaseline = absl::flat_hash_map<std::pair<int64_t, int64_t>, StatementCounters>;
+
+// How many statements the busiest are taken among for StatementLatency::worst_busy.
+inline constexpr size_t kBusiestStatements = 5;
+
+// The interval's reading from this round's rows and the previous round's counters (`previous`;
+// nullopt on the first round, which only primes: calls 0, means 0). A statement absent from
+// `previous` started in the interval and counts from zero; one whose counters went backwards
+// (pg_stat_statements_reset, eviction and re-entry) is skipped this round. mean is the sum of
+// execution time deltas over the sum of call deltas; worst_busy the highest mean among the
+// kBusiestStatements statements with most calls (ties: the lower queryid), worst_query its text
+// cut to 80 bytes on a UTF-8 boundary. `next` receives the counters for the next round.
+StatementLatency StatementLatencyDelta(const std::optional<StatementBaseline>& previous,
+                                       const std::vector<StatementRow>& rows,
+                                       StatementBaseline& next);
+
+// The statement_latency reading when the extension is not installed in `database`: the
+// FailedPrecondition error the governor recognises.
+absl::Status StatementsNotInstalled(const std::string& database);
+
+// Any other failure of the statement latency probe, never FailedPrecondition (which the governor
+// reads as "not installed"): server errors that pg::MakeError classifies as fatal arrive with that
+// code, and are re-coded Internal, the message and SQLSTATE payload kept.
+absl::Status StatementLatencyError(const absl::Status& status);
+
+// One look of SessionLoadSql(): the counts in its columns.
+struct SessionLook {
+  int64_t active = 0;
+  int64_t cpu = 0;
+  int64_t lock = 0;
+  int64_t lwlock = 0;
+  int64_t io = 0;
+};
+absl::StatusOr<SessionLook> ParseSessionLook(const std::vector<std::optional<std::string>>& row);
+
+// The averages over `looks` (the looks that answered). No look at all is an error: `why` says why
+// the round's own look failed.
+absl::StatusOr<SessionLoad> AverageLooks(const std::vector<SessionLook>& looks,
+                                         const absl::Status& why);
+
+// A row of SlotsSql() as a reading: a NULL retained size (no restart_lsn) is 0 bytes, a NULL
+// wal_status is "", a NULL safe_wal_size is no cap.
+absl::StatusOr<SlotWal> ParseSlotRow(const std::vector<std::optional<std::string>>& row);
+
+// The row of ArchiverSql() as a reading: archiving for archive_mode on or always, pending bytes =
+// `.ready` files × wal_segment_size. A NULL file count (the role may not list archive_status) is
+// a PermissionDenied error naming the role and what to grant.
+absl::StatusOr<ArchiverState> ParseArchiverRow(const std::vector<std::optional<std::string>>& row);
 
 }  // namespace pgbackfill::throttle

@@ -74,6 +74,81 @@ enum StandbyColumn : int {
 std::string DefaultCanarySql(const plan::QualifiedName& table,
                              const std::vector<std::string>& key_columns);
 
+// Every statement the probes send starts with this comment. pg_stat_statements keeps comments in
+// the query text it stores, and StatementLatencySql() leaves out every statement whose text
+// mentions pgbackfill, so the probes never measure themselves.
+inline constexpr char kProbeTag[] = "/* pgbackfill */ ";
+
+// `sql` with kProbeTag in front (operator SQL too: the canary, the custom query).
+std::string Tagged(const std::string& sql);
+
+// One row: current_database(), and the schema pg_stat_statements is installed in (NULL when it is
+// not installed in this database; the extension is per database even when preloaded).
+// Columns: ExtensionColumn.
+std::string StatementsExtensionSql();
+enum ExtensionColumn : int {
+  kExtensionDatabase = 0,
+  kExtensionSchema,
+};
+
+// The application's statements in pg_stat_statements, installed in `schema`: one row per
+// statement (queryid, userid) of this database, top level only, whose text does not mention
+// pgbackfill (our batches name the job store schema, our probes carry kProbeTag). Counters are
+// cumulative; the caller takes deltas between rounds. Columns: StatementColumn.
+std::string StatementLatencySql(const std::string& schema);
+enum StatementColumn : int {
+  kStatementQueryId = 0,
+  kStatementUserId,
+  kStatementCalls,
+  kStatementTotalMillis,  // total_exec_time, milliseconds (double precision as text)
+  kStatementQuery,        // the normalised text, its first 200 characters
+};
+
+// One look at the active application backends of every database (CPU, LWLocks and I/O are shared
+// by all of them): client backends in state active, other than the sessions in $1 (int4[] text,
+// IntArrayParam), this session and sessions whose application_name starts with "pgbackfill" (the
+// default of every pgbackfill connection), counted in total and by wait_event_type.
+// Columns: SessionLoadColumn, each a count.
+std::string SessionLoadSql();
+enum SessionLoadColumn : int {
+  kLoadActive = 0,
+  kLoadCpu,     // wait_event_type IS NULL
+  kLoadLock,    // Lock
+  kLoadLwLock,  // LWLock
+  kLoadIo,      // IO
+};
+
+// The heartbeat transaction timed as the commit latency: BEGIN, synchronous_commit on for this
+// transaction (the session or the server may have it off), an upsert of the job's row ($1, the
+// job name) in the job store's heartbeat table, COMMIT.
+std::vector<std::string> HeartbeatStatements();
+
+// Every replication slot: slot_name, wal_status (NULL when never reserved), safe_wal_size (NULL:
+// no max_slot_wal_keep_size), and pg_current_wal_lsn() - restart_lsn in bytes (NULL when the
+// slot has no restart_lsn). Primary only. Columns: SlotColumn.
+std::string SlotsSql();
+enum SlotColumn : int {
+  kSlotName = 0,
+  kSlotWalStatus,
+  kSlotSafeWalSize,
+  kSlotRetainedBytes,
+};
+
+// One row about the WAL archiver: archive_mode, whether the last attempt failed
+// (last_failed_time > last_archived_time), last_failed_wal, how many `.ready` files wait in
+// archive_status (NULL when this role may not call pg_ls_archive_statusdir(): superuser or
+// pg_monitor only), wal_segment_size in bytes, and current_user for the error message.
+// Columns: ArchiverColumn.
+std::string ArchiverSql();
+enum ArchiverColumn : int {
+  kArchiveMode = 0,
+  kArchiveFailing,
+  kArchiveLastFailedWal,
+  kArchiveReadyFiles,
+  kArchiveSegmentBytes,
+  kArchiveRole,
+};
+
 // An int4[] literal for a bind parameter: "{12,34}", "{}".
 std::string IntArrayParam(const std::vector<int>& values);
 
