@@ -31,7 +31,24 @@ throttle::Samples Unreadable(absl::Time taken, const absl::Status& why) {
   samples.canary_latency = why;
   samples.custom = why;
   samples.autovacuum = why;
+  samples.statement_latency = why;
+  samples.session_load = why;
+  samples.commit_latency = why;
+  samples.slots = why;
+  samples.archiver = why;
+  samples.command = why;
   return samples;
+}
+
+// Whether going from `before` to `after` switches one of the probes on or off.
+bool ProbesChange(const plan::Plan& before, const plan::Plan& after) {
+  const plan::Throttle& a = before.throttle;
+  const plan::Throttle& b = after.throttle;
+  return a.max_statement_latency.enabled() != b.max_statement_latency.enabled() ||
+         a.max_commit_latency.enabled() != b.max_commit_latency.enabled() ||
+         a.max_active_sessions.enabled() != b.max_active_sessions.enabled() ||
+         (a.max_slot_wal > 0) != (b.max_slot_wal > 0) ||
+         (a.max_archive_pending > 0) != (b.max_archive_pending > 0);
 }
 
 }  // namespace
@@ -159,6 +176,9 @@ void Runner::ApplySettings(const std::map<std::string, std::string>& settings) {
     }
     applied[key] = value;
   }
+  // A setting that switches a probe on or off needs a Prober with other readings: the next round
+  // makes one (the governor would hold on a reading nobody takes).
+  if (throttle_.prober != nullptr && ProbesChange(live_, next)) throttle_.prober.reset();
   live_ = std::move(next);
   throttle_.settings_applied = settings;
   throttle_.governor->SetConfig(GovernorConfigFor(live_));

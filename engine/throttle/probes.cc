@@ -462,6 +462,14 @@ ProbeConfig ProbeConfigFromPlan(const plan::Plan& plan, const plan::QualifiedNam
   config.custom_sql = plan.throttle.query;
   config.check_autovacuum = plan.throttle.hold_on_autovacuum;
   config.interval = plan.throttle.interval;
+  const plan::Throttle& throttle = plan.throttle;
+  config.statement_latency = throttle.max_statement_latency.enabled();
+  config.session_load = throttle.max_active_sessions.enabled();
+  config.commit_latency = throttle.max_commit_latency.enabled();
+  config.job = plan.name;
+  config.slots = throttle.max_slot_wal > 0;
+  config.archiver = throttle.max_archive_pending > 0;
+  config.command = throttle.command;
   return config;
 }
 
