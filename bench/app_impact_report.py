@@ -11,6 +11,14 @@ to its end, so it includes any wait for a busy server (what the application sees
 are nearest-rank over the transactions that ended inside the run's window: for the baseline, from
 the lead-in to pgbench's end; for a run with a backfill, from the backfill's start to its end (or
 pgbench's, whichever is first).
+
+Records of the shape/rate matrix (they carry a `group`, e.g. select-only@30%) get the matrix
+report instead (matrix_report): per group the baseline p99 and its budget (1.25 x p99 + 2 ms),
+the oracle sweep (rate -> p99, in or out of the budget), the oracle (the highest measured sweep
+rows/s whose window kept the p99 within the budget) and the two runs of the throttle under test
+(p99 against the budget, failed transactions, rows/s and its ratio to the oracle's), a summary
+table over the groups, the targets, one PNG per run. Records without a group (older results
+files, the single-shape runs) get the report above, unchanged.
 """
 
 import argparse
@@ -19,10 +27,11 @@ import glob
 import json
 import math
 import os
+import re
 import sys
 
 import bench_plots
-from bench_table import Output, fmt, json_events, machine_line, write_report_json
+from bench_table import Output, fmt, json_events, machine_line, ratio, write_report_json
 
 # Targets from the throttling issue; reported against, never asserted.
 TARGET_P99_FACTOR = 1.25     # app p99 during a canary-throttled backfill <= 1.25 x baseline p99
@@ -30,6 +39,9 @@ TARGET_P99_SLACK_MS = 2.0    # ... + 2 ms
 TARGET_FAILED = 0            # failed application transactions during a throttled backfill
 TARGET_RATE_SHARE = 0.5      # throttled backfill rows/s >= 50% of the unthrottled rows/s
 TARGET_LAG_S = 3.0           # standby lag with max_replica_lag: 2s, at most
+TARGET_ORACLE_SHARE = 0.7    # matrix: the throttle's rows/s >= 0.7 x the oracle's
+# A matrix run's window shorter than this (the backfill finished early) gets a note.
+MIN_WINDOW_S = 20.0
 
 # A run during which the rest of the machine used more than this share of all CPUs gets a note.
 SHARED_MACHINE_SHARE = 0.2
@@ -37,6 +49,13 @@ SHARED_MACHINE_SHARE = 0.2
 # The canary limit derived from the baseline when --canary-latency is not given.
 CANARY_FLOOR_MS = 2.0
 CANARY_FACTOR = 1.2
+
+
+def p99_budget_ms(baseline_p99_ms):
+    """The application's p99 budget beside a backfill: 1.25 x the baseline p99 + 2 ms."""
+    if baseline_p99_ms is None:
+        return None
+    return TARGET_P99_FACTOR * baseline_p99_ms + TARGET_P99_SLACK_MS
 
 
 def percentile(ordered, pct):
@@ -307,6 +326,7 @@ def timeline(rec):
                 continue
             out["backfill"].append([round(at - t0, 3), (rows - prev_rows) / (at - prev_t)])
             prev_t, prev_rows = at, rows
+        out["pace"] = pace_series(events, t0, end)
         for episode in (rec.get("backfill") or {}).get("hold_episodes", []):
             if episode.get("from") is not None:
                 out["holds"].append([episode["from"] - t0,
@@ -321,6 +341,22 @@ def timeline(rec):
             if ok:
                 out["app"].append([second + 0.5, percentile(ok, 99), len(buckets[second])])
     return out
+
+
+def pace_series(events, t0, end):
+    """The throttle's pace as steps [x, rows/s or None when not pacing]: from `concurrency`
+    events (pace_rows_per_second, absent = not pacing) and from `progress` events that carry
+    pace_rows_per_second; the last value held up to the backfill's end."""
+    points = []
+    for event in events:
+        kind = event.get("event")
+        if kind == "concurrency" or (kind == "progress" and "pace_rows_per_second" in event):
+            at = event_time(event)
+            if at is not None:
+                points.append([round(at - t0, 3), event.get("pace_rows_per_second")])
+    if points:
+        points.append([round(end - t0, 3), points[-1][1]])
+    return points
 
 
 def plot_timelines(args, runs, timelines, by_name):
@@ -363,6 +399,8 @@ def plot_timelines(args, runs, timelines, by_name):
 def report(args):
     with open(args.results, encoding="utf-8") as results:
         records = [json.loads(line) for line in results if line.strip()]
+    if any(r.get("group") for r in records):
+        return matrix_report(args, records)
     max_tps = next((r for r in records if r["kind"] == "max-tps"), None)
     runs = [summarize(r, args, args.clk_tck) for r in records if r["kind"] == "app"]
     by_name = {r["name"]: r for r in runs}
@@ -539,6 +577,357 @@ def check_targets(by_name, ref_rate):
         failed = (lagged["app"]["failed"] + lagged["app"]["skipped"]) if lagged["app"] else None
         verdict("failed app transactions", failed, TARGET_FAILED, "<=", "replica-lag")
     return lines
+
+
+# ---- the shape/rate matrix ----
+
+def target_line(name, label, value, target, op):
+    """`target NAME: LABEL VALUE (want OP TARGET): met|MISSED ...`."""
+    if value is None or target is None:
+        return f"target {name}: {label}: not measured"
+    met = value <= target if op == "<=" else value >= target
+    if met:
+        result = "met"
+    elif op == ">=":
+        result = f"MISSED by {100.0 * (target - value) / target:.0f}%" if target else "MISSED"
+    else:
+        result = f"MISSED: {value / target:.2f}x the limit" if target else f"MISSED: {value:g}"
+    shown = f"{value:.2f}" if isinstance(value, float) else str(value)
+    wanted = f"{target:.2f}" if isinstance(target, float) else str(target)
+    return f"target {name}: {label} {shown} (want {op} {wanted}): {result}"
+
+
+def failed_of(rec):
+    app = rec.get("app")
+    return app["failed"] + app["skipped"] if app else None
+
+
+def group_summary(name, recs, max_tps):
+    """One group's numbers: baseline p99 and budget, each run's p99 in or out of it, the sweep,
+    the oracle (the highest measured rows/s of a sweep run that passed its checks and kept the
+    p99 within the budget) and each throttled run's ratio to it. Sets the runs' p99_budget_ms,
+    in_budget and vs_oracle."""
+    first = recs[0]
+    base = next((r for r in recs if r["role"] == "baseline"), None)
+    base_p99 = base["app"]["p99_ms"] if base and base.get("app") else None
+    budget = p99_budget_ms(base_p99)
+    for rec in recs:
+        p99 = (rec.get("app") or {}).get("p99_ms")
+        rec["p99_budget_ms"] = budget
+        rec["in_budget"] = p99 <= budget if p99 is not None and budget is not None else None
+    sweep = sorted((r for r in recs if r["role"] == "sweep"), key=lambda r: r["cap"])
+    fits = [r for r in sweep if r["ok"] and r["in_budget"]
+            and r["backfill"]["rows_per_second"] is not None]
+    best = max(fits, key=lambda r: r["backfill"]["rows_per_second"], default=None)
+    oracle = None
+    if best:
+        oracle = {"run": best["name"], "cap": best["cap"],
+                  "rows_per_second": best["backfill"]["rows_per_second"],
+                  "p99_ms": best["app"]["p99_ms"],
+                  # the sweep's highest step kept the budget: the real limit lies above it
+                  "lower_bound": best["cap"] == sweep[-1]["cap"]}
+    oracle_rate = oracle["rows_per_second"] if oracle else None
+    throttled = []
+    for rec in recs:
+        bf = rec.get("backfill") or {}
+        rec["vs_oracle"] = (bf["rows_per_second"] / oracle_rate
+                            if rec["role"] != "sweep" and rec["with_backfill"] and oracle_rate
+                            and bf.get("rows_per_second") is not None else None)
+        if rec["role"].startswith("throttle-"):
+            throttled.append({"run": rec["name"], "role": rec["role"],
+                              "plan_throttle": rec["plan_throttle"],
+                              "p99_ms": (rec.get("app") or {}).get("p99_ms"),
+                              "p99_budget_ms": budget, "in_budget": rec["in_budget"],
+                              "failed": failed_of(rec), "rows_per_second": bf.get("rows_per_second"),
+                              "vs_oracle": rec["vs_oracle"], "ok": rec["ok"],
+                              "problems": "; ".join(rec["problems"])})
+    return {
+        "group": name, "shape": first["shape"], "rate_percent": float(first["rate_percent"]),
+        "rate": first["rate"], "max_tps": max_tps["tps"] if max_tps else None,
+        "baseline_run": base["name"] if base else None, "baseline_p99_ms": base_p99,
+        "p99_budget_ms": budget,
+        "sweep": [{"run": r["name"], "max_rows_per_second": r["cap"],
+                   "rows_per_second": r["backfill"]["rows_per_second"],
+                   "p99_ms": (r.get("app") or {}).get("p99_ms"), "in_budget": r["in_budget"],
+                   "failed": failed_of(r), "ok": r["ok"]} for r in sweep],
+        "oracle": oracle,
+        "throttled": throttled,
+    }
+
+
+def group_targets(summary):
+    lines = []
+    for run in summary["throttled"]:
+        name = f"{summary['group']} {run['role']}"
+        if not run["ok"]:
+            lines.append(f"target {name}: not measured: the run failed ({run['problems']})")
+            continue
+        lines.append(target_line(name, f"app p99 ms (baseline {fmt(summary['baseline_p99_ms'], '.2f')})",
+                                 run["p99_ms"], summary["p99_budget_ms"], "<="))
+        lines.append(target_line(name, "failed app transactions", run["failed"], TARGET_FAILED,
+                                 "<="))
+        lines.append(target_line(name, "rows/s vs the oracle", run["vs_oracle"],
+                                 TARGET_ORACLE_SHARE, ">="))
+    return lines
+
+
+def last_line(path):
+    """The last non-empty line of a file, or None."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as text:
+            lines = [line.strip() for line in text if line.strip()]
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def backfill_state(rec):
+    bf = rec.get("backfill") or {}
+    if not rec["with_backfill"]:
+        return "-"
+    if bf.get("outcome") == "done":
+        return "done"
+    if bf.get("verify_failed_by_app"):
+        return f"done, {fmt(bf.get('verify_differing_rows'), ',d')} app-changed"
+    if bf.get("outcome") is None:
+        return f"no job (exit {rec['pgbackfill_status']})"
+    return f"{bf.get('outcome')} {fmt(bf.get('percent_done'), '.0f')}%"
+
+
+def check_text(rec):
+    return "ok" if rec["ok"] else "FAIL: " + ", ".join(
+        p if len(p) <= 70 else p[:67] + "..." for p in rec["problems"])
+
+
+def pgbench_cpu_share(rec):
+    """pgbench's CPU as a share of its one core over its run (pinned, -j 1)."""
+    wall = rec.get("pgbench_wall_s")
+    return 100.0 * rec["pgbench_cpu_s"] / wall if wall else None
+
+
+def plot_matrix_run(args, rec, line, summary):
+    """One PNG per run: backfill rows/s, the throttle's pace and the sweep's cap (left), the
+    application's p99 per second with the baseline p99 and the budget (right, log), the holds
+    shaded."""
+    left_extra, left_hlines, right_hlines = [], [], []
+    if any(p[1] is not None for p in line.get("pace") or []):
+        left_extra.append({"title": "pace rows/s (throttle)", "points": line["pace"],
+                           "style": "with steps lw 2 lc rgb '#228833'"})
+    if rec["cap"]:
+        left_hlines.append((rec["cap"], f"max_rows_per_second {rec['cap']:,}"))
+    if summary["baseline_p99_ms"] and rec["role"] != "baseline":
+        right_hlines.append((summary["baseline_p99_ms"],
+                             f"baseline p99 {summary['baseline_p99_ms']:.2f} ms"))
+    if summary["p99_budget_ms"]:
+        right_hlines.append((summary["p99_budget_ms"],
+                             f"budget {summary['p99_budget_ms']:.2f} ms"))
+    what = {"baseline": "pgbench alone",
+            "sweep": f"backfill held to {fmt(rec['cap'], ',d')} rows/s, 1 worker",
+            "throttle-default": f"backfill, {rec['workers']} workers, no throttle keys",
+            "throttle-budget": f"backfill, {rec['workers']} workers, "
+                               f"throttle: {{ {rec['plan_throttle']} }}"}[rec["role"]]
+    app = rec.get("app") or {}
+    bf = rec.get("backfill") or {}
+    xs = ([p[0] for p in line["backfill"]] + [p[0] for p in line["app"]]
+          + [m[0] for m in line["marks"]])
+    panel = {
+        "title": f"{rec['name']}: {what}; window p99 {fmt(app.get('p99_ms'), '.2f')} ms, "
+                 f"{fmt(bf.get('rows_per_second'), ',.0f')} rows/s",
+        "xmax": (max(xs) if xs else 1) + 1,
+        "left": {"title": "backfill rows/s", "points": line["backfill"]},
+        "left_label": "backfill rows/s",
+        "left_extra": left_extra,
+        "left_hlines": left_hlines,
+        "right": {"title": "app p99 ms per second", "points": [p[:2] for p in line["app"]]},
+        "right_label": "app p99 ms (log)",
+        "right_hlines": right_hlines,
+        "spans": line["holds"],
+        "marks": line["marks"],
+    }
+    title = (f"app-impact {summary['group']} (pgbench -b {rec['shape']} -c {args.clients} "
+             f"-j {args.threads} -R {fmt(rec['rate'], ',d')}), scale {args.scale}\n"
+             f"{os.cpu_count()} cores, PostgreSQL {(args.pg_version or '?').split()[0]}"
+             + (f"; pgbackfill {args.build}" if args.build else ""))
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in rec["name"])
+    return bench_plots.time_panels(os.path.join(args.plots, f"app-impact.{safe}.png"), title,
+                                   [panel])
+
+
+def matrix_report(args, records):
+    """The report of the shape/rate matrix (records with a `group`)."""
+    max_tps = {r.get("shape", ""): r for r in records if r["kind"] == "max-tps"}
+    runs = [summarize(r, args, args.clk_tck) for r in records if r["kind"] == "app"]
+    for rec in runs:
+        if rec["with_backfill"] and rec["backfill"]["outcome"] is None:
+            # The engine refused the plan or failed before its job started (e.g. a throttle key
+            # it does not have yet): its last words say why.
+            said = last_line(os.path.join(rec["dir"], "pgbackfill.stderr"))
+            if said:
+                said = re.sub(r"^pgbackfill: \S*plan\.yaml:[0-9]+: ", "", said)
+                rec["problems"] = [f"pgbackfill exit {rec['pgbackfill_status']}: {said}"]
+        rec["pgbench_cpu_s"] = rec.get("pgbench_ticks", 0) / args.clk_tck
+        rec["pgbackfill_cpu_s"] = rec.get("pgbackfill_ticks", 0) / args.clk_tck
+        rec["pgbench_cpu_percent"] = pgbench_cpu_share(rec)
+    groups = {}
+    for rec in runs:
+        groups.setdefault(rec["group"], []).append(rec)
+    summaries = [group_summary(name, recs, max_tps.get(recs[0]["shape"]))
+                 for name, recs in groups.items()]
+    pins = {tuple(r["pin"]) for r in runs if r.get("pin")}
+    budgets = sorted({r["plan_throttle"] for r in runs if r["role"] == "throttle-budget"})
+    workers = sorted({r["workers"] for r in runs if r["role"].startswith("throttle-")})
+
+    out = Output()
+    out.line(f"== results: app-impact shape/rate matrix, scale {args.scale} ({args.rows:,} rows), "
+             f"{machine_line(args.pg_version)}")
+    out.line(f"pgbackfill: {args.build}")
+    if args.raw:
+        out.line(f"raw measurements: {args.raw}")
+    out.line(f"application: pgbench -c {args.clients} -j {args.threads} -R (a percentage of each "
+             f"shape's max TPS, {args.max_tps_seconds} s unthrottled); {args.duration} s per run, "
+             f"backfill from {args.lead_in:g} s; clients pinned: "
+             + (", ".join(f"pgbench CPU {a}, pgbackfill + lag sampler CPU {b}" for a, b in pins)
+                or "no"))
+    out.line(f"backfill: batch.target {args.batch_target}; sweep: 1 worker, throttle: "
+             "{ max_rows_per_second: R, max_replica_lag: 0, max_lock_waiters: 100 }; "
+             f"throttled runs: {'/'.join(str(w) for w in workers) or '-'} workers, "
+             "throttle-default without throttle keys, throttle-budget with throttle: { "
+             + " | ".join(budgets) + " }")
+    out.line(f"budget: app p99 <= {TARGET_P99_FACTOR:g} x baseline p99 + {TARGET_P99_SLACK_MS:g} ms "
+             "over the backfill's window; oracle: the highest measured sweep rows/s within it "
+             "(run checks passed); target: throttled rows/s >= "
+             f"{TARGET_ORACLE_SHARE:g} x the oracle's, 0 failed")
+
+    header = ("run", "cap rows/s", "app tps", "p50 ms", "p99 ms", "budget ms", "p99", "failed",
+              "backfill", "rows/s", "vs oracle", "held s", "window s", "check")
+    for summary in summaries:
+        out.line()
+        recs = groups[summary["group"]]
+        out.line(f"{summary['group']}: max {fmt(summary['max_tps'], ',.0f')} tps, fixed rate "
+                 f"{fmt(summary['rate'], ',d')} tps; baseline p99 "
+                 f"{fmt(summary['baseline_p99_ms'], '.2f')} ms, budget "
+                 f"{fmt(summary['p99_budget_ms'], '.2f')} ms")
+        rows = []
+        for rec in recs:
+            app = rec.get("app") or {}
+            bf = rec.get("backfill") or {}
+            rows.append((rec["role"], fmt(rec["cap"], ",d"), fmt(app.get("tps"), ",.0f"),
+                         fmt(app.get("p50_ms"), ".2f"), fmt(app.get("p99_ms"), ".2f"),
+                         fmt(rec["p99_budget_ms"], ".2f"),
+                         {True: "in", False: "OUT", None: "-"}[rec["in_budget"]],
+                         fmt(failed_of(rec), "d"), backfill_state(rec),
+                         fmt(bf.get("rows_per_second"), ",.0f"),
+                         ratio(rec["vs_oracle"]), fmt(bf.get("held_seconds"), ".1f"),
+                         fmt(app.get("window_seconds"), ".1f"), check_text(rec)))
+        out.table(header, rows, left=(0, 6, 8, len(header) - 1), title=summary["group"])
+        oracle = summary["oracle"]
+        if oracle:
+            out.line(f"oracle: {fmt(oracle['rows_per_second'], ',.0f')} rows/s (sweep step "
+                     f"{oracle['cap']:,}, p99 {oracle['p99_ms']:.2f} ms <= "
+                     f"{summary['p99_budget_ms']:.2f} ms)"
+                     + ("; the highest step kept the budget, so the oracle is a lower bound "
+                        "(add higher --sweep steps)" if oracle["lower_bound"] else ""))
+        else:
+            out.line("oracle: none: no sweep step kept the p99 within the budget (add lower "
+                     "--sweep steps); no ratios")
+
+    out.line()
+    header2 = ("group", "rate tps", "baseline p99", "budget ms", "oracle rows/s",
+               "default p99", "default failed", "default rows/s", "default vs oracle",
+               "budget p99", "budget failed", "budget rows/s", "budget vs oracle")
+    rows2 = []
+    for summary in summaries:
+        by_role = {t["role"]: t for t in summary["throttled"]}
+        cells = []
+        for role in ("throttle-default", "throttle-budget"):
+            t = by_role.get(role, {})
+            p99 = fmt(t.get("p99_ms"), ".2f")
+            if t.get("in_budget") is False:
+                p99 += " OUT"
+            cells += [p99, fmt(t.get("failed"), "d"), fmt(t.get("rows_per_second"), ",.0f"),
+                      ratio(t.get("vs_oracle"))]
+        rows2.append((summary["group"], fmt(summary["rate"], ",d"),
+                      fmt(summary["baseline_p99_ms"], ".2f"), fmt(summary["p99_budget_ms"], ".2f"),
+                      fmt((summary["oracle"] or {}).get("rows_per_second"), ",.0f"), *cells))
+    out.table(header2, rows2, left=(0,), title="summary")
+
+    out.line()
+    header3 = ("run", "app txns", "holds", "held %", "progress held/all", "min workers",
+               "retries", "WAL MiB", "server CPU s", "standby CPU s", "pgbench CPU s",
+               "pgbench CPU %", "pgbackfill CPU s", "other CPU s", "first throttle reason")
+    rows3 = []
+    for rec in runs:
+        app = rec.get("app") or {}
+        bf = rec.get("backfill") or {}
+        held_pct = (100.0 * bf["held_seconds"] / bf["seconds"]
+                    if bf and bf.get("seconds") else None)
+        reason = bf.get("throttle_reasons", [None])[0] if bf.get("throttle_reasons") else None
+        if reason and len(reason) > 60:
+            reason = reason[:57] + "..."
+        rows3.append((rec["name"], fmt(app.get("transactions"), ",d"), fmt(bf.get("holds"), "d"),
+                      fmt(held_pct, ".0f"),
+                      f"{bf['progress_events_held']}/{bf['progress_events']}" if bf else "-",
+                      fmt(bf.get("min_active_workers"), "d"), fmt(bf.get("retries"), "d"),
+                      fmt(rec["wal_mib"], ",.0f"), fmt(rec["server_cpu_s"], ".1f"),
+                      fmt(rec["standby_cpu_s"], ".1f"), fmt(rec["pgbench_cpu_s"], ".2f"),
+                      fmt(rec["pgbench_cpu_percent"], ".0f"), fmt(rec["pgbackfill_cpu_s"], ".2f"),
+                      fmt(rec["other_cpu_s"], ".1f"), reason or "-"))
+    out.table(header3, rows3, left=(0, len(header3) - 1), title="details")
+
+    cpus = os.cpu_count() or 1
+    for rec in runs:
+        capacity = rec["wall_ns"] / 1e9 * cpus
+        if capacity > 0 and rec["other_cpu_s"] > SHARED_MACHINE_SHARE * capacity:
+            out.line(f"note: {rec['name']}: other processes used {rec['other_cpu_s']:.1f} CPU s, "
+                     f"{100.0 * rec['other_cpu_s'] / capacity:.0f}% of the machine's {cpus} cores "
+                     "during the run: the machine was shared, latencies and rates are inflated")
+        window = (rec.get("app") or {}).get("window_seconds")
+        if window is not None and window < MIN_WINDOW_S:
+            out.line(f"note: {rec['name']}: its window is {window:.1f} s, under "
+                     f"{MIN_WINDOW_S:g} s (a longer --duration, or a larger --scale when the "
+                     "backfill finished early)")
+
+    targets = [line for summary in summaries for line in group_targets(summary)]
+    if targets:
+        out.line()
+        for line in targets:
+            out.line(line)
+
+    timelines = {rec["name"]: timeline(rec) for rec in runs}
+    plots = {}
+    if args.plots:
+        by_group = {s["group"]: s for s in summaries}
+        out.line()
+        for rec in runs:
+            message = plot_matrix_run(args, rec, timelines[rec["name"]], by_group[rec["group"]])
+            plots[rec["name"]] = message
+            out.line(message)
+
+    if args.json:
+        write_report_json(args.json, "app-impact", args, out, {
+            "mode": "shape-rate matrix",
+            "scale": args.scale,
+            "rows": args.rows,
+            "settings": {
+                "clients": args.clients, "threads": args.threads,
+                "max_tps_seconds": args.max_tps_seconds, "duration_s": args.duration,
+                "lead_in_s": args.lead_in, "batch_target": args.batch_target,
+                "throttled_workers": workers, "budget_throttle": budgets,
+                "sweep": sorted({r["cap"] for r in runs if r["role"] == "sweep"}),
+                "pin": [list(p) for p in pins],
+                "p99_budget": f"{TARGET_P99_FACTOR:g} x baseline p99 + {TARGET_P99_SLACK_MS:g} ms",
+                "oracle_share_target": TARGET_ORACLE_SHARE,
+                "latency_source": "pgbench per-transaction --log (time from the scheduled start); "
+                                  "per-second p99 by nearest rank",
+            },
+            "max_tps": {shape: r["tps"] for shape, r in max_tps.items()},
+            "groups": summaries,
+            "runs": runs,
+            "targets": targets,
+            "timelines": timelines,
+            "plots": plots,
+        })
+    return 0 if all(rec["ok"] for rec in runs) else 1
 
 
 def canary_limit_ms(baseline, lead_in):

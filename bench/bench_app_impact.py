@@ -12,6 +12,21 @@ Runs, in this order (each on a fresh copy of tpl, CHECKPOINTed, cache warmed, st
                from the baseline p99)
   replica-lag  the same, with throttle.max_replica_lag (--replica-lag)
 
+With --shapes/--rate-percents/--sweep/--budget-throttle (the shape/rate matrix, run_matrix)
+the runs are instead, for each shape (pgbench --builtin) in turn:
+
+  max-tps                     that shape's pgbench unthrottled: its max TPS
+  and for each rate percent of it (a group, e.g. select-only@30%):
+  SHAPE-P-baseline            pgbench at P% of that max alone: the group's baseline p99
+  SHAPE-P-sweep-R             the same pgbench, the backfill held to max_rows_per_second R (one
+                              worker, no other hold signal), for each --sweep step R: the oracle
+  SHAPE-P-throttle-default    the same, the plan without throttle keys
+  SHAPE-P-throttle-budget     the same, throttle: { --budget-throttle } verbatim
+
+pgbench then runs with -j 1 (one thread) pinned to one CPU with taskset and pgbackfill and the
+lag sampler pinned to another (--pin), so the benchmark's own clients do not take the CPU
+pgbench measures its latency on.
+
 A run kind is one function (run_backfill_alone, run_app_alone, run_app_with_backfill) around
 measured_run, which prepares the database, samples the server around the kind's processes,
 checks the rows and records an AppRun. A backfill that is still running when pgbench ends is
@@ -56,6 +71,7 @@ class Settings:
     and the canary limit (from the baseline)."""
     rate: int | None
     canary_ms: int | None
+    script: str | None = None    # pgbench's --builtin of the matrix's shape; None: --builtin
 
 
 @dataclasses.dataclass
@@ -66,6 +82,7 @@ class MaxTps:
     exit_status: int = 0
     tps: float = 0.0
     dir: str = ""
+    shape: str = ""              # the matrix's shape (pgbench --builtin); "" outside the matrix
 
 
 @dataclasses.dataclass
@@ -96,6 +113,23 @@ class AppRun:
     machine_ticks: int = 0
     wal_bytes: int = 0
     checkpoints: int = 0
+    # The shape/rate matrix ("" / None outside it): the group (SHAPE@P%), its shape, rate
+    # percent and fixed rate, the run's role (baseline, sweep, throttle-default,
+    # throttle-budget), the sweep's max_rows_per_second, the plan's throttle keys as written
+    # (None: no throttle: section), workers, and the CPUs the clients were pinned to.
+    group: str = ""
+    shape: str = ""
+    rate_percent: str = ""
+    rate: int | None = None
+    role: str = ""
+    cap: int | None = None
+    plan_throttle: str | None = None
+    workers: int | None = None
+    pin: list | None = None
+    # Each client's own CPU (GNU time), pgbench's wall time.
+    pgbench_ticks: int = 0
+    pgbackfill_ticks: int = 0
+    pgbench_wall_s: float | None = None
 
 
 # ---- the pieces of a run ----
@@ -171,25 +205,57 @@ verify: false
 """)
 
 
-def start_pgbench(ctx, db, run_dir, seconds, rate):
+def pinned(ctx, who, argv):
+    """argv under `taskset -c CPU` in the matrix with --pin: pgbench ("app") on one CPU, the
+    backfill and the lag sampler ("backfill") on another. taskset execs the command, so GNU time
+    still measures the client itself."""
+    pin = ctx.cfg.app.pin if ctx.cfg.app.matrix else None
+    if pin is None:
+        return argv
+    return ["taskset", "-c", str(pin[0] if who == "app" else pin[1]), *argv]
+
+
+def write_matrix_plan(ctx, run, path):
+    """The plan of a matrix run: batch.target (20ms unless --batch-target), run.workers, and
+    run.plan_throttle verbatim under throttle: (no throttle: section when None)."""
+    job = re.sub(r"[^A-Za-z0-9_-]", "-", run.name)
+    throttle = ("" if run.plan_throttle is None
+                else f"throttle: {{ {run.plan_throttle} }}\n")
+    with open(path, "w", encoding="utf-8") as plan:
+        plan.write(f"""version: 1
+name: app-{job}
+table: public.pgbench_accounts
+set:
+  c: abalance * 100
+batch: {{ target: {ctx.cfg.app.batch_target} }}
+workers: {run.workers}
+{throttle}# The harness checks the rows itself.
+verify: false
+""")
+
+
+def start_pgbench(ctx, db, run_dir, seconds, rate, script=None):
     """pgbench against db for `seconds`, output in run_dir; with a rate, at that fixed rate (-R)
     with a per-transaction log (run_dir/pgbench.*: latency measured from the scheduled start, so
     it includes the wait behind a slow server, as an application sees it). -n: no VACUUM or
     TRUNCATE of pgbench's tables before the run (each run has a fresh copy of tpl anyway)."""
     app = ctx.cfg.app
-    argv = ["pgbench", "-n", "-b", app.script, "-c", str(app.clients), "-j", str(app.threads),
+    argv = ["pgbench", "-n", "-b", script or app.script, "-c", str(app.clients),
+            "-j", str(app.threads),
             "-T", str(seconds), "-P", "1", f"--random-seed={app.seed}"]
     if rate is not None:
         argv += ["-R", str(rate), "--log", f"--log-prefix={run_dir}/pgbench"]
     with open(os.path.join(run_dir, "pgbench.out"), "w", encoding="utf-8") as out:
-        return ctx.cluster.popen(timed(os.path.join(run_dir, "pgbench.time"), [*argv, db]),
+        return ctx.cluster.popen(timed(os.path.join(run_dir, "pgbench.time"),
+                                       pinned(ctx, "app", [*argv, db])),
                                  stdout=out, stderr=subprocess.STDOUT)
 
 
 def start_lag_sampler(ctx, path):
     with open(path, "w", encoding="utf-8") as out, \
             open(path + ".stderr", "w", encoding="utf-8") as err:
-        proc = ctx.cluster.popen(["psql", "-X", "-q", "-A", "-t", "-F", " ", "-d", "postgres"],
+        proc = ctx.cluster.popen(pinned(ctx, "backfill", ["psql", "-X", "-q", "-A", "-t", "-F",
+                                                          " ", "-d", "postgres"]),
                                  stdin=subprocess.PIPE, stdout=out, stderr=err, text=True)
     proc.stdin.write(LAG_SQL)
     proc.stdin.close()
@@ -210,8 +276,9 @@ def start_backfill(ctx, run, db):
             open(os.path.join(run.dir, "pgbackfill.stderr"), "w", encoding="utf-8") as err:
         backfill = ctx.cluster.popen(
             timed(os.path.join(run.dir, "pgbackfill.time"),
-                  [ctx.pgbackfill, "run", os.path.join(run.dir, "plan.yaml"),
-                   "--dsn", ctx.cluster.dsn(db), "--json"]),
+                  pinned(ctx, "backfill", [ctx.pgbackfill, "run",
+                                           os.path.join(run.dir, "plan.yaml"),
+                                           "--dsn", ctx.cluster.dsn(db), "--json"])),
             stdout=out, stderr=err)
     return backfill, lag
 
@@ -270,13 +337,19 @@ def report_failures(run):
         print_tail([out])
 
 
-def client_ticks(ctx, run_dir):
-    """User+system CPU of pgbench and pgbackfill (their GNU time files) in clock ticks."""
+def client_ticks(ctx, run):
+    """User+system CPU of pgbench and pgbackfill (their GNU time files) in clock ticks, in all
+    and each; pgbench's wall seconds."""
     total = 0
-    for name in sorted(os.listdir(run_dir)):
+    for name in sorted(os.listdir(run.dir)):
         if name.endswith(".time"):
-            _, user, system, _ = read_time_file(os.path.join(run_dir, name))
-            total += int((user + system) * ctx.clk_tck)
+            wall, user, system, _ = read_time_file(os.path.join(run.dir, name))
+            ticks = int((user + system) * ctx.clk_tck)
+            total += ticks
+            if name == "pgbench.time":
+                run.pgbench_ticks, run.pgbench_wall_s = ticks, wall
+            elif name == "pgbackfill.time":
+                run.pgbackfill_ticks = ticks
     return total
 
 
@@ -287,13 +360,21 @@ def measured_run(ctx, run, settings, processes):
     what = "backfill alone"
     if run.with_app:
         what = f"pgbench -R {settings.rate} for {app.duration} s"
-        if run.with_backfill:
+        if run.group:
+            what = f"pgbench -b {run.shape} " + what.split(" ", 1)[1]
+            if run.with_backfill:
+                what += (f", backfill from {app.lead_in} s, {run.workers} worker(s), "
+                         + ("no throttle keys" if run.plan_throttle is None
+                            else f"throttle: {{ {run.plan_throttle} }}"))
+        elif run.with_backfill:
             what += f", backfill from {app.lead_in} s (throttle: {{ {run.throttle} }})"
     section(f"{run.name}: {what}")
-    db = "app_" + run.name.replace("-", "_")
+    db = "app_" + re.sub(r"[^a-z0-9]", "_", run.name.lower())
     shutil.rmtree(run.dir, ignore_errors=True)
     os.makedirs(run.dir)
-    if run.with_backfill:
+    if run.with_backfill and run.group:
+        write_matrix_plan(ctx, run, os.path.join(run.dir, "plan.yaml"))
+    elif run.with_backfill:
         write_plan(ctx, run.name, os.path.join(run.dir, "plan.yaml"), run.throttle)
     fresh_db(ctx, db)
 
@@ -307,7 +388,7 @@ def measured_run(ctx, run, settings, processes):
 
     check_rows(ctx, run, db)
     report_failures(run)
-    run.client_ticks = client_ticks(ctx, run.dir)
+    run.client_ticks = client_ticks(ctx, run)
     run.wall_ns = measurement.wall_ns
     run.server_ticks = measurement.server_ticks
     run.machine_ticks = measurement.machine_ticks
@@ -326,22 +407,24 @@ def new_run(ctx, name, settings, with_app, with_backfill):
 
 # ---- the run kinds ----
 
-def measure_max_tps(ctx):
-    """The application's maximum throughput: pgbench unthrottled on a fresh copy."""
+def measure_max_tps(ctx, shape=""):
+    """The application's maximum throughput: pgbench unthrottled on a fresh copy (the matrix's
+    `shape`, else --builtin)."""
     app = ctx.cfg.app
-    run_dir, db = ctx.path("max-tps"), "app_max_tps"
-    section(f"max-tps: pgbench -b {app.script} -c {app.clients} -j {app.threads}, "
+    name = f"{shape}-max-tps" if shape else "max-tps"
+    run_dir, db = ctx.path(name), "app_" + name.replace("-", "_")
+    section(f"{name}: pgbench -b {shape or app.script} -c {app.clients} -j {app.threads}, "
             f"{app.max_tps_seconds} s unthrottled")
     os.makedirs(run_dir, exist_ok=True)
     fresh_db(ctx, db)
-    status = start_pgbench(ctx, db, run_dir, app.max_tps_seconds, None).wait()
+    status = start_pgbench(ctx, db, run_dir, app.max_tps_seconds, None, shape or None).wait()
     out = os.path.join(run_dir, "pgbench.out")
     with open(out, encoding="utf-8", errors="replace") as text:
         tps = re.findall(r"^tps = ([0-9.]+) ", text.read(), re.M)
     if status != 0 or not tps:
         print_tail([out], 20)
         raise BenchError(f"the max-tps pgbench run failed (exit {status})")
-    result = MaxTps(exit_status=status, tps=float(tps[-1]), dir=run_dir)
+    result = MaxTps(exit_status=status, tps=float(tps[-1]), dir=run_dir, shape=shape)
     ctx.results.append(dataclasses.asdict(result))
     drop_database(ctx, db)
     return result
@@ -355,21 +438,22 @@ def run_backfill_alone(ctx, name, settings):
     return measured_run(ctx, new_run(ctx, name, settings, False, True), settings, processes)
 
 
-def run_app_alone(ctx, name, settings):
-    """pgbench at the fixed rate for --duration seconds, no backfill."""
+def app_alone(ctx, settings):
+    """The processes of a run of pgbench at the fixed rate for --duration seconds, no backfill."""
     def processes(run, db):
-        pgbench = start_pgbench(ctx, db, run.dir, ctx.cfg.app.duration, settings.rate)
+        pgbench = start_pgbench(ctx, db, run.dir, ctx.cfg.app.duration, settings.rate,
+                                settings.script)
         run.pgbench_status = pgbench.wait()
         run.pgbench_end_ns = time.time_ns()
-    return measured_run(ctx, new_run(ctx, name, settings, True, False), settings, processes)
+    return processes
 
 
-def run_app_with_backfill(ctx, name, settings):
-    """pgbench at the fixed rate, the backfill from --lead-in seconds on, stopped when pgbench
-    ends first."""
+def app_with_backfill(ctx, settings):
+    """The processes of a run of pgbench at the fixed rate with the backfill from --lead-in
+    seconds on, stopped when pgbench ends first."""
     def processes(run, db):
         app = ctx.cfg.app
-        pgbench = start_pgbench(ctx, db, run.dir, app.duration, settings.rate)
+        pgbench = start_pgbench(ctx, db, run.dir, app.duration, settings.rate, settings.script)
         time.sleep(float(app.lead_in))
         backfill, lag = start_backfill(ctx, run, db)
         if wait_first(pgbench, backfill) is pgbench:
@@ -381,7 +465,20 @@ def run_app_with_backfill(ctx, name, settings):
         if run.pgbench_status is None:
             run.pgbench_status = pgbench.wait()
             run.pgbench_end_ns = time.time_ns()
-    return measured_run(ctx, new_run(ctx, name, settings, True, True), settings, processes)
+    return processes
+
+
+def run_app_alone(ctx, name, settings):
+    """pgbench at the fixed rate for --duration seconds, no backfill."""
+    return measured_run(ctx, new_run(ctx, name, settings, True, False), settings,
+                        app_alone(ctx, settings))
+
+
+def run_app_with_backfill(ctx, name, settings):
+    """pgbench at the fixed rate, the backfill from --lead-in seconds on, stopped when pgbench
+    ends first."""
+    return measured_run(ctx, new_run(ctx, name, settings, True, True), settings,
+                        app_with_backfill(ctx, settings))
 
 
 RUN_KINDS = {
@@ -433,9 +530,64 @@ def report(ctx, settings):
     return app_impact_report.main(args)
 
 
+# ---- the shape/rate matrix ----
+
+def matrix_run(ctx, settings, group, pct, role, cap=None):
+    """One run of a group: the baseline (pgbench alone), or pgbench with a backfill whose plan
+    the role says (sweep: held to `cap` rows/s, one worker, no other hold signal; the throttle
+    under test: no throttle keys, or --budget-throttle verbatim)."""
+    app = ctx.cfg.app
+    name = f"{settings.script}-{pct}-{role}" + (f"-{cap}" if cap is not None else "")
+    plan_throttle = {
+        "sweep": f"max_rows_per_second: {cap}, max_replica_lag: 0, max_lock_waiters: 100",
+        "throttle-default": None,
+        "throttle-budget": app.budget_throttle,
+    }.get(role)
+    with_backfill = role != "baseline"
+    run = AppRun(name=name, with_app=1, with_backfill=int(with_backfill), dir=ctx.path(name),
+                 throttle=plan_throttle or "", group=group, shape=settings.script,
+                 rate_percent=pct, rate=settings.rate, role=role, cap=cap,
+                 plan_throttle=plan_throttle,
+                 workers=(1 if role == "sweep" else app.workers) if with_backfill else None,
+                 pin=list(app.pin) if app.pin else None)
+    processes = (app_with_backfill if with_backfill else app_alone)(ctx, settings)
+    measured_run(ctx, run, settings, processes)
+    stats = app_impact_report.latency_stats(dataclasses.asdict(run), float(app.lead_in))
+    if stats and stats["p99_ms"] is not None:
+        print(f"{name}: app p99 {stats['p99_ms']:.2f} ms over {stats['window_seconds']:.1f} s, "
+              f"{stats['failed']} failed", flush=True)
+    return run, stats
+
+
+def run_matrix(ctx):
+    """For each shape its max TPS, then for each rate percent of it: the baseline, the oracle
+    sweep and the two runs of the throttle under test; then the report."""
+    app = ctx.cfg.app
+    make_template(ctx, ctx.cfg.scales[0])
+    for shape in app.shapes:
+        max_tps = measure_max_tps(ctx, shape)
+        for pct in app.rate_percents:
+            rate = max(1, int(max_tps.tps * float(pct) / 100 + 0.5))
+            group = f"{shape}@{pct}%"
+            print(f"{group}: fixed rate {pct}% of {max_tps.tps:f} tps = {rate} tps", flush=True)
+            settings = Settings(rate, None, shape)
+            _, base = matrix_run(ctx, settings, group, pct, "baseline")
+            budget_ms = app_impact_report.p99_budget_ms(base["p99_ms"] if base else None)
+            if budget_ms is not None:
+                print(f"{group}: p99 budget {budget_ms:.2f} ms (1.25 x baseline p99 + 2 ms)",
+                      flush=True)
+            for cap in app.sweep:
+                matrix_run(ctx, settings, group, pct, "sweep", cap)
+            for role in ("throttle-default", "throttle-budget"):
+                matrix_run(ctx, settings, group, pct, role)
+    return report(ctx, Settings(None, None))
+
+
 def run(ctx):
     """The selected runs in RUN_ORDER, deriving the fixed rate and the canary limit on the way,
     then the report."""
+    if ctx.cfg.app.matrix:
+        return run_matrix(ctx)
     make_template(ctx, ctx.cfg.scales[0])
     settings = Settings(ctx.cfg.app.rate, ctx.cfg.app.canary_ms)
     done = {}

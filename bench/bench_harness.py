@@ -49,6 +49,14 @@ class AppOptions:
     canary_ms: int | None    # None: derived from the baseline run
     replica_lag: str
     throttle_extra: str
+    # The shape/rate matrix (--shapes, --rate-percents, --sweep, --budget-throttle): off (the
+    # runs above) unless one of those options is given.
+    matrix: bool = False
+    shapes: tuple[str, ...] = ()
+    rate_percents: tuple[str, ...] = ()    # as given: they name the runs
+    sweep: tuple[int, ...] = ()            # throttle.max_rows_per_second steps
+    budget_throttle: str = ""              # verbatim under throttle: of the budget run
+    pin: tuple[int, int] | None = None     # (pgbench's CPU, the backfill client's CPU)
 
 
 @dataclasses.dataclass(frozen=True)

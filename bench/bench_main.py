@@ -74,6 +74,27 @@ replica-lag runs (e.g. "max_lock_waiters: 0"). A backfill still running when pgb
 stopped (SIGTERM, resumable) and its rows/s counts the rows it did. Details and targets:
 bench/README.md.
 
+The shape/rate matrix of app-impact (on when --shapes, --rate-percents, --sweep or
+--budget-throttle is given; the runs above are then not made): for each shape (pgbench
+--builtin) its max TPS, and for each rate percent of it: a baseline (pgbench at that rate alone),
+an oracle sweep (the backfill beside it held to each --sweep step of
+throttle.max_rows_per_second: one worker, batch target 20ms, max_replica_lag: 0,
+max_lock_waiters: 100), then the throttle under test: the plan without throttle keys, and the
+plan with throttle: { --budget-throttle } (passed on verbatim). The oracle is the highest measured
+sweep rate whose window kept the app p99 <= 1.25 x baseline p99 + 2 ms; the throttled runs
+report their p99 against that budget, failed transactions and rows/s / the oracle's.
+
+  scripts/bench --scenario app-impact [--shapes "select-only tpcb-like"] [--rate-percents "30 50"]
+                [--sweep "5000 10000 20000 40000 80000"] [--budget-throttle "KEY: V, ..."]
+                [--pin "APP_CPU BACKFILL_CPU" | --pin none] [--scale N] [--duration S]
+                [--lead-in S] [--max-tps-seconds S] [--clients C] [--threads J] [--seed N]
+                [--workers W] [--batch-target DUR] [--json FILE] [--plots DIR|none] [--keep]
+                [--no-build]
+
+Defaults there: --budget-throttle "max_statement_latency: 1.25x + 2ms, max_commit_latency: 2x +
+5ms", --threads 1, --batch-target 20ms, --pin "LAST 0" (pgbench on the last CPU, pgbackfill and
+the lag sampler on CPU 0, with taskset; none on one CPU); the throttled runs use --workers (2).
+
 --scenario move measures pgbackfill's data mover (copy mode between databases: source_dsn and
 target_dsn in the plan) against `pgcopydb copy table-data` (Debian package pgcopydb, installed
 when missing) and a single `psql | psql` COPY pipe. The source is the template database
@@ -125,7 +146,7 @@ VALUE_OPTIONS = (
     "--clients", "--threads", "--seed", "--builtin", "--batch-target", "--throttle-interval",
     "--canary-latency", "--replica-lag", "--throttle-extra", "--scale", "--scales", "--workers",
     "--contenders", "--vacuum-every", "--link-delay-ms", "--proxy", "--repeat", "--json",
-    "--plots")
+    "--plots", "--shapes", "--rate-percents", "--sweep", "--budget-throttle", "--pin")
 DEFAULTS = {
     "--scenario": "throughput", "--vacuum-every": "5%", "--link-delay-ms": "1", "--repeat": "1",
     "--duration": "30", "--lead-in": "3", "--rate-percent": "50", "--max-tps-seconds": "15",
@@ -139,6 +160,18 @@ DEFAULT_CONTENDERS = {
     "app-impact": " ".join(bench_app_impact.RUN_ORDER),
     "move": "pgcopydb psql-pipe pgbackfill",
 }
+# --scenario app-impact's shape/rate matrix: any of these options turns it on; the others take
+# these defaults.
+MATRIX_OPTIONS = ("--shapes", "--rate-percents", "--sweep", "--budget-throttle")
+MATRIX_DEFAULTS = {
+    "--shapes": "select-only tpcb-like", "--rate-percents": "30 50",
+    "--sweep": "5000 10000 20000 40000 80000",
+    "--budget-throttle": "max_statement_latency: 1.25x + 2ms, max_commit_latency: 2x + 5ms",
+}
+# Options of the single-shape runs that mean nothing in the matrix.
+NOT_IN_MATRIX = ("--contenders", "--rate", "--rate-percent", "--builtin", "--canary-latency",
+                 "--replica-lag", "--throttle-extra")
+BUILTINS = ("tpcb-like", "simple-update", "select-only")
 # The bench-only Debian package of the plots. Not in common.sh's list (the build and the tests
 # do not need it); a failure to install it only costs the plots.
 PLOT_PACKAGES = ("gnuplot-nox",)
@@ -208,8 +241,51 @@ def check_contenders(scenario, contenders, vacuum_every, link_delay_ms):
                                  "pgbackfill)")
 
 
-def app_options(opt, scales, repeat, workers, contenders):
+def pin_cpus(text):
+    """--pin "APP BACKFILL" (two CPU numbers) or "none"."""
+    if text == "none":
+        return None
+    words = text.split()
+    cpus = os.cpu_count() or 1
+    if (len(words) != 2 or not all(re.fullmatch(r"[0-9]+", w) for w in words)
+            or words[0] == words[1] or max(int(w) for w in words) >= cpus):
+        raise UsageError(f"--pin: two different CPU numbers below {cpus} (pgbench's, then the "
+                         "backfill client's), or none")
+    return int(words[0]), int(words[1])
+
+
+def matrix_options(given):
+    """The shape/rate matrix's own options, checked: (shapes, rate percents, sweep steps, budget
+    throttle keys, pinned CPUs)."""
+    for option in NOT_IN_MATRIX:
+        if option in given:
+            raise UsageError(f"{option} is not used with --shapes/--rate-percents/--sweep/"
+                             "--budget-throttle (the shape/rate matrix)")
+    opt = dict(MATRIX_DEFAULTS, **given)
+    shapes = tuple(opt["--shapes"].split())
+    for shape in shapes:
+        if shape not in BUILTINS:
+            raise UsageError(f"--shapes: {shape} is not one of {', '.join(BUILTINS)}")
+    percents = tuple(opt["--rate-percents"].split())
+    for pct in percents:
+        if not DECIMAL.fullmatch(pct) or not 0 < float(pct) <= 100:
+            raise UsageError(f"--rate-percents: {pct} is not a percentage in (0, 100]")
+    sweep = tuple(positive("--sweep (rows/s)", w) for w in opt["--sweep"].split())
+    if (not shapes or not percents or not sweep or len(set(shapes)) != len(shapes)
+            or len(set(percents)) != len(percents) or len(set(sweep)) != len(sweep)):
+            raise UsageError("--shapes, --rate-percents, --sweep: not empty, no value twice")
+    budget = opt["--budget-throttle"].strip()
+    if "\n" in budget or budget.startswith("{"):
+        raise UsageError('--budget-throttle: "KEY: V, ..." on one line, without braces')
+    cpus = os.cpu_count() or 1
+    pin = pin_cpus(given.get("--pin") or (f"{cpus - 1} 0" if cpus >= 2 else "none"))
+    return shapes, percents, tuple(sorted(sweep)), budget, pin
+
+
+def app_options(opt, scales, repeat, workers, contenders, given=None):
     """The options of --scenario app-impact, checked."""
+    given = given or {}
+    matrix = any(option in given for option in MATRIX_OPTIONS)
     if len(scales) != 1:
         raise UsageError("--scales is not supported by --scenario app-impact")
     duration = positive("--duration", opt["--duration"])
@@ -221,7 +297,7 @@ def app_options(opt, scales, repeat, workers, contenders):
                  if opt.get("--canary-latency") else None)
     if not re.fullmatch(r"[0-9]+", opt["--seed"]):
         raise UsageError("--seed must be an integer")
-    if opt["--builtin"] not in ("tpcb-like", "simple-update", "select-only"):
+    if opt["--builtin"] not in BUILTINS:
         raise UsageError("--builtin: tpcb-like, simple-update or select-only")
     if not DECIMAL.fullmatch(opt["--rate-percent"]) or float(opt["--rate-percent"]) <= 0:
         raise UsageError("--rate-percent must be a positive number")
@@ -234,13 +310,26 @@ def app_options(opt, scales, repeat, workers, contenders):
             raise UsageError(f"unknown app-impact run {name}")
     if "canary" in contenders and "baseline" not in contenders and canary_ms is None:
         raise UsageError("the canary run needs the baseline run or --canary-latency MS")
+    if "--pin" in given and not matrix:
+        raise UsageError("--pin is for the shape/rate matrix (--shapes, --rate-percents, "
+                         "--sweep, --budget-throttle)")
+    extra = {}
+    batch_target = opt["--batch-target"]
+    if matrix:
+        shapes, percents, sweep, budget, pin = matrix_options(given)
+        # One pgbench thread (it runs pinned to one CPU) unless --threads says otherwise; the
+        # matrix's batches aim at 20 ms unless --batch-target says otherwise.
+        threads = threads if "--threads" in given else 1
+        extra = {"matrix": True, "shapes": shapes, "rate_percents": percents, "sweep": sweep,
+                 "budget_throttle": budget, "pin": pin}
+        batch_target = given.get("--batch-target", "20ms")
     return AppOptions(
         duration=duration, lead_in=opt["--lead-in"], rate_percent=opt["--rate-percent"],
         rate=rate, max_tps_seconds=max_tps_seconds, clients=clients, threads=threads,
         seed=opt["--seed"], script=opt["--builtin"], workers=workers[0],
-        batch_target=opt["--batch-target"], interval=opt["--throttle-interval"],
+        batch_target=batch_target, interval=opt["--throttle-interval"],
         canary_ms=canary_ms, replica_lag=opt["--replica-lag"],
-        throttle_extra=opt["--throttle-extra"])
+        throttle_extra=opt["--throttle-extra"], **extra)
 
 
 def plots_dir(root, given, json_out):
@@ -281,8 +370,12 @@ def parse_config(root, argv):
         raise UsageError(f"unknown scenario {scenario} (throughput, slow-link, app-impact, move)")
     contenders = tuple((opt.get("--contenders") or DEFAULT_CONTENDERS[scenario]).split())
     check_contenders(scenario, contenders, opt["--vacuum-every"], opt["--link-delay-ms"])
-    app = (app_options(opt, scales, repeat, workers, contenders) if scenario == "app-impact"
-           else None)
+    if scenario != "app-impact":
+        for option in (*MATRIX_OPTIONS, "--pin"):
+            if option in given:
+                raise UsageError(f"{option} is an option of --scenario app-impact")
+    app = (app_options(opt, scales, repeat, workers, contenders, given)
+           if scenario == "app-impact" else None)
     json_out = opt.get("--json")
     if json_out:
         json_out = os.path.abspath(json_out)

@@ -164,7 +164,10 @@ def time_panels(path, title, panels, xlabel="seconds since the run started"):
     """Stacked panels over time: panel = {"title", "xmax", "left": {"title", "points"} or None
     (linear y, left axis), "right": {"title", "points"} or None (log y, right axis), "spans":
     [(from, to)] shaded (e.g. the job was held), "marks": [(x, label)] vertical lines,
-    "right_hline": (y, label) or None, "left_label", "right_label"}."""
+    "right_hline": (y, label) or None, "left_label", "right_label"}; optional "left_extra":
+    [{"title", "points", "style"}] more series on the left axis (style: gnuplot's, e.g. "with
+    steps lw 2"; None y values break the line), "left_hlines" and "right_hlines": [(y, label)]
+    dashed lines on either axis."""
     panels = [p for p in panels if (p.get("left") or {}).get("points")
               or (p.get("right") or {}).get("points")]
     if not panels:
@@ -187,6 +190,15 @@ def time_panels(path, title, panels, xlabel="seconds since the run started"):
                       "set yrange [0:*]", "set format y '%.0s%c'"]
             plots.append(f"$l{n} using 1:2 with linespoints lw 2 pt 7 ps 0.5 lc rgb '#4477aa' "
                          f"axes x1y1 title {_quote(left['title'])}")
+            for k, extra in enumerate(panel.get("left_extra") or []):
+                if not extra.get("points"):
+                    continue
+                parts.append(_datablock(f"l{n}x{k}", extra["points"]))
+                plots.append(f"$l{n}x{k} using 1:2 {extra.get('style') or 'with lines lw 2'} "
+                             f"axes x1y1 title {_quote(extra['title'])}")
+            for y, label in panel.get("left_hlines") or []:
+                plots.append(f"{_num(y)} axes x1y1 with lines dt 2 lw 1.5 lc rgb '#4477aa' "
+                             f"title {_quote(label)}")
         else:
             parts += ["unset ylabel", "unset ytics", "set yrange [0:1]"]
         if right.get("points"):
@@ -195,10 +207,12 @@ def time_panels(path, title, panels, xlabel="seconds since the run started"):
                       "set logscale y2", "set y2range [*:*]", "set format y2 '%g'"]
             plots.append(f"$r{n} using 1:2 with lines lw 2 lc rgb '#ee6677' axes x1y2 "
                          f"title {_quote(right['title'])}")
-            if panel.get("right_hline"):
-                y, label = panel["right_hline"]
-                plots.append(f"{_num(y)} axes x1y2 with lines dt 2 lc rgb '#aa3377' "
-                             f"title {_quote(label)}")
+            hlines = ([panel["right_hline"]] if panel.get("right_hline") else []) + list(
+                panel.get("right_hlines") or [])
+            for k, (y, label) in enumerate(hlines):
+                color = ("#aa3377", "#cc3311", "#000000")[min(k, 2)]
+                plots.append(f"{_num(y)} axes x1y2 with lines dt {2 + k} lw 1.5 lc rgb "
+                             f"'{color}' title {_quote(label)}")
         else:
             parts += ["unset y2label", "unset y2tics"]
         for i, (x0, x1) in enumerate(panel.get("spans", []), start=1):
