@@ -8,7 +8,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -40,13 +39,6 @@ constexpr int kCuts = 3;
 // never finish from looping.
 constexpr int kMaxReruns = 3;
 
-uint16_t ServerTcpPort() {
-  std::smatch match;
-  const std::string dsn = testing::TcpDsn();
-  EXPECT_TRUE(std::regex_search(dsn, match, std::regex("port=(\\d+)"))) << dsn;
-  return static_cast<uint16_t>(std::stoi(match[1]));
-}
-
 // `where` with an uncorrelated sub-select runs once per batch: every batch sleeps `seconds`, so a
 // run lasts long enough to be cut several times, without changing which rows match.
 std::string Plan(const std::string& name, int batch_rows, double sleep_seconds) {
@@ -69,10 +61,10 @@ class LinkCutTest : public testing::RunTest {
                      "ANALYZE cut;")));
   }
 
-  // The test database through the proxy: the cluster's TCP DSN with the proxy's port.
+  // The test database through the proxy: the cluster's TCP DSN with the proxy's port (libpq lets
+  // the later keyword win).
   std::string ProxyDsn() const {
-    return db_.DsnFor(std::regex_replace(testing::TcpDsn(), std::regex("port=\\d+"),
-                                         "port=" + std::to_string(proxy_.port())));
+    return db_.DsnFor(absl::StrCat(testing::TcpDsn(), " port=", proxy_.port()));
   }
 
   // `run --json` through the proxy.
@@ -203,7 +195,7 @@ class LinkCutTest : public testing::RunTest {
     EXPECT_GT(proxy_.connections_accepted(), 0);
   }
 
-  TcpProxy proxy_{{.upstream_port = ServerTcpPort()}};
+  TcpProxy proxy_{{.upstream_port = testing::TcpPort()}};
 };
 
 // Cuts at arbitrary moments: between batches, during one, during a probe or a job-store refresh.

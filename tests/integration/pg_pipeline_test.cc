@@ -4,7 +4,6 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <regex>
 #include <thread>
 
 #include "pgbackfill/pg/async_connection.h"
@@ -28,13 +27,6 @@ std::unique_ptr<AsyncConnection> ConnectAsync(const std::string& dsn) {
   auto conn = RunAsync(AsyncConnection::Connect(dsn));
   EXPECT_TRUE(conn.ok()) << conn.status();
   return conn.ok() ? std::move(conn).value() : nullptr;
-}
-
-uint16_t ServerTcpPort() {
-  std::smatch match;
-  const std::string dsn = testing::TcpDsn();
-  EXPECT_TRUE(std::regex_search(dsn, match, std::regex("port=(\\d+)"))) << dsn;
-  return static_cast<uint16_t>(std::stoi(match[1]));
 }
 
 std::string ProxyDsn(const TcpProxy& proxy, const TestDatabase& db) {
@@ -70,7 +62,7 @@ std::vector<Statement> BatchTransaction() {
 }
 
 TEST_F(PipelineTest, WholeTransactionIsOneRoundTrip) {
-  TcpProxy proxy({.upstream_port = ServerTcpPort()});
+  TcpProxy proxy({.upstream_port = testing::TcpPort()});
   auto conn = ConnectAsync(ProxyDsn(proxy, db_));
   ASSERT_NE(conn, nullptr);
 
@@ -224,7 +216,7 @@ TEST_F(PipelineTest, TerminatedBackendClassifiesAsReconnect) {
 }
 
 TEST_F(PipelineTest, CutNetworkClassifiesAsReconnect) {
-  TcpProxy proxy({.upstream_port = ServerTcpPort()});
+  TcpProxy proxy({.upstream_port = testing::TcpPort()});
   auto conn = ConnectAsync(ProxyDsn(proxy, db_));
   ASSERT_NE(conn, nullptr);
   proxy.CutAll();

@@ -13,7 +13,6 @@
 #include <boost/asio/use_future.hpp>
 #include <functional>
 #include <future>
-#include <regex>
 #include <thread>
 
 #include "pgbackfill/pg/connection.h"
@@ -230,11 +229,10 @@ TEST_F(ProbeTest, PausedReplayGrowsByteLagThenTimeLag) {
 
 // "host=/dir port=N ..." -> "/dir:N", as pg::DescribeDsn names it.
 std::string HostPort(const std::string& dsn) {
-  std::smatch host;
-  std::smatch port;
-  EXPECT_TRUE(std::regex_search(dsn, host, std::regex("host=(\\S+)"))) << dsn;
-  EXPECT_TRUE(std::regex_search(dsn, port, std::regex("port=(\\d+)"))) << dsn;
-  return host[1].str() + ":" + port[1].str();
+  const std::string host = testing::DsnValue(dsn, "host");
+  const std::string port = testing::DsnValue(dsn, "port");
+  EXPECT_FALSE(host.empty() || port.empty()) << dsn;
+  return host + ":" + port;
 }
 
 TEST_F(ProbeTest, DirectStandbyIsNamedHostPort) {

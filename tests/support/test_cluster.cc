@@ -28,7 +28,9 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/util/strings.h"
 
 extern char** environ;
 
@@ -137,6 +139,16 @@ const std::string& ClusterDsn() {
 }
 
 std::string TcpDsn() { return RequireEnv("PGBACKFILL_TEST_TCP_DSN"); }
+
+std::string DsnValue(std::string_view dsn, std::string_view keyword) {
+  const std::string prefix = absl::StrCat(ToAbsl(keyword), "=");
+  for (absl::string_view word : absl::StrSplit(ToAbsl(dsn), ' ', absl::SkipEmpty())) {
+    if (absl::StartsWith(word, prefix)) return std::string(word.substr(prefix.size()));
+  }
+  return "";
+}
+
+uint16_t TcpPort() { return static_cast<uint16_t>(std::stoi(DsnValue(TcpDsn(), "port"))); }
 
 std::optional<std::string> StandbyDsn() { return GetEnv("PGBACKFILL_TEST_STANDBY_DSN"); }
 

@@ -19,6 +19,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,14 @@ std::string SecondClusterDsn();
 std::string ClusterDir();
 // `$PGBACKFILL_PG_BIN/name`, e.g. PgBinary("pgbench").
 std::string PgBinary(std::string_view name);
+
+// The value of `keyword` in a key=value DSN whose values are unquoted words, as
+// scripts/pg-cluster writes them ("host=/dir port=5433" gives "5433" for "port"); "" when absent.
+// (No <regex>: GCC 12 warns inside it under the sanitizers, which the -Werror build refuses.)
+std::string DsnValue(std::string_view dsn, std::string_view keyword);
+
+// The port of TcpDsn().
+uint16_t TcpPort();
 
 // `base_dsn` pointing at database `dbname`. For a key=value DSN it appends ` dbname='...'` (libpq
 // lets the later keyword win); for a postgres:// URI it adds a `dbname` query parameter.
