@@ -334,8 +334,9 @@ asio::awaitable<void> ProbePrimary(std::shared_ptr<Target> target, PrimaryPipeli
 
 asio::awaitable<void> RunCommand(std::string command, absl::Duration limit,
                                  std::shared_ptr<CommandReadings> out) {
-  out->result =
-      co_await OnOwnThread([command, limit] { return RunProbeCommand(command, limit); });
+  // By reference to the frame's parameters: GCC 12 destroys a lambda temporary's captured
+  // std::string twice when the lambda is made inside a co_await expression.
+  out->result = co_await OnOwnThread([&] { return RunProbeCommand(command, limit); });
   out->done = true;
 }
 
