@@ -271,7 +271,9 @@ std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends) {
 std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::string batch_sql) {
   std::vector<std::string> statements;
   statements.reserve(5);
-  statements.emplace_back("BEGIN");
+  // Tagged, as is everything else the run sends (sql/names.h): the application's statement
+  // latency must not average in our BEGIN and COMMIT.
+  statements.push_back(sql::Tagged("BEGIN"));
   statements.push_back(sql::SetLocalTimeout("lock_timeout", throttle.lock_timeout));
   // With the statement timeout, the marker the dual-write trigger looks for (expand/triggers.h):
   // the batch has computed `set` from the row as it was, and the trigger must not compute it again
@@ -282,7 +284,7 @@ std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::s
                                     "', true), pg_catalog.set_config('", sql::kInBatchSetting,
                                     "', 'on', true)"));
   statements.push_back(std::move(batch_sql));
-  statements.emplace_back("COMMIT");
+  statements.push_back(sql::Tagged("COMMIT"));
   return statements;
 }
 

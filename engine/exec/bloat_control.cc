@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "pgbackfill/sql/names.h"
 
 namespace pgbackfill::exec {
 
@@ -16,7 +17,7 @@ int64_t VacuumEveryRows(const plan::VacuumEvery& every, int64_t estimated_rows) 
 }
 
 std::string VacuumSql(const plan::QualifiedName& table) {
-  return absl::StrCat("VACUUM (SKIP_LOCKED, INDEX_CLEANUP OFF, TRUNCATE false) ",
+  return absl::StrCat(sql::kTag, "VACUUM (SKIP_LOCKED, INDEX_CLEANUP OFF, TRUNCATE false) ",
                       plan::QuoteQualified(table));
 }
 

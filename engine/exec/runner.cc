@@ -15,6 +15,7 @@
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/exec/phases.h"
 #include "pgbackfill/ranges/sampler.h"
+#include "pgbackfill/sql/names.h"
 #include "runner_internal.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
@@ -67,7 +68,7 @@ absl::Status Runner::EnsureControl() {
   // The control session holds the job's advisory lock; if the server dropped it (restart), take a
   // new one and the lock again, or stop: another process may have taken the job over.
   if (lock_lost_) return absl::FailedPreconditionError("the job's lock is held by another process");
-  if (control_.has_value() && control_->Exec("SELECT 1").ok()) return absl::OkStatus();
+  if (control_.has_value() && control_->Exec(sql::Tagged("SELECT 1")).ok()) return absl::OkStatus();
   store_.reset();
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
   control_.emplace(std::move(conn));

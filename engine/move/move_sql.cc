@@ -220,7 +220,7 @@ TargetTransaction BuildTargetTransaction(const MoveSpec& spec, const plan::Throt
   TargetTransaction transaction;
   // The claim first, so that nothing is copied for a checkpoint that moved (a batch of a killed
   // run that committed late).
-  transaction.head = {"BEGIN", sql::SetLocalTimeout("lock_timeout", throttle.lock_timeout),
+  transaction.head = {sql::Tagged("BEGIN"), sql::SetLocalTimeout("lock_timeout", throttle.lock_timeout),
                       sql::SetLocalTimeout("statement_timeout", throttle.statement_timeout),
                       ClaimSql()};
   if (staged) transaction.head.push_back(StageSql(spec));
@@ -228,7 +228,7 @@ TargetTransaction BuildTargetTransaction(const MoveSpec& spec, const plan::Throt
   if (staged) transaction.tail.push_back(InsertFromStageSql(spec));
   transaction.advance_index = transaction.tail.size();
   transaction.tail.push_back(AdvanceSql());
-  transaction.tail.emplace_back("COMMIT");
+  transaction.tail.push_back(sql::Tagged("COMMIT"));
   return transaction;
 }
 

@@ -45,7 +45,7 @@ std::vector<pg::Statement> HeartbeatPipeline(const std::string& job) {
 }  // namespace
 
 pg::Statement Tag(std::string sql, std::vector<pg::Param> params) {
-  return pg::Statement{Tagged(sql), std::move(params)};
+  return pg::Statement{sql::Tagged(sql), std::move(params)};
 }
 
 std::vector<pg::Statement> ReadOnlyPipeline(const std::string& timeout, std::string sql,

@@ -78,7 +78,6 @@ std::string DefaultCanarySql(const plan::QualifiedName& table,
   return sql;
 }
 
-std::string Tagged(const std::string& sql) { return absl::StrCat(kProbeTag, sql); }
 
 std::string StatementsExtensionSql() {
   return "SELECT pg_catalog.current_database(), "
@@ -89,7 +88,7 @@ std::string StatementsExtensionSql() {
 
 std::string StatementLatencySql(const std::string& schema) {
   // strpos rather than LIKE: no pattern characters to escape, and the same rule for both kinds
-  // of our statements (the batches name the job store schema, the probes carry kProbeTag).
+  // of our statements (the batches name the job store schema, the probes carry sql::kTag).
   return absl::StrCat(
       "SELECT s.queryid, s.userid::pg_catalog.int8, s.calls, s.total_exec_time, "
       "pg_catalog.left(s.query, 200) FROM ",

@@ -477,7 +477,7 @@ ProbeConfig ProbeConfigFromPlan(const plan::Plan& plan, const plan::QualifiedNam
 Prober::Prober(ProbeConfig config, asio::any_io_executor executor)
     : config_(std::move(config)),
       executor_(std::move(executor)),
-      canary_sql_(Tagged(config_.canary_sql.empty()
+      canary_sql_(sql::Tagged(config_.canary_sql.empty()
                              ? DefaultCanarySql(config_.table, config_.key_columns)
                              : config_.canary_sql)),
       statement_timeout_(ProbeStatementTimeout(config_.interval)),

@@ -69,10 +69,12 @@ class AppSignalsTest : public testing::RunTest {
     EXPECT_LT(RowsCommitted(), kRows);
   }
 
-  void ExpectFinished(Process& job) {
-    const testing::CommandResult result = job.Wait(absl::Minutes(3));
+  // Waits for the job; it must have finished with every row written once. Its output.
+  testing::CommandResult ExpectFinished(Process& job) {
+    testing::CommandResult result = job.Wait(absl::Minutes(3));
     EXPECT_EQ(result.exit_code, 0) << result.out << result.err;
     ExpectEveryRowOnce("items", kRows);
+    return result;
   }
 };
 
@@ -152,8 +154,8 @@ TEST_F(AppSignalsTest, TheJobsOwnSlowStatementsAreNotTheApplications) {
   absl::StatusOr<Process> job = SpawnPgbackfill(RunArgs(
       testing::WriteTestFile(Plan("own-statements", "max_statement_latency: 2x + 2ms"))));
   ASSERT_OK(job);
-  ExpectFinished(*job);
-  const std::vector<events::Event> seen = testing::ReadEvents(job->StdoutSoFar());
+  const testing::CommandResult run = ExpectFinished(*job);
+  const std::vector<events::Event> seen = testing::ReadEvents(run.out);
   bool judged = false;
   for (const events::Progress& progress : testing::EventsOf<events::Progress>(seen)) {
     for (const events::ThrottleSignal& signal : progress.signals) {
@@ -162,7 +164,7 @@ TEST_F(AppSignalsTest, TheJobsOwnSlowStatementsAreNotTheApplications) {
       EXPECT_LE(signal.value, signal.limit) << "the job's own statements counted";
     }
   }
-  EXPECT_TRUE(judged) << "statement latency was never read";
+  EXPECT_TRUE(judged) << "statement latency was never read\n" << run.out;
   for (const events::Throttle& change : testing::EventsOf<events::Throttle>(seen)) {
     EXPECT_THAT(change.reason.value_or(""), ::testing::Not(HasSubstr("statement latency")));
   }

@@ -79,13 +79,14 @@ TEST_F(CheckTest, GoodPlanReportsKeyRowsAndBatchSql) {
   EXPECT_EQ(json["min_key"], nlohmann::json({"1"}));
   EXPECT_EQ(json["max_key"], nlohmann::json({"999"}));
   ASSERT_EQ(json["batch_sql"].size(), 5u);
-  EXPECT_EQ(json["batch_sql"][0], "BEGIN");
-  EXPECT_EQ(json["batch_sql"][1], "SET LOCAL lock_timeout = '200ms'");
+  // Tagged, so the throttle never counts the job's own statements as the application's.
+  EXPECT_EQ(json["batch_sql"][0], "/* pgbackfill */ BEGIN");
+  EXPECT_EQ(json["batch_sql"][1], "/* pgbackfill */ SET LOCAL lock_timeout = '200ms'");
   EXPECT_THAT(json["batch_sql"][3].get<std::string>(),
               AllOf(HasSubstr("UPDATE \"public\".\"users\" AS t SET \"first_name\" = "
                               "(split_part(full_name, ' ', 1))"),
                     HasSubstr("(first_name IS NULL)"), HasSubstr("\"pgbackfill\".\"ranges\"")));
-  EXPECT_EQ(json["batch_sql"][4], "COMMIT");
+  EXPECT_EQ(json["batch_sql"][4], "/* pgbackfill */ COMMIT");
 
   // Nothing was created: check never changes the database.
   ASSERT_OK_AND_ASSIGN(std::string schemas,

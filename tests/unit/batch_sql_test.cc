@@ -18,6 +18,21 @@ UpdateBatchSpec UsersSpec() {
   return spec;
 }
 
+TEST(BatchTransactionTest, OnePipelineEveryStatementTaggedOrNamingTheJobStore) {
+  plan::Throttle throttle;
+  throttle.lock_timeout = absl::Milliseconds(200);
+  throttle.statement_timeout = absl::Seconds(30);
+  const std::vector<std::string> statements = BatchTransaction(throttle, "batch");
+  ASSERT_EQ(statements.size(), 5u);
+  EXPECT_EQ(statements[0], "/* pgbackfill */ BEGIN");
+  EXPECT_EQ(statements[1], "/* pgbackfill */ SET LOCAL lock_timeout = '200ms'");
+  EXPECT_EQ(statements[2],
+            "SELECT pg_catalog.set_config('statement_timeout', '30000ms', true), "
+            "pg_catalog.set_config('pgbackfill.in_batch', 'on', true)");
+  EXPECT_EQ(statements[kBatchStatementIndex], "batch");
+  EXPECT_EQ(statements[4], "/* pgbackfill */ COMMIT");
+}
+
 TEST(BatchParamsTest, LayoutFollowsBoundedEnds) {
   BatchParams both = UpdateBatchParams(2, {true, true});
   EXPECT_EQ(both.lower, 1);

@@ -25,7 +25,7 @@ TEST(VacuumEveryRowsTest, AShareOfATinyOrUnknownEstimateHasAFloor) {
 
 TEST(VacuumSqlTest, NeverWaitsNeverTruncatesSkipsIndexes) {
   EXPECT_EQ(VacuumSql(plan::QualifiedName{.schema = "My Schema", .name = "t\"x"}),
-            "VACUUM (SKIP_LOCKED, INDEX_CLEANUP OFF, TRUNCATE false) \"My Schema\".\"t\"\"x\"");
+            "/* pgbackfill */ VACUUM (SKIP_LOCKED, INDEX_CLEANUP OFF, TRUNCATE false) \"My Schema\".\"t\"\"x\"");
 }
 
 TEST(DescribeVacuumEveryTest, AsWritten) {

@@ -29,6 +29,29 @@ MoveSpec AccountsSpec() {
   return spec;
 }
 
+TEST(TargetTransactionTest, ClaimFirstCheckpointLastEveryStatementTagged) {
+  plan::Throttle throttle;
+  throttle.lock_timeout = absl::Milliseconds(150);
+  throttle.statement_timeout = absl::Seconds(20);
+  for (const bool staged : {false, true}) {
+    const TargetTransaction t = BuildTargetTransaction(AccountsSpec(), throttle, staged);
+    ASSERT_EQ(t.head.size(), staged ? 5u : 4u);
+    EXPECT_EQ(t.head[0], "/* pgbackfill */ BEGIN");
+    EXPECT_EQ(t.head[1], "/* pgbackfill */ SET LOCAL lock_timeout = '150ms'");
+    EXPECT_EQ(t.head[2], "/* pgbackfill */ SET LOCAL statement_timeout = '20000ms'");
+    EXPECT_EQ(t.head[TargetTransaction::kClaimIndex], ClaimSql());
+    if (staged) {
+      EXPECT_EQ(t.head[4], StageSql(AccountsSpec()));
+    }
+    EXPECT_EQ(t.copy_in, CopyInSql(AccountsSpec(), staged));
+    EXPECT_EQ(t.tail[t.advance_index], AdvanceSql());
+    EXPECT_EQ(t.tail.back(), "/* pgbackfill */ COMMIT");
+    if (staged) {
+      EXPECT_EQ(t.tail.front(), InsertFromStageSql(AccountsSpec()));
+    }
+  }
+}
+
 TEST(BatchEndSqlTest, WalksRowsKeysPastTheCheckpointAndKeepsTheLast) {
   const std::string sql = BatchEndSql(AccountsSpec(), {true, true});
   EXPECT_THAT(sql,

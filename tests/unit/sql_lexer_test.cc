@@ -95,7 +95,7 @@ TEST(TimeoutSettingTest, WholeMillisecondsRoundedUpNeverZero) {
   EXPECT_EQ(TimeoutSetting(absl::ZeroDuration()), "1ms");
   EXPECT_EQ(TimeoutSetting(absl::Nanoseconds(1)), "1ms");
   EXPECT_EQ(SetLocalTimeout("lock_timeout", absl::Milliseconds(200)),
-            "SET LOCAL lock_timeout = '200ms'");
+            "/* pgbackfill */ SET LOCAL lock_timeout = '200ms'");
 }
 
 TEST(KeyRowTest, ColumnsQuotedAndParametersCast) {

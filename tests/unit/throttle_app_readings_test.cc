@@ -174,8 +174,8 @@ TEST(AppProbeSqlTest, EveryStatementIsQualifiedAndTheViewUsesTheExtensionsSchema
   EXPECT_THAT(StatementLatencySql("my schema"), HasSubstr("\"my schema\".pg_stat_statements s"));
   EXPECT_THAT(StatementLatencySql("ext"), HasSubstr("strpos(s.query, 'pgbackfill') = 0"));
   EXPECT_THAT(StatementLatencySql("ext"), HasSubstr("s.toplevel"));
-  EXPECT_EQ(Tagged("SELECT 1"), "/* pgbackfill */ SELECT 1");
-  EXPECT_THAT(std::string(kProbeTag), HasSubstr("pgbackfill")) << "the statement filter sees it";
+  EXPECT_EQ(sql::Tagged("SELECT 1"), "/* pgbackfill */ SELECT 1");
+  EXPECT_THAT(std::string(sql::kTag), HasSubstr("pgbackfill")) << "the statement filter sees it";
 }
 
 TEST(AppProbeSqlTest, SessionLoadLeavesOutOurSessions) {

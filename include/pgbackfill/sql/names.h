@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "absl/time/time.h"
 
@@ -13,6 +14,15 @@ inline constexpr char kJobStoreSchema[] = "pgbackfill";
 // Set (SET LOCAL) by every batch transaction; the dual-write trigger skips rows while it is on,
 // because the batch computes them itself.
 inline constexpr char kInBatchSetting[] = "pgbackfill.in_batch";
+
+// The comment every statement pgbackfill sends carries when it does not name the job store
+// already. pg_stat_statements keeps comments in the text it stores, and the throttle's
+// statement-latency probe leaves out every statement that mentions pgbackfill, so the job never
+// measures itself as the application.
+inline constexpr char kTag[] = "/* pgbackfill */ ";
+
+// `sql` with kTag in front.
+std::string Tagged(std::string_view sql);
 
 // A timeout as a setting value: whole milliseconds, rounded up and at least 1 ms, because
 // PostgreSQL takes whole milliseconds and reads 0 as "wait forever". `200ms` for 200 ms.

@@ -1,6 +1,6 @@
 // The I/O of the probes of what the application feels (statement latency, commit latency, and the
 // rows of session load, slots and archiver), for engine/throttle/probes.cc: the statements as the
-// probes send them (each tagged kProbeTag) and the reads that take a round trip of their own.
+// probes send them (each tagged sql::kTag) and the reads that take a round trip of their own.
 // Internal to the throttle module; the readings' rules are in probe_readings.h, the SQL in
 // probe_sql.h.
 //
@@ -21,7 +21,7 @@
 
 namespace pgbackfill::throttle {
 
-// `sql` with the probes' tag in front (probe_sql.h kProbeTag), as one pipeline statement.
+// `sql` with the probes' tag in front (probe_sql.h sql::kTag), as one pipeline statement.
 pg::Statement Tag(std::string sql, std::vector<pg::Param> params = {});
 
 // BEGIN READ ONLY, ProbeSettingsSql() with `timeout`, `sql`, COMMIT: `sql`'s result is results[2].

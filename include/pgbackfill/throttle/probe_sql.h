@@ -74,13 +74,6 @@ enum StandbyColumn : int {
 std::string DefaultCanarySql(const plan::QualifiedName& table,
                              const std::vector<std::string>& key_columns);
 
-// Every statement the probes send starts with this comment. pg_stat_statements keeps comments in
-// the query text it stores, and StatementLatencySql() leaves out every statement whose text
-// mentions pgbackfill, so the probes never measure themselves.
-inline constexpr char kProbeTag[] = "/* pgbackfill */ ";
-
-// `sql` with kProbeTag in front (operator SQL too: the canary, the custom query).
-std::string Tagged(const std::string& sql);
 
 // One row: current_database(), and the schema pg_stat_statements is installed in (NULL when it is
 // not installed in this database; the extension is per database even when preloaded).
@@ -93,7 +86,7 @@ enum ExtensionColumn : int {
 
 // The application's statements in pg_stat_statements, installed in `schema`: one row per
 // statement (queryid, userid) of this database, top level only, whose text does not mention
-// pgbackfill (our batches name the job store schema, our probes carry kProbeTag). Counters are
+// pgbackfill (our batches name the job store schema, our probes carry sql::kTag). Counters are
 // cumulative; the caller takes deltas between rounds. Columns: StatementColumn.
 std::string StatementLatencySql(const std::string& schema);
 enum StatementColumn : int {
