@@ -9,6 +9,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
+#include "pgbackfill/events/events.h"
 #include "pgbackfill/pg/connection.h"
 
 namespace pgbackfill {
@@ -34,11 +36,6 @@ using testing::RunPgbackfill;
 using testing::SpawnPgbackfill;
 using testing::TestDatabase;
 using nlohmann::json;
-
-std::vector<json> Events(const std::string& out) { return testing::ParseEvents(out); }
-const json* Find(const std::vector<json>& events, const std::string& type) {
-  return testing::FindEvent(events, type);
-}
 
 class BackfillTest : public testing::RunTest {
  protected:
@@ -105,10 +102,10 @@ TEST_F(BackfillTest, VerifyFalseLeavesVerifyOutOfRun) {
         verify ? ".verify.yaml" : ".yaml");
     CommandResult result = RunPgbackfill(RunArgs(plan));
     ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-    const std::vector<json> events = Events(result.out);
     bool verified = false;
-    for (const json& event : events) {
-      verified |= event["event"] == "phase_started" && event["phase"] == "verify";
+    for (const events::PhaseStarted& started :
+         testing::EventsOf<events::PhaseStarted>(testing::ReadEvents(result.out))) {
+      verified |= started.phase == "verify";
     }
     EXPECT_EQ(verified, verify) << result.out;
     if (verify) continue;
@@ -123,18 +120,18 @@ TEST_F(BackfillTest, RunsToCompletionAndReportsAgree) {
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   ExpectEveryRowOnce("gaps", kGapsRows);
 
-  std::vector<json> events = Events(result.out);
-  const json* started = Find(events, "job_started");
-  ASSERT_NE(started, nullptr);
-  EXPECT_EQ((*started)["resumed"], false);
-  const json* finished = Find(events, "job_finished");
-  ASSERT_NE(finished, nullptr);
-  EXPECT_EQ((*finished)["outcome"], "done");
-  EXPECT_EQ((*finished)["rows"], kGapsRows);
-  EXPECT_EQ((*finished)["exit_code"], 0);
-  int ranges_done = 0;
-  for (const json& event : events) ranges_done += event["event"] == "range_done" ? 1 : 0;
-  EXPECT_EQ(ranges_done, (*started)["ranges_total"].get<int>());
+  const std::vector<events::Event> events = testing::ReadEvents(result.out);
+  const std::optional<events::JobStarted> started = testing::FirstEvent<events::JobStarted>(events);
+  ASSERT_TRUE(started.has_value());
+  EXPECT_FALSE(started->resumed);
+  const std::optional<events::JobFinished> finished =
+      testing::FirstEvent<events::JobFinished>(events);
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->outcome, "done");
+  EXPECT_EQ(finished->rows, kGapsRows);
+  EXPECT_EQ(finished->exit_code, 0);
+  const size_t ranges_done = testing::EventsOf<events::RangeDone>(events).size();
+  EXPECT_EQ(ranges_done, static_cast<size_t>(started->ranges_total));
 
   CommandResult status = RunPgbackfill({"status", "gaps", "--dsn", db_.dsn(), "--json"});
   ASSERT_EQ(status.exit_code, 0) << status.err;
@@ -175,10 +172,10 @@ TEST_F(BackfillTest, SigtermThenResumeIntegerKey) {
   ASSERT_OK(process.Signal(SIGTERM));
   CommandResult interrupted = process.Wait();
   EXPECT_EQ(interrupted.exit_code, 3) << interrupted.err;
-  const std::vector<json> events = Events(interrupted.out);
-  const json* finished = Find(events, "job_finished");
-  ASSERT_NE(finished, nullptr);
-  EXPECT_EQ((*finished)["outcome"], "interrupted");
+  const std::optional<events::JobFinished> finished =
+      testing::FirstEvent<events::JobFinished>(testing::ReadEvents(interrupted.out));
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->outcome, "interrupted");
   ExpectNoRowTwice("gaps");
   ASSERT_OK_AND_ASSIGN(std::string done, db_.QueryValue("SELECT count(*) FROM gaps WHERE n = 1"));
   EXPECT_GT(std::stoll(done), 0);
@@ -186,10 +183,10 @@ TEST_F(BackfillTest, SigtermThenResumeIntegerKey) {
 
   CommandResult resumed = RunPgbackfill(RunArgs(testing::WriteTestFile(GapsPlan(2000))));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  const std::vector<json> resumed_events = Events(resumed.out);
-  const json* started = Find(resumed_events, "job_started");
-  ASSERT_NE(started, nullptr);
-  EXPECT_EQ((*started)["resumed"], true) << "batch size is a tuning knob, not part of the plan hash";
+  const std::optional<events::JobStarted> started =
+      testing::FirstEvent<events::JobStarted>(testing::ReadEvents(resumed.out));
+  ASSERT_TRUE(started.has_value());
+  EXPECT_TRUE(started->resumed) << "batch size is a tuning knob, not part of the plan hash";
   ExpectEveryRowOnce("gaps", kGapsRows);
 }
 
@@ -291,8 +288,8 @@ TEST_F(BackfillTest, TerminatedWorkerBackendsReconnect) {
   }
   CommandResult result = process.Wait();
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  const std::vector<json> events = Events(result.out);
-  EXPECT_NE(Find(events, "reconnect"), nullptr) << "no worker was terminated";
+  EXPECT_TRUE(testing::FirstEvent<events::Reconnect>(testing::ReadEvents(result.out)).has_value())
+      << "no worker was terminated";
   ExpectEveryRowOnce("gaps", kGapsRows);
 }
 
@@ -304,8 +301,8 @@ TEST_F(BackfillTest, ServerRestartMidRun) {
   db_.Reconnect();
   CommandResult result = process.Wait();
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  const std::vector<json> events = Events(result.out);
-  EXPECT_NE(Find(events, "reconnected"), nullptr);
+  const std::vector<events::Event> events = testing::ReadEvents(result.out);
+  EXPECT_TRUE(testing::FirstEvent<events::Reconnected>(events).has_value());
   ExpectEveryRowOnce("gaps", kGapsRows);
 }
 
@@ -388,10 +385,10 @@ TEST_F(BackfillTest, LockTimeoutRetriesWithMultiByteNames) {
   ASSERT_OK(holder.ExecScript("ROLLBACK"));
   CommandResult result = process->Wait();
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  const std::vector<json> events = Events(result.out);
-  const json* retry = Find(events, "retry");
-  ASSERT_NE(retry, nullptr);
-  EXPECT_EQ((*retry)["sqlstate"], "55P03");
+  const std::optional<events::Retry> retry =
+      testing::FirstEvent<events::Retry>(testing::ReadEvents(result.out));
+  ASSERT_TRUE(retry.has_value());
+  EXPECT_EQ(retry->sqlstate, "55P03");
   ExpectEveryRowOnce(table, 500);
 }
 

@@ -5,10 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
+#include "pgbackfill/events/events.h"
 #include "support/run_events.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
@@ -21,7 +24,6 @@ using testing::CommandResult;
 using testing::RunPgbackfill;
 using testing::SpawnPgbackfill;
 using testing::TestDatabase;
-using nlohmann::json;
 
 constexpr char kTable[] =
     "CREATE TABLE items (id bigint PRIMARY KEY, price int NOT NULL, cents bigint,"
@@ -81,29 +83,33 @@ TEST_F(BenchCommandTest, MeasuresASampleAndNeverWritesTheOriginal) {
       RunPgbackfill({"bench", plan, "--dsn", db_.dsn(), "--rows", "10000", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
 
-  const std::vector<json> events = testing::ParseEvents(result.out);
-  const json* report = testing::FindEvent(events, "bench_finished");
-  ASSERT_NE(report, nullptr) << result.out;
-  EXPECT_EQ((*report)["table"], "\"public\".\"items\"");
-  EXPECT_EQ((*report)["scratch_rows"], 10000);
-  EXPECT_EQ((*report)["whole_table"], false);
-  EXPECT_EQ((*report)["outcome"], "done");
-  EXPECT_EQ((*report)["rows"], 10000);
-  EXPECT_GE((*report)["batches"].get<int64_t>(), 10) << "1000-row batches";
-  EXPECT_GT((*report)["rows_per_second"].get<int64_t>(), 0);
-  for (const char* p : {"p50", "p95", "p99", "max"}) {
-    EXPECT_TRUE((*report)["batch_ms"][p].is_number()) << p << ": " << report->dump();
+  const std::vector<events::Event> events = testing::ReadEvents(result.out);
+  const std::optional<events::BenchFinished> report =
+      testing::FirstEvent<events::BenchFinished>(events);
+  ASSERT_TRUE(report.has_value()) << result.out;
+  EXPECT_EQ(report->table, "\"public\".\"items\"");
+  EXPECT_EQ(report->scratch_rows, 10000);
+  EXPECT_FALSE(report->whole_table);
+  EXPECT_EQ(report->outcome, "done");
+  EXPECT_EQ(report->rows, 10000);
+  EXPECT_GE(report->batches, 10) << "1000-row batches";
+  EXPECT_GT(report->rows_per_second, 0);
+  const events::BatchMillis& batch_ms = report->batch_ms;
+  for (const auto& [p, ms] : {std::pair{"p50", batch_ms.p50}, std::pair{"p95", batch_ms.p95},
+                              std::pair{"p99", batch_ms.p99}, std::pair{"max", batch_ms.max}}) {
+    EXPECT_TRUE(ms.has_value()) << p << ": " << testing::EventText(*report);
   }
-  EXPECT_LE((*report)["batch_ms"]["p50"].get<double>(), (*report)["batch_ms"]["p99"].get<double>());
-  EXPECT_EQ((*report)["retries"], 0);
-  EXPECT_TRUE((*report)["held_seconds"].is_number());
-  EXPECT_EQ((*report)["production_rows"], kRows);
-  EXPECT_TRUE((*report)["production_seconds"].is_number());
+  EXPECT_LE(batch_ms.p50.value_or(0), batch_ms.p99.value_or(0));
+  EXPECT_EQ(report->retries, 0);
+  // held_seconds is a number, or the event would not have decoded; it is never negative.
+  EXPECT_GE(report->held_seconds, 0);
+  EXPECT_EQ(report->production_rows, kRows);
+  EXPECT_TRUE(report->production_seconds.has_value());
   // The backfill ran as its own job on the scratch table.
-  const json* started = testing::FindEvent(events, "job_started");
-  ASSERT_NE(started, nullptr);
-  EXPECT_EQ((*started)["job"], "items-cents:bench");
-  EXPECT_EQ((*started)["table"], "\"pgbackfill\".\"bench items-cents\"");
+  const std::optional<events::JobStarted> started = testing::FirstEvent<events::JobStarted>(events);
+  ASSERT_TRUE(started.has_value());
+  EXPECT_EQ(started->job, "items-cents:bench");
+  EXPECT_EQ(started->table, "\"pgbackfill\".\"bench items-cents\"");
 
   SettleStats();
   EXPECT_EQ(Fingerprint(), before) << "the original table was written";
@@ -180,10 +186,10 @@ TEST_F(BenchCommandTest, CopyModeWritesOnlyScratchTwins) {
   CommandResult result =
       RunPgbackfill({"bench", plan, "--dsn", db_.dsn(), "--rows", "8000", "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  const std::vector<json> events = testing::ParseEvents(result.out);
-  const json* report = testing::FindEvent(events, "bench_finished");
-  ASSERT_NE(report, nullptr) << result.out;
-  EXPECT_EQ((*report)["rows"], 8000);
+  const std::optional<events::BenchFinished> report =
+      testing::FirstEvent<events::BenchFinished>(testing::ReadEvents(result.out));
+  ASSERT_TRUE(report.has_value()) << result.out;
+  EXPECT_EQ(report->rows, 8000);
   ASSERT_OK_AND_ASSIGN(std::string target, db_.QueryValue("SELECT count(*) FROM items_v2"));
   EXPECT_EQ(target, "0") << "the real target was written";
   ASSERT_OK_AND_ASSIGN(std::string triggers,

@@ -7,14 +7,16 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
 #include "support/run_events.h"
 #include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
+#include "pgbackfill/events/events.h"
 #include "pgbackfill/pg/connection.h"
 
 namespace pgbackfill {
@@ -24,7 +26,6 @@ using ::testing::HasSubstr;
 using testing::CommandResult;
 using testing::RunPgbackfill;
 using testing::SpawnPgbackfill;
-using nlohmann::json;
 
 constexpr int64_t kRows = 40000;
 
@@ -85,17 +86,17 @@ TEST_F(BloatControlTest, VacuumsBetweenSlicesKeepTheTableSmaller) {
   ExpectEveryRowFilled("plain");
   ExpectEveryRowFilled("controlled");
 
-  const std::vector<json> events = testing::ParseEvents(controlled.out);
-  const std::vector<json> vacuums = testing::EventsOfType(events, "vacuum");
+  const std::vector<events::Event> events = testing::ReadEvents(controlled.out);
+  const std::vector<events::Vacuum> vacuums = testing::EventsOf<events::Vacuum>(events);
   ASSERT_FALSE(vacuums.empty()) << controlled.out;
-  EXPECT_EQ(vacuums.front()["table"], "\"public\".\"controlled\"");
-  EXPECT_EQ(vacuums.front()["every_rows"], 4000);
-  EXPECT_GT(vacuums.front()["table_bytes"].get<int64_t>(), 0);
-  const json* finished = testing::FindEvent(events, "job_finished");
-  ASSERT_NE(finished, nullptr);
-  EXPECT_EQ((*finished)["vacuums"].get<int64_t>(), static_cast<int64_t>(vacuums.size()));
-  const std::vector<json> plain_events = testing::ParseEvents(plain.out);
-  EXPECT_TRUE(testing::EventsOfType(plain_events, "vacuum").empty());
+  EXPECT_EQ(vacuums.front().table, "\"public\".\"controlled\"");
+  EXPECT_EQ(vacuums.front().every_rows, 4000);
+  EXPECT_GT(vacuums.front().table_bytes.value_or(0), 0) << "the table's size is known";
+  const std::optional<events::JobFinished> finished =
+      testing::FirstEvent<events::JobFinished>(events);
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->vacuums, static_cast<int64_t>(vacuums.size()));
+  EXPECT_TRUE(testing::EventsOf<events::Vacuum>(testing::ReadEvents(plain.out)).empty());
 
   // Every row got a new version: without VACUUM they all went to new pages (the table about
   // doubles); with it most went into the space of versions an earlier slice replaced.
@@ -143,16 +144,17 @@ TEST_F(BloatControlTest, ARoundSkippedByALockIsReportedNotCounted) {
   ASSERT_OK(holder.ExecScript("COMMIT"));
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   ExpectEveryRowFilled("locked");
-  const std::vector<json> events = testing::ParseEvents(result.out);
-  EXPECT_TRUE(testing::EventsOfType(events, "vacuum").empty()) << result.out;
+  const std::vector<events::Event> events = testing::ReadEvents(result.out);
+  EXPECT_TRUE(testing::EventsOf<events::Vacuum>(events).empty()) << result.out;
   bool skipped = false;
-  for (const json& warning : testing::EventsOfType(events, "warning")) {
-    skipped |= warning["message"].get<std::string>().find("was skipped") != std::string::npos;
+  for (const events::Warning& warning : testing::EventsOf<events::Warning>(events)) {
+    skipped |= warning.message.find("was skipped") != std::string::npos;
   }
   EXPECT_TRUE(skipped) << result.out;
-  const json* finished = testing::FindEvent(events, "job_finished");
-  ASSERT_NE(finished, nullptr);
-  EXPECT_EQ((*finished)["vacuums"], 0);
+  const std::optional<events::JobFinished> finished =
+      testing::FirstEvent<events::JobFinished>(events);
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->vacuums, 0);
 }
 
 TEST_F(BloatControlTest, PreflightRefusesARoleThatMayNotVacuum) {

@@ -8,6 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "nlohmann/json.hpp"
+#include "pgbackfill/events/events.h"
 #include "proxy/tcp_proxy.h"
 #include "support/run_events.h"
 #include "support/run_helpers.h"
@@ -179,17 +181,17 @@ class LinkCutTest : public testing::RunTest {
     int64_t range_rows = 0;
     for (const json& range : stored["ranges"]) range_rows += range["rows_done"].get<int64_t>();
     EXPECT_EQ(range_rows, kRows);
-    const std::vector<json> events = testing::ParseEvents(runs.back().out);
-    const json* finished = testing::FindEvent(events, "job_finished");
-    ASSERT_NE(finished, nullptr) << runs.back().out;
-    EXPECT_EQ((*finished)["outcome"], "done");
+    const std::optional<events::JobFinished> finished =
+        testing::FirstEvent<events::JobFinished>(testing::ReadEvents(runs.back().out));
+    ASSERT_TRUE(finished.has_value()) << runs.back().out;
+    EXPECT_EQ(finished->outcome, "done");
   }
 
   // The cuts must have hit the run: it reconnected, or it stopped and was run again.
   void ExpectCutsWereFelt(const std::vector<CommandResult>& runs) {
     ASSERT_FALSE(runs.empty());
-    const std::vector<json> events = testing::ParseEvents(runs.front().out);
-    const bool reconnected = testing::FindEvent(events, "reconnect") != nullptr;
+    const bool reconnected =
+        testing::FirstEvent<events::Reconnect>(testing::ReadEvents(runs.front().out)).has_value();
     EXPECT_TRUE(reconnected || runs.front().exit_code != 0) << "the cuts did not reach a worker\n"
                                                             << Transcript(runs);
     EXPECT_GT(proxy_.connections_accepted(), 0);
@@ -227,10 +229,10 @@ TEST_F(LinkCutTest, FinishedEventCountsBatchesWhoseCommitReplyWasLost) {
   ExpectEveryRowExactlyOnce("lost_reply", runs);
   ASSERT_EQ(runs.size(), 1u) << "the run stopped; the rerun's counters start from the job store\n"
                              << Transcript(runs);
-  const std::vector<json> events = testing::ParseEvents(runs.back().out);
-  const json* finished = testing::FindEvent(events, "job_finished");
-  ASSERT_NE(finished, nullptr) << runs.back().out;
-  EXPECT_EQ((*finished)["total_rows"], kRows) << Transcript(runs);
+  const std::optional<events::JobFinished> finished =
+      testing::FirstEvent<events::JobFinished>(testing::ReadEvents(runs.back().out));
+  ASSERT_TRUE(finished.has_value()) << runs.back().out;
+  EXPECT_EQ(finished->total_rows, kRows) << Transcript(runs);
 }
 
 }  // namespace

@@ -8,13 +8,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <optional>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
+#include "pgbackfill/events/events.h"
 #include "support/run_events.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
@@ -22,7 +24,6 @@
 namespace pgbackfill {
 namespace {
 
-using nlohmann::json;
 using testing::ClusterDisruption;
 using testing::CommandResult;
 using ::testing::HasSubstr;
@@ -99,8 +100,6 @@ void ExpectCopied(TestDatabase& source, const std::string& source_rows, TestData
   EXPECT_EQ(Fingerprint(target, target_rows), Fingerprint(source, source_rows));
 }
 
-std::vector<json> Events(const std::string& out) { return testing::ParseEvents(out); }
-
 CommandResult RunPlan(const std::string& plan, std::vector<std::string> extra = {}) {
   std::vector<std::string> args = {"run", plan, "--json"};
   args.insert(args.end(), extra.begin(), extra.end());
@@ -139,7 +138,7 @@ class MoveTest : public ::testing::Test {
 
   // Runs the items plan and restarts the second cluster (where `restarted` lives) once batches
   // have committed; the run must reconnect and finish. Its events go to `events`.
-  void RunThroughSecondClusterRestart(TestDatabase& restarted, std::vector<json>* events) {
+  void RunThroughSecondClusterRestart(TestDatabase& restarted, std::vector<events::Event>* events) {
     ClusterDisruption disruption;
     Process process =
         StartAndWaitForProgress(testing::WriteTestFile(ItemsPlan(*source_, *target_, 40, true)));
@@ -147,8 +146,8 @@ class MoveTest : public ::testing::Test {
     restarted.Reconnect();
     CommandResult result = process.Wait();
     ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-    *events = Events(result.out);
-    EXPECT_NE(testing::FindEvent(*events, "reconnected"), nullptr) << result.out;
+    *events = testing::ReadEvents(result.out);
+    EXPECT_TRUE(testing::FirstEvent<events::Reconnected>(*events).has_value()) << result.out;
   }
 
   std::optional<TestDatabase> source_;
@@ -168,15 +167,16 @@ TEST_F(MoveTest, TwoDatabasesIntKeyWithTransformAsText) {
 
   CommandResult result = RunPlan(plan);
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  const std::vector<json> events = Events(result.out);
-  const json* started = testing::FindEvent(events, "job_started");
-  ASSERT_NE(started, nullptr) << result.out;
-  EXPECT_EQ((*started)["copy_format"], "text");
-  EXPECT_EQ((*started)["through_stage"], false);
-  const json* finished = testing::FindEvent(events, "job_finished");
-  ASSERT_NE(finished, nullptr);
-  EXPECT_EQ((*finished)["total_rows"], kItemsRows);
-  EXPECT_GT((*finished)["bytes"].get<int64_t>(), 0);
+  const std::vector<events::Event> events = testing::ReadEvents(result.out);
+  const std::optional<events::JobStarted> started = testing::FirstEvent<events::JobStarted>(events);
+  ASSERT_TRUE(started.has_value()) << result.out;
+  EXPECT_EQ(started->copy_format, "text");
+  EXPECT_EQ(started->through_stage, false);
+  const std::optional<events::JobFinished> finished =
+      testing::FirstEvent<events::JobFinished>(events);
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->total_rows, kItemsRows);
+  EXPECT_GT(finished->bytes, 0);
   ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
   // The job store is the target's; the source has none.
   ASSERT_OK_AND_ASSIGN(std::string state, target.QueryValue("SELECT state FROM pgbackfill.jobs"));
@@ -193,10 +193,10 @@ TEST_F(MoveTest, TwoClustersCompositeKeyAsBinary) {
   TestDatabase& target = *target_;
   CommandResult result = RunPlan(testing::WriteTestFile(AccountsPlan(source, target, 1000, false)));
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  const std::vector<json> events = Events(result.out);
-  const json* started = testing::FindEvent(events, "job_started");
-  ASSERT_NE(started, nullptr) << result.out;
-  EXPECT_EQ((*started)["copy_format"], "binary");
+  const std::optional<events::JobStarted> started =
+      testing::FirstEvent<events::JobStarted>(testing::ReadEvents(result.out));
+  ASSERT_TRUE(started.has_value()) << result.out;
+  EXPECT_EQ(started->copy_format, "binary");
   ExpectCopied(source, kAccountsSourceRows, target, kAccountsTargetRows);
 }
 
@@ -213,10 +213,10 @@ TEST_F(MoveTest, NonEmptyTargetGoesThroughTheStage) {
       absl::StrCat(ItemsPlan(source, target, 2000, false), "on_conflict: skip\n"));
   CommandResult result = RunPlan(plan);
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
-  const std::vector<json> events = Events(result.out);  // FindEvent points into it
-  const json* started = testing::FindEvent(events, "job_started");
-  ASSERT_NE(started, nullptr);
-  EXPECT_EQ((*started)["through_stage"], true);
+  const std::optional<events::JobStarted> started =
+      testing::FirstEvent<events::JobStarted>(testing::ReadEvents(result.out));
+  ASSERT_TRUE(started.has_value());
+  EXPECT_EQ(started->through_stage, true);
   ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
 }
 
@@ -262,11 +262,11 @@ TEST_F(MoveTest, KillNineTenTimesWithoutTargetKey) {
 // a new snapshot is exported (and the run says so), and the copy completes.
 TEST_F(MoveTest, SourceServerRestartMidRun) {
   Make(kItemsSource, kItemsTarget, Where::kSourceOnSecond);
-  std::vector<json> events;
+  std::vector<events::Event> events;
   ASSERT_NO_FATAL_FAILURE(RunThroughSecondClusterRestart(*source_, &events));
   int snapshots = 0;
-  for (const json& event : testing::EventsOfType(events, "snapshot")) {
-    snapshots = std::max(snapshots, event["generation"].get<int>());
+  for (const events::Snapshot& snapshot : testing::EventsOf<events::Snapshot>(events)) {
+    snapshots = std::max(snapshots, snapshot.generation);
   }
   EXPECT_EQ(snapshots, 2) << "a new snapshot after the restart";
   ExpectCopied(*source_, kItemsSourceRows, *target_, kItemsTargetRows);
@@ -276,7 +276,7 @@ TEST_F(MoveTest, SourceServerRestartMidRun) {
 // its lock again, batches that did not commit are copied again, and none twice.
 TEST_F(MoveTest, TargetServerRestartMidRun) {
   Make(kItemsSource, kItemsTarget, Where::kTargetOnSecond);
-  std::vector<json> events;
+  std::vector<events::Event> events;
   ASSERT_NO_FATAL_FAILURE(RunThroughSecondClusterRestart(*target_, &events));
   ExpectCopied(*source_, kItemsSourceRows, *target_, kItemsTargetRows);
 }
@@ -304,8 +304,8 @@ TEST_F(MoveTest, TerminatedBackendsOnBothSidesReconnect) {
   CommandResult result = process.Wait();
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   EXPECT_GE(killed, 1) << "no COPY session was caught; make the job longer";
-  const std::vector<json> events = Events(result.out);
-  EXPECT_NE(testing::FindEvent(events, "reconnected"), nullptr) << result.out;
+  const std::vector<events::Event> events = testing::ReadEvents(result.out);
+  EXPECT_TRUE(testing::FirstEvent<events::Reconnected>(events).has_value()) << result.out;
   ExpectCopied(source, kItemsSourceRows, target, kItemsTargetRows);
 }
 
@@ -436,11 +436,12 @@ TEST_F(MoveTest, VerifyFindsAChangedTargetRowAndRepairFixesIt) {
       "INSERT INTO accounts_copy VALUES ('tenant 5', gen_random_uuid(), 1, 'stray');"));
   CommandResult found = RunPgbackfill({"verify", plan, "--json"});
   EXPECT_EQ(found.exit_code, 4) << found.out << found.err;
-  const std::vector<json> events = Events(found.out);
-  const json* event = testing::FindEvent(events, "verify");
-  ASSERT_NE(event, nullptr) << found.out;
-  EXPECT_GE((*event)["differing_ranges"].get<int>(), 2);
-  EXPECT_EQ((*event)["repaired_ranges"], 0);
+  // Between databases verify reports ranges (MoveVerified), not rows.
+  const std::optional<events::MoveVerified> verified =
+      testing::FirstEvent<events::MoveVerified>(testing::ReadEvents(found.out));
+  ASSERT_TRUE(verified.has_value()) << found.out;
+  EXPECT_GE(verified->differing_ranges, 2);
+  EXPECT_EQ(verified->repaired_ranges, 0);
 
   CommandResult repaired = RunPgbackfill({"verify", plan, "--repair", "--json"});
   ASSERT_EQ(repaired.exit_code, 0) << repaired.out << repaired.err;

@@ -6,9 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
-#include "nlohmann/json.hpp"
+#include "pgbackfill/events/events.h"
 #include "support/run_events.h"
 #include "support/run_helpers.h"
 #include "support/status_testing.h"
@@ -17,8 +18,8 @@
 namespace pgbackfill {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using nlohmann::json;
 using testing::CommandResult;
 using testing::Process;
 using testing::RunPgbackfill;
@@ -167,11 +168,11 @@ TEST_F(PhasesTest, VerifyFindsARowChangedBehindTheTriggersBack) {
                            "ALTER TABLE people ENABLE TRIGGER USER;"));
   CommandResult verify = RunPgbackfill(Args("verify", plan));
   EXPECT_EQ(verify.exit_code, 4) << verify.out << verify.err;
-  const std::vector<json> events = testing::ParseEvents(verify.out);
-  const json* found = testing::FindEvent(events, "verify");
-  ASSERT_NE(found, nullptr) << verify.out;
-  EXPECT_EQ((*found)["differing_rows"], 2);
-  EXPECT_EQ((*found)["first_keys"], json::array({"7", "9"}));
+  const std::optional<events::Verified> found =
+      testing::FirstEvent<events::Verified>(testing::ReadEvents(verify.out));
+  ASSERT_TRUE(found.has_value()) << verify.out;
+  EXPECT_EQ(found->differing_rows, 2);
+  EXPECT_THAT(found->first_keys, ElementsAre("7", "9"));
   CommandResult contract = RunPgbackfill(Args("contract", plan));
   EXPECT_EQ(contract.exit_code, 2) << "contract needs a passed verify";
 }
@@ -267,8 +268,8 @@ TEST_F(PhasesTest, CopyModeUnderConcurrentWritesThenSwap) {
                                kTransform, ") ghosts")),
             "0");
   EXPECT_NE(Count("SELECT count(*) FROM people_v2 WHERE id >= 1000000"), "0");
-  const std::vector<json> run_events = testing::ParseEvents(run.out);
-  ASSERT_NE(testing::FindEvent(run_events, "verify"), nullptr) << "run verifies copy mode too";
+  ASSERT_TRUE(testing::FirstEvent<events::Verified>(testing::ReadEvents(run.out)).has_value())
+      << "run verifies copy mode too";
 
   // Two rows the application never touches (it stopped), copied by the trigger; then one target
   // row changed and one deleted behind the trigger's back: verify names both keys.
@@ -277,11 +278,11 @@ TEST_F(PhasesTest, CopyModeUnderConcurrentWritesThenSwap) {
                            "DELETE FROM people_v2 WHERE id = 70002;"));
   CommandResult verify = RunPgbackfill(Args("verify", plan));
   EXPECT_EQ(verify.exit_code, 4) << verify.out << verify.err;
-  const std::vector<json> verify_events = testing::ParseEvents(verify.out);
-  const json* found = testing::FindEvent(verify_events, "verify");
-  ASSERT_NE(found, nullptr) << verify.out;
-  EXPECT_EQ((*found)["differing_rows"], 2);
-  EXPECT_EQ((*found)["first_keys"], json::array({"70001", "70002"}));
+  const std::optional<events::Verified> found =
+      testing::FirstEvent<events::Verified>(testing::ReadEvents(verify.out));
+  ASSERT_TRUE(found.has_value()) << verify.out;
+  EXPECT_EQ(found->differing_rows, 2);
+  EXPECT_THAT(found->first_keys, ElementsAre("70001", "70002"));
   // A no-op UPDATE through the trigger writes both rows again.
   ASSERT_OK(db_.ExecScript("UPDATE people SET first = first WHERE id IN (70001, 70002)"));
   CommandResult repaired = RunPgbackfill(Args("verify", plan));

@@ -10,12 +10,17 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <optional>
 #include <random>
+#include <string>
 #include <thread>
+#include <variant>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
+#include "pgbackfill/events/events.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/util/status.h"
 #include "support/lock_wait_watch.h"
@@ -27,8 +32,9 @@
 namespace pgbackfill {
 namespace {
 
+using ::testing::Contains;
 using ::testing::HasSubstr;
-using nlohmann::json;
+using ::testing::Pair;
 using testing::ClusterCtl;
 using testing::ClusterDisruption;
 using testing::CommandResult;
@@ -53,12 +59,22 @@ std::string ItemsPlan(const std::string& name, const std::string& throttle, int 
                       workers, "\nthrottle: { interval: 200ms, ", throttle, " }\n");
 }
 
-// The JSON object of the event line that ends at `end` in `out` (an offset WaitForStdout gave).
-json EventEndingAt(const std::string& out, size_t end) {
+// The line of `out` that ends at `end` (an offset WaitForStdout gave): an event's JSON.
+std::string LineEndingAt(const std::string& out, size_t end) {
   const size_t start = out.rfind('\n', end) == std::string::npos ? 0 : out.rfind('\n', end) + 1;
   const size_t stop = out.find('\n', end);
-  return json::parse(out.substr(start, stop == std::string::npos ? std::string::npos : stop - start),
-                     nullptr, false);
+  return out.substr(start, stop == std::string::npos ? std::string::npos : stop - start);
+}
+
+// The event on the line of `out` that ends at `end`, decoded as the run's events are; nullopt
+// when that line is not JSON or not an event of kind T.
+template <typename T>
+std::optional<T> EventEndingAt(const std::string& out, size_t end) {
+  const std::string line = LineEndingAt(out, end);
+  const std::optional<events::Event> event =
+      events::FromJson(nlohmann::json::parse(line, nullptr, false));
+  if (!event.has_value() || !std::holds_alternative<T>(*event)) return std::nullopt;
+  return std::get<T>(*event);
 }
 
 class ThrottleTest : public testing::RunTest {
@@ -84,9 +100,10 @@ class ThrottleTest : public testing::RunTest {
     EXPECT_OK(at);
     if (!at.ok()) return "";
     from = *at;
-    const json event = EventEndingAt(process.StdoutSoFar(), *at);
-    EXPECT_EQ(event.value("event", ""), "throttle") << event.dump();
-    return event.value("reason", json()).is_string() ? event["reason"].get<std::string>() : "";
+    const std::string out = process.StdoutSoFar();
+    const std::optional<events::Throttle> event = EventEndingAt<events::Throttle>(out, *at);
+    EXPECT_TRUE(event.has_value()) << LineEndingAt(out, *at);
+    return event.has_value() ? event->reason.value_or("") : "";
   }
 
   // Waits for a progress event after `from` whose hold reason contains `needle` (progress events
@@ -100,10 +117,11 @@ class ThrottleTest : public testing::RunTest {
           process.WaitForStdout("\"event\":\"progress\"", from, deadline - absl::Now());
       if (!at.ok()) break;
       from = *at;
-      const json event = EventEndingAt(process.StdoutSoFar(), *at);
-      if (event["throttle"].is_string() &&
-          event["throttle"].get<std::string>().find(needle) != std::string::npos) {
-        return event["throttle"].get<std::string>();
+      const std::optional<events::Progress> event =
+          EventEndingAt<events::Progress>(process.StdoutSoFar(), *at);
+      if (event.has_value() && event->throttle.has_value() &&
+          event->throttle->find(needle) != std::string::npos) {
+        return *event->throttle;
       }
     }
     ADD_FAILURE() << "no progress event held for '" << needle << "'\n" << process.StdoutSoFar();
@@ -169,11 +187,11 @@ TEST_F(ThrottleTest, ReplayPausedOnTheStandbyHoldsUntilResumed) {
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   ExpectEveryRowOnce();
   // `status` saw the reason while it held (the job row is refreshed every 2 s).
-  const std::vector<json> events = testing::ParseEvents(result.out);
   bool progress_showed_reason = false;
-  for (const json& event : testing::EventsOfType(events, "progress")) {
-    if (event["throttle"].is_string() &&
-        event["throttle"].get<std::string>().find("replica standby") != std::string::npos) {
+  for (const events::Progress& progress :
+       testing::EventsOf<events::Progress>(testing::ReadEvents(result.out))) {
+    if (progress.throttle.has_value() &&
+        progress.throttle->find("replica standby") != std::string::npos) {
       progress_showed_reason = true;
     }
   }
@@ -293,12 +311,14 @@ TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
   ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
   ExpectEveryRowOnce();
 
-  const std::vector<json> retries =
-      testing::EventsOfType(testing::ParseEvents(result.out), "retry");
+  const std::vector<events::Retry> retries =
+      testing::EventsOf<events::Retry>(testing::ReadEvents(result.out));
   ASSERT_GE(retries.size(), static_cast<size_t>(kRetriesWhileBlocked))
       << "the batch should have timed out on the lock and retried";
-  for (const json& retry : retries) EXPECT_EQ(retry["sqlstate"], "55P03") << retry.dump();
-  EXPECT_GT(retries.back().value("wait_ms", 0), 0) << "retries back off";
+  for (const events::Retry& retry : retries) {
+    EXPECT_EQ(retry.sqlstate, "55P03") << testing::EventText(retry);
+  }
+  EXPECT_GT(retries.back().wait_ms, 0) << "retries back off";
   EXPECT_GT(app_updates.load(), 0);
   // lock_timeout (0.3 s) plus the moments the batch held its earlier rows before it reached the
   // locked one, and the probe's own 20 ms granularity. Without lock_timeout this would be the
@@ -328,9 +348,13 @@ TEST_F(ThrottleTest, PauseSetResumeAbortFromAnotherProcess) {
   ASSERT_EQ(set.exit_code, 0) << set.out << set.err;
   absl::StatusOr<size_t> settings = process->WaitForStdout("\"event\":\"settings\"", from);
   ASSERT_OK(settings);
-  const json settings_event = EventEndingAt(process->StdoutSoFar(), *settings);
-  EXPECT_EQ(settings_event["settings"]["workers"], "1") << settings_event.dump();
-  EXPECT_EQ(settings_event["workers"], 1);
+  const std::string out = process->StdoutSoFar();
+  const std::optional<events::Settings> settings_event =
+      EventEndingAt<events::Settings>(out, *settings);
+  ASSERT_TRUE(settings_event.has_value()) << LineEndingAt(out, *settings);
+  EXPECT_THAT(settings_event->settings, Contains(Pair("workers", "1")))
+      << LineEndingAt(out, *settings);
+  EXPECT_EQ(settings_event->workers, 1);
 
   CommandResult resumed = RunPgbackfill({"resume", "steered", "--dsn", db_.dsn()});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
@@ -342,10 +366,10 @@ TEST_F(ThrottleTest, PauseSetResumeAbortFromAnotherProcess) {
   ASSERT_EQ(aborted.exit_code, 0) << aborted.out << aborted.err;
   CommandResult result = process->Wait();
   EXPECT_EQ(result.exit_code, 5) << result.out << result.err;
-  const std::vector<json> events = testing::ParseEvents(result.out);
-  const json* finished = testing::FindEvent(events, "job_finished");
-  ASSERT_NE(finished, nullptr);
-  EXPECT_EQ((*finished)["outcome"], "aborted");
+  const std::optional<events::JobFinished> finished =
+      testing::FirstEvent<events::JobFinished>(testing::ReadEvents(result.out));
+  ASSERT_TRUE(finished.has_value());
+  EXPECT_EQ(finished->outcome, "aborted");
   const int64_t at_abort = RowsCommitted();
   EXPECT_GE(at_abort, at_resume);
   EXPECT_LT(at_abort, kItemsRows) << "the job finished before the abort; make it longer";
@@ -359,11 +383,12 @@ TEST_F(ThrottleTest, PauseSetResumeAbortFromAnotherProcess) {
   // Running it again resumes (the abort was of that run) and keeps the `set` overrides.
   CommandResult again = RunPgbackfill(RunArgs(plan));
   ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
-  const std::vector<json> again_events = testing::ParseEvents(again.out);
-  const json* started = testing::FindEvent(again_events, "job_started");
-  ASSERT_NE(started, nullptr);
-  EXPECT_EQ((*started)["resumed"], true);
-  EXPECT_NE(testing::FindEvent(again_events, "settings"), nullptr);
+  const std::vector<events::Event> again_events = testing::ReadEvents(again.out);
+  const std::optional<events::JobStarted> started =
+      testing::FirstEvent<events::JobStarted>(again_events);
+  ASSERT_TRUE(started.has_value());
+  EXPECT_TRUE(started->resumed);
+  EXPECT_TRUE(testing::FirstEvent<events::Settings>(again_events).has_value());
   ExpectEveryRowOnce();
 }
 

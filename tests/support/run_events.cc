@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <utility>
+
 #include "absl/strings/str_split.h"
+#include "nlohmann/json.hpp"
 
 namespace pgbackfill::testing {
 
@@ -10,10 +13,15 @@ using nlohmann::json;
 
 std::vector<events::Event> ReadEvents(const std::string& out) {
   std::vector<events::Event> read;
-  for (const json& object : ParseEvents(out)) {
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    const json object = json::parse(line.begin(), line.end(), nullptr, false);
+    if (object.is_discarded()) {
+      ADD_FAILURE() << "not JSON: " << line;
+      continue;
+    }
     std::optional<events::Event> event = events::FromJson(object);
     if (!event.has_value()) {
-      ADD_FAILURE() << "not an event: " << object.dump();
+      ADD_FAILURE() << "not an event: " << line;
       continue;
     }
     read.push_back(*std::move(event));
@@ -21,32 +29,12 @@ std::vector<events::Event> ReadEvents(const std::string& out) {
   return read;
 }
 
-std::vector<json> ParseEvents(const std::string& out) {
-  std::vector<json> events;
-  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
-    json event = json::parse(line.begin(), line.end(), nullptr, false);
-    if (event.is_discarded()) {
-      ADD_FAILURE() << "not JSON: " << line;
-      continue;
-    }
-    events.push_back(std::move(event));
-  }
-  return events;
-}
-
-const json* FindEvent(const std::vector<json>& events, const std::string& type) {
-  for (const json& event : events) {
-    if (event.value("event", "") == type) return &event;
-  }
-  return nullptr;
-}
-
-std::vector<json> EventsOfType(const std::vector<json>& events, const std::string& type) {
-  std::vector<json> found;
-  for (const json& event : events) {
-    if (event.value("event", "") == type) found.push_back(event);
-  }
-  return found;
+std::string EventText(const events::Event& event) {
+  // The time is the encoder's argument, not part of the event: leave it out rather than print a
+  // made-up one.
+  json object = events::ToJson(event, "");
+  object.erase("time");
+  return object.dump();
 }
 
 }  // namespace pgbackfill::testing

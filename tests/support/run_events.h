@@ -7,7 +7,6 @@
 #include <variant>
 #include <vector>
 
-#include "nlohmann/json.hpp"
 #include "pgbackfill/events/events.h"
 
 namespace pgbackfill::testing {
@@ -35,10 +34,7 @@ std::optional<T> FirstEvent(const std::vector<events::Event>& all) {
   return std::nullopt;
 }
 
-// Deprecated, being replaced by the typed functions above: every JSON line of `out`.
-std::vector<nlohmann::json> ParseEvents(const std::string& out);
-const nlohmann::json* FindEvent(const std::vector<nlohmann::json>& events, const std::string& type);
-std::vector<nlohmann::json> EventsOfType(const std::vector<nlohmann::json>& events,
-                                         const std::string& type);
+// `event` as its JSON line without "time", for failure messages.
+std::string EventText(const events::Event& event);
 
 }  // namespace pgbackfill::testing
