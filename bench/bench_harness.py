@@ -246,6 +246,9 @@ def make_template(ctx, scale, with_column_c=True):
         raise BenchError(f"pgbench -i -s {scale} failed (exit {init.returncode})")
     if with_column_c:
         cluster.query("tpl", "ALTER TABLE pgbench_accounts ADD COLUMN c bigint")
+    # The throttle's statement-latency signal reads pg_stat_statements in the job's database;
+    # scripts/pg-cluster preloads the library, and each copy of tpl inherits the extension.
+    cluster.query("tpl", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     cluster.query("tpl", "VACUUM ANALYZE pgbench_accounts")
     cluster.query("postgres", "CHECKPOINT")
     size = cluster.value("tpl", "SELECT pg_size_pretty(pg_database_size('tpl'))")
