@@ -396,6 +396,18 @@ def plot_timelines(args, runs, timelines, by_name):
     return bench_plots.time_panels(os.path.join(args.plots, "app-impact.png"), title, panels)
 
 
+def report_head(args, title):
+    """A new Output with the lines every app-impact report starts with: what, where, which
+    binary, and the raw measurements' file."""
+    out = Output()
+    out.line(f"== results: {title}, scale {args.scale} ({args.rows:,} rows), "
+             f"{machine_line(args.pg_version)}")
+    out.line(f"pgbackfill: {args.build}")
+    if args.raw:
+        out.line(f"raw measurements: {args.raw}")
+    return out
+
+
 def report(args):
     with open(args.results, encoding="utf-8") as results:
         records = [json.loads(line) for line in results if line.strip()]
@@ -413,12 +425,7 @@ def report(args):
                                       if bf and ref_rate and bf["rows_per_second"] is not None
                                       else None)
 
-    out = Output()
-    out.line(f"== results: app-impact, scale {args.scale} ({args.rows:,} rows), "
-             f"{machine_line(args.pg_version)}")
-    out.line(f"pgbackfill: {args.build}")
-    if args.raw:
-        out.line(f"raw measurements: {args.raw}")
+    out = report_head(args, "app-impact")
     out.line(f"application: pgbench -b {args.script} -c {args.clients} -j {args.threads}"
           + (f"; max {max_tps['tps']:,.0f} tps ({args.max_tps_seconds} s unthrottled)"
              if max_tps else "")
@@ -777,12 +784,7 @@ def matrix_report(args, records):
     budgets = sorted({r["plan_throttle"] for r in runs if r["role"] == "throttle-budget"})
     workers = sorted({r["workers"] for r in runs if r["role"].startswith("throttle-")})
 
-    out = Output()
-    out.line(f"== results: app-impact shape/rate matrix, scale {args.scale} ({args.rows:,} rows), "
-             f"{machine_line(args.pg_version)}")
-    out.line(f"pgbackfill: {args.build}")
-    if args.raw:
-        out.line(f"raw measurements: {args.raw}")
+    out = report_head(args, "app-impact shape/rate matrix")
     out.line(f"application: pgbench -c {args.clients} -j {args.threads} -R (a percentage of each "
              f"shape's max TPS, {args.max_tps_seconds} s unthrottled); {args.duration} s per run, "
              f"backfill from {args.lead_in:g} s; clients pinned: "

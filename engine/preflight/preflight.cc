@@ -358,11 +358,17 @@ absl::Status Preflighter::CheckApplicationSignals() {
   const plan::Throttle& throttle = plan_.throttle;
   // The probes watch the database the batches write: between databases, the target.
   pg::Connection& home = target_conn_;
+  // One round trip: whether pg_stat_statements is there, and what the role may see.
+  ASSIGN_OR_RETURN(
+      pg::Result roles,
+      home.Exec("SELECT r.rolsuper,"
+                " pg_catalog.pg_has_role(r.oid, 'pg_read_all_stats', 'USAGE'),"
+                " pg_catalog.pg_has_role(r.oid, 'pg_monitor', 'USAGE'),"
+                " EXISTS (SELECT FROM pg_catalog.pg_extension"
+                "          WHERE extname = 'pg_stat_statements')"
+                "  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"));
   if (throttle.max_statement_latency.enabled()) {
-    ASSIGN_OR_RETURN(pg::Result installed,
-                     home.Exec("SELECT EXISTS (SELECT FROM pg_catalog.pg_extension "
-                               "WHERE extname = 'pg_stat_statements')"));
-    if (installed.Get(0, 0) == "t") {
+    if (roles.Get(0, 3) == "t") {
       Note("throttle.max_statement_latency reads the application's statements from "
            "pg_stat_statements");
     } else {
@@ -374,11 +380,6 @@ absl::Status Preflighter::CheckApplicationSignals() {
           "'pg_stat_statements' and CREATE EXTENSION pg_stat_statements"));
     }
   }
-  ASSIGN_OR_RETURN(pg::Result roles,
-                   home.Exec("SELECT r.rolsuper,"
-                             " pg_catalog.pg_has_role(r.oid, 'pg_read_all_stats', 'USAGE'),"
-                             " pg_catalog.pg_has_role(r.oid, 'pg_monitor', 'USAGE')"
-                             "  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"));
   const bool super = roles.Get(0, 0) == "t";
   if (throttle.max_active_sessions.enabled() && !super && roles.Get(0, 1) != "t") {
     Note(absl::StrCat(At(plan_, "throttle.max_active_sessions"),

@@ -23,6 +23,7 @@
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/throttle/probes.h"
 #include "support/status_testing.h"
+#include "support/probe_fixture.h"
 #include "support/test_cluster.h"
 
 namespace pgbackfill::throttle {
@@ -67,49 +68,10 @@ class Busy {
   std::thread thread_;
 };
 
-class AppProbeTest : public ::testing::Test {
+class AppProbeTest : public testing::ProbeFixture {
  protected:
-  void SetUp() override {
-    ASSERT_OK(db_.ExecScript(
-        "CREATE TABLE items (id bigint PRIMARY KEY, v int NOT NULL DEFAULT 0, pad text);"
-        "INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;"));
-  }
-
-  ProbeConfig Config() const {
-    ProbeConfig config;
-    config.dsn = db_.dsn();
-    config.table = {"public", "items"};
-    config.key_columns = {"id"};
-    config.interval = absl::Milliseconds(200);
-    return config;
-  }
-
-  template <typename T>
-  T Run(asio::awaitable<T> task) {
-    std::future<T> result = asio::co_spawn(io_, std::move(task), asio::use_future);
-    io_.restart();
-    while (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-      if (io_.run_one() == 0) throw std::runtime_error("io_context ran out of work");
-    }
-    return result.get();
-  }
-
-  // Runs io_ for `d`, as the runner's io thread would between rounds (the session load's looks).
-  void Idle(absl::Duration d) {
-    io_.restart();
-    io_.run_for(absl::ToChronoNanoseconds(d));
-  }
-
-  std::unique_ptr<Prober> Create(ProbeConfig config) {
-    absl::StatusOr<std::unique_ptr<Prober>> prober = Run(Prober::Create(std::move(config)));
-    EXPECT_OK(prober);
-    return prober.ok() ? *std::move(prober) : nullptr;
-  }
-
-  Samples Sample(Prober& prober, std::vector<int> our_pids = {}) {
-    return Run(prober.Sample(absl::Now(), std::move(our_pids)));
-  }
-
+  // Samples until `done` or kEventually, running io_ between rounds (not sleeping): the session
+  // load's looks run on timers between rounds, as in the runner.
   Samples SampleUntil(Prober& prober, const std::function<bool(const Samples&)>& done,
                       std::vector<int> our_pids = {},
                       const std::function<void()>& between = nullptr) {
@@ -121,9 +83,6 @@ class AppProbeTest : public ::testing::Test {
       Idle(absl::Milliseconds(100));
     }
   }
-
-  asio::io_context io_;
-  TestDatabase db_;
 };
 
 TEST_F(AppProbeTest, StatementLatencySeesTheApplicationAndNotPgbackfill) {

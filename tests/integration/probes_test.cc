@@ -18,6 +18,7 @@
 #include "pgbackfill/pg/connection.h"
 #include "support/run_helpers.h"
 #include "support/status_testing.h"
+#include "support/probe_fixture.h"
 #include "support/test_cluster.h"
 
 namespace pgbackfill::throttle {
@@ -58,45 +59,8 @@ const ReplicaSample* Find(const Samples& samples, const std::string& name) {
   return nullptr;
 }
 
-class ProbeTest : public ::testing::Test {
+class ProbeTest : public testing::ProbeFixture {
  protected:
-  void SetUp() override {
-    ASSERT_OK(db_.ExecScript(
-        "CREATE TABLE items (id bigint PRIMARY KEY, v int NOT NULL DEFAULT 0, pad text);"
-        "INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;"));
-  }
-
-  ProbeConfig Config() const {
-    ProbeConfig config;
-    config.dsn = db_.dsn();
-    config.table = {"public", "items"};
-    config.key_columns = {"id"};
-    config.interval = absl::Milliseconds(200);
-    return config;
-  }
-
-  // Runs one coroutine to completion on io_, driven by this thread. Only until it completes, as
-  // the runner's io_context would: a probe the round gave up on stays in the background.
-  template <typename T>
-  T Run(asio::awaitable<T> task) {
-    std::future<T> result = asio::co_spawn(io_, std::move(task), asio::use_future);
-    io_.restart();
-    while (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-      if (io_.run_one() == 0) throw std::runtime_error("io_context ran out of work");
-    }
-    return result.get();
-  }
-
-  std::unique_ptr<Prober> Create(ProbeConfig config) {
-    absl::StatusOr<std::unique_ptr<Prober>> prober = Run(Prober::Create(std::move(config)));
-    EXPECT_OK(prober);
-    return prober.ok() ? *std::move(prober) : nullptr;
-  }
-
-  Samples Sample(Prober& prober, std::vector<int> our_pids = {}) {
-    return Run(prober.Sample(absl::Now(), std::move(our_pids)));
-  }
-
   // Samples every 100 ms until `done` or `timeout`; returns the last round.
   Samples SampleUntil(Prober& prober, const std::function<bool(const Samples&)>& done,
                       absl::Duration timeout = kEventually, std::vector<int> our_pids = {},
@@ -109,10 +73,6 @@ class ProbeTest : public ::testing::Test {
       absl::SleepFor(absl::Milliseconds(100));
     }
   }
-
-  // A Prober lives on io_, so io_ is declared first and destroyed last.
-  asio::io_context io_;
-  TestDatabase db_;
 };
 
 TEST_F(ProbeTest, ReadsEveryPrimarySignalOnAQuietTable) {
