@@ -48,6 +48,19 @@ std::string ProgressLine(const events::Progress& e) {
       Count(e.rows_done), Count(e.estimated_rows), e.percent, Count(e.rows_per_second),
       Eta(e.eta_seconds), e.workers, Count(e.batch_rows), e.ranges_done, e.ranges_total);
   if (e.retries > 0) line += absl::StrFormat("  retries %d", e.retries);
+  if (e.pace_rows_per_second.has_value()) {
+    line += absl::StrFormat("  pace %s rows/s", Count(*e.pace_rows_per_second));
+  }
+  // What the application feels against its budget: reading / limit (baseline).
+  for (const events::ThrottleSignal& signal : e.signals) {
+    const bool sessions = signal.name == "active_sessions" || signal.name == "command";
+    const double scale = sessions ? 1 : 1000;  // latencies in ms
+    line += absl::StrFormat("  %s %.*f/%.*f", signal.name, sessions ? 2 : 1, signal.value * scale,
+                            sessions ? 2 : 1, signal.limit * scale);
+    if (signal.baseline.has_value()) {
+      line += absl::StrFormat(" (base %.*f)", sessions ? 2 : 1, *signal.baseline * scale);
+    }
+  }
   if (e.throttle.has_value()) line += "  held: " + *e.throttle;
   return line;
 }

@@ -160,8 +160,9 @@ class Runner {
     RangeState* range = nullptr;
     int consecutive_retries = 0;
     int consecutive_reconnects = 0;
-    // The rate limiter's reservation for the next batch: when it may start.
+    // The rate limiter's reservation for the next batch: when it may start, at which rate.
     std::optional<absl::Time> reserved_until;
+    double reserved_rate = 0;
   };
   // What a worker does next: run a batch, ask again (it waited), or end.
   enum class Turn { kGo, kWait, kFinished };

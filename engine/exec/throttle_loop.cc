@@ -19,6 +19,8 @@
 namespace pgbackfill::exec::internal {
 namespace {
 
+// Governor rule 11's slow start: the first pace is one first-size batch per this period.
+constexpr absl::Duration kSlowStartPeriod = absl::Seconds(5);
 
 // Every reading of a round that could not be taken at all (the monitoring connection could not
 // be opened), so that the governor holds on whatever it checks, with this reason.
@@ -56,6 +58,9 @@ bool ProbesChange(const plan::Plan& before, const plan::Plan& after) {
 throttle::GovernorConfig Runner::GovernorConfigFor(const plan::Plan& plan) const {
   throttle::GovernorConfig config = throttle::ConfigFromPlan(plan.throttle, plan.workers);
   config.table = plan::QuoteQualified(report_.table->name);
+  // A rate that knows nothing of the table's rows but keeps the first batches far apart.
+  config.start_pace =
+      static_cast<double>(plan.batch.rows) / absl::ToDoubleSeconds(kSlowStartPeriod);
   // The plan's directly probed standbys must answer every round; the others become required
   // once seen (the governor's rule 2).
   if (throttle_.prober != nullptr) config.expected_replicas = throttle_.prober->DirectReplicaNames();

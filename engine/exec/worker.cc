@@ -148,6 +148,13 @@ asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
   const absl::Time now = throttle_.clock.Now();
   if (!worker.reserved_until.has_value()) {
     worker.reserved_until = now + throttle_.limiter.Acquire(worker.sizer.rows(), now);
+    worker.reserved_rate = throttle_.limiter.rate();
+  } else if (worker.reserved_rate != throttle_.limiter.rate() && now < *worker.reserved_until) {
+    // The pace changed while this worker waited: the rows still owed are paid at the new rate,
+    // or a wait reserved at the pace's floor would outlast the recovery.
+    worker.reserved_until =
+        now + (*worker.reserved_until - now) * (worker.reserved_rate / throttle_.limiter.rate());
+    worker.reserved_rate = throttle_.limiter.rate();
   }
   if (now < *worker.reserved_until) {
     // Waits in pieces of at most one interval, on the gate, and asks the throttle again after

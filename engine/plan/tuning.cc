@@ -133,6 +133,16 @@ absl::Status ApplyThrottle(const Reader& reader, const std::vector<Entry>& entri
   // PostgreSQL reads 0 as "no timeout" and counts in whole milliseconds, so anything below
   // 1ms would silently switch the protection off.
   constexpr std::string_view kTimeoutWhy = " (0 would turn PostgreSQL's timeout off)";
+  // First, so that the application limits written beside it win over the defaults it drops.
+  for (const Entry& entry : entries) {
+    if (entry.name != "application") continue;
+    ASSIGN_OR_RETURN(throttle.application, reader.Bool(entry));
+    if (!throttle.application) {
+      throttle.max_statement_latency = {};
+      throttle.max_commit_latency = {};
+      throttle.max_active_sessions = {};
+    }
+  }
   for (const Entry& entry : entries) {
     const std::string_view key = entry.name;
     if (key == "interval") {

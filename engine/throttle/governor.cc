@@ -28,10 +28,21 @@ constexpr double kPaceStepFraction = 0.025;
 // Rule 10: from this share of the budget up the job keeps its pace (steady); the cut in
 // proportion to the overshoot is between these factors; a hold's samples feed the baselines once
 // it has lasted this many intervals (our own work has drained by then).
-constexpr double kSteadyFrom = 0.8;
+constexpr double kSteadyFrom = 0.9;
 constexpr double kMinCut = 0.5;
 constexpr double kMaxCut = 0.85;
 constexpr int kRebaselineAfter = 2;
+// Rule 11: the pace aims at kAim of the budget, growing by kMinGrow to kMaxGrow per interval and
+// cut to between kDeepestCut and kMaxCut of the rate reached;
+constexpr double kAim = 0.95;
+constexpr double kMinGrow = 1.05;
+constexpr double kMaxGrow = 1.5;
+constexpr double kDeepestCut = 0.2;
+// the floor's share of the start pace; a pace counts as reached when the job made kReachedShare
+// of it over kReachedAfter intervals.
+constexpr double kStartFloorShare = 0.1;
+constexpr double kReachedShare = 0.5;
+constexpr int kReachedAfter = 3;
 
 // "250ms" below a second (canary latencies), "7.2s" above (lags, gaps).
 std::string HumanDuration(absl::Duration d) {
@@ -209,7 +220,7 @@ void Governor::Learn(const Samples& samples) {
   if (measuring) ++baseline_samples_;
 }
 
-void Governor::JudgeAppSignal(const AppSignal& signal,
+void Governor::JudgeAppSignal(AppSignal& signal,
                               const absl::StatusOr<std::optional<double>>& reading,
                               Verdict& verdict) {
   if (!signal.limit.enabled()) return;
@@ -219,7 +230,8 @@ void Governor::JudgeAppSignal(const AppSignal& signal,
     return;
   }
   if (!reading->has_value()) return;
-  const double value = **reading;
+  signal.recent.Add(**reading);
+  const double value = *signal.recent.Level();
   const std::optional<double> level = signal.baseline.Level();
   // A relative limit without a baseline yet (the application was idle) judges nothing.
   if (signal.limit.relative() && !level.has_value()) return;
@@ -291,8 +303,25 @@ void Governor::JudgeCommand(const Samples& samples, Verdict& verdict) {
                                           result.output.empty() ? "" : ": ", result.output));
     return;
   }
-  if (absl::StripAsciiWhitespace(result.output).empty()) return;
-  absl::StatusOr<bool> holds = CustomQueryHolds(result.output);
+  const absl::string_view output = absl::StripAsciiWhitespace(result.output);
+  if (output.empty()) return;
+  double ratio = 0;
+  if (absl::SimpleAtod(output, &ratio) && std::isfinite(ratio)) {
+    // The application's latency as a share of its budget: rule 10's fourth signal.
+    verdict.signals.push_back(
+        SignalReading{.name = "command", .value = ratio, .baseline = std::nullopt, .limit = 1});
+    verdict.budget_ratio = std::max(verdict.budget_ratio, ratio);
+    if (ratio <= 1) return;
+    const std::string text =
+        absl::StrFormat("throttle command printed %g (over 1, its budget)", ratio);
+    if (ratio > config_.hold_ratio) {
+      verdict.vetoes.push_back(
+          absl::StrCat(text, ", over ", absl::StrFormat("%g", config_.hold_ratio), "x"));
+    }
+    verdict.pressure.push_back(text);
+    return;
+  }
+  absl::StatusOr<bool> holds = CustomQueryHolds(ToStd(output));
   if (!holds.ok()) {
     verdict.vetoes.push_back(absl::StrCat("throttle command printed '", result.output,
                                           "', expected nothing, a boolean or a number"));
@@ -308,7 +337,64 @@ void Governor::ForgetReplica(std::string_view name) {
 
 void Governor::ReportRetries(int n) { pending_retries_ += std::max(n, 0); }
 
-void Governor::ReportRows(int64_t rows) { pending_rows_ += std::max<int64_t>(rows, 0); }
+void Governor::ReportRows(int64_t rows) {
+  pending_rows_ += std::max<int64_t>(rows, 0);
+  rows_since_pace_ += std::max<int64_t>(rows, 0);
+}
+
+bool Governor::KeepsBudget() const {
+  return statement_latency_.limit.enabled() || commit_latency_.limit.enabled() ||
+         active_sessions_.limit.enabled() || config_.check_command;
+}
+
+double Governor::PaceFloor() const {
+  return config_.start_pace > 0 ? config_.start_pace * kStartFloorShare
+                                : peak_rate_ * kMinPaceFraction;
+}
+
+void Governor::SetPace(double pace, absl::Time taken) {
+  pace_ = pace;
+  rows_since_pace_ = 0;
+  pace_set_at_ = taken;
+}
+
+std::optional<double> Governor::RateSincePaceSet(absl::Time taken) const {
+  if (!pace_set_at_.has_value() || !Covers(taken - *pace_set_at_, kReachedAfter)) {
+    return std::nullopt;
+  }
+  return static_cast<double>(rows_since_pace_) / absl::ToDoubleSeconds(taken - *pace_set_at_);
+}
+
+void Governor::CutPace(double ratio, absl::Time taken) {
+  // From what the job really did: a pace it was not reaching would slow nothing.
+  const double measured = running_rate_ > 0 ? running_rate_ : peak_rate_;
+  double from = pace_ > 0 ? std::min(pace_, measured) : measured;
+  if (pace_ > 0 && from <= 0) from = pace_;  // a paced job may commit nothing in one interval
+  double cut = 0.5;
+  if (ratio > 1) {
+    // Rule 10 cuts in proportion to how far over its budget the application is: a small
+    // overshoot costs a little pace, a large one most of it.
+    cut = KeepsBudget() ? std::clamp(kAim / ratio, kDeepestCut, kMaxCut)
+                        : std::clamp(1 / ratio, kMinCut, kMaxCut);
+  }
+  SetPace(std::max(from * cut, PaceFloor()), taken);
+}
+
+void Governor::GrowWithinBudget(double ratio, absl::Time taken) {
+  const std::optional<double> reached = RateSincePaceSet(taken);
+  const bool unreached = pace_ > 0 && reached.has_value() && *reached < kReachedShare * pace_;
+  if (pace_ > 0 && !unreached) {
+    // Toward the aim in proportion, as the cut: far below the budget fast, near it gently.
+    const double grow = ratio > 0 ? std::clamp(kAim / ratio, kMinGrow, kMaxGrow) : kMaxGrow;
+    SetPace(pace_ * grow, taken);
+  } else if (active_workers_ < config_.workers) {
+    ++active_workers_;
+    if (pace_ > 0) SetPace(pace_, taken);  // judge the pace again with the new worker
+  } else {
+    pace_ = 0;  // the job does not reach its pace even at the worker ceiling
+  }
+  last_change_ = taken;
+}
 
 bool Governor::Covers(absl::Duration elapsed, int intervals) const {
   return elapsed >= config_.interval * intervals * kTimerTolerance;
@@ -454,9 +540,16 @@ Decision Governor::Update(const Samples& samples) {
   Verdict verdict = Judge(samples);
   budget_ratio_ = verdict.budget_ratio;
   signals_ = verdict.signals;
+  // Rule 11: the slow start, once the baselines are known.
+  if (!slow_started_ && !Measuring() && KeepsBudget() && config_.start_pace > 0) {
+    slow_started_ = true;
+    active_workers_ = 1;
+    SetPace(config_.start_pace, taken);
+    last_change_ = taken;  // the first pace runs an interval before it grows
+  }
   // Rule 10: over budget with nothing left to slow down is a hold, and says so.
   if (verdict.budget_ratio > 1 && active_workers_ == 1 && pace_ > 0 &&
-      pace_ <= peak_rate_ * kMinPaceFraction * 1.0001) {
+      pace_ <= PaceFloor() * 1.0001) {
     verdict.vetoes.push_back(absl::StrCat(
         "the application is over its budget (", verdict.pressure.front(),
         ") even at the slowest pace"));
@@ -474,6 +567,7 @@ Decision Governor::Update(const Samples& samples) {
       held_from_.reset();
       reason_.clear();
       last_change_ = taken;  // growth waits an interval of running, not of holding
+      if (pace_ > 0) SetPace(pace_, taken);  // whether the pace is reached: from now on
     } else {
       reason_ = absl::StrCat(
           "resuming after ", HumanDuration(config_.interval * config_.resume_intervals),
@@ -493,20 +587,16 @@ Decision Governor::Update(const Samples& samples) {
   pressure_ = absl::StrJoin(verdict.pressure, "; ");
   if (!verdict.pressure.empty()) {
     if (!was_held && (!last_cut_.has_value() || Covers(taken - *last_cut_, 1))) {
-      if (active_workers_ > 1) {
+      if (KeepsBudget() && verdict.budget_ratio > 1) {
+        // Rule 11: the rate the application can live with is found by the pace alone; halving
+        // workers as well would cut twice.
+        CutPace(verdict.budget_ratio, taken);
+      } else if (active_workers_ > 1) {
         active_workers_ = std::max(1, active_workers_ / 2);
-      } else if (peak_rate_ > 0) {
+      } else if (peak_rate_ > 0 || pace_ > 0) {
         // Rule 9: one worker is still too much. Holding alone would swing between full speed
         // and none; a rate the application can live with is found by halving it instead.
-        // From what the job really did: a pace it was not reaching would slow nothing.
-        const double measured = running_rate_ > 0 ? running_rate_ : peak_rate_;
-        const double from = pace_ > 0 ? std::min(pace_, measured) : measured;
-        // Rule 10 cuts in proportion to how far over its budget the application is: a small
-        // overshoot costs a little pace, not half of it.
-        const double cut = verdict.budget_ratio > 1
-                               ? std::clamp(1 / verdict.budget_ratio, kMinCut, kMaxCut)
-                               : 0.5;
-        pace_ = std::max(from * cut, peak_rate_ * kMinPaceFraction);
+        CutPace(verdict.budget_ratio, taken);
       }
       last_cut_ = taken;
       last_change_ = taken;
@@ -514,8 +604,10 @@ Decision Governor::Update(const Samples& samples) {
   } else if (!held_ && verdict.budget_ratio < kSteadyFrom && Covers(taken - *last_change_, 1) &&
              (!last_cut_.has_value() ||
               Covers(taken - *last_cut_, config_.regrow_intervals))) {
-    // Recovery undoes rule 9 before rule 6: the rate first, then the workers.
-    if (pace_ > 0) {
+    if (KeepsBudget()) {
+      GrowWithinBudget(verdict.budget_ratio, taken);
+    } else if (pace_ > 0) {
+      // Recovery undoes rule 9 before rule 6: the rate first, then the workers.
       pace_ += peak_rate_ * kPaceStepFraction;
       if (pace_ >= peak_rate_) pace_ = 0;
       last_change_ = taken;

@@ -5,9 +5,9 @@
 // once. The job's own statements never count as the application's.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -34,12 +34,14 @@ using testing::SpawnPgbackfill;
 constexpr int64_t kRows = 20000;
 
 // 200-row batches of 20 ms each: a job of about 100 batches, long enough to be held mid-run.
+// Each test checks the signal it names: the default application limits are off.
 std::string Plan(const std::string& name, const std::string& throttle) {
   return absl::StrCat("version: 1\nname: ", name,
                       "\ntable: items\nset:\n  n: n + 1\n"
                       "where: (SELECT pg_catalog.pg_sleep(0.02)) IS NOT NULL\n"
                       "batch: { rows: 200, min_rows: 200, max_rows: 200 }\nworkers: 2\n"
-                      "throttle: { interval: 200ms, max_replica_lag: 0, max_lock_waiters: 100, ",
+                      "throttle: { application: off, interval: 200ms, max_replica_lag: 0, "
+                      "max_lock_waiters: 100, ",
                       throttle, " }\n");
 }
 
@@ -87,13 +89,25 @@ TEST_F(AppSignalsTest, CommandThatExitsNonZeroHoldsUntilItSucceeds) {
   ExpectFinished(job);
 }
 
-TEST_F(AppSignalsTest, CommandPrintingANumberHoldsAtOneOrMore) {
-  const std::string value = testing::WriteTestFile("1\n", ".value");
+TEST_F(AppSignalsTest, CommandPrintingABudgetRatioSlowsAboveOneAndHoldsFarAbove) {
+  // The number is the application's latency over its budget: 2 is past the hold ratio (1.5).
+  const std::string value = testing::WriteTestFile("2\n", ".value");
   Process job = StartHeld(Plan("command-prints", absl::StrCat("command: \"cat ", value, "\"")),
-                          "throttle command printed 1");
+                          "throttle command printed 2");
   ExpectNoProgressWhileHeld();
+  // Just over the budget: runs, but paced.
+  std::ofstream(value) << "1.2\n";
+  ASSERT_OK(job.WaitForOutput("\"pace_rows_per_second\":")) << job.StdoutSoFar();
   std::ofstream(value) << "0.5\n";
-  ExpectFinished(job);
+  const testing::CommandResult run = ExpectFinished(job);
+  bool read = false;
+  for (const events::Progress& progress :
+       testing::EventsOf<events::Progress>(testing::ReadEvents(run.out))) {
+    for (const events::ThrottleSignal& signal : progress.signals) {
+      read = read || (signal.name == "command" && signal.limit == 1);
+    }
+  }
+  EXPECT_TRUE(read) << "the command's number was not reported as a signal\n" << run.out;
 }
 
 TEST_F(AppSignalsTest, ReplicationSlotRetainingWalHoldsUntilDropped) {
@@ -209,6 +223,44 @@ TEST_F(AppSignalsTest, StatementLatencyUnderSaturatingPgbenchSlowsTheJobThenItFi
   (void)load->Wait();
   EXPECT_OK(slowed) << job->StdoutSoFar();
   ExpectFinished(*job);
+}
+
+TEST_F(AppSignalsTest, APlanWithoutThrottleKeysSlowsUnderSaturatingLoadAndSpeedsUpAfter) {
+  // Batches of 200 rows, 20 ms each, and not one throttle key: the defaults decide.
+  const std::string plan = testing::WriteTestFile(
+      "version: 1\nname: defaults\ntable: items\nset:\n  n: n + 1\n"
+      "where: (SELECT pg_catalog.pg_sleep(0.02)) IS NOT NULL\n"
+      "batch: { rows: 200, min_rows: 200, max_rows: 200 }\nworkers: 2\n");
+  absl::StatusOr<Process> job = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(job);
+  ASSERT_OK(job->WaitForOutput("measuring the application's baseline")) << job->StdoutSoFar();
+  // The baseline is the quiet server's; the job then starts slowly and commits.
+  ASSERT_TRUE(Eventually([&] { return RowsCommitted() > 0; })) << job->StdoutSoFar();
+  absl::StatusOr<Process> load = Process::Spawn(
+      {testing::PgBinary("pgbench"), "-n", "-c", "8", "-j", "2", "-T", "15", "-f", "-", db_.dsn()},
+      {}, std::string("SELECT sum(n) FROM items WHERE id BETWEEN 1 AND 2000;\n"));
+  ASSERT_OK(load);
+  // Under the load an application signal is over its limit: the job is paced or held for it.
+  const absl::Status slowed = job->WaitForOutput("application ");
+  const int64_t during = RowsCommitted();
+  (void)load->Wait();
+  EXPECT_OK(slowed) << job->StdoutSoFar();
+  const testing::CommandResult run = ExpectFinished(*job);
+  EXPECT_LT(during, kRows) << "the job ended before the load could slow it";
+  bool speeds_up = false;
+  std::optional<int64_t> slowest;
+  for (const events::Progress& progress :
+       testing::EventsOf<events::Progress>(testing::ReadEvents(run.out))) {
+    if (progress.rows_done <= during) continue;
+    if (progress.pace_rows_per_second.has_value()) {
+      speeds_up = speeds_up || (slowest.has_value() && *progress.pace_rows_per_second > *slowest);
+      slowest = std::min(slowest.value_or(*progress.pace_rows_per_second),
+                         *progress.pace_rows_per_second);
+    } else {
+      speeds_up = true;  // pacing ended: full speed
+    }
+  }
+  EXPECT_TRUE(speeds_up) << "the pace never rose after the load\n" << run.out;
 }
 
 }  // namespace

@@ -69,9 +69,10 @@ constexpr int64_t kGapsRows = 48000;
 constexpr char kSlowBatches[] = "where: (SELECT pg_catalog.pg_sleep(0.01)) IS NOT NULL\n";
 
 std::string GapsPlan(int batch_rows, int workers = 2) {
-  return absl::StrCat("version: 1\nname: gaps\ntable: gaps\nset:\n  n: n + 1\n", kSlowBatches,
-                      "batch: { rows: ", batch_rows, ", min_rows: ", batch_rows,
-                      ", max_rows: ", batch_rows, " }\nworkers: ", workers, "\n");
+  return absl::StrCat(
+      "version: 1\nthrottle: { application: off }\nname: gaps\ntable: gaps\nset:\n  n: n + 1\n",
+      kSlowBatches, "batch: { rows: ", batch_rows, ", min_rows: ", batch_rows,
+      ", max_rows: ", batch_rows, " }\nworkers: ", workers, "\n");
 }
 
 // A composite (text, uuid) key.
@@ -84,9 +85,10 @@ constexpr char kCompositeTable[] =
 constexpr int64_t kCompositeRows = 30000;
 
 std::string CompositePlan(int batch_rows) {
-  return absl::StrCat("version: 1\nname: comp\ntable: comp\nset:\n  n: n + 1\n", kSlowBatches,
-                      "batch: { rows: ", batch_rows, ", min_rows: ", batch_rows,
-                      ", max_rows: ", batch_rows, " }\nworkers: 2\n");
+  return absl::StrCat(
+      "version: 1\nthrottle: { application: off }\nname: comp\ntable: comp\nset:\n  n: n + 1\n",
+      kSlowBatches, "batch: { rows: ", batch_rows, ", min_rows: ", batch_rows,
+      ", max_rows: ", batch_rows, " }\nworkers: 2\n");
 }
 
 // `verify: false` leaves the verify phase out of `run` (a run with it verifies, see phases_test).
@@ -97,7 +99,8 @@ TEST_F(BackfillTest, VerifyFalseLeavesVerifyOutOfRun) {
   for (const bool verify : {false, true}) {
     SCOPED_TRACE(verify);
     const std::string plan = testing::WriteTestFile(
-        absl::StrCat("version: 1\nname: unverified-", verify, "\ntable: unverified\nset:\n",
+        absl::StrCat("version: 1\nthrottle: { application: off }\nname: unverified-", verify,
+                     "\ntable: unverified\nset:\n",
                      "  c: v * 2\nverify: ", verify ? "true" : "false", "\n"),
         verify ? ".verify.yaml" : ".yaml");
     CommandResult result = RunPgbackfill(RunArgs(plan));
@@ -157,10 +160,11 @@ TEST_F(BackfillTest, EmptyAndOneRowTables) {
                            "CREATE TABLE one (id int PRIMARY KEY, n int NOT NULL DEFAULT 0);"
                            "INSERT INTO one VALUES (42, 0);"));
   CommandResult empty = RunPgbackfill(
-      RunArgs(testing::WriteTestFile("version: 1\nname: empty\ntable: empty\nset:\n  n: n + 1\n")));
+      RunArgs(testing::WriteTestFile("version: 1\nthrottle: { application: off }\nname: "
+                                     "empty\ntable: empty\nset:\n  n: n + 1\n")));
   EXPECT_EQ(empty.exit_code, 0) << empty.out << empty.err;
-  CommandResult one = RunPgbackfill(
-      RunArgs(testing::WriteTestFile("version: 1\nname: one\ntable: one\nset:\n  n: n + 1\n")));
+  CommandResult one = RunPgbackfill(RunArgs(testing::WriteTestFile(
+      "version: 1\nthrottle: { application: off }\nname: one\ntable: one\nset:\n  n: n + 1\n")));
   EXPECT_EQ(one.exit_code, 0) << one.out << one.err;
   ExpectEveryRowOnce("one", 1);
 }
@@ -194,7 +198,7 @@ TEST_F(BackfillTest, SecondSignalCancelsInFlightStatements) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
   // 300 ms asleep in every batch, so the second signal meets statements in flight.
   const std::string plan = testing::WriteTestFile(
-      "version: 1\nname: slow\ntable: gaps\nset:\n  n: n + 1\n"
+      "version: 1\nthrottle: { application: off }\nname: slow\ntable: gaps\nset:\n  n: n + 1\n"
       "where: (SELECT pg_catalog.pg_sleep(0.3)) IS NOT NULL\n"
       "batch: { rows: 2000, min_rows: 2000, max_rows: 2000 }\nworkers: 2\n");
   Process process = StartAndWaitForProgress(plan);
@@ -204,8 +208,8 @@ TEST_F(BackfillTest, SecondSignalCancelsInFlightStatements) {
   CommandResult interrupted = process.Wait(absl::Seconds(30));
   EXPECT_EQ(interrupted.exit_code, 3) << interrupted.err;
   ExpectNoRowTwice("gaps");
-  CommandResult changed = RunPgbackfill(RunArgs(
-      testing::WriteTestFile("version: 1\nname: slow\ntable: gaps\nset:\n  n: n + 1\n")));
+  CommandResult changed = RunPgbackfill(RunArgs(testing::WriteTestFile(
+      "version: 1\nthrottle: { application: off }\nname: slow\ntable: gaps\nset:\n  n: n + 1\n")));
   EXPECT_EQ(changed.exit_code, 2) << "the set expression changed: refused";
   CommandResult same = RunPgbackfill(RunArgs(plan));
   ASSERT_EQ(same.exit_code, 0) << same.err;
@@ -309,8 +313,8 @@ TEST_F(BackfillTest, ServerRestartMidRun) {
 TEST_F(BackfillTest, ChangedPlanIsRefusedAndRestartStartsOver) {
   ASSERT_OK(db_.ExecScript(kGapsTable));
   ASSERT_EQ(RunPgbackfill(RunArgs(testing::WriteTestFile(GapsPlan(5000)))).exit_code, 0);
-  const std::string changed =
-      testing::WriteTestFile("version: 1\nname: gaps\ntable: gaps\nset:\n  n: n + 10\n");
+  const std::string changed = testing::WriteTestFile(
+      "version: 1\nthrottle: { application: off }\nname: gaps\ntable: gaps\nset:\n  n: n + 10\n");
   CommandResult refused = RunPgbackfill(RunArgs(changed));
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.out, HasSubstr("changed since the job started"));
@@ -334,6 +338,7 @@ TEST_F(BackfillTest, HostileNames) {
       "INSERT INTO \"Sch ema\".\"We\"\"ird Table\" (\"select\", \"Full Name\")"
       " SELECT g, 'first' || g || ' last' FROM generate_series(1, 3000) g;"));
   CommandResult result = RunPgbackfill(RunArgs(testing::WriteTestFile(R"(version: 1
+throttle: { application: off }
 name: hostile
 table: '"Sch ema"."We""ird Table"'
 set:
@@ -350,11 +355,12 @@ batch: { rows: 100 }
 }
 
 TEST_F(BackfillTest, BadPlanAndRefusedTargetExitTwo) {
-  CommandResult bad = RunPgbackfill(RunArgs(testing::WriteTestFile("version: 1\nname: x\n")));
+  CommandResult bad = RunPgbackfill(
+      RunArgs(testing::WriteTestFile("version: 1\nthrottle: { application: off }\nname: x\n")));
   EXPECT_EQ(bad.exit_code, 2);
   ASSERT_OK(db_.ExecScript("CREATE TABLE nokey (a int, n int);"));
-  CommandResult refused = RunPgbackfill(
-      RunArgs(testing::WriteTestFile("version: 1\nname: nk\ntable: nokey\nset:\n  n: 1\n")));
+  CommandResult refused = RunPgbackfill(RunArgs(testing::WriteTestFile(
+      "version: 1\nthrottle: { application: off }\nname: nk\ntable: nokey\nset:\n  n: 1\n")));
   EXPECT_EQ(refused.exit_code, 2);
   EXPECT_THAT(refused.out, HasSubstr("no usable key"));
   ASSERT_OK_AND_ASSIGN(std::string store,
@@ -377,8 +383,9 @@ TEST_F(BackfillTest, LockTimeoutRetriesWithMultiByteNames) {
   ASSERT_OK_AND_ASSIGN(pg::Connection holder, pg::Connection::Connect(db_.dsn()));
   ASSERT_OK(holder.ExecScript("BEGIN; SELECT * FROM " + table + " WHERE id = 250 FOR UPDATE;"));
   auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
-      "version: 1\nname: locked\ntable: '" + table + "'\nset:\n  n: n + 1\n"
-      "batch: { rows: 100 }\nworkers: 1\nthrottle: { lock_timeout: 50ms }\n")));
+      "version: 1\nname: locked\ntable: '" + table +
+      "'\nset:\n  n: n + 1\n"
+      "batch: { rows: 100 }\nworkers: 1\nthrottle: { application: off, lock_timeout: 50ms }\n")));
   ASSERT_OK(process);
   ASSERT_OK(process->WaitForOutput("\"event\":\"retry\"", absl::Seconds(60)))
       << process->StderrSoFar();
@@ -396,7 +403,7 @@ TEST_F(BackfillTest, BatchThatKeepsLosingItsBackendStopsTheJob) {
   ASSERT_OK(db_.ExecScript("CREATE TABLE doomed (id int PRIMARY KEY, w int);"
                            "INSERT INTO doomed (id) SELECT g FROM generate_series(1, 100) g;"));
   CommandResult result = RunPgbackfill(RunArgs(testing::WriteTestFile(
-      "version: 1\nname: doomed\ntable: doomed\nset:\n"
+      "version: 1\nthrottle: { application: off }\nname: doomed\ntable: doomed\nset:\n"
       "  w: CASE WHEN pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid()) THEN 1 END\n"
       "workers: 1\n")));
   EXPECT_EQ(result.exit_code, 1) << result.out << result.err;

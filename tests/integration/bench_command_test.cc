@@ -34,8 +34,10 @@ constexpr char kTable[] =
 constexpr int64_t kRows = 30000;
 
 std::string Plan(const std::string& extra = "") {
-  return absl::StrCat("version: 1\nname: items-cents\ntable: items\nset:\n  cents: price * 100\n",
-                      extra, "batch: { rows: 1000, min_rows: 1000, max_rows: 1000 }\nworkers: 2\n");
+  return absl::StrCat(
+      "version: 1\nthrottle: { application: off }\nname: items-cents\ntable: items\nset:\n  cents: "
+      "price * 100\n",
+      extra, "batch: { rows: 1000, min_rows: 1000, max_rows: 1000 }\nworkers: 2\n");
 }
 
 class BenchCommandTest : public ::testing::Test {
@@ -167,7 +169,8 @@ TEST_F(BenchCommandTest, SignalledOrKilledBenchLeavesTheOriginalAlone) {
 TEST_F(BenchCommandTest, APlanThatCannotRunIsRefusedBeforeAnyCopy) {
   ASSERT_OK(db_.ExecScript(kTable));
   const std::string plan = testing::WriteTestFile(
-      "version: 1\nname: broken\ntable: items\nset:\n  cents: price * nonsense\n");
+      "version: 1\nthrottle: { application: off }\nname: broken\ntable: items\nset:\n  cents: "
+      "price * nonsense\n");
   CommandResult result = RunPgbackfill({"bench", plan, "--dsn", db_.dsn()});
   EXPECT_EQ(result.exit_code, 2) << result.out << result.err;
   EXPECT_THAT(result.err, AllOf(HasSubstr("preflight"), HasSubstr("set.cents"),
@@ -181,7 +184,8 @@ TEST_F(BenchCommandTest, CopyModeWritesOnlyScratchTwins) {
   ASSERT_OK(db_.ExecScript(absl::StrCat(
       kTable, "CREATE TABLE items_v2 (id bigint PRIMARY KEY, cents bigint NOT NULL);")));
   const std::string plan = testing::WriteTestFile(
-      "version: 1\nname: items-v2\ntable: items\ninto: items_v2\ncolumns:\n  id: id\n"
+      "version: 1\nthrottle: { application: off }\nname: items-v2\ntable: items\ninto: "
+      "items_v2\ncolumns:\n  id: id\n"
       "  cents: price * 100\nbatch: { rows: 2000 }\nworkers: 2\n");
   CommandResult result =
       RunPgbackfill({"bench", plan, "--dsn", db_.dsn(), "--rows", "8000", "--json"});

@@ -41,10 +41,11 @@ std::string TableSql(const std::string& name) {
 
 std::string Plan(const std::string& table, const std::string& vacuum_every,
                  const std::string& extra = "") {
-  return absl::StrCat("version: 1\nname: ", table, "\ntable: ", table,
-                      "\nset:\n  n: n + 1\n  c: id * 100\n", extra,
-                      "batch: { rows: 2000, min_rows: 2000, max_rows: 2000 }\nworkers: 1\n",
-                      vacuum_every.empty() ? "" : absl::StrCat("vacuum_every: ", vacuum_every, "\n"));
+  return absl::StrCat(
+      "version: 1\nthrottle: { application: off }\nname: ", table, "\ntable: ", table,
+      "\nset:\n  n: n + 1\n  c: id * 100\n", extra,
+      "batch: { rows: 2000, min_rows: 2000, max_rows: 2000 }\nworkers: 1\n",
+      vacuum_every.empty() ? "" : absl::StrCat("vacuum_every: ", vacuum_every, "\n"));
 }
 
 class BloatControlTest : public testing::RunTest {

@@ -33,7 +33,7 @@ JobRecord SampleJob(const std::string& name) {
   JobRecord job;
   job.name = name;
   job.plan_hash = "sha256:abc";
-  job.plan_text = "version: 1\nname: " + name + "\n";
+  job.plan_text = "version: 1\nthrottle: { application: off }\nname: " + name + "\n";
   job.estimated_rows = 1000;
   return job;
 }

@@ -39,7 +39,7 @@ JobRecord SampleJob(const std::string& name) {
   JobRecord job;
   job.name = name;
   job.plan_hash = "sha256:abc";
-  job.plan_text = "version: 1\nname: " + name + "\n";
+  job.plan_text = "version: 1\nthrottle: { application: off }\nname: " + name + "\n";
   job.plan_file = "plans/" + name + ".yaml";
   job.estimated_rows = 123456;
   return job;

@@ -44,7 +44,7 @@ constexpr int kMaxReruns = 3;
 // `where` with an uncorrelated sub-select runs once per batch: every batch sleeps `seconds`, so a
 // run lasts long enough to be cut several times, without changing which rows match.
 std::string Plan(const std::string& name, int batch_rows, double sleep_seconds) {
-  return absl::StrCat("version: 1\nname: ", name,
+  return absl::StrCat("version: 1\nthrottle: { application: off }\nname: ", name,
                       "\ntable: cut\nset:\n  c: v * 2\n  n: n + 1\n"
                       "where: (SELECT pg_catalog.pg_sleep(",
                       sleep_seconds, ")) IS NOT NULL\nbatch: { rows: ", batch_rows,

@@ -68,22 +68,24 @@ constexpr char kSlowBatches[] = "where: (SELECT pg_catalog.pg_sleep(0.01)) IS NO
 
 std::string ItemsPlan(const TestDatabase& source, const TestDatabase& target, int batch_rows,
                       bool slow) {
-  return absl::StrCat(
-      "version: 1\nname: items-move\nsource_dsn: ", source.dsn(), "\ntarget_dsn: ", target.dsn(),
-      "\ntable: items\ninto: items_copy\ncolumns:\n  id: id\n  qty: qty\n"
-      "  label: upper(name)\n",
-      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows, ", min_rows: ", batch_rows,
-      ", max_rows: ", batch_rows, " }\nworkers: 2\nthrottle: { max_replica_lag: 0 }\n");
+  return absl::StrCat("version: 1\nname: items-move\nsource_dsn: ", source.dsn(),
+                      "\ntarget_dsn: ", target.dsn(),
+                      "\ntable: items\ninto: items_copy\ncolumns:\n  id: id\n  qty: qty\n"
+                      "  label: upper(name)\n",
+                      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows,
+                      ", min_rows: ", batch_rows, ", max_rows: ", batch_rows,
+                      " }\nworkers: 2\nthrottle: { application: off, max_replica_lag: 0 }\n");
 }
 
 std::string AccountsPlan(const TestDatabase& source, const TestDatabase& target, int batch_rows,
                          bool slow) {
-  return absl::StrCat(
-      "version: 1\nname: accounts-move\nsource_dsn: ", source.dsn(), "\ntarget_dsn: ", target.dsn(),
-      "\ntable: accounts\ninto: accounts_copy\ncolumns:\n  tenant: tenant\n"
-      "  id: id\n  balance: balance\n  note: tenant || '/' || id\n",
-      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows, ", min_rows: ", batch_rows,
-      ", max_rows: ", batch_rows, " }\nworkers: 2\nthrottle: { max_replica_lag: 0 }\n");
+  return absl::StrCat("version: 1\nname: accounts-move\nsource_dsn: ", source.dsn(),
+                      "\ntarget_dsn: ", target.dsn(),
+                      "\ntable: accounts\ninto: accounts_copy\ncolumns:\n  tenant: tenant\n"
+                      "  id: id\n  balance: balance\n  note: tenant || '/' || id\n",
+                      slow ? kSlowBatches : "", "batch: { rows: ", batch_rows,
+                      ", min_rows: ", batch_rows, ", max_rows: ", batch_rows,
+                      " }\nworkers: 2\nthrottle: { application: off, max_replica_lag: 0 }\n");
 }
 
 // count(*) and an order-independent sum of row hashes of `rows_sql` (one text column).

@@ -114,7 +114,8 @@ std::string UpdatePlan(const std::string& extra = "") {
       "not_null: [full_name]\n"
       "rollback:\n  - ALTER TABLE people DROP COLUMN IF EXISTS full_name\n"
       "batch: { rows: 100, min_rows: 100, max_rows: 100 }\nworkers: 2\n"
-      "throttle: { interval: 200ms, max_replica_lag: 0, max_lock_waiters: 100 }\n",
+      "throttle: { application: off, interval: 200ms, max_replica_lag: 0, max_lock_waiters: 100 "
+      "}\n",
       extra);
 }
 
@@ -252,7 +253,8 @@ TEST_F(PhasesTest, CopyModeUnderConcurrentWritesThenSwap) {
       "  - ALTER TABLE people RENAME TO people_old; ALTER TABLE people_v2 RENAME TO people\n"
       "rollback:\n  - DROP TABLE IF EXISTS people_v2\n"
       "batch: { rows: 100, min_rows: 100, max_rows: 100 }\nworkers: 2\n"
-      "throttle: { interval: 200ms, max_replica_lag: 0, max_lock_waiters: 100 }\n");
+      "throttle: { application: off, interval: 200ms, max_replica_lag: 0, max_lock_waiters: 100 "
+      "}\n");
   Process app = StartApp(6);
   CommandResult run = RunPgbackfill(Args("run", plan));
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;

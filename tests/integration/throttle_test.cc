@@ -56,7 +56,8 @@ std::string ItemsPlan(const std::string& name, const std::string& throttle, int 
                       "\ntable: items\nset:\n  n: n + 1\n"
                       "where: (SELECT pg_catalog.pg_sleep(0.05)) IS NOT NULL\n"
                       "batch: { rows: 200, min_rows: 200, max_rows: 200 }\nworkers: ",
-                      workers, "\nthrottle: { interval: 200ms, ", throttle, " }\n");
+                      workers, "\nthrottle: { application: off, interval: 200ms, ", throttle,
+                      " }\n");
 }
 
 // The line of `out` that ends at `end` (an offset WaitForStdout gave): an event's JSON.
@@ -289,7 +290,7 @@ TEST_F(ThrottleTest, RowLockHeldByTheAppCostsRetriesNotLongWaits) {
   auto process = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
       "version: 1\nname: locked\ntable: items\nset:\n  n: n + 1\n"
       "batch: { rows: 100, min_rows: 100, max_rows: 100 }\nworkers: 1\n"
-      "throttle: { interval: 200ms, lock_timeout: 300ms }\n")));
+      "throttle: { application: off, interval: 200ms, lock_timeout: 300ms }\n")));
   ASSERT_OK(process);
   // Several timeouts and retries (each at least lock_timeout, 0.3 s) while the app keeps writing:
   // the blocker holds its lock for well over the 1 s bound asserted below.

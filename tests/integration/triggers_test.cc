@@ -225,7 +225,7 @@ checkpoint::JobRecord Job(const std::string& name) {
   checkpoint::JobRecord job;
   job.name = name;
   job.plan_hash = "test";
-  job.plan_text = "version: 1\n";
+  job.plan_text = "version: 1\nthrottle: { application: off }\n";
   job.plan_file = "test.yaml";
   return job;
 }

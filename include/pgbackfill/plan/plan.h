@@ -71,13 +71,15 @@ struct Throttle {
   bool hold_on_autovacuum = false;  // hold while autovacuum works on `table` (GitLab's signal)
 
   // What the application feels (docs/plan-reference.md), each against its baseline when given
-  // relatively. Not checked unless set.
+  // relatively. On by default with relative limits; `application: off` drops the defaults (the
+  // limits set explicitly still apply).
+  bool application = true;
   // The mean latency of the application's statements (pg_stat_statements).
-  Limit max_statement_latency;
+  Limit max_statement_latency{.factor = 1.5, .offset = 0.001};
   // A tiny write + COMMIT in the job store, timed.
-  Limit max_commit_latency;
+  Limit max_commit_latency{.factor = 2, .offset = 0.002};
   // Active application backends.
-  Limit max_active_sessions;
+  Limit max_active_sessions{.factor = 2, .offset = 1};
   // How long the baselines are measured before the first batch.
   absl::Duration baseline = absl::Seconds(5);
   int64_t max_slot_wal = 0;         // WAL any replication slot may retain; 0 = not checked

@@ -32,9 +32,10 @@
 //     after the last change adds one worker, up to `workers`. Pressure halves the count (not below
 //     1), at most once per interval, and then no growth for `regrow_intervals` intervals.
 //     Pressure is: a numeric signal above `pressure_fraction` of its limit (so the cut usually
-//     comes before the veto; over the limit counts too), any lock waiter at all, or at least `retry_burst` retryable failures
-//     (ReportRetries) since the previous sample. While held no work runs, so no further cuts are
-//     made: the lag our earlier work left behind is not a verdict on the current concurrency.
+//     comes before the veto; over the limit counts too), any lock waiter at all, or at least
+//     `retry_burst` retryable failures (ReportRetries) since the previous sample. While held no
+//     work runs, so no further cuts are made: the lag our earlier work left behind is not a verdict
+//     on the current concurrency.
 //  7. Batch time. While any lock waiter is seen, `batch_target_scale` is 0.5 (the runner scales
 //     the batch sizer's target by it): a batch holds its row locks for its whole duration, so
 //     shorter batches are what waiting application sessions need. Otherwise 1.
@@ -51,17 +52,30 @@
 //     latency and active sessions are each compared with their limit, absolute or a multiple of
 //     the signal's baseline (baseline.h): measured over `baseline_intervals` samples before any
 //     work (the job holds meanwhile, "measuring the application's baseline"), and again from the
-//     samples of a hold that has lasted `kRebaselineAfter` intervals. Their worst ratio
-//     reading / limit drives rules 6 and 9 instead of an on/off hold: above 1 is pressure, and
-//     the cut is in proportion (the pace times 1/ratio, between 0.5 and 0.85); from 0.8 to 1 the
-//     job keeps its pace and workers (steady); below 0.8 they grow. Only above `hold_ratio`, or
-//     above 1 with the pace already at its floor, does it hold. A statement-latency sample with
-//     no application calls, or pg_stat_statements missing (FailedPrecondition), says nothing and
-//     is left out; any other unreadable signal holds (rule 2). While sessions wait on our locks
-//     the batch time is capped at the statement-latency limit (rule 7's stronger form).
-//     Replication slots retaining more than `max_slot_wal` (or with WAL lost), an archiver
-//     behind by more than `max_archive_pending` (or failing with that much pending), and a
-//     `throttle.command` that exits non-zero or prints true / a number >= 1 veto like rule 1.
+//     samples of a hold that has lasted `kRebaselineAfter` intervals. Commit latency, one timed
+//     commit per sample, is judged by the median of its last 3 readings, so that one slow flush
+//     does not cut the pace. A `throttle.command` that prints a number is a fourth signal: the
+//     application's latency as a share of its own budget (1 = at the budget), for an SLO kept
+//     outside PostgreSQL. Their worst ratio reading / limit drives the pace instead of an on/off
+//     hold (rule 11). Only above `hold_ratio`, or above 1 with the pace already at its floor,
+//     does it hold. A statement-latency sample with no application calls, or pg_stat_statements
+//     missing (FailedPrecondition), says nothing and is left out; any other unreadable signal
+//     holds (rule 2). While sessions wait on our locks the batch time is capped at the
+//     statement-latency limit (rule 7's stronger form). Replication slots retaining more than
+//     `max_slot_wal` (or with WAL lost), an archiver behind by more than `max_archive_pending`
+//     (or failing with that much pending), and a `throttle.command` that exits non-zero or
+//     prints true veto like rule 1.
+// 11. The budget's pace. With any rule 10 signal checked the job keeps a budget rather than
+//     swinging: it starts paced at `start_pace` rows/s on one worker (slow start: the first
+//     batches after the baseline must not land at full speed). The pace aims at 0.95 of the
+//     budget: each healthy interval (rule 6's timing) below 0.9 of it, the pace grows by
+//     0.95 / ratio (between 1.05 and 1.5 times); from 0.9 to 1 it stays (steady). A pace the job
+//     does not reach (under half of it over the 3 intervals since it was set) grows the workers
+//     instead, and at the worker ceiling pacing ends. Over 1 the pace is cut to 0.95 / ratio of
+//     the rate the job reached (between 0.2 and 0.85 of it), at most once per interval, then no
+//     growth for `regrow_intervals`; workers are not halved as well. The floor is a tenth of
+//     `start_pace` (5% of the peak rate without one): the budget, not the job's speed, decides
+//     how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -113,6 +127,8 @@ struct GovernorConfig {
   int64_t max_slot_wal = 0;
   int64_t max_archive_pending = 0;
   bool check_command = false;
+  // Rule 11's first pace, rows/s; 0 = no slow start. The runner derives it from the plan.
+  double start_pace = 0;
   double max_rows_per_second = 0;  // 0 = unlimited
   int workers = 4;                 // the ceiling of active workers
 
@@ -171,7 +187,7 @@ class Governor {
   // Retryable batch failures (lock timeout, deadlock, ...) since the last report; they count
   // towards rule 6's burst at the next Update.
   void ReportRetries(int n);
-  // Rows committed since the last report: the backfill's own rate, which rule 9 paces.
+  // Rows committed since the last report: the backfill's own rate, which rules 9 and 11 pace.
   void ReportRows(int64_t rows);
   // Live change (`pgbackfill set`). Workers and rate apply at once (active workers are clamped
   // to the new ceiling); thresholds apply from the next Update. Known replicas are kept: a
@@ -195,6 +211,7 @@ class Governor {
     std::string name;
     plan::Limit limit;
     Baseline baseline;
+    Baseline recent = Baseline(1);  // the reading judged: the median of the last few
   };
 
   Verdict Judge(const Samples& samples);
@@ -202,13 +219,23 @@ class Governor {
   void JudgeApplication(const Samples& samples, Verdict& verdict);
   // One rule 10 signal: its ratio into the verdict, a veto when unreadable; nullopt reading =
   // nothing to judge this time.
-  void JudgeAppSignal(const AppSignal& signal, const absl::StatusOr<std::optional<double>>& reading,
+  void JudgeAppSignal(AppSignal& signal, const absl::StatusOr<std::optional<double>>& reading,
                       Verdict& verdict);
   void JudgeWal(const Samples& samples, Verdict& verdict);
   void JudgeCommand(const Samples& samples, Verdict& verdict);
   // Before the first batch and during a long hold: the samples feed the baselines.
   void Learn(const Samples& samples);
   bool Measuring() const;
+  // Rule 11 applies: a rule 10 signal is checked.
+  bool KeepsBudget() const;
+  // Rule 9's and 11's cut of the pace; `ratio` is rule 10's worst (0 = pressure of another kind).
+  void CutPace(double ratio, absl::Time taken);
+  double PaceFloor() const;
+  // Rule 11's growth on a healthy interval.
+  void GrowWithinBudget(double ratio, absl::Time taken);
+  // The job's rate since the pace was last set, when it has run long enough to tell.
+  std::optional<double> RateSincePaceSet(absl::Time taken) const;
+  void SetPace(double pace, absl::Time taken);
   // `elapsed` covers `intervals` intervals, with the 10% timer tolerance.
   bool Covers(absl::Duration elapsed, int intervals) const;
 
@@ -229,11 +256,15 @@ class Governor {
   double running_rate_ = 0;  // rows/s over the last interval the job ran unheld
   double peak_rate_ = 0;     // the largest such rate: pacing ends when the pace gets back to it
   double pace_ = 0;          // the adaptive rows/s cap; 0 = none
+  // Rule 11: rows done since the pace was last set, and when; whether the slow start was applied.
+  int64_t rows_since_pace_ = 0;
+  std::optional<absl::Time> pace_set_at_;
+  bool slow_started_ = false;
   bool lock_waiters_ = false;
   std::string pressure_;
   // Rule 10.
   AppSignal statement_latency_{"statement_latency", {}, Baseline()};
-  AppSignal commit_latency_{"commit_latency", {}, Baseline()};
+  AppSignal commit_latency_{"commit_latency", {}, Baseline(), Baseline(3)};
   AppSignal active_sessions_{"active_sessions", {}, Baseline()};
   int baseline_samples_ = 0;  // samples taken into the first baselines
   std::optional<absl::Time> held_from_;  // when the current hold began
