@@ -15,10 +15,11 @@ pgbench's, whichever is first).
 Records of the shape/rate matrix (they carry a `group`, e.g. select-only@30%) get the matrix
 report instead (matrix_report): per group the baseline p99 and its budget (1.25 x p99 + 2 ms),
 the oracle sweep (rate -> p99, in or out of the budget), the oracle (the highest measured sweep
-rows/s whose window kept the p99 within the budget) and the two runs of the throttle under test
-(p99 against the budget, failed transactions, rows/s and its ratio to the oracle's), a summary
-table over the groups, the targets, one PNG per run. Records without a group (older results
-files, the single-shape runs) get the report above, unchanged.
+rows/s whose window kept the p99 within the budget) and the runs of the throttle under test (no
+throttle keys, --budget-throttle, the app's own p99 through throttle.command: p99 against the
+budget, failed transactions, rows/s and its ratio to the oracle's), a summary table over the
+groups, the targets, one PNG per run. Records without a group (older results files, the
+single-shape runs) get the report above, unchanged.
 """
 
 import argparse
@@ -30,6 +31,7 @@ import os
 import re
 import sys
 
+import app_p99_ratio
 import bench_plots
 from bench_table import Output, fmt, json_events, machine_line, ratio, write_report_json
 
@@ -42,6 +44,13 @@ TARGET_LAG_S = 3.0           # standby lag with max_replica_lag: 2s, at most
 TARGET_ORACLE_SHARE = 0.7    # matrix: the throttle's rows/s >= 0.7 x the oracle's
 # A matrix run's window shorter than this (the backfill finished early) gets a note.
 MIN_WINDOW_S = 20.0
+# The matrix's runs of the throttle under test and their columns' label in the summary table;
+# throttle-p99's columns only when some group has that run (--no-p99-run, older results).
+THROTTLED = {"throttle-default": "default", "throttle-budget": "budget",
+             "throttle-p99": "p99-command"}
+ALWAYS_SUMMARIZED = ("throttle-default", "throttle-budget")
+# The window of throttle-p99's signal (the harness leaves the script's default).
+P99_WINDOW_S = app_p99_ratio.DEFAULT_WINDOW_S
 
 # A run during which the rest of the machine used more than this share of all CPUs gets a note.
 SHARED_MACHINE_SHARE = 0.2
@@ -273,8 +282,7 @@ def summarize(rec, args, clk_tck):
             problems.append("no standby lag samples")
         # A probe that cannot be read holds the job (fail closed): the run then measures an
         # error, not the throttle.
-        failed_probes = [r for r in bf["throttle_reasons"]
-                         if "probe failed" in r or "monitoring connection failed" in r]
+        failed_probes = [r for r in bf["throttle_reasons"] if probe_failure(r)]
         if failed_probes:
             problems.append("throttle probe failed: " + failed_probes[0])
     else:
@@ -293,6 +301,14 @@ def summarize(rec, args, clk_tck):
     return rec
 
 
+
+
+def probe_failure(reason):
+    """A hold reason that is a signal that could not be read: a failed probe, or a
+    throttle.command that failed or printed something that is not a signal."""
+    return any(text in reason for text in ("probe failed", "monitoring connection failed",
+                                           "throttle command exited",
+                                           "throttle command printed '"))
 
 
 def timeline(rec):
@@ -732,7 +748,10 @@ def plot_matrix_run(args, rec, line, summary):
             "sweep": f"backfill held to {fmt(rec['cap'], ',d')} rows/s, 1 worker",
             "throttle-default": f"backfill, {rec['workers']} workers, no throttle keys",
             "throttle-budget": f"backfill, {rec['workers']} workers, "
-                               f"throttle: {{ {rec['plan_throttle']} }}"}[rec["role"]]
+                               f"throttle: {{ {rec['plan_throttle']} }}",
+            # the command itself is long (absolute paths): the PNG says what it measures
+            "throttle-p99": f"backfill, {rec['workers']} workers, throttle.command: app p99 "
+                            "/ budget"}[rec["role"]]
     app = rec.get("app") or {}
     bf = rec.get("backfill") or {}
     xs = ([p[0] for p in line["backfill"]] + [p[0] for p in line["app"]]
@@ -760,6 +779,36 @@ def plot_matrix_run(args, rec, line, summary):
                                    [panel])
 
 
+def summary_roles(p99_run):
+    """The throttled runs that get columns in the summary table."""
+    return ALWAYS_SUMMARIZED + (("throttle-p99",) if p99_run else ())
+
+
+def throttled_cells(run):
+    """A throttled run's summary cells: p99 (OUT of the budget marked), failed, rows/s, ratio."""
+    p99 = fmt(run.get("p99_ms"), ".2f")
+    if run.get("in_budget") is False:
+        p99 += " OUT"
+    return [p99, fmt(run.get("failed"), "d"), fmt(run.get("rows_per_second"), ",.0f"),
+            ratio(run.get("vs_oracle"))]
+
+
+def summary_table(out, summaries, p99_run):
+    """One row per group: rate, baseline p99, budget, oracle, then each throttled run's cells."""
+    roles = summary_roles(p99_run)
+    header = ("group", "rate tps", "baseline p99", "budget ms", "oracle rows/s",
+              *(f"{THROTTLED[role]} {column}" for role in roles
+                for column in ("p99", "failed", "rows/s", "vs oracle")))
+    rows = []
+    for summary in summaries:
+        by_role = {t["role"]: t for t in summary["throttled"]}
+        cells = [cell for role in roles for cell in throttled_cells(by_role.get(role, {}))]
+        rows.append((summary["group"], fmt(summary["rate"], ",d"),
+                     fmt(summary["baseline_p99_ms"], ".2f"), fmt(summary["p99_budget_ms"], ".2f"),
+                     fmt((summary["oracle"] or {}).get("rows_per_second"), ",.0f"), *cells))
+    out.table(header, rows, left=(0,), title="summary")
+
+
 def matrix_report(args, records):
     """The report of the shape/rate matrix (records with a `group`)."""
     max_tps = {r.get("shape", ""): r for r in records if r["kind"] == "max-tps"}
@@ -783,6 +832,7 @@ def matrix_report(args, records):
     pins = {tuple(r["pin"]) for r in runs if r.get("pin")}
     budgets = sorted({r["plan_throttle"] for r in runs if r["role"] == "throttle-budget"})
     workers = sorted({r["workers"] for r in runs if r["role"].startswith("throttle-")})
+    p99_run = any(r["role"] == "throttle-p99" for r in runs)
 
     out = report_head(args, "app-impact shape/rate matrix")
     out.line(f"application: pgbench -c {args.clients} -j {args.threads} -R (a percentage of each "
@@ -794,7 +844,9 @@ def matrix_report(args, records):
              "{ max_rows_per_second: R, max_replica_lag: 0, max_lock_waiters: 100 }; "
              f"throttled runs: {'/'.join(str(w) for w in workers) or '-'} workers, "
              "throttle-default without throttle keys, throttle-budget with throttle: { "
-             + " | ".join(budgets) + " }")
+             + " | ".join(budgets) + " }"
+             + (", throttle-p99 with throttle: { command: app_p99_ratio.py }: the app's own "
+                f"p99 over the last {P99_WINDOW_S:g} s / the budget" if p99_run else ""))
     out.line(f"budget: app p99 <= {TARGET_P99_FACTOR:g} x baseline p99 + {TARGET_P99_SLACK_MS:g} ms "
              "over the backfill's window; oracle: the highest measured sweep rows/s within it "
              "(run checks passed); target: throttled rows/s >= "
@@ -834,24 +886,7 @@ def matrix_report(args, records):
                      "--sweep steps); no ratios")
 
     out.line()
-    header2 = ("group", "rate tps", "baseline p99", "budget ms", "oracle rows/s",
-               "default p99", "default failed", "default rows/s", "default vs oracle",
-               "budget p99", "budget failed", "budget rows/s", "budget vs oracle")
-    rows2 = []
-    for summary in summaries:
-        by_role = {t["role"]: t for t in summary["throttled"]}
-        cells = []
-        for role in ("throttle-default", "throttle-budget"):
-            t = by_role.get(role, {})
-            p99 = fmt(t.get("p99_ms"), ".2f")
-            if t.get("in_budget") is False:
-                p99 += " OUT"
-            cells += [p99, fmt(t.get("failed"), "d"), fmt(t.get("rows_per_second"), ",.0f"),
-                      ratio(t.get("vs_oracle"))]
-        rows2.append((summary["group"], fmt(summary["rate"], ",d"),
-                      fmt(summary["baseline_p99_ms"], ".2f"), fmt(summary["p99_budget_ms"], ".2f"),
-                      fmt((summary["oracle"] or {}).get("rows_per_second"), ",.0f"), *cells))
-    out.table(header2, rows2, left=(0,), title="summary")
+    summary_table(out, summaries, p99_run)
 
     out.line()
     header3 = ("run", "app txns", "holds", "held %", "progress held/all", "min workers",
@@ -915,6 +950,8 @@ def matrix_report(args, records):
                 "max_tps_seconds": args.max_tps_seconds, "duration_s": args.duration,
                 "lead_in_s": args.lead_in, "batch_target": args.batch_target,
                 "throttled_workers": workers, "budget_throttle": budgets,
+                "p99_command": (f"app_p99_ratio.py: the app's client-side p99 over the last "
+                                f"{P99_WINDOW_S:g} s / the group's budget" if p99_run else None),
                 "sweep": sorted({r["cap"] for r in runs if r["role"] == "sweep"}),
                 "pin": [list(p) for p in pins],
                 "p99_budget": f"{TARGET_P99_FACTOR:g} x baseline p99 + {TARGET_P99_SLACK_MS:g} ms",

@@ -22,6 +22,10 @@ the runs are instead, for each shape (pgbench --builtin) in turn:
                               worker, no other hold signal), for each --sweep step R: the oracle
   SHAPE-P-throttle-default    the same, the plan without throttle keys
   SHAPE-P-throttle-budget     the same, throttle: { --budget-throttle } verbatim
+  SHAPE-P-throttle-p99        the same, throttle: { command: app_p99_ratio.py ... }: the
+                              application's own client-side p99 over the last 3 s as a share of
+                              the group's budget is the engine's signal (beside its defaults;
+                              not with --no-p99-run)
 
 pgbench then runs with -j 1 (one thread) pinned to one CPU with taskset and pgbackfill and the
 lag sampler pinned to another (--pin), so the benchmark's own clients do not take the CPU
@@ -39,6 +43,7 @@ import dataclasses
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -51,6 +56,12 @@ from bench_harness import (BenchError, drop_database, fresh_copy, make_template,
                            server_ticks, timed)
 
 RUN_ORDER = ("unthrottled", "baseline", "no-throttle", "canary", "replica-lag")
+# The matrix's runs of the throttle under test, in this order after each group's sweep.
+THROTTLED_ROLES = ("throttle-default", "throttle-budget", "throttle-p99")
+# The throttle-p99 run's throttle.command runs this script under Debian's interpreter (the one
+# scripts/bench uses; the first python3 on PATH may be another).
+PYTHON = "/usr/bin/python3"
+P99_SCRIPT = "app_p99_ratio.py"
 STANDBY_WAIT_SECONDS = 120
 # pgbackfill's exit status after SIGTERM: the batches in flight committed, resumable.
 EXIT_INTERRUPTED = 3
@@ -115,8 +126,8 @@ class AppRun:
     checkpoints: int = 0
     # The shape/rate matrix ("" / None outside it): the group (SHAPE@P%), its shape, rate
     # percent and fixed rate, the run's role (baseline, sweep, throttle-default,
-    # throttle-budget), the sweep's max_rows_per_second, the plan's throttle keys as written
-    # (None: no throttle: section), workers, and the CPUs the clients were pinned to.
+    # throttle-budget, throttle-p99), the sweep's max_rows_per_second, the plan's throttle keys
+    # as written (None: no throttle: section), workers, and the CPUs the clients were pinned to.
     group: str = ""
     shape: str = ""
     rate_percent: str = ""
@@ -532,19 +543,51 @@ def report(ctx, settings):
 
 # ---- the shape/rate matrix ----
 
-def matrix_run(ctx, settings, group, pct, role, cap=None):
+def yaml_quoted(text):
+    """`text` as a YAML double-quoted scalar, safe inside a flow mapping: commas, braces, colons
+    and # are plain characters there; backslash, the quote and control characters (a newline
+    would be folded into a space) are escaped."""
+    return '"' + "".join(yaml_escaped(c) for c in text) + '"'
+
+
+def yaml_escaped(char):
+    if char in '\\"':
+        return "\\" + char
+    if char < " " or char == "\x7f":
+        return f"\\x{ord(char):02x}"
+    return char
+
+
+def p99_command(ctx, run_dir, budget_ms):
+    """The throttle-p99 run's throttle keys: `command:` running app_p99_ratio.py on this run's
+    pgbench log against the group's budget, quoted for the shell, then for YAML."""
+    argv = [PYTHON, os.path.join(ctx.cfg.root, "bench", P99_SCRIPT),
+            "--log-prefix", os.path.join(run_dir, "pgbench"), "--budget-ms", f"{budget_ms:.3f}"]
+    return "command: " + yaml_quoted(shlex.join(argv))
+
+
+def matrix_throttle(ctx, role, cap, run_dir, budget_ms):
+    """The plan's throttle keys of a role, as written under throttle: (None: no section)."""
+    if role == "sweep":
+        return f"max_rows_per_second: {cap}, max_replica_lag: 0, max_lock_waiters: 100"
+    if role == "throttle-budget":
+        return ctx.cfg.app.budget_throttle
+    if role == "throttle-p99":
+        return p99_command(ctx, run_dir, budget_ms)
+    return None
+
+
+def matrix_run(ctx, settings, group, pct, role, cap=None, budget_ms=None):
     """One run of a group: the baseline (pgbench alone), or pgbench with a backfill whose plan
     the role says (sweep: held to `cap` rows/s, one worker, no other hold signal; the throttle
-    under test: no throttle keys, or --budget-throttle verbatim)."""
+    under test: no throttle keys, --budget-throttle verbatim, or the app's p99 against
+    `budget_ms` through throttle.command)."""
     app = ctx.cfg.app
     name = f"{settings.script}-{pct}-{role}" + (f"-{cap}" if cap is not None else "")
-    plan_throttle = {
-        "sweep": f"max_rows_per_second: {cap}, max_replica_lag: 0, max_lock_waiters: 100",
-        "throttle-default": None,
-        "throttle-budget": app.budget_throttle,
-    }.get(role)
+    run_dir = os.path.abspath(ctx.path(name))
+    plan_throttle = matrix_throttle(ctx, role, cap, run_dir, budget_ms)
     with_backfill = role != "baseline"
-    run = AppRun(name=name, with_app=1, with_backfill=int(with_backfill), dir=ctx.path(name),
+    run = AppRun(name=name, with_app=1, with_backfill=int(with_backfill), dir=run_dir,
                  throttle=plan_throttle or "", group=group, shape=settings.script,
                  rate_percent=pct, rate=settings.rate, role=role, cap=cap,
                  plan_throttle=plan_throttle,
@@ -559,9 +602,21 @@ def matrix_run(ctx, settings, group, pct, role, cap=None):
     return run, stats
 
 
+def throttled_roles(app, group, budget_ms):
+    """The group's runs of the throttle under test: throttle-p99 needs the budget (a baseline
+    without transactions has none) and can be left out (--no-p99-run)."""
+    roles = list(THROTTLED_ROLES)
+    if not app.p99_run or budget_ms is None:
+        roles.remove("throttle-p99")
+        if app.p99_run:
+            print(f"{group}: no p99 budget (the baseline has no transactions): no throttle-p99 "
+                  "run", flush=True)
+    return roles
+
+
 def run_matrix(ctx):
     """For each shape its max TPS, then for each rate percent of it: the baseline, the oracle
-    sweep and the two runs of the throttle under test; then the report."""
+    sweep and the runs of the throttle under test; then the report."""
     app = ctx.cfg.app
     make_template(ctx, ctx.cfg.scales[0])
     for shape in app.shapes:
@@ -578,8 +633,8 @@ def run_matrix(ctx):
                       flush=True)
             for cap in app.sweep:
                 matrix_run(ctx, settings, group, pct, "sweep", cap)
-            for role in ("throttle-default", "throttle-budget"):
-                matrix_run(ctx, settings, group, pct, role)
+            for role in throttled_roles(app, group, budget_ms):
+                matrix_run(ctx, settings, group, pct, role, budget_ms=budget_ms)
     return report(ctx, Settings(None, None))
 
 

@@ -57,6 +57,7 @@ class AppOptions:
     sweep: tuple[int, ...] = ()            # throttle.max_rows_per_second steps
     budget_throttle: str = ""              # verbatim under throttle: of the budget run
     pin: tuple[int, int] | None = None     # (pgbench's CPU, the backfill client's CPU)
+    p99_run: bool = True                   # the throttle-p99 runs (--no-p99-run: none)
 
 
 @dataclasses.dataclass(frozen=True)

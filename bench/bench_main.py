@@ -79,17 +79,20 @@ The shape/rate matrix of app-impact (on when --shapes, --rate-percents, --sweep 
 --builtin) its max TPS, and for each rate percent of it: a baseline (pgbench at that rate alone),
 an oracle sweep (the backfill beside it held to each --sweep step of
 throttle.max_rows_per_second: one worker, batch target 20ms, max_replica_lag: 0,
-max_lock_waiters: 100), then the throttle under test: the plan without throttle keys, and the
-plan with throttle: { --budget-throttle } (passed on verbatim). The oracle is the highest measured
-sweep rate whose window kept the app p99 <= 1.25 x baseline p99 + 2 ms; the throttled runs
-report their p99 against that budget, failed transactions and rows/s / the oracle's.
+max_lock_waiters: 100), then the throttle under test: the plan without throttle keys, the plan
+with throttle: { --budget-throttle } (passed on verbatim), and the plan with throttle: { command:
+"/usr/bin/python3 bench/app_p99_ratio.py --log-prefix RUN_DIR/pgbench --budget-ms B" } (its
+signal: the application's own p99 over the last 3 s / the group's budget B, beside the engine's
+defaults; --no-p99-run leaves this run out). The oracle is the highest measured sweep rate whose
+window kept the app p99 <= B = 1.25 x baseline p99 + 2 ms; the throttled runs report their p99
+against that budget, failed transactions and rows/s / the oracle's.
 
   scripts/bench --scenario app-impact [--shapes "select-only tpcb-like"] [--rate-percents "30 50"]
                 [--sweep "5000 10000 20000 40000 80000"] [--budget-throttle "KEY: V, ..."]
-                [--pin "APP_CPU BACKFILL_CPU" | --pin none] [--scale N] [--duration S]
-                [--lead-in S] [--max-tps-seconds S] [--clients C] [--threads J] [--seed N]
-                [--workers W] [--batch-target DUR] [--json FILE] [--plots DIR|none] [--keep]
-                [--no-build]
+                [--no-p99-run] [--pin "APP_CPU BACKFILL_CPU" | --pin none] [--scale N]
+                [--duration S] [--lead-in S] [--max-tps-seconds S] [--clients C] [--threads J]
+                [--seed N] [--workers W] [--batch-target DUR] [--json FILE] [--plots DIR|none]
+                [--keep] [--no-build]
 
 Defaults there: --budget-throttle "max_statement_latency: 1.25x + 2ms, max_commit_latency: 2x +
 5ms", --threads 1, --batch-target 20ms, --pin "LAST 0" (pgbench on the last CPU, pgbackfill and
@@ -200,7 +203,7 @@ def read_options(argv):
         arg = args.pop(0)
         if arg in ("-h", "--help"):
             usage()
-        elif arg in ("--keep", "--no-build"):
+        elif arg in ("--keep", "--no-build", "--no-p99-run"):
             flags.add(arg)
         elif arg in VALUE_OPTIONS:
             if not args or not args[0]:
@@ -282,7 +285,7 @@ def matrix_options(given):
     return shapes, percents, tuple(sorted(sweep)), budget, pin
 
 
-def app_options(opt, scales, repeat, workers, contenders, given=None):
+def app_options(opt, scales, repeat, workers, contenders, given=None, flags=frozenset()):
     """The options of --scenario app-impact, checked."""
     given = given or {}
     matrix = any(option in given for option in MATRIX_OPTIONS)
@@ -310,9 +313,10 @@ def app_options(opt, scales, repeat, workers, contenders, given=None):
             raise UsageError(f"unknown app-impact run {name}")
     if "canary" in contenders and "baseline" not in contenders and canary_ms is None:
         raise UsageError("the canary run needs the baseline run or --canary-latency MS")
-    if "--pin" in given and not matrix:
-        raise UsageError("--pin is for the shape/rate matrix (--shapes, --rate-percents, "
-                         "--sweep, --budget-throttle)")
+    for option in ("--pin", "--no-p99-run"):
+        if (option in given or option in flags) and not matrix:
+            raise UsageError(f"{option} is for the shape/rate matrix (--shapes, "
+                             "--rate-percents, --sweep, --budget-throttle)")
     extra = {}
     batch_target = opt["--batch-target"]
     if matrix:
@@ -321,7 +325,7 @@ def app_options(opt, scales, repeat, workers, contenders, given=None):
         # matrix's batches aim at 20 ms unless --batch-target says otherwise.
         threads = threads if "--threads" in given else 1
         extra = {"matrix": True, "shapes": shapes, "rate_percents": percents, "sweep": sweep,
-                 "budget_throttle": budget, "pin": pin}
+                 "budget_throttle": budget, "pin": pin, "p99_run": "--no-p99-run" not in flags}
         batch_target = given.get("--batch-target", "20ms")
     return AppOptions(
         duration=duration, lead_in=opt["--lead-in"], rate_percent=opt["--rate-percent"],
@@ -371,10 +375,10 @@ def parse_config(root, argv):
     contenders = tuple((opt.get("--contenders") or DEFAULT_CONTENDERS[scenario]).split())
     check_contenders(scenario, contenders, opt["--vacuum-every"], opt["--link-delay-ms"])
     if scenario != "app-impact":
-        for option in (*MATRIX_OPTIONS, "--pin"):
-            if option in given:
+        for option in (*MATRIX_OPTIONS, "--pin", "--no-p99-run"):
+            if option in given or option in flags:
                 raise UsageError(f"{option} is an option of --scenario app-impact")
-    app = (app_options(opt, scales, repeat, workers, contenders, given)
+    app = (app_options(opt, scales, repeat, workers, contenders, given, flags)
            if scenario == "app-impact" else None)
     json_out = opt.get("--json")
     if json_out:
