@@ -75,6 +75,7 @@ std::string NullableArrayLiteral(const std::vector<std::optional<std::string>>& 
 
 // The first store version with the control columns.
 constexpr int kControlVersion = 2;
+constexpr int kThrottleStateVersion = 5;
 
 // The control columns as JobFromRow/ControlFromRow read them, from `pgbackfill.jobs`.
 std::string ControlColumns() {
@@ -128,6 +129,7 @@ JobRecord JobFromRow(const pg::Result& result, int row) {
   job.control_by = std::move(control.control_by);
   job.control_at = std::move(control.control_at);
   job.settings = std::move(control.settings);
+  job.throttle_state = text(22);
   return job;
 }
 
@@ -187,11 +189,13 @@ absl::StatusOr<std::string> JobStore::JobColumns() {
   // A v1 store written by an older pgbackfill still shows in `status`, which creates nothing.
   const std::string control =
       has_control ? ControlColumns() : "'run'::text, NULL::text, NULL::text, '{}'::text";
+  const std::string throttle_state =
+      seen_version_ >= kThrottleStateVersion ? "throttle_state::text" : "NULL::text";
   return absl::StrCat(
       "name, plan_hash, plan_text, plan_file, state, phase, last_error, throttle_reason, host, "
       "estimated_rows, rows_done, retries, errors, pid, ",
       Timestamp("created_at"), ", ", Timestamp("started_at"), ", ", Timestamp("updated_at"), ", ",
-      Timestamp("finished_at"), ", ", control);
+      Timestamp("finished_at"), ", ", control, ", ", throttle_state);
 }
 
 absl::StatusOr<std::optional<JobRecord>> JobStore::LoadJob(const std::string& name) {
@@ -332,13 +336,13 @@ absl::Status JobStore::SetPhase(const std::string& name, const std::string& phas
 }
 
 absl::Status JobStore::MarkRolledBack(const std::string& name, const std::string& by) {
-  ASSIGN_OR_RETURN(
-      pg::Result result,
-      conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
-                              " SET state = 'rolled_back', phase = 'rollback',"
-                              " last_error = $2::text, throttle_reason = NULL, finished_at = ",
-                              kNow, ", updated_at = ", kNow, " WHERE name = $1::text"),
-                 {name, absl::StrCat("rolled back by ", by)}));
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),
+                                           " SET state = 'rolled_back', phase = 'rollback',"
+                                           " last_error = $2::text, throttle_reason = NULL,"
+                                           " finished_at = ",
+                                           kNow, ", updated_at = ", kNow, " WHERE name = $1::text"),
+                              {name, absl::StrCat("rolled back by ", by)}));
   if (result.AffectedRows() == 0) return NoSuchJob(name);
   return absl::OkStatus();
 }
@@ -408,17 +412,18 @@ absl::Status JobStore::FinishJob(const std::string& name, const std::string& sta
 }
 
 absl::Status JobStore::RecordProgress(const std::string& name, int64_t retries_delta,
-                                      int64_t errors_delta, const std::string& throttle_reason) {
+                                      int64_t errors_delta, const std::string& throttle_reason,
+                                      const std::string& throttle_state) {
   ASSIGN_OR_RETURN(
       pg::Result result,
       conn_.Exec(
           absl::StrCat("UPDATE ", Table("jobs"),
                        " j SET retries = j.retries + $2::bigint,"
                        " errors = j.errors + $3::bigint, throttle_reason = $4::text,"
-                       " rows_done = ",
+                       " throttle_state = $5::jsonb, rows_done = ",
                        RangesRowsDone(), ", updated_at = ", kNow, " WHERE j.name = $1::text"),
           {name, std::to_string(retries_delta), std::to_string(errors_delta),
-           NullIfEmpty(throttle_reason)}));
+           NullIfEmpty(throttle_reason), NullIfEmpty(throttle_state)}));
   if (result.AffectedRows() == 0) return NoSuchJob(name);
   return absl::OkStatus();
 }

@@ -122,6 +122,16 @@ CREATE TABLE @schema."heartbeat" (
                              {{"@schema", Schema()}});
 }
 
+std::string StepV5() {
+  // What the throttle last decided, for `status` on any host: pace, active workers and the
+  // application signals' readings (exec writes it with the progress, once per second).
+  return absl::StrReplaceAll(R"sql(
+ALTER TABLE @schema."jobs" ADD COLUMN throttle_state jsonb
+  CHECK (pg_catalog.jsonb_typeof(throttle_state) = 'object');
+)sql",
+                             {{"@schema", Schema()}});
+}
+
 absl::Status TooNew(int version, int known) {
   return absl::FailedPreconditionError(absl::StrCat("job store version ", version,
                                                     " is newer than this pgbackfill (knows ", known,
@@ -131,8 +141,8 @@ absl::Status TooNew(int version, int known) {
 }  // namespace
 
 const std::vector<SchemaStep>& SchemaSteps() {
-  static const std::vector<SchemaStep>* const steps =
-      new std::vector<SchemaStep>{{1, StepV1()}, {2, StepV2()}, {3, StepV3()}, {4, StepV4()}};
+  static const std::vector<SchemaStep>* const steps = new std::vector<SchemaStep>{
+      {1, StepV1()}, {2, StepV2()}, {3, StepV3()}, {4, StepV4()}, {5, StepV5()}};
   return *steps;
 }
 

@@ -2,6 +2,7 @@
 
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -42,25 +43,40 @@ std::string Eta(const std::optional<int64_t>& seconds) {
   return absl::StrFormat("%ds", s);
 }
 
+}  // namespace
+
+std::string ThrottleText(const events::ThrottleState& state) {
+  std::vector<std::string> parts;
+  if (state.pace_rows_per_second.has_value()) {
+    parts.push_back(absl::StrFormat("pace %s rows/s", Count(*state.pace_rows_per_second)));
+  }
+  // What the application feels against its budget: reading/limit (baseline). Latencies in ms.
+  for (const events::ThrottleSignal& signal : state.signals) {
+    const bool count = signal.name == "active_sessions" || signal.name == "command";
+    const double scale = count ? 1 : 1000;
+    const int digits = count ? 2 : 1;
+    std::string part = absl::StrFormat("%s %.*f/%.*f%s", signal.name, digits, signal.value * scale,
+                                       digits, signal.limit * scale, count ? "" : "ms");
+    if (signal.baseline.has_value()) {
+      absl::StrAppendFormat(&part, " (base %.*f)", digits, *signal.baseline * scale);
+    }
+    parts.push_back(std::move(part));
+  }
+  return absl::StrJoin(parts, "  ");
+}
+
+namespace {
+
 std::string ProgressLine(const events::Progress& e) {
   std::string line = absl::StrFormat(
       "%s/%s rows (%.1f%%)  %s rows/s  ETA %s  workers %d  batch %s  ranges %d/%d",
       Count(e.rows_done), Count(e.estimated_rows), e.percent, Count(e.rows_per_second),
       Eta(e.eta_seconds), e.workers, Count(e.batch_rows), e.ranges_done, e.ranges_total);
   if (e.retries > 0) line += absl::StrFormat("  retries %d", e.retries);
-  if (e.pace_rows_per_second.has_value()) {
-    line += absl::StrFormat("  pace %s rows/s", Count(*e.pace_rows_per_second));
-  }
-  // What the application feels against its budget: reading / limit (baseline).
-  for (const events::ThrottleSignal& signal : e.signals) {
-    const bool sessions = signal.name == "active_sessions" || signal.name == "command";
-    const double scale = sessions ? 1 : 1000;  // latencies in ms
-    line += absl::StrFormat("  %s %.*f/%.*f", signal.name, sessions ? 2 : 1, signal.value * scale,
-                            sessions ? 2 : 1, signal.limit * scale);
-    if (signal.baseline.has_value()) {
-      line += absl::StrFormat(" (base %.*f)", sessions ? 2 : 1, *signal.baseline * scale);
-    }
-  }
+  const std::string throttle = ThrottleText({.active_workers = e.workers,
+                                             .pace_rows_per_second = e.pace_rows_per_second,
+                                             .signals = e.signals});
+  if (!throttle.empty()) line += "  " + throttle;
   if (e.throttle.has_value()) line += "  held: " + *e.throttle;
   return line;
 }

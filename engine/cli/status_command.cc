@@ -1,10 +1,13 @@
+#include <optional>
 #include <ostream>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/cli/cli.h"
+#include "pgbackfill/cli/output.h"
 #include "pgbackfill/cli/run_command.h"
 #include "pgbackfill/pg/connection.h"
 
@@ -14,6 +17,20 @@ namespace {
 using nlohmann::json;
 
 json Nullable(const std::string& text) { return text.empty() ? json() : json(text); }
+
+// jobs.throttle_state as stored; null when absent (an older store, a job not running) or
+// unreadable.
+json ThrottleStateJson(const std::string& text) {
+  if (text.empty()) return nullptr;
+  json object = json::parse(text, nullptr, false);
+  if (!events::ThrottleStateFromJson(object).has_value()) return nullptr;
+  return object;
+}
+
+std::string ThrottleLine(const json& throttle) {
+  const std::optional<events::ThrottleState> state = events::ThrottleStateFromJson(throttle);
+  return state.has_value() ? ThrottleText(*state) : "";
+}
 
 json KeyJson(const std::optional<ranges::KeyValue>& key) {
   if (!key.has_value()) return nullptr;
@@ -37,15 +54,18 @@ json JobJson(const checkpoint::JobRecord& job, const std::vector<checkpoint::Ran
       // data, so this total is exact even while the job runs or after a crash.
       {"rows_done", rows_done},
       {"estimated_rows", job.estimated_rows},
-      {"percent", estimated > 0 ? 100.0 * static_cast<double>(rows_done) /
-                                      static_cast<double>(estimated)
-                                : (job.state == "done" ? 100.0 : 0.0)},
+      {"percent", estimated > 0
+                      ? 100.0 * static_cast<double>(rows_done) / static_cast<double>(estimated)
+                      : (job.state == "done" ? 100.0 : 0.0)},
       {"ranges_total", ranges.size()},
       {"ranges_done", ranges_done},
       {"retries", job.retries},
       {"errors", job.errors},
       {"last_error", Nullable(job.last_error)},
       {"throttle_reason", Nullable(job.throttle_reason)},
+      // What the throttle last decided (pace, active workers, the application signals), while
+      // the job runs: the row keeps the last state after that.
+      {"throttle", job.state == "running" ? ThrottleStateJson(job.throttle_state) : json()},
       {"pid", job.pid == 0 ? json() : json(job.pid)},
       {"host", Nullable(job.host)},
       {"plan_hash", job.plan_hash},
@@ -85,6 +105,9 @@ void PrintJob(const json& job, std::ostream& out) {
     out << "  held: " << job["throttle_reason"].get<std::string>();
   }
   out << "\n";
+  if (const std::string throttle = ThrottleLine(job["throttle"]); !throttle.empty()) {
+    out << "  throttle: " << throttle << "\n";
+  }
   if (job["last_error"].is_string()) out << "  last error: " << job["last_error"].get<std::string>() << "\n";
   const std::string control = job["control"].get<std::string>();
   if (control != "run") out << "  control: " << control << "\n";

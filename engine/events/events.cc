@@ -79,6 +79,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(BenchFinished, table, scratch_ta
                                                 production_rows, production_rows_source,
                                                 production_seconds)
 
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ThrottleState, active_workers, pace_rows_per_second,
+                                                signals)
+
 namespace {
 
 // Reads `object` as the alternative with index I of Event.
@@ -138,6 +141,17 @@ std::optional<Event> FromJson(const nlohmann::json& object) {
     }
   }
   return std::nullopt;
+}
+
+nlohmann::json ToJson(const ThrottleState& state) { return state; }
+
+std::optional<ThrottleState> ThrottleStateFromJson(const nlohmann::json& object) {
+  if (!object.is_object()) return std::nullopt;
+  try {
+    return object.get<ThrottleState>();
+  } catch (const nlohmann::json::exception&) {
+    return std::nullopt;
+  }
 }
 
 }  // namespace pgbackfill::events

@@ -303,21 +303,33 @@ void Runner::EmitProgress() {
   event.ranges_total = static_cast<int>(queue_.all.size());
   event.retries = summary_.retries;
   if (!throttle_.reason.empty()) event.throttle = throttle_.reason;
+  events::ThrottleState state = CurrentThrottleState();
+  event.pace_rows_per_second = state.pace_rows_per_second;
+  event.signals = std::move(state.signals);
+  events_.Emit(event);
+}
+
+events::ThrottleState Runner::CurrentThrottleState() const {
+  events::ThrottleState state;
+  state.active_workers = throttle_.decision.hold ? 0 : throttle_.decision.active_workers;
   if (throttle_.decision.pace_rows_per_second > 0) {
-    event.pace_rows_per_second = static_cast<int64_t>(throttle_.decision.pace_rows_per_second);
+    state.pace_rows_per_second = static_cast<int64_t>(throttle_.decision.pace_rows_per_second);
   }
   for (const throttle::SignalReading& signal : throttle_.decision.signals) {
-    event.signals.push_back(events::ThrottleSignal{
-        .name = signal.name, .value = signal.value, .baseline = signal.baseline,
-        .limit = signal.limit});
+    state.signals.push_back(events::ThrottleSignal{.name = signal.name,
+                                                   .value = signal.value,
+                                                   .baseline = signal.baseline,
+                                                   .limit = signal.limit});
   }
-  events_.Emit(event);
+  return state;
 }
 
 void Runner::RefreshStore() {
   // Best effort: the batches carry the checkpoints; this only refreshes totals for `status`.
   if (!EnsureControl().ok()) return;
-  if (store_->RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, throttle_.reason)
+  if (store_
+          ->RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, throttle_.reason,
+                           events::ToJson(CurrentThrottleState()).dump())
           .ok()) {
     retries_reported_ = summary_.retries;
   }

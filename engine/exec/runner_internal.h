@@ -135,6 +135,8 @@ class Runner {
   asio::awaitable<void> Sleep(absl::Duration duration);
   void Fail(std::string message);
   void EmitProgress();
+  // The governor's last decision as progress events and `status` show it.
+  events::ThrottleState CurrentThrottleState() const;
   void RefreshStore();
   absl::Status EnsureControl();
 

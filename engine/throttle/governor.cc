@@ -39,7 +39,7 @@ constexpr double kMinGrow = 1.05;
 constexpr double kMaxGrow = 1.5;
 constexpr double kDeepestCut = 0.2;
 // the floor's share of the start pace; a pace counts as reached when the job made kReachedShare
-// of it over kReachedAfter intervals.
+// of it over kReachedAfter intervals, and at least as many batches.
 constexpr double kStartFloorShare = 0.1;
 constexpr double kReachedShare = 0.5;
 constexpr int kReachedAfter = 3;
@@ -340,6 +340,7 @@ void Governor::ReportRetries(int n) { pending_retries_ += std::max(n, 0); }
 void Governor::ReportRows(int64_t rows) {
   pending_rows_ += std::max<int64_t>(rows, 0);
   rows_since_pace_ += std::max<int64_t>(rows, 0);
+  largest_report_ = std::max(largest_report_, rows);
 }
 
 bool Governor::KeepsBudget() const {
@@ -359,7 +360,13 @@ void Governor::SetPace(double pace, absl::Time taken) {
 }
 
 std::optional<double> Governor::RateSincePaceSet(absl::Time taken) const {
-  if (!pace_set_at_.has_value() || !Covers(taken - *pace_set_at_, kReachedAfter)) {
+  if (!pace_set_at_.has_value() || pace_ <= 0) return std::nullopt;
+  // Rows come a batch at a time: at a slow pace a few intervals may see no batch at all, so the
+  // window also covers kReachedAfter batches at the pace.
+  const absl::Duration batches =
+      absl::Seconds(kReachedAfter * static_cast<double>(largest_report_) / pace_);
+  const absl::Duration elapsed = taken - *pace_set_at_;
+  if (!Covers(elapsed, kReachedAfter) || elapsed < batches * kTimerTolerance) {
     return std::nullopt;
   }
   return static_cast<double>(rows_since_pace_) / absl::ToDoubleSeconds(taken - *pace_set_at_);

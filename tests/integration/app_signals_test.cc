@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "pgbackfill/events/events.h"
 #include "support/run_events.h"
 #include "support/run_helpers.h"
@@ -209,14 +210,17 @@ TEST_F(AppSignalsTest, StatementLatencyUnderSaturatingPgbenchSlowsTheJobThenItFi
   ASSERT_OK(db_.ExecScript("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"));
   App app(db_.dsn());
   absl::StatusOr<Process> job = SpawnPgbackfill(RunArgs(testing::WriteTestFile(
-      Plan("pgbench-slows", "max_statement_latency: 2x + 1ms, baseline: 1s"))));
+      // At most 2,000 rows/s: the job lasts about 10 s, long enough for the load to come.
+      Plan("pgbench-slows",
+           "max_statement_latency: 2x + 1ms, baseline: 1s, max_rows_per_second: 2000"))));
   ASSERT_OK(job);
   ASSERT_OK(job->WaitForOutput("\"event\":\"range_done\"")) << job->StdoutSoFar();
-  // Saturate both cores with read-only application load on the job's own table.
+  // Saturate both cores with read-only application load on the job's own table: statements
+  // some hundred times the baseline's, which alone are over the limit.
   absl::StatusOr<Process> load = Process::Spawn(
       {testing::PgBinary("pgbench"), "-n", "-c", "8", "-j", "2", "-T", "20", "-f", "-",
        db_.dsn()},
-      {}, std::string("SELECT sum(n) FROM items WHERE id BETWEEN 1 AND 2000;\n"));
+      {}, std::string("SELECT sum(n) FROM items;\n"));
   ASSERT_OK(load);
   // Under the load the application is over its budget: the job is paced or held.
   const absl::Status slowed = job->WaitForOutput("application statement latency");
@@ -236,6 +240,24 @@ TEST_F(AppSignalsTest, APlanWithoutThrottleKeysSlowsUnderSaturatingLoadAndSpeeds
   ASSERT_OK(job->WaitForOutput("measuring the application's baseline")) << job->StdoutSoFar();
   // The baseline is the quiet server's; the job then starts slowly and commits.
   ASSERT_TRUE(Eventually([&] { return RowsCommitted() > 0; })) << job->StdoutSoFar();
+  // `status`, from any host, shows the pace and what the application feels.
+  std::string status_out;
+  EXPECT_TRUE(Eventually([&] {
+    const testing::CommandResult status =
+        testing::RunPgbackfill({"status", "defaults", "--json", "--dsn", db_.dsn()});
+    const nlohmann::json jobs = nlohmann::json::parse(status.out, nullptr, false);
+    status_out = status.out;
+    if (jobs.is_discarded() || !jobs.contains("jobs") || jobs["jobs"].empty()) return false;
+    const nlohmann::json& throttle = jobs["jobs"][0]["throttle"];
+    if (!throttle.is_object()) return false;
+    for (const nlohmann::json& signal : throttle["signals"]) {
+      if (signal["name"] == "commit_latency" && signal["baseline"].is_number()) return true;
+    }
+    return false;
+  })) << status_out;
+  const testing::CommandResult text =
+      testing::RunPgbackfill({"status", "defaults", "--dsn", db_.dsn()});
+  EXPECT_THAT(text.out, HasSubstr("commit_latency ")) << text.out;
   absl::StatusOr<Process> load = Process::Spawn(
       {testing::PgBinary("pgbench"), "-n", "-c", "8", "-j", "2", "-T", "15", "-f", "-", db_.dsn()},
       {}, std::string("SELECT sum(n) FROM items WHERE id BETWEEN 1 AND 2000;\n"));

@@ -169,7 +169,7 @@ TEST_F(BloatControlTest, PreflightRefusesARoleThatMayNotVacuum) {
       RunPgbackfill({"run", plan, "--dsn", db_.dsn() + " user=" + role});
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_THAT(refused.out + refused.err,
-              AllOf(HasSubstr(plan + ":9: vacuum_every:"), HasSubstr("may not VACUUM"),
+              AllOf(HasSubstr(plan + ":10: vacuum_every:"), HasSubstr("may not VACUUM"),
                     HasSubstr("\"public\".\"owned\"")));
   ASSERT_OK_AND_ASSIGN(std::string touched,
                        db_.QueryValue("SELECT count(*) FROM owned WHERE n <> 0"));

@@ -6,7 +6,7 @@
 // Tables (schema version 4):
 //   store_version (version)                one row: the last schema step applied
 //   jobs   (name PK, plan_hash, plan_text, plan_file, state, phase, estimated_rows, rows_done,
-//           retries, errors, last_error, throttle_reason, pid, host,
+//           retries, errors, last_error, throttle_reason, throttle_state, pid, host,
 //           created_at, started_at, updated_at, finished_at,
 //           control, control_by, control_at, settings)     (control .. settings: version 2)
 //          control (run | pause | abort, from `pgbackfill pause/resume/abort`) is what operators
@@ -65,6 +65,9 @@ struct JobRecord {
   std::string control_by;       // who asked last: "user@host pid N" of the CLI process
   std::string control_at;
   std::map<std::string, std::string> settings;  // plan/settings.h key -> value as written
+  // The throttle's last state (schema v5): a JSON object with pace_rows_per_second,
+  // active_workers and signals, as the runner wrote it; "" when NULL.
+  std::string throttle_state;
 };
 
 // What operators asked of a job: the control columns of its row.
@@ -148,10 +151,11 @@ class JobStore {
   // is not empty, finished_at is set for done/failed/aborted (an interrupted job will go on).
   absl::Status FinishJob(const std::string& name, const std::string& state,
                          const std::string& error);
-  // Adds to the retry and error counters, sets throttle_reason ("" clears it), and refreshes
-  // rows_done (sum over the ranges) and updated_at.
+  // Adds to the retry and error counters, sets throttle_reason and throttle_state (a JSON object;
+  // "" clears either), and refreshes rows_done (sum over the ranges) and updated_at.
   absl::Status RecordProgress(const std::string& name, int64_t retries_delta, int64_t errors_delta,
-                              const std::string& throttle_reason);
+                              const std::string& throttle_reason,
+                              const std::string& throttle_state = "");
 
   // Live control, from any host (`pgbackfill pause/resume/abort/set`) and polled by the process
   // running the job. NotFound when the job does not exist; FailedPrecondition on a store older

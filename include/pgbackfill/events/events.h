@@ -281,6 +281,17 @@ nlohmann::json ToJson(const Event& event, std::string_view time);
 // "event" names no known kind or a field has the wrong type.
 std::optional<Event> FromJson(const nlohmann::json& object);
 
+// The throttle's state as the job store keeps it for `status` (jobs.throttle_state): not an event,
+// but the same fields as progress and concurrency carry, in the same JSON.
+struct ThrottleState {
+  int active_workers = 0;
+  std::optional<int64_t> pace_rows_per_second;
+  std::vector<ThrottleSignal> signals;
+};
+nlohmann::json ToJson(const ThrottleState& state);
+// nullopt when `object` is not such an object.
+std::optional<ThrottleState> ThrottleStateFromJson(const nlohmann::json& object);
+
 // Receives events on the emitting thread, in order. Implementations must not block for long.
 class EventSink {
  public:

@@ -70,12 +70,12 @@
 //     batches after the baseline must not land at full speed). The pace aims at 0.95 of the
 //     budget: each healthy interval (rule 6's timing) below 0.9 of it, the pace grows by
 //     0.95 / ratio (between 1.05 and 1.5 times); from 0.9 to 1 it stays (steady). A pace the job
-//     does not reach (under half of it over the 3 intervals since it was set) grows the workers
-//     instead, and at the worker ceiling pacing ends. Over 1 the pace is cut to 0.95 / ratio of
-//     the rate the job reached (between 0.2 and 0.85 of it), at most once per interval, then no
-//     growth for `regrow_intervals`; workers are not halved as well. The floor is a tenth of
-//     `start_pace` (5% of the peak rate without one): the budget, not the job's speed, decides
-//     how slow it goes.
+//     does not reach (under half of it over the 3 intervals and 3 batches since it was set)
+//     grows the workers instead, and at the worker ceiling pacing ends. Over 1 the pace is cut
+//     to 0.95 / ratio of the rate the job reached (between 0.2 and 0.85 of it), at most once per
+//     interval, then no growth for `regrow_intervals`; workers are not halved as well. The floor
+//     is a tenth of `start_pace` (5% of the peak rate without one): the budget, not the job's
+//     speed, decides how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -258,6 +258,7 @@ class Governor {
   double pace_ = 0;          // the adaptive rows/s cap; 0 = none
   // Rule 11: rows done since the pace was last set, and when; whether the slow start was applied.
   int64_t rows_since_pace_ = 0;
+  int64_t largest_report_ = 0;  // the largest ReportRows: about one batch
   std::optional<absl::Time> pace_set_at_;
   bool slow_started_ = false;
   bool lock_waiters_ = false;
