@@ -1,5 +1,6 @@
 #include "pgbackfill/cli/output.h"
 
+#include <algorithm>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -73,9 +74,16 @@ std::string ProgressLine(const events::Progress& e) {
       Count(e.rows_done), Count(e.estimated_rows), e.percent, Count(e.rows_per_second),
       Eta(e.eta_seconds), e.workers, Count(e.batch_rows), e.ranges_done, e.ranges_total);
   if (e.retries > 0) line += absl::StrFormat("  retries %d", e.retries);
-  const std::string throttle = ThrottleText({.active_workers = e.workers,
-                                             .pace_rows_per_second = e.pace_rows_per_second,
-                                             .signals = e.signals});
+  // The line must fit a terminal: the pace and the signal nearest its limit (status shows all).
+  events::ThrottleState state{
+      .active_workers = e.workers, .pace_rows_per_second = e.pace_rows_per_second, .signals = {}};
+  const auto worst = std::max_element(
+      e.signals.begin(), e.signals.end(),
+      [](const events::ThrottleSignal& a, const events::ThrottleSignal& b) {
+        return a.value * b.limit < b.value * a.limit;  // a's ratio < b's; limits are positive
+      });
+  if (worst != e.signals.end()) state.signals.push_back(*worst);
+  const std::string throttle = ThrottleText(state);
   if (!throttle.empty()) line += "  " + throttle;
   if (e.throttle.has_value()) line += "  held: " + *e.throttle;
   return line;

@@ -386,6 +386,12 @@ absl::Status Preflighter::CheckApplicationSignals() {
                       "the role cannot see other roles' sessions in pg_stat_activity; grant it "
                       "pg_read_all_stats, or only its own role's sessions are counted"));
   }
+  if (throttle.max_statement_latency.enabled() && roles.Get(0, 3) == "t" && !super &&
+      roles.Get(0, 1) != "t") {
+    Note(absl::StrCat(At(plan_, "throttle.max_statement_latency"),
+                      "pg_stat_statements hides other roles' statements from this role; grant it "
+                      "pg_read_all_stats, or only its own role's statements are counted"));
+  }
   if (throttle.max_archive_pending > 0 && !super && roles.Get(0, 2) != "t") {
     Problem(absl::StrCat(At(plan_, "throttle.max_archive_pending"),
                          "reading the archiver's pending WAL needs pg_monitor "
@@ -394,7 +400,9 @@ absl::Status Preflighter::CheckApplicationSignals() {
   }
   if (!throttle.command.empty()) {
     Note(absl::StrCat(At(plan_, "throttle.command"),
-                      "runs with /bin/sh -c on the runner's host every throttle interval"));
+                      "runs with /bin/sh -c on the runner's host every throttle interval; a "
+                      "non-zero exit or `true` holds, a printed number is the application's "
+                      "latency over its budget (over 1 slows the job, over 1.5 holds it)"));
   }
   return absl::OkStatus();
 }

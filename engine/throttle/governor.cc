@@ -43,6 +43,13 @@ constexpr double kDeepestCut = 0.2;
 constexpr double kStartFloorShare = 0.1;
 constexpr double kReachedShare = 0.5;
 constexpr int kReachedAfter = 3;
+// A pace grows to at most this many times the rate reached: past 1 / kReachedShare, so that a
+// pace one worker cannot reach is seen as such.
+constexpr double kHeadroom = 3;
+// No pace above this (rows/s): growth stops long before, this only keeps the arithmetic finite.
+constexpr double kMaxPace = 1e9;
+// Intervals kept for ReachedRate: far more than any window it reads.
+constexpr size_t kMaxRan = 1000;
 
 // "250ms" below a second (canary latencies), "7.2s" above (lags, gaps).
 std::string HumanDuration(absl::Duration d) {
@@ -167,7 +174,7 @@ Governor::Governor(GovernorConfig config, const Clock& clock)
 
 void Governor::SetConfig(GovernorConfig config) {
   config_ = Normalise(std::move(config));
-  active_workers_ = std::min(active_workers_, config_.workers);
+  SetWorkers(std::min(active_workers_, config_.workers));
   statement_latency_.limit = config_.statement_latency;
   commit_latency_.limit = config_.commit_latency;
   active_sessions_.limit = config_.active_sessions;
@@ -308,6 +315,7 @@ void Governor::JudgeCommand(const Samples& samples, Verdict& verdict) {
   double ratio = 0;
   if (absl::SimpleAtod(output, &ratio) && std::isfinite(ratio)) {
     // The application's latency as a share of its budget: rule 10's fourth signal.
+    command_prints_ratio_ = true;
     verdict.signals.push_back(
         SignalReading{.name = "command", .value = ratio, .baseline = std::nullopt, .limit = 1});
     verdict.budget_ratio = std::max(verdict.budget_ratio, ratio);
@@ -339,40 +347,48 @@ void Governor::ReportRetries(int n) { pending_retries_ += std::max(n, 0); }
 
 void Governor::ReportRows(int64_t rows) {
   pending_rows_ += std::max<int64_t>(rows, 0);
-  rows_since_pace_ += std::max<int64_t>(rows, 0);
   largest_report_ = std::max(largest_report_, rows);
 }
 
 bool Governor::KeepsBudget() const {
   return statement_latency_.limit.enabled() || commit_latency_.limit.enabled() ||
-         active_sessions_.limit.enabled() || config_.check_command;
+         active_sessions_.limit.enabled() || (config_.check_command && command_prints_ratio_);
 }
 
 double Governor::PaceFloor() const {
-  return config_.start_pace > 0 ? config_.start_pace * kStartFloorShare
-                                : peak_rate_ * kMinPaceFraction;
+  return KeepsBudget() && config_.start_pace > 0 ? config_.start_pace * kStartFloorShare
+                                                 : peak_rate_ * kMinPaceFraction;
 }
 
-void Governor::SetPace(double pace, absl::Time taken) {
-  pace_ = pace;
-  rows_since_pace_ = 0;
-  pace_set_at_ = taken;
+void Governor::SetPace(double pace) {
+  pace_ = std::min(pace, kMaxPace);
+  ran_.clear();  // what the job reaches is judged anew
 }
 
-std::optional<double> Governor::RateSincePaceSet(absl::Time taken) const {
-  if (!pace_set_at_.has_value() || pace_ <= 0) return std::nullopt;
+void Governor::SetWorkers(int workers) {
+  if (workers != active_workers_) ran_.clear();
+  active_workers_ = workers;
+}
+
+std::optional<double> Governor::ReachedRate() const {
+  if (pace_ <= 0) return std::nullopt;
   // Rows come a batch at a time: at a slow pace a few intervals may see no batch at all, so the
   // window also covers kReachedAfter batches at the pace.
-  const absl::Duration batches =
-      absl::Seconds(kReachedAfter * static_cast<double>(largest_report_) / pace_);
-  const absl::Duration elapsed = taken - *pace_set_at_;
-  if (!Covers(elapsed, kReachedAfter) || elapsed < batches * kTimerTolerance) {
-    return std::nullopt;
+  const absl::Duration window =
+      std::max(config_.interval * kReachedAfter,
+               absl::Seconds(kReachedAfter * static_cast<double>(largest_report_) / pace_)) *
+      kTimerTolerance;
+  absl::Duration length;
+  int64_t rows = 0;
+  for (auto ran = ran_.rbegin(); ran != ran_.rend() && length < window; ++ran) {
+    length += ran->length;
+    rows += ran->rows;
   }
-  return static_cast<double>(rows_since_pace_) / absl::ToDoubleSeconds(taken - *pace_set_at_);
+  if (length < window) return std::nullopt;
+  return static_cast<double>(rows) / absl::ToDoubleSeconds(length);
 }
 
-void Governor::CutPace(double ratio, absl::Time taken) {
+void Governor::CutPace(double ratio) {
   // From what the job really did: a pace it was not reaching would slow nothing.
   const double measured = running_rate_ > 0 ? running_rate_ : peak_rate_;
   double from = pace_ > 0 ? std::min(pace_, measured) : measured;
@@ -384,21 +400,26 @@ void Governor::CutPace(double ratio, absl::Time taken) {
     cut = KeepsBudget() ? std::clamp(kAim / ratio, kDeepestCut, kMaxCut)
                         : std::clamp(1 / ratio, kMinCut, kMaxCut);
   }
-  SetPace(std::max(from * cut, PaceFloor()), taken);
+  SetPace(std::max(from * cut, PaceFloor()));
 }
 
 void Governor::GrowWithinBudget(double ratio, absl::Time taken) {
-  const std::optional<double> reached = RateSincePaceSet(taken);
-  const bool unreached = pace_ > 0 && reached.has_value() && *reached < kReachedShare * pace_;
-  if (pace_ > 0 && !unreached) {
-    // Toward the aim in proportion, as the cut: far below the budget fast, near it gently.
-    const double grow = ratio > 0 ? std::clamp(kAim / ratio, kMinGrow, kMaxGrow) : kMaxGrow;
-    SetPace(pace_ * grow, taken);
+  const std::optional<double> reached = ReachedRate();
+  if (pace_ > 0 && reached.has_value() && *reached < kReachedShare * pace_) {
+    // The job does not reach its pace: more workers, and at the ceiling no pace at all.
+    if (active_workers_ < config_.workers) {
+      SetWorkers(active_workers_ + 1);
+    } else {
+      pace_ = 0;
+    }
+  } else if (pace_ > 0) {
+    // Toward the aim in proportion, as the cut: far below the budget fast, near it gently; and
+    // not far past what the job shows it does, or a pace it cannot use would only grow.
+    double grown = pace_ * (ratio > 0 ? std::clamp(kAim / ratio, kMinGrow, kMaxGrow) : kMaxGrow);
+    if (reached.has_value()) grown = std::min(grown, std::max(pace_, kHeadroom * *reached));
+    pace_ = std::min(grown, kMaxPace);
   } else if (active_workers_ < config_.workers) {
-    ++active_workers_;
-    if (pace_ > 0) SetPace(pace_, taken);  // judge the pace again with the new worker
-  } else {
-    pace_ = 0;  // the job does not reach its pace even at the worker ceiling
+    SetWorkers(active_workers_ + 1);
   }
   last_change_ = taken;
 }
@@ -539,6 +560,8 @@ Decision Governor::Update(const Samples& samples) {
     running_rate_ = static_cast<double>(pending_rows_) /
                     absl::ToDoubleSeconds(taken - *last_taken_);
     peak_rate_ = std::max(peak_rate_, running_rate_);
+    ran_.push_back(Ran{.length = taken - *last_taken_, .rows = pending_rows_});
+    if (ran_.size() > kMaxRan) ran_.pop_front();
   }
   pending_rows_ = 0;
   last_taken_ = taken;
@@ -550,12 +573,12 @@ Decision Governor::Update(const Samples& samples) {
   // Rule 11: the slow start, once the baselines are known.
   if (!slow_started_ && !Measuring() && KeepsBudget() && config_.start_pace > 0) {
     slow_started_ = true;
-    active_workers_ = 1;
-    SetPace(config_.start_pace, taken);
+    SetWorkers(1);
+    SetPace(config_.start_pace);
     last_change_ = taken;  // the first pace runs an interval before it grows
   }
   // Rule 10: over budget with nothing left to slow down is a hold, and says so.
-  if (verdict.budget_ratio > 1 && active_workers_ == 1 && pace_ > 0 &&
+  if (verdict.budget_ratio > 1 && (KeepsBudget() || active_workers_ == 1) && pace_ > 0 &&
       pace_ <= PaceFloor() * 1.0001) {
     verdict.vetoes.push_back(absl::StrCat(
         "the application is over its budget (", verdict.pressure.front(),
@@ -574,7 +597,6 @@ Decision Governor::Update(const Samples& samples) {
       held_from_.reset();
       reason_.clear();
       last_change_ = taken;  // growth waits an interval of running, not of holding
-      if (pace_ > 0) SetPace(pace_, taken);  // whether the pace is reached: from now on
     } else {
       reason_ = absl::StrCat(
           "resuming after ", HumanDuration(config_.interval * config_.resume_intervals),
@@ -597,20 +619,20 @@ Decision Governor::Update(const Samples& samples) {
       if (KeepsBudget() && verdict.budget_ratio > 1) {
         // Rule 11: the rate the application can live with is found by the pace alone; halving
         // workers as well would cut twice.
-        CutPace(verdict.budget_ratio, taken);
+        CutPace(verdict.budget_ratio);
       } else if (active_workers_ > 1) {
-        active_workers_ = std::max(1, active_workers_ / 2);
+        SetWorkers(std::max(1, active_workers_ / 2));
       } else if (peak_rate_ > 0 || pace_ > 0) {
         // Rule 9: one worker is still too much. Holding alone would swing between full speed
         // and none; a rate the application can live with is found by halving it instead.
-        CutPace(verdict.budget_ratio, taken);
+        CutPace(verdict.budget_ratio);
       }
       last_cut_ = taken;
       last_change_ = taken;
     }
-  } else if (!held_ && verdict.budget_ratio < kSteadyFrom && Covers(taken - *last_change_, 1) &&
-             (!last_cut_.has_value() ||
-              Covers(taken - *last_cut_, config_.regrow_intervals))) {
+  } else if (!held_ && !Measuring() && verdict.budget_ratio < kSteadyFrom &&
+             Covers(taken - *last_change_, 1) &&
+             (!last_cut_.has_value() || Covers(taken - *last_cut_, config_.regrow_intervals))) {
     if (KeepsBudget()) {
       GrowWithinBudget(verdict.budget_ratio, taken);
     } else if (pace_ > 0) {
@@ -619,7 +641,7 @@ Decision Governor::Update(const Samples& samples) {
       if (pace_ >= peak_rate_) pace_ = 0;
       last_change_ = taken;
     } else if (active_workers_ < config_.workers) {
-      ++active_workers_;
+      SetWorkers(active_workers_ + 1);
       last_change_ = taken;
     }
   }

@@ -96,19 +96,23 @@ TEST_F(AppSignalsTest, CommandPrintingABudgetRatioSlowsAboveOneAndHoldsFarAbove)
   Process job = StartHeld(Plan("command-prints", absl::StrCat("command: \"cat ", value, "\"")),
                           "throttle command printed 2");
   ExpectNoProgressWhileHeld();
-  // Just over the budget: runs, but paced.
+  // Just over the budget: runs again, paced.
   std::ofstream(value) << "1.2\n";
-  ASSERT_OK(job.WaitForOutput("\"pace_rows_per_second\":")) << job.StdoutSoFar();
+  ASSERT_OK(job.WaitForOutput("\"name\":\"command\",\"value\":1.2")) << job.StdoutSoFar();
   std::ofstream(value) << "0.5\n";
   const testing::CommandResult run = ExpectFinished(job);
-  bool read = false;
+  bool paced_over_budget = false;
   for (const events::Progress& progress :
        testing::EventsOf<events::Progress>(testing::ReadEvents(run.out))) {
     for (const events::ThrottleSignal& signal : progress.signals) {
-      read = read || (signal.name == "command" && signal.limit == 1);
+      // Running (the 2 intervals of resuming after the hold aside), at a pace.
+      if (signal.name != "command" || signal.value != 1.2 || progress.throttle.has_value()) {
+        continue;
+      }
+      paced_over_budget = paced_over_budget || progress.pace_rows_per_second.has_value();
     }
   }
-  EXPECT_TRUE(read) << "the command's number was not reported as a signal\n" << run.out;
+  EXPECT_TRUE(paced_over_budget) << run.out;
 }
 
 TEST_F(AppSignalsTest, ReplicationSlotRetainingWalHoldsUntilDropped) {
@@ -264,11 +268,10 @@ TEST_F(AppSignalsTest, APlanWithoutThrottleKeysSlowsUnderSaturatingLoadAndSpeeds
   ASSERT_OK(load);
   // Under the load an application signal is over its limit: the job is paced or held for it.
   const absl::Status slowed = job->WaitForOutput("application ");
-  const int64_t during = RowsCommitted();
   (void)load->Wait();
+  const int64_t during = RowsCommitted();  // rows done by the end of the load
   EXPECT_OK(slowed) << job->StdoutSoFar();
   const testing::CommandResult run = ExpectFinished(*job);
-  EXPECT_LT(during, kRows) << "the job ended before the load could slow it";
   bool speeds_up = false;
   std::optional<int64_t> slowest;
   for (const events::Progress& progress :

@@ -226,6 +226,22 @@ TEST(BudgetTest, StartsSlowAfterTheBaselineInsteadOfAtFullSpeed) {
   EXPECT_LE(loop.holds(), 5);  // only the baseline
 }
 
+TEST(BudgetTest, AfterASlowStartTheJobStillGetsTheWorkersTheBudgetAllows) {
+  // One worker makes 10k rows/s and the budget allows 20k: a paced start must not end on one.
+  const plan::Limit limit{.factor = 1.25, .offset = 0.002};
+  Model model;
+  const double oracle = model.Oracle(absl::Milliseconds(2) * 1.25 + absl::Milliseconds(2));
+  GovernorConfig config = BudgetConfig(limit);
+  config.start_pace = 1000;
+  Loop loop(config);
+  const std::vector<double> rates = loop.Run(model, 200);
+  const double settled = Mean(rates, 120);
+  EXPECT_GE(settled, 0.7 * oracle) << "oracle " << oracle;
+  EXPECT_LE(settled, 1.05 * oracle) << "oracle " << oracle;
+  EXPECT_GE(loop.last().active_workers, 2);
+  EXPECT_LT(loop.last().rate_limit_rows_per_second, 1e6) << "the pace grew past any use";
+}
+
 TEST(BudgetTest, ALargeOvershootCutsDeeplyAtOnce) {
   // Unpaced at 150k rows/s when the budget is noticed 30x over: one cut, not a dozen halvings.
   const Model model = NarrowModel();

@@ -3,7 +3,7 @@
 // range checkpoints commit in the same transaction as the batches they cover (exec/batch_sql.h
 // writes `pgbackfill.ranges` directly).
 //
-// Tables (schema version 4):
+// Tables (schema version 5):
 //   store_version (version)                one row: the last schema step applied
 //   jobs   (name PK, plan_hash, plan_text, plan_file, state, phase, estimated_rows, rows_done,
 //           retries, errors, last_error, throttle_reason, throttle_state, pid, host,

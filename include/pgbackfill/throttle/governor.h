@@ -56,15 +56,15 @@
 //     commit per sample, is judged by the median of its last 3 readings, so that one slow flush
 //     does not cut the pace. A `throttle.command` that prints a number is a fourth signal: the
 //     application's latency as a share of its own budget (1 = at the budget), for an SLO kept
-//     outside PostgreSQL. Their worst ratio reading / limit drives the pace instead of an on/off
-//     hold (rule 11). Only above `hold_ratio`, or above 1 with the pace already at its floor,
-//     does it hold. A statement-latency sample with no application calls, or pg_stat_statements
-//     missing (FailedPrecondition), says nothing and is left out; any other unreadable signal
-//     holds (rule 2). While sessions wait on our locks the batch time is capped at the
-//     statement-latency limit (rule 7's stronger form). Replication slots retaining more than
-//     `max_slot_wal` (or with WAL lost), an archiver behind by more than `max_archive_pending`
-//     (or failing with that much pending), and a `throttle.command` that exits non-zero or
-//     prints true veto like rule 1.
+//     outside PostgreSQL (a command that never printed one keeps no budget). Their worst ratio
+//     reading / limit drives the pace instead of an on/off hold (rule 11). Only above `hold_ratio`,
+//     or above 1 with the pace already at its floor, does it hold. A statement-latency sample with
+//     no application calls, or pg_stat_statements missing (FailedPrecondition), says nothing and is
+//     left out; any other unreadable signal holds (rule 2). While sessions wait on our locks the
+//     batch time is capped at the statement-latency limit (rule 7's stronger form). Replication
+//     slots retaining more than `max_slot_wal` (or with WAL lost), an archiver behind by more than
+//     `max_archive_pending` (or failing with that much pending), and a `throttle.command` that
+//     exits non-zero or prints true veto like rule 1.
 // 11. The budget's pace. With any rule 10 signal checked the job keeps a budget rather than
 //     swinging: it starts paced at `start_pace` rows/s on one worker (slow start: the first
 //     batches after the baseline must not land at full speed). The pace aims at 0.95 of the
@@ -84,6 +84,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -161,7 +162,7 @@ struct Decision {
   std::string reason;  // why held, for users; empty when running
   int active_workers = 1;  // workers allowed to run batches (when not held)
   double rate_limit_rows_per_second = 0;  // over all workers; 0 = none
-  double pace_rows_per_second = 0;  // rule 9's part of the limit; 0 = not pacing
+  double pace_rows_per_second = 0;        // rule 9's or 11's part of the limit; 0 = not pacing
   double batch_target_scale = 1.0;        // multiply the batch sizer's target by this
   // While sessions wait on our row locks: the batch time target at most this (rule 10); zero =
   // no cap.
@@ -229,13 +230,16 @@ class Governor {
   // Rule 11 applies: a rule 10 signal is checked.
   bool KeepsBudget() const;
   // Rule 9's and 11's cut of the pace; `ratio` is rule 10's worst (0 = pressure of another kind).
-  void CutPace(double ratio, absl::Time taken);
+  void CutPace(double ratio);
   double PaceFloor() const;
   // Rule 11's growth on a healthy interval.
   void GrowWithinBudget(double ratio, absl::Time taken);
-  // The job's rate since the pace was last set, when it has run long enough to tell.
-  std::optional<double> RateSincePaceSet(absl::Time taken) const;
-  void SetPace(double pace, absl::Time taken);
+  // The job's rate over its last unheld intervals at this pace and worker count, when they
+  // cover long enough to tell (3 intervals and 3 batches).
+  std::optional<double> ReachedRate() const;
+  // Changing either starts ReachedRate's window anew.
+  void SetPace(double pace);
+  void SetWorkers(int workers);
   // `elapsed` covers `intervals` intervals, with the 10% timer tolerance.
   bool Covers(absl::Duration elapsed, int intervals) const;
 
@@ -256,11 +260,17 @@ class Governor {
   double running_rate_ = 0;  // rows/s over the last interval the job ran unheld
   double peak_rate_ = 0;     // the largest such rate: pacing ends when the pace gets back to it
   double pace_ = 0;          // the adaptive rows/s cap; 0 = none
-  // Rule 11: rows done since the pace was last set, and when; whether the slow start was applied.
-  int64_t rows_since_pace_ = 0;
-  int64_t largest_report_ = 0;  // the largest ReportRows: about one batch
-  std::optional<absl::Time> pace_set_at_;
+  // Rule 11: the intervals run unheld since the pace or the workers last changed; the largest
+  // ReportRows (about one batch); whether the slow start was applied; whether the command printed
+  // a number (a command that only holds keeps no budget).
+  struct Ran {
+    absl::Duration length;
+    int64_t rows = 0;
+  };
+  std::deque<Ran> ran_;
+  int64_t largest_report_ = 0;
   bool slow_started_ = false;
+  bool command_prints_ratio_ = false;
   bool lock_waiters_ = false;
   std::string pressure_;
   // Rule 10.
