@@ -841,7 +841,8 @@ def matrix_report(args, records):
              + (", ".join(f"pgbench CPU {a}, pgbackfill + lag sampler CPU {b}" for a, b in pins)
                 or "no"))
     out.line(f"backfill: batch.target {args.batch_target}; sweep: 1 worker, throttle: "
-             "{ max_rows_per_second: R, max_replica_lag: 0, max_lock_waiters: 100 }; "
+             "{ max_rows_per_second: R, max_replica_lag: 0, max_lock_waiters: 100, "
+             "application: off }; "
              f"throttled runs: {'/'.join(str(w) for w in workers) or '-'} workers, "
              "throttle-default without throttle keys, throttle-budget with throttle: { "
              + " | ".join(budgets) + " }"

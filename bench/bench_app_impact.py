@@ -569,7 +569,8 @@ def p99_command(ctx, run_dir, budget_ms):
 def matrix_throttle(ctx, role, cap, run_dir, budget_ms):
     """The plan's throttle keys of a role, as written under throttle: (None: no section)."""
     if role == "sweep":
-        return f"max_rows_per_second: {cap}, max_replica_lag: 0, max_lock_waiters: 100"
+        return (f"max_rows_per_second: {cap}, max_replica_lag: 0, max_lock_waiters: 100, "
+                "application: off")
     if role == "throttle-budget":
         return ctx.cfg.app.budget_throttle
     if role == "throttle-p99":

@@ -79,7 +79,7 @@ The shape/rate matrix of app-impact (on when --shapes, --rate-percents, --sweep 
 --builtin) its max TPS, and for each rate percent of it: a baseline (pgbench at that rate alone),
 an oracle sweep (the backfill beside it held to each --sweep step of
 throttle.max_rows_per_second: one worker, batch target 20ms, max_replica_lag: 0,
-max_lock_waiters: 100), then the throttle under test: the plan without throttle keys, the plan
+max_lock_waiters: 100, application: off), then the throttle under test: the plan without throttle keys, the plan
 with throttle: { --budget-throttle } (passed on verbatim), and the plan with throttle: { command:
 "/usr/bin/python3 bench/app_p99_ratio.py --log-prefix RUN_DIR/pgbench --budget-ms B" } (its
 signal: the application's own p99 over the last 3 s / the group's budget B, beside the engine's
