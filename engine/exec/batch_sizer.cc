@@ -58,4 +58,12 @@ void BatchSizer::SetLimits(int64_t min_rows, int64_t max_rows) {
   rows_ = std::clamp(rows_, config_.min_rows, config_.max_rows);
 }
 
+int64_t CapRowsToPace(int64_t rows, int64_t min_rows, double rows_per_second,
+                      absl::Duration interval) {
+  if (rows_per_second <= 0) return rows;
+  const double per_interval = rows_per_second * absl::ToDoubleSeconds(interval);
+  const double cap = std::max(static_cast<double>(min_rows), std::ceil(per_interval));
+  return static_cast<double>(rows) > cap ? static_cast<int64_t>(cap) : rows;
+}
+
 }  // namespace pgbackfill::exec

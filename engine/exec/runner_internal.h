@@ -166,6 +166,8 @@ class Runner {
     std::optional<absl::Time> reserved_until;
     double reserved_rate = 0;
   };
+  // The rows of the worker's next batch: the sizer's, capped to one interval of the pace.
+  int64_t BatchRows(const WorkerState& worker) const;
   // What a worker does next: run a batch, ask again (it waited), or end.
   enum class Turn { kGo, kWait, kFinished };
 

@@ -71,7 +71,7 @@ asio::awaitable<void> Runner::Worker(int index) {
     const Turn turn = co_await NextTurn(worker);
     if (turn == Turn::kFinished) break;
     if (turn == Turn::kWait) continue;
-    const int64_t rows = worker.sizer.rows();
+    const int64_t rows = BatchRows(worker);
     const absl::Time start = absl::Now();
     // Not a conditional expression: GCC 12 mis-builds co_await inside ?: (garbage results).
     BatchOutcome outcome;
@@ -121,6 +121,11 @@ asio::awaitable<bool> Runner::ConnectWorker(WorkerState& worker) {
   co_return true;
 }
 
+int64_t Runner::BatchRows(const WorkerState& worker) const {
+  return CapRowsToPace(worker.sizer.rows(), live_.batch.min_rows,
+                       throttle_.decision.rate_limit_rows_per_second, live_.throttle.interval);
+}
+
 asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
   // The throttle: the governor and the operator are asked before every batch, so a hold stops
   // new batches at once while the ones in flight commit.
@@ -147,7 +152,7 @@ asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
   }
   const absl::Time now = throttle_.clock.Now();
   if (!worker.reserved_until.has_value()) {
-    worker.reserved_until = now + throttle_.limiter.Acquire(worker.sizer.rows(), now);
+    worker.reserved_until = now + throttle_.limiter.Acquire(BatchRows(worker), now);
     worker.reserved_rate = throttle_.limiter.rate();
   } else if (worker.reserved_rate != throttle_.limiter.rate() && now < *worker.reserved_until) {
     // The pace changed while this worker waited: the rows still owed are paid at the new rate,

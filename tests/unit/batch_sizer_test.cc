@@ -170,5 +170,14 @@ TEST(BatchSizerTest, InvalidConfigIsNormalised) {
   EXPECT_EQ(no_growth.rows(), 5000);
 }
 
+TEST(CapRowsToPaceTest, APacedBatchCoversAtMostOneIntervalOfThePace) {
+  // 1,000 rows/s with 1 s intervals: the first 5,000-row batch becomes five of 1,000.
+  EXPECT_EQ(CapRowsToPace(5000, 100, 1000, absl::Seconds(1)), 1000);
+  EXPECT_EQ(CapRowsToPace(800, 100, 1000, absl::Seconds(1)), 800);  // smaller stays
+  EXPECT_EQ(CapRowsToPace(5000, 100, 40, absl::Seconds(1)), 100);   // never below min_rows
+  EXPECT_EQ(CapRowsToPace(5000, 100, 1000, absl::Milliseconds(200)), 200);
+  EXPECT_EQ(CapRowsToPace(5000, 100, 0, absl::Seconds(1)), 5000);  // not paced
+}
+
 }  // namespace
 }  // namespace pgbackfill::exec

@@ -65,4 +65,10 @@ class BatchSizer {
   double rate_ = 0;  // rows/s, 0 = not measured yet
 };
 
+// A paced job's batch: at most one `interval` of the pace `rows_per_second` (never below
+// `min_rows`), so that its writes come as many small bursts rather than one large one the
+// application's tail latency feels; `rows` itself when not paced (rate <= 0).
+int64_t CapRowsToPace(int64_t rows, int64_t min_rows, double rows_per_second,
+                      absl::Duration interval);
+
 }  // namespace pgbackfill::exec
