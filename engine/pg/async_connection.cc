@@ -65,7 +65,7 @@ asio::awaitable<absl::Status> AsyncConnection::Open() {
   if (conn_ == nullptr) co_return absl::ResourceExhaustedError("libpq could not allocate");
   internal::SilenceNotices(conn_.get());
   if (PQstatus(conn_.get()) == CONNECTION_BAD) {
-    co_return ConnectionError("could not connect to PostgreSQL");
+    co_return internal::ConnectError(conn_.get(), dsn_);
   }
   // The connect timeout: the timer cancels the socket wait in progress. `state` outlives this
   // frame in the timer's handler, which also runs (with operation_aborted) after the timer is
@@ -106,7 +106,7 @@ asio::awaitable<absl::Status> AsyncConnection::Open() {
   while (poll != PGRES_POLLING_OK) {
     if (poll == PGRES_POLLING_FAILED) {
       CloseSocket();
-      co_return ConnectionError("could not connect to PostgreSQL");
+      co_return internal::ConnectError(conn_.get(), dsn_);
     }
     // The timer may have fired in the same reactor round as the last readiness, after the wait
     // it meant to cancel had already completed.

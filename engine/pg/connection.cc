@@ -19,7 +19,7 @@ absl::StatusOr<ConnHandle> OpenBlocking(const std::string& dsn) {
   if (conn == nullptr) return absl::ResourceExhaustedError("libpq could not allocate a connection");
   internal::SilenceNotices(conn.get());
   if (PQstatus(conn.get()) != CONNECTION_OK) {
-    return internal::ConnError(conn.get(), "could not connect to PostgreSQL");
+    return internal::ConnectError(conn.get(), dsn);
   }
   return conn;
 }

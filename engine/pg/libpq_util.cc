@@ -4,7 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "pgbackfill/pg/dsn.h"
 #include "pgbackfill/pg/error.h"
+#include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::pg::internal {
@@ -60,6 +62,11 @@ absl::Status ConnError(const PGconn* conn, std::string_view what) {
   std::string message = absl::StrCat(ToAbsl(what), ": ", Trimmed(PQerrorMessage(conn)));
   if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) return MakeError("", message);
   return absl::InternalError(message);
+}
+
+absl::Status ConnectError(const PGconn* conn, std::string_view dsn) {
+  const absl::Status status = ConnError(conn, "could not connect to PostgreSQL");
+  return WithMessage(status, ScrubDsnSecrets(ToStd(status.message()), dsn));
 }
 
 }  // namespace pgbackfill::pg::internal

@@ -19,6 +19,10 @@ absl::Status ResultError(const PGresult* result, const PGconn* conn, std::string
 // connection is bad, kFatal otherwise.
 absl::Status ConnError(const PGconn* conn, std::string_view what);
 
+// ConnError for a connection to `dsn` that could not be opened, the DSN's secrets scrubbed: libpq
+// quotes parts of a connection string it cannot parse.
+absl::Status ConnectError(const PGconn* conn, std::string_view dsn);
+
 // Keyword/value arrays for PQconnectdbParams / PQconnectStartParams. `dsn` (URI or key=value) is
 // expanded as `dbname` after our defaults, so whatever it sets wins. The defaults make a silent
 // network partition surface as an error in about a minute instead of hours of TCP retransmits:

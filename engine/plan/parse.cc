@@ -1,10 +1,9 @@
-// Reading a plan file: the file itself, the one YAML document in it and its top-level mapping,
-// handed to the plan's sections (sections.h) through the YAML reader (yaml_reader.h); and the
-// same per-key code for values that come from `pgbackfill set` (parse_internal.h).
+// Reading a plan file: the file itself within its bounds (bounds.h), the one YAML document in it
+// and its top-level mapping, handed to the plan's sections (sections.h) through the YAML reader
+// (yaml_reader.h), and its text without secrets (redact.h); and the same per-key code for values
+// that come from `pgbackfill set` (parse_internal.h).
 #include "pgbackfill/plan/parse.h"
 
-#include <yaml-cpp/anchor.h>
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -12,16 +11,17 @@
 #include <cstring>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_format.h"
+#include "bounds.h"
 #include "parse_internal.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
+#include "redact.h"
 #include "sections.h"
 #include "yaml_reader.h"
 
@@ -39,38 +39,6 @@ std::pair<std::string_view, std::string_view> SplitPath(std::string_view path) {
   return {path.substr(0, dot), path.substr(dot + 1)};
 }
 
-// Notes whether a document has any content, and where it starts.
-class DocumentScanner final : public YAML::EventHandler {
- public:
-  bool has_content() const { return content_line_ > 0; }
-  int content_line() const { return content_line_; }
-
-  void OnDocumentStart(const YAML::Mark&) override {}
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { Content(mark); }
-  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                const std::string&) override {
-    Content(mark);
-  }
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                       YAML::EmitterStyle::value) override {
-    Content(mark);
-  }
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
-                  YAML::EmitterStyle::value) override {
-    Content(mark);
-  }
-  void OnMapEnd() override {}
-
- private:
-  void Content(const YAML::Mark& mark) {
-    if (content_line_ == 0) content_line_ = mark.is_null() ? 1 : mark.line + 1;
-  }
-  int content_line_ = 0;
-};
-
 // 1-based line of the first line that is not blank, a comment or a document marker; 0 if none.
 int FirstContentLine(std::string_view text) {
   int line = 0;
@@ -85,24 +53,6 @@ int FirstContentLine(std::string_view text) {
     return line;
   }
   return 0;
-}
-
-// A plan file holds one document. YAML::LoadAll is not used to find out: in yaml-cpp 0.7 it
-// loops forever, allocating, on input such as a lone "," (jbeder/yaml-cpp#1040; fixed upstream
-// in 2024 by stopping at the first empty document, which is what this loop does).
-absl::Status CheckSingleDocument(std::string_view text, std::string_view file) {
-  std::istringstream stream{std::string(text)};
-  YAML::Parser parser(stream);
-  for (int documents = 0;;) {
-    DocumentScanner scanner;
-    if (!parser.HandleNextDocument(scanner) || !scanner.has_content()) break;
-    if (++documents == 2) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "%s:%d: a second YAML document starts here; a plan file holds exactly one plan", file,
-          scanner.content_line()));
-    }
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<Plan> ParseRoot(Reader& reader, const YAML::Node& root, std::string_view text) {
@@ -128,12 +78,15 @@ absl::StatusOr<Plan> ParseRoot(Reader& reader, const YAML::Node& root, std::stri
 }
 
 absl::StatusOr<Plan> Parse(std::string_view text, std::string_view file, const EnvLookup& env) {
+  // The bounds first, cheapest first: yaml-cpp's nodes are built only for what passed them.
+  RETURN_IF_ERROR(internal::CheckPlanSize(text.size(), file));
+  RETURN_IF_ERROR(internal::CheckPlanText(text, file));
   try {
-    RETURN_IF_ERROR(CheckSingleDocument(text, file));
+    RETURN_IF_ERROR(internal::CheckPlanShape(text, file));
     const YAML::Node root = YAML::Load(std::string(text));
     Reader reader(file, env, kSections);
     ASSIGN_OR_RETURN(Plan plan, ParseRoot(reader, root, text));
-    plan.text = std::string(text);
+    ASSIGN_OR_RETURN(plan.text, internal::RedactPlanText(text, root, reader));
     return plan;
   } catch (const YAML::Exception& e) {
     // Syntax errors, and anything else yaml-cpp throws: no exception leaves this module.
@@ -193,13 +146,15 @@ absl::StatusOr<Plan> LoadPlanFile(const std::string& path, const EnvLookup& env)
     return absl::NotFoundError(
         absl::StrFormat("%s: cannot read plan file: %s", path, std::strerror(errno)));
   }
-  std::ostringstream text;
-  text << in.rdbuf();
+  // One byte past the bound is enough to refuse a file, however large (or endless: /dev/zero).
+  std::string text(internal::kMaxPlanBytes + 1, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   if (in.bad()) {
     return absl::NotFoundError(
         absl::StrFormat("%s: cannot read plan file: %s", path, std::strerror(errno)));
   }
-  return ParsePlan(text.str(), path, env);
+  text.resize(static_cast<size_t>(in.gcount()));
+  return ParsePlan(text, path, env);
 }
 
 }  // namespace pgbackfill::plan

@@ -8,6 +8,7 @@
 #include <limits>
 #include <optional>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -290,6 +291,7 @@ absl::StatusOr<std::vector<Assignment>> Reader::Assignments(const Entry& entry) 
     return Error(entry, "is empty; give at least one column: SQL expression");
   }
   std::vector<Assignment> out;
+  absl::flat_hash_map<std::string, int> first_lines;  // folded column -> its line
   for (auto it = entry.value.begin(); it != entry.value.end(); ++it) {
     const YAML::Node key = it->first;  // a copy: `it->` yields a temporary proxy
     const YAML::Node value = it->second;
@@ -302,13 +304,11 @@ absl::StatusOr<std::vector<Assignment>> Reader::Assignments(const Entry& entry) 
     absl::StatusOr<std::string> column = ParseIdentifier(key.Scalar());
     if (!column.ok()) return Error(line, path, ToStd(column.status().message()));
     // Compare folded names: `Name` and `name` are one column, and yaml-cpp keeps both
-    // copies of a key written twice.
-    for (const Assignment& earlier : out) {
-      if (earlier.column == *column) {
-        return Error(line, path,
-                     absl::StrFormat("column \"%s\" is given twice (first at line %d)", *column,
-                                     earlier.line));
-      }
+    // copies of a key written twice. A hash map: a scan of the earlier ones made this quadratic.
+    if (const auto [earlier, added] = first_lines.try_emplace(*column, line); !added) {
+      return Error(line, path,
+                   absl::StrFormat("column \"%s\" is given twice (first at line %d)", *column,
+                                   earlier->second));
     }
     if (value.IsNull()) {
       return Error(line, path,
@@ -334,6 +334,7 @@ absl::StatusOr<std::vector<std::pair<std::string, int>>> Reader::ColumnList(
     const Entry& entry, std::string_view key) const {
   ASSIGN_OR_RETURN(auto items, StringList(entry));
   std::vector<std::pair<std::string, int>> columns;
+  absl::flat_hash_map<std::string, int> first_lines;  // folded column -> its line
   for (auto& [text, line] : items) {
     absl::StatusOr<std::string> column = ParseIdentifier(text);
     if (!column.ok()) {
@@ -346,9 +347,7 @@ absl::StatusOr<std::vector<std::pair<std::string, int>>> Reader::ColumnList(
                   ? absl::StrCat("; give several columns as a list: ", ToAbsl(key), ": [a, b]")
                   : ""));
     }
-    const auto earlier = std::find_if(columns.begin(), columns.end(),
-                                      [&](const auto& seen) { return seen.first == *column; });
-    if (earlier != columns.end()) {
+    if (const auto [earlier, added] = first_lines.try_emplace(*column, line); !added) {
       return Error(line, entry.path,
                    absl::StrFormat("column \"%s\" is listed twice (first at line %d)", *column,
                                    earlier->second));

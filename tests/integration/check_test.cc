@@ -4,6 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "nlohmann/json.hpp"
 #include "support/status_testing.h"
@@ -65,6 +68,25 @@ set:
   last_name: split_part(full_name, ' ', 2)
 where: first_name IS NULL
 )";
+
+TEST_F(CheckTest, OversizedDeepAliasBombAndBinaryPlansExitTwoWithTheirLine) {
+  std::string binary = "\x7f" "ELF\x02\x01\x01";
+  binary.push_back('\0');
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"version: 1\n#" + std::string(2 << 20, 'x') + "\n",
+       ".yaml:1: the file is larger than the 1 MiB (1048576 bytes) a plan file may be"},
+      {"version: 1\nset: " + std::string(600000, '[') + "\n",
+       ".yaml:2: set: nests mappings and lists more than 16 deep"},
+      {"a: &a [lol, lol, lol]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]\n",
+       ".yaml:2: b: YAML aliases (*name) are not accepted in a plan file"},
+      {binary, ".yaml:1: the file is not UTF-8 text (byte 0x7f)"},
+  };
+  for (const auto& [text, message] : cases) {
+    CommandResult result = Check(text, /*json=*/false);
+    EXPECT_EQ(result.exit_code, 2) << result.out << result.err;
+    EXPECT_THAT(result.err, HasSubstr(message));
+  }
+}
 
 TEST_F(CheckTest, GoodPlanReportsKeyRowsAndBatchSql) {
   ASSERT_OK(db_.ExecScript(kUsersTable));

@@ -70,6 +70,17 @@ TEST(PlanHashTest, IgnoresTuningAndConnectionKeys) {
   EXPECT_EQ(base, HashOf(renamed));
 }
 
+TEST(PlanHashTest, IsTheSameForPlansThatDifferOnlyByPassword) {
+  // A rotated password must not read as another plan: a job would refuse to resume.
+  const std::string base(kBase);
+  EXPECT_EQ(HashOf(base + "dsn: host=db password=old\n"),
+            HashOf(base + "dsn: host=db password=rotated\n"));
+  EXPECT_EQ(HashOf(base + "dsn: postgresql://app:old@db/shop\n"),
+            HashOf(base + "dsn: postgresql://app:rotated@db/shop\n"));
+  EXPECT_EQ(HashOf(base + "throttle: {replicas: ['host=r password=old']}\n"),
+            HashOf(base + "throttle: {replicas: ['host=r password=rotated']}\n"));
+}
+
 TEST(PlanHashTest, ChangesWithAnythingThatDecidesTheRows) {
   const std::string base = HashOf(kBase);
   auto with = [&](std::string_view from, std::string_view to) {

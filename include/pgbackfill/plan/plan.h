@@ -99,7 +99,9 @@ struct VacuumEvery {
 
 struct Plan {
   std::string file;    // path the plan was read from (for messages)
-  std::string text;    // the file as read: kept in the job store so `status` can show what ran
+  // The file as read, its DSNs' passwords replaced by pg::kRedacted (same lines otherwise): kept
+  // in the job store so `status` can show what ran.
+  std::string text;
   int version = 1;
   std::string name;    // job id, unique per database
   std::string dsn;     // libpq URI or key=value string, ${ENV} already expanded; may be empty
