@@ -102,17 +102,37 @@ std::string BatchHead(const plan::QualifiedName& source, const std::vector<KeyCo
   return sql;
 }
 
-// The key condition of the write, over the table aliased `t`.
-std::vector<std::string> WriteRange(const std::vector<KeyColumn>& key, RangeEnds ends,
+// The key condition of the write, over the table aliased `t`: the row comparisons that select
+// exactly the batch's rows, and, on the key's first column, a scalar range the planner can
+// estimate. The batch's bound is an InitPlan output the planner cannot see, and PostgreSQL
+// estimates `row <= (unknown)` as a third of what lies past the lower bound (row comparisons are
+// never treated as a range), or of the whole table when there is no lower bound: on a
+// composite key, or any key's first batch, that chose a sequential scan of the table for every
+// batch. A pair `first >= x AND first <= (unknown)` is a range, estimated at 0.5% at most.
+std::vector<std::string> WriteRange(const plan::QualifiedName& table,
+                                    const std::vector<KeyColumn>& key, RangeEnds ends,
                                     const BatchParams& p) {
   std::vector<std::string> conditions;
+  const std::string first = absl::StrCat("t.", pg::QuoteIdent(key.front().name));
   if (ends.has_lower) {
     conditions.push_back(absl::StrCat(KeyRow(key, "t."), " > ", ParamRow(key, p.lower)));
+    if (key.size() > 1) {
+      conditions.push_back(absl::StrCat(first, " >= $", p.lower, "::", key.front().type));
+    }
+  } else {
+    // Where the range starts before the smallest key: that key, found by one index descent.
+    const std::string column = pg::QuoteIdent(key.front().name);
+    conditions.push_back(absl::StrCat(first, " >= (SELECT s.", column, " FROM ",
+                                      plan::QuoteQualified(table), " AS s ORDER BY s.", column,
+                                      " LIMIT 1)"));
   }
   std::vector<std::string> key_cols;
   for (const KeyColumn& column : key) key_cols.push_back(pg::QuoteIdent(column.name));
   conditions.push_back(absl::StrCat(KeyRow(key, "t."), " <= (SELECT ",
                                     absl::StrJoin(key_cols, ", "), " FROM bound)"));
+  if (key.size() > 1) {
+    conditions.push_back(absl::StrCat(first, " <= (SELECT ", key_cols.front(), " FROM bound)"));
+  }
   return conditions;
 }
 
@@ -145,37 +165,93 @@ std::string BatchTail(const std::vector<KeyColumn>& key, const BatchParams& p,
       "  FROM checkpoint c");
 }
 
+std::vector<std::string> UpdateWhere(const UpdateBatchSpec& spec, RangeEnds ends,
+                                     const BatchParams& p) {
+  std::vector<std::string> conditions = WriteRange(spec.table, spec.key, ends, p);
+  if (!spec.where.empty()) conditions.push_back(absl::StrCat("(", spec.where, ")"));
+  return conditions;
+}
+
+std::string UpdateWrite(const UpdateBatchSpec& spec, const std::vector<std::string>& where) {
+  std::vector<std::string> assignments;
+  for (const plan::Assignment& assignment : spec.set) {
+    assignments.push_back(
+        absl::StrCat(pg::QuoteIdent(assignment.column), " = (", assignment.expression, ")"));
+  }
+  return absl::StrCat("UPDATE ", plan::QuoteQualified(spec.table), " AS t SET ",
+                      absl::StrJoin(assignments, ", "), "\n  WHERE ",
+                      absl::StrJoin(where, "\n    AND "));
+}
+
+std::vector<std::string> CopyWhere(const CopyBatchSpec& spec, RangeEnds ends,
+                                   const BatchParams& p) {
+  std::vector<std::string> conditions = WriteRange(spec.source, spec.key, ends, p);
+  if (!spec.where.empty()) conditions.push_back(absl::StrCat("(", spec.where, ")"));
+  return conditions;
+}
+
+// The batch's source rows through `columns`, locked FOR SHARE (see BuildCopyBatch).
+std::string SourceRows(const CopyBatchSpec& spec, const std::vector<std::string>& where) {
+  std::vector<std::string> exprs;
+  for (const plan::Assignment& assignment : spec.columns) {
+    exprs.push_back(
+        absl::StrCat("(", assignment.expression, ") AS ", pg::QuoteIdent(assignment.column)));
+  }
+  return absl::StrCat("SELECT ", absl::StrJoin(exprs, ", "), "\n    FROM ",
+                      plan::QuoteQualified(spec.source), " AS t\n   WHERE ",
+                      absl::StrJoin(where, "\n     AND "), "\n     FOR SHARE OF t");
+}
+
+// `WITH bound AS MATERIALIZED (SELECT $i::type AS "col", ...)`: the batch's bound as the write
+// sees it, a value the planner does not know, from parameter `first` on.
+std::string BoundStandIn(const std::vector<KeyColumn>& key, int first) {
+  std::vector<std::string> columns;
+  for (size_t i = 0; i < key.size(); ++i) {
+    columns.push_back(absl::StrCat("$", first + static_cast<int>(i), "::", key[i].type, " AS ",
+                                   pg::QuoteIdent(key[i].name)));
+  }
+  return absl::StrCat("WITH bound AS MATERIALIZED (SELECT ", absl::StrJoin(columns, ", "), ")\n");
+}
+
+// Parameters of a write shape: the lower bound (when has_lower), then the bound.
+BatchParams ShapeParams(size_t key_columns, RangeEnds ends) {
+  BatchParams p;
+  p.lower = ends.has_lower ? 1 : 0;
+  p.upper = (ends.has_lower ? static_cast<int>(key_columns) : 0) + 1;
+  p.count = p.upper + static_cast<int>(key_columns) - 1;
+  return p;
+}
+
 }  // namespace
 
 std::string BuildUpdateBatch(const UpdateBatchSpec& spec, RangeEnds ends) {
   const BatchParams p = UpdateBatchParams(spec.key.size(), ends);
   std::string sql = BatchHead(spec.table, spec.key, ends, p);
 
-  std::vector<std::string> assignments;
-  for (const plan::Assignment& assignment : spec.set) {
-    assignments.push_back(
-        absl::StrCat(pg::QuoteIdent(assignment.column), " = (", assignment.expression, ")"));
-  }
-  std::vector<std::string> update_where = WriteRange(spec.key, ends, p);
-  if (!spec.where.empty()) update_where.push_back(absl::StrCat("(", spec.where, ")"));
-
-  absl::StrAppend(&sql, "), updated AS (\n  UPDATE ", plan::QuoteQualified(spec.table),
-                  " AS t SET ", absl::StrJoin(assignments, ", "), "\n  WHERE ",
-                  absl::StrJoin(update_where, "\n    AND "), "\n  RETURNING 1\n",
-                  BatchTail(spec.key, p, "updated", "rows_updated"));
+  absl::StrAppend(&sql, "), updated AS (\n  ", UpdateWrite(spec, UpdateWhere(spec, ends, p)),
+                  "\n  RETURNING 1\n", BatchTail(spec.key, p, "updated", "rows_updated"));
   return sql;
+}
+
+std::string UpdateWriteShape(const UpdateBatchSpec& spec, RangeEnds ends) {
+  const BatchParams p = ShapeParams(spec.key.size(), ends);
+  return absl::StrCat(BoundStandIn(spec.key, p.upper),
+                      UpdateWrite(spec, UpdateWhere(spec, ends, p)));
+}
+
+std::string CopyWriteShape(const CopyBatchSpec& spec, RangeEnds ends) {
+  const BatchParams p = ShapeParams(spec.key.size(), ends);
+  return absl::StrCat(BoundStandIn(spec.key, p.upper), SourceRows(spec, CopyWhere(spec, ends, p)));
 }
 
 std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends) {
   const BatchParams p = UpdateBatchParams(spec.key.size(), ends);
   std::string sql = BatchHead(spec.source, spec.key, ends, p);
 
-  std::vector<std::string> exprs;
   std::vector<std::string> columns;
   std::vector<std::string> non_key;
   for (const plan::Assignment& assignment : spec.columns) {
     const std::string column = pg::QuoteIdent(assignment.column);
-    exprs.push_back(absl::StrCat("(", assignment.expression, ") AS ", column));
     columns.push_back(column);
     if (std::find(spec.target_key.begin(), spec.target_key.end(), assignment.column) ==
         spec.target_key.end()) {
@@ -186,8 +262,7 @@ std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends) {
   for (const std::string& column : spec.target_key) target_key.push_back(pg::QuoteIdent(column));
   const std::string column_list = absl::StrJoin(columns, ", ");
 
-  std::vector<std::string> source_where = WriteRange(spec.key, ends, p);
-  if (!spec.where.empty()) source_where.push_back(absl::StrCat("(", spec.where, ")"));
+  const std::vector<std::string> source_where = CopyWhere(spec, ends, p);
 
   // src: the batch's source rows, locked FOR SHARE until the batch commits. A concurrent UPDATE or
   // DELETE of such a row waits for us, and its trigger then writes after our row: no row comes
@@ -196,9 +271,7 @@ std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends) {
   // row against the WHERE and computes the expressions over it, or drops a deleted row. FOR KEY
   // SHARE would let an UPDATE of a non-key column through between our read and our write.
   // (A row-lock clause needs UPDATE privilege on some column of the source; preflight checks it.)
-  absl::StrAppend(&sql, "), src AS MATERIALIZED (\n  SELECT ", absl::StrJoin(exprs, ", "),
-                  "\n    FROM ", plan::QuoteQualified(spec.source), " AS t\n   WHERE ",
-                  absl::StrJoin(source_where, "\n     AND "), "\n     FOR SHARE OF t\n");
+  absl::StrAppend(&sql, "), src AS MATERIALIZED (\n  ", SourceRows(spec, source_where), "\n");
 
   // A target row with the key already there is either one the sync trigger wrote (the current
   // value: the source row is locked, so whatever wrote it finished before our lock) or one the

@@ -23,8 +23,11 @@ std::string ModeName(plan::Mode mode) { return mode == plan::Mode::kUpdate ? "up
 nlohmann::json CheckReportJson(const plan::Plan& plan, const preflight::PreflightReport& report) {
   nlohmann::json json = {
       {"ok", report.ok()},
-      {"plan", {{"file", plan.file}, {"name", plan.name}, {"hash", report.plan_hash},
-                {"mode", ModeName(plan.mode)}}},
+      {"plan",
+       {{"file", plan.file},
+        {"name", plan.name},
+        {"hash", report.plan_hash},
+        {"mode", ModeName(plan.mode)}}},
       {"server_version", report.server_version},
       {"user", report.user},
       {"problems", report.problems},
@@ -37,7 +40,12 @@ nlohmann::json CheckReportJson(const plan::Plan& plan, const preflight::Prefligh
       {"min_key", KeyValues(report.min_key)},
       {"max_key", KeyValues(report.max_key)},
       {"batch_sql", report.batch_statements},
+      {"batch_scans", nlohmann::json::array()},
   };
+  for (const preflight::BatchScan& scan : report.batch_scans) {
+    json["batch_scans"].push_back(
+        {{"batch", scan.batch}, {"node", scan.node}, {"whole_table", scan.whole_table}});
+  }
   if (report.table.has_value()) {
     json["table"] = {{"schema", report.table->name.schema},
                      {"name", report.table->name.name},
@@ -88,6 +96,10 @@ void PrintCheckReport(const plan::Plan& plan, const preflight::PreflightReport& 
         << absl::StrJoin(*report.max_key, ", ") << ")\n";
   } else if (report.key.has_value()) {
     out << "key span  empty table\n";
+  }
+  for (const preflight::BatchScan& scan : report.batch_scans) {
+    out << "batch     " << scan.batch << " reaches its rows by " << scan.node
+        << (scan.whole_table ? " (the whole table)" : "") << "\n";
   }
   for (const std::string& note : report.notes) out << "note      " << note << "\n";
   if (!report.batch_statements.empty()) {

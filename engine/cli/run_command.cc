@@ -62,6 +62,11 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   // output a script may capture.
   std::unique_ptr<events::EventSink> sink =
       options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1);
+  // Between the run and the sink, so that hooks see every event; reset before the sink, so that
+  // the hooks still queued (on_done, on_failure) run before the command exits.
+  std::unique_ptr<exec::Hooks> hooks =
+      plan->hooks.empty() ? nullptr : std::make_unique<exec::Hooks>(*plan, *sink);
+  events::EventSink& events = hooks != nullptr ? *hooks : *sink;
   exec::RunOptions run_options;
   run_options.dsn = options.dsn;
   run_options.restart = options.restart;
@@ -69,7 +74,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   const std::vector<exec::Phase> phases =
       options.phase.has_value() ? std::vector<exec::Phase>{*options.phase}
                                 : exec::RunPhases(options.contract, plan->verify);
-  auto summary = exec::RunPhaseList(phases, *plan, run_options, *sink);
+  auto summary = exec::RunPhaseList(phases, *plan, run_options, events, hooks.get());
   if (!summary.ok()) {
     if (options.json) {
       events::JobFinished failed;
@@ -78,14 +83,15 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
       failed.outcome = "failed";
       failed.exit_code = kExitError;
       failed.message = std::string(summary.status().message());
-      sink->Emit(failed);
+      events.Emit(failed);
     }
+    hooks.reset();
     sink.reset();
     if (!options.json) err << "pgbackfill: " << summary.status().message() << "\n";
     return kExitError;
   }
   const double seconds = absl::ToDoubleSeconds(summary->elapsed);
-  sink->Emit(events::JobFinished{
+  events.Emit(events::JobFinished{
       .job = plan->name,
       .phase = summary->phase,
       .outcome = OutcomeName(summary->outcome),
@@ -102,6 +108,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
       .rows_per_second =
           seconds > 0 ? static_cast<int64_t>(static_cast<double>(summary->rows) / seconds) : 0,
       .resumed = summary->resumed});
+  hooks.reset();
   sink.reset();
   if (!options.json && summary->outcome == exec::Outcome::kInterrupted) {
     err << "resume with: pgbackfill "

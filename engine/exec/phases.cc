@@ -653,11 +653,20 @@ bool NeedsExpand(const plan::Plan& plan) {
 }
 
 absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const plan::Plan& plan,
-                                        const RunOptions& options, events::EventSink& events) {
+                                        const RunOptions& options, events::EventSink& events,
+                                        Hooks* hooks) {
   RunSummary summary;
   summary.outcome = Outcome::kDone;
   RunOptions phase_options = options;
   for (const Phase phase : phases) {
+    if (hooks != nullptr) {
+      if (absl::Status before = hooks->BeforePhase(PhaseName(phase)); !before.ok()) {
+        summary.outcome = Outcome::kRefused;
+        summary.phase = PhaseName(phase);
+        summary.message = std::string(before.message());
+        break;
+      }
+    }
     if (phase == Phase::kBackfill) {
       ASSIGN_OR_RETURN(RunSummary backfill, RunBackfill(plan, phase_options, events));
       summary = backfill;
@@ -672,6 +681,7 @@ absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const 
     // --restart applies to the first phase that starts the job over, not to every phase after.
     phase_options.restart = false;
     if (summary.outcome != Outcome::kDone) break;
+    if (hooks != nullptr) hooks->AfterPhase(PhaseName(phase));
   }
   return summary;
 }

@@ -162,6 +162,8 @@ class Runner {
     RangeState* range = nullptr;
     int consecutive_retries = 0;
     int consecutive_reconnects = 0;
+    // Since when its batches meet a read-only server (SQLSTATE 25006) with no commit between.
+    std::optional<absl::Time> read_only_since;
     // The rate limiter's reservation for the next batch: when it may start, at which rate.
     std::optional<absl::Time> reserved_until;
     double reserved_rate = 0;

@@ -128,6 +128,9 @@ asio::awaitable<void> Runner::ProbeRound() {
   }
   throttle::Samples samples = co_await throttle_.prober->Sample(taken, WorkerPids());
   throttle_.decision = throttle_.governor->Update(samples);
+  if (std::string notice = throttle_.governor->TakeNotice(); !notice.empty()) {
+    events_.Emit(events::Warning{std::move(notice)});
+  }
 }
 
 void Runner::ReadOperatorControl() {

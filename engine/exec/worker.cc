@@ -24,6 +24,7 @@ constexpr int kMaxConsecutiveRetries = 100;
 constexpr int kMaxReconnectsWithoutProgress = 5;
 // How long a worker keeps trying to reconnect (a server restart, a failover) before giving up.
 constexpr absl::Duration kReconnectDeadline = absl::Minutes(5);
+constexpr char kReadOnlySqlState[] = "25006";
 
 }  // namespace
 
@@ -187,6 +188,7 @@ void Runner::Committed(WorkerState& worker, BatchOutcome outcome, int64_t rows,
   worker.backoff.Reset();
   worker.consecutive_retries = 0;
   worker.consecutive_reconnects = 0;
+  worker.read_only_since.reset();
   rate_window_.emplace_back(absl::Now(), updated);
   if (throttle_.governor.has_value()) throttle_.governor->ReportRows(updated);
   CountForVacuum(updated);
@@ -223,9 +225,22 @@ asio::awaitable<bool> Runner::NotCommitted(WorkerState& worker, const absl::Stat
                                .batch_rows = worker.sizer.rows()});
     co_await Sleep(wait);
   } else {
+    // A read-only server is waited for, for as long as a lost one: a failover promotes a
+    // standby within that, and a multi-host DSN's new session finds it.
+    const bool read_only = sqlstate == kReadOnlySqlState;
+    if (read_only && !worker.read_only_since.has_value()) worker.read_only_since = absl::Now();
+    if (read_only && absl::Now() - *worker.read_only_since > kReconnectDeadline) {
+      Fail(absl::StrCat("the server has refused writes (SQLSTATE 25006: read-only) for more than ",
+                        absl::FormatDuration(kReconnectDeadline), " on ", range.Describe(),
+                        ": it is a standby, or a primary set read-only. After a failover, list "
+                        "every host in the DSN with target_session_attrs=read-write so that a "
+                        "new session finds the new primary. Server said: ",
+                        failed.message()));
+      co_return false;
+    }
     // A batch that loses its session every time (it crashes the backend, or gets it killed)
     // would otherwise be sent again forever.
-    if (++worker.consecutive_reconnects > kMaxReconnectsWithoutProgress) {
+    if (!read_only && ++worker.consecutive_reconnects > kMaxReconnectsWithoutProgress) {
       Fail(absl::StrCat("the batch on ", range.Describe(), " lost its connection ",
                         kMaxReconnectsWithoutProgress,
                         " times in a row without committing; it may be crashing or killing its "

@@ -27,8 +27,11 @@ ErrorClass ClassifySqlState(std::string_view sqlstate) {
   if (absl::StartsWith(ToAbsl(sqlstate), "53")) return ErrorClass::kRetry;
   // Class 08: connection exceptions. 57P01 admin_shutdown (pg_terminate_backend, fast shutdown),
   // 57P02 crash_shutdown, 57P03 cannot_connect_now (server starting up or in recovery).
+  // 25006 read_only_sql_transaction: the session reached a server that takes no writes, a
+  // standby after a failover or a primary set read-only; a new session finds the primary again
+  // where the DSN lists several hosts with target_session_attrs=read-write.
   if (absl::StartsWith(ToAbsl(sqlstate), "08") || sqlstate == "57P01" || sqlstate == "57P02" ||
-      sqlstate == "57P03") {
+      sqlstate == "57P03" || sqlstate == "25006") {
     return ErrorClass::kReconnect;
   }
   return ErrorClass::kFatal;

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -227,6 +228,54 @@ absl::Status ParseDdlSteps(Reader& reader, const std::vector<Entry>& entries, Pl
   return absl::OkStatus();
 }
 
+// One hook: a command, or { command, timeout, on_failure: warn | stop }.
+absl::StatusOr<Plan::Hook> ParseHook(Reader& reader, const Entry& entry) {
+  Plan::Hook hook;
+  hook.line = entry.line;
+  if (entry.value.IsScalar() || entry.value.IsNull()) {
+    ASSIGN_OR_RETURN(hook.command, reader.Text(entry));
+  } else {
+    const Section section{entry.path, kHookKeys};
+    ASSIGN_OR_RETURN(
+        std::vector<Entry> keys,
+        reader.SectionEntries(entry, section,
+                              "{ command: \"curl ...\", timeout: 10s, on_failure: stop }"));
+    const Entry* command = Find(keys, "command");
+    if (command == nullptr) return reader.Error(entry, "has no `command`");
+    ASSIGN_OR_RETURN(hook.command, reader.Text(*command));
+    if (const Entry* timeout = Find(keys, "timeout")) {
+      ASSIGN_OR_RETURN(hook.timeout, reader.Duration(*timeout, absl::Milliseconds(1)));
+    }
+    if (const Entry* on_failure = Find(keys, "on_failure")) {
+      absl::StatusOr<std::string> value = reader.Text(*on_failure);
+      if (!value.ok()) return value.status();
+      if (*value != "warn" && *value != "stop") {
+        return reader.Error(*on_failure, absl::StrCat("must be warn or stop, got ", *value));
+      }
+      // Only a hook that runs before a phase can keep it from changing anything.
+      if (*value == "stop" && !absl::StartsWith(entry.name, "before_")) {
+        return reader.Error(*on_failure,
+                            "stop applies to before_<phase> hooks only: this hook runs after "
+                            "the fact, so it can only warn");
+      }
+      hook.stop_on_failure = *value == "stop";
+    }
+  }
+  if (Trim(hook.command).empty()) return reader.Error(entry, "the command is empty");
+  return hook;
+}
+
+absl::Status ParseHooks(Reader& reader, const Entry& section, Plan& plan) {
+  ASSIGN_OR_RETURN(std::vector<Entry> entries,
+                   reader.SectionEntries(section, kHooksSection,
+                                         "{ on_done: \"notify.sh\", before_contract: { command: "
+                                         "\"ok-to-contract.sh\", on_failure: stop } }"));
+  for (const Entry& entry : entries) {
+    ASSIGN_OR_RETURN(plan.hooks[entry.name], ParseHook(reader, entry));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Plan> ParsePlanEntries(Reader& reader, const std::vector<Entry>& entries,
@@ -256,6 +305,8 @@ absl::StatusOr<Plan> ParsePlanEntries(Reader& reader, const std::vector<Entry>& 
   if (const Entry* vacuum_every = Find(entries, "vacuum_every")) {
     RETURN_IF_ERROR(ApplyVacuumEvery(reader, *vacuum_every, plan));
   }
+  if (const Entry* hooks = Find(entries, "hooks"))
+    RETURN_IF_ERROR(ParseHooks(reader, *hooks, plan));
   plan.key_lines = reader.TakeKeyLines();
   return plan;
 }

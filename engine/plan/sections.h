@@ -15,10 +15,10 @@
 namespace pgbackfill::plan::internal {
 
 inline constexpr std::string_view kTopKeys[] = {
-    "version",    "name",       "dsn",      "table",    "key",         "set",
-    "where",      "dual_write", "into",     "columns",  "on_conflict", "source_dsn",
-    "target_dsn", "expand",     "contract", "rollback", "not_null",    "ddl",
-    "batch",      "workers",    "throttle", "verify",   "vacuum_every"};
+    "version",    "name",       "dsn",      "table",    "key",          "set",
+    "where",      "dual_write", "into",     "columns",  "on_conflict",  "source_dsn",
+    "target_dsn", "expand",     "contract", "rollback", "not_null",     "ddl",
+    "batch",      "workers",    "throttle", "verify",   "vacuum_every", "hooks"};
 inline constexpr std::string_view kBatchKeys[] = {"rows", "target", "min_rows", "max_rows"};
 inline constexpr std::string_view kThrottleKeys[] = {"interval",
                                                      "max_replica_lag",
@@ -42,13 +42,20 @@ inline constexpr std::string_view kThrottleKeys[] = {"interval",
                                                      "max_archive_pending",
                                                      "command"};
 inline constexpr std::string_view kDdlKeys[] = {"lock_timeout", "retry_for"};
+inline constexpr std::string_view kHookNames[] = {
+    "on_start",       "before_expand", "after_expand",    "before_backfill", "after_backfill",
+    "before_verify",  "after_verify",  "before_contract", "after_contract",  "before_rollback",
+    "after_rollback", "on_hold",       "on_resume",       "on_done",         "on_failure"};
+inline constexpr std::string_view kHookKeys[] = {"command", "timeout", "on_failure"};
 
 inline constexpr Section kTopSection{"", kTopKeys};
 inline constexpr Section kBatchSection{"batch", kBatchKeys};
 inline constexpr Section kThrottleSection{"throttle", kThrottleKeys};
 inline constexpr Section kDdlSection{"ddl", kDdlKeys};
+inline constexpr Section kHooksSection{"hooks", kHookNames};
 // Every section, for the reader's hints about keys under the wrong one.
-inline constexpr Section kSections[] = {kTopSection, kBatchSection, kThrottleSection, kDdlSection};
+inline constexpr Section kSections[] = {kTopSection, kBatchSection, kThrottleSection, kDdlSection,
+                                        kHooksSection};
 
 // The whole plan from the top level's entries, checked in a fixed order so that the first
 // problem reported does not depend on the order of keys in the file. `root_line` is where the

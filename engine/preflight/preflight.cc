@@ -104,6 +104,7 @@ absl::StatusOr<PreflightReport> Preflighter::RunChecks() {
   RETURN_IF_ERROR(CheckApplicationSignals());
   RETURN_IF_ERROR(Estimate());
   BuildBatchSql();
+  RETURN_IF_ERROR(ExplainBatchWrites());
   return std::move(report_);
 }
 

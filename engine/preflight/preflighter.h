@@ -134,6 +134,11 @@ class Preflighter {
   absl::Status CheckApplicationSignals();
 
   void BuildBatchSql();
+  // EXPLAINs the write of a first and a later batch into report_.batch_scans, and warns when
+  // one would scan the whole table (batch_plan.cc).
+  absl::Status ExplainBatchWrites();
+  absl::StatusOr<std::optional<BatchScan>> ExplainWrite(const std::string& sql,
+                                                        const std::vector<pg::Param>& params);
 
   pg::Connection& conn_;
   const plan::Plan& plan_;

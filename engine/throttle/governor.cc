@@ -338,6 +338,8 @@ void Governor::JudgeCommand(const Samples& samples, Verdict& verdict) {
   }
 }
 
+std::string Governor::TakeNotice() { return std::exchange(notice_, std::string()); }
+
 void Governor::ForgetReplica(std::string_view name) {
   known_replicas_.erase(ToAbsl(name));
   std::erase(config_.expected_replicas, name);
@@ -566,6 +568,21 @@ Decision Governor::Update(const Samples& samples) {
   pending_rows_ = 0;
   last_taken_ = taken;
 
+  if (samples.primary_timeline.ok()) {
+    if (timeline_.has_value() && *timeline_ != *samples.primary_timeline) {
+      // Rule 2: the standbys seen so far belonged to the old primary.
+      std::vector<std::string> old(known_replicas_.begin(), known_replicas_.end());
+      std::sort(old.begin(), old.end());
+      known_replicas_.clear();
+      notice_ = absl::StrCat("failover: the primary is on WAL timeline ", *samples.primary_timeline,
+                             " (was ", *timeline_, "), a promoted standby; ",
+                             old.empty()
+                                 ? std::string("watching its standbys")
+                                 : absl::StrCat("no longer waiting for ", absl::StrJoin(old, ", "),
+                                                ", watching the new primary's standbys"));
+    }
+    timeline_ = *samples.primary_timeline;
+  }
   Learn(samples);
   Verdict verdict = Judge(samples);
   budget_ratio_ = verdict.budget_ratio;

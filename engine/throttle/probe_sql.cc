@@ -27,7 +27,7 @@ std::string WalSendersSql() {
          "(EXTRACT(EPOCH FROM r.replay_lag) * 1000000)::bigint, "
          "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s "
          "WHERE s.active_pid = r.pid AND s.slot_type = 'logical'), "
-         "w.insert_lsn::text "
+         "w.insert_lsn::text, pg_catalog.substr(pg_catalog.pg_walfile_name(w.lsn), 1, 8) "
          "FROM (SELECT pg_catalog.pg_current_wal_lsn() AS lsn, "
          "pg_catalog.pg_current_wal_insert_lsn() AS insert_lsn) w "
          "LEFT JOIN pg_catalog.pg_stat_replication r ON true "

@@ -50,6 +50,7 @@ struct Prober::PrimaryReadings {
   std::string crash;  // an exception ended the probe
   absl::StatusOr<uint64_t> wal_lsn = NotMeasured();         // write position (replica lag)
   absl::StatusOr<uint64_t> wal_insert_lsn = NotMeasured();  // insert position (WAL rate)
+  absl::StatusOr<std::string> wal_timeline = NotMeasured();
   std::chrono::steady_clock::time_point wal_read_at;
   absl::StatusOr<std::vector<WalSenderRow>> walsenders = NotMeasured();
   absl::StatusOr<int> lock_waiters = NotMeasured();
@@ -171,6 +172,13 @@ absl::StatusOr<uint64_t> WalLsnOf(const pg::Result& result, int column) {
   return pg::ParseLsn(result.Get(0, column));
 }
 
+absl::StatusOr<std::string> WalTimelineOf(const pg::Result& result) {
+  if (result.Rows() == 0 || result.IsNull(0, kWalTimeline)) {
+    return absl::InternalError("no WAL timeline returned");
+  }
+  return std::string(result.Get(0, kWalTimeline));
+}
+
 std::vector<WalSenderRow> WalSendersOf(const pg::Result& result) {
   std::vector<WalSenderRow> rows;
   for (int r = 0; r < result.Rows(); ++r) {
@@ -216,6 +224,7 @@ asio::awaitable<absl::Status> EnsureConnected(std::shared_ptr<Target> target,
 void SetAll(PrimaryReadings& out, const absl::Status& status) {
   out.wal_lsn = status;
   out.wal_insert_lsn = status;
+  out.wal_timeline = status;
   out.walsenders = status;
   out.lock_waiters = status;
   out.autovacuum = status;
@@ -273,10 +282,12 @@ asio::awaitable<void> ProbePrimary(std::shared_ptr<Target> target, PrimaryPipeli
   if (auto walsenders = ResultAt(result, pipeline.walsenders); !walsenders.ok()) {
     out->wal_lsn = walsenders.status();
     out->wal_insert_lsn = walsenders.status();
+    out->wal_timeline = walsenders.status();
     out->walsenders = walsenders.status();
   } else {
     out->wal_lsn = WalLsnOf(**walsenders, kWalLsn);
     out->wal_insert_lsn = WalLsnOf(**walsenders, kWalInsertLsn);
+    out->wal_timeline = WalTimelineOf(**walsenders);
     out->walsenders = WalSendersOf(**walsenders);
   }
   if (auto waiters = ResultAt(result, pipeline.lock_waiters); !waiters.ok()) {
@@ -644,6 +655,7 @@ asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_p
   if (absl::Status unanswered = Unanswered(primary_started, *primary, "the primary", round_budget_);
       !unanswered.ok()) {
     primary_lsn = unanswered;
+    samples.primary_timeline = unanswered;
     walsender_replicas = unanswered;
     samples.lock_waiters = unanswered;
     samples.wal_bytes_per_second = unanswered;
@@ -658,6 +670,7 @@ asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_p
   } else {
     TakeAppReadings(*primary, std::move(looks), samples);
     primary_lsn = primary->wal_lsn;
+    samples.primary_timeline = primary->wal_timeline;
     if (primary->wal_insert_lsn.ok()) {
       samples.wal_bytes_per_second =
           WalBytesPerSecond(wal_lsn_, *primary->wal_insert_lsn,

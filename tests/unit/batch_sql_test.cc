@@ -91,6 +91,27 @@ TEST(BuildUpdateBatchTest, CompositeKeyUsesRowValues) {
                                    "  ORDER BY \"tenant_id\" DESC, \"id\" DESC LIMIT 1")));
 }
 
+// The bound is an InitPlan output the planner cannot see; a row comparison against it is
+// estimated at a third of the table, which chose a sequential scan per batch. A scalar range on
+// the first column (both ends) is what PostgreSQL estimates as a narrow range.
+TEST(BuildUpdateBatchTest, TheWriteHasAScalarRangeOnTheFirstKeyColumn) {
+  UpdateBatchSpec spec = UsersSpec();
+  spec.key = {{"tenant_id", "text"}, {"id", "uuid"}};
+  EXPECT_THAT(BuildUpdateBatch(spec, {true, true}),
+              AllOf(HasSubstr("WHERE (t.\"tenant_id\", t.\"id\") > ($1::text, $2::uuid)\n"
+                              "    AND t.\"tenant_id\" >= $1::text\n"
+                              "    AND (t.\"tenant_id\", t.\"id\") <= (SELECT \"tenant_id\", "
+                              "\"id\" FROM bound)\n"
+                              "    AND t.\"tenant_id\" <= (SELECT \"tenant_id\" FROM bound)\n")));
+  // A range with no lower end starts at the smallest key present: one index descent.
+  EXPECT_THAT(BuildUpdateBatch(UsersSpec(), {false, true}),
+              HasSubstr("WHERE t.\"id\" >= (SELECT s.\"id\" FROM \"public\".\"users\" AS s "
+                        "ORDER BY s.\"id\" LIMIT 1)\n    AND (t.\"id\") <= (SELECT \"id\" FROM "
+                        "bound)\n"));
+  // One key column: the row comparisons are scalar already, nothing is repeated.
+  EXPECT_THAT(BuildUpdateBatch(UsersSpec(), {true, true}), Not(HasSubstr("t.\"id\" >= $1")));
+}
+
 TEST(BuildUpdateBatchTest, WhereIsParenthesisedAndNamesAreQuoted) {
   UpdateBatchSpec spec;
   spec.table = {"My Schema", "We\"ird"};
@@ -186,8 +207,12 @@ TEST(BuildCopyBatchTest, OpenEndedAndCompositeKeys) {
   const std::string sql = BuildCopyBatch(spec, {false, false});
   EXPECT_THAT(sql, AllOf(HasSubstr("range_end AS (\n  SELECT \"tenant\", \"id\" FROM "
                                    "\"public\".\"users\"\n  ORDER BY \"tenant\" DESC, \"id\" DESC"),
-                         HasSubstr("WHERE (t.\"tenant\", t.\"id\") <= (SELECT \"tenant\", "
-                                   "\"id\" FROM bound)\n     FOR SHARE OF t"),
+                         HasSubstr("WHERE t.\"tenant\" >= (SELECT s.\"tenant\" FROM "
+                                   "\"public\".\"users\" AS s ORDER BY s.\"tenant\" LIMIT 1)\n"
+                                   "     AND (t.\"tenant\", t.\"id\") <= (SELECT \"tenant\", "
+                                   "\"id\" FROM bound)\n"
+                                   "     AND t.\"tenant\" <= (SELECT \"tenant\" FROM bound)\n"
+                                   "     FOR SHARE OF t"),
                          HasSubstr("ON CONFLICT (\"Tenant\", \"id\") DO NOTHING"),
                          HasSubstr("r.job_name = $2::text AND r.range_id = $3::int")));
 }

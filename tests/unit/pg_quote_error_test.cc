@@ -31,7 +31,7 @@ TEST(ClassifySqlStateTest, RetryableStates) {
 }
 
 TEST(ClassifySqlStateTest, ReconnectStates) {
-  for (const char* state : {"", "08000", "08006", "08003", "57P01", "57P02", "57P03"}) {
+  for (const char* state : {"", "08000", "08006", "08003", "57P01", "57P02", "57P03", "25006"}) {
     EXPECT_EQ(ClassifySqlState(state), ErrorClass::kReconnect) << state;
   }
 }

@@ -162,6 +162,42 @@ TEST(ParsePlanTest, NotNullAndDdlAreNotPartOfTheHash) {
   EXPECT_EQ(PlanHash(*plain), PlanHash(*with));
 }
 
+TEST(ParsePlanTest, HooksAreCommandsOrMappingsAndStopOnlyGuardsAPhase) {
+  absl::StatusOr<Plan> plan = Parse(R"(version: 1
+name: j
+table: t
+set: {a: '1'}
+hooks:
+  on_done: notify.sh done
+  before_contract: { command: ok-to-contract.sh, timeout: 5s, on_failure: stop }
+)");
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_EQ(plan->hooks.size(), 2u);
+  EXPECT_EQ(plan->hooks.at("on_done").command, "notify.sh done");
+  EXPECT_EQ(plan->hooks.at("on_done").timeout, absl::Seconds(30));
+  EXPECT_FALSE(plan->hooks.at("on_done").stop_on_failure);
+  EXPECT_EQ(plan->hooks.at("before_contract").timeout, absl::Seconds(5));
+  EXPECT_TRUE(plan->hooks.at("before_contract").stop_on_failure);
+  EXPECT_EQ(plan->hooks.at("before_contract").line, 7);
+  // Hooks do not change which rows are written: not part of the hash.
+  absl::StatusOr<Plan> plain = Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\n");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(PlanHash(*plan), PlanHash(*plain));
+
+  const std::string head = "version: 1\nname: j\ntable: t\nset: {a: '1'}\nhooks:\n";
+  EXPECT_THAT(ErrorOf(head + "  on_finish: x\n"),
+              HasSubstr("plan.yaml:6: hooks.on_finish: unknown key"));
+  EXPECT_EQ(ErrorOf(head + "  after_backfill: { command: x, on_failure: stop }\n"),
+            "plan.yaml:6: hooks.after_backfill.on_failure: stop applies to before_<phase> hooks "
+            "only: this hook runs after the fact, so it can only warn");
+  EXPECT_EQ(ErrorOf(head + "  on_hold: { timeout: 1s }\n"),
+            "plan.yaml:6: hooks.on_hold: has no `command`");
+  EXPECT_EQ(ErrorOf(head + "  on_hold: { command: x, on_failure: maybe }\n"),
+            "plan.yaml:6: hooks.on_hold.on_failure: must be warn or stop, got maybe");
+  EXPECT_EQ(ErrorOf(head + "  on_hold: \" \"\n"),
+            "plan.yaml:6: hooks.on_hold: the command is empty");
+}
+
 TEST(ParsePlanTest, RecordsTheLineOfEveryKeyForLaterChecks) {
   absl::StatusOr<Plan> plan = Parse(kUpdatePlan);
   ASSERT_TRUE(plan.ok()) << plan.status();

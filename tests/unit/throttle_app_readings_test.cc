@@ -13,6 +13,7 @@
 #include "pgbackfill/throttle/probe_command.h"
 #include "pgbackfill/throttle/probe_readings.h"
 #include "pgbackfill/throttle/probe_sql.h"
+#include "pgbackfill/util/shell_command.h"
 
 namespace pgbackfill::throttle {
 namespace {
@@ -210,7 +211,7 @@ TEST(ProbeCommandTest, StdinIsEmptyAndAChattyCommandIsNotKilledByItsPipe) {
       "cat; head -c 1000000 /dev/zero | tr '\\0' 'x'; echo; exit 0", absl::Seconds(10));
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->exit_code, 0);
-  EXPECT_EQ(result->output.size(), kCommandOutputLimit);
+  EXPECT_EQ(result->output.size(), kShellOutputLimit);
 }
 
 TEST(ProbeCommandTest, TimeOutKillsTheProcessGroupAndLeavesNoZombie) {

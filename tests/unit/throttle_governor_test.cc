@@ -254,6 +254,36 @@ TEST_F(GovernorTest, AReplicaThatDisappearsHoldsUntilItReturnsOrIsForgotten) {
   EXPECT_THAT(Step(samples).reason, HasSubstr("resuming after 2.0s within limits"));
 }
 
+// After a failover the run writes to the promoted standby: the old primary's standbys are gone
+// for good, and the new primary's are the ones to watch. A restart keeps the timeline, and a
+// standby missing after it still holds.
+TEST_F(GovernorTest, ANewPrimaryTimelineForgetsTheOldPrimarysStandbysOnce) {
+  Samples samples = Healthy();
+  samples.primary_timeline = std::string("00000001");
+  EXPECT_FALSE(Step(samples).hold);
+  EXPECT_EQ(governor_.TakeNotice(), "");
+
+  samples.replicas = std::vector<ReplicaSample>{};
+  EXPECT_EQ(Step(samples).reason, "replica standby1 disappeared from the replica probe");
+
+  samples.primary_timeline = std::string("00000002");
+  EXPECT_THAT(Step(samples).reason, HasSubstr("resuming after"));
+  EXPECT_EQ(governor_.TakeNotice(),
+            "failover: the primary is on WAL timeline 00000002 (was 00000001), a promoted "
+            "standby; no longer waiting for standby1, watching the new primary's standbys");
+  EXPECT_EQ(governor_.TakeNotice(), "");  // said once
+  EXPECT_TRUE(Step(samples).hold);        // the usual cooldown after a hold
+  EXPECT_FALSE(Step(samples).hold);
+
+  // An unreadable timeline is no failover; the new primary's standby is watched like any.
+  samples.primary_timeline = absl::UnavailableError("connection lost");
+  samples.replicas = std::vector<ReplicaSample>{Replica("new-standby", absl::Seconds(1), 0)};
+  EXPECT_FALSE(Step(samples).hold);
+  samples.replicas = std::vector<ReplicaSample>{};
+  EXPECT_EQ(Step(samples).reason, "replica new-standby disappeared from the replica probe");
+  EXPECT_EQ(governor_.TakeNotice(), "");
+}
+
 TEST_F(GovernorTest, AnExpectedReplicaThatWasNeverSeenHolds) {
   GovernorConfig config = AllChecked();
   config.expected_replicas = {"cascaded"};

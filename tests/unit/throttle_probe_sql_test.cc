@@ -115,8 +115,10 @@ TEST(ProbeSqlTest, WalSendersCarryTheWalPositionAndTheColumnsInOrder) {
                              "LEFT JOIN pg_catalog.pg_stat_replication r ON true"));
   EXPECT_THAT(sql, HasSubstr("s.slot_type = 'logical'"));
   EXPECT_EQ(kWalSenderLogical, 8);
-  EXPECT_THAT(sql, HasSubstr("), w.insert_lsn::text FROM"));
+  EXPECT_THAT(sql, HasSubstr("), w.insert_lsn::text, "
+                             "pg_catalog.substr(pg_catalog.pg_walfile_name(w.lsn), 1, 8) FROM"));
   EXPECT_EQ(kWalInsertLsn, 9);
+  EXPECT_EQ(kWalTimeline, 10);
 }
 
 TEST(ProbeSqlTest, LockWaitersExcludeOurSessionsAndTheProbe) {

@@ -74,6 +74,14 @@ struct CopyBatchSpec {
 };
 std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends);
 
+// The write of one batch alone, for `check` to EXPLAIN (the job store need not exist): the same
+// key conditions, `set` or `columns` and `where` as the batch, with the batch's bound a
+// MATERIALIZED stand-in the planner cannot see into, as it cannot see the real one. Parameters:
+// the lower bound (k values, when has_lower), then the bound (k values). Copy mode: the source
+// rows' SELECT ... FOR SHARE.
+std::string UpdateWriteShape(const UpdateBatchSpec& spec, RangeEnds ends);
+std::string CopyWriteShape(const CopyBatchSpec& spec, RangeEnds ends);
+
 // The statements of one batch's pipeline, in order: BEGIN, SET LOCAL lock_timeout, SET LOCAL
 // statement_timeout, `batch_sql`, COMMIT. The runner sends exactly these and `check` prints them,
 // so what a user reviews is what runs. The batch is at kBatchStatementIndex.

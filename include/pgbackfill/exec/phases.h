@@ -21,11 +21,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "pgbackfill/preflight/preflight.h"
 #include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/events/events.h"
+#include "pgbackfill/exec/hooks.h"
 #include "pgbackfill/exec/runner.h"
 #include "pgbackfill/plan/plan.h"
+#include "pgbackfill/preflight/preflight.h"
 
 namespace pgbackfill::exec {
 
@@ -39,9 +40,12 @@ std::vector<Phase> RunPhases(bool contract, bool verify);
 
 // Runs `phases` in order, stopping at the first that does not end kDone. The summary is the
 // backfill's when it ran (rows, batches, ...), with the outcome and message of the phase that
-// ended the run; `phase` names it.
+// ended the run; `phase` names it. With `hooks`, each phase runs its before_ hook first (one that
+// fails with `on_failure: stop` ends the run as refused, the phase not started) and queues its
+// after_ hook when done; `events` is then usually `hooks` itself.
 absl::StatusOr<RunSummary> RunPhaseList(const std::vector<Phase>& phases, const plan::Plan& plan,
-                                        const RunOptions& options, events::EventSink& events);
+                                        const RunOptions& options, events::EventSink& events,
+                                        Hooks* hooks = nullptr);
 
 // The job row a phase creates for a job seen the first time (state pending).
 checkpoint::JobRecord NewJobRecord(const plan::Plan& plan, const preflight::PreflightReport& report,

@@ -136,6 +136,16 @@ struct Plan {
     absl::Duration retry_for = absl::Minutes(10);    // lock timeouts retried this long, then fail
   } ddl;
 
+  // Operator commands run on the job's events (`hooks:`), by hook name: on_start, before_<phase>,
+  // after_<phase>, on_hold, on_resume, on_done, on_failure. Not part of PlanHash.
+  struct Hook {
+    std::string command;  // run with /bin/sh -c, the event as JSON on stdin
+    absl::Duration timeout = absl::Seconds(30);
+    bool stop_on_failure = false;  // `on_failure: stop`, before_<phase> hooks only
+    int line = 0;
+  };
+  std::map<std::string, Hook> hooks;
+
   Batch batch;
   int workers = 4;
   Throttle throttle;

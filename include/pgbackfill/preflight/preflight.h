@@ -15,6 +15,12 @@
 
 namespace pgbackfill::preflight {
 
+// How one batch's write reaches its rows (EXPLAIN of batch::UpdateWriteShape / CopyWriteShape).
+struct BatchScan {
+  std::string batch;         // which batch: "first batch", "later batch"
+  std::string node;          // the scan of the table, e.g. "Index Scan using users_pkey"
+  bool whole_table = false;  // a Seq Scan: every batch would read the whole table
+};
 
 struct PreflightReport {
   std::vector<std::string> problems;  // each: what is wrong, on which object, what to do
@@ -30,6 +36,7 @@ struct PreflightReport {
   std::optional<std::vector<std::string>> min_key;
   std::optional<std::vector<std::string>> max_key;
   std::vector<std::string> batch_statements;  // the pipeline of one batch, in order
+  std::vector<BatchScan> batch_scans;         // same-database batches on a table with rows
 
   // The operator's own search_path (Preflight pins the session's to pg_catalog, pg_temp): plan
   // expressions were compiled under it, and trigger functions (expand/triggers.h) pin it.

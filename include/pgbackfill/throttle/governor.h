@@ -18,7 +18,10 @@
 //     holds when time lag is checked). A standby that was expected (`expected_replicas`) or
 //     seen in an earlier sample and is absent now holds ("replica X disappeared"): a standby
 //     that drops out of pg_stat_replication is exactly the one that may be falling behind.
-//     Only ForgetReplica() clears that (an operator removed the standby on purpose).
+//     Only ForgetReplica() clears that (an operator removed the standby on purpose), and a
+//     failover: a new primary timeline (Samples::primary_timeline) means the run now writes to
+//     a promoted standby, whose own standbys are the ones watched from then on (TakeNotice()
+//     says so once).
 //  3. Staleness. Before the first sample, and whenever the newest sample is older than
 //     `stale_intervals` intervals, work holds ("no throttle samples for 4.0s"): a stuck prober
 //     must not read as healthy. A sample that arrives after such a gap counts as the end of a hold.
@@ -196,6 +199,8 @@ class Governor {
   void SetConfig(GovernorConfig config);
   // Stop requiring a standby that was removed on purpose.
   void ForgetReplica(std::string_view name);
+  // What the last Update found that the user should hear of once (a failover); empty if none.
+  std::string TakeNotice();
 
   const GovernorConfig& config() const { return config_; }
 
@@ -246,6 +251,8 @@ class Governor {
   GovernorConfig config_;
   const Clock& clock_;
   absl::flat_hash_set<std::string> known_replicas_;
+  std::optional<std::string> timeline_;  // the primary's, as last read
+  std::string notice_;
   std::optional<absl::Time> last_taken_;
   bool held_ = false;  // by a veto or a gap; before any sample, Current() holds anyway
   std::string reason_;                    // the hold reason of the last Update

@@ -1,11 +1,8 @@
 // `throttle.command`: an operator's shell command run once per probe round, whose exit status and
 // first output line become Samples::command (sample.h).
 //
-// Contract: RunProbeCommand blocks its calling thread for at most about `limit` (call it through
-// OnOwnThread, util/offload.h, never on the io thread). The command runs as `/bin/sh -c command`
-// in a process group of its own, stdin /dev/null, stdout captured, stderr shared with ours. It
-// never leaves a zombie: the child is always reaped, and on time-out its whole process group is
-// killed (SIGKILL) first. Thread-safe: nothing is shared between calls.
+// It runs through RunShellCommand (util/shell_command.h): its own process group, stdin empty,
+// stdout captured, a time limit, never a zombie.
 #pragma once
 
 #include <string>
@@ -16,12 +13,8 @@
 
 namespace pgbackfill::throttle {
 
-// The most of the command's stdout kept; the rest is read and dropped, so that a chatty command
-// does not die of SIGPIPE and report a status of its own making.
-inline constexpr size_t kCommandOutputLimit = 4096;
-
 // Runs `command` and returns its exit status (128 + signal number when a signal ended it, as the
-// shell reports it) and its first output line (without the newline, within kCommandOutputLimit).
+// shell reports it) and its first output line (without the newline, within kShellOutputLimit).
 // Errors: the command could not be started, or did not exit within `limit` (DeadlineExceeded;
 // its process group is killed).
 absl::StatusOr<CommandResult> RunProbeCommand(const std::string& command, absl::Duration limit);

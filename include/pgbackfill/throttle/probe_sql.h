@@ -44,6 +44,9 @@ enum WalSenderColumn : int {
   // position above trails it by up to wal_writer_delay under synchronous_commit = off, so a rate
   // from it would miss a burst that is still in WAL buffers.
   kWalInsertLsn,
+  // The timeline of that WAL position (the first 8 hex digits of its segment's file name): a new
+  // one means a standby was promoted, a failover.
+  kWalTimeline,
 };
 
 // How many sessions, other than the ones in $1 (int4[] text, IntArrayParam) and the probing

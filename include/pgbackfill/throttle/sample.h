@@ -106,6 +106,9 @@ struct Samples {
   absl::StatusOr<std::vector<SlotWal>> slots = NotMeasured();
   absl::StatusOr<ArchiverState> archiver = NotMeasured();
   absl::StatusOr<CommandResult> command = NotMeasured();  // `throttle.command`
+  // The primary's WAL timeline (8 hex digits). It changes when a standby is promoted: the run
+  // now writes to another server, whose standbys are other ones (Governor rule 2).
+  absl::StatusOr<std::string> primary_timeline = NotMeasured();
 };
 
 }  // namespace pgbackfill::throttle

@@ -1,0 +1,161 @@
+// A primary replaced or set read-only mid-run (issue 16, item 4): the job holds, reconnects and
+// continues, every row written once, and says what happened. The failover is real: the test
+// starts a primary and standby of its own (the shared cluster's standby must stay one), stops the
+// primary and promotes the standby while a run is writing through a multi-host DSN with
+// target_session_attrs=read-write.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "pgbackfill/pg/connection.h"
+#include "support/run_helpers.h"
+#include "support/status_testing.h"
+#include "support/test_cluster.h"
+
+namespace pgbackfill {
+namespace {
+
+using testing::CommandResult;
+using testing::Eventually;
+using ::testing::HasSubstr;
+using testing::Process;
+
+// A primary and a streaming standby in a directory of their own, stopped and removed at the end.
+class OwnCluster {
+ public:
+  OwnCluster() {
+    char dir[] = "/tmp/pgbf-failover.XXXXXX";  // short: unix socket paths are limited
+    if (mkdtemp(dir) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = dir;
+    CommandResult started = Ctl({"start", dir_, "--standby"});
+    if (started.exit_code != 0) throw std::runtime_error("pg-cluster start: " + started.err);
+    std::ifstream state(dir_ + "/state");
+    std::string line;
+    while (std::getline(state, line)) {
+      if (line.rfind("PRIMARY_PORT=", 0) == 0) primary_port_ = line.substr(13);
+      if (line.rfind("STANDBY_PORT=", 0) == 0) standby_port_ = line.substr(13);
+    }
+  }
+  OwnCluster(const OwnCluster&) = delete;
+  OwnCluster& operator=(const OwnCluster&) = delete;
+  ~OwnCluster() { Ctl({"stop", dir_}); }
+
+  std::string PrimaryDsn() const { return Dsn(primary_port_); }
+  std::string StandbyDsn() const { return Dsn(standby_port_); }
+  // Both nodes, the writable one chosen by libpq: what an application lists for failover.
+  std::string FailoverDsn() const {
+    return absl::StrCat("host=", dir_, "/socket,", dir_, "/socket port=", primary_port_, ",",
+                        standby_port_,
+                        " user=postgres dbname=postgres target_session_attrs=read-write "
+                        "connect_timeout=2");
+  }
+  CommandResult StopPrimary() const { return Ctl({"stop-node", dir_, "primary"}); }
+
+ private:
+  static CommandResult Ctl(std::vector<std::string> args) {
+    args.insert(args.begin(), std::getenv("PGBACKFILL_PG_CLUSTER"));
+    return testing::RunCommand(args);
+  }
+  std::string Dsn(const std::string& port) const {
+    return absl::StrCat("host=", dir_, "/socket port=", port, " user=postgres dbname=postgres");
+  }
+
+  std::string dir_;
+  std::string primary_port_;
+  std::string standby_port_;
+};
+
+constexpr int kRows = 60000;
+
+std::string Plan(const std::string& name, const std::string& dsn) {
+  // Paced so that the run is still writing when the test pulls the primary away; the replica
+  // lag check (a default) watches the standby that is about to be promoted.
+  return absl::StrCat("version: 1\nname: ", name, "\ndsn: \"", dsn, "\"\ntable: items\n",
+                      "set:\n  n: n + 1\nworkers: 2\nverify: false\n"
+                      "batch: { rows: 500, min_rows: 500, max_rows: 500 }\n"
+                      "throttle: { application: off, max_rows_per_second: 6000 }\n");
+}
+
+constexpr char kCreateItems[] =
+    "CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0)";
+constexpr char kFillItems[] = "INSERT INTO items (id) SELECT g FROM generate_series(1, 60000) g";
+
+void ExpectEveryItemOnce(pg::Connection& conn) {
+  ASSERT_OK_AND_ASSIGN(pg::Result counts,
+                       conn.Exec("SELECT count(*) FILTER (WHERE n = 1), count(*) FROM items"));
+  EXPECT_EQ(counts.Get(0, 0), std::to_string(kRows)) << "rows not written exactly once";
+  EXPECT_EQ(counts.Get(0, 1), std::to_string(kRows));
+}
+
+TEST(FailoverTest, APromotedStandbyTakesOverAndEveryRowIsWrittenOnce) {
+  OwnCluster cluster;
+  {
+    ASSERT_OK_AND_ASSIGN(pg::Connection primary, pg::Connection::Connect(cluster.PrimaryDsn()));
+    ASSERT_OK(primary.Exec(kCreateItems).status());
+    ASSERT_OK(primary.Exec(kFillItems).status());
+  }
+  ASSERT_OK_AND_ASSIGN(pg::Connection standby, pg::Connection::Connect(cluster.StandbyDsn()));
+  ASSERT_TRUE(Eventually([&] {
+    auto rows = standby.Exec("SELECT count(*) FROM items");
+    return rows.ok() && rows->Get(0, 0) == std::to_string(kRows);
+  })) << "the standby never replayed the table";
+
+  const std::string plan = testing::WriteTestFile(Plan("failover", cluster.FailoverDsn()));
+  ASSERT_OK_AND_ASSIGN(Process run, testing::SpawnPgbackfill({"run", plan, "--json"}));
+  ASSERT_OK(run.WaitForOutput("\"event\":\"range_done\"", absl::Seconds(60))) << run.StderrSoFar();
+
+  CommandResult stopped = cluster.StopPrimary();
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.err;
+  ASSERT_OK_AND_ASSIGN(pg::Result promoted, standby.Exec("SELECT pg_catalog.pg_promote()"));
+  ASSERT_EQ(promoted.Get(0, 0), "t");
+
+  CommandResult result = run.Wait(absl::Minutes(3));
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  EXPECT_THAT(result.out, HasSubstr("\"event\":\"reconnected\""));
+  // The old primary's standby is the new primary: the run stops waiting for it, and says so.
+  EXPECT_THAT(result.out, HasSubstr("failover: the primary is on WAL timeline 00000002 (was "
+                                    "00000001), a promoted standby"));
+  EXPECT_THAT(result.out, HasSubstr("\"outcome\":\"done\""));
+  ExpectEveryItemOnce(standby);
+}
+
+class ReadOnlyTest : public testing::RunTest {};
+
+// default_transaction_read_only on the database (a primary set read-only for maintenance): the
+// batches fail with SQLSTATE 25006, the job waits and reconnects instead of failing, and goes on
+// once the database takes writes again.
+TEST_F(ReadOnlyTest, AReadOnlyDatabaseHoldsTheJobUntilItTakesWritesAgain) {
+  ASSERT_OK(db_.ExecScript(absl::StrCat(kCreateItems, ";", kFillItems)));
+  const std::string plan = testing::WriteTestFile(Plan("read-only", db_.dsn()));
+  ASSERT_OK_AND_ASSIGN(Process run, testing::SpawnPgbackfill(RunArgs(plan)));
+  ASSERT_OK(run.WaitForOutput("\"event\":\"range_done\"", absl::Seconds(60))) << run.StderrSoFar();
+
+  ASSERT_OK(db_.ExecScript(
+      absl::StrCat("ALTER DATABASE ", db_.name(), " SET default_transaction_read_only = on")));
+  // New sessions are read-only; the run's open ones are ended so that they come back as such.
+  ASSERT_OK_AND_ASSIGN(
+      std::string ended,
+      db_.QueryValue("SELECT count(pg_catalog.pg_terminate_backend(pid)) FROM "
+                     "pg_catalog.pg_stat_activity WHERE datname = pg_catalog.current_database() "
+                     "AND application_name = 'pgbackfill' AND pid <> pg_catalog.pg_backend_pid()"));
+  ASSERT_NE(ended, "0");
+  ASSERT_OK(run.WaitForOutput("\"sqlstate\":\"25006\"", absl::Seconds(60)))
+      << run.StdoutSoFar() << run.StderrSoFar();
+  const int64_t held_at = RowsCommitted("read-only");
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_EQ(RowsCommitted("read-only"), held_at) << "a batch committed on a read-only database";
+
+  ASSERT_OK(db_.ExecScript(
+      absl::StrCat("ALTER DATABASE ", db_.name(), " RESET default_transaction_read_only")));
+  CommandResult result = run.Wait(absl::Minutes(3));
+  ASSERT_EQ(result.exit_code, 0) << result.out << result.err;
+  RunTest::ExpectEveryRowOnce("items", kRows);
+}
+
+}  // namespace
+}  // namespace pgbackfill

@@ -1,0 +1,50 @@
+// RunShellCommand's inputs: stdin text and environment (the hooks' event and PGBACKFILL_*
+// variables). Its time limit and process-group kill are proven through RunProbeCommand
+// (throttle_app_readings_test.cc).
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "pgbackfill/util/shell_command.h"
+
+namespace pgbackfill {
+namespace {
+
+TEST(ShellCommandTest, TheCommandReadsItsStdinTextThenEndOfFile) {
+  absl::StatusOr<ShellResult> result =
+      RunShellCommand({.command = "cat; echo end",
+                       .limit = absl::Seconds(10),
+                       .what = "test",
+                       .stdin_text = "{\"event\":\"phase_done\"}\n",
+                       .env = {}});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 0);
+  EXPECT_EQ(result->output, "{\"event\":\"phase_done\"}\nend\n");
+}
+
+TEST(ShellCommandTest, AddedVariablesJoinOursAndReplaceOnesOfTheSameName) {
+  ASSERT_EQ(::setenv("PGBACKFILL_SHELL_TEST_KEPT", "ours", 1), 0);
+  ASSERT_EQ(::setenv("PGBACKFILL_SHELL_TEST_REPLACED", "old", 1), 0);
+  absl::StatusOr<ShellResult> result = RunShellCommand(
+      {.command = "echo \"$PGBACKFILL_SHELL_TEST_KEPT $PGBACKFILL_SHELL_TEST_REPLACED $NEW_ONE\";"
+                  " env | grep -c PGBACKFILL_SHELL_TEST_REPLACED",
+       .limit = absl::Seconds(10),
+       .what = "test",
+       .stdin_text = "",
+       .env = {{"PGBACKFILL_SHELL_TEST_REPLACED", "new"}, {"NEW_ONE", "x y"}}});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->output, "ours new x y\n1\n");
+}
+
+TEST(ShellCommandTest, ATimeOutNamesTheCommand) {
+  absl::StatusOr<ShellResult> result = RunShellCommand({.command = "sleep 5",
+                                                        .limit = absl::Milliseconds(100),
+                                                        .what = "hook on_done",
+                                                        .stdin_text = "",
+                                                        .env = {}});
+  EXPECT_EQ(result.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_EQ(result.status().message(), "hook on_done did not finish within 100ms and was killed");
+}
+
+}  // namespace
+}  // namespace pgbackfill
