@@ -128,6 +128,18 @@ absl::Status ParseOnConflict(const Reader& reader, const Entry& entry, Plan& pla
   return absl::OkStatus();
 }
 
+absl::Status ParseTriggers(const Reader& reader, const Entry& entry, Plan& plan) {
+  ASSIGN_OR_RETURN(std::string text, reader.Text(entry));
+  if (text == "fire") {
+    plan.triggers = Triggers::kFire;
+  } else if (text == "skip") {
+    plan.triggers = Triggers::kSkip;
+  } else {
+    return reader.Error(entry, absl::StrCat("must be fire or skip, got ", Describe(entry.value)));
+  }
+  return absl::OkStatus();
+}
+
 // Copy mode: `into`, its `columns`, `on_conflict`, and the databases of a move between them.
 absl::Status ParseCopyMode(Reader& reader, const std::vector<Entry>& entries, const Entry& into,
                            Plan& plan) {
@@ -255,6 +267,9 @@ absl::StatusOr<Plan> ParsePlanEntries(Reader& reader, const std::vector<Entry>& 
   }
   if (const Entry* vacuum_every = Find(entries, "vacuum_every")) {
     RETURN_IF_ERROR(ApplyVacuumEvery(reader, *vacuum_every, plan));
+  }
+  if (const Entry* triggers = Find(entries, "triggers")) {
+    RETURN_IF_ERROR(ParseTriggers(reader, *triggers, plan));
   }
   plan.key_lines = reader.TakeKeyLines();
   return plan;

@@ -15,9 +15,18 @@
 
 namespace pgbackfill::preflight {
 
+// A trigger of the written table that a batch's write meets (not this job's own).
+struct WriteTrigger {
+  std::string table;  // where it is defined, as regclass prints it
+  std::string name;
+  std::string definition;  // CREATE TRIGGER ...
+  std::string enabled;     // "origin" (as usual), "always", "replica" (ALTER TABLE ... ENABLE)
+  bool fires = true;       // for the batches' writes, under the plan's `triggers`
+};
 
 struct PreflightReport {
   std::vector<std::string> problems;  // each: what is wrong, on which object, what to do
+  std::vector<std::string> warnings;  // the run may go on, but may not do what the operator thinks
   std::vector<std::string> notes;     // worth knowing, not blocking
 
   std::string server_version;
@@ -30,6 +39,9 @@ struct PreflightReport {
   std::optional<std::vector<std::string>> min_key;
   std::optional<std::vector<std::string>> max_key;
   std::vector<std::string> batch_statements;  // the pipeline of one batch, in order
+  // The triggers the batches' writes meet: UPDATE ones on `table` (UPDATE OF only for a `set`
+  // column), or INSERT and UPDATE ones on `into` in copy mode.
+  std::vector<WriteTrigger> triggers;
 
   // The operator's own search_path (Preflight pins the session's to pg_catalog, pg_temp): plan
   // expressions were compiled under it, and trigger functions (expand/triggers.h) pin it.
