@@ -69,7 +69,7 @@ void BM_BatchTransaction(benchmark::State& state) {
   const std::string sql = batch::BuildUpdateBatch(CompositeKeyUpdate(), {true, true});
   const plan::Throttle throttle;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(batch::BatchTransaction(throttle, sql));
+    benchmark::DoNotOptimize(batch::BatchTransaction(throttle, plan::Triggers::kFire, sql));
   }
   state.SetItemsProcessed(state.iterations());
   state.SetLabel("items = transactions");

@@ -341,7 +341,8 @@ std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends) {
   return sql;
 }
 
-std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::string batch_sql) {
+std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, plan::Triggers triggers,
+                                          std::string batch_sql) {
   std::vector<std::string> statements;
   statements.reserve(5);
   // Tagged, as is everything else the run sends (sql/names.h): the application's statement
@@ -351,11 +352,11 @@ std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::s
   // With the statement timeout, the marker the dual-write trigger looks for (expand/triggers.h):
   // the batch has computed `set` from the row as it was, and the trigger must not compute it again
   // from the updated row (a non-idempotent `n = n + 1` would be applied twice, and a `where` with
-  // a cost would be paid per row). One statement for both keeps the pipeline at five.
-  statements.push_back(absl::StrCat("SELECT pg_catalog.set_config('statement_timeout', '",
-                                    sql::TimeoutSetting(throttle.statement_timeout),
-                                    "', true), pg_catalog.set_config('", sql::kInBatchSetting,
-                                    "', 'on', true)"));
+  // a cost would be paid per row). One statement for both keeps the pipeline at five. With
+  // triggers: skip it also sets the replication role: then the dual-write trigger, an ordinary
+  // one, does not fire at all in the batch, which is what in_batch makes it do anyway.
+  statements.push_back(
+      sql::BatchSettings(throttle.statement_timeout, triggers == plan::Triggers::kSkip));
   statements.push_back(std::move(batch_sql));
   statements.push_back(sql::Tagged("COMMIT"));
   return statements;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/util/status.h"
+#include "pgbackfill/util/strings.h"
 
 namespace pgbackfill::catalog {
 namespace {
@@ -366,6 +367,75 @@ absl::StatusOr<bool> Catalog::HasSchemaPrivilege(const std::string& schema,
 absl::StatusOr<std::string> Catalog::CurrentUser() {
   ASSIGN_OR_RETURN(pg::Result result, conn_.Exec("SELECT CURRENT_USER"));
   return std::string(result.Get(0, 0));
+}
+
+absl::StatusOr<std::vector<Trigger>> Catalog::Triggers(const Table& table) {
+  // A write to a partitioned table fires the triggers of the partition the row lands in; those a
+  // partition got from its parent (tgparentid) are the parent's, listed once.
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec("SELECT t.tgrelid::pg_catalog.regclass::text, t.tgname, n.nspname,\n"
+                              "       pg_catalog.pg_get_triggerdef(t.oid), t.tgtype, t.tgenabled,\n"
+                              "       t.tgattr::text\n"
+                              "  FROM pg_catalog.pg_trigger t\n"
+                              "  JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid\n"
+                              "  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace\n"
+                              " WHERE (t.tgrelid = $1::pg_catalog.oid OR t.tgrelid IN\n"
+                              "        (SELECT relid FROM pg_catalog.pg_partition_tree("
+                              "$1::pg_catalog.oid)))\n"
+                              "   AND NOT t.tgisinternal AND t.tgparentid = 0\n"
+                              " ORDER BY t.tgrelid = $1::pg_catalog.oid DESC, 1, t.tgname",
+                              {OidParam(table.oid)}));
+  std::vector<Trigger> triggers;
+  for (int row = 0; row < result.Rows(); ++row) {
+    Trigger trigger;
+    trigger.table = std::string(result.Get(row, 0));
+    trigger.name = std::string(result.Get(row, 1));
+    trigger.function_schema = std::string(result.Get(row, 2));
+    trigger.definition = std::string(result.Get(row, 3));
+    trigger.type = std::stoi(std::string(result.Get(row, 4)));
+    trigger.enabled = result.Get(row, 5).empty() ? 'O' : result.Get(row, 5).front();
+    // int2vector's text: attnums separated by spaces.
+    for (absl::string_view attnum :
+         absl::StrSplit(ToAbsl(result.Get(row, 6)), ' ', absl::SkipEmpty())) {
+      trigger.update_of.push_back(std::stoi(std::string(attnum)));
+    }
+    triggers.push_back(std::move(trigger));
+  }
+  return triggers;
+}
+
+absl::StatusOr<std::vector<ForeignKey>> Catalog::ForeignKeys(const Table& table) {
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec("SELECT c.conname, c.conrelid::pg_catalog.regclass::text,\n"
+                              "       c.confrelid::pg_catalog.regclass::text, side.referencing,\n"
+                              "       pg_catalog.array_to_string(side.columns, ' ')\n"
+                              "  FROM pg_catalog.pg_constraint c,\n"
+                              "       LATERAL (VALUES (true, c.conkey, c.conrelid),\n"
+                              "                       (false, c.confkey, c.confrelid))"
+                              " AS side (referencing, columns, rel)\n"
+                              " WHERE c.contype = 'f' AND side.rel = $1::pg_catalog.oid\n"
+                              " ORDER BY c.conname, side.referencing DESC",
+                              {OidParam(table.oid)}));
+  std::vector<ForeignKey> keys;
+  for (int row = 0; row < result.Rows(); ++row) {
+    ForeignKey key;
+    key.name = std::string(result.Get(row, 0));
+    key.referencing = std::string(result.Get(row, 1));
+    key.referenced = std::string(result.Get(row, 2));
+    key.table_references = result.Get(row, 3) == "t";
+    for (absl::string_view attnum :
+         absl::StrSplit(ToAbsl(result.Get(row, 4)), ' ', absl::SkipEmpty())) {
+      key.columns.push_back(std::stoi(std::string(attnum)));
+    }
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
+absl::StatusOr<bool> Catalog::MaySetParameter(const std::string& name) {
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec("SELECT pg_catalog.has_parameter_privilege($1, 'SET')", {name}));
+  return result.Get(0, 0) == "t";
 }
 
 }  // namespace pgbackfill::catalog

@@ -31,7 +31,9 @@ nlohmann::json CheckReportJson(const plan::Plan& plan, const preflight::Prefligh
       {"server_version", report.server_version},
       {"user", report.user},
       {"problems", report.problems},
+      {"warnings", report.warnings},
       {"notes", report.notes},
+      {"triggers", nlohmann::json::array()},
       {"table", nullptr},
       {"key", nullptr},
       {"rejected_keys", nlohmann::json::array()},
@@ -61,6 +63,13 @@ nlohmann::json CheckReportJson(const plan::Plan& plan, const preflight::Prefligh
                    {"index", report.key->index_name},
                    {"primary", report.key->primary},
                    {"split", report.key->IsSingleInteger() ? "arithmetic" : "sampled"}};
+  }
+  for (const preflight::WriteTrigger& trigger : report.triggers) {
+    json["triggers"].push_back({{"table", trigger.table},
+                                {"name", trigger.name},
+                                {"definition", trigger.definition},
+                                {"enabled", trigger.enabled},
+                                {"fires", trigger.fires}});
   }
   for (const catalog::RejectedKey& rejected : report.rejected_keys) {
     json["rejected_keys"].push_back({{"index", rejected.index_name}, {"reason", rejected.reason}});
@@ -101,6 +110,12 @@ void PrintCheckReport(const plan::Plan& plan, const preflight::PreflightReport& 
     out << "batch     " << scan.batch << " reaches its rows by " << scan.node
         << (scan.whole_table ? " (the whole table)" : "") << "\n";
   }
+  for (const preflight::WriteTrigger& trigger : report.triggers) {
+    out << "trigger   " << pg::QuoteIdent(trigger.name) << " on " << trigger.table
+        << (trigger.fires ? " fires" : " skipped")
+        << " for every row written: " << trigger.definition << "\n";
+  }
+  for (const std::string& warning : report.warnings) out << "warning   " << warning << "\n";
   for (const std::string& note : report.notes) out << "note      " << note << "\n";
   if (!report.batch_statements.empty()) {
     out << "\nEach batch is one transaction, sent as one pipeline (one round trip):\n";

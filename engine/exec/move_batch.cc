@@ -222,8 +222,8 @@ asio::awaitable<BatchOutcome> Runner::MoveSpan(pg::AsyncConnection& target, Move
     out.done_upto = last.has_value() ? last : range.start();
   }
 
-  move::TargetTransaction transaction =
-      move::BuildTargetTransaction(mover_.spec, live_.throttle, mover_.staged && keys > 0);
+  move::TargetTransaction transaction = move::BuildTargetTransaction(
+      mover_.spec, live_.throttle, plan_.triggers, mover_.staged && keys > 0);
   constexpr size_t kClaim = move::TargetTransaction::kClaimIndex;
   std::vector<pg::Statement> head = Statements(std::move(transaction.head));
   head[kClaim].params.emplace_back(plan_.name);

@@ -399,6 +399,9 @@ absl::StatusOr<RunSummary> Runner::Run() {
   events_.Emit(started);
 
   if (!queue_.pending.empty()) {
+    // What `check` warned about (the table's own triggers, ...) is said again where the run is
+    // watched: a run does not refuse for it.
+    for (const std::string& warning : report_.warnings) events_.Emit(events::Warning{warning});
     if (options_.handle_signals) {
       signals_.add(SIGINT);
       signals_.add(SIGTERM);

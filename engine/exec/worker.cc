@@ -280,7 +280,7 @@ std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int6
   params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
 
   std::vector<pg::Statement> statements;
-  for (std::string& text : batch::BatchTransaction(live_.throttle, sql)) {
+  for (std::string& text : batch::BatchTransaction(live_.throttle, plan_.triggers, sql)) {
     statements.push_back(pg::Statement{std::move(text), {}});
   }
   statements[batch::kBatchStatementIndex].params = std::move(params);

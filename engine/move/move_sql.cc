@@ -216,13 +216,15 @@ std::string DeleteTargetRangeSql(const MoveSpec& spec, RangeEnds ends) {
 }
 
 TargetTransaction BuildTargetTransaction(const MoveSpec& spec, const plan::Throttle& throttle,
-                                         bool staged) {
+                                         plan::Triggers triggers, bool staged) {
   TargetTransaction transaction;
   // The claim first, so that nothing is copied for a checkpoint that moved (a batch of a killed
-  // run that committed late).
-  transaction.head = {sql::Tagged("BEGIN"), sql::SetLocalTimeout("lock_timeout", throttle.lock_timeout),
-                      sql::SetLocalTimeout("statement_timeout", throttle.statement_timeout),
-                      ClaimSql()};
+  // run that committed late). in_batch as in one database's batches, so that a trigger on `into`
+  // can tell the copy's writes from the application's (README: the table's own triggers).
+  transaction.head = {
+      sql::Tagged("BEGIN"), sql::SetLocalTimeout("lock_timeout", throttle.lock_timeout),
+      sql::BatchSettings(throttle.statement_timeout, triggers == plan::Triggers::kSkip),
+      ClaimSql()};
   if (staged) transaction.head.push_back(StageSql(spec));
   transaction.copy_in = CopyInSql(spec, staged);
   if (staged) transaction.tail.push_back(InsertFromStageSql(spec));

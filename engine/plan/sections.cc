@@ -129,6 +129,20 @@ absl::Status ParseOnConflict(const Reader& reader, const Entry& entry, Plan& pla
   return absl::OkStatus();
 }
 
+absl::Status ParseTriggers(const Reader& reader, const Entry& entry, Plan& plan) {
+  // A StatusOr, not ASSIGN_OR_RETURN: GCC 12 warns of a maybe-uninitialized string there.
+  const absl::StatusOr<std::string> text = reader.Text(entry);
+  if (!text.ok()) return text.status();
+  if (*text == "fire") {
+    plan.triggers = Triggers::kFire;
+  } else if (*text == "skip") {
+    plan.triggers = Triggers::kSkip;
+  } else {
+    return reader.Error(entry, absl::StrCat("must be fire or skip, got ", Describe(entry.value)));
+  }
+  return absl::OkStatus();
+}
+
 // Copy mode: `into`, its `columns`, `on_conflict`, and the databases of a move between them.
 absl::Status ParseCopyMode(Reader& reader, const std::vector<Entry>& entries, const Entry& into,
                            Plan& plan) {
@@ -307,6 +321,9 @@ absl::StatusOr<Plan> ParsePlanEntries(Reader& reader, const std::vector<Entry>& 
   }
   if (const Entry* hooks = Find(entries, "hooks"))
     RETURN_IF_ERROR(ParseHooks(reader, *hooks, plan));
+  if (const Entry* triggers = Find(entries, "triggers")) {
+    RETURN_IF_ERROR(ParseTriggers(reader, *triggers, plan));
+  }
   plan.key_lines = reader.TakeKeyLines();
   return plan;
 }

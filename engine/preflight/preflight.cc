@@ -44,6 +44,7 @@ absl::StatusOr<PreflightReport> Preflighter::Run() {
   if (std::stoi(std::string(version.Get(0, 0))) < 150000) {
     Problem(absl::StrCat("the server runs PostgreSQL ", ToAbsl(version.Get(0, 0)),
                          "; pgbackfill needs 15 or later"));
+    server_supported_ = false;
   }
   ASSIGN_OR_RETURN(pg::Result show, conn_.Exec("SHOW server_version"));
   report_.server_version = std::string(show.Get(0, 0));
@@ -61,6 +62,7 @@ absl::StatusOr<PreflightReport> Preflighter::Run() {
     if (std::stoi(std::string(target_version.Get(0, 0))) < 150000) {
       Problem(absl::StrCat("the target server runs PostgreSQL ",
                            ToAbsl(target_version.Get(0, 0)), "; pgbackfill needs 15 or later"));
+      server_supported_ = false;
     }
     ASSIGN_OR_RETURN(target_user_, target_catalog_.CurrentUser());
     RETURN_IF_ERROR(target_catalog_.Harden().status());
@@ -99,6 +101,7 @@ absl::StatusOr<PreflightReport> Preflighter::RunChecks() {
     RETURN_IF_ERROR(CheckCopyTarget());
   }
   RETURN_IF_ERROR(CheckPrivileges());
+  RETURN_IF_ERROR(CheckUserTriggers());
   RETURN_IF_ERROR(CompileExpressions());
   if (moves_) RETURN_IF_ERROR(ChooseMoveFormat());
   RETURN_IF_ERROR(CheckApplicationSignals());
@@ -433,7 +436,8 @@ void Preflighter::BuildBatchSql() {
         absl::StrCat("-- source: ", move::CopyOutSql(spec, ranges::KeyValue{"$after"},
                                                      ranges::KeyValue{"$upto"})),
     };
-    move::TargetTransaction target = move::BuildTargetTransaction(spec, plan_.throttle, staged);
+    move::TargetTransaction target =
+        move::BuildTargetTransaction(spec, plan_.throttle, plan_.triggers, staged);
     target.head.front().insert(0, "-- target:\n");
     std::vector<std::string>& out = report_.batch_statements;
     out.insert(out.end(), target.head.begin(), target.head.end());
@@ -453,8 +457,8 @@ void Preflighter::BuildBatchSql() {
     spec.target_key = report_.target_key;
     spec.on_conflict = plan_.on_conflict;
     spec.where = plan_.where;
-    report_.batch_statements =
-        batch::BatchTransaction(plan_.throttle, batch::BuildCopyBatch(spec, sql::RangeEnds{}));
+    report_.batch_statements = batch::BatchTransaction(
+        plan_.throttle, plan_.triggers, batch::BuildCopyBatch(spec, sql::RangeEnds{}));
     return;
   }
   batch::UpdateBatchSpec spec;
@@ -464,8 +468,8 @@ void Preflighter::BuildBatchSql() {
   }
   spec.set = plan_.set;
   spec.where = plan_.where;
-  report_.batch_statements =
-      batch::BatchTransaction(plan_.throttle, batch::BuildUpdateBatch(spec, sql::RangeEnds{}));
+  report_.batch_statements = batch::BatchTransaction(
+      plan_.throttle, plan_.triggers, batch::BuildUpdateBatch(spec, sql::RangeEnds{}));
 }
 
 absl::StatusOr<PreflightReport> Preflight(pg::Connection& conn, const plan::Plan& plan) {

@@ -59,6 +59,7 @@ class Preflighter {
   absl::StatusOr<PreflightReport> RunChecks();
 
   void Problem(std::string text) { report_.problems.push_back(std::move(text)); }
+  void Warn(std::string text) { report_.warnings.push_back(std::move(text)); }
   void Note(std::string text) { report_.notes.push_back(std::move(text)); }
 
   const Table& table() const { return *report_.table; }
@@ -140,6 +141,19 @@ class Preflighter {
   absl::StatusOr<std::optional<BatchScan>> ExplainWrite(const std::string& sql,
                                                         const std::vector<pg::Param>& params);
 
+  // --- The written table's own triggers (preflight_triggers.cc) ---
+  // Lists the triggers the batches' writes fire (report_.triggers) and warns about them; with
+  // `triggers: skip`, refuses a role that may not set session_replication_role and warns about
+  // what replica mode still fires, and about the foreign keys it no longer checks.
+  absl::Status CheckUserTriggers();
+  // Whether a batch's write meets `trigger` at all (event and UPDATE OF columns).
+  bool WriteMeets(const catalog::Trigger& trigger, const Table& written) const;
+  // The columns a batch writes: `set` in update mode, the copied columns in copy mode.
+  std::vector<std::string> WrittenColumns() const;
+  void WarnAboutTriggers(const std::string& written_name);
+  absl::Status CheckSkipPrivilege();
+  absl::Status WarnAboutForeignKeys(Catalog& catalog, const Table& written);
+
   pg::Connection& conn_;
   const plan::Plan& plan_;
   Catalog catalog_;
@@ -152,6 +166,7 @@ class Preflighter {
   PreflightReport report_;
   std::optional<Table> target_;
   std::string user_search_path_;
+  bool server_supported_ = true;  // PostgreSQL 15 or later on every server checked
 };
 
 }  // namespace pgbackfill::preflight

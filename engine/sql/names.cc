@@ -19,4 +19,14 @@ std::string SetLocalTimeout(const char* setting, absl::Duration timeout) {
   return absl::StrCat(kTag, "SET LOCAL ", setting, " = '", TimeoutSetting(timeout), "'");
 }
 
+std::string BatchSettings(absl::Duration statement_timeout, bool skip_triggers) {
+  // Transaction-local like the timeouts: the session's next transaction fires triggers again.
+  // Each change of session_replication_role discards the session's cached plans; a worker's
+  // session caches none worth keeping, as every batch is sent unprepared.
+  return absl::StrCat(
+      "SELECT pg_catalog.set_config('statement_timeout', '", TimeoutSetting(statement_timeout),
+      "', true), pg_catalog.set_config('", kInBatchSetting, "', 'on', true)",
+      skip_triggers ? ", pg_catalog.set_config('session_replication_role', 'replica', true)" : "");
+}
+
 }  // namespace pgbackfill::sql

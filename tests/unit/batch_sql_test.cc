@@ -22,7 +22,8 @@ TEST(BatchTransactionTest, OnePipelineEveryStatementTaggedOrNamingTheJobStore) {
   plan::Throttle throttle;
   throttle.lock_timeout = absl::Milliseconds(200);
   throttle.statement_timeout = absl::Seconds(30);
-  const std::vector<std::string> statements = BatchTransaction(throttle, "batch");
+  const std::vector<std::string> statements =
+      BatchTransaction(throttle, plan::Triggers::kFire, "batch");
   ASSERT_EQ(statements.size(), 5u);
   EXPECT_EQ(statements[0], "/* pgbackfill */ BEGIN");
   EXPECT_EQ(statements[1], "/* pgbackfill */ SET LOCAL lock_timeout = '200ms'");
@@ -31,6 +32,17 @@ TEST(BatchTransactionTest, OnePipelineEveryStatementTaggedOrNamingTheJobStore) {
             "pg_catalog.set_config('pgbackfill.in_batch', 'on', true)");
   EXPECT_EQ(statements[kBatchStatementIndex], "batch");
   EXPECT_EQ(statements[4], "/* pgbackfill */ COMMIT");
+}
+
+TEST(BatchTransactionTest, SkippingTriggersSetsTheReplicaRoleForTheTransactionInTheSameStatement) {
+  const std::vector<std::string> statements =
+      BatchTransaction(plan::Throttle{}, plan::Triggers::kSkip, "batch");
+  ASSERT_EQ(statements.size(), 5u) << "the pipeline keeps its five statements";
+  EXPECT_EQ(statements[2],
+            "SELECT pg_catalog.set_config('statement_timeout', '30000ms', true), "
+            "pg_catalog.set_config('pgbackfill.in_batch', 'on', true), "
+            "pg_catalog.set_config('session_replication_role', 'replica', true)");
+  EXPECT_EQ(statements[kBatchStatementIndex], "batch");
 }
 
 TEST(BatchParamsTest, LayoutFollowsBoundedEnds) {

@@ -29,16 +29,19 @@ MoveSpec AccountsSpec() {
   return spec;
 }
 
-TEST(TargetTransactionTest, ClaimFirstCheckpointLastEveryStatementTagged) {
+TEST(TargetTransactionTest, ClaimFirstCheckpointLastEveryStatementTaggedOrNamingPgbackfill) {
   plan::Throttle throttle;
   throttle.lock_timeout = absl::Milliseconds(150);
   throttle.statement_timeout = absl::Seconds(20);
   for (const bool staged : {false, true}) {
-    const TargetTransaction t = BuildTargetTransaction(AccountsSpec(), throttle, staged);
+    const TargetTransaction t =
+        BuildTargetTransaction(AccountsSpec(), throttle, plan::Triggers::kFire, staged);
     ASSERT_EQ(t.head.size(), staged ? 5u : 4u);
     EXPECT_EQ(t.head[0], "/* pgbackfill */ BEGIN");
     EXPECT_EQ(t.head[1], "/* pgbackfill */ SET LOCAL lock_timeout = '150ms'");
-    EXPECT_EQ(t.head[2], "/* pgbackfill */ SET LOCAL statement_timeout = '20000ms'");
+    EXPECT_EQ(t.head[2],
+              "SELECT pg_catalog.set_config('statement_timeout', '20000ms', true), "
+              "pg_catalog.set_config('pgbackfill.in_batch', 'on', true)");
     EXPECT_EQ(t.head[TargetTransaction::kClaimIndex], ClaimSql());
     if (staged) {
       EXPECT_EQ(t.head[4], StageSql(AccountsSpec()));
@@ -50,6 +53,15 @@ TEST(TargetTransactionTest, ClaimFirstCheckpointLastEveryStatementTagged) {
       EXPECT_EQ(t.tail.front(), InsertFromStageSql(AccountsSpec()));
     }
   }
+}
+
+TEST(TargetTransactionTest, SkippingTriggersSetsTheReplicaRoleBeforeTheClaim) {
+  const TargetTransaction t =
+      BuildTargetTransaction(AccountsSpec(), plan::Throttle{}, plan::Triggers::kSkip, false);
+  ASSERT_EQ(t.head.size(), 4u);
+  EXPECT_THAT(t.head[2], HasSubstr(", pg_catalog.set_config('session_replication_role', "
+                                   "'replica', true)"));
+  EXPECT_EQ(t.head[TargetTransaction::kClaimIndex], ClaimSql());
 }
 
 TEST(BatchEndSqlTest, WalksRowsKeysPastTheCheckpointAndKeepsTheLast) {

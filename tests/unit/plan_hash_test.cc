@@ -65,6 +65,7 @@ TEST(PlanHashTest, IgnoresTuningAndConnectionKeys) {
   EXPECT_EQ(base, HashOf(std::string(kBase) + "throttle: {max_replica_lag: 30s}\n"));
   EXPECT_EQ(base, HashOf(std::string(kBase) + "dsn: host=${HOST}\nverify: false\n"));
   EXPECT_EQ(base, HashOf(std::string(kBase) + "expand: [SELECT 1]\n"));
+  EXPECT_EQ(base, HashOf(std::string(kBase) + "triggers: skip\n"));
   std::string renamed(kBase);
   renamed.replace(renamed.find("users-split-name"), 16, "another-name");
   EXPECT_EQ(base, HashOf(renamed));

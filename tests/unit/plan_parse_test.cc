@@ -267,6 +267,37 @@ TEST(ParsePlanTest, DefaultsMatchTheModel) {
   EXPECT_EQ(plan->on_conflict, OnConflict::kError);
 }
 
+TEST(ParsePlanTest, TriggersFireByDefaultAndSkipInEitherMode) {
+  absl::StatusOr<Plan> update = Parse("version: 1\nname: j\ntable: t\nset: {a: '1'}\n");
+  ASSERT_TRUE(update.ok()) << update.status();
+  EXPECT_EQ(update->triggers, Triggers::kFire);
+  EXPECT_EQ(Plan{}.triggers, Triggers::kFire);
+  for (const char* mode : {"set: {a: '1'}", "into: u"}) {
+    SCOPED_TRACE(mode);
+    absl::StatusOr<Plan> skip =
+        Parse(absl::StrCat("version: 1\nname: j\ntable: t\n", mode, "\ntriggers: skip\n"));
+    ASSERT_TRUE(skip.ok()) << skip.status();
+    EXPECT_EQ(skip->triggers, Triggers::kSkip);
+    EXPECT_EQ(skip->key_lines.at("triggers"), 5);
+    absl::StatusOr<Plan> fire =
+        Parse(absl::StrCat("version: 1\nname: j\ntable: t\n", mode, "\ntriggers: fire\n"));
+    ASSERT_TRUE(fire.ok()) << fire.status();
+    EXPECT_EQ(fire->triggers, Triggers::kFire);
+  }
+}
+
+TEST(ParsePlanTest, BadTriggersValuesNameTheirLineAndKey) {
+  const std::string base = "version: 1\nname: j\ntable: t\nset: {a: '1'}\n";
+  EXPECT_THAT(ErrorOf(base + "triggers: off\n"),
+              HasSubstr("plan.yaml:5: triggers: must be fire or skip, got "));
+  EXPECT_THAT(ErrorOf(base + "triggers: Skip\n"),
+              HasSubstr("plan.yaml:5: triggers: must be fire or skip, got "));
+  EXPECT_THAT(ErrorOf(base + "triggers: [skip]\n"), HasSubstr("plan.yaml:5: triggers: "));
+  EXPECT_THAT(ErrorOf(base + "triggers:\n"), HasSubstr("plan.yaml:5: triggers: "));
+  EXPECT_THAT(ErrorOf(base + "throttle: {triggers: skip}\n"),
+              HasSubstr("plan.yaml:5: throttle.triggers: unknown key"));
+}
+
 TEST(ParsePlanTest, KeyAsSingleStringAndCompositeList) {
   absl::StatusOr<Plan> one = Parse("version: 1\nname: j\ntable: t\nkey: Id\nset: {a: '1'}\n");
   ASSERT_TRUE(one.ok()) << one.status();

@@ -82,10 +82,12 @@ std::string BuildCopyBatch(const CopyBatchSpec& spec, RangeEnds ends);
 std::string UpdateWriteShape(const UpdateBatchSpec& spec, RangeEnds ends);
 std::string CopyWriteShape(const CopyBatchSpec& spec, RangeEnds ends);
 
-// The statements of one batch's pipeline, in order: BEGIN, SET LOCAL lock_timeout, SET LOCAL
-// statement_timeout, `batch_sql`, COMMIT. The runner sends exactly these and `check` prints them,
-// so what a user reviews is what runs. The batch is at kBatchStatementIndex.
+// The statements of one batch's pipeline, in order: BEGIN, SET LOCAL lock_timeout, the
+// transaction-local statement_timeout and pgbackfill.in_batch (and with triggers: skip
+// session_replication_role = replica), `batch_sql`, COMMIT. The runner sends exactly these and
+// `check` prints them, so what a user reviews is what runs. The batch is at kBatchStatementIndex.
 inline constexpr size_t kBatchStatementIndex = 3;
-std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, std::string batch_sql);
+std::vector<std::string> BatchTransaction(const plan::Throttle& throttle, plan::Triggers triggers,
+                                          std::string batch_sql);
 
 }  // namespace pgbackfill::batch

@@ -66,6 +66,35 @@ struct RowEstimate {
   std::string source;  // "reltuples", "count", "size"
 };
 
+// A trigger that is not internal (foreign keys' triggers are), on a table or on one of its
+// partitions (a partition's clone of a parent's trigger counts once, as the parent's).
+struct Trigger {
+  std::string table;  // where it is defined, as regclass prints it
+  std::string name;
+  std::string function_schema;
+  std::string definition;      // pg_get_triggerdef: CREATE TRIGGER ...
+  int type = 0;                // pg_trigger.tgtype bits
+  char enabled = 'O';          // tgenabled: O origin/local, A always, R replica only, D disabled
+  std::vector<int> update_of;  // attnums of `UPDATE OF col, ...`; empty = any UPDATE
+
+  bool OnInsert() const { return (type & 4) != 0; }
+  bool OnUpdate() const { return (type & 16) != 0; }
+  // Whether it fires in a session whose session_replication_role is `replica` (else origin).
+  bool FiresAs(bool replica) const {
+    return enabled == 'A' || (replica ? enabled == 'R' : enabled == 'O');
+  }
+};
+
+// A foreign key that `table` takes part in, from `table`'s side: the columns of `table` it
+// constrains (referencing) or whose values it protects (referenced). A self-reference is both.
+struct ForeignKey {
+  std::string name;
+  std::string referencing;  // the constrained table, as regclass prints it
+  std::string referenced;
+  bool table_references = false;  // true: `table` is the referencing side
+  std::vector<int> columns;       // attnums of `table`
+};
+
 class Catalog {
  public:
   // `conn` must outlive the Catalog.
@@ -114,6 +143,13 @@ class Catalog {
   // USAGE and CREATE on an existing schema.
   absl::StatusOr<bool> HasSchemaPrivilege(const std::string& schema, const std::string& privilege);
   absl::StatusOr<std::string> CurrentUser();
+
+  // The table's triggers (see Trigger), by table and name.
+  absl::StatusOr<std::vector<Trigger>> Triggers(const Table& table);
+  absl::StatusOr<std::vector<ForeignKey>> ForeignKeys(const Table& table);
+  // Whether the current user may SET the superuser-only parameter `name` (a superuser, or
+  // GRANT SET ON PARAMETER, new in PostgreSQL 15: the server must be 15 or later).
+  absl::StatusOr<bool> MaySetParameter(const std::string& name);
 
  private:
   absl::StatusOr<uint32_t> ResolveOid(const plan::QualifiedName& name);

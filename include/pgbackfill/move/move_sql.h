@@ -78,9 +78,11 @@ std::string ClaimSql();
 std::string AdvanceSql();
 
 // The target's side of one batch, built once for the worker that runs it and for `check` that
-// prints it: `head` (one pipeline: BEGIN, SET LOCAL lock_timeout and statement_timeout, the claim
-// at kClaimIndex, the stage table when staged), then the COPY `copy_in`, then `tail` (one
-// pipeline: the stage's INSERT when staged, the checkpoint at advance_index, COMMIT).
+// prints it: `head` (one pipeline: BEGIN, SET LOCAL lock_timeout, the batch settings of
+// sql::BatchSettings (statement_timeout, pgbackfill.in_batch, and with triggers: skip the
+// replication role), the claim at kClaimIndex, the stage table when staged), then the COPY
+// `copy_in`, then `tail` (one pipeline: the stage's INSERT when staged, the checkpoint at
+// advance_index, COMMIT).
 struct TargetTransaction {
   static constexpr size_t kClaimIndex = 3;
   std::vector<std::string> head;
@@ -89,7 +91,7 @@ struct TargetTransaction {
   size_t advance_index = 0;
 };
 TargetTransaction BuildTargetTransaction(const MoveSpec& spec, const plan::Throttle& throttle,
-                                         bool staged);
+                                         plan::Triggers triggers, bool staged);
 
 // Verify: count(*) and the sum of hashtextextended(row::text, 0) of one key span, on each side.
 // The source side casts each expression to its target column's type so both sides print the

@@ -35,6 +35,15 @@ enum class Mode {
 
 enum class OnConflict { kError, kSkip, kUpdate };
 
+// Whether the rows the batches write fire the written table's own triggers (`triggers:`).
+enum class Triggers {
+  kFire,  // as any write does: an updated_at touch or an audit trigger runs for every row
+  // Each batch transaction sets session_replication_role = replica (transaction-local): triggers
+  // enabled as usual (and foreign keys' checks) do not fire; ENABLE ALWAYS and ENABLE REPLICA
+  // ones do. Needs superuser or SET on that parameter (checked in preflight).
+  kSkip,
+};
+
 struct Batch {
   int64_t rows = 5000;  // first batch size
   absl::Duration target = absl::Milliseconds(200);  // adaptive sizing aims at this batch time
@@ -151,6 +160,9 @@ struct Plan {
   Throttle throttle;
   bool verify = true;
   VacuumEvery vacuum_every;  // tuning: not part of PlanHash
+  // Not part of PlanHash: it decides what the table's triggers do, not which values the batches
+  // write, and a job stopped because its triggers fired may go on with them skipped.
+  Triggers triggers = Triggers::kFire;
 
   // 1-based line of every key the file set, by dotted path ("table", "batch.rows", "set.x"), so
   // checks after parsing (preflight) can report `file:line: key:` too. Filled by the parser.

@@ -22,8 +22,18 @@ struct BatchScan {
   bool whole_table = false;  // a Seq Scan: every batch would read the whole table
 };
 
+// A trigger of the written table that a batch's write meets (not this job's own).
+struct WriteTrigger {
+  std::string table;  // where it is defined, as regclass prints it
+  std::string name;
+  std::string definition;  // CREATE TRIGGER ...
+  std::string enabled;     // "origin" (as usual), "always", "replica" (ALTER TABLE ... ENABLE)
+  bool fires = true;       // for the batches' writes, under the plan's `triggers`
+};
+
 struct PreflightReport {
   std::vector<std::string> problems;  // each: what is wrong, on which object, what to do
+  std::vector<std::string> warnings;  // the run may go on, but may not do what the operator thinks
   std::vector<std::string> notes;     // worth knowing, not blocking
 
   std::string server_version;
@@ -37,6 +47,9 @@ struct PreflightReport {
   std::optional<std::vector<std::string>> max_key;
   std::vector<std::string> batch_statements;  // the pipeline of one batch, in order
   std::vector<BatchScan> batch_scans;         // same-database batches on a table with rows
+  // The triggers the batches' writes meet: UPDATE ones on `table` (UPDATE OF only for a `set`
+  // column), or INSERT and UPDATE ones on `into` in copy mode.
+  std::vector<WriteTrigger> triggers;
 
   // The operator's own search_path (Preflight pins the session's to pg_catalog, pg_temp): plan
   // expressions were compiled under it, and trigger functions (expand/triggers.h) pin it.

@@ -31,4 +31,10 @@ std::string TimeoutSetting(absl::Duration timeout);
 // `SET LOCAL <setting> = '<TimeoutSetting(timeout)>'`, for the head of a transaction.
 std::string SetLocalTimeout(const char* setting, absl::Duration timeout);
 
+// The settings statement of a batch transaction (one SELECT of transaction-local set_config
+// calls, so the pipeline's statement count stays the same): statement_timeout, kInBatchSetting
+// on, and with `skip_triggers` session_replication_role = replica, under which triggers enabled
+// as usual (the foreign keys' among them) do not fire for the batch's writes.
+std::string BatchSettings(absl::Duration statement_timeout, bool skip_triggers);
+
 }  // namespace pgbackfill::sql
