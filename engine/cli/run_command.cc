@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "pgbackfill/cli/cli.h"
+#include "pgbackfill/cli/metrics_endpoint.h"
 #include "pgbackfill/cli/output.h"
 #include "pgbackfill/exec/phases.h"
 #include "pgbackfill/exec/runner.h"
@@ -50,30 +51,21 @@ int ExitCodeOf(exec::Outcome outcome) {
   return kExitError;
 }
 
-}  // namespace
-
-int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& err) {
-  auto plan = plan::LoadPlanFile(options.plan_path, plan::ProcessEnv());
-  if (!plan.ok()) {
-    err << "pgbackfill: " << plan.status().message() << "\n";
-    return kExitBadInput;
-  }
-  // Machines get JSON Lines on stdout; people get progress on stderr, where it does not mix with
-  // output a script may capture.
-  std::unique_ptr<events::EventSink> sink =
-      options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1);
+// The phases of `options` on `plan`, every event to `sink`; the exit code.
+int RunPhasesWith(const RunCommandOptions& options, const plan::Plan& plan,
+                  std::unique_ptr<events::EventSink> sink, std::ostream& err) {
   exec::RunOptions run_options;
   run_options.dsn = options.dsn;
   run_options.restart = options.restart;
   run_options.repair = options.repair;
-  const std::vector<exec::Phase> phases =
-      options.phase.has_value() ? std::vector<exec::Phase>{*options.phase}
-                                : exec::RunPhases(options.contract, plan->verify);
-  auto summary = exec::RunPhaseList(phases, *plan, run_options, *sink);
+  const std::vector<exec::Phase> phases = options.phase.has_value()
+                                              ? std::vector<exec::Phase>{*options.phase}
+                                              : exec::RunPhases(options.contract, plan.verify);
+  auto summary = exec::RunPhaseList(phases, plan, run_options, *sink);
   if (!summary.ok()) {
     if (options.json) {
       events::JobFinished failed;
-      failed.job = plan->name;
+      failed.job = plan.name;
       failed.phase = options.phase.has_value() ? exec::PhaseName(*options.phase) : "run";
       failed.outcome = "failed";
       failed.exit_code = kExitError;
@@ -86,7 +78,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   }
   const double seconds = absl::ToDoubleSeconds(summary->elapsed);
   sink->Emit(events::JobFinished{
-      .job = plan->name,
+      .job = plan.name,
       .phase = summary->phase,
       .outcome = OutcomeName(summary->outcome),
       .exit_code = ExitCodeOf(summary->outcome),
@@ -110,6 +102,26 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
         << (options.dsn.empty() ? "" : " --dsn ...") << "\n";
   }
   return ExitCodeOf(summary->outcome);
+}
+
+}  // namespace
+
+int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& err) {
+  auto plan = plan::LoadPlanFile(options.plan_path, plan::ProcessEnv());
+  if (!plan.ok()) {
+    err << "pgbackfill: " << plan.status().message() << "\n";
+    return kExitBadInput;
+  }
+  // Machines get JSON Lines on stdout; people get progress on stderr, where it does not mix with
+  // output a script may capture.
+  auto sink = WithMetrics(
+      options.metrics, plan->name,
+      options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1), err);
+  if (!sink.ok()) {
+    err << "pgbackfill: " << sink.status().message() << "\n";
+    return kExitBadInput;
+  }
+  return RunPhasesWith(options, *plan, std::move(*sink), err);
 }
 
 }  // namespace pgbackfill::cli
