@@ -23,7 +23,6 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 constexpr uint32_t kMaxHeaderBytes = 8 * 1024;
-constexpr auto kIdleTimeout = std::chrono::seconds(10);
 constexpr int kMaxConnections = 16;
 
 struct Endpoint {
@@ -81,6 +80,7 @@ struct MetricsServer::Impl {
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
   Render render;
+  std::chrono::nanoseconds idle_timeout{std::chrono::seconds(10)};
   std::string address;
   int connections = 0;  // on the server's thread only
   std::thread thread;
@@ -115,14 +115,14 @@ asio::awaitable<void> MetricsServer::Impl::Serve(tcp::socket socket) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(kMaxHeaderBytes);
     parser.body_limit(0);  // a scrape sends none
-    stream.expires_after(kIdleTimeout);
+    stream.expires_after(idle_timeout);
     boost::system::error_code ec;
     co_await http::async_read(stream, buffer, parser,
                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;  // closed, idle too long, or too large or malformed: drop the connection
     http::response<http::string_body> response = Answer(parser.get(), render);
     const bool keep_alive = response.keep_alive();
-    stream.expires_after(kIdleTimeout);
+    stream.expires_after(idle_timeout);
     co_await http::async_write(stream, response, asio::redirect_error(asio::use_awaitable, ec));
     if (ec || !keep_alive) break;
   }
@@ -132,10 +132,12 @@ asio::awaitable<void> MetricsServer::Impl::Serve(tcp::socket socket) {
 }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(std::string_view address,
-                                                                    Render render) {
+                                                                    Render render,
+                                                                    absl::Duration idle_timeout) {
   ASSIGN_OR_RETURN(const Endpoint endpoint, ParseAddress(address));
   auto impl = std::make_unique<Impl>();
   impl->render = std::move(render);
+  impl->idle_timeout = absl::ToChronoNanoseconds(idle_timeout);
   boost::system::error_code ec;
   tcp::resolver resolver(impl->io);
   const tcp::resolver::results_type resolved =

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace pgbackfill::metrics {
 
@@ -24,8 +25,10 @@ class MetricsServer {
   // `address` is HOST:PORT ([V6]:PORT for an IPv6 literal); port 0 picks a free port.
   // InvalidArgument for an address that does not parse or resolve, FailedPrecondition when it
   // cannot be bound (in use, not an address of this host).
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(std::string_view address,
-                                                              Render render);
+  // `idle_timeout`: how long a connection may wait for its next request (or a request for its
+  // bytes) before it is closed.
+  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
+      std::string_view address, Render render, absl::Duration idle_timeout = absl::Seconds(10));
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
