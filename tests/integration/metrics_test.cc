@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "pgbackfill/events/events.h"
 #include "pgbackfill/util/asio.h"  // first: <utility> before any Asio header
 #include "support/run_events.h"
@@ -287,6 +288,27 @@ TEST_F(MetricsTest, TheExamplesUseOnlyDocumentedMetrics) {
       EXPECT_THAT(readme, HasSubstr("`" + name + "`")) << example << " uses " << name;
     }
   }
+}
+
+// Every query of the dashboard is PromQL that Prometheus parses: promtool checks them as
+// recording rules.
+TEST_F(MetricsTest, TheDashboardsQueriesParse) {
+  const nlohmann::json dashboard =
+      nlohmann::json::parse(ReadSource("examples/grafana-dashboard.json"), nullptr, false);
+  ASSERT_TRUE(dashboard.is_object()) << "the dashboard is not JSON";
+  std::string rules = "groups:\n  - name: dashboard\n    rules:\n";
+  int queries = 0;
+  for (const nlohmann::json& panel : dashboard["panels"]) {
+    for (const nlohmann::json& target : panel["targets"]) {
+      // JSON strings are YAML flow scalars.
+      absl::StrAppend(&rules, "      - record: dashboard_query_", ++queries,
+                      "\n        expr: ", target["expr"].dump(), "\n");
+    }
+  }
+  EXPECT_GE(queries, 10);
+  const std::string path = testing::WriteTestFile(rules, ".rules.yml");
+  const CommandResult checked = RunCommand({"promtool", "check", "rules", path});
+  EXPECT_EQ(checked.exit_code, 0) << checked.out << checked.err << rules;
 }
 
 }  // namespace
