@@ -113,7 +113,7 @@ int RunBenchCommand(const BenchCommandOptions& options, std::ostream& out, std::
     err << "pgbackfill: " << metered.status().message() << "\n";
     return kExitBadInput;
   }
-  std::unique_ptr<events::EventSink> sink = std::move(*metered);
+  std::unique_ptr<events::EventSink> sink = std::move(metered->all);
   staging::BenchOptions bench_options;
   bench_options.dsn = options.dsn;
   bench_options.rows = options.rows;

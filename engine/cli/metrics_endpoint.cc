@@ -27,6 +27,7 @@ class MetricsTee : public events::EventSink {
   MetricsTee& operator=(const MetricsTee&) = delete;
 
   void LingerFor(absl::Duration linger) { linger_ = linger; }
+  events::EventSink& registry() { return *registry_; }
 
   void Serve(std::unique_ptr<metrics::MetricsServer> server) { server_ = std::move(server); }
 
@@ -44,10 +45,11 @@ class MetricsTee : public events::EventSink {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<events::EventSink>> WithMetrics(
-    const MetricsOptions& options, std::string job, std::unique_ptr<events::EventSink> renderer,
-    std::ostream& log) {
-  if (options.address.empty()) return renderer;
+absl::StatusOr<CommandSinks> WithMetrics(const MetricsOptions& options, std::string job,
+                                         std::unique_ptr<events::EventSink> renderer,
+                                         std::ostream& log) {
+  if (options.address.empty())
+    return CommandSinks{.all = std::move(renderer), .metrics_only = nullptr};
   absl::Duration linger;
   if (!absl::ParseDuration(options.linger, &linger) || linger < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat("--metrics-linger ", options.linger,
@@ -62,7 +64,8 @@ absl::StatusOr<std::unique_ptr<events::EventSink>> WithMetrics(
   log << "pgbackfill: metrics at http://" << server->address() << "/metrics" << std::endl;
   tee->Serve(std::move(server));
   tee->LingerFor(linger);
-  return tee;
+  events::EventSink& registry_alone = tee->registry();
+  return CommandSinks{.all = std::move(tee), .metrics_only = &registry_alone};
 }
 
 }  // namespace pgbackfill::cli

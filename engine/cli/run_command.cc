@@ -51,9 +51,10 @@ int ExitCodeOf(exec::Outcome outcome) {
   return kExitError;
 }
 
-// The phases of `options` on `plan`, every event to `sink`; the exit code.
-int RunPhasesWith(const RunCommandOptions& options, const plan::Plan& plan,
-                  std::unique_ptr<events::EventSink> sink, std::ostream& err) {
+// The phases of `options` on `plan`, every event to `sinks`; the exit code.
+int RunPhasesWith(const RunCommandOptions& options, const plan::Plan& plan, CommandSinks sinks,
+                  std::ostream& err) {
+  std::unique_ptr<events::EventSink> sink = std::move(sinks.all);
   exec::RunOptions run_options;
   run_options.dsn = options.dsn;
   run_options.restart = options.restart;
@@ -63,14 +64,17 @@ int RunPhasesWith(const RunCommandOptions& options, const plan::Plan& plan,
                                               : exec::RunPhases(options.contract, plan.verify);
   auto summary = exec::RunPhaseList(phases, plan, run_options, *sink);
   if (!summary.ok()) {
+    events::JobFinished failed;
+    failed.job = plan.name;
+    failed.phase = options.phase.has_value() ? exec::PhaseName(*options.phase) : "run";
+    failed.outcome = "failed";
+    failed.exit_code = kExitError;
+    failed.message = std::string(summary.status().message());
+    // People get the plain error line below instead; the metrics get the outcome either way.
     if (options.json) {
-      events::JobFinished failed;
-      failed.job = plan.name;
-      failed.phase = options.phase.has_value() ? exec::PhaseName(*options.phase) : "run";
-      failed.outcome = "failed";
-      failed.exit_code = kExitError;
-      failed.message = std::string(summary.status().message());
       sink->Emit(failed);
+    } else if (sinks.metrics_only != nullptr) {
+      sinks.metrics_only->Emit(failed);
     }
     sink.reset();
     if (!options.json) err << "pgbackfill: " << summary.status().message() << "\n";
@@ -114,14 +118,14 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   }
   // Machines get JSON Lines on stdout; people get progress on stderr, where it does not mix with
   // output a script may capture.
-  auto sink = WithMetrics(
+  auto sinks = WithMetrics(
       options.metrics, plan->name,
       options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1), err);
-  if (!sink.ok()) {
-    err << "pgbackfill: " << sink.status().message() << "\n";
+  if (!sinks.ok()) {
+    err << "pgbackfill: " << sinks.status().message() << "\n";
     return kExitBadInput;
   }
-  return RunPhasesWith(options, *plan, std::move(*sink), err);
+  return RunPhasesWith(options, *plan, std::move(*sinks), err);
 }
 
 }  // namespace pgbackfill::cli

@@ -238,6 +238,25 @@ TEST_F(MetricsTest, ThePhaseCommandBackfillServesTheSameMetrics) {
   (void)backfill.Wait();
 }
 
+// Without --json too: a run that cannot reach its database ends with a failed outcome, which
+// the alert rules look for.
+TEST_F(MetricsTest, ARunThatCannotStartShowsAFailedOutcome) {
+  const std::string plan =
+      testing::WriteTestFile("version: 1\nname: unreachable\ntable: t\nset:\n  n: 1\n");
+  ASSERT_OK_AND_ASSIGN(
+      Process run, SpawnPgbackfill({"run", plan, "--dsn", "host=127.0.0.1 port=1 connect_timeout=2",
+                                    "--metrics-addr", "127.0.0.1:0", "--metrics-linger", "20s"}));
+  ASSERT_OK(run.WaitForOutput("/metrics\n", absl::Seconds(30))) << run.StderrSoFar();
+  const std::string address = AddressOf(run);
+  std::string text;
+  EXPECT_TRUE(Eventually([&] {
+    text = Scrape(address);
+    return SampleValue(text, "pgbackfill_job_outcome{job=\"unreachable\",outcome=\"failed\"}") == 1;
+  })) << text;
+  ASSERT_OK(run.Signal(SIGTERM));
+  (void)run.Wait();
+}
+
 TEST_F(MetricsTest, AnAddressInUseIsAConfigurationErrorBeforeAnythingRuns) {
   asio::io_context io;
   tcp::acceptor taken(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));

@@ -19,13 +19,21 @@ struct MetricsOptions {
   std::string linger = "0s";
 };
 
-// `renderer` unchanged when `options.address` is empty. Otherwise a sink that tees into the
-// registry of `job`; serving stops when it is destroyed, after the linger. Writes one line to
-// `log`, which tests and scripts read to find a port 0 address: "pgbackfill: metrics at
+// A command's events: `all` goes to the renderer and the registry; `metrics_only` (owned by `all`,
+// null without --metrics-addr) to the registry alone, for an event the renderer reports in its own
+// way (a run that failed before it started prints a plain error line).
+struct CommandSinks {
+  std::unique_ptr<events::EventSink> all;
+  events::EventSink* metrics_only = nullptr;
+};
+
+// `renderer` alone when `options.address` is empty. Otherwise the renderer teed into the registry
+// of `job`; serving stops when `all` is destroyed, after the linger. Writes one line to `log`,
+// which tests and scripts read to find a port 0 address: "pgbackfill: metrics at
 // http://HOST:PORT/metrics". An address that does not parse or cannot be bound is an error (exit
 // code 2: the caller's configuration).
-absl::StatusOr<std::unique_ptr<events::EventSink>> WithMetrics(
-    const MetricsOptions& options, std::string job, std::unique_ptr<events::EventSink> renderer,
-    std::ostream& log);
+absl::StatusOr<CommandSinks> WithMetrics(const MetricsOptions& options, std::string job,
+                                         std::unique_ptr<events::EventSink> renderer,
+                                         std::ostream& log);
 
 }  // namespace pgbackfill::cli
