@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "pgbackfill/cli/cli.h"
+#include "pgbackfill/cli/metrics_endpoint.h"
 #include "pgbackfill/cli/output.h"
 #include "pgbackfill/plan/parse.h"
 #include "pgbackfill/staging/scratch.h"
@@ -105,8 +106,14 @@ int RunBenchCommand(const BenchCommandOptions& options, std::ostream& out, std::
     return kExitBadInput;
   }
   // The backfill's own events: JSON Lines on stdout with --json, progress on stderr otherwise.
-  std::unique_ptr<events::EventSink> sink =
-      options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1);
+  auto metered = WithMetrics(
+      options.metrics, plan->name,
+      options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1), err);
+  if (!metered.ok()) {
+    err << "pgbackfill: " << metered.status().message() << "\n";
+    return kExitBadInput;
+  }
+  std::unique_ptr<events::EventSink> sink = std::move(metered->all);
   staging::BenchOptions bench_options;
   bench_options.dsn = options.dsn;
   bench_options.rows = options.rows;

@@ -1,15 +1,15 @@
 #include "pgbackfill/cli/cli.h"
 
+#include <CLI/CLI.hpp>
 #include <iostream>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-
 #include "pgbackfill/cli/bench_command.h"
 #include "pgbackfill/cli/check_command.h"
 #include "pgbackfill/cli/control_command.h"
+#include "pgbackfill/cli/metrics_endpoint.h"
 #include "pgbackfill/cli/run_command.h"
 
 namespace pgbackfill::cli {
@@ -39,6 +39,16 @@ CLI::App* AddPlanCommand(CLI::App& app, const std::string& name, const std::stri
   return command;
 }
 
+// The long-running commands serve their metrics while they run (README "Metrics").
+void AddMetricsOptions(CLI::App& command, MetricsOptions& options) {
+  command.add_option("--metrics-addr", options.address,
+                     "Serve Prometheus metrics at http://HOST:PORT/metrics while it runs (port 0: "
+                     "any free port, printed on stderr)");
+  command.add_option("--metrics-linger", options.linger,
+                     "With --metrics-addr: keep serving this long after the end (e.g. 30s), so a "
+                     "last scrape sees the outcome (default 0s)");
+}
+
 }  // namespace
 
 int Main(int argc, char** argv) {
@@ -65,6 +75,7 @@ int Main(int argc, char** argv) {
   run_cmd->add_flag("--restart", run.restart,
                     "Forget the job's saved progress (also after a plan change) and start over");
   run_cmd->add_flag("--contract", run.contract, "Contract after a verified backfill");
+  AddMetricsOptions(*run_cmd, run.metrics);
 
   // One command per phase, each idempotent (exec/phases.h). They share run's options.
   struct PhaseCommand {
@@ -90,6 +101,7 @@ int Main(int argc, char** argv) {
     command.app = AddPlanCommand(app, exec::PhaseName(command.phase), command.help,
                                  command.options.plan_path, command.options.dsn);
     command.app->add_flag("--json", command.options.json, "Print JSON Lines events on stdout");
+    AddMetricsOptions(*command.app, command.options.metrics);
     if (command.phase == exec::Phase::kVerify) {
       command.app->add_flag("--repair", command.options.repair,
                             "Copy between databases: copy the ranges that differ again");
@@ -113,6 +125,7 @@ int Main(int argc, char** argv) {
   bench_cmd->add_flag("--keep", bench.keep, "Keep the scratch tables and the bench's job");
   bench_cmd->add_flag("--json", bench.json,
                       "JSON Lines events on stdout, ending with one bench_finished event");
+  AddMetricsOptions(*bench_cmd, bench.metrics);
 
   StatusOptions status;
   CLI::App* status_cmd =

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ostream>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +22,7 @@ class JsonLinesSink : public events::EventSink {
   // Server text (error messages, key values) need not be UTF-8 in every database encoding; a
   // replacement character beats an exception in the middle of a run.
   void Emit(const events::Event& event) override {
+    if (std::holds_alternative<events::Batch>(event)) return;  // progress carries the totals
     out_ << events::ToJson(event, events::NowText())
                 .dump(-1, ' ', false, json::error_handler_t::replace)
          << std::endl;
@@ -109,6 +111,10 @@ std::string Describe(const events::Reconnect& e) {
 std::string Describe(const events::Reconnected& e) {
   return absl::StrFormat("worker %d reconnected", e.worker);
 }
+std::string Describe(const events::Batch& e) {
+  return absl::StrFormat("batch: worker %d range %d, %d rows in %.3fs", e.worker, e.range, e.rows,
+                         e.seconds);
+}
 std::string Describe(const events::RangeDone& e) {
   return absl::StrFormat("range %d done (%d rows)", e.range, e.rows);
 }
@@ -195,6 +201,7 @@ class HumanSink : public events::EventSink {
       }
       return;
     }
+    if (std::holds_alternative<events::Batch>(event)) return;  // the progress line counts them
     if (terminal_ && line_shown_) {
       out_ << "\r\x1b[K";
       line_shown_ = false;

@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "pgbackfill/cli/cli.h"
+#include "pgbackfill/cli/metrics_endpoint.h"
 #include "pgbackfill/cli/output.h"
 #include "pgbackfill/exec/phases.h"
 #include "pgbackfill/exec/runner.h"
@@ -50,40 +51,36 @@ int ExitCodeOf(exec::Outcome outcome) {
   return kExitError;
 }
 
-}  // namespace
-
-int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& err) {
-  auto plan = plan::LoadPlanFile(options.plan_path, plan::ProcessEnv());
-  if (!plan.ok()) {
-    err << "pgbackfill: " << plan.status().message() << "\n";
-    return kExitBadInput;
-  }
-  // Machines get JSON Lines on stdout; people get progress on stderr, where it does not mix with
-  // output a script may capture.
-  std::unique_ptr<events::EventSink> sink =
-      options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1);
-  // Between the run and the sink, so that hooks see every event; reset before the sink, so that
-  // the hooks still queued (on_done, on_failure) run before the command exits.
+// The phases of `options` on `plan`, every event to `sinks`; the exit code.
+int RunPhasesWith(const RunCommandOptions& options, const plan::Plan& plan, CommandSinks sinks,
+                  std::ostream& err) {
+  std::unique_ptr<events::EventSink> sink = std::move(sinks.all);
+  // Between the run and the sinks, so that hooks see every event; reset before them, so that the
+  // hooks still queued (on_done, on_failure) run before the command exits.
   std::unique_ptr<exec::Hooks> hooks =
-      plan->hooks.empty() ? nullptr : std::make_unique<exec::Hooks>(*plan, *sink);
+      plan.hooks.empty() ? nullptr : std::make_unique<exec::Hooks>(plan, *sink);
   events::EventSink& events = hooks != nullptr ? *hooks : *sink;
   exec::RunOptions run_options;
   run_options.dsn = options.dsn;
   run_options.restart = options.restart;
   run_options.repair = options.repair;
-  const std::vector<exec::Phase> phases =
-      options.phase.has_value() ? std::vector<exec::Phase>{*options.phase}
-                                : exec::RunPhases(options.contract, plan->verify);
-  auto summary = exec::RunPhaseList(phases, *plan, run_options, events, hooks.get());
+  const std::vector<exec::Phase> phases = options.phase.has_value()
+                                              ? std::vector<exec::Phase>{*options.phase}
+                                              : exec::RunPhases(options.contract, plan.verify);
+  auto summary = exec::RunPhaseList(phases, plan, run_options, events, hooks.get());
   if (!summary.ok()) {
+    events::JobFinished failed;
+    failed.job = plan.name;
+    failed.phase = options.phase.has_value() ? exec::PhaseName(*options.phase) : "run";
+    failed.outcome = "failed";
+    failed.exit_code = kExitError;
+    failed.message = std::string(summary.status().message());
+    // People get the plain error line below instead; the metrics get the outcome either way.
     if (options.json) {
-      events::JobFinished failed;
-      failed.job = plan->name;
-      failed.phase = options.phase.has_value() ? exec::PhaseName(*options.phase) : "run";
-      failed.outcome = "failed";
-      failed.exit_code = kExitError;
-      failed.message = std::string(summary.status().message());
       events.Emit(failed);
+    } else {
+      if (sinks.metrics_only != nullptr) sinks.metrics_only->Emit(failed);
+      if (hooks != nullptr) hooks->Notify(failed);
     }
     hooks.reset();
     sink.reset();
@@ -92,7 +89,7 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
   }
   const double seconds = absl::ToDoubleSeconds(summary->elapsed);
   events.Emit(events::JobFinished{
-      .job = plan->name,
+      .job = plan.name,
       .phase = summary->phase,
       .outcome = OutcomeName(summary->outcome),
       .exit_code = ExitCodeOf(summary->outcome),
@@ -117,6 +114,26 @@ int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& er
         << (options.dsn.empty() ? "" : " --dsn ...") << "\n";
   }
   return ExitCodeOf(summary->outcome);
+}
+
+}  // namespace
+
+int RunRun(const RunCommandOptions& options, std::ostream& out, std::ostream& err) {
+  auto plan = plan::LoadPlanFile(options.plan_path, plan::ProcessEnv());
+  if (!plan.ok()) {
+    err << "pgbackfill: " << plan.status().message() << "\n";
+    return kExitBadInput;
+  }
+  // Machines get JSON Lines on stdout; people get progress on stderr, where it does not mix with
+  // output a script may capture.
+  auto sinks = WithMetrics(
+      options.metrics, plan->name,
+      options.json ? MakeJsonLinesSink(out) : MakeHumanSink(err, isatty(STDERR_FILENO) == 1), err);
+  if (!sinks.ok()) {
+    err << "pgbackfill: " << sinks.status().message() << "\n";
+    return kExitBadInput;
+  }
+  return RunPhasesWith(options, *plan, std::move(*sinks), err);
 }
 
 }  // namespace pgbackfill::cli

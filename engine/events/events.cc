@@ -37,10 +37,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobStarted, job, table, key, est
                                                 rows_done_before, moves_between_databases,
                                                 copy_format, through_stage)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ThrottleSignal, name, value, baseline, limit)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ThrottleLimit, name, object, value, limit)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Progress, job, rows_done, estimated_rows, percent,
                                                 rows_per_second, eta_seconds, workers, batch_rows,
                                                 ranges_done, ranges_total, retries, throttle,
-                                                pace_rows_per_second, signals)
+                                                pace_rows_per_second, signals, limits)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Batch, worker, range, rows, seconds)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RangeDone, range, rows)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Retry, worker, range, sqlstate, error, wait_ms,
                                                 batch_rows)

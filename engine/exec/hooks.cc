@@ -36,6 +36,10 @@ void Hooks::Emit(const events::Event& event) {
     std::lock_guard lock(emit_mu_);
     inner_.Emit(event);
   }
+  Notify(event);
+}
+
+void Hooks::Notify(const events::Event& event) {
   if (const auto* throttle = std::get_if<events::Throttle>(&event)) {
     Call call{.name = throttle->state == "held" ? "on_hold" : "on_resume",
               .event = TypeOf(event),

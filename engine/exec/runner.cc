@@ -306,6 +306,13 @@ void Runner::EmitProgress() {
   events::ThrottleState state = CurrentThrottleState();
   event.pace_rows_per_second = state.pace_rows_per_second;
   event.signals = std::move(state.signals);
+  for (const throttle::LimitReading& reading : throttle_.decision.limits) {
+    event.limits.push_back(events::ThrottleLimit{
+        .name = reading.name,
+        .object = reading.object.empty() ? std::nullopt : std::optional(reading.object),
+        .value = reading.value,
+        .limit = reading.limit});
+  }
   events_.Emit(event);
 }
 

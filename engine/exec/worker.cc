@@ -192,6 +192,10 @@ void Runner::Committed(WorkerState& worker, BatchOutcome outcome, int64_t rows,
   rate_window_.emplace_back(absl::Now(), updated);
   if (throttle_.governor.has_value()) throttle_.governor->ReportRows(updated);
   CountForVacuum(updated);
+  events_.Emit(events::Batch{.worker = worker.index,
+                             .range = range.id,
+                             .rows = updated,
+                             .seconds = absl::ToDoubleSeconds(elapsed)});
   if (range.done) events_.Emit(events::RangeDone{.range = range.id, .rows = range.rows_done});
 }
 

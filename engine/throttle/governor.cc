@@ -281,6 +281,10 @@ void Governor::JudgeWal(const Samples& samples, Verdict& verdict) {
         }
         Check(who + " retains", slot.retained_bytes, config_.max_slot_wal,
               config_.pressure_fraction, BytesText, verdict.vetoes, verdict.pressure);
+        verdict.limits.push_back({.name = "slot_wal_bytes",
+                                  .object = slot.slot,
+                                  .value = static_cast<double>(slot.retained_bytes),
+                                  .limit = static_cast<double>(config_.max_slot_wal)});
       }
     }
   }
@@ -294,6 +298,10 @@ void Governor::JudgeWal(const Samples& samples, Verdict& verdict) {
                                   : std::string("archiver pending");
       Check(who, samples.archiver->pending_bytes, config_.max_archive_pending,
             config_.pressure_fraction, BytesText, verdict.vetoes, verdict.pressure);
+      verdict.limits.push_back({.name = "archive_pending_bytes",
+                                .object = "",
+                                .value = static_cast<double>(samples.archiver->pending_bytes),
+                                .limit = static_cast<double>(config_.max_archive_pending)});
     }
   }
 }
@@ -452,7 +460,18 @@ void Governor::JudgeReplicas(const Samples& samples, Verdict& verdict) {
       } else {
         CheckDuration(who + " replay lag", *replica.replay_lag, config_.max_replica_lag, fraction,
                       verdict.vetoes, verdict.pressure);
+        verdict.limits.push_back({.name = "replica_lag",
+                                  .object = replica.name,
+                                  .value = absl::ToDoubleSeconds(*replica.replay_lag),
+                                  .limit = absl::ToDoubleSeconds(config_.max_replica_lag)});
       }
+    }
+    if (config_.max_replica_lag > absl::ZeroDuration() && replica.idle) {
+      // Replay has caught up: no time lag to judge, and none to show either.
+      verdict.limits.push_back({.name = "replica_lag",
+                                .object = replica.name,
+                                .value = 0,
+                                .limit = absl::ToDoubleSeconds(config_.max_replica_lag)});
     }
     if (config_.max_replica_lag_bytes > 0) {
       if (!replica.lag_bytes.ok()) {
@@ -461,6 +480,10 @@ void Governor::JudgeReplicas(const Samples& samples, Verdict& verdict) {
       } else {
         Check(who + " byte lag", *replica.lag_bytes, config_.max_replica_lag_bytes, fraction,
               BytesText, verdict.vetoes, verdict.pressure);
+        verdict.limits.push_back({.name = "replica_lag_bytes",
+                                  .object = replica.name,
+                                  .value = static_cast<double>(*replica.lag_bytes),
+                                  .limit = static_cast<double>(config_.max_replica_lag_bytes)});
       }
     }
   }
@@ -493,6 +516,10 @@ Governor::Verdict Governor::Judge(const Samples& samples) {
       const int waiters = *samples.lock_waiters;
       const int limit = *config_.max_lock_waiters;
       verdict.lock_waiters = waiters > 0;
+      verdict.limits.push_back({.name = "lock_waiters",
+                                .object = "",
+                                .value = static_cast<double>(waiters),
+                                .limit = static_cast<double>(limit)});
       const std::string text = absl::StrCat("lock waiters ", waiters);
       if (waiters > limit) {
         verdict.vetoes.push_back(absl::StrCat(text, " > ", limit));
@@ -510,6 +537,10 @@ Governor::Verdict Governor::Judge(const Samples& samples) {
       Check(std::string_view("WAL rate"), *samples.wal_bytes_per_second,
             config_.max_wal_bytes_per_second, fraction, RateText, verdict.vetoes,
             verdict.pressure);
+      verdict.limits.push_back({.name = "wal_bytes_per_second",
+                                .object = "",
+                                .value = static_cast<double>(*samples.wal_bytes_per_second),
+                                .limit = static_cast<double>(config_.max_wal_bytes_per_second)});
     }
   }
   if (config_.max_canary_latency > absl::ZeroDuration()) {
@@ -518,6 +549,10 @@ Governor::Verdict Governor::Judge(const Samples& samples) {
     } else {
       CheckDuration("canary latency", *samples.canary_latency, config_.max_canary_latency,
                     fraction, verdict.vetoes, verdict.pressure);
+      verdict.limits.push_back({.name = "canary_latency",
+                                .object = "",
+                                .value = absl::ToDoubleSeconds(*samples.canary_latency),
+                                .limit = absl::ToDoubleSeconds(config_.max_canary_latency)});
     }
   }
   if (config_.check_custom) {
@@ -587,6 +622,7 @@ Decision Governor::Update(const Samples& samples) {
   Verdict verdict = Judge(samples);
   budget_ratio_ = verdict.budget_ratio;
   signals_ = verdict.signals;
+  limits_ = verdict.limits;
   // Rule 11: the slow start, once the baselines are known.
   if (!slow_started_ && !Measuring() && KeepsBudget() && config_.start_pace > 0) {
     slow_started_ = true;
@@ -678,6 +714,7 @@ Decision Governor::Current() const {
   decision.pressure = pressure_;
   decision.budget_ratio = budget_ratio_;
   decision.signals = signals_;
+  decision.limits = limits_;
   // Rule 10: a batch holds its row locks until it commits, so an application session that meets
   // one waits for the whole batch: cap the batch at what a statement may take.
   if (lock_waiters_ && statement_latency_.limit.enabled()) {

@@ -10,6 +10,7 @@ PGBACKFILL_DEBIAN_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15
   python3 python3-alembic python3-psycopg2 alembic
+  prometheus  # promtool: tests check /metrics and examples/prometheus-alerts.yml with it
 )
 
 PGBACKFILL_PG_BIN="${PGBACKFILL_PG_BIN:-/usr/lib/postgresql/15/bin}"

@@ -43,6 +43,20 @@ TEST(EventsTest, UnknownOptionalsAreNullAndReadBackUnknown) {
   EXPECT_EQ(held.throttle, "replica lag 6s > 5s");
 }
 
+TEST(EventsTest, ThrottleLimitsRoundTripWithTheirObject) {
+  Progress progress;
+  progress.limits.push_back(
+      {.name = "replica_lag", .object = "standby1", .value = 0.5, .limit = 5});
+  progress.limits.push_back(
+      {.name = "lock_waiters", .object = std::nullopt, .value = 1, .limit = 0});
+  const Progress read = std::get<Progress>(RoundTrip(progress));
+  ASSERT_EQ(read.limits.size(), 2u);
+  EXPECT_EQ(read.limits[0].object, "standby1");
+  EXPECT_EQ(read.limits[0].limit, 5);
+  EXPECT_FALSE(read.limits[1].object.has_value());
+  EXPECT_TRUE(ToJson(progress, "T")["limits"][1]["object"].is_null());
+}
+
 TEST(EventsTest, NestedAndMapFieldsRoundTrip) {
   Verified verified;
   verified.job = "j";
@@ -68,12 +82,12 @@ TEST(EventsTest, TheTwoVerifyEventsAreToldApartByTheirFields) {
 TEST(EventsTest, NamesAreUniqueButForVerify) {
   std::vector<std::string> names;
   for (const Event& event :
-       {Event(JobStarted{}), Event(Progress{}), Event(RangeDone{}), Event(Retry{}),
-        Event(Reconnect{}), Event(Reconnected{}), Event(Signal{}), Event(Throttle{}),
-        Event(Concurrency{}), Event(Control{}), Event(Settings{}), Event(Vacuum{}),
-        Event(Snapshot{}), Event(Warning{}), Event(PhaseStarted{}), Event(PhaseDone{}),
-        Event(Ddl{}), Event(DdlRetry{}), Event(Verified{}), Event(JobFinished{}),
-        Event(BenchFinished{})}) {
+       {Event(JobStarted{}),  Event(Progress{}),     Event(Batch{}),       Event(RangeDone{}),
+        Event(Retry{}),       Event(Reconnect{}),    Event(Reconnected{}), Event(Signal{}),
+        Event(Throttle{}),    Event(Concurrency{}),  Event(Control{}),     Event(Settings{}),
+        Event(Vacuum{}),      Event(Snapshot{}),     Event(Warning{}),     Event(PhaseStarted{}),
+        Event(PhaseDone{}),   Event(Ddl{}),          Event(DdlRetry{}),    Event(Verified{}),
+        Event(JobFinished{}), Event(BenchFinished{})}) {
     names.emplace_back(TypeName(event));
   }
   std::sort(names.begin(), names.end());

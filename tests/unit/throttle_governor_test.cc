@@ -1,5 +1,3 @@
-#include "pgbackfill/throttle/governor.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -10,9 +8,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_format.h"
 #include "absl/time/time.h"
 #include "pgbackfill/plan/plan.h"
 #include "pgbackfill/throttle/clock.h"
+#include "pgbackfill/throttle/governor.h"
 #include "pgbackfill/throttle/sample.h"
 
 namespace pgbackfill::throttle {
@@ -109,6 +109,32 @@ TEST_F(GovernorTest, EachSignalOverItsLimitHoldsWithANamedReason) {
     EXPECT_TRUE(decision.hold) << c.reason;
     EXPECT_EQ(decision.reason, c.reason);
   }
+}
+
+TEST_F(GovernorTest, EveryNumericVetoSignalIsReportedWithItsReadingAndLimit) {
+  GovernorConfig config = AllChecked();
+  config.max_slot_wal = 1 << 30;
+  config.max_archive_pending = 64 << 20;
+  Governor governor(config, clock_);
+  Samples samples = Healthy();
+  samples.lock_waiters = 1;
+  samples.slots = std::vector<SlotWal>{
+      {.slot = "sub1", .retained_bytes = 2048, .wal_status = "reserved", .safe_wal_size = {}}};
+  samples.archiver = ArchiverState{
+      .archiving = true, .pending_bytes = 4096, .failing = false, .last_failed_wal = ""};
+  const Decision decision = governor.Update(samples);
+  std::vector<std::string> read;
+  for (const LimitReading& reading : decision.limits) {
+    read.push_back(absl::StrFormat("%s/%s %.15g %.15g", reading.name, reading.object, reading.value,
+                                   reading.limit));
+  }
+  EXPECT_THAT(read, ::testing::UnorderedElementsAre(
+                        "replica_lag/standby1 0.1 5", "replica_lag_bytes/standby1 1024 16777216",
+                        "lock_waiters/ 1 0", "wal_bytes_per_second/ 1048576 10485760",
+                        "canary_latency/ 0.005 0.1", "slot_wal_bytes/sub1 2048 1073741824",
+                        "archive_pending_bytes/ 4096 67108864"));
+  // Current() between samples says the same.
+  EXPECT_EQ(governor.Current().limits.size(), decision.limits.size());
 }
 
 TEST_F(GovernorTest, SignalsAtTheirLimitRun) {
@@ -300,7 +326,12 @@ TEST_F(GovernorTest, IdleStandbyIgnoresTimeLagButNotByteLag) {
 
   idle.replay_lag = NotMeasured();  // pg_stat_replication shows NULL for an idle standby
   samples.replicas = std::vector<ReplicaSample>{idle};
-  EXPECT_FALSE(Step(samples).hold);
+  const Decision caught_up = Step(samples);
+  EXPECT_FALSE(caught_up.hold);
+  // Readers see a caught-up standby's time lag as 0, not as a missing series.
+  ASSERT_FALSE(caught_up.limits.empty());
+  EXPECT_EQ(caught_up.limits.front().name, "replica_lag");
+  EXPECT_EQ(caught_up.limits.front().value, 0);
 
   idle.lag_bytes = int64_t{40} << 20;
   samples.replicas = std::vector<ReplicaSample>{idle};

@@ -7,6 +7,8 @@
 #include <iosfwd>
 #include <string>
 
+#include "pgbackfill/cli/metrics_endpoint.h"
+
 namespace pgbackfill::cli {
 
 struct BenchCommandOptions {
@@ -15,6 +17,7 @@ struct BenchCommandOptions {
   int64_t rows = 1'000'000;
   bool keep = false;
   bool json = false;
+  MetricsOptions metrics;  // --metrics-addr, --metrics-linger
 };
 
 // Returns the process exit code (see cli.h).

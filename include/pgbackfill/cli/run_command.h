@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 
+#include "pgbackfill/cli/metrics_endpoint.h"
 #include "pgbackfill/exec/phases.h"
 
 namespace pgbackfill::cli {
@@ -16,6 +17,7 @@ struct RunCommandOptions {
   bool restart = false;
   bool contract = false;  // `run --contract`: contract after a verified backfill
   bool repair = false;    // `verify --repair` (copy between databases)
+  MetricsOptions metrics;  // --metrics-addr, --metrics-linger
   // One phase (`pgbackfill expand|backfill|verify|contract|rollback`); none = `run`.
   std::optional<exec::Phase> phase;
 };

@@ -43,6 +43,16 @@ struct ThrottleSignal {
   double limit = 0;
 };
 
+// A numeric veto signal (replica lag, lock waiters, WAL rate, ...) as the throttle last read it,
+// in base units (seconds, bytes, bytes/s, a count). Over its limit, it holds all work.
+struct ThrottleLimit {
+  std::string name;  // replica_lag, replica_lag_bytes, lock_waiters, wal_bytes_per_second,
+                     // canary_latency, slot_wal_bytes, archive_pending_bytes
+  std::optional<std::string> object;  // the replica or slot; null for the others
+  double value = 0;
+  double limit = 0;
+};
+
 struct Progress {
   static constexpr char kType[] = "progress";
   std::string job;
@@ -59,6 +69,17 @@ struct Progress {
   std::optional<std::string> throttle;  // why work is held
   std::optional<int64_t> pace_rows_per_second;  // the throttle's rows/s cap; null: none
   std::vector<ThrottleSignal> signals;          // empty unless application signals are checked
+  std::vector<ThrottleLimit> limits;            // the veto signals checked and read
+};
+
+// One committed batch. For in-process sinks (metrics/): --json and the terminal leave it out,
+// since a run commits many batches a second; `progress` and `job_finished` carry the totals.
+struct Batch {
+  static constexpr char kType[] = "batch";
+  int worker = 0;
+  int range = 0;
+  int64_t rows = 0;
+  double seconds = 0;  // the round trip of its transaction
 };
 
 struct RangeDone {
@@ -264,8 +285,8 @@ struct BenchFinished {
 };
 
 using Event =
-    std::variant<JobStarted, Progress, RangeDone, Retry, Reconnect, Reconnected, Signal, Throttle,
-                 Concurrency, Control, Settings, Vacuum, Snapshot, Warning, PhaseStarted,
+    std::variant<JobStarted, Progress, Batch, RangeDone, Retry, Reconnect, Reconnected, Signal,
+                 Throttle, Concurrency, Control, Settings, Vacuum, Snapshot, Warning, PhaseStarted,
                  PhaseDone, Ddl, DdlRetry, Verified, MoveVerified, JobFinished, BenchFinished>;
 
 // The event's "event" name.

@@ -33,6 +33,8 @@ class Hooks final : public events::EventSink {
   ~Hooks() override;
 
   void Emit(const events::Event& event) override;
+  // The hooks of `event` without passing it on (an event the command shows in another form).
+  void Notify(const events::Event& event);
 
   // on_start (the first time), then before_<phase>. An error only when a stop hook failed.
   absl::Status BeforePhase(std::string_view phase);

@@ -159,6 +159,16 @@ struct SignalReading {
   double limit = 0;
 };
 
+// A numeric veto signal (rules 1 and 10's vetoes) as the last sample read it, for progress and
+// metrics. Base units: seconds, bytes, bytes per second, a count.
+struct LimitReading {
+  std::string name;    // replica_lag, replica_lag_bytes, lock_waiters, wal_bytes_per_second,
+                       // canary_latency, slot_wal_bytes, archive_pending_bytes
+  std::string object;  // the replica or slot it is about; empty for the others
+  double value = 0;
+  double limit = 0;
+};
+
 // What the runner must do now.
 struct Decision {
   bool hold = true;    // start no batch (batches in flight finish)
@@ -172,6 +182,7 @@ struct Decision {
   absl::Duration batch_target_cap = absl::ZeroDuration();
   double budget_ratio = 0;             // rule 10's worst reading / limit in the last sample
   std::vector<SignalReading> signals;  // rule 10's signals in the last sample
+  std::vector<LimitReading> limits;    // the numeric veto signals read in the last sample
   std::string pressure;  // signals near or over their limit in the last sample (for logs)
 };
 
@@ -211,6 +222,7 @@ class Governor {
     bool lock_waiters = false;
     double budget_ratio = 0;  // rule 10
     std::vector<SignalReading> signals;
+    std::vector<LimitReading> limits;
   };
   // Rule 10's signals and their baselines.
   struct AppSignal {
@@ -288,6 +300,7 @@ class Governor {
   std::optional<absl::Time> held_from_;  // when the current hold began
   double budget_ratio_ = 0;
   std::vector<SignalReading> signals_;
+  std::vector<LimitReading> limits_;
 };
 
 // Token bucket for `throttle.max_rows_per_second`, shared by all workers: a worker asks before
