@@ -11,6 +11,7 @@
 #include "pgbackfill/cli/check_command.h"
 #include "pgbackfill/cli/control_command.h"
 #include "pgbackfill/cli/run_command.h"
+#include "pgbackfill/cli/version.h"
 
 namespace pgbackfill::cli {
 namespace {
@@ -44,7 +45,7 @@ CLI::App* AddPlanCommand(CLI::App& app, const std::string& name, const std::stri
 int Main(int argc, char** argv) {
   CLI::App app{"pgbackfill: online large-table backfills for PostgreSQL"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "pgbackfill 0.1.0");
+  app.set_version_flag("--version", VersionLine());
 
   CheckOptions check;
   CLI::App* check_cmd = AddPlanCommand(
