@@ -11,6 +11,7 @@
 #include "pgbackfill/cli/control_command.h"
 #include "pgbackfill/cli/metrics_endpoint.h"
 #include "pgbackfill/cli/run_command.h"
+#include "pgbackfill/cli/version.h"
 
 namespace pgbackfill::cli {
 namespace {
@@ -54,7 +55,7 @@ void AddMetricsOptions(CLI::App& command, MetricsOptions& options) {
 int Main(int argc, char** argv) {
   CLI::App app{"pgbackfill: online large-table backfills for PostgreSQL"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "pgbackfill 0.1.0");
+  app.set_version_flag("--version", VersionLine());
 
   CheckOptions check;
   CLI::App* check_cmd = AddPlanCommand(

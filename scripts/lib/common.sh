@@ -8,6 +8,7 @@ PGBACKFILL_DEBIAN_PACKAGES=(
   libpq-dev libboost-dev libconcurrentqueue-dev libabsl-dev libyaml-cpp-dev libcli11-dev
   nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  dpkg-dev file
   postgresql-15 postgresql-client-15
   python3 python3-alembic python3-psycopg2 alembic
   prometheus  # promtool: tests check /metrics and examples/prometheus-alerts.yml with it
