@@ -100,7 +100,9 @@ absl::Status Hooks::Run(const Call& call) {
                                {"PGBACKFILL_JOB", plan_.name},
                                {"PGBACKFILL_EVENT", call.event},
                                {"PGBACKFILL_PLAN", plan_.file},
-                               {"PGBACKFILL_TABLE", plan::QuoteQualified(plan_.table)}}};
+                               {"PGBACKFILL_TABLE", plan::QuoteQualified(plan_.table)}},
+                       // libpq's password variable is the runner's, not the hook's to see.
+                       .drop_env = {"PGPASSWORD"}};
   command.env.insert(command.env.end(), call.env.begin(), call.env.end());
   absl::StatusOr<ShellResult> ran = RunShellCommand(command);
   absl::Status failed;
@@ -117,6 +119,12 @@ absl::Status Hooks::Run(const Call& call) {
 void Hooks::Queue(Call call) {
   if (!plan_.hooks.contains(call.name)) return;
   std::lock_guard lock(mu_);
+  // A throttle that flaps faster than its hooks run leaves only its latest state waiting.
+  if (call.name == "on_hold" || call.name == "on_resume") {
+    std::erase_if(queue_, [](const Call& queued) {
+      return queued.name == "on_hold" || queued.name == "on_resume";
+    });
+  }
   queue_.push_back(std::move(call));
   if (!thread_.has_value()) thread_.emplace([this] { Drain(); });
   wake_.notify_one();

@@ -443,6 +443,16 @@ absl::StatusOr<RunSummary> Runner::Run() {
     summary_.message = absl::StrCat("interrupted with ", queue_.pending.size(),
                                     " range(s) left; run the same command again to resume");
     state = "interrupted";
+  } else if (const int unfinished = UnfinishedInStore(); unfinished > 0) {
+    // The store, not memory, says what is done: a failover to a standby that had not received
+    // the last commits loses a batch and its checkpoint together, and its range is unfinished
+    // there again. A new run does those batches once.
+    summary_.outcome = Outcome::kInterrupted;
+    summary_.message =
+        absl::StrCat("the job store has ", unfinished,
+                     " range(s) not done that this run finished (commits "
+                     "lost in a failover?); run the same command again to finish them");
+    state = "interrupted";
   } else {
     summary_.outcome = Outcome::kDone;
     state = "done";
@@ -458,6 +468,15 @@ absl::StatusOr<RunSummary> Runner::Run() {
     (void)store.UnlockJob(plan_.name);
   }
   return summary_;
+}
+
+int Runner::UnfinishedInStore() {
+  if (!EnsureControl().ok()) return 0;  // unreadable: the end cannot be recorded either
+  absl::StatusOr<std::vector<checkpoint::RangeRecord>> ranges = store_->LoadRanges(plan_.name);
+  if (!ranges.ok()) return 0;
+  return static_cast<int>(
+      std::count_if(ranges->begin(), ranges->end(),
+                    [](const checkpoint::RangeRecord& range) { return range.state != "done"; }));
 }
 
 }  // namespace internal

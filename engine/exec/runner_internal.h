@@ -139,6 +139,8 @@ class Runner {
   events::ThrottleState CurrentThrottleState() const;
   void RefreshStore();
   absl::Status EnsureControl();
+  // Ranges the job store does not have as done (0 when it cannot be read).
+  int UnfinishedInStore();
 
   // worker.cc
   // One worker's own state, in its coroutine frame. Its destructor runs on every exit, also when

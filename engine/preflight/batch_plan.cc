@@ -101,7 +101,7 @@ absl::Status Preflighter::ExplainBatchWrites() {
         report_.estimate->rows < 10 * plan_.batch.rows) {
       continue;
     }
-    Note(absl::StrCat("WARNING: a ", scan.batch, " would scan the whole of ", TableName(), " (~",
+    Warn(absl::StrCat("a ", scan.batch, " would scan the whole of ", TableName(), " (~",
                       report_.estimate->rows, " rows) instead of walking the key's index ",
                       pg::QuoteIdent(report_.key->index_name),
                       ": every batch would cost as much as reading the table. Check the "
@@ -117,17 +117,25 @@ absl::StatusOr<std::optional<BatchScan>> Preflighter::ExplainWrite(
   // As CompileExpressions: READ ONLY (EXPLAIN without ANALYZE runs nothing), the user's
   // search_path for the expressions.
   RETURN_IF_ERROR(conn_.Exec("BEGIN READ ONLY").status());
-  RETURN_IF_ERROR(conn_.Exec("SET LOCAL statement_timeout = '10s'").status());
-  RETURN_IF_ERROR(
-      conn_.Exec("SELECT pg_catalog.set_config('search_path', $1, true)", {user_search_path_})
-          .status());
-  absl::StatusOr<pg::Result> explained =
-      conn_.Exec(absl::StrCat("EXPLAIN (FORMAT JSON) ", sql), params);
+  absl::StatusOr<pg::Result> explained = conn_.Exec("SET LOCAL statement_timeout = '10s'");
+  if (explained.ok()) {
+    explained =
+        conn_.Exec("SELECT pg_catalog.set_config('search_path', $1, true)", {user_search_path_});
+  }
+  if (explained.ok()) explained = conn_.Exec(absl::StrCat("EXPLAIN (FORMAT JSON) ", sql), params);
   RETURN_IF_ERROR(conn_.Exec("ROLLBACK").status());
   if (!explained.ok()) {
     // The expressions' own errors are reported where they are compiled (or, for columns that
     // expand adds, cannot be planned yet): no plan to show then.
-    if (pg::Classify(explained.status()) == pg::ErrorClass::kFatal) return std::nullopt;
+    const pg::ErrorClass error_class = pg::Classify(explained.status());
+    if (error_class == pg::ErrorClass::kFatal) return std::nullopt;
+    if (error_class == pg::ErrorClass::kRetry) {
+      return absl::UnavailableError(absl::StrCat(
+          "explaining a batch of ", TableName(),
+          " waited longer than the plan's lock_timeout: "
+          "another session holds a conflicting lock on it (DDL?); try again. Server said: ",
+          ServerMessage(explained.status())));
+    }
     return explained.status();
   }
   return WriteScanOf(explained->Get(0, 0));

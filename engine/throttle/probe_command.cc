@@ -11,8 +11,12 @@ std::string FirstLine(std::string_view output) {
 }
 
 absl::StatusOr<CommandResult> RunProbeCommand(const std::string& command, absl::Duration limit) {
-  absl::StatusOr<ShellResult> ran = RunShellCommand(ShellCommand{
-      .command = command, .limit = limit, .what = "throttle.command", .stdin_text = "", .env = {}});
+  absl::StatusOr<ShellResult> ran = RunShellCommand(ShellCommand{.command = command,
+                                                                 .limit = limit,
+                                                                 .what = "throttle.command",
+                                                                 .stdin_text = "",
+                                                                 .env = {},
+                                                                 .drop_env = {}});
   if (!ran.ok()) return ran.status();
   return CommandResult{ran->exit_code, FirstLine(ran->output)};
 }

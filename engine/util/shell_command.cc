@@ -57,6 +57,7 @@ std::vector<std::string> Environment(const ShellCommand& spec) {
     const std::string_view name = text.substr(0, text.find('='));
     bool replaced = false;
     for (const auto& [key, value] : spec.env) replaced |= key == name;
+    for (const std::string& dropped : spec.drop_env) replaced |= dropped == name;
     if (!replaced) entries.emplace_back(text);
   }
   for (const auto& [key, value] : spec.env) entries.push_back(absl::StrCat(key, "=", value));
@@ -74,6 +75,7 @@ absl::StatusOr<pid_t> Spawn(const ShellCommand& spec, int stdin_fd, int stdout_f
   posix_spawnattr_init(&attr);
   posix_spawn_file_actions_adddup2(&actions, stdin_fd, STDIN_FILENO);
   posix_spawn_file_actions_adddup2(&actions, stdout_fd, STDOUT_FILENO);
+  posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
   sigset_t defaults;
   sigemptyset(&defaults);
   for (int signal_number : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT}) {

@@ -155,7 +155,7 @@ TEST_F(BatchPlansTest, CheckWarnsWhenABatchWouldScanTheTable) {
   CommandResult check = RunPgbackfill({"check", plan, "--dsn", db_.dsn()});
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
   EXPECT_THAT(check.out, ::testing::HasSubstr("first batch reaches its rows by Seq Scan"));
-  EXPECT_THAT(check.out, ::testing::HasSubstr("WARNING: a first batch would scan the whole of "
+  EXPECT_THAT(check.out, ::testing::HasSubstr("warning   a first batch would scan the whole of "
                                               "\"public\".\"noindex\""));
 }
 

@@ -2,7 +2,9 @@
 // plan's hooks. Blocks the calling thread for at most about `limit` (from the io thread, call it
 // through OnOwnThread, util/offload.h). The command runs as `/bin/sh -c command` in a process
 // group of its own, stderr shared with ours, stdout captured; on time-out the whole group is
-// killed (SIGKILL) and the child is always reaped, so no zombie is left. Thread-safe.
+// killed (SIGKILL) and the child is always reaped, so no zombie is left. It inherits no other
+// descriptor of ours (sockets such as the metrics endpoint's are not all close-on-exec: a hook's
+// leftover background process would keep the port). Thread-safe.
 #pragma once
 
 #include <string>
@@ -24,6 +26,7 @@ struct ShellCommand {
   std::string what;        // names the command in errors: "throttle.command", "hook on_done"
   std::string stdin_text;  // written to its stdin, then EOF (what does not fit a pipe is dropped)
   std::vector<std::pair<std::string, std::string>> env;  // added to (or replacing in) ours
+  std::vector<std::string> drop_env;  // names of ours it must not see (PGPASSWORD for hooks)
 };
 
 struct ShellResult {
