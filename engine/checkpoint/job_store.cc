@@ -533,4 +533,29 @@ absl::StatusOr<int> JobStore::LockHolderPid(const std::string& name) {
   return static_cast<int>(ToInt64(result.Get(0, 0)));
 }
 
+absl::StatusOr<std::string> JobStore::LockHolderText(const std::string& name) {
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("SELECT l.pid, a.state = 'idle' AND a.state_change < "
+                              "pg_catalog.clock_timestamp() - interval '5 seconds' "
+                              "FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a "
+                              "ON a.pid = l.pid WHERE ",
+                              kLockMatch, " LIMIT 1"),
+                 {LockText(name)}));
+  if (result.Rows() == 0 || result.IsNull(0, 0)) return std::string("a session that just ended");
+  const std::string pid(result.Get(0, 0));
+  std::string text = absl::StrCat("its session is backend pid ", pid);
+  if (result.Get(0, 1) == "t") {
+    // Behind a transaction-pooling pgbouncer the session lock lives in a server connection the
+    // pooler keeps after its client is gone, and nothing else ever releases it.
+    absl::StrAppend(&text,
+                    ", idle for a while: if no pgbackfill process runs this job (one was "
+                    "killed while connected through a transaction-pooling pooler such as "
+                    "pgbouncer, whose server connection keeps the lock), end that session with "
+                    "SELECT pg_terminate_backend(",
+                    pid, ")");
+  }
+  return text;
+}
+
 }  // namespace pgbackfill::checkpoint

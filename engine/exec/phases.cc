@@ -136,10 +136,10 @@ class PhaseRunner {
     }
     if (!locked_ && phase_ == Phase::kRollback) RETURN_IF_ERROR(StopRunningJob());
     if (!locked_) {
-      ASSIGN_OR_RETURN(int holder, store_->LockHolderPid(plan_.name));
-      return std::optional<RunSummary>(Refuse(absl::StrCat(
-          "job ", plan_.name, " is running in another pgbackfill process (backend pid ", holder,
-          "); wait for it, or stop it first (`pgbackfill abort ", plan_.name, "`)")));
+      ASSIGN_OR_RETURN(std::string holder, store_->LockHolderText(plan_.name));
+      return std::optional<RunSummary>(Refuse(
+          absl::StrCat("job ", plan_.name, " is running in another pgbackfill process (", holder,
+                       "); wait for it, or stop it first (`pgbackfill abort ", plan_.name, "`)")));
     }
     ASSIGN_OR_RETURN(job_, store_->LoadJob(plan_.name));
     if (job_.has_value() && options_.restart && phase_ == Phase::kExpand) {

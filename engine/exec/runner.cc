@@ -132,10 +132,9 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
     ASSIGN_OR_RETURN(locked, store.TryLockJob(plan_.name));
   }
   if (!locked) {
-    ASSIGN_OR_RETURN(int holder, store.LockHolderPid(plan_.name));
-    return refuse(absl::StrCat("job ", plan_.name,
-                               " is running in another pgbackfill process (its session is backend "
-                               "pid ", holder, "); wait for it, or stop it first"));
+    ASSIGN_OR_RETURN(std::string holder, store.LockHolderText(plan_.name));
+    return refuse(absl::StrCat("job ", plan_.name, " is running in another pgbackfill process (",
+                               holder, "); wait for it, or stop it first"));
   }
   ASSIGN_OR_RETURN(std::optional<checkpoint::JobRecord> job, store.LoadJob(plan_.name));
   const bool needs_expand = NeedsExpand(plan_) && !options_.scratch;

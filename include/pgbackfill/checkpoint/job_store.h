@@ -204,6 +204,10 @@ class JobStore {
   absl::Status UnlockJob(const std::string& name);
   // The backend pid of the session holding the job's run lock (pg_locks), 0 when nobody does.
   absl::StatusOr<int> LockHolderPid(const std::string& name);
+  // Why the run lock of `name` is not ours, for the refusal: the holder's backend pid, and when
+  // that session has sat idle for more than a few seconds (a run's lock session is used every
+  // throttle interval) that it may be a pooled server connection a killed run left behind.
+  absl::StatusOr<std::string> LockHolderText(const std::string& name);
 
  private:
   // Inserts `ranges` of job `name`, pending and with nothing done (inside the caller's
