@@ -1,22 +1,19 @@
 #include "pgbackfill/exec/hooks.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "absl/time/time.h"
 #include "pgbackfill/util/shell_command.h"
 
 namespace pgbackfill::exec {
 namespace {
 
+// One line of JSON, as `--json` prints the event.
 std::string Line(const events::Event& event) {
-  return ToJson(event, absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()))
+  return events::ToJson(event, events::NowText())
              .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
          "\n";
 }
 
-const char* TypeOf(const events::Event& event) {
-  return std::visit([](const auto& e) { return std::decay_t<decltype(e)>::kType; }, event);
-}
+std::string TypeOf(const events::Event& event) { return std::string(events::TypeName(event)); }
 
 }  // namespace
 

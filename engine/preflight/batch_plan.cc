@@ -117,11 +117,10 @@ absl::StatusOr<std::optional<BatchScan>> Preflighter::ExplainWrite(
   // As CompileExpressions: READ ONLY (EXPLAIN without ANALYZE runs nothing), the user's
   // search_path for the expressions.
   RETURN_IF_ERROR(conn_.Exec("BEGIN READ ONLY").status());
-  absl::StatusOr<pg::Result> explained = conn_.Exec("SET LOCAL statement_timeout = '10s'");
-  if (explained.ok()) {
-    explained =
-        conn_.Exec("SELECT pg_catalog.set_config('search_path', $1, true)", {user_search_path_});
-  }
+  absl::StatusOr<pg::Result> explained = conn_.Exec(
+      "SELECT pg_catalog.set_config('statement_timeout', '10s', true), "
+      "pg_catalog.set_config('search_path', $1, true)",
+      {user_search_path_});
   if (explained.ok()) explained = conn_.Exec(absl::StrCat("EXPLAIN (FORMAT JSON) ", sql), params);
   RETURN_IF_ERROR(conn_.Exec("ROLLBACK").status());
   if (!explained.ok()) {
