@@ -243,6 +243,7 @@ absl::Status Runner::LoadRanges() {
   for (RangeState& range : queue_.all) {
     if (!range.done) queue_.pending.push_back(&range);
   }
+  RETURN_IF_ERROR(EndOpenRangesAtLargestKey());
   spec_.table = report_.table->name;
   for (const catalog::Column& column : report_.key->columns) {
     spec_.key.push_back(sql::KeyColumn{column.name, column.type});
@@ -259,6 +260,27 @@ absl::Status Runner::LoadRanges() {
     copy_spec_.where = plan_.where;
   }
   if (moves_) mover_.spec = preflight::MoveSpecFor(report_, plan_);
+  return absl::OkStatus();
+}
+
+// A range open above would otherwise end only when a batch finds fewer rows past its checkpoint
+// than it asks for, and an application appending faster than the job writes keeps that from ever
+// happening (pgroll#583). Rows inserted past this key after the run started are the dual-write
+// or copy trigger's, or the application's, to write; a later run of an unfinished job reaches
+// further. The data mover reads one snapshot, which bounds the range already.
+absl::Status Runner::EndOpenRangesAtLargestKey() {
+  if (moves_) return absl::OkStatus();
+  const bool any_open = std::any_of(queue_.pending.begin(), queue_.pending.end(),
+                                    [](const RangeState* range) { return !range->upper; });
+  if (!any_open) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> largest,
+                   catalog::Catalog(*control_).KeyBound(*report_.table, *report_.key,
+                                                        /*smallest=*/false));
+  // An empty table: the range's batch finds no row and ends it as before.
+  if (!largest.has_value()) return absl::OkStatus();
+  for (RangeState* range : queue_.pending) {
+    if (!range->upper) range->upper = *largest;
+  }
   return absl::OkStatus();
 }
 

@@ -39,6 +39,8 @@ namespace pgbackfill::exec::internal {
 struct RangeState {
   int id = 0;
   std::optional<ranges::KeyValue> lower;
+  // The store's upper bound; for the open-ended last range, the largest key present when this run
+  // started (EndOpenRangesAtLargestKey), so that a run ends under any rate of inserts.
   std::optional<ranges::KeyValue> upper;
   std::optional<ranges::KeyValue> done_upto;
   int64_t rows_done = 0;
@@ -130,6 +132,7 @@ class Runner {
   // runner.cc
   absl::StatusOr<std::optional<RunSummary>> PrepareJob();
   absl::Status LoadRanges();
+  absl::Status EndOpenRangesAtLargestKey();
   asio::awaitable<void> Ticker();
   asio::awaitable<void> WatchSignals();
   asio::awaitable<void> Sleep(absl::Duration duration);
