@@ -120,6 +120,23 @@ Each run must leave the target with the source's row count and row hash
 (sum(hashtext(a::text))). Reported: wall seconds, rows/s, client CPU, CPU seconds per GB
 (pg_table_size of the source table), peak RSS, server CPU, and the rows/s ratio of pgbackfill
 to pgcopydb.
+
+--scenario keys fills the same rows under three primary keys, each in a template database of
+its own (scale x 100,000 rows; default scale 40, 4M rows): dense bigint ids, skewed bigint ids
+(dense plus two ids near 4e18 and 8e18) and a composite (text, uuid) key. Runs (--contenders,
+default all; each on a fresh copy, rounds in alternating order):
+
+  bigint-1      dense key, one worker, 1,000-row batches
+  composite-1   composite key, the same (target: >= 0.6x bigint-1)
+  dense-2       dense key, two workers, the throughput scenario's batches
+  skewed-2      skewed key, the same (target: >= 0.9x dense-2)
+
+  scripts/bench --scenario keys [--scale(s) ...] [--repeat N] [--contenders "..."]
+                [--json FILE] [--keep] [--no-build]
+
+Reported: median rows/s (min-max), the two ratios, the ranges each job planned and ended with
+(more: ranges split at run time) and the share of progress events with fewer live workers than
+configured.
 """
 
 import os
@@ -132,6 +149,7 @@ import tempfile
 import time
 
 import bench_app_impact
+import bench_keys
 import bench_move
 import bench_slow_link
 import bench_throughput
@@ -143,6 +161,7 @@ SCENARIOS = {
     "slow-link": bench_slow_link.run,
     "app-impact": bench_app_impact.run,
     "move": bench_move.run,
+    "keys": bench_keys.run,
 }
 VALUE_OPTIONS = (
     "--scenario", "--duration", "--lead-in", "--rate-percent", "--rate", "--max-tps-seconds",
@@ -162,6 +181,7 @@ DEFAULT_CONTENDERS = {
     "slow-link": "psql-1 psql-2 pgbackfill",
     "app-impact": " ".join(bench_app_impact.RUN_ORDER),
     "move": "pgcopydb psql-pipe pgbackfill",
+    "keys": bench_keys.DEFAULT_CONTENDERS,
 }
 # --scenario app-impact's shape/rate matrix: any of these options turns it on; the others take
 # these defaults.
@@ -242,6 +262,11 @@ def check_contenders(scenario, contenders, vacuum_every, link_delay_ms):
             if name not in DEFAULT_CONTENDERS["move"].split():
                 raise UsageError(f"unknown move contender {name} (pgcopydb, psql-pipe, "
                                  "pgbackfill)")
+    elif scenario == "keys":
+        for name in contenders:
+            if name not in bench_keys.CONTENDERS:
+                raise UsageError(f"unknown keys contender {name} "
+                                 f"({', '.join(bench_keys.CONTENDERS)})")
 
 
 def pin_cpus(text):
@@ -352,7 +377,8 @@ def parse_config(root, argv):
     given, flags = read_options(argv)
     opt = dict(DEFAULTS, **given)
     scenario = opt["--scenario"]
-    scale_words = (opt.get("--scales") or "30").split()
+    default_scale = str(bench_keys.DEFAULT_SCALE) if scenario == "keys" else "30"
+    scale_words = (opt.get("--scales") or default_scale).split()
     for word in scale_words:
         if not POSITIVE.fullmatch(word):
             raise UsageError("--scale(s) must be positive integers")
@@ -371,7 +397,8 @@ def parse_config(root, argv):
     if len(set(scales)) != len(scales):
         raise UsageError("--scales: a scale is given twice")
     if scenario not in SCENARIOS:
-        raise UsageError(f"unknown scenario {scenario} (throughput, slow-link, app-impact, move)")
+        raise UsageError(f"unknown scenario {scenario} "
+                         "(throughput, slow-link, app-impact, move, keys)")
     contenders = tuple((opt.get("--contenders") or DEFAULT_CONTENDERS[scenario]).split())
     check_contenders(scenario, contenders, opt["--vacuum-every"], opt["--link-delay-ms"])
     if scenario != "app-impact":
