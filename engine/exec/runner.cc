@@ -279,7 +279,7 @@ absl::Status Runner::EndOpenRangesAtLargestKey() {
   // An empty table: the range's batch finds no row and ends it as before.
   if (!largest.has_value()) return absl::OkStatus();
   for (RangeState* range : queue_.pending) {
-    if (!range->upper) range->upper = *largest;
+    if (!range->upper) range->end_of_run = *largest;
   }
   return absl::OkStatus();
 }

@@ -39,15 +39,18 @@ namespace pgbackfill::exec::internal {
 struct RangeState {
   int id = 0;
   std::optional<ranges::KeyValue> lower;
-  // The store's upper bound; for the open-ended last range, the largest key present when this run
-  // started (EndOpenRangesAtLargestKey), so that a run ends under any rate of inserts.
-  std::optional<ranges::KeyValue> upper;
+  std::optional<ranges::KeyValue> upper;  // as the job store has it; nullopt: open above
+  // A range open above ends, for this run, at the largest key present when the run started
+  // (EndOpenRangesAtLargestKey): appends cannot keep a run from ending.
+  std::optional<ranges::KeyValue> end_of_run;
   std::optional<ranges::KeyValue> done_upto;
   int64_t rows_done = 0;
   bool done = false;
 
   // Batches start after the checkpoint, or after the range's own lower bound at first.
   const std::optional<ranges::KeyValue>& start() const { return done_upto ? done_upto : lower; }
+  // Where this run's batches of the range end.
+  const std::optional<ranges::KeyValue>& end() const { return upper ? upper : end_of_run; }
   std::string Describe() const;
 };
 

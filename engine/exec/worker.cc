@@ -268,7 +268,7 @@ asio::awaitable<bool> Runner::NotCommitted(WorkerState& worker, const absl::Stat
 }
 
 std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int64_t rows) {
-  const sql::RangeEnds ends{range.start().has_value(), range.upper.has_value()};
+  const sql::RangeEnds ends{range.start().has_value(), range.end().has_value()};
   std::string& sql = batch_sql_[{ends.has_lower, ends.has_upper}];
   if (sql.empty()) {
     sql = plan_.mode == plan::Mode::kCopy ? batch::BuildCopyBatch(copy_spec_, ends)
@@ -277,7 +277,7 @@ std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int6
 
   std::vector<pg::Param> params;
   if (ends.has_lower) params.insert(params.end(), range.start()->begin(), range.start()->end());
-  if (ends.has_upper) params.insert(params.end(), range.upper->begin(), range.upper->end());
+  if (ends.has_upper) params.insert(params.end(), range.end()->begin(), range.end()->end());
   params.emplace_back(std::to_string(rows));
   params.emplace_back(plan_.name);
   params.emplace_back(std::to_string(range.id));
