@@ -24,12 +24,15 @@ absl::string_view Trimmed(const char* message) {
 
 }  // namespace
 
-ConnectParams MakeConnectParams(const std::string& dsn) {
-  // `dsn` must outlive the result: its c_str() is borrowed.
+ConnectParams MakeConnectParams(const std::string& dsn, bool replication) {
+  // `dsn` must outlive the result: its c_str() is borrowed. A keyword after dbname overrides what
+  // the expanded DSN set.
   return ConnectParams{
       {"fallback_application_name", "connect_timeout", "keepalives", "keepalives_idle",
-       "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname", nullptr},
-      {"pgbackfill", "30", "1", "30", "10", "3", "60000", dsn.c_str(), nullptr}};
+       "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname",
+       replication ? "replication" : nullptr, nullptr},
+      {"pgbackfill", "30", "1", "30", "10", "3", "60000", dsn.c_str(),
+       replication ? "database" : nullptr, nullptr}};
 }
 
 void SilenceNotices(PGconn* conn) {

@@ -27,12 +27,13 @@ absl::Status ConnectError(const PGconn* conn, std::string_view dsn);
 // expanded as `dbname` after our defaults, so whatever it sets wins. The defaults make a silent
 // network partition surface as an error in about a minute instead of hours of TCP retransmits:
 // TCP keepalives and tcp_user_timeout (ignored on Unix sockets), and a connect timeout.
+// `replication` adds replication=database after it (a walsender session, pg/replication.h).
 struct ConnectParams {
-  static constexpr int kCount = 8;
+  static constexpr int kCount = 9;
   std::array<const char*, kCount + 1> keywords;
   std::array<const char*, kCount + 1> values;
 };
-ConnectParams MakeConnectParams(const std::string& dsn);
+ConnectParams MakeConnectParams(const std::string& dsn, bool replication = false);
 
 // Server notices (NOTICE, WARNING outside a statement's result) are dropped instead of going to
 // stderr, where libpq prints them by default: a `DROP ... IF EXISTS` in a DDL step would otherwise

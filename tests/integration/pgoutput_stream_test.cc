@@ -5,6 +5,7 @@
 // (scripts/pg-cluster).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -34,7 +35,7 @@ class PgoutputStreamTest : public ::testing::Test {
   void SetUp() override {
     ASSERT_OK_AND_ASSIGN(std::string level, db_.QueryValue("SHOW wal_level"));
     ASSERT_EQ(level, "logical") << "start the cluster with scripts/pg-cluster (wal_level logical)";
-    slot_ = absl::StrCat("pgbf_", db_.name());
+    slot_ = absl::StrCat("pgbf_pgoutput_", getpid());  // slot names are cluster-wide, at most 63
     ASSERT_OK(
         db_.ExecScript("CREATE TABLE items (id bigint PRIMARY KEY, note text, big text);"
                        "ALTER TABLE items ALTER big SET STORAGE EXTERNAL;"
