@@ -11,9 +11,13 @@ namespace pgbackfill::pg {
 void ConnDeleter::operator()(PGconn* conn) const noexcept { PQfinish(conn); }
 
 absl::StatusOr<ConnHandle> OpenBlocking(const std::string& dsn) {
+  return internal::OpenBlocking(dsn, /*replication=*/false);
+}
+
+absl::StatusOr<ConnHandle> internal::OpenBlocking(const std::string& dsn, bool replication) {
   // `dbname` with expand_dbname=1 accepts a URI or key=value string; what it leaves out comes
   // from PG* variables and ~/.pgpass, as with psql.
-  const internal::ConnectParams params = internal::MakeConnectParams(dsn);
+  const internal::ConnectParams params = internal::MakeConnectParams(dsn, replication);
   ConnHandle conn(
       PQconnectdbParams(params.keywords.data(), params.values.data(), /*expand_dbname=*/1));
   if (conn == nullptr) return absl::ResourceExhaustedError("libpq could not allocate a connection");

@@ -8,6 +8,8 @@
 #include <string_view>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "pgbackfill/pg/connection.h"
 
 namespace pgbackfill::pg::internal {
 
@@ -34,6 +36,9 @@ struct ConnectParams {
   std::array<const char*, kCount + 1> values;
 };
 ConnectParams MakeConnectParams(const std::string& dsn, bool replication = false);
+
+// OpenBlocking (pg/connection.h), or a walsender session with `replication`.
+absl::StatusOr<ConnHandle> OpenBlocking(const std::string& dsn, bool replication);
 
 // Server notices (NOTICE, WARNING outside a statement's result) are dropped instead of going to
 // stderr, where libpq prints them by default: a `DROP ... IF EXISTS` in a DDL step would otherwise

@@ -52,12 +52,7 @@ bool IsSlotName(std::string_view name) {
 }
 
 absl::StatusOr<ReplicationConnection> ReplicationConnection::Connect(const std::string& dsn) {
-  const internal::ConnectParams params = internal::MakeConnectParams(dsn, /*replication=*/true);
-  ConnHandle conn(
-      PQconnectdbParams(params.keywords.data(), params.values.data(), /*expand_dbname=*/1));
-  if (conn == nullptr) return absl::ResourceExhaustedError("libpq could not allocate a connection");
-  internal::SilenceNotices(conn.get());
-  if (PQstatus(conn.get()) != CONNECTION_OK) return internal::ConnectError(conn.get(), dsn);
+  ASSIGN_OR_RETURN(ConnHandle conn, internal::OpenBlocking(dsn, /*replication=*/true));
   return ReplicationConnection(std::move(conn));
 }
 
