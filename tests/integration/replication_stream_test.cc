@@ -1,8 +1,8 @@
-// A logical slot made on a walsender session with an exported snapshot, then streamed from
-// (pg/replication.h, decoded by follow/pgoutput.h): a transaction importing the snapshot sees
-// exactly the rows committed before the slot, the stream carries exactly the ones after it, and a
-// status update moves the slot's confirmed position. This is where a copy and its change stream
-// meet without a gap or an overlap.
+// A logical slot made on a walsender session with an exported snapshot, then streamed from on
+// another (pg/replication.h, decoded by follow/pgoutput.h): a transaction importing the snapshot
+// sees exactly the rows committed before the slot, the stream carries exactly the ones after it,
+// and a status update moves the slot's confirmed position. This is where a copy and its change
+// stream meet without a gap or an overlap.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -53,17 +53,25 @@ class ReplicationStreamTest : public ::testing::Test {
   std::optional<pg::ReplicationConnection> stream_;
 };
 
+// The copy reads under the snapshot for as long as it runs, while changes are already streamed
+// (and spooled): one session makes the slot and then idles, keeping its snapshot importable, and
+// another streams from the slot.
 TEST_F(ReplicationStreamTest, TheExportedSnapshotAndTheStreamMeetAtTheSlotsConsistentPoint) {
-  ASSERT_OK_AND_ASSIGN(pg::ReplicationConnection conn,
+  ASSERT_OK_AND_ASSIGN(pg::ReplicationConnection holder,
                        pg::ReplicationConnection::Connect(db_.dsn()));
-  stream_.emplace(std::move(conn));
   ASSERT_OK_AND_ASSIGN(pg::ReplicationConnection::Slot slot,
-                       stream_->CreateLogicalSlot(slot_, "pgoutput"));
+                       holder.CreateLogicalSlot(slot_, "pgoutput"));
   slot_made_ = true;
   EXPECT_EQ(slot.name, slot_);
 
   // Written after the slot: in the stream, not in the snapshot.
   ASSERT_OK(db_.ExecScript("INSERT INTO items VALUES (101, 'after')"));
+  ASSERT_OK_AND_ASSIGN(pg::ReplicationConnection conn,
+                       pg::ReplicationConnection::Connect(db_.dsn()));
+  stream_.emplace(std::move(conn));
+  ASSERT_OK(stream_->StartLogical(slot_, slot.consistent_point,
+                                  {{"proto_version", "1"}, {"publication_names", "pgbf_pub"}}));
+
   ASSERT_OK_AND_ASSIGN(pg::Connection reader, pg::Connection::Connect(db_.dsn()));
   ASSERT_OK(reader.ExecScript("BEGIN ISOLATION LEVEL REPEATABLE READ"));
   ASSERT_OK(reader.Exec(absl::StrCat("SET TRANSACTION SNAPSHOT '", slot.snapshot, "'")).status());
@@ -71,9 +79,6 @@ TEST_F(ReplicationStreamTest, TheExportedSnapshotAndTheStreamMeetAtTheSlotsConsi
   EXPECT_EQ(seen.Get(0, 0), "100");
   EXPECT_EQ(seen.Get(0, 1), "100");
   ASSERT_OK(reader.ExecScript("COMMIT"));
-
-  ASSERT_OK(stream_->StartLogical(slot_, slot.consistent_point,
-                                  {{"proto_version", "1"}, {"publication_names", "pgbf_pub"}}));
   std::vector<Insert> inserts;
   std::optional<Commit> commit;
   const absl::Time deadline = absl::Now() + absl::Seconds(30);

@@ -5,7 +5,8 @@
 // The slot is made with an exported snapshot: a transaction elsewhere that imports it (SET
 // TRANSACTION SNAPSHOT) sees exactly the rows committed before the slot's consistent point, and
 // the stream from that point carries exactly the changes committed after it. The snapshot lives
-// until the next command on this session, so the session must stay idle while it is used.
+// until the next command on this session, so that session idles while the copy uses it, and
+// another session streams from the slot meanwhile (tested).
 #pragma once
 
 #include <cstdint>
