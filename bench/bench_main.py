@@ -13,6 +13,9 @@ drops the copy. Contenders:
   pgbackfill+vacuum  (named pgbackfill-W+vacuum) the same with 2 workers (the first --workers
                 count when 2 is not among them) and
                 the plan key `vacuum_every: V` (--vacuum-every, default 5%): bloat control
+  pgbackfill+verify  (named pgbackfill-W+verify, W as for +vacuum) the same plan with `verify:
+                true`: the backfill and its verify phase, the run a user waits for (not in the
+                default list)
 
 For each: wall seconds, rows/s, ratio to the plain UPDATE, client CPU and peak RSS (GNU time),
 server CPU (postmaster + all its children, reaped ones included), WAL bytes, checkpoints and
@@ -250,9 +253,10 @@ def check_contenders(scenario, contenders, vacuum_every, link_delay_ms):
         if scenario == "slow-link" and not DECIMAL.fullmatch(link_delay_ms):
             raise UsageError("--link-delay-ms must be a number of milliseconds")
         for name in contenders:
-            if not re.fullmatch(r"update|psql-[1-9][0-9]?|pgbackfill|pgbackfill\+vacuum", name):
+            if not re.fullmatch(r"update|psql-[1-9][0-9]?|pgbackfill|pgbackfill\+(vacuum|verify)",
+                                name):
                 raise UsageError(f"unknown contender {name} (update, psql-K, pgbackfill, "
-                                 "pgbackfill+vacuum)")
+                                 "pgbackfill+vacuum, pgbackfill+verify)")
         if ("pgbackfill+vacuum" in contenders
                 and not re.fullmatch(r"[1-9][0-9]*|[0-9]+([.][0-9]+)?%", vacuum_every)):
             raise UsageError("--vacuum-every: a row count (150000) or a percentage of the table "

@@ -65,9 +65,10 @@ def write_loop_sql(ctx, sessions, rows):
                 sql.write(f"{FILL_SQL} WHERE aid > {a} AND aid <= {min(a + LOOP_BATCH, hi)};\n")
 
 
-def write_plan(ctx, workers, vacuum_every=None):
-    """The plan of pgbackfill-W, with bloat control when vacuum_every is given."""
-    suffix = "-vacuum" if vacuum_every else ""
+def write_plan(ctx, workers, vacuum_every=None, verify=False):
+    """The plan of pgbackfill-W, with bloat control when vacuum_every is given, with the verify
+    phase after the backfill when verify is set."""
+    suffix = ("-vacuum" if vacuum_every else "") + ("-verify" if verify else "")
     path = ctx.path(f"plan-{workers}{suffix}.yaml")
     with open(path, "w", encoding="utf-8") as plan:
         plan.write(f"""version: 1
@@ -78,8 +79,8 @@ set:
 batch: {{ rows: 10000, target: 200ms, min_rows: 1000, max_rows: 100000 }}
 workers: {workers}
 # The harness checks every row itself after each contender; the psql contenders do not verify
-# either, so the timed run is the backfill alone.
-verify: false
+# either, so the timed run is the backfill alone (pgbackfill+verify: the run a user waits for).
+verify: {"true" if verify else "false"}
 """)
         if vacuum_every:
             plan.write(f"vacuum_every: {vacuum_every}\n")
@@ -89,8 +90,8 @@ verify: false
 def contenders_of(ctx, rows):
     """The --contenders of one round, in order, their files written."""
     cfg = ctx.cfg
-    # Bloat control is compared with the same worker count without it: 2 (the issue's headline
-    # contender) when measured, else the first count.
+    # Bloat control and verify are compared with the same worker count without them: 2 (the
+    # headline contender) when measured, else the first count.
     vacuum_workers = 2 if 2 in cfg.workers else cfg.workers[0]
     out = []
     for name in cfg.contenders:
@@ -103,6 +104,9 @@ def contenders_of(ctx, rows):
         elif name == "pgbackfill":
             out += [Contender(f"pgbackfill-{w}", "pgbackfill", w, write_plan(ctx, w))
                     for w in cfg.workers]
+        elif name == "pgbackfill+verify":
+            out.append(Contender(f"pgbackfill-{vacuum_workers}+verify", "pgbackfill",
+                                 vacuum_workers, write_plan(ctx, vacuum_workers, verify=True)))
         elif name == "pgbackfill+vacuum":
             out.append(Contender(f"pgbackfill-{vacuum_workers}+vacuum", "pgbackfill",
                                  vacuum_workers, write_plan(ctx, vacuum_workers, cfg.vacuum_every),
