@@ -76,8 +76,10 @@ std::string BatchHead(const plan::QualifiedName& source, const std::vector<KeyCo
   absl::StrAppend(&sql, "), batch_end AS (\n  SELECT ", cols, " FROM ", table, "\n",
                   "  WHERE ", absl::StrJoin(range, " AND "), "\n", "  ORDER BY ", cols,
                   "\n  OFFSET $", p.rows, "::bigint - 1 LIMIT 1\n");
-  // bound: batch_end, or when fewer rows remain, the range's end. An open-ended last range ends at
-  // the largest key present now; it has no row at all when nothing is left past the checkpoint.
+  // bound: batch_end, or when fewer rows remain, the range's end. A range open above ends at the
+  // largest key present now (a run gives such ranges an end of its own when it starts, exec's
+  // EndOpenRangesAtLargestKey, so this form is what `check` shows and a rare fallback); no row at
+  // all when nothing is left past the checkpoint.
   // The bound is one scalar (row) value so that the write's key condition stays an index range.
   if (ends.has_upper) {
     absl::StrAppend(&sql, "), bound AS (\n  SELECT ", cols, ", false AS range_done FROM batch_end\n"

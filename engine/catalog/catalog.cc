@@ -277,17 +277,26 @@ absl::StatusOr<RowEstimate> Catalog::EstimateRows(const Table& table) {
   return RowEstimate{table.size_bytes / 100, "size"};
 }
 
-absl::StatusOr<std::optional<std::vector<std::string>>> Catalog::KeyBound(const Table& table,
-                                                                          const Key& key,
-                                                                          bool smallest) {
+absl::StatusOr<std::optional<std::vector<std::string>>> Catalog::KeyBound(
+    const Table& table, const Key& key, bool smallest,
+    const std::optional<std::vector<std::string>>& after) {
   std::vector<std::string> order;
+  std::vector<std::string> placeholders;
   for (const Column& column : key.columns) {
     order.push_back(absl::StrCat(pg::QuoteIdent(column.name), smallest ? "" : " DESC"));
+    placeholders.push_back(absl::StrCat("$", placeholders.size() + 1, "::", column.type));
   }
-  ASSIGN_OR_RETURN(pg::Result bound,
-                   conn_.Exec(absl::StrCat("SELECT ", KeyList(key), " FROM ",
-                                           QuoteQualified(table.name), " ORDER BY ",
-                                           absl::StrJoin(order, ", "), " LIMIT 1")));
+  std::string where;
+  std::vector<pg::Param> params;
+  if (after.has_value()) {
+    where = absl::StrCat(" WHERE (", KeyList(key), ") > (", absl::StrJoin(placeholders, ", "), ")");
+    params.assign(after->begin(), after->end());
+  }
+  ASSIGN_OR_RETURN(
+      pg::Result bound,
+      conn_.Exec(absl::StrCat("SELECT ", KeyList(key), " FROM ", QuoteQualified(table.name), where,
+                              " ORDER BY ", absl::StrJoin(order, ", "), " LIMIT 1"),
+                 params));
   if (bound.Rows() == 0) return std::optional<std::vector<std::string>>();
   std::vector<std::string> values;
   for (int column = 0; column < bound.Columns(); ++column) {

@@ -376,6 +376,19 @@ absl::StatusOr<std::vector<RangeRecord>> JobStore::LoadRanges(const std::string&
   return records;
 }
 
+absl::StatusOr<bool> JobStore::FinishRangeAt(const std::string& name, int range_id,
+                                             const std::optional<ranges::KeyValue>& done_upto) {
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("UPDATE ", Table("ranges"),
+                              " SET state = 'done', updated_at = pg_catalog.clock_timestamp()"
+                              " WHERE job_name = $1::text AND range_id = $2::int"
+                              " AND done_upto IS NOT DISTINCT FROM $3::text[]"
+                              " AND state <> 'done' RETURNING 1"),
+                 {name, std::to_string(range_id), TextArrayLiteral(done_upto)}));
+  return result.Rows() == 1;
+}
+
 absl::Status JobStore::MarkStarted(const std::string& name, int pid, const std::string& host) {
   ASSIGN_OR_RETURN(pg::Result result,
                    conn_.Exec(absl::StrCat("UPDATE ", Table("jobs"),

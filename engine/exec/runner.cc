@@ -265,21 +265,34 @@ absl::Status Runner::LoadRanges() {
 
 // A range open above would otherwise end only when a batch finds fewer rows past its checkpoint
 // than it asks for, and an application appending faster than the job writes keeps that from ever
-// happening (pgroll#583). Rows inserted past this key after the run started are the dual-write
-// or copy trigger's, or the application's, to write; a later run of an unfinished job reaches
-// further. The data mover reads one snapshot, which bounds the range already.
+// happening (pgroll#583). So each ends, for this run, at the largest key past its checkpoint
+// present now; one with no such row is done without a batch. Rows inserted past that key after
+// the run started are the dual-write or copy trigger's, or the application's, to write. The data
+// mover reads snapshots taken at its start, which bound the range already.
 absl::Status Runner::EndOpenRangesAtLargestKey() {
   if (moves_) return absl::OkStatus();
-  const bool any_open = std::any_of(queue_.pending.begin(), queue_.pending.end(),
-                                    [](const RangeState* range) { return !range->upper; });
-  if (!any_open) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> largest,
-                   catalog::Catalog(*control_).KeyBound(*report_.table, *report_.key,
-                                                        /*smallest=*/false));
-  // An empty table: the range's batch finds no row and ends it as before.
-  if (!largest.has_value()) return absl::OkStatus();
-  for (RangeState* range : queue_.pending) {
-    if (!range->upper) range->end_of_run = *largest;
+  catalog::Catalog catalog(*control_);
+  for (auto it = queue_.pending.begin(); it != queue_.pending.end();) {
+    RangeState& range = **it;
+    if (range.upper) {
+      ++it;
+      continue;
+    }
+    ASSIGN_OR_RETURN(
+        std::optional<std::vector<std::string>> largest,
+        catalog.KeyBound(*report_.table, *report_.key, /*smallest=*/false, range.start()));
+    if (largest.has_value()) {
+      range.end_of_run = std::move(largest);
+      ++it;
+      continue;
+    }
+    ASSIGN_OR_RETURN(bool finished, store_->FinishRangeAt(plan_.name, range.id, range.done_upto));
+    if (!finished) {  // a batch of an earlier run moved it: a worker reloads and walks it
+      ++it;
+      continue;
+    }
+    range.done = true;
+    it = queue_.pending.erase(it);
   }
   return absl::OkStatus();
 }

@@ -82,13 +82,17 @@ TEST_F(AppendsTest, ARunEndsWhileTheApplicationAppendsFasterThanItWrites) {
   ASSERT_EQ(result.exit_code, 0) << "the run did not end under appends\n"
                                  << result.out << result.err;
 
-  // The rows there before the run: each written once. The appended ones: never twice.
-  ASSERT_OK_AND_ASSIGN(std::string before_once,
-                       db_.QueryValue(absl::StrCat(
-                           "SELECT count(*) FROM items WHERE id <= ", kRowsBefore, " AND n = 1")));
-  EXPECT_EQ(before_once, std::to_string(kRowsBefore));
-  ASSERT_OK_AND_ASSIGN(std::string twice, db_.QueryValue("SELECT count(*) FROM items WHERE n > 1"));
-  EXPECT_EQ(twice, "0");
+  // The run ended at the largest id present when it started: every row up to it written once
+  // (those created before the appender among them), none past it.
+  ASSERT_OK_AND_ASSIGN(std::string end,
+                       db_.QueryValue("SELECT max(done_upto[1]::bigint) FROM pgbackfill.ranges "
+                                      "WHERE job_name = 'appends'"));
+  EXPECT_GE(std::stoll(end), kRowsBefore);
+  ASSERT_OK_AND_ASSIGN(
+      std::string wrong,
+      db_.QueryValue(absl::StrCat("SELECT count(*) FROM items WHERE n <> CASE WHEN id <= ", end,
+                                  " THEN 1 ELSE 0 END")));
+  EXPECT_EQ(wrong, "0") << "rows up to " << end << " must be written once, none after";
   // The appender outran the job: more rows were appended during the run than it wrote.
   ASSERT_OK_AND_ASSIGN(std::string written,
                        db_.QueryValue("SELECT count(*) FROM items WHERE n = 1"));
@@ -96,6 +100,31 @@ TEST_F(AppendsTest, ARunEndsWhileTheApplicationAppendsFasterThanItWrites) {
   ASSERT_OK_AND_ASSIGN(std::string state,
                        db_.QueryValue("SELECT state FROM pgbackfill.jobs WHERE name = 'appends'"));
   EXPECT_EQ(state, "done");
+}
+
+// A table with no row when the run starts: nothing to write, and rows arriving meanwhile do not
+// keep the run going: the run ends without a batch.
+TEST_F(AppendsTest, ARunOnATableEmptyAtItsStartEndsWhileRowsArrive) {
+  ASSERT_OK(
+      db_.ExecScript("CREATE TABLE items (id bigserial PRIMARY KEY, n int NOT NULL DEFAULT 0)"));
+  const std::string plan = testing::WriteTestFile(
+      "version: 1\nname: empty\ntable: items\nset:\n  n: n + 1\nworkers: 1\nverify: false\n"
+      "batch: { rows: 500, min_rows: 500, max_rows: 500 }\n"
+      "throttle: { application: off, max_rows_per_second: 5000 }\n");
+  ASSERT_OK_AND_ASSIGN(Process run, testing::SpawnPgbackfill(RunArgs(plan)));
+  // The rows start arriving once the run has planned its work on the empty table.
+  ASSERT_OK(run.WaitForOutput("\"event\":\"job_started\"")) << run.StderrSoFar();
+  Appender appender(db_.dsn());
+  CommandResult result = run.Wait(absl::Seconds(60));
+  appender.Stop();
+  ASSERT_TRUE(appender.error().empty()) << appender.error();
+  ASSERT_EQ(result.exit_code, 0) << "the run did not end under appends\n"
+                                 << result.out << result.err;
+  ASSERT_OK_AND_ASSIGN(std::string twice, db_.QueryValue("SELECT count(*) FROM items WHERE n > 1"));
+  EXPECT_EQ(twice, "0");
+  // Done when the run started, not by a batch that happened to find no row yet (which rows
+  // arriving first would have kept going).
+  EXPECT_THAT(result.out, ::testing::HasSubstr("\"batches\":0,")) << result.out;
 }
 
 }  // namespace

@@ -124,9 +124,11 @@ class Catalog {
   // count for small unanalysed tables, a size-based guess otherwise.
   absl::StatusOr<RowEstimate> EstimateRows(const Table& table);
 
-  // The smallest and largest key (text form per column), nullopt for an empty table.
-  absl::StatusOr<std::optional<std::vector<std::string>>> KeyBound(const Table& table,
-                                                                   const Key& key, bool smallest);
+  // The smallest and largest key (text form per column), nullopt for an empty table; with
+  // `after`, among the keys past it (a row comparison the key's index answers).
+  absl::StatusOr<std::optional<std::vector<std::string>>> KeyBound(
+      const Table& table, const Key& key, bool smallest,
+      const std::optional<std::vector<std::string>>& after = std::nullopt);
 
   // Whether the current user has `privilege` (SELECT, INSERT, UPDATE, TRIGGER) on the table.
   absl::StatusOr<bool> HasTablePrivilege(const Table& table, const std::string& privilege);

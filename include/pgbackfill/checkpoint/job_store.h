@@ -141,6 +141,10 @@ class JobStore {
   absl::Status DeleteJob(const std::string& name);
   // The job's ranges by id; empty when the job does not exist.
   absl::StatusOr<std::vector<RangeRecord>> LoadRanges(const std::string& name);
+  // Marks a range done without a batch (it had no row left when the run started), only while its
+  // checkpoint is still `done_upto`: false when a batch of an earlier run moved it meanwhile.
+  absl::StatusOr<bool> FinishRangeAt(const std::string& name, int range_id,
+                                     const std::optional<ranges::KeyValue>& done_upto);
 
   // State transitions and bookkeeping. NotFound when the job does not exist.
   // state = running, pid/host = this process, started_at set on the first start only,
