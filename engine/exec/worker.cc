@@ -282,6 +282,7 @@ std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int6
   params.emplace_back(plan_.name);
   params.emplace_back(std::to_string(range.id));
   params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
+  params.push_back(checkpoint::TextArrayLiteral(range.upper));
 
   std::vector<pg::Statement> statements;
   for (std::string& text : batch::BatchTransaction(live_.throttle, plan_.triggers, sql)) {
@@ -324,7 +325,7 @@ asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn
   params.emplace_back(plan_.name);
   params.emplace_back(std::to_string(range.id));
   auto result = co_await conn.Exec(
-      "SELECT done_upto, rows_done, state FROM \"pgbackfill\".\"ranges\""
+      "SELECT done_upto, rows_done, state, upper FROM \"pgbackfill\".\"ranges\""
       " WHERE job_name = $1 AND range_id = $2::int",
       std::move(params));
   if (!result.ok()) co_return result.status();
@@ -334,7 +335,11 @@ asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn
   }
   auto done_upto = checkpoint::ParseTextArray(result->GetOptional(0, 0));
   if (!done_upto.ok()) co_return done_upto.status();
+  // The upper bound too: a split (SplitRange) may have moved it down since this range was read.
+  auto upper = checkpoint::ParseTextArray(result->GetOptional(0, 3));
+  if (!upper.ok()) co_return upper.status();
   range.done_upto = *done_upto;
+  range.upper = *upper;
   const int64_t stored = std::stoll(std::string(result->Get(0, 1)));
   // Rows the store has and we did not count: a batch whose COMMIT went through while its reply
   // was lost (or, after a kill -9, an earlier run's batch that committed late). They are done
