@@ -35,6 +35,16 @@ RangeState* RangeQueue::Take() {
   return range;
 }
 
+std::vector<RangeState*> RangeQueue::Held() {
+  std::vector<RangeState*> held;
+  for (RangeState& range : all) {
+    if (!range.done && std::find(pending.begin(), pending.end(), &range) == pending.end()) {
+      held.push_back(&range);
+    }
+  }
+  return held;
+}
+
 int RangeQueue::Done() const {
   return static_cast<int>(
       std::count_if(all.begin(), all.end(), [](const RangeState& range) { return range.done; }));
@@ -136,14 +146,32 @@ asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
       queue_.GiveBack(worker.range);
       worker.range = nullptr;
     }
-    // Nothing left that this worker could do.
-    if (worker.range == nullptr && queue_.pending.empty()) co_return Turn::kFinished;
+    // Nothing left that this worker could do: no range waits, and none another worker holds
+    // that it could split once it may run.
+    if (worker.range == nullptr && queue_.pending.empty() && queue_.Held().empty()) {
+      co_return Turn::kFinished;
+    }
     co_await WaitForGate(worker.gate, live_.throttle.interval);
     co_return Turn::kWait;
   }
   if (worker.range == nullptr || worker.range->done) {
     worker.range = queue_.Take();
-    if (worker.range == nullptr) co_return Turn::kFinished;
+  }
+  if (worker.range == nullptr) {
+    // None waits: split one that another worker holds, rather than leave the job's end to it.
+    SplitOutcome split = co_await SplitLargest(worker);
+    if (!split.status.ok()) {
+      events_.Emit(events::Warning{
+          absl::StrCat("worker ", worker.index,
+                       " could not split a range and stops: ", split.status.message())});
+      co_return Turn::kFinished;
+    }
+    if (split.retry) {
+      co_await WaitForGate(worker.gate, live_.throttle.interval);
+      co_return Turn::kWait;
+    }
+    if (split.range == nullptr) co_return Turn::kFinished;
+    worker.range = split.range;
   }
   // The rate limiter's reservation for the next batch (when it may start) is kept across waits,
   // so a worker that was held while it waited does not take its tokens twice.
@@ -392,9 +420,10 @@ asio::awaitable<bool> Runner::ReconnectWorker(WorkerState& worker) {
 }
 
 void Runner::SpawnWorkers(int count) {
-  // Never more workers than unfinished ranges: a range is worked by one worker at a time.
+  // As many workers as asked while any range is unfinished: a worker left without a range
+  // splits one another worker holds (split_range.cc), or ends when none is worth splitting.
   const int unfinished = static_cast<int>(queue_.all.size()) - queue_.Done();
-  const int target = std::min(count, unfinished);
+  const int target = unfinished > 0 ? count : 0;
   while (workers_running_ < target) {
     const int index = next_worker_index_++;
     ++workers_running_;
