@@ -25,6 +25,7 @@ BatchParams UpdateBatchParams(size_t key_columns, RangeEnds ends) {
   params.job = next++;
   params.range = next++;
   params.checkpoint = next++;
+  params.claimed_upper = next++;
   params.count = next - 1;
   return params;
 }
@@ -64,13 +65,14 @@ std::string BatchHead(const plan::QualifiedName& source, const std::vector<KeyCo
   // claim: lock the range's checkpoint row first and go on only if it still says what this batch
   // starts from. A batch of an earlier, killed run may still be finishing on the server; it holds
   // that row until it ends, and if it committed, the checkpoint moved and this batch does nothing
-  // (the worker reloads the checkpoint) instead of applying the same rows twice.
-  std::string sql = absl::StrCat(
-      "WITH claim AS MATERIALIZED (\n"
-      "  SELECT 1 FROM ", RangesTable(), "\n"
-      "   WHERE job_name = $", p.job, "::text AND range_id = $", p.range, "::int\n"
-      "     AND done_upto IS NOT DISTINCT FROM $", p.checkpoint, "::text[]\n"
-      "     FOR UPDATE\n");
+  // (the worker reloads the checkpoint) instead of applying the same rows twice. The range's upper
+  // bound is claimed too: a split (ranges/split.h) moves it down under the same row lock, and the
+  // keys past the new bound belong to the new range; a batch bounded by the old one does nothing.
+  std::string sql = absl::StrCat("WITH claim AS MATERIALIZED (\n  SELECT 1 FROM ", RangesTable(),
+                                 "\n   WHERE job_name = $", p.job, "::text AND range_id = $",
+                                 p.range, "::int\n     AND done_upto IS NOT DISTINCT FROM $",
+                                 p.checkpoint, "::text[]\n     AND upper IS NOT DISTINCT FROM $",
+                                 p.claimed_upper, "::text[]\n     FOR UPDATE\n");
   // batch_end: the key `rows` rows past the checkpoint, walking the key's index.
   range.insert(range.begin(), "EXISTS (SELECT FROM claim)");
   absl::StrAppend(&sql, "), batch_end AS (\n  SELECT ", cols, " FROM ", table, "\n",

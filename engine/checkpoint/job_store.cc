@@ -6,9 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
-#include "pgbackfill/sql/names.h"
 #include "pgbackfill/pg/quote.h"
+#include "pgbackfill/sql/names.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
 
@@ -569,6 +570,29 @@ absl::StatusOr<std::string> JobStore::LockHolderText(const std::string& name) {
                     pid, ")");
   }
   return text;
+}
+
+std::string LockRangeSql() {
+  return absl::StrCat(
+      "SELECT lower, upper, done_upto FROM ", pg::QuoteIdent(sql::kJobStoreSchema),
+      ".\"ranges\" WHERE job_name = $1::text AND range_id = $2::int AND state <> 'done'"
+      " FOR UPDATE");
+}
+
+std::string SplitRangeSql() {
+  return absl::StrReplaceAll(
+      R"sql(WITH donor AS (
+  UPDATE @ranges AS r SET upper = $3::text[], updated_at = pg_catalog.clock_timestamp()
+   WHERE r.job_name = $1::text AND r.range_id = $2::int AND r.state <> 'done'
+     AND r.upper IS NOT DISTINCT FROM $4::text[] AND r.done_upto IS NOT DISTINCT FROM $5::text[]
+  RETURNING r.job_name
+)
+INSERT INTO @ranges (job_name, range_id, lower, upper, done_upto, rows_done, state, updated_at)
+SELECT d.job_name, (SELECT pg_catalog.max(range_id) + 1 FROM @ranges WHERE job_name = $1::text),
+       $3::text[], $4::text[], NULL, 0, 'pending', pg_catalog.clock_timestamp()
+  FROM donor d
+RETURNING range_id)sql",
+      {{"@ranges", absl::StrCat(pg::QuoteIdent(sql::kJobStoreSchema), ".\"ranges\"")}});
 }
 
 }  // namespace pgbackfill::checkpoint

@@ -118,6 +118,10 @@ std::string Describe(const events::Batch& e) {
 std::string Describe(const events::RangeDone& e) {
   return absl::StrFormat("range %d done (%d rows)", e.range, e.rows);
 }
+std::string Describe(const events::RangeSplit& e) {
+  return absl::StrFormat("range %d split at %s: worker %d takes range %d (~%d rows)", e.range, e.at,
+                         e.worker, e.new_range, e.estimated_rows);
+}
 std::string Describe(const events::Signal& e) {
   return absl::StrFormat("%s: %s", e.signal, e.action);
 }

@@ -229,6 +229,7 @@ asio::awaitable<BatchOutcome> Runner::MoveSpan(pg::AsyncConnection& target, Move
   head[kClaim].params.emplace_back(plan_.name);
   head[kClaim].params.emplace_back(std::to_string(range.id));
   head[kClaim].params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
+  head[kClaim].params.push_back(checkpoint::TextArrayLiteral(range.upper));
   pg::PipelineResult claimed = co_await target.Pipeline(std::move(head));
   if (!claimed.ok()) co_return failed(claimed.status);
   if (claimed.results[kClaim].Rows() != 1) {

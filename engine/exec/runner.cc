@@ -227,7 +227,6 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
 absl::Status Runner::LoadRanges() {
   ASSIGN_OR_RETURN(std::vector<checkpoint::RangeRecord> records, store_->LoadRanges(plan_.name));
   queue_.all.clear();
-  queue_.all.reserve(records.size());
   rows_before_ = 0;
   for (const checkpoint::RangeRecord& record : records) {
     RangeState range;

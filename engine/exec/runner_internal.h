@@ -5,6 +5,7 @@
 // (bloat control). Private to engine/exec; the public entry point is RunBackfill (runner.h).
 #pragma once
 
+#include <boost/asio/signal_set.hpp>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -14,25 +15,24 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/signal_set.hpp>
-
 #include "absl/time/time.h"
-#include "pgbackfill/preflight/preflight.h"
-#include "pgbackfill/checkpoint/job_store.h"
-#include "pgbackfill/util/backoff.h"
-#include "pgbackfill/exec/batch_sizer.h"
 #include "pgbackfill/batch/batch_sql.h"
+#include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/events/events.h"
+#include "pgbackfill/exec/batch_sizer.h"
 #include "pgbackfill/exec/runner.h"
 #include "pgbackfill/move/move_sql.h"
 #include "pgbackfill/pg/async_connection.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/plan/plan.h"
+#include "pgbackfill/preflight/preflight.h"
 #include "pgbackfill/ranges/key_range.h"
+#include "pgbackfill/ranges/sampler.h"
 #include "pgbackfill/throttle/clock.h"
 #include "pgbackfill/throttle/governor.h"
 #include "pgbackfill/throttle/probes.h"
 #include "pgbackfill/util/asio.h"
+#include "pgbackfill/util/backoff.h"
 
 namespace pgbackfill::exec::internal {
 
@@ -73,14 +73,17 @@ struct MoverSession {
 };
 
 // The job's ranges, and those no worker holds. A worker takes from the front and gives a range
-// back to the front, so the range a parked worker hands back is the next one taken.
+// back to the front, so the range a parked worker hands back is the next one taken. `all` is a
+// deque: a split appends a range while workers hold pointers to the others.
 struct RangeQueue {
-  std::vector<RangeState> all;
+  std::deque<RangeState> all;
   std::deque<RangeState*> pending;
 
   RangeState* Take();
   void GiveBack(RangeState* range) { pending.push_front(range); }
   int Done() const;
+  // Unfinished ranges a worker holds: those a worker left without one may split.
+  std::vector<RangeState*> Held();
 };
 
 // Throttling and live control: the governor's verdict as of the last round, the pace, the
@@ -198,6 +201,21 @@ class Runner {
   asio::awaitable<BatchOutcome> SqlBatch(pg::AsyncConnection& conn, const RangeState& range,
                                          int64_t rows);
   asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
+
+  // split_range.cc: a worker left without a range splits the largest one another worker holds.
+  struct SplitOutcome {
+    RangeState* range = nullptr;  // the new range, now this worker's
+    bool retry = false;           // nothing split now, but later may (busy, lock timeout)
+    absl::Status status;          // a failure other than those
+  };
+  asio::awaitable<SplitOutcome> SplitLargest(WorkerState& worker);
+  // Where to split what is left after `start` up to `upper` (ranges/sampler.h's probe), on the
+  // session that reads the table: the worker's own, or the mover's source.
+  asio::awaitable<absl::StatusOr<std::optional<ranges::SplitChoice>>> ProbeSplit(
+      WorkerState& worker, const std::optional<ranges::KeyValue>& start,
+      const std::optional<ranges::KeyValue>& upper);
+  // Under the donor's row lock in an open transaction on the worker's session: the split.
+  asio::awaitable<SplitOutcome> SplitLocked(WorkerState& worker, RangeState& donor);
   void WorkerFinished(int index);
 
   // throttle_loop.cc
@@ -298,6 +316,7 @@ class Runner {
   int signals_seen_ = 0;
   bool stopping_ = false;
   bool lock_lost_ = false;  // another process holds the job now: never write its job row
+  bool splitting_ = false;  // one split at a time: each takes the next free range id
   std::optional<std::string> failure_;
 
   ThrottleState throttle_;

@@ -35,6 +35,16 @@ RangeState* RangeQueue::Take() {
   return range;
 }
 
+std::vector<RangeState*> RangeQueue::Held() {
+  std::vector<RangeState*> held;
+  for (RangeState& range : all) {
+    if (!range.done && std::find(pending.begin(), pending.end(), &range) == pending.end()) {
+      held.push_back(&range);
+    }
+  }
+  return held;
+}
+
 int RangeQueue::Done() const {
   return static_cast<int>(
       std::count_if(all.begin(), all.end(), [](const RangeState& range) { return range.done; }));
@@ -136,14 +146,32 @@ asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
       queue_.GiveBack(worker.range);
       worker.range = nullptr;
     }
-    // Nothing left that this worker could do.
-    if (worker.range == nullptr && queue_.pending.empty()) co_return Turn::kFinished;
+    // Nothing left that this worker could do: no range waits, and none another worker holds
+    // that it could split once it may run.
+    if (worker.range == nullptr && queue_.pending.empty() && queue_.Held().empty()) {
+      co_return Turn::kFinished;
+    }
     co_await WaitForGate(worker.gate, live_.throttle.interval);
     co_return Turn::kWait;
   }
   if (worker.range == nullptr || worker.range->done) {
     worker.range = queue_.Take();
-    if (worker.range == nullptr) co_return Turn::kFinished;
+  }
+  if (worker.range == nullptr) {
+    // None waits: split one that another worker holds, rather than leave the job's end to it.
+    SplitOutcome split = co_await SplitLargest(worker);
+    if (!split.status.ok()) {
+      events_.Emit(events::Warning{
+          absl::StrCat("worker ", worker.index,
+                       " could not split a range and stops: ", split.status.message())});
+      co_return Turn::kFinished;
+    }
+    if (split.retry) {
+      co_await WaitForGate(worker.gate, live_.throttle.interval);
+      co_return Turn::kWait;
+    }
+    if (split.range == nullptr) co_return Turn::kFinished;
+    worker.range = split.range;
   }
   // The rate limiter's reservation for the next batch (when it may start) is kept across waits,
   // so a worker that was held while it waited does not take its tokens twice.
@@ -282,6 +310,7 @@ std::vector<pg::Statement> Runner::BatchStatements(const RangeState& range, int6
   params.emplace_back(plan_.name);
   params.emplace_back(std::to_string(range.id));
   params.push_back(checkpoint::TextArrayLiteral(range.done_upto));
+  params.push_back(checkpoint::TextArrayLiteral(range.upper));
 
   std::vector<pg::Statement> statements;
   for (std::string& text : batch::BatchTransaction(live_.throttle, plan_.triggers, sql)) {
@@ -324,7 +353,7 @@ asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn
   params.emplace_back(plan_.name);
   params.emplace_back(std::to_string(range.id));
   auto result = co_await conn.Exec(
-      "SELECT done_upto, rows_done, state FROM \"pgbackfill\".\"ranges\""
+      "SELECT done_upto, rows_done, state, upper FROM \"pgbackfill\".\"ranges\""
       " WHERE job_name = $1 AND range_id = $2::int",
       std::move(params));
   if (!result.ok()) co_return result.status();
@@ -334,7 +363,11 @@ asio::awaitable<absl::Status> Runner::ReloadCheckpoint(pg::AsyncConnection& conn
   }
   auto done_upto = checkpoint::ParseTextArray(result->GetOptional(0, 0));
   if (!done_upto.ok()) co_return done_upto.status();
+  // The upper bound too: a split (SplitRange) may have moved it down since this range was read.
+  auto upper = checkpoint::ParseTextArray(result->GetOptional(0, 3));
+  if (!upper.ok()) co_return upper.status();
   range.done_upto = *done_upto;
+  range.upper = *upper;
   const int64_t stored = std::stoll(std::string(result->Get(0, 1)));
   // Rows the store has and we did not count: a batch whose COMMIT went through while its reply
   // was lost (or, after a kill -9, an earlier run's batch that committed late). They are done
@@ -387,9 +420,10 @@ asio::awaitable<bool> Runner::ReconnectWorker(WorkerState& worker) {
 }
 
 void Runner::SpawnWorkers(int count) {
-  // Never more workers than unfinished ranges: a range is worked by one worker at a time.
+  // As many workers as asked while any range is unfinished: a worker left without a range
+  // splits one another worker holds (split_range.cc), or ends when none is worth splitting.
   const int unfinished = static_cast<int>(queue_.all.size()) - queue_.Done();
-  const int target = std::min(count, unfinished);
+  const int target = unfinished > 0 ? count : 0;
   while (workers_running_ < target) {
     const int index = next_worker_index_++;
     ++workers_running_;

@@ -116,6 +116,8 @@ void Registry::FoldEach(const events::Retry& e) { ++retries_[RetryReason(e.sqlst
 
 void Registry::FoldEach(const events::Reconnect&) { ++reconnects_; }
 
+void Registry::FoldEach(const events::RangeSplit&) { ++range_splits_; }
+
 void Registry::FoldEach(const events::Throttle& e) {
   if (e.state == "held") {
     held_ = HoldReason(e.reason.value_or(""));
@@ -171,6 +173,9 @@ void Registry::RenderCounters(ExpositionWriter& out) const {
   out.Family("pgbackfill_reconnects_total", "counter",
              "Batches whose connection was lost; the worker reconnected.");
   out.Sample("pgbackfill_reconnects_total", job, static_cast<double>(reconnects_));
+  out.Family("pgbackfill_range_splits_total", "counter",
+             "Ranges split at run time by a worker that had none left to take.");
+  out.Sample("pgbackfill_range_splits_total", job, static_cast<double>(range_splits_));
   out.Family("pgbackfill_vacuums_total", "counter", "VACUUMs of bloat control that completed.");
   out.Sample("pgbackfill_vacuums_total", job, static_cast<double>(vacuums_));
   out.Family("pgbackfill_vacuum_seconds_total", "counter",

@@ -168,6 +168,7 @@ std::string ClaimSql() {
   return absl::StrCat("SELECT 1 FROM ", pg::QuoteIdent(sql::kJobStoreSchema),
                       ".\"ranges\" AS r WHERE r.job_name = $1::text AND r.range_id = $2::int"
                       " AND r.done_upto IS NOT DISTINCT FROM $3::text[] AND r.state <> 'done'"
+                      " AND r.upper IS NOT DISTINCT FROM $4::text[]"
                       " FOR UPDATE");
 }
 

@@ -152,4 +152,78 @@ absl::StatusOr<std::vector<KeyRange>> PlanRanges(pg::Connection& conn, const cat
   return PlanSampledRanges(conn, table, key, estimated_rows, count);
 }
 
+namespace {
+
+// `(pgbackfill_t."a", pgbackfill_t."b") <op> ($n::type_a, $n+1::type_b)`.
+std::string KeyCompare(const catalog::Key& key, const char* op, int first) {
+  std::vector<std::string> params;
+  for (size_t i = 0; i < key.columns.size(); ++i) {
+    params.push_back(absl::StrCat("$", first + static_cast<int>(i), "::", key.columns[i].type));
+  }
+  return absl::StrCat("(", KeyColumns(key, ""), ") OPERATOR(pg_catalog.", op, ") (",
+                      absl::StrJoin(params, ", "), ")");
+}
+
+}  // namespace
+
+std::string SplitProbeSql(const catalog::Table& table, const catalog::Key& key, bool has_start,
+                          bool has_upper) {
+  const int k = static_cast<int>(key.columns.size());
+  const bool integer = key.IsSingleInteger();
+  std::vector<std::string> conditions;
+  int next = 1;
+  if (has_start) {
+    conditions.push_back(KeyCompare(key, ">", next));
+    next += k;
+  }
+  if (has_upper) {
+    // The sample's median must lie below the upper bound, or the new range would be empty.
+    conditions.push_back(KeyCompare(key, integer ? "<=" : "<", next));
+    next += k;
+  }
+  const std::string where =
+      conditions.empty() ? "" : absl::StrCat(" WHERE ", absl::StrJoin(conditions, " AND "));
+  const std::string from = absl::StrCat(plan::QuoteQualified(table.name), " AS ", kAlias);
+  if (integer) {
+    // min/max of an indexed column under a range condition: two index descents.
+    const std::string column = KeyColumns(key, "");
+    return absl::StrCat("SELECT pg_catalog.min(", column, ")::pg_catalog.text, pg_catalog.max(",
+                        column, ")::pg_catalog.text FROM ", from, where);
+  }
+  return absl::StrCat("SELECT ", KeyColumns(key, "::pg_catalog.text"), " FROM ", from,
+                      " TABLESAMPLE pg_catalog.system ($", next, "::pg_catalog.float4)", where,
+                      " ORDER BY ", KeyColumns(key, ""));
+}
+
+double SplitSamplePercent(int64_t estimated_rows) {
+  return std::min(100.0, 100.0 * static_cast<double>(kSplitSampleKeys) /
+                             static_cast<double>(std::max<int64_t>(estimated_rows, 1)));
+}
+
+absl::StatusOr<std::optional<SplitChoice>> ReadSplitProbe(const pg::Result& result,
+                                                          const catalog::Key& key, double percent) {
+  if (key.IsSingleInteger()) {
+    if (result.Rows() != 1 || result.IsNull(0, 0)) return std::nullopt;  // nothing left
+    int64_t min_key = 0;
+    int64_t max_key = 0;
+    if (!absl::SimpleAtoi(ToAbsl(result.Get(0, 0)), &min_key) ||
+        !absl::SimpleAtoi(ToAbsl(result.Get(0, 1)), &max_key)) {
+      return absl::InternalError(
+          absl::StrCat("split probe keys are not integers: ", ToAbsl(result.Get(0, 0)), ", ",
+                       ToAbsl(result.Get(0, 1))));
+    }
+    const std::optional<IntegerSplit> split = SplitIntegerRemainder(min_key, max_key);
+    if (!split.has_value()) return std::nullopt;
+    return SplitChoice{.point = {std::to_string(split->point)},
+                       .estimated_rows = split->estimated_rows};
+  }
+  const std::vector<KeyValue> sample = ReadKeys(result);
+  std::optional<KeyValue> point = SplitSampledRemainder(sample);
+  if (!point.has_value()) return std::nullopt;
+  const double scale = 100.0 / std::max(percent, 1e-6);
+  return SplitChoice{
+      .point = std::move(*point),
+      .estimated_rows = static_cast<int64_t>(static_cast<double>(sample.size()) * scale)};
+}
+
 }  // namespace pgbackfill::ranges

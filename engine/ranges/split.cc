@@ -71,4 +71,22 @@ std::vector<KeyRange> SplitAtSamples(const std::vector<KeyValue>& sorted_sample,
   return RangesBetween(std::move(boundaries));
 }
 
+bool WorthSplitting(int64_t estimated_rows, int64_t batch_rows) {
+  return estimated_rows >= kMinSplitBatches * std::max<int64_t>(batch_rows, 1);
+}
+
+std::optional<IntegerSplit> SplitIntegerRemainder(int64_t min_key, int64_t max_key) {
+  if (min_key >= max_key) return std::nullopt;
+  // In 128 bits: max - min can be 2^64 - 1.
+  const absl::int128 span = absl::int128(max_key) - min_key;
+  const absl::int128 rows = std::min<absl::int128>(span + 1, INT64_MAX);
+  return IntegerSplit{.point = static_cast<int64_t>(min_key + span / 2),
+                      .estimated_rows = static_cast<int64_t>(rows)};
+}
+
+std::optional<KeyValue> SplitSampledRemainder(const std::vector<KeyValue>& sorted_sample) {
+  if (sorted_sample.empty()) return std::nullopt;
+  return sorted_sample[(sorted_sample.size() - 1) / 2];
+}
+
 }  // namespace pgbackfill::ranges

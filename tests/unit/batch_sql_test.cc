@@ -53,31 +53,35 @@ TEST(BatchParamsTest, LayoutFollowsBoundedEnds) {
   EXPECT_EQ(both.job, 6);
   EXPECT_EQ(both.range, 7);
   EXPECT_EQ(both.checkpoint, 8);
-  EXPECT_EQ(both.count, 8);
+  EXPECT_EQ(both.claimed_upper, 9);
+  EXPECT_EQ(both.count, 9);
 
   BatchParams open = UpdateBatchParams(1, {false, false});
   EXPECT_EQ(open.lower, 0);
   EXPECT_EQ(open.upper, 0);
   EXPECT_EQ(open.rows, 1);
   EXPECT_EQ(open.checkpoint, 4);
-  EXPECT_EQ(open.count, 4);
+  EXPECT_EQ(open.claimed_upper, 5);
+  EXPECT_EQ(open.count, 5);
 }
 
 TEST(BuildUpdateBatchTest, BoundedIntegerRange) {
   const std::string sql = BuildUpdateBatch(UsersSpec(), {true, true});
-  EXPECT_THAT(sql, AllOf(HasSubstr("SELECT \"id\" FROM \"public\".\"users\"\n"
-                                   "  WHERE EXISTS (SELECT FROM claim) AND (\"id\") > ($1::bigint)"
-                                   " AND (\"id\") <= ($2::bigint)"),
-                         HasSubstr("OFFSET $3::bigint - 1 LIMIT 1"),
-                         HasSubstr("UPDATE \"public\".\"users\" AS t SET \"first_name\" = "
-                                   "(split_part(full_name, ' ', 1))"),
-                         HasSubstr("(t.\"id\") > ($1::bigint)"),
-                         HasSubstr("(t.\"id\") <= (SELECT \"id\" FROM bound)"),
-                         HasSubstr("UNION ALL\n  SELECT $2::bigint, true WHERE NOT EXISTS (SELECT FROM "
-                                   "batch_end) AND EXISTS (SELECT FROM claim)"),
-                         HasSubstr("ARRAY[\"id\"::text] FROM bound"),
-                         HasSubstr("r.job_name = $4::text AND r.range_id = $5::int"),
-                         HasSubstr("done_upto IS NOT DISTINCT FROM $6::text[]\n     FOR UPDATE")));
+  EXPECT_THAT(sql,
+              AllOf(HasSubstr("SELECT \"id\" FROM \"public\".\"users\"\n"
+                              "  WHERE EXISTS (SELECT FROM claim) AND (\"id\") > ($1::bigint)"
+                              " AND (\"id\") <= ($2::bigint)"),
+                    HasSubstr("OFFSET $3::bigint - 1 LIMIT 1"),
+                    HasSubstr("UPDATE \"public\".\"users\" AS t SET \"first_name\" = "
+                              "(split_part(full_name, ' ', 1))"),
+                    HasSubstr("(t.\"id\") > ($1::bigint)"),
+                    HasSubstr("(t.\"id\") <= (SELECT \"id\" FROM bound)"),
+                    HasSubstr("UNION ALL\n  SELECT $2::bigint, true WHERE NOT EXISTS (SELECT FROM "
+                              "batch_end) AND EXISTS (SELECT FROM claim)"),
+                    HasSubstr("ARRAY[\"id\"::text] FROM bound"),
+                    HasSubstr("r.job_name = $4::text AND r.range_id = $5::int"),
+                    HasSubstr("done_upto IS NOT DISTINCT FROM $6::text[]\n     AND upper IS NOT "
+                              "DISTINCT FROM $7::text[]\n     FOR UPDATE")));
 }
 
 TEST(BuildUpdateBatchTest, OpenEndedRangesHaveNoBoundPredicate) {
@@ -150,7 +154,8 @@ TEST(BuildCopyBatchTest, SameHeadAndTailAsTheUpdateBatch) {
   const std::string sql = BuildCopyBatch(UsersCopySpec(), {true, true});
   EXPECT_THAT(sql, AllOf(HasSubstr("WITH claim AS MATERIALIZED (\n  SELECT 1 FROM "
                                    "\"pgbackfill\".\"ranges\""),
-                         HasSubstr("done_upto IS NOT DISTINCT FROM $6::text[]\n     FOR UPDATE"),
+                         HasSubstr("done_upto IS NOT DISTINCT FROM $6::text[]\n     AND upper IS "
+                                   "NOT DISTINCT FROM $7::text[]\n     FOR UPDATE"),
                          HasSubstr("SELECT \"id\" FROM \"public\".\"users\"\n"
                                    "  WHERE EXISTS (SELECT FROM claim) AND (\"id\") > ($1::bigint)"
                                    " AND (\"id\") <= ($2::bigint)"),
@@ -160,7 +165,7 @@ TEST(BuildCopyBatchTest, SameHeadAndTailAsTheUpdateBatch) {
                          HasSubstr("r.job_name = $4::text AND r.range_id = $5::int"),
                          HasSubstr("SELECT (SELECT n FROM counted) AS rows_written, c.done_upto, "
                                    "c.range_done\n  FROM checkpoint c")));
-  EXPECT_EQ(UpdateBatchParams(1, {true, true}).count, 6) << "the same parameters";
+  EXPECT_EQ(UpdateBatchParams(1, {true, true}).count, 7) << "the same parameters";
 }
 
 TEST(BuildCopyBatchTest, ReadsTheSourceRowsForShareAndInserts) {

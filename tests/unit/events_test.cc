@@ -43,6 +43,19 @@ TEST(EventsTest, UnknownOptionalsAreNullAndReadBackUnknown) {
   EXPECT_EQ(held.throttle, "replica lag 6s > 5s");
 }
 
+TEST(EventsTest, RangeSplitRoundTripsWithItsPointAndBothRanges) {
+  const RangeSplit split{
+      .worker = 1, .range = 1, .new_range = 9, .at = "(1500000)", .estimated_rows = 1500000};
+  const nlohmann::json json = ToJson(split, "T");
+  EXPECT_EQ(json["event"], "range_split");
+  const RangeSplit read = std::get<RangeSplit>(RoundTrip(split));
+  EXPECT_EQ(read.worker, 1);
+  EXPECT_EQ(read.range, 1);
+  EXPECT_EQ(read.new_range, 9);
+  EXPECT_EQ(read.at, "(1500000)");
+  EXPECT_EQ(read.estimated_rows, 1500000);
+}
+
 TEST(EventsTest, ThrottleLimitsRoundTripWithTheirObject) {
   Progress progress;
   progress.limits.push_back(
@@ -82,12 +95,12 @@ TEST(EventsTest, TheTwoVerifyEventsAreToldApartByTheirFields) {
 TEST(EventsTest, NamesAreUniqueButForVerify) {
   std::vector<std::string> names;
   for (const Event& event :
-       {Event(JobStarted{}),  Event(Progress{}),     Event(Batch{}),       Event(RangeDone{}),
-        Event(Retry{}),       Event(Reconnect{}),    Event(Reconnected{}), Event(Signal{}),
-        Event(Throttle{}),    Event(Concurrency{}),  Event(Control{}),     Event(Settings{}),
-        Event(Vacuum{}),      Event(Snapshot{}),     Event(Warning{}),     Event(PhaseStarted{}),
-        Event(PhaseDone{}),   Event(Ddl{}),          Event(DdlRetry{}),    Event(Verified{}),
-        Event(JobFinished{}), Event(BenchFinished{})}) {
+       {Event(JobStarted{}),   Event(Progress{}),    Event(Batch{}),        Event(RangeDone{}),
+        Event(RangeSplit{}),   Event(Retry{}),       Event(Reconnect{}),    Event(Reconnected{}),
+        Event(Signal{}),       Event(Throttle{}),    Event(Concurrency{}),  Event(Control{}),
+        Event(Settings{}),     Event(Vacuum{}),      Event(Snapshot{}),     Event(Warning{}),
+        Event(PhaseStarted{}), Event(PhaseDone{}),   Event(Ddl{}),          Event(DdlRetry{}),
+        Event(Verified{}),     Event(JobFinished{}), Event(BenchFinished{})}) {
     names.emplace_back(TypeName(event));
   }
   std::sort(names.begin(), names.end());

@@ -27,6 +27,15 @@ TEST(MetricsRegistryTest, BatchEventsAddUpToRowsBatchesAndTheDurationHistogram) 
   EXPECT_THAT(text, HasSubstr("# TYPE pgbackfill_batch_duration_seconds histogram\n"));
 }
 
+TEST(MetricsRegistryTest, RangeSplitsCount) {
+  Registry registry("j");
+  registry.Fold(events::RangeSplit{
+      .worker = 1, .range = 1, .new_range = 9, .at = "(5)", .estimated_rows = 5});
+  registry.Fold(events::RangeSplit{
+      .worker = 0, .range = 9, .new_range = 10, .at = "(7)", .estimated_rows = 2});
+  EXPECT_THAT(registry.Render(), HasSubstr("pgbackfill_range_splits_total{job=\"j\"} 2\n"));
+}
+
 TEST(MetricsRegistryTest, RetriesCountByTheConditionOfTheirSqlstate) {
   Registry registry("j");
   registry.Fold(events::Retry{
@@ -45,6 +54,7 @@ TEST(MetricsRegistryTest, RetriesCountByTheConditionOfTheirSqlstate) {
   EXPECT_THAT(text,
               HasSubstr("pgbackfill_retries_total{job=\"j\",reason=\"deadlock_detected\"} 0\n"));
   EXPECT_THAT(text, HasSubstr("pgbackfill_reconnects_total{job=\"j\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("pgbackfill_range_splits_total{job=\"j\"} 0\n"));
   EXPECT_EQ(RetryReason("40001"), "serialization_failure");
   EXPECT_EQ(RetryReason("XX000"), "other");
 }

@@ -129,6 +129,7 @@ TEST(InsertFromStageSqlTest, FollowsOnConflict) {
 
 TEST(CheckpointSqlTest, ClaimLocksTheRowOnlyWhereTheBatchStarts) {
   EXPECT_THAT(ClaimSql(), AllOf(HasSubstr("done_upto IS NOT DISTINCT FROM $3::text[]"),
+                                HasSubstr("r.upper IS NOT DISTINCT FROM $4::text[]"),
                                 HasSubstr("r.state <> 'done'"), HasSubstr("FOR UPDATE")));
   EXPECT_THAT(AdvanceSql(), AllOf(HasSubstr("done_upto = $3::text[]"),
                                   HasSubstr("rows_done = r.rows_done + $4::bigint"),

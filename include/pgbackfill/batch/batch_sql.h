@@ -34,9 +34,11 @@ struct UpdateBatchSpec {
 //   job name    (text)
 //   range id    (int)
 //   checkpoint  (text[]: the range's done_upto this batch starts from, NULL when none)
+//   claimed upper (text[]: the range's upper bound as the batch's bounds have it, NULL when open)
 // Result: one row (rows_updated bigint, done_upto text[], range_done bool), or no row when the
-// checkpoint in the job store is no longer `checkpoint` (another run moved it): nothing was
-// changed then, and the caller reloads the checkpoint.
+// checkpoint in the job store is no longer `checkpoint` (another run moved it) or its upper bound
+// is no longer `claimed upper` (a split moved it, ranges/split.h): nothing was changed then, and
+// the caller reloads the range.
 struct BatchParams {
   int lower = 0;  // first parameter number of the lower bound, 0 when absent
   int upper = 0;  // first parameter number of the upper bound, 0 when absent
@@ -44,6 +46,7 @@ struct BatchParams {
   int job = 0;
   int range = 0;
   int checkpoint = 0;
+  int claimed_upper = 0;
   int count = 0;
 };
 BatchParams UpdateBatchParams(size_t key_columns, RangeEnds ends);

@@ -240,4 +240,21 @@ absl::StatusOr<std::optional<ranges::KeyValue>> ParseTextArray(std::optional<std
 // braces, commas and whitespace.
 std::optional<std::string> TextArrayLiteral(const std::optional<ranges::KeyValue>& value);
 
+// A split at run time (ranges/split.h) is one transaction on the job store, run by the worker
+// that takes the new range (exec/split_range.cc):
+//   BEGIN; LockRangeSql (the donor's row FOR UPDATE: lower, upper, done_upto as text[]);
+//   ranges/sampler.h's SplitProbeSql after that checkpoint, up to that upper bound;
+//   SplitRangeSql; COMMIT.
+// The lock orders the split with the donor's batches: a batch that claimed first commits first
+// and the probe starts after its checkpoint; one that claims after finds the new upper bound and
+// does nothing (batch/batch_sql.h and move/move_sql.h claim the upper bound too).
+// Parameters: $1 job, $2 range id. No row when the range is done or gone.
+std::string LockRangeSql();
+// Moves the donor's upper bound to the split point and inserts the new range (point, old upper]
+// pending, with the next free id; only when the donor's row still says what LockRangeSql read.
+// Parameters: $1 job, $2 donor id, $3 the point (text[]), $4 the donor's upper bound as read
+// (text[], NULL when open: the new range keeps the open end), $5 its done_upto as read. Result:
+// the new range's id, no row when the donor changed.
+std::string SplitRangeSql();
+
 }  // namespace pgbackfill::checkpoint

@@ -88,6 +88,17 @@ struct RangeDone {
   int64_t rows = 0;
 };
 
+// A worker left without a range split one another worker holds (ranges/split.h): `range` now
+// ends at `at` and `new_range` takes the rest, `estimated_rows` of them by the split's probe.
+struct RangeSplit {
+  static constexpr char kType[] = "range_split";
+  int worker = 0;
+  int range = 0;
+  int new_range = 0;
+  std::string at;  // the split point, e.g. "(1500000)"
+  int64_t estimated_rows = 0;
+};
+
 // A batch failed with a retryable error (pg::ErrorClass::kRetry) and runs again after `wait_ms`.
 struct Retry {
   static constexpr char kType[] = "retry";
@@ -284,10 +295,10 @@ struct BenchFinished {
   std::optional<double> production_seconds;
 };
 
-using Event =
-    std::variant<JobStarted, Progress, Batch, RangeDone, Retry, Reconnect, Reconnected, Signal,
-                 Throttle, Concurrency, Control, Settings, Vacuum, Snapshot, Warning, PhaseStarted,
-                 PhaseDone, Ddl, DdlRetry, Verified, MoveVerified, JobFinished, BenchFinished>;
+using Event = std::variant<JobStarted, Progress, Batch, RangeDone, RangeSplit, Retry, Reconnect,
+                           Reconnected, Signal, Throttle, Concurrency, Control, Settings, Vacuum,
+                           Snapshot, Warning, PhaseStarted, PhaseDone, Ddl, DdlRetry, Verified,
+                           MoveVerified, JobFinished, BenchFinished>;
 
 // The event's "event" name.
 std::string_view TypeName(const Event& event);

@@ -59,6 +59,7 @@ class Registry {
   void FoldEach(const events::Batch& e);
   void FoldEach(const events::Retry& e);
   void FoldEach(const events::Reconnect& e);
+  void FoldEach(const events::RangeSplit& e);
   void FoldEach(const events::Throttle& e);
   void FoldEach(const events::Concurrency& e);
   void FoldEach(const events::Settings& e);
@@ -79,6 +80,7 @@ class Registry {
   int64_t batches_ = 0;
   std::map<std::string, int64_t> retries_;  // by reason
   int64_t reconnects_ = 0;
+  int64_t range_splits_ = 0;
   int64_t vacuums_ = 0;
   double vacuum_seconds_ = 0;
   Histogram batch_duration_{BatchDurationBuckets()};

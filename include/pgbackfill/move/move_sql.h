@@ -70,8 +70,11 @@ std::string StageSql(const MoveSpec& spec);
 std::string InsertFromStageSql(const MoveSpec& spec);
 
 // The claim, first in the target's transaction: locks the range's checkpoint row when it is still
-// where the batch starts from. Parameters: $1 job, $2 range id, $3 that checkpoint (text[], NULL
-// for none). One row when the claim holds; none when another run moved it (nothing may commit).
+// where the batch starts from and still ends where the batch's span was measured against.
+// Parameters: $1 job, $2 range id, $3 that checkpoint (text[], NULL for none), $4 the range's
+// upper bound the source's batch end was found under (text[], NULL when open). One row when the
+// claim holds; none when another run moved the checkpoint or a split moved the upper bound (the
+// span may reach past it, into the new range's keys): nothing may commit then.
 std::string ClaimSql();
 // Moves the claimed checkpoint, last before COMMIT. Parameters: $1 job, $2 range id, $3 the new
 // checkpoint (text[]), $4 rows copied (bigint), $5 whether the range is done (bool).

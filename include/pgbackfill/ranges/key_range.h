@@ -15,7 +15,7 @@ namespace pgbackfill::ranges {
 using KeyValue = std::vector<std::string>;
 
 struct KeyRange {
-  int id = 0;                     // 1-based, in key order
+  int id = 0;  // 1-based, in key order as planned; a split at run time takes the next free id
   std::optional<KeyValue> lower;  // exclusive; nullopt = before the first key (open)
   std::optional<KeyValue> upper;  // inclusive; nullopt = after the last key (open)
 

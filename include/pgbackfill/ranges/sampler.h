@@ -7,6 +7,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -41,5 +43,31 @@ inline constexpr int kSampledPagesPerRange = 4;
 absl::StatusOr<std::vector<KeyRange>> PlanRanges(pg::Connection& conn, const catalog::Table& table,
                                                  const catalog::Key& key, int64_t estimated_rows,
                                                  int workers);
+
+// Splitting at run time (split.h): the query that finds where to split what a range has left,
+// the keys after `start` (its checkpoint or lower bound; absent when both are open) up to its
+// upper bound (absent when open). Parameters: the start's values when has_start, the upper
+// bound's when has_upper, then for a sampled key the sample percentage (SplitSamplePercent).
+//   - A single integer key: min and max of the key in the remainder, two index descents.
+//   - Any other key: the remainder's keys in `TABLESAMPLE SYSTEM (pct)`, sorted, strictly below
+//     the upper bound (its median is the split point, which must leave the new range a key).
+// Neither reads the table: the plan is two index probes, or pct of its pages.
+std::string SplitProbeSql(const catalog::Table& table, const catalog::Key& key, bool has_start,
+                          bool has_upper);
+// Keys a split's sample expects from the whole table: a range holding a hundredth of it still
+// gets ~100 of them.
+inline constexpr int64_t kSplitSampleKeys = 10'000;
+// TABLESAMPLE SYSTEM percentage for kSplitSampleKeys of a table of `estimated_rows`, at most 100.
+double SplitSamplePercent(int64_t estimated_rows);
+
+// Where a split goes and how many rows the remainder holds, by estimate.
+struct SplitChoice {
+  KeyValue point;
+  int64_t estimated_rows = 0;
+};
+// The answer of SplitProbeSql read into a split point: nullopt when the remainder has fewer than
+// two keys (integer) or none in the sample.
+absl::StatusOr<std::optional<SplitChoice>> ReadSplitProbe(const pg::Result& result,
+                                                          const catalog::Key& key, double percent);
 
 }  // namespace pgbackfill::ranges

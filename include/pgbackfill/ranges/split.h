@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "pgbackfill/ranges/key_range.h"
@@ -47,5 +48,35 @@ std::vector<KeyRange> SplitIntegerRange(int64_t min_key, int64_t max_key, int co
 // boundaries collapse (a sample smaller than `count`, or duplicates in it), so fewer ranges may
 // come back. An empty sample or count <= 1 gives one open range.
 std::vector<KeyRange> SplitAtSamples(const std::vector<KeyValue>& sorted_sample, int count);
+
+// Splitting at run time: a worker left without a range takes the upper part of the largest
+// unfinished one. The donor keeps (lower, point], the new range gets (point, upper] with the
+// donor's old upper (open stays open: the new, last piece still takes keys inserted past the
+// end), and point lies strictly inside what the donor has left, so no key already done moves.
+
+// A range is split only when its remainder is estimated at this many batches or more: each part
+// then gets at least two, and a smaller remainder ends within a few batches anyway, sooner than
+// the split (its transaction, and the one batch of the donor it turns stale) would pay back.
+inline constexpr int64_t kMinSplitBatches = 4;
+
+// Whether a remainder of `estimated_rows` rows is worth splitting for batches of `batch_rows`.
+bool WorthSplitting(int64_t estimated_rows, int64_t batch_rows);
+
+// Where to split a single integer key's remainder whose present keys lie in [min_key, max_key]
+// (read after the checkpoint and up to the upper bound): the arithmetic midpoint, rounded down,
+// so min_key <= point < max_key and each part holds at least one present key. Measured between
+// present keys, not the range's bounds: a range (0, 4e18] holding 3M dense ids splits at 1.5M.
+// nullopt when fewer than two distinct keys are there. `estimated_rows` is max - min + 1 (dense),
+// an upper bound on the rows.
+struct IntegerSplit {
+  int64_t point = 0;
+  int64_t estimated_rows = 0;
+};
+std::optional<IntegerSplit> SplitIntegerRemainder(int64_t min_key, int64_t max_key);
+
+// Where to split a remainder from a sorted sample of its keys (strictly after the checkpoint and
+// strictly below the upper bound): the sample's median, the lower one of an even count. nullopt
+// for an empty sample.
+std::optional<KeyValue> SplitSampledRemainder(const std::vector<KeyValue>& sorted_sample);
 
 }  // namespace pgbackfill::ranges
