@@ -56,6 +56,14 @@ struct Spool::State {
   std::ofstream writer;  // open on write_number while it takes records
   std::ifstream reader;  // open on read_number while it is read
   std::string reading_path;
+  // Records written to each segment not yet removed, oldest first: a segment must give back as
+  // many as went in, or changes were lost.
+  std::deque<int64_t> segment_records;
+  int64_t read_in_segment = 0;
+  // After a failed write the segment's end is unknown: the spool refuses everything after.
+  absl::Status failed;
+
+  ~State() { RemoveAll(); }
 
   std::string SegmentPath(int64_t number) const {
     return (fs::path(dir) / absl::StrCat(kPrefix, number, kSuffix)).string();
@@ -64,6 +72,7 @@ struct Spool::State {
   absl::Status StartSegment() {
     ++write_number;
     write_size = 0;
+    segment_records.push_back(0);
     const std::string path = SegmentPath(write_number);
     writer.open(path, std::ios::binary | std::ios::trunc);
     if (!writer.is_open()) return FileError("cannot create", path);
@@ -75,7 +84,9 @@ struct Spool::State {
     writer.flush();
     const bool good = writer.good();
     writer.close();
-    if (!good) return FileError("cannot write (is the disk full?)", SegmentPath(write_number));
+    if (!good) {
+      return failed = FileError("cannot write (is the disk full?)", SegmentPath(write_number));
+    }
     return absl::OkStatus();
   }
 
@@ -93,12 +104,14 @@ struct Spool::State {
     PutLittleEndian(header + 4, lsn, 8);
     writer.write(header, kHeaderBytes);
     writer.write(payload.data(), static_cast<std::streamsize>(payload.size()));
-    if (!writer.good())
-      return FileError("cannot write (is the disk full?)", SegmentPath(write_number));
+    if (!writer.good()) {
+      return failed = FileError("cannot write (is the disk full?)", SegmentPath(write_number));
+    }
     const int64_t size = kHeaderBytes + static_cast<int64_t>(payload.size());
     write_size += size;
     disk_bytes += size;
     ++disk_records;
+    ++segment_records.back();
     return absl::OkStatus();
   }
 
@@ -112,11 +125,18 @@ struct Spool::State {
         reader.open(reading_path, std::ios::binary);
         if (!reader.is_open()) return FileError("cannot open", reading_path);
       }
-      if (reader.peek() == std::char_traits<char>::eof()) {
+      if (read_in_segment == segment_records.front()) {
+        // Every record of the segment was taken: it must end here.
+        if (reader.peek() != std::char_traits<char>::eof()) {
+          return failed = absl::DataLossError(
+                     absl::StrCat("spool: ", reading_path, " holds more than was written to it"));
+        }
         reader.close();
         std::error_code ignored;
         fs::remove(reading_path, ignored);
         ++read_number;
+        segment_records.pop_front();
+        read_in_segment = 0;
         continue;
       }
       char header[kHeaderBytes];
@@ -124,14 +144,18 @@ struct Spool::State {
       SpoolRecord record;
       const uint64_t length = GetLittleEndian(header, 4);
       record.lsn = GetLittleEndian(header + 4, 8);
-      if (reader.gcount() == kHeaderBytes) {
+      // No record is longer than the bytes still spooled (a corrupt length must not allocate).
+      const bool fits = static_cast<int64_t>(length) <= disk_bytes - kHeaderBytes;
+      if (reader.gcount() == kHeaderBytes && fits) {
         record.payload.resize(length);
         reader.read(record.payload.data(), static_cast<std::streamsize>(length));
       }
-      if (!reader.good()) {
-        return absl::DataLossError(
-            absl::StrCat("spool: ", reading_path, " ends inside a record: changes were lost"));
+      if (!fits || !reader.good()) {
+        return failed = absl::DataLossError(absl::StrCat(
+                   "spool: ", reading_path, " ends before its record ", read_in_segment + 1, " of ",
+                   segment_records.front(), ": changes were lost"));
       }
+      ++read_in_segment;
       disk_bytes -= kHeaderBytes + static_cast<int64_t>(length);
       --disk_records;
       return record;
@@ -145,6 +169,8 @@ struct Spool::State {
     for (int64_t n = read_number; n <= write_number; ++n) fs::remove(SegmentPath(n), ignored);
     spilling = false;
     read_number = write_number + 1;
+    segment_records.clear();
+    read_in_segment = 0;
   }
 
   void RemoveAll() {
@@ -177,12 +203,15 @@ Spool::Spool(std::unique_ptr<State> state) : state_(std::move(state)) {}
 Spool::Spool(Spool&&) noexcept = default;
 Spool& Spool::operator=(Spool&&) noexcept = default;
 
-Spool::~Spool() {
-  if (state_ != nullptr) state_->RemoveAll();
-}
+Spool::~Spool() = default;
 
 absl::Status Spool::Append(uint64_t lsn, std::string_view payload) {
   State& s = *state_;
+  RETURN_IF_ERROR(s.failed);
+  if (payload.size() > 0x7fffffffu) {  // a CopyData frame is far smaller; the length is 4 bytes
+    return absl::InvalidArgumentError(
+        absl::StrCat("spool: a ", payload.size(), "-byte record is larger than a change can be"));
+  }
   const int64_t size = static_cast<int64_t>(payload.size());
   if (!s.spilling && s.memory_bytes + size <= s.limits.memory_bytes) {
     s.memory.push_back(SpoolRecord{lsn, std::string(payload)});
@@ -196,6 +225,7 @@ absl::Status Spool::Append(uint64_t lsn, std::string_view payload) {
 
 absl::StatusOr<std::optional<SpoolRecord>> Spool::Take() {
   State& s = *state_;
+  RETURN_IF_ERROR(s.failed);
   if (!s.memory.empty()) {
     SpoolRecord record = std::move(s.memory.front());
     s.memory.pop_front();

@@ -44,8 +44,8 @@ TEST_F(SpoolTest, RecordsComeBackInArrivalOrderThroughMemoryAndFiles) {
   ASSERT_OK_AND_ASSIGN(Spool spool, Spool::Open(dir_, {.memory_bytes = 200, .segment_bytes = 300}));
   int appended = 0;
   int taken = 0;
-  // Bursts bigger than memory, taken in smaller bites: memory fills, files take the rest, the
-  // reader catches up, memory takes records again; three times over.
+  // Bursts bigger than memory, taken in smaller bites: memory fills, files take the rest; then the
+  // reader catches up and memory takes records again.
   for (int round = 0; round < 3; ++round) {
     for (int i = 0; i < 60; ++i, ++appended) {
       ASSERT_OK(spool.Append(static_cast<uint64_t>(appended), Payload(appended)));
@@ -60,13 +60,24 @@ TEST_F(SpoolTest, RecordsComeBackInArrivalOrderThroughMemoryAndFiles) {
       EXPECT_EQ(record->payload, Payload(taken));
     }
   }
-  while (true) {
-    ASSERT_OK_AND_ASSIGN(std::optional<SpoolRecord> record, spool.Take());
-    if (!record.has_value()) break;
-    EXPECT_EQ(record->lsn, static_cast<uint64_t>(taken));
-    EXPECT_EQ(record->payload, Payload(taken));
-    ++taken;
+  auto drain = [&] {
+    while (true) {
+      absl::StatusOr<std::optional<SpoolRecord>> record = spool.Take();
+      ASSERT_OK(record.status());
+      if (!record->has_value()) break;
+      EXPECT_EQ((*record)->lsn, static_cast<uint64_t>(taken));
+      EXPECT_EQ((*record)->payload, Payload(taken));
+      ++taken;
+    }
+  };
+  drain();
+  EXPECT_EQ(SegmentFiles(), 0) << "every segment read is removed";
+  // Caught up: memory first again, then files again, in order.
+  for (int i = 0; i < 60; ++i, ++appended) {
+    ASSERT_OK(spool.Append(static_cast<uint64_t>(appended), Payload(appended)));
   }
+  EXPECT_GT(spool.disk_bytes(), 0);
+  drain();
   EXPECT_EQ(taken, appended);
   EXPECT_EQ(spool.records(), 0);
   EXPECT_EQ(spool.disk_bytes(), 0);
@@ -86,7 +97,23 @@ TEST_F(SpoolTest, ASegmentCutInsideARecordIsLostChangesNotASkip) {
   ASSERT_OK(spool.Append(2, "second"));
   const fs::path segment = fs::path(dir_) / "segment-0.spool";
   fs::resize_file(segment, fs::file_size(segment) - 3);
-  EXPECT_THAT(spool.Take().status().message(), HasSubstr("ends inside a record"));
+  EXPECT_THAT(spool.Take().status().message(),
+              HasSubstr("ends before its record 1 of 1: changes were lost"));
+}
+
+TEST_F(SpoolTest, ASegmentShortByAWholeRecordIsLostChangesNotASkip) {
+  ASSERT_OK_AND_ASSIGN(Spool spool, Spool::Open(dir_, {.memory_bytes = 0, .segment_bytes = 40}));
+  ASSERT_OK(spool.Append(1, "first"));   // 17 bytes
+  ASSERT_OK(spool.Append(2, "second"));  // 18: the segment is past 40 after the next
+  ASSERT_OK(spool.Append(3, "third"));
+  ASSERT_OK(spool.Append(4, "fourth"));  // the next segment
+  const fs::path segment = fs::path(dir_) / "segment-0.spool";
+  fs::resize_file(segment, 17 + 18);  // "third" cut off at a record boundary
+  ASSERT_OK_AND_ASSIGN(std::optional<SpoolRecord> first, spool.Take());
+  ASSERT_OK_AND_ASSIGN(std::optional<SpoolRecord> second, spool.Take());
+  EXPECT_EQ(second->payload, "second");
+  EXPECT_THAT(spool.Take().status().message(), HasSubstr("record 3 of 3: changes were lost"));
+  EXPECT_FALSE(spool.Take().ok()) << "a spool that lost changes stays failed";
 }
 
 TEST_F(SpoolTest, OpenRemovesWhatAnEarlierProcessLeftAndTheSpoolRemovesItsOwn) {

@@ -31,16 +31,18 @@ struct SpoolRecord {
 
 class Spool {
  public:
-  // `dir` is created when missing; files a previous process left there are removed.
+  // `dir` is created when missing and is the spool's own: the segment files a previous process
+  // left there are removed (one spool a directory). After a failed write or a lost record every
+  // call returns that error: the stream must be read again from the slot.
   static absl::StatusOr<Spool> Open(std::string dir, SpoolLimits limits = {});
 
   Spool(Spool&&) noexcept;
   Spool& operator=(Spool&&) noexcept;
-  ~Spool();  // removes the segment files left
+  ~Spool();  // removes the segment files left (also when assigned over)
 
   absl::Status Append(uint64_t lsn, std::string_view payload);
-  // The oldest record not yet taken, nullopt when there is none. A segment that ends inside a
-  // record is an error, never a skipped change.
+  // The oldest record not yet taken, nullopt when there is none. A segment that gives back fewer
+  // records than went into it is DataLoss, never a skipped change.
   absl::StatusOr<std::optional<SpoolRecord>> Take();
 
   int64_t records() const;
