@@ -18,17 +18,50 @@ namespace pgbackfill::pg {
 
 namespace {
 
+// Waits until the socket is readable or `timeout` passed; false on timeout.
+absl::StatusOr<bool> WaitReadable(PGconn* conn, absl::Duration timeout);
+
+void DrainResults(PGconn* conn) {
+  while (ResultHandle(PQgetResult(conn)) != nullptr) {
+  }
+}
+
 // A replication command's result (they take no parameters: names are checked, values quoted).
-absl::StatusOr<Result> Command(PGconn* conn, const std::string& command, ExecStatusType expect) {
-  ResultHandle result(PQexec(conn, command.c_str()));
+// CREATE_REPLICATION_SLOT waits for every transaction of the cluster that holds an xid, an idle
+// one too, so a command that has not answered by `deadline` is cancelled and says why.
+absl::StatusOr<Result> Command(PGconn* conn, const std::string& command, ExecStatusType expect,
+                               absl::Duration deadline) {
+  if (PQsendQuery(conn, command.c_str()) != 1) {
+    return internal::ConnError(conn, "replication command failed");
+  }
+  const absl::Time until = absl::Now() + deadline;
+  while (PQisBusy(conn) != 0) {
+    ASSIGN_OR_RETURN(bool readable, WaitReadable(conn, until - absl::Now()));
+    if (!readable && absl::Now() >= until) {
+      if (PGcancel* cancel = PQgetCancel(conn); cancel != nullptr) {
+        char error[256];
+        (void)PQcancel(cancel, error, sizeof(error));
+        PQfreeCancel(cancel);
+      }
+      DrainResults(conn);
+      return absl::DeadlineExceededError(absl::StrCat(
+          "no answer to ", command, " in ", absl::FormatDuration(deadline),
+          ": a long transaction on the server (one holding a transaction id, idle ones too) "
+          "keeps a logical slot from being made until it ends"));
+    }
+    if (PQconsumeInput(conn) == 0) return internal::ConnError(conn, "replication command failed");
+  }
+  ResultHandle result(PQgetResult(conn));
   if (result == nullptr) return internal::ConnError(conn, "replication command failed");
   if (PQresultStatus(result.get()) != expect) {
-    return internal::ResultError(result.get(), conn, command);
+    absl::Status error = internal::ResultError(result.get(), conn, command);
+    DrainResults(conn);
+    return error;
   }
+  if (expect != PGRES_COPY_BOTH) DrainResults(conn);
   return Result(std::move(result));
 }
 
-// Waits until the socket is readable or `timeout` passed; false on timeout.
 absl::StatusOr<bool> WaitReadable(PGconn* conn, absl::Duration timeout) {
   pollfd fd{.fd = PQsocket(conn), .events = POLLIN, .revents = 0};
   if (fd.fd < 0) return internal::ConnError(conn, "replication stream has no socket");
@@ -57,16 +90,17 @@ absl::StatusOr<ReplicationConnection> ReplicationConnection::Connect(const std::
 }
 
 absl::StatusOr<ReplicationConnection::Slot> ReplicationConnection::CreateLogicalSlot(
-    const std::string& name, const std::string& plugin) {
+    const std::string& name, const std::string& plugin, absl::Duration deadline) {
   if (!IsSlotName(name) || !IsSlotName(plugin)) {
     return absl::InvalidArgumentError(
         absl::StrCat("replication slot ", QuoteLiteral(name), " or plugin ", QuoteLiteral(plugin),
                      " is not made of lower-case letters, digits and underscores (at most 63)"));
   }
-  ASSIGN_OR_RETURN(Result result, Command(conn_.get(),
-                                          absl::StrCat("CREATE_REPLICATION_SLOT ", name,
-                                                       " LOGICAL ", plugin, " (SNAPSHOT 'export')"),
-                                          PGRES_TUPLES_OK));
+  ASSIGN_OR_RETURN(Result result,
+                   Command(conn_.get(),
+                           absl::StrCat("CREATE_REPLICATION_SLOT ", QuoteIdent(name), " LOGICAL ",
+                                        QuoteIdent(plugin), " (SNAPSHOT 'export')"),
+                           PGRES_TUPLES_OK, deadline));
   // slot_name, consistent_point, snapshot_name, output_plugin
   if (result.Rows() != 1 || result.Columns() < 3) {
     return absl::InternalError("CREATE_REPLICATION_SLOT answered with an unexpected shape");
@@ -89,9 +123,10 @@ absl::Status ReplicationConnection::StartLogical(
   for (const auto& [option, value] : options) {
     listed.push_back(absl::StrCat(QuoteIdent(option), " ", QuoteLiteral(value)));
   }
-  std::string command = absl::StrCat("START_REPLICATION SLOT ", slot, " LOGICAL ", FormatLsn(from));
+  std::string command =
+      absl::StrCat("START_REPLICATION SLOT ", QuoteIdent(slot), " LOGICAL ", FormatLsn(from));
   if (!listed.empty()) absl::StrAppend(&command, " (", absl::StrJoin(listed, ", "), ")");
-  return Command(conn_.get(), command, PGRES_COPY_BOTH).status();
+  return Command(conn_.get(), command, PGRES_COPY_BOTH, absl::Minutes(1)).status();
 }
 
 absl::StatusOr<std::optional<std::string>> ReplicationConnection::Receive(absl::Duration timeout) {
@@ -104,14 +139,7 @@ absl::StatusOr<std::optional<std::string>> ReplicationConnection::Receive(absl::
       PQfreemem(buffer);
       return std::optional<std::string>(std::move(frame));
     }
-    if (length == -1) {
-      // The stream ended: the server's reason is in the result that follows.
-      ResultHandle result(PQgetResult(conn_.get()));
-      if (result != nullptr && PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
-        return internal::ResultError(result.get(), conn_.get(), "");
-      }
-      return absl::UnavailableError("the server ended the replication stream");
-    }
+    if (length == -1) return EndOfStream();
     if (length == -2) return internal::ConnError(conn_.get(), "replication stream failed");
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) return std::optional<std::string>();
@@ -120,6 +148,25 @@ absl::StatusOr<std::optional<std::string>> ReplicationConnection::Receive(absl::
       return internal::ConnError(conn_.get(), "replication stream failed");
     }
   }
+}
+
+// The server ended its side of the stream. A CopyDone leaves the session in COPY IN: ours is
+// ended too, and every result read, as pg_recvlogical does, so that the reason is not lost.
+absl::Status ReplicationConnection::EndOfStream() {
+  absl::Status reason = absl::UnavailableError("the server ended the replication stream");
+  while (true) {
+    ResultHandle result(PQgetResult(conn_.get()));
+    if (result == nullptr) break;
+    const ExecStatusType status = PQresultStatus(result.get());
+    if (status == PGRES_COPY_IN) {
+      if (PQputCopyEnd(conn_.get(), nullptr) != 1 || PQflush(conn_.get()) != 0) {
+        return internal::ConnError(conn_.get(), "ending the replication stream failed");
+      }
+    } else if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+      reason = internal::ResultError(result.get(), conn_.get(), "");
+    }
+  }
+  return reason;
 }
 
 absl::Status ReplicationConnection::Send(std::string_view frame) {

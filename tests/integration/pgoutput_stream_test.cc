@@ -40,14 +40,19 @@ class PgoutputStreamTest : public ::testing::Test {
         db_.ExecScript("CREATE TABLE items (id bigint PRIMARY KEY, note text, big text);"
                        "ALTER TABLE items ALTER big SET STORAGE EXTERNAL;"
                        "CREATE PUBLICATION pgbf_pub FOR TABLE items;"));
+    ASSERT_OK(db_.Exec("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                       "WHERE slot_name = $1 AND NOT active",
+                       {slot_})
+                  .status());
     ASSERT_OK(
         db_.Exec("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", {slot_}).status());
-    slot_made_ = true;
   }
+  // A slot left behind keeps WAL and its database: dropped whether or not this test made it.
   void TearDown() override {
-    if (slot_made_) {
-      EXPECT_OK(db_.Exec("SELECT pg_drop_replication_slot($1)", {slot_}).status());
-    }
+    EXPECT_OK(db_.Exec("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                       "WHERE slot_name = $1",
+                       {slot_})
+                  .status());
   }
 
   // Everything the slot has, decoded in order.
@@ -78,7 +83,6 @@ class PgoutputStreamTest : public ::testing::Test {
 
   testing::TestDatabase db_;
   std::string slot_;
-  bool slot_made_ = false;
 };
 
 TEST_F(PgoutputStreamTest, EveryKindOfChangeAServerSendsIsDecodedAsWritten) {

@@ -14,6 +14,7 @@
 #include "pgbackfill/follow/pgoutput.h"
 #include "pgbackfill/pg/lsn.h"
 #include "pgbackfill/pg/replication.h"
+#include "support/run_helpers.h"
 #include "support/status_testing.h"
 #include "support/test_cluster.h"
 
@@ -30,17 +31,26 @@ class ReplicationStreamTest : public ::testing::Test {
  protected:
   void SetUp() override {
     slot_ = absl::StrCat("pgbf_stream_", getpid());  // slot names are cluster-wide, at most 63
+    ASSERT_OK(db_.Exec("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                       "WHERE slot_name = $1 AND NOT active",
+                       {slot_})
+                  .status());
     ASSERT_OK(
         db_.ExecScript("CREATE TABLE items (id bigint PRIMARY KEY, note text);"
                        "INSERT INTO items SELECT i, 'before' FROM generate_series(1, 100) AS i;"
                        "CREATE PUBLICATION pgbf_pub FOR TABLE items;"));
   }
+  // A slot left behind keeps WAL and its database: dropped whether or not this test made it (a
+  // killed earlier process with the same pid may have).
   void TearDown() override {
     stream_.reset();  // an active slot cannot be dropped
-    if (!slot_made_) return;
     absl::Status dropped;
     for (int attempt = 0; attempt < 50; ++attempt) {  // the walsender may take a moment to exit
-      dropped = db_.Exec("SELECT pg_drop_replication_slot($1)", {slot_}).status();
+      dropped = db_.Exec(
+                       "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                       "WHERE slot_name = $1",
+                       {slot_})
+                    .status();
       if (dropped.ok()) break;
       absl::SleepFor(absl::Milliseconds(100));
     }
@@ -49,7 +59,6 @@ class ReplicationStreamTest : public ::testing::Test {
 
   testing::TestDatabase db_;
   std::string slot_;
-  bool slot_made_ = false;
   std::optional<pg::ReplicationConnection> stream_;
 };
 
@@ -61,7 +70,6 @@ TEST_F(ReplicationStreamTest, TheExportedSnapshotAndTheStreamMeetAtTheSlotsConsi
                        pg::ReplicationConnection::Connect(db_.dsn()));
   ASSERT_OK_AND_ASSIGN(pg::ReplicationConnection::Slot slot,
                        holder.CreateLogicalSlot(slot_, "pgoutput"));
-  slot_made_ = true;
   EXPECT_EQ(slot.name, slot_);
 
   // Written after the slot: in the stream, not in the snapshot.
@@ -115,6 +123,25 @@ TEST_F(ReplicationStreamTest, TheExportedSnapshotAndTheStreamMeetAtTheSlotsConsi
                                                    {slot_}));
   }
   EXPECT_EQ(confirmed, want);
+}
+
+// A transaction holding an xid (here an idle one) keeps the server from making a logical slot:
+// the wait ends at the deadline with the reason, and no slot is left.
+TEST_F(ReplicationStreamTest, ASlotThatCannotBeMadeInTimeSaysWhyAndLeavesNoSlot) {
+  ASSERT_OK_AND_ASSIGN(pg::Connection open, pg::Connection::Connect(db_.dsn()));
+  ASSERT_OK(open.ExecScript("BEGIN; INSERT INTO items VALUES (500, 'open')"));
+  ASSERT_OK_AND_ASSIGN(pg::ReplicationConnection conn,
+                       pg::ReplicationConnection::Connect(db_.dsn()));
+  absl::StatusOr<pg::ReplicationConnection::Slot> slot =
+      conn.CreateLogicalSlot(slot_, "pgoutput", absl::Seconds(2));
+  EXPECT_EQ(slot.status().code(), absl::StatusCode::kDeadlineExceeded) << slot.status();
+  EXPECT_THAT(slot.status().message(), HasSubstr("a long transaction on the server"));
+  ASSERT_OK(open.ExecScript("ROLLBACK"));
+  EXPECT_TRUE(testing::Eventually([&] {
+    auto left =
+        db_.QueryValue("SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", {slot_});
+    return left.ok() && *left == "0";
+  })) << "the cancelled slot stayed";
 }
 
 TEST_F(ReplicationStreamTest, ASlotNameOutsideTheSlotAlphabetIsRefusedBeforeTheServer) {

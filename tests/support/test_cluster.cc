@@ -332,6 +332,21 @@ TestDatabase::TestDatabase() : TestDatabase(std::string_view()) {}
 
 TestDatabase::TestDatabase(std::string_view tag) : TestDatabase(tag, ClusterDsn()) {}
 
+namespace {
+
+// The logical slots of database `name` no session streams from: they would keep it from being
+// dropped (and WAL from being removed) after a test that made one was killed.
+absl::Status DropLogicalSlots(pg::Connection& admin, const std::string& name) {
+  return admin
+      .Exec(
+          "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM "
+          "pg_catalog.pg_replication_slots WHERE database = $1 AND NOT active",
+          {name})
+      .status();
+}
+
+}  // namespace
+
 TestDatabase::TestDatabase(std::string_view tag, const std::string& base_dsn)
     : name_(DatabaseName(tag)), base_dsn_(base_dsn) {
   dsn_ = WithDbname(base_dsn_, name_);
@@ -339,8 +354,10 @@ TestDatabase::TestDatabase(std::string_view tag, const std::string& base_dsn)
   if (!admin.ok()) throw std::runtime_error(admin.status().ToString() + " " + kHowToRun);
   // A database of the same name can only be a leftover of a crashed run whose pid was reused.
   const std::string quoted = pg::QuoteIdent(name_);
-  absl::Status status = admin->ExecScript(
-      absl::StrCat("DROP DATABASE IF EXISTS ", quoted, " WITH (FORCE)"));
+  absl::Status status = DropLogicalSlots(*admin, name_);
+  if (status.ok()) {
+    status = admin->ExecScript(absl::StrCat("DROP DATABASE IF EXISTS ", quoted, " WITH (FORCE)"));
+  }
   if (status.ok()) status = admin->ExecScript(absl::StrCat("CREATE DATABASE ", quoted));
   if (!status.ok()) {
     throw std::runtime_error(absl::StrCat("creating test database ", name_, ": ", status.ToString()));
@@ -355,10 +372,11 @@ TestDatabase::~TestDatabase() {
     return;
   }
   auto admin = ConnectAdmin(base_dsn_);
-  absl::Status status = admin.ok() ? admin->ExecScript(absl::StrCat(
-                                         "DROP DATABASE IF EXISTS ", pg::QuoteIdent(name_),
-                                         " WITH (FORCE)"))
-                                   : admin.status();
+  absl::Status status = admin.ok() ? DropLogicalSlots(*admin, name_) : admin.status();
+  if (status.ok()) {
+    status = admin->ExecScript(
+        absl::StrCat("DROP DATABASE IF EXISTS ", pg::QuoteIdent(name_), " WITH (FORCE)"));
+  }
   // A database we cannot drop means the test left the cluster in a state later tests may trip
   // over (a node stopped, a session stuck): that is the test's failure, not theirs.
   if (!status.ok()) ADD_FAILURE() << "dropping test database " << name_ << ": " << status;

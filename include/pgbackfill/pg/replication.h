@@ -33,8 +33,11 @@ class ReplicationConnection {
     std::string snapshot;           // for SET TRANSACTION SNAPSHOT, while this session idles
   };
   // CREATE_REPLICATION_SLOT `name` LOGICAL `plugin` (SNAPSHOT 'export'). Slot and plugin names are
-  // PostgreSQL's slot-name alphabet (lower-case letters, digits, underscore), checked here.
-  absl::StatusOr<Slot> CreateLogicalSlot(const std::string& name, const std::string& plugin);
+  // PostgreSQL's slot-name alphabet (lower-case letters, digits, underscore), checked here. The
+  // server makes the slot once every transaction holding an xid has ended: past `deadline` the
+  // command is cancelled (DeadlineExceeded, saying so).
+  absl::StatusOr<Slot> CreateLogicalSlot(const std::string& name, const std::string& plugin,
+                                         absl::Duration deadline = absl::Minutes(5));
 
   // START_REPLICATION SLOT `slot` LOGICAL `from` (`options`): the session streams from then on.
   absl::Status StartLogical(const std::string& slot, uint64_t from,
@@ -51,6 +54,7 @@ class ReplicationConnection {
 
  private:
   explicit ReplicationConnection(ConnHandle conn) : conn_(std::move(conn)) {}
+  absl::Status EndOfStream();
 
   ConnHandle conn_;
 };
