@@ -1,17 +1,22 @@
 """`scripts/bench --scenario keys`: the same rows under different primary keys, filled by
-pgbackfill, to show what the key's shape costs. Per scale (scale x 100,000 rows; default 40, the
-4M rows of issue 16) three template databases hold table `accounts (..., v int, filler text, c
+pgbackfill, to show what the key's shape costs. Per scale (scale x 100,000 rows; default 40: 4M
+rows) four template databases hold table `accounts (..., v int, filler text, c
 bigint)` with the same v and filler in every row, keyed:
 
   dense      id bigint: 1..N
   skewed     id bigint: 1..N-2 and two ids near 4e18 and 8e18, so that an arithmetic split of the
              key space puts every dense id in the first range
-  composite  (k text, u uuid): k one of 1,000 tenant names, u md5 of the row number
+  composite  (k text, u uuid): k one of 1,000 tenant names, u md5 of the row number, the rows
+             stored in key order (as the dense ids are)
+  shuffled   the same composite key, the rows stored in generation order: a tenant's rows lie
+             all over the table, as a uuid key's do
 
 Runs (--contenders; each on a fresh copy of its template, CHECKPOINTed, the table read once):
 
   bigint-1     dense, one worker, 1,000-row batches (rows, min_rows and max_rows 1000)
   composite-1  composite, the same: the price of a composite key (target >= 0.6x bigint-1)
+  shuffled-1   shuffled, the same: what a key uncorrelated with the table's order adds (each
+               batch's rows on as many pages as it has rows)
   dense-2      dense, two workers, the throughput scenario's batch settings
   skewed-2     skewed, the same: ranges that split themselves keep both workers busy
                (target >= 0.9x dense-2)
@@ -33,22 +38,25 @@ from bench_harness import (drop_database, keep_log, remove_time_files, report_fa
 from bench_table import Output, fmt, json_events, machine_line, ratio, write_report_json
 
 RUN_DB = "keys_run"
-SHAPES = ("dense", "skewed", "composite")
+SHAPES = ("dense", "skewed", "composite", "shuffled")
 DEFAULT_SCALE = 40
 # (shape, workers, fixed 1,000-row batches) of each contender.
 CONTENDERS = {
     "bigint-1": ("dense", 1, True),
     "composite-1": ("composite", 1, True),
+    "shuffled-1": ("shuffled", 1, True),
     "dense-2": ("dense", 2, False),
     "skewed-2": ("skewed", 2, False),
 }
 DEFAULT_CONTENDERS = " ".join(CONTENDERS)
 # Contender over reference, the issue's target for the ratio of their median rows/s.
 TARGETS = (("composite-1", "bigint-1", 0.6), ("skewed-2", "dense-2", 0.9))
+# Reported beside them, no target: the shuffled heap against the same key in key order.
+COMPARED = (("shuffled-1", "composite-1"),)
 
 ROWS_SQL = """INSERT INTO accounts ({key}, v, filler)
 SELECT {values}, i % 100000, repeat('x', 84)
-  FROM generate_series(1, {rows}) AS i"""
+  FROM generate_series(1, {rows}) AS i{order}"""
 KEY_DDL = {
     "dense": ("id bigint PRIMARY KEY", "id", "i"),
     "skewed": ("id bigint PRIMARY KEY", "id",
@@ -57,6 +65,9 @@ KEY_DDL = {
     "composite": ("k text, u uuid, PRIMARY KEY (k, u)", "k, u",
                   "'tenant-' || lpad((i % 1000)::text, 4, '0'), md5(i::text)::uuid"),
 }
+KEY_DDL["shuffled"] = KEY_DDL["composite"]
+# Rows stored in key order: the composite table as the dense one is (ids in insertion order).
+ORDER = {"composite": " ORDER BY 1, 2"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +93,7 @@ def make_templates(ctx, rows):
         ctx.cluster.query(db, f"CREATE TABLE accounts ({key_ddl}, v int NOT NULL, filler text, "
                               "c bigint)")
         ctx.cluster.query(db, ROWS_SQL.format(key=key_cols, values=values.format(rows=rows),
-                                              rows=rows))
+                                              rows=rows, order=ORDER.get(shape, "")))
         ctx.cluster.query(db, "VACUUM ANALYZE accounts")
     ctx.cluster.query("postgres", "CHECKPOINT")
 
@@ -106,11 +117,13 @@ verify: false
     return path
 
 
-def job_shape(ctx, name):
-    """(ranges at the end, the job's range count when it was planned) from the job store."""
-    rows = ctx.cluster.query(RUN_DB, "SELECT count(*) FROM pgbackfill.ranges "
+def ranges_at_end(ctx, name):
+    """The job's ranges in the job store after the run (planned ones and those split at run
+    time); None when the run failed before it made the store."""
+    if ctx.cluster.value(RUN_DB, "SELECT to_regclass('pgbackfill.ranges') IS NULL"):
+        return None
+    return ctx.cluster.value(RUN_DB, "SELECT count(*) FROM pgbackfill.ranges "
                                      f"WHERE job_name = 'keys-{name}'")
-    return rows[0][0] if rows else None
 
 
 def engine_summary(log, workers):
@@ -145,10 +158,10 @@ def key_run(ctx, run, rows, scale, round_no):
                                        [ctx.pgbackfill, "run", plan, "--json"]),
                                  stdout=out, stderr=err).returncode
     measurement = sample_after(ctx, mark)
+    report_failure(run.name, status, [log, log + ".stderr"])
     wrong = ctx.cluster.value(RUN_DB, "SELECT count(*) FROM accounts "
                                       "WHERE c IS DISTINCT FROM v::bigint * 100")
-    ranges_after = job_shape(ctx, run.name)
-    report_failure(run.name, status, [log, log + ".stderr"])
+    ranges_after = ranges_at_end(ctx, run.name)
     planned, short_share = engine_summary(log, run.workers)
     kept = keep_log(ctx, run.name, log, scale, round_no)
     record = run_record(ctx, RUN_DB, name=run.name, kind="keys", arg=run.workers,
@@ -210,6 +223,10 @@ def report(ctx, scale, rows, records):
             verdict = "met" if value >= target else f"missed by {(1 - value / target):.0%}"
             lines.append(f"{contender} / {reference}: {ratio(value)} (target >= {target}x: "
                          f"{verdict})")
+    for contender, reference in COMPARED:
+        if contender in summary and reference in summary:
+            lines.append(f"{contender} / {reference}: "
+                         f"{ratio(summary[contender]['median'] / summary[reference]['median'])}")
     out.line()
     for line in lines:
         out.line(line)

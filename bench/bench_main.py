@@ -126,11 +126,13 @@ to pgcopydb.
 
 --scenario keys fills the same rows under three primary keys, each in a template database of
 its own (scale x 100,000 rows; default scale 40, 4M rows): dense bigint ids, skewed bigint ids
-(dense plus two ids near 4e18 and 8e18) and a composite (text, uuid) key. Runs (--contenders,
+(dense plus two ids near 4e18 and 8e18), a composite (text, uuid) key with the rows stored in key
+order, and the same key with the rows stored in generation order (shuffled). Runs (--contenders,
 default all; each on a fresh copy, rounds in alternating order):
 
   bigint-1      dense key, one worker, 1,000-row batches
   composite-1   composite key, the same (target: >= 0.6x bigint-1)
+  shuffled-1    the shuffled composite table, the same (reported against composite-1)
   dense-2       dense key, two workers, the throughput scenario's batches
   skewed-2      skewed key, the same (target: >= 0.9x dense-2)
 

@@ -224,7 +224,15 @@ void Governor::Learn(const Samples& samples) {
   learn(statement_latency_, StatementReading(samples));
   learn(commit_latency_, CommitReading(samples));
   learn(active_sessions_, SessionReading(samples));
-  if (measuring) ++baseline_samples_;
+  if (measuring) {
+    ++baseline_samples_;
+    // Rule 11: whether an application was there to protect while the baseline was measured.
+    baseline_measured_ = true;
+    if (!samples.statement_latency.ok() || samples.statement_latency->calls > 0 ||
+        (samples.session_load.ok() && samples.session_load->active > 0)) {
+      application_seen_ = true;
+    }
+  }
 }
 
 void Governor::JudgeAppSignal(AppSignal& signal,
@@ -623,9 +631,11 @@ Decision Governor::Update(const Samples& samples) {
   budget_ratio_ = verdict.budget_ratio;
   signals_ = verdict.signals;
   limits_ = verdict.limits;
-  // Rule 11: the slow start, once the baselines are known.
-  if (!slow_started_ && !Measuring() && KeepsBudget() && config_.start_pace > 0) {
+  // Rule 11: the slow start, once the baselines are known, where an application was seen.
+  if (!slow_started_ && !Measuring() && KeepsBudget() && config_.start_pace > 0 &&
+      (application_seen_ || !baseline_measured_)) {
     slow_started_ = true;
+    start_decided_ = true;
     SetWorkers(1);
     SetPace(config_.start_pace);
     last_change_ = taken;  // the first pace runs an interval before it grows
@@ -663,6 +673,15 @@ Decision Governor::Update(const Samples& samples) {
   if (pending_retries_ >= config_.retry_burst) {
     verdict.pressure.push_back(
         absl::StrCat(pending_retries_, " retryable failures since the last sample"));
+  }
+  // Rule 6's start: the first round judged that is healthy starts every worker; one that is not
+  // keeps the start at one worker, grown one at a time.
+  if (!start_decided_ && !Measuring()) {
+    start_decided_ = true;
+    if (config_.full_start && verdict.vetoes.empty() && verdict.pressure.empty()) {
+      SetWorkers(config_.workers);
+      last_change_ = taken;
+    }
   }
   pending_retries_ = 0;
   lock_waiters_ = verdict.lock_waiters;

@@ -131,6 +131,50 @@ TEST(BudgetTest, HoldsWhileMeasuringTheBaselineThenRuns) {
   EXPECT_DOUBLE_EQ(governor.Current().signals[0].limit, 1.25 * 0.002 + 0.002);
 }
 
+// The slow start protects an application; on a server where none ran while the baseline was
+// measured (no statement finished, no session active) the job starts with every worker, and the
+// budget still slows it once one shows up.
+TEST(BudgetTest, NoApplicationAtTheBaselineStartsAtFullSpeedAndOneLaterStillSlowsIt) {
+  FakeClock clock;
+  GovernorConfig config = BudgetConfig({.factor = 1.25, .offset = 0.002});
+  config.active_sessions = {.factor = 2, .offset = 1};
+  config.start_pace = 500;
+  Governor governor(config, clock);
+  auto sample = [&](int64_t calls, double active) {
+    Samples samples = WithLatency(clock.Now(), absl::Milliseconds(2), calls);
+    samples.session_load = SessionLoad{.active = active, .looks = 4};
+    return samples;
+  };
+  Decision decision;
+  for (int i = 1; i <= 5; ++i) {
+    clock.Advance(kInterval);
+    decision = governor.Update(sample(0, 0));
+  }
+  EXPECT_FALSE(decision.hold) << decision.reason;
+  EXPECT_EQ(decision.active_workers, 4);
+  EXPECT_EQ(decision.rate_limit_rows_per_second, 0) << "no slow start";
+
+  governor.ReportRows(100'000);
+  clock.Advance(kInterval);
+  decision = governor.Update(sample(1000, 5));  // 5 sessions active against a limit of 1
+  EXPECT_GT(decision.pace_rows_per_second, 0) << "an application over its budget paces the job";
+  EXPECT_LT(decision.pace_rows_per_second, 100'000);
+}
+
+TEST(BudgetTest, AnApplicationAtTheBaselineKeepsTheSlowStart) {
+  FakeClock clock;
+  GovernorConfig config = BudgetConfig({.factor = 1.25, .offset = 0.002});
+  config.start_pace = 500;
+  Governor governor(config, clock);
+  Decision decision;
+  for (int i = 1; i <= 5; ++i) {
+    clock.Advance(kInterval);
+    decision = governor.Update(WithLatency(clock.Now(), absl::Milliseconds(2)));
+  }
+  EXPECT_EQ(decision.active_workers, 1);
+  EXPECT_DOUBLE_EQ(decision.pace_rows_per_second, 500);
+}
+
 TEST(BudgetTest, AnAbsoluteLimitNeedsNoBaseline) {
   FakeClock clock;
   Governor governor(BudgetConfig({.factor = 0, .offset = 0.010}), clock);

@@ -40,6 +40,7 @@ class GovernorTest : public ::testing::Test {
     config.max_canary_latency = absl::Milliseconds(100);
     config.check_custom = true;
     config.workers = 8;
+    config.full_start = false;  // rule 6's growth from one worker (the full start has its tests)
     return config;
   }
 
@@ -381,6 +382,44 @@ TEST_F(GovernorTest, HysteresisResumesOnlyAfterTwoIntervalsBelowTheLimits) {
   Decision resumed = StepHealthy();  // clear for 2s
   EXPECT_FALSE(resumed.hold);
   EXPECT_EQ(resumed.reason, "");
+}
+
+// Rule 6's start: a first round with every signal clear starts every worker; one with a signal
+// near its limit starts at one and grows one per healthy interval.
+TEST(GovernorStartTest, AHealthyFirstRoundStartsEveryWorker) {
+  FakeClock clock;
+  GovernorConfig config;
+  config.workers = 6;
+  Governor governor(config, clock);
+  Samples samples;
+  samples.replicas = std::vector<ReplicaSample>{};
+  samples.lock_waiters = 0;
+  clock.Advance(absl::Seconds(1));
+  samples.taken = clock.Now();
+  EXPECT_EQ(governor.Update(samples).active_workers, 6);
+}
+
+TEST(GovernorStartTest, AFirstRoundNearALimitStartsAtOneWorker) {
+  FakeClock clock;
+  GovernorConfig config;
+  config.workers = 6;
+  config.max_lock_waiters = 5;
+  Governor governor(config, clock);
+  Samples samples;
+  samples.replicas = std::vector<ReplicaSample>{};
+  samples.lock_waiters = 1;  // any waiter on our locks is pressure
+  clock.Advance(absl::Seconds(1));
+  samples.taken = clock.Now();
+  EXPECT_EQ(governor.Update(samples).active_workers, 1);
+  samples.lock_waiters = 0;
+  std::vector<int> workers;
+  for (int i = 0; i < 6; ++i) {
+    clock.Advance(absl::Seconds(1));
+    samples.taken = clock.Now();
+    workers.push_back(governor.Update(samples).active_workers);
+  }
+  // No growth for 3 intervals after the pressure, then one a healthy interval.
+  EXPECT_EQ(workers, (std::vector<int>{1, 1, 2, 3, 4, 5}));
 }
 
 TEST_F(GovernorTest, ATimerFiringSlightlyEarlyStillCounts) {

@@ -30,9 +30,10 @@
 //     resuming at the first good sample would pause and resume every interval.
 //  5. Idle standby. Time lag is ignored while a standby reports idle (replay caught up); its byte
 //     lag still counts. See ReplicaSample::idle.
-//  6. Workers, AIMD. Start at 1 worker: the first samples cannot tell what full concurrency does
-//     to the server. Each sample that is healthy (not held, no pressure) at least one interval
-//     after the last change adds one worker, up to `workers`. Pressure halves the count (not below
+//  6. Workers, AIMD. The first sample judged (after any baseline) starts `workers` when it is
+//     healthy (not held, no pressure: no signal near its limit); otherwise the job starts at 1
+//     worker, as before any sample. Each sample that is healthy at least one interval after the
+//     last change adds one worker, up to `workers`. Pressure halves the count (not below
 //     1), at most once per interval, and then no growth for `regrow_intervals` intervals.
 //     Pressure is: a numeric signal above `pressure_fraction` of its limit (so the cut usually
 //     comes before the veto; over the limit counts too), any lock waiter at all, or at least
@@ -70,15 +71,17 @@
 //     exits non-zero or prints true veto like rule 1.
 // 11. The budget's pace. With any rule 10 signal checked the job keeps a budget rather than
 //     swinging: it starts paced at `start_pace` rows/s on one worker (slow start: the first
-//     batches after the baseline must not land at full speed). The pace aims at 0.95 of the
-//     budget: each healthy interval (rule 6's timing) below 0.9 of it, the pace grows by
-//     0.95 / ratio (between 1.05 and 1.5 times); from 0.9 to 1 it stays (steady). A pace the job
-//     does not reach (under half of it over the 3 intervals and 3 batches since it was set)
-//     grows the workers instead, and at the worker ceiling pacing ends. Over 1 the pace is cut
-//     to 0.95 / ratio of the rate the job reached (between 0.2 and 0.85 of it), at most once per
-//     interval, then no growth for `regrow_intervals`; workers are not halved as well. The floor
-//     is a tenth of `start_pace` (5% of the peak rate without one): the budget, not the job's
-//     speed, decides how slow it goes.
+//     batches after the baseline must not land at full speed) when an application was there while
+//     the baseline was measured (statements finished, sessions active, or pg_stat_statements
+//     could not tell), or when no baseline was measured; with none seen, rule 6's start applies and
+//     the budget still cuts the pace once one shows up. The pace aims at 0.95 of the budget: each
+//     healthy interval (rule 6's timing) below 0.9 of it, the pace grows by 0.95 / ratio
+//     (between 1.05 and 1.5 times); from 0.9 to 1 it stays (steady). A pace the job does not reach
+//     (under half of it over the 3 intervals and 3 batches since it was set) grows the workers
+//     instead, and at the worker ceiling pacing ends. Over 1 the pace is cut to 0.95 / ratio of the
+//     rate the job reached (between 0.2 and 0.85 of it), at most once per interval, then no growth
+//     for `regrow_intervals`; workers are not halved as well. The floor is a tenth of `start_pace`
+//     (5% of the peak rate without one): the budget, not the job's speed, decides how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -135,6 +138,8 @@ struct GovernorConfig {
   double start_pace = 0;
   double max_rows_per_second = 0;  // 0 = unlimited
   int workers = 4;                 // the ceiling of active workers
+  // Rule 6's start: the first healthy round judged starts every worker (false: one, then AIMD).
+  bool full_start = true;
 
   double pressure_fraction = 0.7;
   int retry_burst = 3;
@@ -289,6 +294,9 @@ class Governor {
   std::deque<Ran> ran_;
   int64_t largest_report_ = 0;
   bool slow_started_ = false;
+  bool start_decided_ = false;      // rule 6's start, or rule 11's slow start, was applied
+  bool application_seen_ = false;   // statements, active sessions (or no way to tell) at baseline
+  bool baseline_measured_ = false;  // without a baseline, whether one is there is not known
   bool command_prints_ratio_ = false;
   bool lock_waiters_ = false;
   std::string pressure_;
