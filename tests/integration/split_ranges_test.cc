@@ -118,13 +118,13 @@ TEST_F(SplitRangesTest, SkewedKeySplitsAtRunTimeAndBothWorkersWorkToTheEnd) {
   EXPECT_LE(gap_per_mille, 150) << "the last two ranges ended far apart: one worker ran the end";
 }
 
-// kill -9 while ranges split, then a run to the end: every row exactly once. Each run starts on
-// one worker for an interval (the governor's rule 6), so the kills come after that, when the
-// second worker has split the first range.
+// kill -9 while ranges split, then a run to the end: every row exactly once. The kills come 1.3 s
+// or more into each run, when the second worker has split the first range; the job takes about
+// 10 s of batches (960 of them, 20 ms each, on two workers), so every kill hits a running job.
 TEST_F(SplitRangesTest, KillNineWhileSplittingThenResumeUpdatesEveryRowOnce) {
-  constexpr int64_t kRows = 240000;
+  constexpr int64_t kRows = 480000;
   ASSERT_OK(db_.ExecScript(SkewTable(kRows)));
-  const std::vector<std::string> args = RunArgs(testing::WriteTestFile(SkewPlan(500, "0.005")));
+  const std::vector<std::string> args = RunArgs(testing::WriteTestFile(SkewPlan(500, "0.02")));
   std::mt19937 random(20261206);  // fixed: a failure reproduces
   std::uniform_int_distribution<int> delay_ms(1300, 2600);
   int landed = 0;
