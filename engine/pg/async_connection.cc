@@ -9,6 +9,7 @@
 #include "libpq_util.h"
 #include "params.h"
 #include "pgbackfill/pg/error.h"
+#include "pgbackfill/pg/statement_tag.h"
 #include "pgbackfill/util/status.h"
 
 namespace pgbackfill::pg {
@@ -234,10 +235,13 @@ asio::awaitable<PipelineResult> AsyncConnection::Pipeline(std::vector<Statement>
   }
   for (const Statement& statement : statements) {
     internal::ParamArrays params(statement.params);
+    const std::string text = statement.sql.starts_with(kStatementTag)
+                                 ? statement.sql
+                                 : absl::StrCat(kStatementTag, statement.sql);
     // In pipeline mode, libpq only queues: nothing is sent until the buffer passes its flush
     // threshold or we call PQpipelineSync/PQflush, which is what makes this one round trip.
-    if (PQsendQueryParams(conn, statement.sql.c_str(), params.count(), nullptr, params.values(),
-                          nullptr, nullptr, /*resultFormat=*/0) != 1) {
+    if (PQsendQueryParams(conn, text.c_str(), params.count(), nullptr, params.values(), nullptr,
+                          nullptr, /*resultFormat=*/0) != 1) {
       lost(ConnectionError("could not queue a statement"));
       co_return out;
     }

@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "absl/time/time.h"
+#include "pgbackfill/pg/statement_tag.h"
 
 namespace pgbackfill::sql {
 
@@ -19,7 +20,7 @@ inline constexpr char kInBatchSetting[] = "pgbackfill.in_batch";
 // already. pg_stat_statements keeps comments in the text it stores, and the throttle's
 // statement-latency probe leaves out every statement that mentions pgbackfill, so the job never
 // measures itself as the application.
-inline constexpr char kTag[] = "/* pgbackfill */ ";
+inline constexpr const char* kTag = pg::kStatementTag;
 
 // `sql` with kTag in front.
 std::string Tagged(std::string_view sql);
