@@ -119,6 +119,7 @@ class PhaseRunner {
   // reads, a swap renamed `into`); a phase with work to do calls RequirePreflight().
   absl::StatusOr<std::optional<RunSummary>> Open() {
     ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
+    conn.TagStatements();
     conn_.emplace(std::move(conn));
     ASSIGN_OR_RETURN(report_, preflight::PreflightPlan(*conn_, plan_, options_.dsn));
     store_.emplace(*conn_);

@@ -71,6 +71,7 @@ absl::Status Runner::EnsureControl() {
   if (control_.has_value() && control_->Exec(sql::Tagged("SELECT 1")).ok()) return absl::OkStatus();
   store_.reset();
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
+  conn.TagStatements();
   control_.emplace(std::move(conn));
   // As preflight did for the first session: the job store's SQL must not meet a hostile
   // search_path's operators.
@@ -89,6 +90,7 @@ absl::Status Runner::EnsureControl() {
 
 absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
+  conn.TagStatements();
   control_.emplace(std::move(conn));
   ASSIGN_OR_RETURN(report_, preflight::PreflightPlan(*control_, plan_, options_.dsn));
   auto refuse = [&](std::string message) {

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "libpq_util.h"
 #include "params.h"
+#include "pgbackfill/pg/statement_tag.h"
 
 namespace pgbackfill::pg {
 
@@ -36,7 +37,9 @@ absl::StatusOr<Connection> Connection::Connect(const std::string& dsn) {
 
 absl::StatusOr<Result> Connection::Exec(const std::string& sql, const std::vector<Param>& params) {
   internal::ParamArrays arrays(params);
-  ResultHandle result(PQexecParams(conn_.get(), sql.c_str(), arrays.count(), nullptr,
+  const std::string text =
+      tag_ && !sql.starts_with(kStatementTag) ? absl::StrCat(kStatementTag, sql) : sql;
+  ResultHandle result(PQexecParams(conn_.get(), text.c_str(), arrays.count(), nullptr,
                                    arrays.values(), nullptr, nullptr, /*resultFormat=*/0));
   if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");
   if (!internal::IsSuccess(PQresultStatus(result.get()))) {

@@ -37,6 +37,11 @@ class Connection {
 
   // Runs one statement (no multi-statement strings) with text parameters.
   absl::StatusOr<Result> Exec(const std::string& sql, const std::vector<Param>& params = {});
+  // From now on Exec puts pg/statement_tag.h's tag in front of every statement (the engine's own
+  // sessions): pg_stat_statements counts statements of one shape under one entry whose text is
+  // the first one's, and an untagged preflight statement of a probe's shape would make the
+  // application signals count the probes as the application.
+  void TagStatements() { tag_ = true; }
   // Runs a string of one or more statements through the simple protocol (DDL scripts, SET).
   absl::Status ExecScript(const std::string& sql);
 
@@ -49,6 +54,7 @@ class Connection {
 
  private:
   ConnHandle conn_;
+  bool tag_ = false;
 };
 
 }  // namespace pgbackfill::pg
