@@ -98,7 +98,8 @@ std::string TableText(const std::vector<Entry>& entries) {
 absl::Status ParseUpdateMode(Reader& reader, const std::vector<Entry>& entries, const Entry& set,
                              Plan& plan) {
   plan.mode = Mode::kUpdate;
-  for (std::string_view copy_only : {"columns", "on_conflict", "source_dsn", "target_dsn"}) {
+  for (std::string_view copy_only :
+       {"columns", "on_conflict", "source_dsn", "target_dsn", "follow"}) {
     if (const Entry* entry = Find(entries, copy_only)) {
       return reader.Error(*entry,
                           absl::StrFormat("only applies with into (copy mode); this plan updates "
@@ -171,6 +172,21 @@ absl::Status ParseCopyMode(Reader& reader, const std::vector<Entry>& entries, co
     return reader.Error(into,
                         "names the same table as table; copy mode needs another table (or "
                         "source_dsn/target_dsn, to copy it to another database)");
+  }
+  if (const Entry* follow = Find(entries, "follow")) {
+    ASSIGN_OR_RETURN(plan.follow, reader.Bool(*follow));
+    if (plan.follow && !MovesBetweenDatabases(plan)) {
+      return reader.Error(*follow,
+                          "only applies to a copy between databases (source_dsn/target_dsn); "
+                          "within one database the copy trigger already carries every change");
+    }
+    // A change moves a row in or out of a filter, which a row image alone cannot tell apart.
+    if (const Entry* where = Find(entries, "where"); plan.follow && where != nullptr) {
+      return reader.Error(*follow, absl::StrFormat("cannot be combined with where (line %d): "
+                                                   "following carries every change of the "
+                                                   "whole table; filter on the target after",
+                                                   where->line));
+    }
   }
   return absl::OkStatus();
 }

@@ -61,7 +61,7 @@ struct JobRecord {
   std::string updated_at;
   std::string finished_at;
   // Live control (schema v2; a v1 store reads as the defaults).
-  std::string control = "run";  // run | pause | abort
+  std::string control = "run";  // run | pause | abort | cutover
   std::string control_by;       // who asked last: "user@host pid N" of the CLI process
   std::string control_at;
   std::map<std::string, std::string> settings;  // plan/settings.h key -> value as written
@@ -70,9 +70,20 @@ struct JobRecord {
   std::string throttle_state;
 };
 
+// A move that follows its source's changes (store version 6): the logical slot and publication
+// on the source, where the stream started (the copy's snapshot) and the last source commit whose
+// changes the target has (the end of its commit record), with how many changes that was.
+struct FollowRecord {
+  std::string slot;
+  std::string publication;
+  uint64_t start_lsn = 0;
+  uint64_t applied_lsn = 0;
+  int64_t changes = 0;
+};
+
 // What operators asked of a job: the control columns of its row.
 struct JobControl {
-  std::string control = "run";  // run | pause | abort
+  std::string control = "run";  // run | pause | abort | cutover
   std::map<std::string, std::string> settings;
   std::string control_by;
   std::string control_at;
@@ -160,6 +171,15 @@ class JobStore {
   absl::Status RecordProgress(const std::string& name, int64_t retries_delta, int64_t errors_delta,
                               const std::string& throttle_reason,
                               const std::string& throttle_state = "");
+
+  // The job's follow record, nullopt before its slot was made.
+  absl::StatusOr<std::optional<FollowRecord>> LoadFollow(const std::string& name);
+  // Records a new slot (applied_lsn = start_lsn); AlreadyExists when the job has one.
+  absl::Status StartFollow(const std::string& name, const FollowRecord& follow);
+  // The statement that moves applied_lsn, inside the apply's target transaction with the changes
+  // it covers: $1 job, $2 the new applied_lsn (pg_lsn text), $3 changes added (bigint). One row
+  // when it moved; none when applied_lsn was already at or past $2 (another process applied it).
+  static std::string AdvanceFollowSql();
 
   // Live control, from any host (`pgbackfill pause/resume/abort/set`) and polled by the process
   // running the job. NotFound when the job does not exist; FailedPrecondition on a store older

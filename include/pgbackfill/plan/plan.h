@@ -129,6 +129,9 @@ struct Plan {
   OnConflict on_conflict = OnConflict::kError;
   std::string source_dsn;
   std::string target_dsn;
+  // Between databases: carry the source's changes after the copy through a logical replication
+  // slot until `pgbackfill cutover` (follow phase).
+  bool follow = false;
 
   // Expand/contract DDL, each entry one step (expand/ddl.h), run with a short lock_timeout and
   // retried.
