@@ -148,7 +148,7 @@ class Follower {
     RETURN_IF_ERROR(Receive(idle ? absl::Milliseconds(100) : absl::ZeroDuration()));
     RETURN_IF_ERROR(ApplySpooled());
     if (status_due_ || absl::Now() - last_status_ >= kStatusEvery) RETURN_IF_ERROR(SendStatus());
-    if (absl::Now() - last_progress_ >= kProgressEvery) Progress();
+    if (absl::Now() - last_progress_ >= kProgressEvery) RETURN_IF_ERROR(Progress());
     return absl::OkStatus();
   }
 
@@ -165,6 +165,13 @@ class Follower {
         const auto& keepalive = std::get<follow::Keepalive>(decoded);
         server_lsn_ = std::max(server_lsn_, keepalive.wal_end);
         status_due_ = status_due_ || keepalive.reply_requested;
+        // The walsender has decoded up to wal_end and sent every transaction of ours before it;
+        // with all of those applied, WAL up to there is not needed by us: confirming it lets the
+        // source recycle it while the table itself is quiet.
+        if (spool_->records() == 0 && !in_source_txn_ && !batch_open_) {
+          caught_up_to_ = std::max(caught_up_to_, keepalive.wal_end);
+          confirmed_ = std::max(confirmed_, keepalive.wal_end);
+        }
       }
     }
     return absl::OkStatus();
@@ -184,23 +191,77 @@ class Follower {
     return absl::OkStatus();
   }
 
-  void Progress() {
+  // Once a second: the job's slot on the source (gone, lost, or past the plan's limits on the
+  // WAL it keeps) and the follow's progress and lag.
+  absl::Status Progress() {
     last_progress_ = absl::Now();
+    ASSIGN_OR_RETURN(
+        pg::Result slot,
+        source_->Exec("SELECT pg_catalog.pg_current_wal_lsn()::text, COALESCE((pg_catalog."
+                      "pg_current_wal_lsn() - restart_lsn)::bigint, 0), wal_status FROM "
+                      "pg_catalog.pg_replication_slots WHERE slot_name = $1",
+                      {record_.slot}));
+    if (slot.Rows() == 0 || (!slot.IsNull(0, 2) && slot.Get(0, 2) == "lost")) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the job's replication slot ", record_.slot, " on the source is ",
+                       slot.Rows() == 0 ? "gone" : "lost (past max_slot_wal_keep_size)",
+                       ": changes since ", pg::FormatLsn(applied_),
+                       " cannot be read any more. Roll the job back and move the table again"));
+    }
+    ASSIGN_OR_RETURN(uint64_t source_lsn, pg::ParseLsn(slot.Get(0, 0)));
+    const int64_t retained = std::stoll(std::string(slot.Get(0, 1)));
+    RETURN_IF_ERROR(WatchRetainedWal(retained));
+    const uint64_t done = std::max(applied_, caught_up_to_);
     events::Following event;
     event.job = job_;
     event.applied_lsn = pg::FormatLsn(applied_);
-    event.source_lsn = pg::FormatLsn(server_lsn_);
-    event.lag_bytes = server_lsn_ > applied_ ? static_cast<int64_t>(server_lsn_ - applied_) : 0;
-    if (applied_commit_time_ != 0 && server_lsn_ > applied_) {
-      event.lag_seconds = static_cast<double>(absl::ToUnixMicros(absl::Now()) -
-                                              follow::ToUnixMicros(applied_commit_time_)) /
-                          1e6;
+    event.source_lsn = pg::FormatLsn(source_lsn);
+    event.lag_bytes = source_lsn > done ? static_cast<int64_t>(source_lsn - done) : 0;
+    // Behind while the walsender had not reached the source's position of the tick before.
+    const bool behind = caught_up_to_ < previous_source_lsn_ || spool_->records() > 0;
+    if (behind) {
+      const int64_t since = applied_commit_time_ != 0 ? follow::ToUnixMicros(applied_commit_time_)
+                                                      : absl::ToUnixMicros(started_);
+      event.lag_seconds = static_cast<double>(absl::ToUnixMicros(absl::Now()) - since) / 1e6;
     }
+    previous_source_lsn_ = source_lsn;
     event.changes = record_.changes + changes_;
     event.transactions = transactions_;
     event.spool_bytes = spool_->disk_bytes();
     event.spool_records = spool_->records();
     in_.events.Emit(event);
+    return absl::OkStatus();
+  }
+
+  // The slot keeps WAL on the source from its restart position on: past the warning limit the
+  // run says so (once per crossing), past the hard limit it drops the slot and stops, so that a
+  // follow that cannot keep up never fills the source's disk.
+  absl::Status WatchRetainedWal(int64_t retained) {
+    const plan::Plan::FollowLimits& limits = in_.plan.follow_limits;
+    if (limits.max_slot_wal > 0 && retained > limits.max_slot_wal) {
+      stream_.reset();
+      RETURN_IF_ERROR(DropSlotAndPublication());
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the job's slot kept ", retained,
+          " bytes of WAL on the source, past follow."
+          "max_slot_wal (",
+          limits.max_slot_wal,
+          "): dropped it so that the source's disk does "
+          "not fill. The target cannot follow any more: roll the job back and move the table "
+          "again (with a higher limit, or when the source writes less)"));
+    }
+    if (limits.warn_slot_wal > 0 && retained > limits.warn_slot_wal && !warned_) {
+      warned_ = true;
+      in_.events.Emit(
+          events::Warning{absl::StrCat("the job's slot keeps ", retained,
+                                       " bytes of WAL on the source (follow.warn_slot_wal "
+                                       "is ",
+                                       limits.warn_slot_wal, "); at follow.max_slot_wal (",
+                                       limits.max_slot_wal, ") the run drops the slot and stops")});
+    } else if (retained < limits.warn_slot_wal / 2) {
+      warned_ = false;
+    }
+    return absl::OkStatus();
   }
 
   // Applies the spool's records; a target transaction commits at a source commit past the
@@ -571,6 +632,10 @@ class Follower {
   absl::Time last_control_ = absl::InfinitePast();
   std::string marker_;
   bool marker_seen_ = false;
+  uint64_t caught_up_to_ = 0;         // a keepalive's position with nothing of ours before it
+  uint64_t previous_source_lsn_ = 0;  // the source's WAL position at the tick before
+  const absl::Time started_ = absl::Now();
+  bool warned_ = false;
 };
 
 }  // namespace
