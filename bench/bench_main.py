@@ -142,6 +142,16 @@ default all; each on a fresh copy, rounds in alternating order):
 Reported: median rows/s (min-max), the two ratios, the ranges each job planned and ended with
 (more: ranges split at run time) and the share of progress events with fewer live workers than
 configured.
+
+--scenario follow moves pgbench_accounts between two databases with `follow: true` while pgbench
+(simple-update, -c 4) writes to the source at each rate of --contenders (transactions/s, default
+"1000 5000"), follows for 20 s, then runs `pgbackfill cutover`. Reported per rate: the copy's
+seconds, the catch-up's changes/s, the steady lag (median, max; target under 5 s) and changes/s,
+the cutover's write block (median, max; target 1 s at the median), the largest spool, peak RSS,
+and whether source and target ended equal (count and row hash).
+
+  scripts/bench --scenario follow [--scale(s) ...] [--repeat N] [--contenders "1000 5000"]
+                [--json FILE] [--keep] [--no-build]
 """
 
 import os
@@ -154,6 +164,7 @@ import tempfile
 import time
 
 import bench_app_impact
+import bench_follow
 import bench_keys
 import bench_move
 import bench_slow_link
@@ -167,6 +178,7 @@ SCENARIOS = {
     "app-impact": bench_app_impact.run,
     "move": bench_move.run,
     "keys": bench_keys.run,
+    "follow": bench_follow.run,
 }
 VALUE_OPTIONS = (
     "--scenario", "--duration", "--lead-in", "--rate-percent", "--rate", "--max-tps-seconds",
@@ -187,6 +199,7 @@ DEFAULT_CONTENDERS = {
     "app-impact": " ".join(bench_app_impact.RUN_ORDER),
     "move": "pgcopydb psql-pipe pgbackfill",
     "keys": bench_keys.DEFAULT_CONTENDERS,
+    "follow": bench_follow.DEFAULT_CONTENDERS,
 }
 # --scenario app-impact's shape/rate matrix: any of these options turns it on; the others take
 # these defaults.
@@ -268,6 +281,11 @@ def check_contenders(scenario, contenders, vacuum_every, link_delay_ms):
             if name not in DEFAULT_CONTENDERS["move"].split():
                 raise UsageError(f"unknown move contender {name} (pgcopydb, psql-pipe, "
                                  "pgbackfill)")
+    elif scenario == "follow":
+        for name in contenders:
+            if not re.fullmatch(r"[1-9][0-9]*", name):
+                raise UsageError(f"--contenders of --scenario follow are write rates in "
+                                 f"transactions per second, e.g. \"1000 5000\"; got {name}")
     elif scenario == "keys":
         for name in contenders:
             if name not in bench_keys.CONTENDERS:
@@ -404,7 +422,7 @@ def parse_config(root, argv):
         raise UsageError("--scales: a scale is given twice")
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {scenario} "
-                         "(throughput, slow-link, app-impact, move, keys)")
+                         "(throughput, slow-link, app-impact, move, keys, follow)")
     contenders = tuple((opt.get("--contenders") or DEFAULT_CONTENDERS[scenario]).split())
     check_contenders(scenario, contenders, opt["--vacuum-every"], opt["--link-delay-ms"])
     if scenario != "app-impact":

@@ -125,6 +125,8 @@ class Follower {
     stream_.emplace(std::move(stream));
     applied_ = record_.applied_lsn;
     confirmed_ = applied_;
+    ASSIGN_OR_RETURN(pg::Result now, source_->Exec("SELECT pg_catalog.pg_current_wal_lsn()::text"));
+    ASSIGN_OR_RETURN(previous_source_lsn_, pg::ParseLsn(now.Get(0, 0)));
     // messages: the cutover's marker (pg_logical_emit_message) comes through the same stream.
     return stream_->StartLogical(
         record_.slot, applied_,
@@ -217,8 +219,9 @@ class Follower {
     event.applied_lsn = pg::FormatLsn(applied_);
     event.source_lsn = pg::FormatLsn(source_lsn);
     event.lag_bytes = source_lsn > done ? static_cast<int64_t>(source_lsn - done) : 0;
-    // Behind while the walsender had not reached the source's position of the tick before.
-    const bool behind = caught_up_to_ < previous_source_lsn_ || spool_->records() > 0;
+    // Behind while what was applied (or passed over as not ours) had not reached the source's
+    // position of the tick before.
+    const bool behind = done < previous_source_lsn_ || spool_->records() > 0;
     if (behind) {
       const int64_t since = applied_commit_time_ != 0 ? follow::ToUnixMicros(applied_commit_time_)
                                                       : absl::ToUnixMicros(started_);
@@ -336,7 +339,7 @@ class Follower {
                      follow::ChangeStatements(spec_, *relation, message));
     RETURN_IF_ERROR(OpenBatch());
     for (const follow::ChangeStatement& statement : statements) {
-      absl::StatusOr<pg::Result> result = apply_->Exec(statement.sql, statement.params);
+      absl::StatusOr<pg::Result> result = apply_->ExecPrepared(statement.sql, statement.params);
       if (!result.ok()) {
         (void)apply_->ExecScript("ROLLBACK");
         batch_open_ = false;
@@ -392,7 +395,7 @@ class Follower {
     ASSIGN_OR_RETURN(std::vector<follow::ChangeStatement> upsert,
                      follow::ChangeStatements(spec_, relation, follow::Insert{relation.id, row}));
     for (const follow::ChangeStatement& statement : upsert) {
-      RETURN_IF_ERROR(apply_->Exec(statement.sql, statement.params).status());
+      RETURN_IF_ERROR(apply_->ExecPrepared(statement.sql, statement.params).status());
     }
     return absl::OkStatus();
   }
@@ -459,8 +462,7 @@ class Follower {
       locked_at = absl::Now();
     }
     // Every transaction that wrote the table committed before the lock was granted (or before
-    // the trigger that refuses writes), so before this marker in the WAL; non-transactional, it
-    // is decoded at once.
+    // the trigger that refuses writes), so before this marker's commit in the WAL.
     marker_ = absl::StrCat(job_, " ", absl::ToUnixNanos(locked_at));
     absl::Status drained = Drain();
     if (drained.ok()) {
@@ -510,12 +512,21 @@ class Follower {
     }
   }
 
-  // Applies the stream up to the marker and commits it.
+  // Applies the stream up to the marker and commits it. The marker is a transactional message,
+  // committed on a session of its own (the lock's transaction must stay open): its commit
+  // flushes the WAL. A non-transactional one sat unflushed in the WAL buffers while the lock
+  // kept every writer out, and the walsender sends nothing past the flushed position: the
+  // cutover waited seconds for an unrelated flush.
   absl::Status Drain() {
-    RETURN_IF_ERROR(source_
-                        ->Exec("SELECT pg_catalog.pg_logical_emit_message(false, $1, $2)",
-                               {std::string(kMarkerPrefix), marker_})
+    ASSIGN_OR_RETURN(pg::Connection marker,
+                     pg::Connection::Connect(plan::SourceDsn(in_.plan, in_.options.dsn)));
+    marker.TagStatements();
+    RETURN_IF_ERROR(marker.ExecScript("BEGIN; SET LOCAL synchronous_commit = on"));
+    RETURN_IF_ERROR(marker
+                        .Exec("SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)",
+                              {std::string(kMarkerPrefix), marker_})
                         .status());
+    RETURN_IF_ERROR(marker.ExecScript("COMMIT"));
     const absl::Time give_up = absl::Now() + kDrainLimit;
     while (!marker_seen_ || in_source_txn_) {
       if (absl::Now() > give_up) {

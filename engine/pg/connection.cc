@@ -48,6 +48,31 @@ absl::StatusOr<Result> Connection::Exec(const std::string& sql, const std::vecto
   return Result(std::move(result));
 }
 
+absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
+                                                const std::vector<Param>& params) {
+  auto found = prepared_.find(sql);
+  if (found == prepared_.end()) {
+    std::string name = absl::StrCat("pgbackfill_", prepared_.size() + 1);
+    const std::string text =
+        tag_ && !sql.starts_with(kStatementTag) ? absl::StrCat(kStatementTag, sql) : sql;
+    ResultHandle made(PQprepare(conn_.get(), name.c_str(), text.c_str(),
+                                static_cast<int>(params.size()), nullptr));
+    if (made == nullptr) return internal::ConnError(conn_.get(), "prepare failed");
+    if (!internal::IsSuccess(PQresultStatus(made.get()))) {
+      return internal::ResultError(made.get(), conn_.get(), sql);
+    }
+    found = prepared_.emplace(sql, std::move(name)).first;
+  }
+  internal::ParamArrays arrays(params);
+  ResultHandle result(PQexecPrepared(conn_.get(), found->second.c_str(), arrays.count(),
+                                     arrays.values(), nullptr, nullptr, /*resultFormat=*/0));
+  if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");
+  if (!internal::IsSuccess(PQresultStatus(result.get()))) {
+    return internal::ResultError(result.get(), conn_.get(), sql);
+  }
+  return Result(std::move(result));
+}
+
 absl::Status Connection::ExecScript(const std::string& sql) {
   ResultHandle result(PQexec(conn_.get(), sql.c_str()));
   if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "pgbackfill/pg/result.h"
 
@@ -42,6 +43,9 @@ class Connection {
   // the first one's, and an untagged preflight statement of a probe's shape would make the
   // application signals count the probes as the application.
   void TagStatements() { tag_ = true; }
+  // Exec through a prepared statement of this session, made the first time `sql` runs here:
+  // a statement run thousands of times (the follow phase's changes) is parsed and planned once.
+  absl::StatusOr<Result> ExecPrepared(const std::string& sql, const std::vector<Param>& params);
   // Runs a string of one or more statements through the simple protocol (DDL scripts, SET).
   absl::Status ExecScript(const std::string& sql);
 
@@ -55,6 +59,7 @@ class Connection {
  private:
   ConnHandle conn_;
   bool tag_ = false;
+  absl::flat_hash_map<std::string, std::string> prepared_;  // statement text -> its name
 };
 
 }  // namespace pgbackfill::pg
