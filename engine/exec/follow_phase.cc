@@ -41,6 +41,8 @@ constexpr absl::Duration kProgressEvery = absl::Seconds(1);
 // How many frames one receive turn takes before applying some.
 constexpr int kFramesPerTurn = 20000;
 constexpr char kMarkerPrefix[] = "pgbackfill";
+// How long the follow keeps reconnecting to servers that do not answer, then fails.
+constexpr absl::Duration kReconnectFor = absl::Minutes(5);
 // How long a cutover waits for the stream to bring its marker while writes are blocked.
 constexpr absl::Duration kDrainLimit = absl::Seconds(60);
 
@@ -65,8 +67,6 @@ class Follower {
                                 " has no slot on the source: its copy ran without "
                                 "follow; run the backfill with this plan first"));
     }
-    record_ = *record;
-    RETURN_IF_ERROR(OpenSessions());
     if (in_.options.handle_signals) {
       signals_.add(SIGINT);
       signals_.add(SIGTERM);
@@ -74,6 +74,50 @@ class Follower {
         if (!error) signal_ = number;
       });
     }
+    // A lost session (either server restarted, a failover, a cut connection) is followed by new
+    // sessions from the position the target committed last, as long as the servers come back
+    // within kReconnectFor.
+    Backoff backoff(absl::Milliseconds(200), absl::Seconds(5), Fnv1a32(job_));
+    std::optional<absl::Time> failing_since;
+    while (true) {
+      absl::StatusOr<RunSummary> ended = FollowOnce();
+      if (ended.ok() || signal_ != 0 ||
+          pg::Classify(ended.status()) != pg::ErrorClass::kReconnect) {
+        return ended;
+      }
+      // A session that came back and then was lost again starts a new count.
+      if (!failing_since.has_value() || ended_after_progress_) failing_since = absl::Now();
+      ended_after_progress_ = false;
+      if (absl::Now() - *failing_since > kReconnectFor) return ended.status();
+      in_.events.Emit(events::Reconnect{.worker = 0,
+                                        .range = 0,
+                                        .sqlstate = pg::SqlStateOf(ended.status()),
+                                        .error = std::string(ended.status().message())});
+      CloseSessions();
+      const absl::Time until = absl::Now() + backoff.Next();
+      while (absl::Now() < until && signal_ == 0) {
+        io_.poll();
+        absl::SleepFor(absl::Milliseconds(50));
+      }
+    }
+  }
+
+ private:
+  // New sessions from the target's applied position, then following until done, stopped, or a
+  // session is lost.
+  absl::StatusOr<RunSummary> FollowOnce() {
+    ASSIGN_OR_RETURN(pg::Connection home,
+                     pg::Connection::Connect(plan::HomeDsn(in_.plan, in_.options.dsn)));
+    home.TagStatements();
+    RETURN_IF_ERROR(catalog::Catalog(home).Harden().status());
+    home_.emplace(std::move(home));
+    store_.emplace(*home_);
+    ASSIGN_OR_RETURN(std::optional<checkpoint::FollowRecord> record, store_->LoadFollow(job_));
+    if (!record.has_value()) return absl::NotFoundError("the job's follow record is gone");
+    record_ = *record;
+    RETURN_IF_ERROR(OpenSessions());
+    if (reconnected_) in_.events.Emit(events::Reconnected{.worker = 0});
+    reconnected_ = true;
     // Crashed after the source refused writes and before the target recorded it: nothing can
     // have changed since, so the stream has nothing left but what was applied.
     ASSIGN_OR_RETURN(bool refusing, SourceRefusesWrites());
@@ -87,7 +131,7 @@ class Follower {
       }
       if (absl::Now() - last_control_ < kControlEvery) continue;
       last_control_ = absl::Now();
-      ASSIGN_OR_RETURN(checkpoint::JobControl control, in_.store.LoadControl(job_));
+      ASSIGN_OR_RETURN(checkpoint::JobControl control, store_->LoadControl(job_));
       if (control.control == "abort") {
         RETURN_IF_ERROR(CommitApplied());
         return Ended(Outcome::kAborted,
@@ -100,7 +144,25 @@ class Follower {
     }
   }
 
- private:
+  // Drops every session and what was received but not committed: the next sessions start from
+  // the target's applied position.
+  void CloseSessions() {
+    stream_.reset();
+    spool_.reset();
+    apply_.reset();
+    source_.reset();
+    store_.reset();
+    home_.reset();
+    relations_ = follow::RelationMap();
+    in_source_txn_ = false;
+    skipping_ = false;
+    batch_open_ = false;
+    batch_changes_ = 0;
+    batch_transactions_ = 0;
+    pending_end_ = 0;
+    marker_seen_ = false;
+  }
+
   absl::Status OpenSessions() {
     const std::string source_dsn = plan::SourceDsn(in_.plan, in_.options.dsn);
     ASSIGN_OR_RETURN(pg::Connection apply,
@@ -445,6 +507,7 @@ class Follower {
     applied_commit_time_ = pending_commit_time_;
     confirmed_ = applied_;
     status_due_ = true;
+    ended_after_progress_ = true;
     return absl::OkStatus();
   }
 
@@ -478,7 +541,7 @@ class Follower {
     if (!refusing) RETURN_IF_ERROR(source.ExecScript("COMMIT"));
     event.write_block_ms = refusing ? 0 : absl::ToInt64Milliseconds(absl::Now() - locked_at);
     event.applied_lsn = pg::FormatLsn(applied_);
-    RETURN_IF_ERROR(in_.store.MarkStep(job_, kCutOverStep));
+    RETURN_IF_ERROR(store_->MarkStep(job_, kCutOverStep));
     stream_.reset();  // its walsender holds the slot
     RETURN_IF_ERROR(DropSlotAndPublication());
     in_.events.Emit(event);
@@ -615,6 +678,10 @@ class Follower {
   boost::asio::signal_set signals_;
   int signal_ = 0;
 
+  std::optional<pg::Connection> home_;  // target: the job store (control, steps)
+  std::optional<checkpoint::JobStore> store_;
+  bool reconnected_ = false;
+  bool ended_after_progress_ = false;  // this session committed something before it was lost
   checkpoint::FollowRecord record_;
   std::optional<pg::Connection> apply_;   // target: the apply's transactions
   std::optional<pg::Connection> source_;  // source: the cutover's lock, sequences, trigger

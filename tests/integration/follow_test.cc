@@ -205,6 +205,35 @@ TEST_F(FollowTest, KillNineInTheCopyAndInTheFollowLosesAndDoublesNothing) {
   ExpectSourceRefusesWrites("follow-kill");
 }
 
+TEST_F(FollowTest, RestartsOfTheTargetAndOfTheSourceWhileFollowingAreRiddenOut) {
+  testing::ClusterDisruption disruption;
+  const std::string plan = testing::WriteTestFile(Plan(source_, target_, "follow-restart"));
+  auto run = SpawnPgbackfill({"run", plan, "--json"});
+  ASSERT_OK(run);
+  {
+    Process writes = StartWrites(100, 6);
+    ASSERT_OK_AND_ASSIGN(size_t at,
+                         run->WaitForStdout("\"event\":\"following\"", 0, absl::Seconds(120)));
+    ASSERT_OK(testing::SecondClusterCtl({"restart"}));
+    target_.Reconnect();
+    ASSERT_OK_AND_ASSIGN(at, run->WaitForStdout("\"event\":\"reconnected\"", at));
+    ASSERT_OK_AND_ASSIGN(at, run->WaitForStdout("\"event\":\"following\"", at));
+    (void)writes.Wait();
+    ASSERT_OK(testing::ClusterCtl({"restart", "primary"}));
+    source_.Reconnect();
+    ASSERT_OK_AND_ASSIGN(at, run->WaitForStdout("\"event\":\"reconnected\"", at));
+  }
+  // Writes after both restarts reach the target too.
+  Process writes = StartWrites(100, 4);
+  (void)writes.Wait();
+  CommandResult cutover = Cutover("follow-restart");
+  ASSERT_EQ(cutover.exit_code, 0) << cutover.out << cutover.err;
+  CommandResult finished = run->Wait();
+  ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
+  ExpectEqualTables(source_, target_);
+  ExpectSourceRefusesWrites("follow-restart");
+}
+
 TEST_F(FollowTest, AnUpdateThatLeavesAToastedValueOutKeepsItOnTheTarget) {
   // label reads the TOASTed body: an UPDATE that leaves body out must not touch label either.
   const std::string plan =
