@@ -121,15 +121,12 @@ class ControlCommand {
     const checkpoint::JobRecord& job = **loaded;
     // A move that follows its source is "done" copying while it follows: cutover (and abort)
     // are for it then.
-    bool following = false;
-    if (job.state == "done") {
-      absl::StatusOr<std::optional<checkpoint::FollowRecord>> follow = store.LoadFollow(job.name);
-      absl::StatusOr<std::set<std::string>> steps = store.StepsDone(job.name);
-      if (!follow.ok()) return Fail(kExitError, follow.status());
-      if (!steps.ok()) return Fail(kExitError, steps.status());
-      following = follow->has_value() && !steps->contains("follow:cutover");
-    }
-    if (options_.action == "cutover" && !following && job.state == "done") {
+    absl::StatusOr<std::optional<checkpoint::FollowRecord>> follow = store.LoadFollow(job.name);
+    absl::StatusOr<std::set<std::string>> steps = store.StepsDone(job.name);
+    if (!follow.ok()) return Fail(kExitError, follow.status());
+    if (!steps.ok()) return Fail(kExitError, steps.status());
+    const bool following = follow->has_value() && !steps->contains("follow:cutover");
+    if (options_.action == "cutover" && !following) {
       return Fail(kExitBadInput,
                   absl::StrFormat("job %s does not follow its source (plan key follow), or has "
                                   "cut over already; nothing to cut over",

@@ -41,10 +41,16 @@ absl::StatusOr<MadeSlot> MakeFollowSlot(const plan::Plan& plan, const std::strin
                                         const preflight::PreflightReport& report,
                                         pg::Connection& target);
 
-// Drops what the job made on the source: the refusing trigger and its function, the slot (its
-// walsender ended first), the publication. Each only when there. Rollback's.
+// Drops what the job made on the source: the refusing trigger and its function (rollback's, not
+// cutover's), the slot (its walsender ended first; an error when it stays in use), the
+// publication. Each only when there.
 absl::Status DropFollowObjects(pg::Connection& source, const std::string& job,
-                               const plan::QualifiedName& table);
+                               const plan::QualifiedName& table, bool with_trigger = true);
+
+// Before the job's publication: the source must be able to follow the table (wal_level logical,
+// a replica identity that covers the move's key), or a publication would make the application's
+// UPDATEs and DELETEs fail, or the follow stop at its first DELETE.
+absl::Status CheckSourceCanFollow(pg::Connection& source, const preflight::PreflightReport& report);
 
 // The follow phase, on the phase's target session (`home`, with the job store): from the job's
 // applied position to cutover, or until a signal or an abort stops it (then resumable).

@@ -32,6 +32,8 @@
 namespace pgbackfill::exec::internal {
 namespace {
 
+// How long one turn applies before it answers the server and reads again.
+constexpr absl::Duration kApplyPerTurn = absl::Seconds(1);
 // A target transaction ends at the first source commit past either bound.
 constexpr int64_t kChangesPerTransaction = 5000;
 constexpr absl::Duration kTransactionTime = absl::Milliseconds(200);
@@ -81,8 +83,9 @@ class Follower {
     std::optional<absl::Time> failing_since;
     while (true) {
       absl::StatusOr<RunSummary> ended = FollowOnce();
+      const pg::ErrorClass kind = ended.ok() ? pg::ErrorClass::kNone : pg::Classify(ended.status());
       if (ended.ok() || signal_ != 0 ||
-          pg::Classify(ended.status()) != pg::ErrorClass::kReconnect) {
+          (kind != pg::ErrorClass::kReconnect && kind != pg::ErrorClass::kRetry)) {
         return ended;
       }
       // A session that came back and then was lost again starts a new count.
@@ -124,7 +127,7 @@ class Follower {
     while (true) {
       RETURN_IF_ERROR(Turn());
       if (signal_ != 0) {
-        RETURN_IF_ERROR(CommitApplied());
+        RETURN_IF_ERROR(StopApplying());
         return Ended(Outcome::kInterrupted,
                      absl::StrCat("interrupted by ", signal_ == SIGINT ? "SIGINT" : "SIGTERM",
                                   "; run again to go on following"));
@@ -133,7 +136,7 @@ class Follower {
       last_control_ = absl::Now();
       ASSIGN_OR_RETURN(checkpoint::JobControl control, store_->LoadControl(job_));
       if (control.control == "abort") {
-        RETURN_IF_ERROR(CommitApplied());
+        RETURN_IF_ERROR(StopApplying());
         return Ended(Outcome::kAborted,
                      absl::StrCat("aborted by ",
                                   control.control_by.empty() ? "an operator" : control.control_by,
@@ -332,7 +335,9 @@ class Follower {
   // Applies the spool's records; a target transaction commits at a source commit past the
   // bounds, or when the spool runs dry (the rest of an open source transaction waits for more).
   absl::Status ApplySpooled() {
-    while (true) {
+    // Bounded, so that the walsender hears from us within its timeout during a long transaction.
+    const absl::Time until = absl::Now() + kApplyPerTurn;
+    while (absl::Now() < until) {
       ASSIGN_OR_RETURN(std::optional<follow::SpoolRecord> record, spool_->Take());
       if (!record.has_value()) break;
       ASSIGN_OR_RETURN(follow::Message message, follow::DecodeMessage(record->payload));
@@ -397,9 +402,16 @@ class Follower {
         },
         message);
     ASSIGN_OR_RETURN(const follow::Relation* relation, relations_.Find(id));
+    RETURN_IF_ERROR(OpenBatch());
+    if (const auto* update = std::get_if<follow::Update>(&message);
+        update != nullptr && follow::NeedsLeftOutValues(spec_, *relation, update->row)) {
+      RETURN_IF_ERROR(ApplyCompleted(*relation, *update));
+      ++txn_changes_;
+      ++batch_changes_;
+      return absl::OkStatus();
+    }
     ASSIGN_OR_RETURN(std::vector<follow::ChangeStatement> statements,
                      follow::ChangeStatements(spec_, *relation, message));
-    RETURN_IF_ERROR(OpenBatch());
     for (const follow::ChangeStatement& statement : statements) {
       absl::StatusOr<pg::Result> result = apply_->ExecPrepared(statement.sql, statement.params);
       if (!result.ok()) {
@@ -418,11 +430,27 @@ class Follower {
     return absl::OkStatus();
   }
 
-  // A new key, a TOASTed value left out, and neither row on the target: a copy resumed under a
-  // later snapshot read the old key's range after the change and the new key's before it. The
-  // value is then taken from the source's row as it is now: a later change of that value is
-  // still to come in the stream and overwrites it, and without one it is the value the change
-  // left as it was. No such row now: a later change deleted or moved it, and brings that too.
+  // An image that left a value out which a target column needs beside values it carries: the
+  // row at the old key goes (when the key changed) and the image, completed from the source,
+  // is upserted.
+  absl::Status ApplyCompleted(const follow::Relation& relation, const follow::Update& update) {
+    if (update.old_kind.has_value()) {
+      ASSIGN_OR_RETURN(std::vector<follow::ChangeStatement> gone,
+                       follow::ChangeStatements(spec_, relation,
+                                                follow::Delete{relation.id, 'K', update.old_row}));
+      for (const follow::ChangeStatement& statement : gone) {
+        RETURN_IF_ERROR(apply_->ExecPrepared(statement.sql, statement.params).status());
+      }
+    }
+    return CompleteFromSource(relation, update);
+  }
+
+  // Fills the values an image left out from the source's row as it is now, and upserts it. A
+  // later change of such a value is still to come in the stream and overwrites it; without one
+  // the value now is the value the change left as it was. No such row now: a later change
+  // deleted it or moved its key, and brings that too. Needed where a target column reads both
+  // kinds of values, and where an image with a new key finds no row to update: a copy resumed
+  // under a later snapshot read the old key after the change and the new key before it.
   absl::Status CompleteFromSource(const follow::Relation& relation, const follow::Update& update) {
     std::vector<std::string> columns;
     for (const follow::RelationColumn& column : relation.columns) {
@@ -459,6 +487,15 @@ class Follower {
     for (const follow::ChangeStatement& statement : upsert) {
       RETURN_IF_ERROR(apply_->ExecPrepared(statement.sql, statement.params).status());
     }
+    return absl::OkStatus();
+  }
+
+  // Before a stop: what is whole commits; a source transaction half applied is rolled back
+  // with the batch (the stream brings the batch again from the applied position).
+  absl::Status StopApplying() {
+    if (!in_source_txn_) return CommitApplied();
+    if (batch_open_) RETURN_IF_ERROR(apply_->ExecScript("ROLLBACK"));
+    batch_open_ = false;
     return absl::OkStatus();
   }
 
@@ -521,6 +558,7 @@ class Follower {
     event.job = job_;
     absl::Time locked_at = absl::Now();
     if (!refusing) {
+      RETURN_IF_ERROR(CatchUp());
       ASSIGN_OR_RETURN(event.lock_attempts, LockSourceTable());
       locked_at = absl::Now();
     }
@@ -549,6 +587,33 @@ class Follower {
         Outcome::kDone,
         absl::StrCat("cut over at ", pg::FormatLsn(applied_), " (", record_.changes + changes_,
                      " change(s) applied); writes to the source table are refused"));
+  }
+
+  // Before the lock: applies until the source's position of now, so that writes wait only for
+  // what arrives between the lock and the marker, not for a backlog.
+  absl::Status CatchUp() {
+    ASSIGN_OR_RETURN(pg::Result now, source_->Exec("SELECT pg_catalog.pg_current_wal_lsn()::text"));
+    ASSIGN_OR_RETURN(const uint64_t target, pg::ParseLsn(now.Get(0, 0)));
+    const absl::Time give_up = absl::Now() + in_.plan.ddl.retry_for;
+    absl::Time asked = absl::InfinitePast();
+    while (std::max(applied_, caught_up_to_) < target) {
+      if (absl::Now() > give_up) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "cutover: the follow did not catch up with the source (at ", pg::FormatLsn(target),
+            ", applied ", pg::FormatLsn(applied_), ") within ddl.retry_for; try again later"));
+      }
+      if (absl::Now() - asked > absl::Milliseconds(200)) {
+        // A status update that asks for a reply brings a keepalive with the walsender's position.
+        follow::StandbyStatus ask;
+        ask.written = ask.flushed = ask.applied = confirmed_;
+        ask.client_time = follow::ToPgTimestamp(absl::ToUnixMicros(absl::Now()));
+        ask.reply_requested = true;
+        RETURN_IF_ERROR(stream_->Send(follow::EncodeStandbyStatus(ask)));
+        asked = absl::Now();
+      }
+      RETURN_IF_ERROR(Turn());
+    }
+    return absl::OkStatus();
   }
 
   // BEGIN and LOCK TABLE ... IN EXCLUSIVE MODE (reads go on, writes wait) under the plan's DDL
@@ -584,7 +649,10 @@ class Follower {
     ASSIGN_OR_RETURN(pg::Connection marker,
                      pg::Connection::Connect(plan::SourceDsn(in_.plan, in_.options.dsn)));
     marker.TagStatements();
-    RETURN_IF_ERROR(marker.ExecScript("BEGIN; SET LOCAL synchronous_commit = on"));
+    // local: the walsender needs the local flush only; a synchronous standby that does not answer
+    // must not hold the lock (and the application's writes) with it.
+    RETURN_IF_ERROR(marker.ExecScript(
+        "BEGIN; SET LOCAL synchronous_commit = local; SET LOCAL statement_timeout = '10s'"));
     RETURN_IF_ERROR(marker
                         .Exec("SELECT pg_catalog.pg_logical_emit_message(true, $1, $2)",
                               {std::string(kMarkerPrefix), marker_})
@@ -604,21 +672,7 @@ class Follower {
   }
 
   absl::Status DropSlotAndPublication() {
-    for (int attempt = 0; attempt < 50; ++attempt) {
-      absl::StatusOr<pg::Result> dropped = source_->Exec(
-          "SELECT pg_catalog.pg_drop_replication_slot(slot_name) FROM "
-          "pg_catalog.pg_replication_slots WHERE slot_name = $1 AND NOT active",
-          {record_.slot});
-      RETURN_IF_ERROR(dropped.status());
-      ASSIGN_OR_RETURN(pg::Result left,
-                       source_->Exec("SELECT 1 FROM pg_catalog.pg_replication_slots WHERE "
-                                     "slot_name = $1",
-                                     {record_.slot}));
-      if (left.Rows() == 0) break;
-      absl::SleepFor(absl::Milliseconds(100));  // the walsender is still on its way out
-    }
-    return source_->ExecScript(
-        absl::StrCat("DROP PUBLICATION IF EXISTS ", pg::QuoteIdent(record_.publication)));
+    return DropFollowObjects(*source_, job_, in_.report.table->name, /*with_trigger=*/false);
   }
 
   // The target's sequences owned by a column of `into` take the value of the source's sequence

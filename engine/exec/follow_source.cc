@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "follow_internal.h"
+#include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/util/status.h"
@@ -85,6 +86,39 @@ follow::ApplySpec ApplySpecFor(const preflight::PreflightReport& report) {
   return spec;
 }
 
+absl::Status CheckSourceCanFollow(pg::Connection& source,
+                                  const preflight::PreflightReport& report) {
+  const std::string table = plan::QuoteQualified(report.table->name);
+  ranges::KeyValue key;
+  for (const catalog::Column& column : report.key->columns) key.push_back(column.name);
+  // Whether the replica identity's columns (FULL: all) include the move's key.
+  ASSIGN_OR_RETURN(
+      pg::Result found,
+      source.Exec("SELECT pg_catalog.current_setting('wal_level'), c.relreplident = 'f' OR "
+                  "COALESCE($2::text[] <@ (SELECT pg_catalog.array_agg(a.attname::text) FROM "
+                  "pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a ON a.attrelid = "
+                  "i.indrelid AND a.attnum = ANY (i.indkey) WHERE i.indrelid = c.oid AND CASE "
+                  "c.relreplident WHEN 'd' THEN i.indisprimary WHEN 'i' THEN i.indisreplident "
+                  "ELSE false END), false) FROM pg_catalog.pg_class c WHERE c.oid = "
+                  "$1::regclass",
+                  {table, checkpoint::TextArrayLiteral(key)}));
+  if (found.Rows() != 1) return absl::NotFoundError(absl::StrCat(table, " is gone"));
+  if (found.Get(0, 0) != "logical") {
+    return absl::FailedPreconditionError(
+        absl::StrCat("follow: the source's wal_level is ", std::string(found.Get(0, 0)),
+                     "; following needs wal_level = logical (a server restart)"));
+  }
+  if (found.Get(0, 1) != "t") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "follow: the replica identity of ", table,
+        " does not cover the move's key (an UPDATE or DELETE would not say which row it "
+        "changed, and with a publication the source would refuse them); give the table a "
+        "primary key over the key, or ALTER TABLE ",
+        table, " REPLICA IDENTITY FULL (or USING INDEX over the key) first"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<MadeSlot> MakeFollowSlot(const plan::Plan& plan, const std::string& source_dsn,
                                         const preflight::PreflightReport& report,
                                         pg::Connection& target) {
@@ -110,6 +144,7 @@ absl::StatusOr<MadeSlot> MakeFollowSlot(const plan::Plan& plan, const std::strin
 
   ASSIGN_OR_RETURN(pg::Connection source, pg::Connection::Connect(source_dsn));
   source.TagStatements();
+  RETURN_IF_ERROR(CheckSourceCanFollow(source, report));
   RETURN_IF_ERROR(EnsurePublication(source, FollowPublicationName(plan.name), report.table->name));
   const std::string slot_name = FollowSlotName(plan.name);
   for (int attempt = 0;; ++attempt) {
@@ -124,13 +159,15 @@ absl::StatusOr<MadeSlot> MakeFollowSlot(const plan::Plan& plan, const std::strin
 }
 
 absl::Status DropFollowObjects(pg::Connection& source, const std::string& job,
-                               const plan::QualifiedName& table) {
-  const std::string moved = MovedTriggerName(job);
-  const std::string function =
-      absl::StrCat(pg::QuoteIdent(table.schema), ".", pg::QuoteIdent(moved));
-  RETURN_IF_ERROR(source.ExecScript(absl::StrCat("DROP TRIGGER IF EXISTS ", pg::QuoteIdent(moved),
-                                                 " ON ", plan::QuoteQualified(table),
-                                                 "; DROP FUNCTION IF EXISTS ", function, "()")));
+                               const plan::QualifiedName& table, bool with_trigger) {
+  if (with_trigger) {
+    const std::string moved = MovedTriggerName(job);
+    const std::string function =
+        absl::StrCat(pg::QuoteIdent(table.schema), ".", pg::QuoteIdent(moved));
+    RETURN_IF_ERROR(source.ExecScript(absl::StrCat("DROP TRIGGER IF EXISTS ", pg::QuoteIdent(moved),
+                                                   " ON ", plan::QuoteQualified(table),
+                                                   "; DROP FUNCTION IF EXISTS ", function, "()")));
+  }
   RETURN_IF_ERROR(DropSlot(source, FollowSlotName(job)));
   return source.ExecScript(
       absl::StrCat("DROP PUBLICATION IF EXISTS ", pg::QuoteIdent(FollowPublicationName(job))));

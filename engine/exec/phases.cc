@@ -325,13 +325,25 @@ class PhaseRunner {
     ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open());
     if (early.has_value()) return *early;
     if (!plan_.follow) return Skip("the plan does not follow its source (follow: true)");
-    if (steps_.contains(internal::kCutOverStep)) return Skip("cut over already; nothing to do");
+    if (steps_.contains(internal::kCutOverStep)) {
+      // A run that stopped between the record and the drop leaves the slot holding WAL.
+      ASSIGN_OR_RETURN(pg::Connection source,
+                       pg::Connection::Connect(plan::SourceDsn(plan_, options_.dsn)));
+      source.TagStatements();
+      RETURN_IF_ERROR(catalog::Catalog(source).Harden().status());
+      RETURN_IF_ERROR(internal::DropFollowObjects(source, plan_.name, report_.table->name,
+                                                  /*with_trigger=*/false));
+      return Skip("cut over already; nothing to do");
+    }
     if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
     if (!job_.has_value() || job_->state != "done") {
       return Refuse(absl::StrCat("the copy of job ", plan_.name, " has not finished (state ",
                                  job_.has_value() ? job_->state : "none",
                                  "); run `pgbackfill backfill` first"));
     }
+    // An abort asked of an earlier run is not one of this run (as for the backfill).
+    ASSIGN_OR_RETURN(pg::Result now, conn_->Exec("SELECT pg_catalog.clock_timestamp()::text"));
+    RETURN_IF_ERROR(store_->ClearAbort(plan_.name, std::string(now.Get(0, 0))));
     RETURN_IF_ERROR(store_->SetPhase(plan_.name, "follow"));
     return internal::FollowChanges(internal::FollowInputs{
         .plan = plan_,

@@ -110,19 +110,60 @@ bool IsTargetKey(const ApplySpec& spec, const std::string& column) {
   return std::find(spec.target_key.begin(), spec.target_key.end(), column) != spec.target_key.end();
 }
 
-// The target columns a row image can set: all of them, less those whose expression reads a
-// value the image left out.
+// What a target column's expression does with an image that left values out.
+enum class Reads {
+  kNoneLeftOut,  // only values the image carries: set it
+  kOnlyLeftOut,  // only values the image left out, which did not change: leave it as it is
+  kBoth,         // both: it cannot be computed from the image
+};
+
+// The source columns `expression` reads, by name; `t` on its own (not `t.col`) is the whole row.
+Reads ReadsOf(const std::string& expression, const Relation& relation,
+              const std::set<std::string>& left_out) {
+  bool carried = false;
+  bool missing = false;
+  const std::vector<sql::Token> tokens = sql::Lex(expression);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const sql::Token& token = tokens[i];
+    if (token.kind != sql::TokenKind::kWord && token.kind != sql::TokenKind::kQuotedIdent) {
+      continue;
+    }
+    const std::string name = sql::NameOf(token);
+    const bool qualifier = i + 1 < tokens.size() && tokens[i + 1].text == ".";
+    if (name == "t" && !qualifier) {
+      carried = carried || left_out.size() < relation.columns.size();
+      missing = missing || !left_out.empty();
+      continue;
+    }
+    const bool is_column =
+        std::any_of(relation.columns.begin(), relation.columns.end(),
+                    [&](const RelationColumn& column) { return column.name == name; });
+    if (!is_column) continue;  // a function, a keyword, the `t` of `t.col`
+    if (left_out.contains(name)) {
+      missing = true;
+    } else {
+      carried = true;
+    }
+  }
+  if (!missing) return Reads::kNoneLeftOut;
+  return carried ? Reads::kBoth : Reads::kOnlyLeftOut;
+}
+
+std::set<std::string> LeftOut(const Relation& relation, const Tuple& row) {
+  std::set<std::string> left_out;
+  for (size_t i = 0; i < row.size() && i < relation.columns.size(); ++i) {
+    if (row[i].unchanged()) left_out.insert(relation.columns[i].name);
+  }
+  return left_out;
+}
+
+// The target columns a row image can set: those whose expressions read no value it left out.
 std::vector<const plan::Assignment*> Settable(const ApplySpec& spec, const Relation& relation,
                                               const Tuple& row) {
-  std::set<std::string> unchanged;
-  for (size_t i = 0; i < row.size() && i < relation.columns.size(); ++i) {
-    if (row[i].unchanged()) unchanged.insert(relation.columns[i].name);
-  }
+  const std::set<std::string> left_out = LeftOut(relation, row);
   std::vector<const plan::Assignment*> settable;
   for (const plan::Assignment& assignment : spec.columns) {
-    const std::vector<std::string> names = sql::MentionedIdentifiers(assignment.expression);
-    if (std::none_of(names.begin(), names.end(),
-                     [&](const std::string& name) { return unchanged.contains(name); })) {
+    if (ReadsOf(assignment.expression, relation, left_out) == Reads::kNoneLeftOut) {
       settable.push_back(&assignment);
     }
   }
@@ -201,24 +242,20 @@ absl::StatusOr<std::vector<ChangeStatement>> ForUpdate(const ApplySpec& spec,
     if (set.has_value()) statements.push_back(std::move(*set));
     return statements;
   }
-  // A new key and a value left out: the target row moves to the new key and keeps what it had
-  // for that value. A row already at the new key (copied after this change) gives way only when
-  // the old one is there to move; else it is the row, and takes the image's other values.
+  // A new key and a value left out: the row at the old key goes (whatever row is there now: a
+  // later change may have put another one there, which the stream brings again), and a row
+  // already at the new key (copied after this change) takes the image's values. None there:
+  // the caller completes the image from the source (must_hold).
+  statements.push_back(DeleteByKey(spec, old_key));
+  ASSIGN_OR_RETURN(std::optional<ChangeStatement> set,
+                   UpdateInPlace(spec, relation, update.row, new_key));
+  if (set.has_value()) statements.push_back(std::move(*set));
   Builder builder;
-  const std::string target = plan::QuoteQualified(spec.target);
-  const std::string at_new = KeyCondition(spec, new_key, "d", builder);
-  const std::string old_there = KeyCondition(spec, old_key, "o", builder);
-  statements.push_back(builder.Take(absl::StrCat("DELETE FROM ", target, " AS d WHERE ", at_new,
-                                                 " AND EXISTS (SELECT FROM ", target,
-                                                 " AS o WHERE ", old_there, ")")));
-  for (const std::vector<std::string>* key : {&old_key, &new_key}) {
-    ASSIGN_OR_RETURN(std::optional<ChangeStatement> set,
-                     UpdateInPlace(spec, relation, update.row, *key));
-    if (set.has_value()) statements.push_back(std::move(*set));
-  }
   const std::string exists = KeyCondition(spec, new_key, "d", builder);
-  statements.push_back(builder.Take(
-      absl::StrCat("SELECT EXISTS (SELECT FROM ", target, " AS d WHERE ", exists, ")"), true));
+  statements.push_back(
+      builder.Take(absl::StrCat("SELECT EXISTS (SELECT FROM ", plan::QuoteQualified(spec.target),
+                                " AS d WHERE ", exists, ")"),
+                   true));
   return statements;
 }
 
@@ -241,6 +278,14 @@ absl::StatusOr<std::vector<ChangeStatement>> ChangeStatements(const ApplySpec& s
   }
   return absl::InvalidArgumentError(
       absl::StrCat("a ", std::string(MessageName(change)), " message is not a change of a row"));
+}
+
+bool NeedsLeftOutValues(const ApplySpec& spec, const Relation& relation, const Tuple& row) {
+  const std::set<std::string> left_out = LeftOut(relation, row);
+  if (left_out.empty()) return false;
+  return std::any_of(spec.columns.begin(), spec.columns.end(), [&](const plan::Assignment& a) {
+    return ReadsOf(a.expression, relation, left_out) == Reads::kBoth;
+  });
 }
 
 std::string UpsertProbeSql(const ApplySpec& spec) {

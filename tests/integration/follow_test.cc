@@ -235,16 +235,18 @@ TEST_F(FollowTest, RestartsOfTheTargetAndOfTheSourceWhileFollowingAreRiddenOut) 
 }
 
 TEST_F(FollowTest, AnUpdateThatLeavesAToastedValueOutKeepsItOnTheTarget) {
-  // label reads the TOASTed body: an UPDATE that leaves body out must not touch label either.
-  const std::string plan =
-      testing::WriteTestFile(Plan(source_, target_, "follow-toast", "upper(left(body, 8))"));
+  // label reads name and the TOASTed body: an UPDATE that changes name and leaves body out must
+  // still give label the new name with the body it had.
+  const std::string plan = testing::WriteTestFile(
+      Plan(source_, target_, "follow-toast", "upper(name) || coalesce(left(body, 8), '')"));
   auto run = SpawnPgbackfill({"run", plan, "--json"});
   ASSERT_OK(run);
   ASSERT_OK(run->WaitForOutput("\"event\":\"following\"", absl::Seconds(120)))
       << run->StderrSoFar();
   ASSERT_OK(source_.ExecScript(
       "UPDATE items SET qty = qty + 1000 WHERE body IS NOT NULL;"
-      "UPDATE items SET id = id + 5000000 WHERE id IN (100, 200);"  // new key, body left out
+      "UPDATE items SET id = id + 5000000 WHERE id IN (100, 200);"   // new key, body left out
+      "UPDATE items SET name = name || '!' WHERE id IN (400, 500);"  // label must follow
       "UPDATE items SET body = 'short' WHERE id = 300;"));
   CommandResult cutover = Cutover("follow-toast");
   ASSERT_EQ(cutover.exit_code, 0) << cutover.out << cutover.err;
@@ -256,11 +258,12 @@ TEST_F(FollowTest, AnUpdateThatLeavesAToastedValueOutKeepsItOnTheTarget) {
                          "id) FROM items WHERE body IS NOT NULL AND id % 100 = 0"));
   ASSERT_OK_AND_ASSIGN(
       std::string source_rows,
-      source_.QueryValue("SELECT string_agg(ROW(id, qty::bigint, upper(left(body, 8)), "
-                         "md5(body))::text, ' ' ORDER BY id) FROM items WHERE body IS NOT NULL "
-                         "AND id % 100 = 0"));
+      source_.QueryValue("SELECT string_agg(ROW(id, qty::bigint, upper(name) || "
+                         "coalesce(left(body, 8), ''), md5(body))::text, ' ' ORDER BY id) FROM "
+                         "items WHERE body IS NOT NULL AND id % 100 = 0"));
   EXPECT_EQ(target_rows, source_rows);
   EXPECT_THAT(target_rows, HasSubstr("(5000100,"));
+  EXPECT_THAT(target_rows, HasSubstr("ITEM 400!"));
 }
 
 TEST_F(FollowTest, OneLargeSourceTransactionIsAppliedWhole) {
@@ -306,6 +309,45 @@ TEST_F(FollowTest, TruncateOnTheSourceStopsTheFollowWithTheReasonAndRollbackClea
   ASSERT_OK_AND_ASSIGN(std::string publications,
                        source_.QueryValue("SELECT count(*) FROM pg_publication"));
   EXPECT_EQ(publications, "0");
+}
+
+TEST_F(FollowTest, AReplicaIdentityThatDoesNotCoverTheKeyIsRefusedBeforeAnyPublication) {
+  // A unique key but no primary key: REPLICA IDENTITY DEFAULT is then nothing, and a
+  // publication would make the application's UPDATEs and DELETEs fail.
+  ASSERT_OK(
+      source_.ExecScript("CREATE TABLE keyed (id bigint NOT NULL UNIQUE, v int);"
+                         "INSERT INTO keyed SELECT g, g FROM generate_series(1, 100) g;"));
+  ASSERT_OK(target_.ExecScript("CREATE TABLE keyed (id bigint PRIMARY KEY, v int);"));
+  const std::string plan = testing::WriteTestFile(
+      absl::StrCat("version: 1\nname: follow-identity\nsource_dsn: ", source_.dsn(),
+                   "\ntarget_dsn: ", target_.dsn(),
+                   "\ntable: keyed\ninto: keyed\nfollow: true\n"
+                   "throttle: { application: off, max_replica_lag: 0 }\n"));
+  CommandResult run = RunPgbackfill({"run", plan, "--json"});
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_THAT(run.out + run.err, HasSubstr("does not cover the move's key"));
+  ASSERT_OK_AND_ASSIGN(std::string publications,
+                       source_.QueryValue("SELECT count(*) FROM pg_publication"));
+  EXPECT_EQ(publications, "0");
+  ASSERT_OK(source_.ExecScript("UPDATE keyed SET v = v + 1"));  // the application is unharmed
+  // With REPLICA IDENTITY FULL it follows.
+  ASSERT_OK(source_.ExecScript("ALTER TABLE keyed REPLICA IDENTITY FULL"));
+  auto following = SpawnPgbackfill({"run", plan, "--json"});
+  ASSERT_OK(following);
+  ASSERT_OK(following->WaitForOutput("\"event\":\"following\"", absl::Seconds(60)))
+      << following->StderrSoFar();
+  ASSERT_OK(
+      source_.ExecScript("UPDATE keyed SET v = -v WHERE id <= 10; DELETE FROM keyed "
+                         "WHERE id > 90"));
+  CommandResult cutover = Cutover("follow-identity");
+  ASSERT_EQ(cutover.exit_code, 0) << cutover.out << cutover.err;
+  CommandResult finished = following->Wait();
+  ASSERT_EQ(finished.exit_code, 0) << finished.out << finished.err;
+  ASSERT_OK_AND_ASSIGN(std::string target_sum,
+                       target_.QueryValue("SELECT count(*) || '/' || sum(v) FROM keyed"));
+  ASSERT_OK_AND_ASSIGN(std::string source_sum,
+                       source_.QueryValue("SELECT count(*) || '/' || sum(v) FROM keyed"));
+  EXPECT_EQ(target_sum, source_sum);
 }
 
 TEST_F(FollowTest, ATransformThatDoesNotCompileOnTheTargetIsRefusedBeforeAnySlot) {

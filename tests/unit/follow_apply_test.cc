@@ -92,21 +92,37 @@ TEST(FollowApplyTest, ANewKeyWithEveryValueDeletesTheOldRowAndUpsertsTheNew) {
   EXPECT_THAT((*update)[1].sql, HasSubstr("INSERT INTO"));
 }
 
-TEST(FollowApplyTest, ANewKeyWithAnUnchangedValueMovesTheRowAndChecksItArrived) {
+TEST(FollowApplyTest, ANewKeyWithAnUnchangedValueUpdatesTheNewKeyAndAsksWhetherItWasThere) {
   auto update = ChangeStatements(
       Spec(), Items(),
       Update{16384, 'K', {Text("7"), Null(), Null()}, {Text("8"), Text("5"), Unchanged()}});
   ASSERT_TRUE(update.ok()) << update.status();
-  ASSERT_EQ(update->size(), 4u);
-  // The row at the new key gives way only to an old row that can move there.
-  EXPECT_THAT((*update)[0].sql, HasSubstr("DELETE FROM"));
-  EXPECT_THAT((*update)[0].sql,
-              HasSubstr("AND EXISTS (SELECT FROM \"public\".\"items_copy\" AS o"));
+  ASSERT_EQ(update->size(), 3u);
+  // Whatever row is at the old key goes: a later change may have put another row there, which
+  // must not be moved to the new key with its own values.
+  EXPECT_EQ((*update)[0].sql,
+            "DELETE FROM \"public\".\"items_copy\" AS d WHERE (d.\"id\") = ($1::bigint)");
+  EXPECT_EQ((*update)[0].params[0], std::optional<std::string>("7"));
   EXPECT_THAT((*update)[1].sql, HasSubstr("WHERE (d.\"id\") = ($4::bigint)"));
-  EXPECT_EQ((*update)[1].params[3], std::optional<std::string>("7"));
-  EXPECT_EQ((*update)[2].params[3], std::optional<std::string>("8"));
-  EXPECT_THAT((*update)[3].sql, HasSubstr("SELECT EXISTS"));
-  EXPECT_TRUE((*update)[3].must_hold);
+  EXPECT_EQ((*update)[1].params[3], std::optional<std::string>("8"));
+  EXPECT_THAT((*update)[2].sql, HasSubstr("SELECT EXISTS"));
+  EXPECT_TRUE((*update)[2].must_hold);
+}
+
+TEST(FollowApplyTest, AColumnReadingBothKindsOfValuesNeedsTheLeftOutOnes) {
+  const Tuple row = {Text("7"), Text("5"), Unchanged()};
+  // upper(body) reads only the left-out body: it did not change and is left alone.
+  EXPECT_FALSE(NeedsLeftOutValues(Spec(), Items(), row));
+  ApplySpec mixed = Spec();
+  mixed.columns[2].expression = "name_of(qty) || body";
+  EXPECT_TRUE(NeedsLeftOutValues(mixed, Items(), row));
+  // The whole row reads every column; `t.qty` is one column.
+  mixed.columns[2].expression = "md5(t::text)";
+  EXPECT_TRUE(NeedsLeftOutValues(mixed, Items(), row));
+  mixed.columns[2].expression = "t.qty * 2";
+  EXPECT_FALSE(NeedsLeftOutValues(mixed, Items(), row));
+  // Nothing left out: nothing needed.
+  EXPECT_FALSE(NeedsLeftOutValues(mixed, Items(), {Text("7"), Text("5"), Text("b")}));
 }
 
 TEST(FollowApplyTest, ADeleteDeletesByTheKeyOfTheOldRow) {

@@ -1,11 +1,12 @@
 // How one change of the source table becomes statements on the target (pure). pgoutput sends row
 // images in text; each is applied as an idempotent "make the target row look like this":
 // an insert, and an update whose image is complete, upsert the whole row; an update that left a
-// TOASTed value out (pgoutput's `u`) sets only the target columns whose expressions do not read
-// it; a delete deletes by key. Applied in source commit order from the slot's start, this brings
-// every row to its source state whatever snapshot (at or after that start) its copy was read
-// under: a change older than a row's copy is overwritten by the later changes that made the copy
-// what it was. The `columns` transform runs on the target, over a row `t` of the source's types.
+// TOASTed value out (pgoutput's `u`) sets the target columns whose expressions do not read it and
+// leaves those that read only such values (they did not change); a delete deletes by key. Applied
+// in source commit order from the slot's start, this brings every row to its source state whatever
+// snapshot (at or after that start) its copy was read under: a change older than a row's copy is
+// overwritten by the later changes that made the copy what it was. The `columns` transform runs on
+// the target, over a row `t` of the source's types.
 #pragma once
 
 #include <optional>
@@ -35,8 +36,8 @@ struct ApplySpec {
 struct ChangeStatement {
   std::string sql;
   std::vector<pg::Param> params;
-  // The statement answers one boolean that must be true: the row an incomplete image moved to
-  // its new key exists. False means a value the stream did not send is missing on the target.
+  // The statement answers one boolean: whether a row is at the new key of an incomplete image.
+  // False: the caller completes the image from the source and upserts it.
   bool must_hold = false;
 };
 
@@ -44,6 +45,11 @@ struct ChangeStatement {
 absl::StatusOr<std::vector<ChangeStatement>> ChangeStatements(const ApplySpec& spec,
                                                               const Relation& relation,
                                                               const Message& change);
+
+// Whether some target column reads both a value `row` carries and one it left out (or the whole
+// row `t`): it cannot be computed from the image, and the caller completes the image first
+// (from the source's current row, which later changes in the stream then correct).
+bool NeedsLeftOutValues(const ApplySpec& spec, const Relation& relation, const Tuple& row);
 
 // The upsert of a complete row, for preflight to compile on the target (its parameters typed
 // NULLs): whether the transform and the source types make sense there.
