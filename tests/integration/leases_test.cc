@@ -205,6 +205,49 @@ TEST_F(LeasesTest, AKilledRunnersRangesAreTakenOverAfterItsLeaseAndTheJobFinishe
             << absl::FormatDuration(kLease) << ")\n";
 }
 
+// The control row reaches every runner: one `pause` holds both, one `abort` stops both.
+TEST_F(LeasesTest, PauseAndAbortReachEveryRunner) {
+  const std::string plan = testing::WriteTestFile(ItemsPlan("controlled", "3s", 5000));
+  absl::StatusOr<Process> first = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(first);
+  ASSERT_TRUE(Eventually([&] { return RowsCommitted("controlled") > 0; }));
+  absl::StatusOr<Process> second = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(second);
+  ASSERT_TRUE(Eventually([&] { return LiveRunners("controlled").size() == 2; }, absl::Seconds(30)));
+  ASSERT_TRUE(Eventually([&] {
+    return second->StdoutSoFar().find("\"batch_rows\"") != std::string::npos;
+  })) << "the second runner never reported progress";
+
+  CommandResult paused = RunPgbackfill({"pause", "controlled", "--dsn", db_.dsn()});
+  ASSERT_EQ(paused.exit_code, 0) << paused.out << paused.err;
+  ASSERT_OK(first->WaitForOutput("paused by"));
+  ASSERT_OK(second->WaitForOutput("paused by"));
+  // Held: nothing commits for a few intervals (batches in flight have long finished by then).
+  absl::SleepFor(absl::Seconds(1.5));
+  const int64_t held_at = RowsCommitted("controlled");
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(RowsCommitted("controlled"), held_at) << "a runner went on while paused";
+
+  CommandResult aborted = RunPgbackfill({"abort", "controlled", "--dsn", db_.dsn()});
+  ASSERT_EQ(aborted.exit_code, 0) << aborted.out << aborted.err;
+  CommandResult one = first->Wait(absl::Seconds(30));
+  CommandResult two = second->Wait(absl::Seconds(30));
+  EXPECT_EQ(one.exit_code, 5) << one.out << one.err;
+  EXPECT_EQ(two.exit_code, 5) << two.out << two.err;
+  ASSERT_OK_AND_ASSIGN(std::string twice, db_.QueryValue("SELECT count(*) FROM items WHERE n > 1"));
+  EXPECT_EQ(twice, "0");
+  ASSERT_OK_AND_ASSIGN(
+      std::string state,
+      db_.QueryValue("SELECT state FROM pgbackfill.jobs WHERE name = 'controlled'"));
+  EXPECT_EQ(state, "aborted");
+
+  // The same job at full speed (the rate is tuning, not part of the plan's hash).
+  CommandResult resumed =
+      RunPgbackfill(RunArgs(testing::WriteTestFile(ItemsPlan("controlled", "3s", 0))));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.out << resumed.err;
+  ExpectEveryRowOnce("items", kRows);
+}
+
 // A run that found the job running elsewhere used to be refused; now it joins, and a run of a
 // finished job is done at once for every process.
 TEST_F(LeasesTest, ARunOfAFinishedJobIsDoneAtOnce) {
