@@ -248,6 +248,35 @@ TEST_F(LeasesTest, PauseAndAbortReachEveryRunner) {
   ExpectEveryRowOnce("items", kRows);
 }
 
+// Phases that must not run beside a backfill look at the leases: contract waits one lease
+// timeout for the runners, then refuses naming them; rollback asks every runner to abort, waits
+// until their leases are gone, then rolls back.
+TEST_F(LeasesTest, ContractRefusesAndRollbackStopsEveryRunnerOfARunningBackfill) {
+  const std::string plan = testing::WriteTestFile(ItemsPlan("phased", "3s", 5000));
+  absl::StatusOr<Process> first = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(first);
+  ASSERT_TRUE(Eventually([&] { return RowsCommitted("phased") > 0; }));
+  absl::StatusOr<Process> second = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(second);
+  ASSERT_TRUE(Eventually([&] { return LiveRunners("phased").size() == 2; }, absl::Seconds(30)));
+
+  CommandResult contract = RunPgbackfill({"contract", plan, "--dsn", db_.dsn(), "--json"});
+  EXPECT_EQ(contract.exit_code, 2) << contract.out << contract.err;
+  EXPECT_THAT(contract.out, HasSubstr("is being worked on by another pgbackfill process (run pid"));
+  EXPECT_EQ(LiveRunners("phased").size(), 2u) << "contract stopped nobody";
+
+  CommandResult rollback = RunPgbackfill({"rollback", plan, "--dsn", db_.dsn(), "--json"});
+  EXPECT_EQ(rollback.exit_code, 0) << rollback.out << rollback.err;
+  EXPECT_THAT(rollback.out, HasSubstr("asked it to abort"));
+  CommandResult one = first->Wait(absl::Seconds(30));
+  CommandResult two = second->Wait(absl::Seconds(30));
+  EXPECT_EQ(one.exit_code, 5) << one.out << one.err;
+  EXPECT_EQ(two.exit_code, 5) << two.out << two.err;
+  ASSERT_OK_AND_ASSIGN(std::string state,
+                       db_.QueryValue("SELECT state FROM pgbackfill.jobs WHERE name = 'phased'"));
+  EXPECT_EQ(state, "rolled_back");
+}
+
 // A run that found the job running elsewhere used to be refused; now it joins, and a run of a
 // finished job is done at once for every process.
 TEST_F(LeasesTest, ARunOfAFinishedJobIsDoneAtOnce) {
