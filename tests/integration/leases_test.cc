@@ -277,6 +277,27 @@ TEST_F(LeasesTest, ContractRefusesAndRollbackStopsEveryRunnerOfARunningBackfill)
   EXPECT_EQ(state, "rolled_back");
 }
 
+// A runner that finds its own lease expired (it stalled past the timeout; made here by ending the
+// lease in the store) stops rather than race whoever took its ranges, and says so; run again, the
+// job finishes with every row once.
+TEST_F(LeasesTest, ARunnerWhoseLeaseExpiredStopsAndSaysSo) {
+  const std::string plan = testing::WriteTestFile(ItemsPlan("stalled", "3s", 5000));
+  absl::StatusOr<Process> run = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(run);
+  ASSERT_TRUE(Eventually([&] { return RowsCommitted("stalled") > 0; }));
+  ASSERT_OK(db_.Exec("UPDATE pgbackfill.runners SET lease_until = clock_timestamp()"
+                     " WHERE job_name = 'stalled'")
+                .status());
+  CommandResult stopped = run->Wait(absl::Seconds(30));
+  EXPECT_EQ(stopped.exit_code, 1) << stopped.out << stopped.err;
+  EXPECT_THAT(stopped.out, HasSubstr("this process's lease on job stalled expired"));
+  EXPECT_THAT(stopped.out, HasSubstr("Run the job again to rejoin it"));
+  CommandResult again =
+      RunPgbackfill(RunArgs(testing::WriteTestFile(ItemsPlan("stalled", "3s", 0))));
+  ASSERT_EQ(again.exit_code, 0) << again.out << again.err;
+  ExpectEveryRowOnce("items", kRows);
+}
+
 // A run that found the job running elsewhere used to be refused; now it joins, and a run of a
 // finished job is done at once for every process.
 TEST_F(LeasesTest, ARunOfAFinishedJobIsDoneAtOnce) {
