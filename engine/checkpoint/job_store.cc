@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "nlohmann/json.hpp"
+#include "pgbackfill/pg/lsn.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/sql/names.h"
 #include "pgbackfill/util/status.h"
@@ -65,7 +66,7 @@ std::string NullableArrayLiteral(const std::vector<std::optional<std::string>>& 
 // The first store version with the control columns.
 constexpr int kControlVersion = 2;
 constexpr int kThrottleStateVersion = 5;
-constexpr int kLeaseVersion = 6;
+constexpr int kLeaseVersion = 7;
 
 // A lease length as the server's interval: seconds as a float8 parameter.
 std::string LeaseSeconds(absl::Duration lease) {
@@ -140,10 +141,12 @@ absl::Status NoSuchJob(const std::string& name) {
 }
 
 absl::Status CheckControl(const std::string& name, const std::string& control) {
-  if (control == "run" || control == "pause" || control == "abort") return absl::OkStatus();
+  if (control == "run" || control == "pause" || control == "abort" || control == "cutover") {
+    return absl::OkStatus();
+  }
   return absl::InvalidArgumentError(
       absl::StrCat("cannot set control of job ", pg::QuoteLiteral(name), " to ",
-                   pg::QuoteLiteral(control), ": expected run, pause or abort"));
+                   pg::QuoteLiteral(control), ": expected run, pause, abort or cutover"));
 }
 
 }  // namespace
@@ -436,6 +439,43 @@ absl::Status JobStore::RecordProgress(const std::string& name, int64_t retries_d
            NullIfEmpty(throttle_reason), NullIfEmpty(throttle_state)}));
   if (result.AffectedRows() == 0) return NoSuchJob(name);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<FollowRecord>> JobStore::LoadFollow(const std::string& name) {
+  ASSIGN_OR_RETURN(pg::Result result,
+                   conn_.Exec(absl::StrCat("SELECT slot, publication, start_lsn::text,"
+                                           " applied_lsn::text, changes FROM ",
+                                           Table("follows"), " WHERE job_name = $1::text"),
+                              {name}));
+  if (result.Rows() == 0) return std::optional<FollowRecord>();
+  FollowRecord follow;
+  follow.slot = std::string(result.Get(0, 0));
+  follow.publication = std::string(result.Get(0, 1));
+  ASSIGN_OR_RETURN(follow.start_lsn, pg::ParseLsn(result.Get(0, 2)));
+  ASSIGN_OR_RETURN(follow.applied_lsn, pg::ParseLsn(result.Get(0, 3)));
+  follow.changes = std::stoll(std::string(result.Get(0, 4)));
+  return std::optional<FollowRecord>(std::move(follow));
+}
+
+absl::Status JobStore::StartFollow(const std::string& name, const FollowRecord& follow) {
+  ASSIGN_OR_RETURN(
+      pg::Result result,
+      conn_.Exec(absl::StrCat("INSERT INTO ", Table("follows"),
+                              " (job_name, slot, publication, start_lsn, applied_lsn, applied_at)"
+                              " VALUES ($1::text, $2::text, $3::text, $4::pg_lsn, $4::pg_lsn, ",
+                              kNow, ") ON CONFLICT (job_name) DO NOTHING RETURNING 1"),
+                 {name, follow.slot, follow.publication, pg::FormatLsn(follow.start_lsn)}));
+  if (result.Rows() == 0) {
+    return absl::AlreadyExistsError(absl::StrCat("job ", name, " follows its source already"));
+  }
+  return absl::OkStatus();
+}
+
+std::string JobStore::AdvanceFollowSql() {
+  return absl::StrCat("UPDATE ", Table("follows"),
+                      " SET applied_lsn = $2::pg_lsn, changes = changes + $3::bigint,"
+                      " applied_at = ",
+                      kNow, " WHERE job_name = $1::text AND applied_lsn < $2::pg_lsn RETURNING 1");
 }
 
 absl::StatusOr<JobControl> JobStore::LoadControl(const std::string& name) {

@@ -133,6 +133,28 @@ ALTER TABLE @schema."jobs" ADD COLUMN throttle_state jsonb
 }
 
 std::string StepV6() {
+  // A move that follows its source's changes (follow phase): the slot it reads, the publication
+  // the slot decodes through, and the source commit position applied last, written in the same
+  // target transaction as the changes it covers (exactly once across a crash). Control `cutover`
+  // asks the follow phase to finish.
+  return absl::StrReplaceAll(R"sql(
+CREATE TABLE @schema."follows" (
+  job_name text PRIMARY KEY REFERENCES @schema."jobs" (name) ON DELETE CASCADE,
+  slot text NOT NULL,
+  publication text NOT NULL,
+  start_lsn pg_lsn NOT NULL,
+  applied_lsn pg_lsn NOT NULL,
+  changes bigint NOT NULL DEFAULT 0,
+  applied_at timestamptz
+) WITH (fillfactor = 50);
+ALTER TABLE @schema."jobs" DROP CONSTRAINT "jobs_control_check";
+ALTER TABLE @schema."jobs" ADD CONSTRAINT "jobs_control_check"
+  CHECK (control IN ('run', 'pause', 'abort', 'cutover'));
+)sql",
+                             {{"@schema", Schema()}});
+}
+
+std::string StepV7() {
   // Leases instead of a session lock (a session's advisory lock stays behind in a pooled server
   // connection): each process working on a job registers a row and renews `lease_until` with its
   // heartbeat; a range belongs to the runner in `owner` while that runner's lease lasts. No
@@ -164,8 +186,9 @@ absl::Status TooNew(int version, int known) {
 }  // namespace
 
 const std::vector<SchemaStep>& SchemaSteps() {
-  static const std::vector<SchemaStep>* const steps = new std::vector<SchemaStep>{
-      {1, StepV1()}, {2, StepV2()}, {3, StepV3()}, {4, StepV4()}, {5, StepV5()}, {6, StepV6()}};
+  static const std::vector<SchemaStep>* const steps =
+      new std::vector<SchemaStep>{{1, StepV1()}, {2, StepV2()}, {3, StepV3()}, {4, StepV4()},
+                                  {5, StepV5()}, {6, StepV6()}, {7, StepV7()}};
   return *steps;
 }
 

@@ -87,15 +87,27 @@ int Main(int argc, char** argv) {
   };
   std::vector<PhaseCommand> phase_commands = {
       {exec::Phase::kExpand, "Run the plan's expand DDL and install the job's triggers", {}},
-      {exec::Phase::kBackfill, "Run (or resume) the backfill only; needs expand when the plan has "
-                               "expand statements, dual_write or copy mode", {}},
-      {exec::Phase::kVerify, "Count rows whose filled columns differ from the plan's "
-                             "expressions, under one snapshot (between databases: counts and "
-                             "row hashes per range); exit 4 when any do", {}},
-      {exec::Phase::kContract, "not_null columns, the plan's contract DDL, and the job's "
-                               "triggers dropped with the last contract statement", {}},
-      {exec::Phase::kRollback, "From any phase: drop the job's triggers, run the plan's rollback "
-                               "DDL, mark the job rolled back", {}},
+      {exec::Phase::kBackfill,
+       "Run (or resume) the backfill only; needs expand when the plan has "
+       "expand statements, dual_write or copy mode",
+       {}},
+      {exec::Phase::kVerify,
+       "Count rows whose filled columns differ from the plan's "
+       "expressions, under one snapshot (between databases: counts and "
+       "row hashes per range); exit 4 when any do",
+       {}},
+      {exec::Phase::kContract,
+       "not_null columns, the plan's contract DDL, and the job's "
+       "triggers dropped with the last contract statement",
+       {}},
+      {exec::Phase::kFollow,
+       "A move with follow: true: apply the source's changes to the target "
+       "until `pgbackfill cutover`",
+       {}},
+      {exec::Phase::kRollback,
+       "From any phase: drop the job's triggers, run the plan's rollback "
+       "DDL, mark the job rolled back",
+       {}},
   };
   for (PhaseCommand& command : phase_commands) {
     command.options.phase = command.phase;
@@ -137,7 +149,7 @@ int Main(int argc, char** argv) {
 
   // Live control through the job store: the process running the job polls its row, so these
   // work from any host that reaches the database.
-  ControlOptions pause_options, resume_options, abort_options, set_options;
+  ControlOptions pause_options, resume_options, abort_options, set_options, cutover_options;
   CLI::App* pause_cmd = AddControlCommand(
       app, "pause", "Pause a job: its workers finish their batch and wait (any host)",
       pause_options);
@@ -147,6 +159,12 @@ int Main(int argc, char** argv) {
       app, "abort",
       "Stop a job for good: committed work is kept, the job is marked aborted (any host)",
       abort_options);
+  CLI::App* cutover_cmd = AddControlCommand(
+      app, "cutover",
+      "A move that follows its source (follow: true): block writes to the source table, apply "
+      "the last changes, make the source refuse writes from then on, and let the run finish "
+      "(any host)",
+      cutover_options);
   CLI::App* set_cmd = AddControlCommand(
       app, "set",
       "Change tuning of a job while it runs: workers, batch.target, vacuum_every, throttle limits "
@@ -172,7 +190,8 @@ int Main(int argc, char** argv) {
   if (status_cmd->parsed()) return RunStatus(status, std::cout, std::cerr);
   for (auto [command, options] :
        {std::pair{pause_cmd, &pause_options}, std::pair{resume_cmd, &resume_options},
-        std::pair{abort_cmd, &abort_options}, std::pair{set_cmd, &set_options}}) {
+        std::pair{abort_cmd, &abort_options}, std::pair{set_cmd, &set_options},
+        std::pair{cutover_cmd, &cutover_options}}) {
     if (command->parsed()) return RunControl(*options, std::cout, std::cerr);
   }
   return kExitBadInput;

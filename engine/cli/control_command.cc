@@ -120,7 +120,23 @@ class ControlCommand {
       return Fail(kExitBadInput, NoSuchJob(store, options_.job, conn->Database()));
     }
     const checkpoint::JobRecord& job = **loaded;
+    // A move that follows its source is "done" copying while it follows: cutover (and abort)
+    // are for it then.
+    bool following = false;
     if (job.state == "done") {
+      absl::StatusOr<std::optional<checkpoint::FollowRecord>> follow = store.LoadFollow(job.name);
+      absl::StatusOr<std::set<std::string>> steps = store.StepsDone(job.name);
+      if (!follow.ok()) return Fail(kExitError, follow.status());
+      if (!steps.ok()) return Fail(kExitError, steps.status());
+      following = follow->has_value() && !steps->contains("follow:cutover");
+    }
+    if (options_.action == "cutover" && !following && job.state == "done") {
+      return Fail(kExitBadInput,
+                  absl::StrFormat("job %s does not follow its source (plan key follow), or has "
+                                  "cut over already; nothing to cut over",
+                                  job.name));
+    }
+    if (job.state == "done" && !following) {
       return Fail(kExitBadInput, absl::StrFormat("job %s is done; nothing to %s", job.name,
                                                  Verb(options_.action)));
     }
@@ -141,6 +157,8 @@ class ControlCommand {
       done = store.MergeSettings(job.name, settings, by);
     } else if (options_.action == "abort") {
       done = Abort(store, job, by);
+    } else if (options_.action == "cutover") {
+      done = store.SetControl(job.name, "cutover", by);
     } else {
       return Fail(kExitBadInput, absl::StrFormat("unknown action %s", options_.action));
     }

@@ -142,6 +142,17 @@ std::string Describe(const events::MoveVerified& e) {
       e.ranges_checked,
       e.repaired_ranges > 0 ? absl::StrCat(", ", e.repaired_ranges, " copied again") : "");
 }
+std::string Describe(const events::Following& e) {
+  return absl::StrFormat(
+      "following: applied %s, %d change(s); lag %d bytes, %.1f s; spool %d record(s)",
+      e.applied_lsn, e.changes, e.lag_bytes, e.lag_seconds, e.spool_records);
+}
+std::string Describe(const events::CutOver& e) {
+  return absl::StrFormat(
+      "cut over at %s: source writes waited %d ms, and are refused from now on%s", e.applied_lsn,
+      e.write_block_ms,
+      e.sequences.empty() ? "" : "; sequences set: " + absl::StrJoin(e.sequences, ", "));
+}
 std::string Describe(const events::Snapshot& e) {
   return absl::StrFormat("source snapshot %s exported (the source sessions read it)", e.id);
 }

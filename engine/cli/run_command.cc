@@ -64,9 +64,9 @@ int RunPhasesWith(const RunCommandOptions& options, const plan::Plan& plan, Comm
   run_options.dsn = options.dsn;
   run_options.restart = options.restart;
   run_options.repair = options.repair;
-  const std::vector<exec::Phase> phases = options.phase.has_value()
-                                              ? std::vector<exec::Phase>{*options.phase}
-                                              : exec::RunPhases(options.contract, plan.verify);
+  const std::vector<exec::Phase> phases =
+      options.phase.has_value() ? std::vector<exec::Phase>{*options.phase}
+                                : exec::RunPhases(options.contract, plan.verify, plan.follow);
   auto summary = exec::RunPhaseList(phases, plan, run_options, events, hooks.get());
   if (!summary.ok()) {
     events::JobFinished failed;

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -12,6 +13,8 @@
 #include "pgbackfill/cli/run_command.h"
 #include "pgbackfill/exec/runner.h"
 #include "pgbackfill/pg/connection.h"
+#include "pgbackfill/pg/lsn.h"
+#include "pgbackfill/util/status.h"
 
 namespace pgbackfill::cli {
 namespace {
@@ -162,6 +165,40 @@ void PrintJob(const json& job, std::ostream& out) {
   }
 }
 
+// A move that follows its source: its slot (which holds WAL on the source until the job cuts
+// over or is rolled back, also when no process runs it) and how far the target has applied.
+absl::Status AddFollow(checkpoint::JobStore& store, const checkpoint::JobRecord& job, json& entry) {
+  entry["follow"] = json();
+  ASSIGN_OR_RETURN(int version, store.Version());
+  if (version < 6) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::optional<checkpoint::FollowRecord> follow, store.LoadFollow(job.name));
+  if (!follow.has_value()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::set<std::string> steps, store.StepsDone(job.name));
+  const bool cut_over = steps.contains("follow:cutover");
+  entry["follow"] = {{"slot", follow->slot},
+                     {"publication", follow->publication},
+                     {"start_lsn", pg::FormatLsn(follow->start_lsn)},
+                     {"applied_lsn", pg::FormatLsn(follow->applied_lsn)},
+                     {"changes", follow->changes},
+                     {"cut_over", cut_over},
+                     {"slot_left", !cut_over && job.state != "rolled_back"}};
+  // The copy is done while the job follows: say what it does.
+  if (!cut_over && job.state == "done") entry["state"] = "following";
+  return absl::OkStatus();
+}
+
+void PrintFollow(const json& job, std::ostream& out) {
+  const json& follow = job["follow"];
+  if (!follow.is_object()) return;
+  out << absl::StrFormat("  follow: slot %s, applied %s, %d change(s)%s\n",
+                         follow["slot"].get<std::string>(),
+                         follow["applied_lsn"].get<std::string>(), follow["changes"].get<int64_t>(),
+                         follow["cut_over"].get<bool>()
+                             ? "; cut over, slot dropped"
+                             : "; the slot holds WAL on the source until `pgbackfill cutover` or "
+                               "rollback");
+}
+
 }  // namespace
 
 int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err) {
@@ -215,10 +252,15 @@ int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err
       if (runner.live && exec::RunnerProcessGone(runner)) runner.live = false;
     }
     json entry = JobJson(job, *ranges, *runners, !options.job.empty());
-    const bool running = std::any_of(
-        runners->begin(), runners->end(),
-        [](const checkpoint::RunnerRecord& runner) { return runner.live && runner.kind == "run"; });
-    // A process killed with -9 cannot record its end; its lease expires.
+    if (absl::Status followed = AddFollow(store, job, entry); !followed.ok()) {
+      err << "pgbackfill: " << followed.message() << "\n";
+      return kExitError;
+    }
+    // A process killed with -9 cannot record its end; its lease expires. (Any kind: the follow
+    // phase keeps a job running too.)
+    const bool running =
+        std::any_of(runners->begin(), runners->end(),
+                    [](const checkpoint::RunnerRecord& runner) { return runner.live; });
     if (job.state == "running" && !running) entry["state"] = "interrupted";
     list.push_back(std::move(entry));
   }
@@ -227,7 +269,10 @@ int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err
   } else if (list.empty()) {
     out << "no pgbackfill jobs in this database\n";
   } else {
-    for (const json& job : list) PrintJob(job, out);
+    for (const json& job : list) {
+      PrintJob(job, out);
+      PrintFollow(job, out);
+    }
   }
   return kExitOk;
 }

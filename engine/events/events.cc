@@ -69,6 +69,11 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Verified, job, differing_rows, r
                                                 first_keys, ranges)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(RangeCountDiff, range, source_rows, target_rows,
                                                 repaired)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Following, job, applied_lsn, source_lsn, lag_bytes,
+                                                lag_seconds, changes, transactions, spool_bytes,
+                                                spool_records)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CutOver, job, applied_lsn, write_block_ms,
+                                                lock_attempts, sequences)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MoveVerified, job, ranges_checked,
                                                 differing_ranges, repaired_ranges, ranges)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(JobFinished, job, phase, outcome, exit_code,

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "follow_internal.h"
 #include "pgbackfill/catalog/catalog.h"
 #include "pgbackfill/pg/copy_stream.h"
 #include "pgbackfill/pg/error.h"
@@ -48,6 +49,24 @@ absl::Status Runner::DecideStaging(bool first_planning) {
   return absl::OkStatus();
 }
 
+absl::Status Runner::PrepareFollow() {
+  ASSIGN_OR_RETURN(std::optional<checkpoint::FollowRecord> follow, store_->LoadFollow(plan_.name));
+  // A resumed copy reads a newer snapshot: the stream from the slot's start brings every row to
+  // its source state whichever snapshot its copy read (follow/apply.h).
+  if (follow.has_value()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(MadeSlot made, MakeFollowSlot(plan_, source_dsn_, report_, *control_));
+  checkpoint::FollowRecord record;
+  record.slot = made.slot.name;
+  record.publication = FollowPublicationName(plan_.name);
+  record.start_lsn = made.slot.consistent_point;
+  RETURN_IF_ERROR(store_->StartFollow(plan_.name, record));
+  mover_.slot_session.emplace(std::move(made.session));
+  mover_.snapshot_id = made.slot.snapshot;
+  mover_.snapshot_generation = 1;
+  events_.Emit(events::Snapshot{.id = mover_.snapshot_id, .generation = 1});
+  return absl::OkStatus();
+}
+
 asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
   while (mover_.snapshot_renewing && !stopping_) co_await Sleep(absl::Milliseconds(20));
   if (stopping_) co_return absl::CancelledError("the run is stopping");
@@ -82,7 +101,8 @@ asio::awaitable<absl::Status> Runner::RenewSnapshot(int seen) {
   ++mover_.snapshot_generation;
 
   events_.Emit(events::Snapshot{.id = mover_.snapshot_id, .generation = mover_.snapshot_generation});
-  if (mover_.snapshot_generation > 1 || summary_.resumed) {
+  // With `follow` the stream carries what changed in between, whatever snapshot a range read.
+  if ((mover_.snapshot_generation > 1 || summary_.resumed) && !plan_.follow) {
     events_.Emit(events::Warning{absl::StrCat(
         mover_.snapshot_generation > 1
             ? "the source's exported snapshot was lost with its session (a restart of the "

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "follow_internal.h"
 #include "lease.h"
 #include "pgbackfill/catalog/catalog.h"
 #include "pgbackfill/checkpoint/job_store.h"
@@ -91,6 +92,8 @@ class PhaseRunner {
         return Expand();
       case Phase::kVerify:
         return Verify();
+      case Phase::kFollow:
+        return Follow();
       case Phase::kContract:
         return Contract();
       case Phase::kRollback:
@@ -197,7 +200,7 @@ class PhaseRunner {
       bool backfill = false;
       for (const checkpoint::RunnerRecord& other : runners) {
         if (!other.live || other.id == lease_->id() || !Excludes(other.kind)) continue;
-        backfill = backfill || other.kind == "run";
+        backfill = backfill || other.kind == "run" || other.kind == "follow";
         absl::StrAppend(&busy, busy.empty() ? "" : "; ", other.kind, " pid ", other.pid,
                         " on host ", other.host, ", lease until ", other.lease_until);
       }
@@ -335,6 +338,29 @@ class PhaseRunner {
     RETURN_IF_ERROR(Mark(kExpandDone, "expand"));
     return Ended(Outcome::kDone, phase_,
                  kind.empty() ? "expanded" : "expanded; the job's trigger keeps new writes in step");
+  }
+
+  // A move with `follow: true`, after its copy: the source's changes until cutover.
+  absl::StatusOr<RunSummary> Follow() {
+    ASSIGN_OR_RETURN(std::optional<RunSummary> early, Open());
+    if (early.has_value()) return *early;
+    if (!plan_.follow) return Skip("the plan does not follow its source (follow: true)");
+    if (steps_.contains(internal::kCutOverStep)) return Skip("cut over already; nothing to do");
+    if (std::optional<RunSummary> refused = RequirePreflight()) return *refused;
+    if (!job_.has_value() || job_->state != "done") {
+      return Refuse(absl::StrCat("the copy of job ", plan_.name, " has not finished (state ",
+                                 job_.has_value() ? job_->state : "none",
+                                 "); run `pgbackfill backfill` first"));
+    }
+    RETURN_IF_ERROR(store_->SetPhase(plan_.name, "follow"));
+    return internal::FollowChanges(internal::FollowInputs{
+        .plan = plan_,
+        .options = options_,
+        .events = events_,
+        .home = *conn_,
+        .store = *store_,
+        .report = report_,
+    });
   }
 
   absl::StatusOr<RunSummary> Verify() {
@@ -612,6 +638,18 @@ class PhaseRunner {
       }
     }
     RETURN_IF_ERROR(Harden());
+    if (plan_.follow) {
+      // The slot holds WAL on the source for as long as it exists: it goes with the job.
+      ASSIGN_OR_RETURN(pg::Connection source,
+                       pg::Connection::Connect(plan::SourceDsn(plan_, options_.dsn)));
+      source.TagStatements();
+      RETURN_IF_ERROR(catalog::Catalog(source).Harden().status());
+      if (absl::Status dropped =
+              internal::DropFollowObjects(source, plan_.name, report_.table->name);
+          !dropped.ok()) {
+        return StepFailed(dropped);
+      }
+    }
     RETURN_IF_ERROR(store_->MarkRolledBack(plan_.name, Requester()));
     return Ended(Outcome::kDone, phase_, "rolled back; nothing of the job remains but its record");
   }
@@ -638,6 +676,8 @@ const char* PhaseName(Phase phase) {
       return "expand";
     case Phase::kBackfill:
       return "backfill";
+    case Phase::kFollow:
+      return "follow";
     case Phase::kVerify:
       return "verify";
     case Phase::kContract:
@@ -648,8 +688,9 @@ const char* PhaseName(Phase phase) {
   return "unknown";
 }
 
-std::vector<Phase> RunPhases(bool contract, bool verify) {
+std::vector<Phase> RunPhases(bool contract, bool verify, bool follow) {
   std::vector<Phase> phases = {Phase::kExpand, Phase::kBackfill};
+  if (follow) phases.push_back(Phase::kFollow);
   if (verify) phases.push_back(Phase::kVerify);
   if (contract) phases.push_back(Phase::kContract);
   return phases;

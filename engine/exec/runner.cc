@@ -250,6 +250,7 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
         "): rows already there could be copied twice. Empty it, or give it such a key (then "
         "on_conflict decides)"));
   }
+  if (moves_ && plan_.follow) RETURN_IF_ERROR(PrepareFollow());
   if (job.has_value()) {
     // An abort asked of an earlier run is not one of this run: starting the job again is the
     // operator's newer word. A pause stands (the job starts held) until `pgbackfill resume`.

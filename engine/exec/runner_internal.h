@@ -25,6 +25,7 @@
 #include "pgbackfill/move/move_sql.h"
 #include "pgbackfill/pg/async_connection.h"
 #include "pgbackfill/pg/connection.h"
+#include "pgbackfill/pg/replication.h"
 #include "pgbackfill/plan/plan.h"
 #include "pgbackfill/preflight/preflight.h"
 #include "pgbackfill/ranges/key_range.h"
@@ -129,6 +130,9 @@ struct MoverState {
   std::map<std::pair<bool, bool>, std::string> batch_end_sql;  // by (has_lower, has_upper)
   bool staged = false;  // `into` was not empty at the start: through the stage and ON CONFLICT
   std::unique_ptr<pg::AsyncConnection> exporter;
+  // `follow`: the walsender session that made the job's slot; it idles while its exported
+  // snapshot is the one the copy reads (a resumed copy exports its own, which is as good).
+  std::optional<pg::ReplicationConnection> slot_session;
   std::string snapshot_id;
   int snapshot_generation = 0;
   bool snapshot_renewing = false;
@@ -299,6 +303,9 @@ class Runner {
   // At the first planning: whether `into` is empty, so that plain COPY can write it (recorded as
   // a step, so a resumed run knows too).
   absl::Status DecideStaging(bool first_planning);
+  // `follow`, before the copy's first batch: the job's publication and slot on the source, whose
+  // snapshot the copy then reads (follow_internal.h). Nothing when the job has its slot.
+  absl::Status PrepareFollow();
 
   // vacuum_loop.cc
   // The table the batches write: `into` in copy mode, else `table`.

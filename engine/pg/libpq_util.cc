@@ -27,12 +27,19 @@ absl::string_view Trimmed(const char* message) {
 ConnectParams MakeConnectParams(const std::string& dsn, bool replication) {
   // `dsn` must outlive the result: its c_str() is borrowed. A keyword after dbname overrides what
   // the expanded DSN set.
+  // A walsender prints the change stream's values with its session's settings, which the
+  // target then parses: one text form for dates, intervals, floats and bytea, whatever the
+  // source's defaults.
   return ConnectParams{
       {"fallback_application_name", "connect_timeout", "keepalives", "keepalives_idle",
        "keepalives_interval", "keepalives_count", "tcp_user_timeout", "dbname",
-       replication ? "replication" : nullptr, nullptr},
+       replication ? "replication" : nullptr, replication ? "options" : nullptr, nullptr},
       {"pgbackfill", "30", "1", "30", "10", "3", "60000", dsn.c_str(),
-       replication ? "database" : nullptr, nullptr}};
+       replication ? "database" : nullptr,
+       replication ? "-c DateStyle=ISO,MDY -c IntervalStyle=postgres -c extra_float_digits=3 "
+                     "-c bytea_output=hex -c TimeZone=UTC"
+                   : nullptr,
+       nullptr}};
 }
 
 void SilenceNotices(PGconn* conn) {

@@ -31,7 +31,7 @@ absl::Status ConnectError(const PGconn* conn, std::string_view dsn);
 // TCP keepalives and tcp_user_timeout (ignored on Unix sockets), and a connect timeout.
 // `replication` adds replication=database after it (a walsender session, pg/replication.h).
 struct ConnectParams {
-  static constexpr int kCount = 9;
+  static constexpr int kCount = 10;
   std::array<const char*, kCount + 1> keywords;
   std::array<const char*, kCount + 1> values;
 };

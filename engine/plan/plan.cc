@@ -80,6 +80,7 @@ std::string PlanHash(const Plan& plan) {
   }
   // Only when set, so that the hashes of jobs stored before the data mover stay what they were.
   if (MovesBetweenDatabases(plan)) hash.String("moves between databases");
+  if (plan.follow) hash.String("follow");
   return absl::StrFormat("%016x", hash.value());
 }
 

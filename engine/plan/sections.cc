@@ -98,7 +98,8 @@ std::string TableText(const std::vector<Entry>& entries) {
 absl::Status ParseUpdateMode(Reader& reader, const std::vector<Entry>& entries, const Entry& set,
                              Plan& plan) {
   plan.mode = Mode::kUpdate;
-  for (std::string_view copy_only : {"columns", "on_conflict", "source_dsn", "target_dsn"}) {
+  for (std::string_view copy_only :
+       {"columns", "on_conflict", "source_dsn", "target_dsn", "follow"}) {
     if (const Entry* entry = Find(entries, copy_only)) {
       return reader.Error(*entry,
                           absl::StrFormat("only applies with into (copy mode); this plan updates "
@@ -143,6 +144,29 @@ absl::Status ParseTriggers(const Reader& reader, const Entry& entry, Plan& plan)
   return absl::OkStatus();
 }
 
+// `follow: true`, or `follow: { warn_slot_wal: 1GB, max_slot_wal: 16GB }`.
+absl::Status ParseFollow(Reader& reader, const Entry& section, Plan& plan) {
+  if (section.value.IsScalar()) {
+    ASSIGN_OR_RETURN(plan.follow, reader.Bool(section));
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(std::vector<Entry> entries,
+                   reader.SectionEntries(section, kFollowSection,
+                                         "true, or { warn_slot_wal: 1GB, max_slot_wal: 16GB }"));
+  plan.follow = true;
+  for (const Entry& entry : entries) {
+    if (entry.name == "warn_slot_wal") {
+      ASSIGN_OR_RETURN(plan.follow_limits.warn_slot_wal, reader.ByteSize(entry));
+    } else if (entry.name == "max_slot_wal") {
+      ASSIGN_OR_RETURN(plan.follow_limits.max_slot_wal, reader.ByteSize(entry));
+    }
+  }
+  if (plan.follow_limits.max_slot_wal < plan.follow_limits.warn_slot_wal) {
+    return reader.Error(section, "max_slot_wal must not be smaller than warn_slot_wal");
+  }
+  return absl::OkStatus();
+}
+
 // Copy mode: `into`, its `columns`, `on_conflict`, and the databases of a move between them.
 absl::Status ParseCopyMode(Reader& reader, const std::vector<Entry>& entries, const Entry& into,
                            Plan& plan) {
@@ -171,6 +195,21 @@ absl::Status ParseCopyMode(Reader& reader, const std::vector<Entry>& entries, co
     return reader.Error(into,
                         "names the same table as table; copy mode needs another table (or "
                         "source_dsn/target_dsn, to copy it to another database)");
+  }
+  if (const Entry* follow = Find(entries, "follow")) {
+    RETURN_IF_ERROR(ParseFollow(reader, *follow, plan));
+    if (plan.follow && !MovesBetweenDatabases(plan)) {
+      return reader.Error(*follow,
+                          "only applies to a copy between databases (source_dsn/target_dsn); "
+                          "within one database the copy trigger already carries every change");
+    }
+    // A change moves a row in or out of a filter, which a row image alone cannot tell apart.
+    if (const Entry* where = Find(entries, "where"); plan.follow && where != nullptr) {
+      return reader.Error(*follow, absl::StrFormat("cannot be combined with where (line %d): "
+                                                   "following carries every change of the "
+                                                   "whole table; filter on the target after",
+                                                   where->line));
+    }
   }
   return absl::OkStatus();
 }

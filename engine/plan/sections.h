@@ -15,11 +15,11 @@
 namespace pgbackfill::plan::internal {
 
 inline constexpr std::string_view kTopKeys[] = {
-    "version",       "name",       "dsn",      "table",    "key",          "set",
-    "where",         "dual_write", "into",     "columns",  "on_conflict",  "source_dsn",
-    "target_dsn",    "expand",     "contract", "rollback", "not_null",     "ddl",
-    "batch",         "workers",    "throttle", "verify",   "vacuum_every", "hooks",
-    "lease_timeout", "triggers"};
+    "version",    "name",       "dsn",          "table",    "key",          "set",
+    "where",      "dual_write", "into",         "columns",  "on_conflict",  "source_dsn",
+    "target_dsn", "expand",     "contract",     "rollback", "not_null",     "ddl",
+    "batch",      "workers",    "throttle",     "verify",   "vacuum_every", "hooks",
+    "triggers",   "follow",     "lease_timeout"};
 inline constexpr std::string_view kBatchKeys[] = {"rows", "target", "min_rows", "max_rows"};
 inline constexpr std::string_view kThrottleKeys[] = {"interval",
                                                      "max_replica_lag",
@@ -43,6 +43,7 @@ inline constexpr std::string_view kThrottleKeys[] = {"interval",
                                                      "max_archive_pending",
                                                      "command"};
 inline constexpr std::string_view kDdlKeys[] = {"lock_timeout", "retry_for"};
+inline constexpr std::string_view kFollowKeys[] = {"warn_slot_wal", "max_slot_wal"};
 inline constexpr std::string_view kHookNames[] = {
     "on_start",       "before_expand", "after_expand",    "before_backfill", "after_backfill",
     "before_verify",  "after_verify",  "before_contract", "after_contract",  "before_rollback",
@@ -54,9 +55,10 @@ inline constexpr Section kBatchSection{"batch", kBatchKeys};
 inline constexpr Section kThrottleSection{"throttle", kThrottleKeys};
 inline constexpr Section kDdlSection{"ddl", kDdlKeys};
 inline constexpr Section kHooksSection{"hooks", kHookNames};
+inline constexpr Section kFollowSection{"follow", kFollowKeys};
 // Every section, for the reader's hints about keys under the wrong one.
-inline constexpr Section kSections[] = {kTopSection, kBatchSection, kThrottleSection, kDdlSection,
-                                        kHooksSection};
+inline constexpr Section kSections[] = {kTopSection, kBatchSection, kThrottleSection,
+                                        kDdlSection, kHooksSection, kFollowSection};
 
 // The whole plan from the top level's entries, checked in a fixed order so that the first
 // problem reported does not depend on the order of keys in the file. `root_line` is where the

@@ -10,10 +10,11 @@
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/pg/quote.h"
 #include "pgbackfill/plan/parse.h"
+#include "pgbackfill/sql/lexer.h"
 #include "pgbackfill/sql/names.h"
 #include "pgbackfill/util/status.h"
-#include "pgbackfill/verify/verify.h"
 #include "pgbackfill/util/strings.h"
+#include "pgbackfill/verify/verify.h"
 #include "preflighter.h"
 
 namespace pgbackfill::preflight {
@@ -49,7 +50,7 @@ absl::Status Preflighter::CheckUpdateColumns() {
 
 void Preflighter::CheckDualWriteWhere() {
   if (!plan_.dual_write || plan_.where.empty()) return;
-  const std::vector<std::string> names = verify::MentionedIdentifiers(plan_.where);
+  const std::vector<std::string> names = sql::MentionedIdentifiers(plan_.where);
   for (const plan::Assignment& assignment : plan_.set) {
     if (std::find(names.begin(), names.end(), assignment.column) != names.end()) {
       Problem(absl::StrCat(At(plan_, "where"), "reads column ", pg::QuoteIdent(assignment.column),

@@ -200,6 +200,16 @@ bool IsWord(const Token& token, std::string_view keyword) {
          absl::EqualsIgnoreCase(ToAbsl(token.text), ToAbsl(keyword));
 }
 
+std::vector<std::string> MentionedIdentifiers(std::string_view text) {
+  std::vector<std::string> names;
+  for (const Token& token : Lex(text)) {
+    if (token.kind == TokenKind::kWord || token.kind == TokenKind::kQuotedIdent) {
+      names.push_back(NameOf(token));
+    }
+  }
+  return names;
+}
+
 std::string NameOf(const Token& token) {
   if (token.kind != TokenKind::kQuotedIdent) {
     return absl::AsciiStrToLower(ToAbsl(token.text));

@@ -18,21 +18,11 @@ constexpr size_t kMaxReportedKeys = 10;
 
 }  // namespace
 
-std::vector<std::string> MentionedIdentifiers(std::string_view text) {
-  std::vector<std::string> names;
-  for (const sql::Token& token : sql::Lex(text)) {
-    if (token.kind == sql::TokenKind::kWord || token.kind == sql::TokenKind::kQuotedIdent) {
-      names.push_back(sql::NameOf(token));
-    }
-  }
-  return names;
-}
-
 std::optional<std::string> WhyNotVerifiable(const plan::Plan& plan) {
   if (plan.mode == plan::Mode::kCopy) return std::nullopt;
   for (const plan::Assignment& assignment : plan.set) {
     for (const plan::Assignment& other : plan.set) {
-      const std::vector<std::string> names = MentionedIdentifiers(other.expression);
+      const std::vector<std::string> names = sql::MentionedIdentifiers(other.expression);
       if (std::find(names.begin(), names.end(), assignment.column) != names.end()) {
         return absl::StrCat("set.", other.column, " reads column ", assignment.column,
                             ", which the plan writes: once a row is filled its expected value is "

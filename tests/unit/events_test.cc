@@ -95,12 +95,13 @@ TEST(EventsTest, TheTwoVerifyEventsAreToldApartByTheirFields) {
 TEST(EventsTest, NamesAreUniqueButForVerify) {
   std::vector<std::string> names;
   for (const Event& event :
-       {Event(JobStarted{}),   Event(Progress{}),    Event(Batch{}),        Event(RangeDone{}),
-        Event(RangeSplit{}),   Event(Retry{}),       Event(Reconnect{}),    Event(Reconnected{}),
-        Event(Signal{}),       Event(Throttle{}),    Event(Concurrency{}),  Event(Control{}),
-        Event(Settings{}),     Event(Vacuum{}),      Event(Snapshot{}),     Event(Warning{}),
-        Event(PhaseStarted{}), Event(PhaseDone{}),   Event(Ddl{}),          Event(DdlRetry{}),
-        Event(Verified{}),     Event(JobFinished{}), Event(BenchFinished{})}) {
+       {Event(JobStarted{}),   Event(Progress{}),  Event(Batch{}),       Event(RangeDone{}),
+        Event(RangeSplit{}),   Event(Retry{}),     Event(Reconnect{}),   Event(Reconnected{}),
+        Event(Signal{}),       Event(Throttle{}),  Event(Concurrency{}), Event(Control{}),
+        Event(Settings{}),     Event(Vacuum{}),    Event(Snapshot{}),    Event(Warning{}),
+        Event(PhaseStarted{}), Event(PhaseDone{}), Event(Ddl{}),         Event(DdlRetry{}),
+        Event(Verified{}),     Event(Following{}), Event(CutOver{}),     Event(JobFinished{}),
+        Event(BenchFinished{})}) {
     names.emplace_back(TypeName(event));
   }
   std::sort(names.begin(), names.end());

@@ -597,6 +597,38 @@ TEST(ParsePlanErrorTest, EmptySetAndEmptyExpressions) {
   EXPECT_EQ(plan->set[0].expression, "NULL");
 }
 
+TEST(ParsePlanTest, FollowIsTrueOrItsLimitsAndOnlyForAMoveBetweenDatabases) {
+  constexpr char kMove[] =
+      "version: 1\nname: j\ntable: t\ninto: t\nsource_dsn: host=a\ntarget_dsn: host=b\n";
+  absl::StatusOr<Plan> plain = Parse(std::string(kMove) + "follow: true\n");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_TRUE(plain->follow);
+  EXPECT_EQ(plain->follow_limits.max_slot_wal, int64_t{16} << 30);
+  absl::StatusOr<Plan> limited =
+      Parse(std::string(kMove) + "follow: { warn_slot_wal: 100MB, max_slot_wal: 2GB }\n");
+  ASSERT_TRUE(limited.ok()) << limited.status();
+  EXPECT_TRUE(limited->follow);
+  EXPECT_EQ(limited->follow_limits.warn_slot_wal, int64_t{100} << 20);
+  EXPECT_EQ(limited->follow_limits.max_slot_wal, int64_t{2} << 30);
+  // The limits are tuning; following or not is what the job does.
+  EXPECT_EQ(PlanHash(*limited), PlanHash(*plain));
+  absl::StatusOr<Plan> copy_only = Parse(kMove);
+  ASSERT_TRUE(copy_only.ok());
+  EXPECT_NE(PlanHash(*copy_only), PlanHash(*plain));
+
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\ninto: u\nfollow: true\n"),
+              HasSubstr("plan.yaml:5: follow: only applies to a copy between databases"));
+  EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\nfollow: true\n"),
+              HasSubstr("plan.yaml:5: follow: only applies with into (copy mode)"));
+  EXPECT_THAT(ErrorOf(std::string(kMove) + "where: a > 1\nfollow: true\n"),
+              HasSubstr("plan.yaml:8: follow: cannot be combined with where (line 7)"));
+  EXPECT_THAT(
+      ErrorOf(std::string(kMove) + "follow: { max_slot_wal: 1MB, warn_slot_wal: 2MB }\n"),
+      HasSubstr("plan.yaml:7: follow: max_slot_wal must not be smaller than warn_slot_wal"));
+  EXPECT_THAT(ErrorOf(std::string(kMove) + "follow: { max_wal: 1MB }\n"),
+              HasSubstr("plan.yaml:7: follow.max_wal:"));
+}
+
 TEST(ParsePlanErrorTest, ConflictingModes) {
   EXPECT_THAT(ErrorOf("version: 1\nname: j\ntable: t\nset: {a: b}\ninto: u\n"),
               HasSubstr("plan.yaml:5: into: cannot be combined with set (line 4)"));

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "pgbackfill/sql/lexer.h"
+
 namespace pgbackfill::verify {
 namespace {
 
@@ -11,12 +13,12 @@ using ::testing::HasSubstr;
 using ::testing::Optional;
 
 TEST(MentionedIdentifiersTest, WordsAreFoldedQuotedNamesKeptLiteralsAndCommentsSkipped) {
-  EXPECT_THAT(MentionedIdentifiers("First || ' ' || \"Last Name\""),
+  EXPECT_THAT(sql::MentionedIdentifiers("First || ' ' || \"Last Name\""),
               ElementsAre("first", "Last Name"));
-  EXPECT_THAT(MentionedIdentifiers("'n + 1' -- n\n/* n */ || $$n$$ || $q$n$q$ || x"),
+  EXPECT_THAT(sql::MentionedIdentifiers("'n + 1' -- n\n/* n */ || $$n$$ || $q$n$q$ || x"),
               ElementsAre("x"));
-  EXPECT_THAT(MentionedIdentifiers("\"a\"\"b\" + c1_2$"), ElementsAre("a\"b", "c1_2$"));
-  EXPECT_THAT(MentionedIdentifiers("$1 + 2.5e3"), ElementsAre("e3"));
+  EXPECT_THAT(sql::MentionedIdentifiers("\"a\"\"b\" + c1_2$"), ElementsAre("a\"b", "c1_2$"));
+  EXPECT_THAT(sql::MentionedIdentifiers("$1 + 2.5e3"), ElementsAre("e3"));
 }
 
 TEST(WhyNotVerifiableTest, SelfReferenceCannotBeVerified) {

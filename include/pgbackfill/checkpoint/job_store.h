@@ -3,7 +3,7 @@
 // range checkpoints commit in the same transaction as the batches they cover (exec/batch_sql.h
 // writes `pgbackfill.ranges` directly).
 //
-// Tables (schema version 6):
+// Tables (schema version 7; follows, version 6: below):
 //   store_version (version)                one row: the last schema step applied
 //   jobs   (name PK, plan_hash, plan_text, plan_file, state, phase, estimated_rows, rows_done,
 //           retries, errors, last_error, throttle_reason, throttle_state, pid, host,
@@ -21,9 +21,9 @@
 //   heartbeat (job_name PK, beat_at)  (version 4) one row per job, upserted by the throttle's
 //          commit latency probe every interval (throttle/probes.h)
 //   runners (job_name, runner_id PK, kind, host, pid, started_at, heartbeat_at, lease_until)
-//          (version 6) every process working on a job: `pgbackfill run` (kind run) or a phase
+//          (version 7) every process working on a job: `pgbackfill run` (kind run) or a phase
 //          (kind expand, verify, contract, rollback); its heartbeat moves lease_until on.
-//          Version 6 also adds ranges.owner: the runner whose workers walk the range. A range
+//          Version 7 also adds ranges.owner: the runner whose workers walk the range. A range
 //          belongs to its owner while the owner's lease lasts; then any runner may take it.
 // Key values are text[] (one element per key column, cast back with the key's type); NULL
 // lower/upper is an open end, NULL done_upto means nothing of the range is done yet.
@@ -67,7 +67,7 @@ struct JobRecord {
   std::string updated_at;
   std::string finished_at;
   // Live control (schema v2; a v1 store reads as the defaults).
-  std::string control = "run";  // run | pause | abort
+  std::string control = "run";  // run | pause | abort | cutover
   std::string control_by;       // who asked last: "user@host pid N" of the CLI process
   std::string control_at;
   std::map<std::string, std::string> settings;  // plan/settings.h key -> value as written
@@ -76,9 +76,20 @@ struct JobRecord {
   std::string throttle_state;
 };
 
+// A move that follows its source's changes (store version 6): the logical slot and publication
+// on the source, where the stream started (the copy's snapshot) and the last source commit whose
+// changes the target has (the end of its commit record), with how many changes that was.
+struct FollowRecord {
+  std::string slot;
+  std::string publication;
+  uint64_t start_lsn = 0;
+  uint64_t applied_lsn = 0;
+  int64_t changes = 0;
+};
+
 // What operators asked of a job: the control columns of its row.
 struct JobControl {
-  std::string control = "run";  // run | pause | abort
+  std::string control = "run";  // run | pause | abort | cutover
   std::map<std::string, std::string> settings;
   std::string control_by;
   std::string control_at;
@@ -92,10 +103,10 @@ struct RangeRecord {
   std::optional<ranges::KeyValue> done_upto;  // last key done; nullopt = nothing done
   int64_t rows_done = 0;
   std::string state;  // pending | running | done
-  std::string owner;  // the runner id that took it last; "" when none (or a store before v6)
+  std::string owner;  // the runner id that took it last; "" when none (or a store before v7)
 };
 
-// A row of `pgbackfill.runners` (schema v6): one process working on a job. Timestamps as in
+// A row of `pgbackfill.runners` (schema v7): one process working on a job. Timestamps as in
 // JobRecord.
 struct RunnerRecord {
   std::string id;
@@ -181,6 +192,15 @@ class JobStore {
                               const std::string& throttle_reason,
                               const std::string& throttle_state = "");
 
+  // The job's follow record, nullopt before its slot was made.
+  absl::StatusOr<std::optional<FollowRecord>> LoadFollow(const std::string& name);
+  // Records a new slot (applied_lsn = start_lsn); AlreadyExists when the job has one.
+  absl::Status StartFollow(const std::string& name, const FollowRecord& follow);
+  // The statement that moves applied_lsn, inside the apply's target transaction with the changes
+  // it covers: $1 job, $2 the new applied_lsn (pg_lsn text), $3 changes added (bigint). One row
+  // when it moved; none when applied_lsn was already at or past $2 (another process applied it).
+  static std::string AdvanceFollowSql();
+
   // Live control, from any host (`pgbackfill pause/resume/abort/set`) and polled by the process
   // running the job. NotFound when the job does not exist; FailedPrecondition on a store older
   // than version 2 (EnsureSchema upgrades it).
@@ -219,7 +239,7 @@ class JobStore {
   // state = rolled_back, phase = rollback, finished_at = now.
   absl::Status MarkRolledBack(const std::string& name, const std::string& by);
 
-  // Leases (schema v6). Every statement stands alone (no session state, no session lock), so
+  // Leases (schema v7). Every statement stands alone (no session state, no session lock), so
   // they work through a transaction-pooling pgbouncer, and a process that dies leaves nothing
   // behind that outlives its lease.
   //
@@ -236,7 +256,7 @@ class JobStore {
   absl::Status ExpireRunner(const std::string& name, const std::string& runner_id);
   // Deletes the runner's row and gives its ranges back (owner NULL), for others to take at once.
   absl::Status UnregisterRunner(const std::string& name, const std::string& runner_id);
-  // The job's runners, live and expired, oldest first; empty on a store before v6.
+  // The job's runners, live and expired, oldest first; empty on a store before v7.
   absl::StatusOr<std::vector<RunnerRecord>> ListRunners(const std::string& name);
 
  private:
@@ -266,7 +286,7 @@ absl::StatusOr<std::optional<ranges::KeyValue>> ParseTextArray(std::optional<std
 // braces, commas and whitespace.
 std::optional<std::string> TextArrayLiteral(const std::optional<ranges::KeyValue>& value);
 
-// A worker takes a range (schema v6): one statement, its own transaction. The first range not
+// A worker takes a range (schema v7): one statement, its own transaction. The first range not
 // done (by id) whose owner is nobody or another runner whose lease expired is this runner's from
 // then on. Its own ranges are never taken here: two of its workers taking at once would both get
 // one that just became its own (the runner keeps those its workers gave back in memory). Rows

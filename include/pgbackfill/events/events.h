@@ -243,6 +243,32 @@ struct MoveVerified {
   std::vector<RangeCountDiff> ranges;
 };
 
+// The follow phase, about once a second: what the target has of the source's changes and how far
+// behind it is (bytes of source WAL not yet applied, and the age of the last change applied).
+struct Following {
+  static constexpr char kType[] = "following";
+  std::string job;
+  std::string applied_lsn;
+  std::string source_lsn;  // the source's WAL end as the stream last said
+  int64_t lag_bytes = 0;
+  double lag_seconds = 0;    // now - the commit time of the last source transaction applied
+  int64_t changes = 0;       // applied since the follow began (all runs)
+  int64_t transactions = 0;  // applied by this run
+  int64_t spool_bytes = 0;   // received, not yet applied, on disk
+  int64_t spool_records = 0;
+};
+
+// `pgbackfill cutover`: the source table took writes again only to refuse them, and the target
+// has every change. `write_block_ms` is how long application writes waited.
+struct CutOver {
+  static constexpr char kType[] = "cutover";
+  std::string job;
+  std::string applied_lsn;
+  int64_t write_block_ms = 0;
+  int lock_attempts = 0;
+  std::vector<std::string> sequences;  // target sequences set from the source's
+};
+
 // The last event of a phase command. `rows` and the counts below it are zero when the command
 // failed before it could run.
 struct JobFinished {
@@ -298,7 +324,7 @@ struct BenchFinished {
 using Event = std::variant<JobStarted, Progress, Batch, RangeDone, RangeSplit, Retry, Reconnect,
                            Reconnected, Signal, Throttle, Concurrency, Control, Settings, Vacuum,
                            Snapshot, Warning, PhaseStarted, PhaseDone, Ddl, DdlRetry, Verified,
-                           MoveVerified, JobFinished, BenchFinished>;
+                           MoveVerified, Following, CutOver, JobFinished, BenchFinished>;
 
 // The event's "event" name.
 std::string_view TypeName(const Event& event);

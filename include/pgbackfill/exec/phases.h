@@ -4,6 +4,8 @@
 //             dual-write trigger (`dual_write: true`, UPDATE mode) or the copy sync trigger (copy
 //             mode), installed before any batch so no application write is missed
 //   backfill  the batches (runner.h)
+//   follow    a move with `follow: true`: the source's changes since the copy's snapshot,
+//             applied to the target until `pgbackfill cutover` (exec/follow_phase.cc)
 //   verify    rows whose `set` columns differ from their expressions, under one snapshot
 //   contract  `not_null:` columns, the plan's `contract:` DDL, and the job's triggers dropped in
 //             the same transaction as the last contract statement (a table swap and the trigger
@@ -30,13 +32,14 @@
 
 namespace pgbackfill::exec {
 
-enum class Phase { kExpand, kBackfill, kVerify, kContract, kRollback };
+enum class Phase { kExpand, kBackfill, kFollow, kVerify, kContract, kRollback };
 
 const char* PhaseName(Phase phase);
 
-// `pgbackfill run`: expand, backfill, verify (unless the plan says `verify: false`), and contract
-// when asked. `pgbackfill verify` run by hand verifies whatever the plan says.
-std::vector<Phase> RunPhases(bool contract, bool verify);
+// `pgbackfill run`: expand, backfill, follow (a move with `follow: true`), verify (unless the plan
+// says `verify: false`), and contract when asked. `pgbackfill verify` run by hand verifies
+// whatever the plan says.
+std::vector<Phase> RunPhases(bool contract, bool verify, bool follow = false);
 
 // Runs `phases` in order, stopping at the first that does not end kDone. The summary is the
 // backfill's when it ran (rows, batches, ...), with the outcome and message of the phase that

@@ -129,6 +129,15 @@ struct Plan {
   OnConflict on_conflict = OnConflict::kError;
   std::string source_dsn;
   std::string target_dsn;
+  // Between databases: carry the source's changes after the copy through a logical replication
+  // slot until `pgbackfill cutover` (follow phase). `follow: true`, or a mapping of the limits on
+  // the WAL the job's slot keeps on the source (which then also means true). Tuning: not part of
+  // PlanHash beyond `follow` itself.
+  bool follow = false;
+  struct FollowLimits {
+    int64_t warn_slot_wal = int64_t{1} << 30;  // past this the run warns, once per crossing
+    int64_t max_slot_wal = int64_t{16} << 30;  // past this the run drops its slot and stops
+  } follow_limits;
 
   // Expand/contract DDL, each entry one step (expand/ddl.h), run with a short lock_timeout and
   // retried.

@@ -56,6 +56,12 @@ bool IsWord(const Token& token, std::string_view keyword);
 // its quotes and with "" as ".
 std::string NameOf(const Token& token);
 
+// Identifiers an expression mentions, as the catalog spells them (NameOf of every word and quoted
+// identifier); string literals, dollar-quoted strings and comments skipped. Over-approximates
+// (function names and keywords are words too): callers use it where a false "mentions" only errs
+// on the safe side ("not verifiable", "leave this column alone").
+std::vector<std::string> MentionedIdentifiers(std::string_view expression);
+
 // The elements of a list setting such as search_path, as the server's SplitIdentifierString reads
 // them: comma-separated, "quoted" elements as written, unquoted ones folded to lower case and
 // ended by a comma or a space. Not SQL: `$user` is one element here.

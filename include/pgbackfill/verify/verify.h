@@ -18,12 +18,6 @@
 
 namespace pgbackfill::verify {
 
-// Identifiers an expression mentions, as the catalog spells them (unquoted words folded to lower
-// case, "quoted" ones as written); string literals, dollar-quoted strings and comments skipped.
-// Over-approximates (function names and keywords are words too), which only errs towards
-// "not verifiable".
-std::vector<std::string> MentionedIdentifiers(std::string_view expression);
-
 // Why the plan's result cannot be checked against the current rows, or nullopt when it can:
 // an expression that reads a column the plan writes (`n: n + 1`) has no fixed expected value
 // once it ran. Copy mode reads one table and writes another, so it always can.
