@@ -65,12 +65,14 @@ std::string Key::Describe() const {
 }
 
 absl::StatusOr<std::string> Catalog::Harden() {
+  // A pin, not a session-level SET: through a transaction-pooling pooler a SET would reach
+  // whichever client gets the server connection next, and this session's next transaction
+  // might not see it (pg::Connection::Pin). The session's own path stays the user's.
+  conn_.Unpin("search_path");
   ASSIGN_OR_RETURN(pg::Result path,
                    conn_.Exec("SELECT pg_catalog.current_setting('search_path')"));
   user_search_path_ = std::string(path.Get(0, 0));
-  RETURN_IF_ERROR(
-      conn_.Exec("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', false)")
-          .status());
+  conn_.Pin("search_path", "pg_catalog, pg_temp");
   return *user_search_path_;
 }
 

@@ -42,18 +42,6 @@ pg::Param NullIfEmpty(const std::string& text) {
   return text;
 }
 
-// The job's run-lock key text; hashed by the server with hashtextextended(..., 0).
-std::string LockText(const std::string& name) { return absl::StrCat("pgbackfill job ", name); }
-
-// The job's lock among pg_locks rows `l`, with the lock key text as $1. An int8 advisory key is
-// shown as classid = high 32 bits, objid = low 32 bits, objsubid = 1, in the current database.
-constexpr char kLockMatch[] =
-    "l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
-    " AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d"
-    "                    WHERE d.datname = pg_catalog.current_database())"
-    " AND l.classid = ((pg_catalog.hashtextextended($1::text, 0) >> 32) & 4294967295)::oid"
-    " AND l.objid = (pg_catalog.hashtextextended($1::text, 0) & 4294967295)::oid";
-
 // A text[] literal whose elements may be NULL: the outer array of CreateJob's unnest, each
 // element itself a text[] literal (or NULL for an open end).
 std::string NullableArrayLiteral(const std::vector<std::optional<std::string>>& elements) {
@@ -78,6 +66,12 @@ std::string NullableArrayLiteral(const std::vector<std::optional<std::string>>& 
 // The first store version with the control columns.
 constexpr int kControlVersion = 2;
 constexpr int kThrottleStateVersion = 5;
+constexpr int kLeaseVersion = 7;
+
+// A lease length as the server's interval: seconds as a float8 parameter.
+std::string LeaseSeconds(absl::Duration lease) {
+  return absl::StrCat(absl::ToDoubleSeconds(lease));
+}
 
 // The control columns as JobFromRow/ControlFromRow read them, from `pgbackfill.jobs`.
 std::string ControlColumns() {
@@ -362,7 +356,8 @@ absl::Status JobStore::DeleteJob(const std::string& name) {
 absl::StatusOr<std::vector<RangeRecord>> JobStore::LoadRanges(const std::string& name) {
   ASSIGN_OR_RETURN(
       pg::Result result,
-      conn_.Exec(absl::StrCat("SELECT range_id, lower, upper, done_upto, rows_done, state FROM ",
+      conn_.Exec(absl::StrCat("SELECT range_id, lower, upper, done_upto, rows_done, state, ",
+                              seen_version_ >= kLeaseVersion ? "owner" : "NULL::text", " FROM ",
                               Table("ranges"), " WHERE job_name = $1::text ORDER BY range_id"),
                  {name}));
   std::vector<RangeRecord> records;
@@ -375,6 +370,7 @@ absl::StatusOr<std::vector<RangeRecord>> JobStore::LoadRanges(const std::string&
     ASSIGN_OR_RETURN(record.done_upto, ParseTextArray(result.GetOptional(row, 3)));
     record.rows_done = ToInt64(result.Get(row, 4));
     record.state = std::string(result.Get(row, 5));
+    record.owner = std::string(result.Get(row, 6));
     records.push_back(std::move(record));
   }
   return records;
@@ -553,63 +549,113 @@ absl::Status JobStore::ClearAbort(const std::string& name, const std::string& re
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> JobStore::TryLockJob(const std::string& name) {
-  ASSIGN_OR_RETURN(pg::Result result, conn_.Exec("SELECT pg_catalog.pg_try_advisory_lock("
-                                                 "pg_catalog.hashtextextended($1::text, 0))",
-                                                 {LockText(name)}));
-  return result.Get(0, 0) == "t";
+absl::Status JobStore::RegisterRunner(const std::string& name, const RunnerRecord& runner,
+                                      absl::Duration lease) {
+  // Rows of runners that died long ago would only clutter `status`; recent ones stay to show who
+  // stopped renewing.
+  RETURN_IF_ERROR(conn_
+                      .Exec(absl::StrCat("DELETE FROM ", Table("runners"),
+                                         " WHERE job_name = $1::text AND lease_until < ", kNow,
+                                         " - interval '1 hour'"),
+                            {name})
+                      .status());
+  return conn_
+      .Exec(absl::StrCat("INSERT INTO ", Table("runners"),
+                         " (job_name, runner_id, kind, host, pid, started_at, heartbeat_at,"
+                         " lease_until) VALUES ($1::text, $2::text, $3::text, $4::text, $5::int, ",
+                         kNow, ", ", kNow, ", ", kNow, " + $6::float8 * interval '1 second')"),
+            {name, runner.id, runner.kind, NullIfEmpty(runner.host),
+             runner.pid != 0 ? pg::Param(std::to_string(runner.pid)) : std::nullopt,
+             LeaseSeconds(lease)})
+      .status();
 }
 
-absl::Status JobStore::UnlockJob(const std::string& name) {
-  // pg_advisory_unlock of a lock not held returns false with a WARNING that libpq would print on
-  // stderr; look first, so "not held" is a plain status.
-  ASSIGN_OR_RETURN(
-      pg::Result result,
-      conn_.Exec(absl::StrCat("SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_locks l WHERE ",
-                              kLockMatch,
-                              " AND l.pid = pg_catalog.pg_backend_pid())"
-                              " THEN pg_catalog.pg_advisory_unlock("
-                              "pg_catalog.hashtextextended($1::text, 0)) ELSE false END"),
-                 {LockText(name)}));
-  if (result.Get(0, 0) != "t") {
-    return absl::FailedPreconditionError(
-        absl::StrCat("this session does not hold the run lock of job ", pg::QuoteLiteral(name)));
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<int> JobStore::LockHolderPid(const std::string& name) {
+absl::StatusOr<bool> JobStore::RenewRunner(const std::string& name, const std::string& runner_id,
+                                           absl::Duration lease) {
   ASSIGN_OR_RETURN(pg::Result result,
-                   conn_.Exec(absl::StrCat("SELECT l.pid FROM pg_catalog.pg_locks l WHERE ",
-                                           kLockMatch, " LIMIT 1"),
-                              {LockText(name)}));
-  if (result.Rows() == 0 || result.IsNull(0, 0)) return 0;
-  return static_cast<int>(ToInt64(result.Get(0, 0)));
+                   conn_.Exec(absl::StrCat("UPDATE ", Table("runners"),
+                                           " SET heartbeat_at = ", kNow, ", lease_until = ", kNow,
+                                           " + $3::float8 * interval '1 second'"
+                                           " WHERE job_name = $1::text AND runner_id = $2::text"
+                                           " AND lease_until > ",
+                                           kNow),
+                              {name, runner_id, LeaseSeconds(lease)}));
+  return result.AffectedRows() == 1;
 }
 
-absl::StatusOr<std::string> JobStore::LockHolderText(const std::string& name) {
+absl::Status JobStore::ExpireRunner(const std::string& name, const std::string& runner_id) {
+  return conn_
+      .Exec(absl::StrCat("UPDATE ", Table("runners"), " SET lease_until = ", kNow,
+                         " WHERE job_name = $1::text AND runner_id = $2::text AND lease_until > ",
+                         kNow),
+            {name, runner_id})
+      .status();
+}
+
+absl::Status JobStore::UnregisterRunner(const std::string& name, const std::string& runner_id) {
+  // One statement: the ranges go back and the row goes together.
+  return conn_
+      .Exec(absl::StrCat("WITH released AS (UPDATE ", Table("ranges"),
+                         " SET owner = NULL WHERE job_name = $1::text AND owner = $2::text)"
+                         " DELETE FROM ",
+                         Table("runners"), " WHERE job_name = $1::text AND runner_id = $2::text"),
+            {name, runner_id})
+      .status();
+}
+
+absl::StatusOr<std::vector<RunnerRecord>> JobStore::ListRunners(const std::string& name) {
+  if (seen_version_ < kLeaseVersion) RETURN_IF_ERROR(Version().status());
+  if (seen_version_ < kLeaseVersion) return std::vector<RunnerRecord>{};
   ASSIGN_OR_RETURN(
       pg::Result result,
-      conn_.Exec(absl::StrCat("SELECT l.pid, a.state = 'idle' AND a.state_change < "
-                              "pg_catalog.clock_timestamp() - interval '5 seconds' "
-                              "FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_stat_activity a "
-                              "ON a.pid = l.pid WHERE ",
-                              kLockMatch, " LIMIT 1"),
-                 {LockText(name)}));
-  if (result.Rows() == 0 || result.IsNull(0, 0)) return std::string("a session that just ended");
-  const std::string pid(result.Get(0, 0));
-  std::string text = absl::StrCat("its session is backend pid ", pid);
-  if (result.Get(0, 1) == "t") {
-    // Behind a transaction-pooling pgbouncer the session lock lives in a server connection the
-    // pooler keeps after its client is gone, and nothing else ever releases it.
-    absl::StrAppend(&text,
-                    ", idle for a while: if no pgbackfill process runs this job (one was "
-                    "killed while connected through a transaction-pooling pooler such as "
-                    "pgbouncer, whose server connection keeps the lock), end that session with "
-                    "SELECT pg_terminate_backend(",
-                    pid, ")");
+      conn_.Exec(absl::StrCat("SELECT runner_id, kind, host, pid, ", Timestamp("started_at"), ", ",
+                              Timestamp("heartbeat_at"), ", ", Timestamp("lease_until"),
+                              ", lease_until > ", kNow, " FROM ", Table("runners"),
+                              " WHERE job_name = $1::text ORDER BY started_at, runner_id"),
+                 {name}));
+  std::vector<RunnerRecord> runners;
+  for (int row = 0; row < result.Rows(); ++row) {
+    RunnerRecord runner;
+    runner.id = std::string(result.Get(row, 0));
+    runner.kind = std::string(result.Get(row, 1));
+    runner.host = std::string(result.Get(row, 2));
+    runner.pid = static_cast<int>(ToInt64(result.Get(row, 3)));
+    runner.started_at = std::string(result.Get(row, 4));
+    runner.heartbeat_at = std::string(result.Get(row, 5));
+    runner.lease_until = std::string(result.Get(row, 6));
+    runner.live = result.Get(row, 7) == "t";
+    runners.push_back(std::move(runner));
   }
-  return text;
+  return runners;
+}
+
+std::string TakeRangeSql() {
+  return absl::StrReplaceAll(
+      R"sql(WITH candidate AS (
+  SELECT r.range_id FROM @ranges r
+   WHERE r.job_name = $1::text AND r.state <> 'done'
+     AND (r.owner IS NULL
+          OR r.owner <> $2::text AND NOT EXISTS (
+               SELECT FROM @runners w
+                WHERE w.job_name = r.job_name AND w.runner_id = r.owner
+                  AND w.lease_until > pg_catalog.clock_timestamp()))
+   ORDER BY r.range_id
+   LIMIT 1 FOR UPDATE OF r SKIP LOCKED)
+UPDATE @ranges r SET owner = $2::text FROM candidate c
+ WHERE r.job_name = $1::text AND r.range_id = c.range_id
+RETURNING r.range_id, r.lower, r.upper, r.done_upto, r.rows_done, r.state)sql",
+      {{"@ranges", Table("ranges")}, {"@runners", Table("runners")}});
+}
+
+std::string OthersUnfinishedSql() {
+  return absl::StrCat("SELECT pg_catalog.count(*) FROM ", Table("ranges"),
+                      " WHERE job_name = $1::text AND state <> 'done'"
+                      " AND owner IS DISTINCT FROM $2::text");
+}
+
+std::string SplitLockSql() {
+  return "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended("
+         "'pgbackfill split ' || $1::text, 0))";
 }
 
 std::string LockRangeSql() {
@@ -627,9 +673,10 @@ std::string SplitRangeSql() {
      AND r.upper IS NOT DISTINCT FROM $4::text[] AND r.done_upto IS NOT DISTINCT FROM $5::text[]
   RETURNING r.job_name
 )
-INSERT INTO @ranges (job_name, range_id, lower, upper, done_upto, rows_done, state, updated_at)
+INSERT INTO @ranges (job_name, range_id, lower, upper, done_upto, rows_done, state, updated_at,
+                     owner)
 SELECT d.job_name, (SELECT pg_catalog.max(range_id) + 1 FROM @ranges WHERE job_name = $1::text),
-       $3::text[], $4::text[], NULL, 0, 'pending', pg_catalog.clock_timestamp()
+       $3::text[], $4::text[], NULL, 0, 'pending', pg_catalog.clock_timestamp(), $6::text
   FROM donor d
 RETURNING range_id)sql",
       {{"@ranges", absl::StrCat(pg::QuoteIdent(sql::kJobStoreSchema), ".\"ranges\"")}});

@@ -17,9 +17,9 @@ namespace pgbackfill::checkpoint {
 namespace {
 
 // The transaction-level advisory lock that serialises schema changes between pgbackfill
-// processes: "pgbkfill" in ASCII. Job run locks use hashtextextended() of a job-specific text,
-// which cannot be told apart from this key in principle but collides with it with probability
-// 2^-64.
+// processes: "pgbkfill" in ASCII. Splits lock hashtextextended() of a job-specific text for their
+// transaction, which cannot be told apart from this key in principle but collides with it with
+// probability 2^-64.
 constexpr int64_t kSchemaLockKey = 0x7067626B66696C6C;
 
 std::string Schema() { return pg::QuoteIdent(sql::kJobStoreSchema); }
@@ -154,6 +154,29 @@ ALTER TABLE @schema."jobs" ADD CONSTRAINT "jobs_control_check"
                              {{"@schema", Schema()}});
 }
 
+std::string StepV7() {
+  // Leases instead of a session lock (a session's advisory lock stays behind in a pooled server
+  // connection): each process working on a job registers a row and renews `lease_until` with its
+  // heartbeat; a range belongs to the runner in `owner` while that runner's lease lasts. No
+  // foreign key: a phase registers before `expand` creates the job row, and a heartbeat must not
+  // wait on a jobs row lock. fillfactor 50 keeps the heartbeat's updates HOT.
+  return absl::StrReplaceAll(R"sql(
+CREATE TABLE @schema."runners" (
+  job_name text NOT NULL,
+  runner_id text NOT NULL,
+  kind text NOT NULL DEFAULT 'run',
+  host text,
+  pid int,
+  started_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  heartbeat_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  lease_until timestamptz NOT NULL,
+  PRIMARY KEY (job_name, runner_id)
+) WITH (fillfactor = 50);
+ALTER TABLE @schema."ranges" ADD COLUMN owner text;
+)sql",
+                             {{"@schema", Schema()}});
+}
+
 absl::Status TooNew(int version, int known) {
   return absl::FailedPreconditionError(absl::StrCat("job store version ", version,
                                                     " is newer than this pgbackfill (knows ", known,
@@ -163,8 +186,9 @@ absl::Status TooNew(int version, int known) {
 }  // namespace
 
 const std::vector<SchemaStep>& SchemaSteps() {
-  static const std::vector<SchemaStep>* const steps = new std::vector<SchemaStep>{
-      {1, StepV1()}, {2, StepV2()}, {3, StepV3()}, {4, StepV4()}, {5, StepV5()}, {6, StepV6()}};
+  static const std::vector<SchemaStep>* const steps =
+      new std::vector<SchemaStep>{{1, StepV1()}, {2, StepV2()}, {3, StepV3()}, {4, StepV4()},
+                                  {5, StepV5()}, {6, StepV6()}, {7, StepV7()}};
   return *steps;
 }
 

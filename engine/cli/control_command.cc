@@ -3,6 +3,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <map>
@@ -82,7 +83,7 @@ std::string NoSuchJob(checkpoint::JobStore& store, const std::string& name,
   return absl::StrFormat("%s; jobs here: %s", message, absl::StrJoin(names, ", "));
 }
 
-// A crashed run leaves state running; only the run lock says whether a process still has it.
+// A crashed run leaves state running; only a live lease says whether a process still has it.
 std::string EffectiveState(const checkpoint::JobRecord& job, bool running) {
   return job.state == "running" && !running ? "interrupted" : job.state;
 }
@@ -136,9 +137,11 @@ class ControlCommand {
       return Fail(kExitBadInput, absl::StrFormat("job %s is done; nothing to %s", job.name,
                                                  Verb(options_.action)));
     }
-    absl::StatusOr<int> holder = store.LockHolderPid(job.name);
-    if (!holder.ok()) return Fail(kExitError, holder.status());
-    running_ = *holder != 0;
+    absl::StatusOr<std::vector<checkpoint::RunnerRecord>> runners = store.ListRunners(job.name);
+    if (!runners.ok()) return Fail(kExitError, runners.status());
+    // Running: some process holds a lease on the job (a killed one's expires).
+    running_ = std::any_of(runners->begin(), runners->end(),
+                           [](const checkpoint::RunnerRecord& runner) { return runner.live; });
     state_before_ = EffectiveState(job, running_);
 
     const std::string by = Requester();
@@ -177,8 +180,9 @@ class ControlCommand {
   }
   int Fail(int code, const absl::Status& status) { return Fail(code, ToStd(status.message())); }
 
-  // A running job is asked to stop; a job nobody runs is marked aborted here and now, under its
-  // run lock, so a run starting at the same moment cannot be overwritten.
+  // A running job is asked to stop; a job nobody runs is marked aborted here and now. A run
+  // starting at the same moment keeps the abort (asked after its start, ClearAbort) and stops
+  // at its first look at the control row.
   absl::Status Abort(checkpoint::JobStore& store, const checkpoint::JobRecord& job,
                      const std::string& by) {
     if (running_) return store.SetControl(job.name, "abort", by);
@@ -186,16 +190,8 @@ class ControlCommand {
       already_aborted_ = true;
       return absl::OkStatus();
     }
-    ASSIGN_OR_RETURN(bool locked, store.TryLockJob(job.name));
-    if (!locked) {  // a run started since we looked: it takes the request like any running job
-      running_ = true;
-      return store.SetControl(job.name, "abort", by);
-    }
-    absl::Status status = store.SetControl(job.name, "abort", by);
-    if (status.ok()) status = store.FinishJob(job.name, "aborted", "aborted by " + by);
-    absl::Status unlocked = store.UnlockJob(job.name);
-    RETURN_IF_ERROR(status);
-    RETURN_IF_ERROR(unlocked);
+    RETURN_IF_ERROR(store.SetControl(job.name, "abort", by));
+    RETURN_IF_ERROR(store.FinishJob(job.name, "aborted", "aborted by " + by));
     marked_aborted_ = true;
     return absl::OkStatus();
   }

@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <optional>
 #include <ostream>
 #include <set>
@@ -10,6 +11,7 @@
 #include "pgbackfill/cli/cli.h"
 #include "pgbackfill/cli/output.h"
 #include "pgbackfill/cli/run_command.h"
+#include "pgbackfill/exec/runner.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/pg/lsn.h"
 #include "pgbackfill/util/status.h"
@@ -40,8 +42,23 @@ json KeyJson(const std::optional<ranges::KeyValue>& key) {
   return *key;
 }
 
+json RunnersJson(const std::vector<checkpoint::RunnerRecord>& runners) {
+  json list = json::array();
+  for (const checkpoint::RunnerRecord& runner : runners) {
+    list.push_back({{"id", runner.id},
+                    {"kind", runner.kind},
+                    {"host", Nullable(runner.host)},
+                    {"pid", runner.pid == 0 ? json() : json(runner.pid)},
+                    {"started_at", runner.started_at},
+                    {"heartbeat_at", runner.heartbeat_at},
+                    {"lease_until", runner.lease_until},
+                    {"live", runner.live}});
+  }
+  return list;
+}
+
 json JobJson(const checkpoint::JobRecord& job, const std::vector<checkpoint::RangeRecord>& ranges,
-             bool with_ranges) {
+             const std::vector<checkpoint::RunnerRecord>& runners, bool with_ranges) {
   int ranges_done = 0;
   int64_t rows_done = 0;
   for (const checkpoint::RangeRecord& range : ranges) {
@@ -82,6 +99,9 @@ json JobJson(const checkpoint::JobRecord& job, const std::vector<checkpoint::Ran
       {"control_by", Nullable(job.control_by)},
       {"control_at", Nullable(job.control_at)},
       {"settings", job.settings},
+      // The processes working on the job (`pgbackfill run` on any host, or a phase), live or
+      // with an expired lease (killed, or cut off), and the ranges each owns.
+      {"runners", RunnersJson(runners)},
   };
   if (with_ranges) {
     json list = json::array();
@@ -91,7 +111,8 @@ json JobJson(const checkpoint::JobRecord& job, const std::vector<checkpoint::Ran
                       {"upper", KeyJson(range.upper)},
                       {"done_upto", KeyJson(range.done_upto)},
                       {"rows_done", range.rows_done},
-                      {"state", range.state}});
+                      {"state", range.state},
+                      {"owner", Nullable(range.owner)}});
     }
     out["ranges"] = list;
   }
@@ -110,6 +131,20 @@ void PrintJob(const json& job, std::ostream& out) {
   out << "\n";
   if (const std::string throttle = ThrottleLine(job["throttle"]); !throttle.empty()) {
     out << "  throttle: " << throttle << "\n";
+  }
+  for (const json& runner : job["runners"]) {
+    const std::string id = runner["id"].get<std::string>();
+    std::string owned;
+    for (const json& range : job.value("ranges", json::array())) {
+      if (range["owner"] != id || range["state"] == "done") continue;
+      absl::StrAppend(&owned, owned.empty() ? "" : ",", range["id"].get<int>());
+    }
+    out << absl::StrFormat(
+        "  runner %s (%s, pid %s on %s): heartbeat %s, lease until %s%s%s\n", id,
+        runner["kind"].get<std::string>(), runner["pid"].is_null() ? "?" : runner["pid"].dump(),
+        runner["host"].is_null() ? "?" : runner["host"].get<std::string>(),
+        runner["heartbeat_at"].get<std::string>(), runner["lease_until"].get<std::string>(),
+        runner["live"].get<bool>() ? "" : " (expired)", owned.empty() ? "" : ", ranges " + owned);
   }
   if (job["last_error"].is_string()) out << "  last error: " << job["last_error"].get<std::string>() << "\n";
   const std::string control = job["control"].get<std::string>();
@@ -207,16 +242,26 @@ int RunStatus(const StatusOptions& options, std::ostream& out, std::ostream& err
       err << "pgbackfill: " << ranges.status().message() << "\n";
       return kExitError;
     }
-    json entry = JobJson(job, *ranges, !options.job.empty());
+    auto runners = store.ListRunners(job.name);
+    if (!runners.ok()) {
+      err << "pgbackfill: " << runners.status().message() << "\n";
+      return kExitError;
+    }
+    // A killed runner of this host is dead before its lease says so.
+    for (checkpoint::RunnerRecord& runner : *runners) {
+      if (runner.live && exec::RunnerProcessGone(runner)) runner.live = false;
+    }
+    json entry = JobJson(job, *ranges, *runners, !options.job.empty());
     if (absl::Status followed = AddFollow(store, job, entry); !followed.ok()) {
       err << "pgbackfill: " << followed.message() << "\n";
       return kExitError;
     }
-    if (job.state == "running") {
-      // A process killed with -9 cannot record its end; its advisory lock went with its session.
-      auto holder = store.LockHolderPid(job.name);
-      if (holder.ok() && *holder == 0) entry["state"] = "interrupted";
-    }
+    // A process killed with -9 cannot record its end; its lease expires. (Any kind: the follow
+    // phase keeps a job running too.)
+    const bool running =
+        std::any_of(runners->begin(), runners->end(),
+                    [](const checkpoint::RunnerRecord& runner) { return runner.live; });
+    if (job.state == "running" && !running) entry["state"] = "interrupted";
     list.push_back(std::move(entry));
   }
   if (options.json) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
 #include <optional>
 #include <set>
 #include <utility>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "follow_internal.h"
+#include "lease.h"
 #include "pgbackfill/catalog/catalog.h"
 #include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/expand/ddl.h"
@@ -27,10 +29,8 @@
 namespace pgbackfill::exec {
 namespace {
 
-
-// How long a phase waits for the job's run lock (a killed process's session may linger briefly),
-// and how long `rollback` waits for a running backfill to stop after asking it to abort.
-constexpr int kLockAttempts = 50;
+// How often a phase looks again at the job's leases, and how long `rollback` waits for a running
+// backfill to stop after asking it to abort.
 constexpr absl::Duration kLockRetry = absl::Milliseconds(200);
 constexpr absl::Duration kAbortWait = absl::Minutes(2);
 
@@ -63,7 +63,7 @@ std::string TriggerKind(const plan::Plan& plan) {
   return plan.dual_write ? "dw" : "";
 }
 
-// One phase of one job on its own session: preflight, the job store, the job's run lock.
+// One phase of one job on its own session: preflight, the job store, a lease on the job.
 class PhaseRunner {
  public:
   PhaseRunner(Phase phase, const plan::Plan& plan, const RunOptions& options, events::EventSink& events)
@@ -72,10 +72,6 @@ class PhaseRunner {
         options_(options),
         events_(events),
         dsn_(plan::HomeDsn(plan, options.dsn)) {}
-
-  ~PhaseRunner() {
-    if (locked_ && store_.has_value()) (void)store_->UnlockJob(plan_.name);
-  }
 
   absl::StatusOr<RunSummary> Run() {
     events_.Emit(events::PhaseStarted{.job = plan_.name, .phase = PhaseName(phase_)});
@@ -116,7 +112,7 @@ class PhaseRunner {
     return Ended(Outcome::kDone, phase_, std::move(message));
   }
 
-  // Connects, runs preflight, makes sure the job store is current and takes the job's run lock.
+  // Connects, runs preflight, makes sure the job store is current and takes a lease on the job.
   // nullopt when the phase may go on. Preflight problems do not refuse here: a phase that already
   // ran says so even when its own work made the plan stale (contract dropped a column the `set`
   // reads, a swap renamed `into`); a phase with work to do calls RequirePreflight().
@@ -132,25 +128,27 @@ class PhaseRunner {
       if (!store_exists) return RequirePreflight();
     }
     RETURN_IF_ERROR(store_->EnsureSchema());
-    // Rollback asks a running job to stop at once rather than waiting for it to finish first.
-    const int attempts = phase_ == Phase::kRollback ? 1 : kLockAttempts;
-    for (int attempt = 0; attempt < attempts && !locked_; ++attempt) {
-      if (attempt > 0) absl::SleepFor(kLockRetry);
-      ASSIGN_OR_RETURN(locked_, store_->TryLockJob(plan_.name));
-    }
-    if (!locked_ && phase_ == Phase::kRollback) RETURN_IF_ERROR(StopRunningJob());
-    if (!locked_) {
-      ASSIGN_OR_RETURN(std::string holder, store_->LockHolderText(plan_.name));
-      return std::optional<RunSummary>(Refuse(
-          absl::StrCat("job ", plan_.name, " is running in another pgbackfill process (", holder,
-                       "); wait for it, or stop it first (`pgbackfill abort ", plan_.name, "`)")));
-    }
+    // The phase's own lease first, then a look at the others': two processes starting at once
+    // both see each other and both refuse, rather than both go on.
+    ASSIGN_OR_RETURN(
+        lease_, internal::Lease::Take(dsn_, plan_.name, PhaseName(phase_), plan_.lease_timeout));
     ASSIGN_OR_RETURN(job_, store_->LoadJob(plan_.name));
+    if (job_.has_value()) {
+      ASSIGN_OR_RETURN(steps_, store_->StepsDone(plan_.name));
+    }
+    ASSIGN_OR_RETURN(std::string busy, WaitForOthers());
+    if (!busy.empty()) {
+      return std::optional<RunSummary>(Refuse(
+          absl::StrCat("job ", plan_.name, " is being worked on by another pgbackfill process (",
+                       busy, "); wait for it, or stop it first (`pgbackfill abort ", plan_.name,
+                       "`). A process that was killed holds the job until its lease expires")));
+    }
     if (job_.has_value() && options_.restart && phase_ == Phase::kExpand) {
       // Starting over: the job's record goes, its objects stay (the triggers are replaced in
       // place, and `expand` statements are expected to be idempotent: IF NOT EXISTS).
       RETURN_IF_ERROR(store_->DeleteJob(plan_.name));
       job_.reset();
+      steps_.clear();
     }
     if (job_.has_value()) {
       if (job_->plan_hash != report_.plan_hash && phase_ != Phase::kRollback) {
@@ -160,7 +158,6 @@ class PhaseRunner {
             "); run its phases with the original plan, or give --restart to start this job over "
             "(rows already filled keep their values)")));
       }
-      ASSIGN_OR_RETURN(steps_, store_->StepsDone(plan_.name));
     }
     return std::optional<RunSummary>();
   }
@@ -179,28 +176,51 @@ class PhaseRunner {
                                absl::StrJoin(problems, "\n  ")));
   }
 
-  // Rollback of a job whose backfill is running: ask it to abort (it stops after the batches in
-  // flight) and wait for its lock.
-  absl::Status StopRunningJob() {
-    absl::Status asked = store_->SetControl(plan_.name, "abort", Requester());
-    if (!asked.ok() && asked.code() != absl::StatusCode::kFailedPrecondition) return asked;
-    events_.Emit(events::Warning{absl::StrCat(
-        "job ", plan_.name, " is running; asked it to abort and waiting for it to stop")});
-    const absl::Time deadline = absl::Now() + kAbortWait;
-    while (!locked_ && absl::Now() < deadline) {
+  // Which other processes this phase must not run beside: another phase always; a backfill
+  // (`pgbackfill run`, on any host) for contract and rollback, and for an expand that still has
+  // work to do (once `phase:expand` is recorded, expand only says so, and verify only reads).
+  bool Excludes(const std::string& kind) const {
+    if (kind != "run") return true;
+    if (phase_ == Phase::kVerify) return false;
+    return phase_ != Phase::kExpand || options_.restart || !steps_.contains("phase:expand");
+  }
+
+  // The live leases of the processes this phase must not run beside, as a text; "" once there
+  // are none. Waits for them up to a lease timeout (a killed process's lease expires within
+  // it); rollback first asks a running backfill to abort (it stops after the batches in flight)
+  // and waits for it to end.
+  absl::StatusOr<std::string> WaitForOthers() {
+    const absl::Time deadline =
+        absl::Now() + (phase_ == Phase::kRollback ? kAbortWait : plan_.lease_timeout + kLockRetry);
+    bool asked = false;
+    while (true) {
+      ASSIGN_OR_RETURN(std::vector<checkpoint::RunnerRecord> runners,
+                       store_->ListRunners(plan_.name));
+      std::string busy;
+      bool backfill = false;
+      for (const checkpoint::RunnerRecord& other : runners) {
+        if (!other.live || other.id == lease_->id() || !Excludes(other.kind)) continue;
+        backfill = backfill || other.kind == "run" || other.kind == "follow";
+        absl::StrAppend(&busy, busy.empty() ? "" : "; ", other.kind, " pid ", other.pid,
+                        " on host ", other.host, ", lease until ", other.lease_until);
+      }
+      if (busy.empty() || absl::Now() >= deadline) return busy;
+      if (backfill && phase_ == Phase::kRollback && !asked) {
+        absl::Status abort = store_->SetControl(plan_.name, "abort", Requester());
+        if (!abort.ok() && abort.code() != absl::StatusCode::kFailedPrecondition) return abort;
+        events_.Emit(events::Warning{absl::StrCat(
+            "job ", plan_.name, " is running; asked it to abort and waiting for it to stop")});
+        asked = true;
+      }
       absl::SleepFor(kLockRetry);
-      ASSIGN_OR_RETURN(locked_, store_->TryLockJob(plan_.name));
     }
-    return absl::OkStatus();
   }
 
   // The session runs DDL (and the user's trigger functions are created) under the user's own
   // search_path, as the statements were written for it; Harden() puts the pinned one back.
   absl::Status UseUserSearchPath() {
-    return conn_
-        ->Exec("SELECT pg_catalog.set_config('search_path', $1, false)",
-               {report_.user_search_path})
-        .status();
+    conn_->Pin("search_path", report_.user_search_path);
+    return absl::OkStatus();
   }
   absl::Status Harden() { return catalog::Catalog(*conn_).Harden().status(); }
 
@@ -656,7 +676,7 @@ class PhaseRunner {
   preflight::PreflightReport report_;
   std::optional<checkpoint::JobRecord> job_;
   std::set<std::string> steps_;
-  bool locked_ = false;
+  std::unique_ptr<internal::Lease> lease_;  // while the phase works on the job
   bool skipped_ = false;
 };
 

@@ -12,13 +12,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
-#include "pgbackfill/pg/error.h"
 #include "pgbackfill/exec/phases.h"
+#include "pgbackfill/pg/dsn.h"
+#include "pgbackfill/pg/error.h"
+#include "pgbackfill/pg/pooler.h"
 #include "pgbackfill/ranges/sampler.h"
 #include "pgbackfill/sql/names.h"
-#include "runner_internal.h"
 #include "pgbackfill/util/status.h"
 #include "pgbackfill/util/strings.h"
+#include "runner_internal.h"
 
 namespace pgbackfill::exec {
 namespace internal {
@@ -65,9 +67,8 @@ void Runner::Fail(std::string message) {
 }
 
 absl::Status Runner::EnsureControl() {
-  // The control session holds the job's advisory lock; if the server dropped it (restart), take a
-  // new one and the lock again, or stop: another process may have taken the job over.
-  if (lock_lost_) return absl::FailedPreconditionError("the job's lock is held by another process");
+  // The control session holds no state the run relies on (the lease is the job store's): after a
+  // lost connection (a server restart) a new one simply takes over.
   if (control_.has_value() && control_->Exec(sql::Tagged("SELECT 1")).ok()) return absl::OkStatus();
   store_.reset();
   ASSIGN_OR_RETURN(pg::Connection conn, pg::Connection::Connect(dsn_));
@@ -77,15 +78,26 @@ absl::Status Runner::EnsureControl() {
   // search_path's operators.
   RETURN_IF_ERROR(catalog::Catalog(*control_).Harden().status());
   store_.emplace(*control_);
-  checkpoint::JobStore& store = *store_;
-  ASSIGN_OR_RETURN(bool locked, store.TryLockJob(plan_.name));
-  if (!locked) {
-    Fail(absl::StrCat("job ", plan_.name,
-                      " was taken over by another process while this one reconnected; stopping"));
-    lock_lost_ = true;
-    return absl::FailedPreconditionError(*failure_);
-  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> Runner::TransactionPooled() {
+  ASSIGN_OR_RETURN(pg::Connection source, pg::Connection::Connect(source_dsn_));
+  const std::pair<pg::Connection*, const std::string*> sides[] = {{&source, &source_dsn_},
+                                                                  {&*control_, &dsn_}};
+  for (const auto& [conn, dsn] : sides) {
+    ASSIGN_OR_RETURN(bool pooled, pg::BehindTransactionPooler(*conn, *dsn));
+    if (!pooled) continue;
+    absl::StatusOr<std::string> server = pg::DescribeDsn(*dsn);
+    return absl::StrCat(
+        "the ", dsn == &dsn_ ? "target" : "source", " DSN (", server.ok() ? *server : "?",
+        ") reaches PostgreSQL through a transaction-pooling pooler such as pgbouncer "
+        "(pool_mode = transaction): one session's transactions run on different server "
+        "connections there, and the data mover between databases needs real sessions (the "
+        "source's exported snapshot, the text settings of both sides). Connect the mover "
+        "directly to PostgreSQL, or through session pooling (pool_mode = session)");
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
@@ -118,6 +130,10 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
                                absl::StrJoin(report_.problems, "\n  ")));
   }
 
+  if (moves_) {
+    ASSIGN_OR_RETURN(std::optional<std::string> pooled, TransactionPooled());
+    if (pooled.has_value()) return refuse(*std::move(pooled));
+  }
   store_.emplace(*control_);
   checkpoint::JobStore& store = *store_;
   RETURN_IF_ERROR(store.EnsureSchema());
@@ -125,18 +141,16 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
   // asked after it is for this run, also when it lands before the lock is taken.
   ASSIGN_OR_RETURN(pg::Result now, control_->Exec("SELECT pg_catalog.clock_timestamp()::text"));
   throttle_.run_requested_at = std::string(now.Get(0, 0));
-  // Right after a `kill -9` the old process's session may take a moment to go away; give it that
-  // moment before calling the job busy. (Correctness does not rest on this lock: every batch
-  // claims its checkpoint row, see batch_sql.h.)
-  bool locked = false;
-  for (int attempt = 0; attempt < 50 && !locked; ++attempt) {
-    if (attempt > 0) absl::SleepFor(absl::Milliseconds(200));
-    ASSIGN_OR_RETURN(locked, store.TryLockJob(plan_.name));
-  }
-  if (!locked) {
-    ASSIGN_OR_RETURN(std::string holder, store.LockHolderText(plan_.name));
-    return refuse(absl::StrCat("job ", plan_.name, " is running in another pgbackfill process (",
-                               holder, "); wait for it, or stop it first"));
+  // This run's lease, then a look at the others': any number of runs share the job, but
+  // contract and rollback must not run beside one (they look the other way, phases.cc).
+  ASSIGN_OR_RETURN(lease_, Lease::Take(dsn_, plan_.name, "run", plan_.lease_timeout));
+  for (const char* phase : {"contract", "rollback"}) {
+    ASSIGN_OR_RETURN(std::string busy, lease_->OthersLive(phase));
+    if (!busy.empty()) {
+      return refuse(absl::StrCat("job ", plan_.name, " is in its ", phase,
+                                 " phase in another pgbackfill process (", busy,
+                                 "); wait for it to end"));
+    }
   }
   ASSIGN_OR_RETURN(std::optional<checkpoint::JobRecord> job, store.LoadJob(plan_.name));
   const bool needs_expand = NeedsExpand(plan_) && !options_.scratch;
@@ -145,6 +159,12 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
       // Deleting the job would forget its expand steps while its trigger stays installed.
       return refuse(absl::StrCat("job ", plan_.name, " has expand steps; start it over with "
                                  "`pgbackfill run --restart`, which runs expand again first"));
+    }
+    // Others' workers walk ranges that would vanish under them.
+    ASSIGN_OR_RETURN(std::string others, lease_->OthersLive("run"));
+    if (!others.empty()) {
+      return refuse(absl::StrCat("job ", plan_.name, " is running in other pgbackfill processes (",
+                                 others, "); stop them before starting it over with --restart"));
     }
     RETURN_IF_ERROR(store.DeleteJob(plan_.name));
     job.reset();
@@ -201,12 +221,24 @@ absl::StatusOr<std::optional<RunSummary>> Runner::PrepareJob() {
                                                  *report_.table, *report_.key,
                                                  report_.estimate->rows, plan_.workers));
   }
+  absl::Status created = absl::OkStatus();
   if (job.has_value() && existing.empty()) {
-    RETURN_IF_ERROR(store.AddRanges(plan_.name, planned));
+    created = store.AddRanges(plan_.name, planned);
   } else if (!job.has_value()) {
-    RETURN_IF_ERROR(store.CreateJob(NewJobRecord(plan_, report_, "backfill"), planned));
+    created = store.CreateJob(NewJobRecord(plan_, report_, "backfill"), planned);
   } else {
     rows_before_ = job->rows_done;
+  }
+  if (created.code() == absl::StatusCode::kAlreadyExists) {
+    // Another run planned the job at the same moment: join it, with its ranges.
+    ASSIGN_OR_RETURN(job, store.LoadJob(plan_.name));
+    if (!job.has_value() || job->plan_hash != report_.plan_hash) {
+      return refuse(absl::StrCat("job ", plan_.name,
+                                 " was created by another process with another plan meanwhile"));
+    }
+    summary_.resumed = true;
+  } else {
+    RETURN_IF_ERROR(created);
   }
   RETURN_IF_ERROR(DecideStaging(existing.empty()));
   if (mover_.staged && report_.target_key_index.empty()) {
@@ -385,6 +417,14 @@ asio::awaitable<void> Runner::Ticker() {
     boost::system::error_code ec;
     co_await ticker_->async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (ec || workers_running_ == 0) break;
+    if (!lease_->Held() && !failure_.has_value()) {
+      // Others may have taken this run's ranges by now; its batches would only race theirs
+      // (safely: each claims its checkpoint) for nothing.
+      Fail(absl::StrCat("this process's lease on job ", plan_.name, " expired (no heartbeat for ",
+                        absl::FormatDuration(lease_->timeout()),
+                        ": the process or its server stalled); other runners may have taken its "
+                        "ranges. Run the job again to rejoin it"));
+    }
     EmitProgress();
     if (absl::Now() - last_refresh >= kStoreRefresh) {
       RefreshStore();
@@ -464,55 +504,77 @@ absl::StatusOr<RunSummary> Runner::Run() {
   if (throttle_.held_since.has_value()) summary_.held += absl::Now() - *throttle_.held_since;
   summary_.total_rows = rows_before_ + summary_.rows;
 
-  std::string state;
-  if (failure_.has_value()) {
-    summary_.outcome = Outcome::kFailed;
-    summary_.message = *failure_;
-    state = "failed";
-  } else if (throttle_.aborted_by.has_value() && !queue_.pending.empty()) {
-    summary_.outcome = Outcome::kAborted;
-    summary_.message = absl::StrCat("aborted by ", *throttle_.aborted_by, " with ", queue_.pending.size(),
-                                    " range(s) left; running the job again resumes it");
-    state = "aborted";
-  } else if (!queue_.pending.empty()) {
-    summary_.outcome = Outcome::kInterrupted;
-    summary_.message = absl::StrCat("interrupted with ", queue_.pending.size(),
-                                    " range(s) left; run the same command again to resume");
-    state = "interrupted";
-  } else if (const int unfinished = UnfinishedInStore(); unfinished > 0) {
-    // The store, not memory, says what is done: a failover to a standby that had not received
-    // the last commits loses a batch and its checkpoint together, and its range is unfinished
-    // there again. A new run does those batches once.
-    summary_.outcome = Outcome::kInterrupted;
-    summary_.message =
-        absl::StrCat("the job store has ", unfinished,
-                     " range(s) not done that this run finished (commits "
-                     "lost in a failover?); run the same command again to finish them");
-    state = "interrupted";
-  } else {
-    summary_.outcome = Outcome::kDone;
-    state = "done";
-    if (EnsureControl().ok()) (void)store_->SetPhase(plan_.name, "backfill");
-  }
-  if (absl::Status control = EnsureControl(); control.ok()) {
-    checkpoint::JobStore& store = *store_;
-    (void)store.RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, "");
-    if (absl::Status finished = store.FinishJob(plan_.name, state, summary_.message); !finished.ok()) {
-      events_.Emit(events::Warning{
-          absl::StrCat("could not record the job's end: ", finished.message())});
-    }
-    (void)store.UnlockJob(plan_.name);
-  }
+  RecordEnd(EndState());
+  lease_.reset();  // gives back the ranges this run still owns, for the others to take at once
   return summary_;
 }
 
-int Runner::UnfinishedInStore() {
-  if (!EnsureControl().ok()) return 0;  // unreadable: the end cannot be recorded either
+std::optional<int> Runner::UnfinishedInStore() {
+  if (!EnsureControl().ok()) return std::nullopt;
   absl::StatusOr<std::vector<checkpoint::RangeRecord>> ranges = store_->LoadRanges(plan_.name);
-  if (!ranges.ok()) return 0;
+  if (!ranges.ok()) return std::nullopt;
   return static_cast<int>(
       std::count_if(ranges->begin(), ranges->end(),
                     [](const checkpoint::RangeRecord& range) { return range.state != "done"; }));
+}
+
+std::string Runner::EndState() {
+  // The store, not memory, says what is left: other runners did ranges this one never saw end.
+  // When it cannot be read, this run's own view stands in.
+  const std::optional<int> in_store = UnfinishedInStore();
+  const int left = in_store.value_or(static_cast<int>(queue_.all.size()) - queue_.Done());
+  if (failure_.has_value()) {
+    summary_.outcome = Outcome::kFailed;
+    summary_.message = *failure_;
+    return "failed";
+  }
+  if (left == 0) {
+    summary_.outcome = Outcome::kDone;
+    if (EnsureControl().ok()) (void)store_->SetPhase(plan_.name, "backfill");
+    return "done";
+  }
+  if (throttle_.aborted_by.has_value()) {
+    summary_.outcome = Outcome::kAborted;
+    summary_.message = absl::StrCat("aborted by ", *throttle_.aborted_by, " with ", left,
+                                    " range(s) left; running the job again resumes it");
+    return "aborted";
+  }
+  summary_.outcome = Outcome::kInterrupted;
+  if (stopping_ || !in_store.has_value()) {
+    summary_.message = absl::StrCat("interrupted with ", left,
+                                    " range(s) left; run the same command again to resume");
+  } else {
+    // The workers found nothing left to take, yet the store has ranges not done: a failover to
+    // a standby that had not received the last commits loses a batch and its checkpoint
+    // together, and its range is unfinished there again. A new run does those batches once.
+    summary_.message =
+        absl::StrCat("the job store has ", left,
+                     " range(s) not done that this run finished (commits "
+                     "lost in a failover?); run the same command again to finish them");
+  }
+  return "interrupted";
+}
+
+void Runner::RecordEnd(const std::string& state) {
+  absl::Status control = EnsureControl();
+  if (!control.ok()) return;
+  checkpoint::JobStore& store = *store_;
+  (void)store.RecordProgress(plan_.name, summary_.retries - retries_reported_, 0, "");
+  if (state == "interrupted" || state == "failed") {
+    // Other runners go on with the job: it is still running. (An abort reaches all of them, and
+    // done is done for all.)
+    absl::StatusOr<std::string> others = lease_->OthersLive("run");
+    if (others.ok() && !others->empty()) {
+      absl::StrAppend(&summary_.message, "; other pgbackfill processes go on with the job (",
+                      *others, ")");
+      return;
+    }
+  }
+  if (absl::Status finished = store.FinishJob(plan_.name, state, summary_.message);
+      !finished.ok()) {
+    events_.Emit(
+        events::Warning{absl::StrCat("could not record the job's end: ", finished.message())});
+  }
 }
 
 }  // namespace internal

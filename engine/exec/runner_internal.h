@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "lease.h"
 #include "pgbackfill/batch/batch_sql.h"
 #include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/events/events.h"
@@ -47,6 +48,7 @@ struct RangeState {
   std::optional<ranges::KeyValue> done_upto;
   int64_t rows_done = 0;
   bool done = false;
+  bool held = false;  // a worker of this runner walks it
 
   // Batches start after the checkpoint, or after the range's own lower bound at first.
   const std::optional<ranges::KeyValue>& start() const { return done_upto ? done_upto : lower; }
@@ -73,15 +75,28 @@ struct MoverSession {
   bool target_ready = false;
 };
 
-// The job's ranges, and those no worker holds. A worker takes from the front and gives a range
-// back to the front, so the range a parked worker hands back is the next one taken. `all` is a
-// deque: a split appends a range while workers hold pointers to the others.
+// The job's ranges as this runner knows them. Workers take ranges from the job store
+// (checkpoint::TakeRangeSql), which is the queue all runners share; `pending` is what this runner
+// has not seen done at the start, for its first event. `all` is a deque: a take or a split
+// appends a range while workers hold pointers to the others.
 struct RangeQueue {
   std::deque<RangeState> all;
   std::deque<RangeState*> pending;
+  // Ranges this runner owns in the store that no worker of it holds (a parked worker's), taken
+  // again before any other: the store does not know which worker holds a range.
+  std::deque<RangeState*> given_back;
 
-  RangeState* Take();
-  void GiveBack(RangeState* range) { pending.push_front(range); }
+  // The range a worker took: its entry in `all` (a new one for a range this runner has not seen),
+  // held from now on.
+  RangeState& Taken(int id);
+  // A worker leaves a range: still owned by this runner in the store (a parked worker's), the
+  // next take of any of its workers gets it back first.
+  void GiveBack(RangeState* range) {
+    range->held = false;
+    given_back.push_front(range);
+  }
+  // The first range given back and not done since, now held; nullptr when none is.
+  RangeState* TakeGivenBack();
   int Done() const;
   // Unfinished ranges a worker holds: those a worker left without one may split.
   std::vector<RangeState*> Held();
@@ -98,7 +113,7 @@ struct ThrottleState {
   std::string operator_hold;  // "paused by ..." while an operator's pause stands
   std::optional<std::string> aborted_by;
   std::string control_seen = "run";
-  std::string run_requested_at;  // server time just before this run took the job's lock
+  std::string run_requested_at;  // server time just before this run took its lease
   std::map<std::string, std::string> settings_applied;
   absl::Duration batch_target;  // the batch sizers' target as last set (BatchTarget)
   std::string reason;  // why work is held, shown in progress, the job row and `status`
@@ -141,6 +156,9 @@ class Runner {
  private:
   // runner.cc
   absl::StatusOr<std::optional<RunSummary>> PrepareJob();
+  // The data mover's refusal when either side is behind a transaction-pooling pooler
+  // (pg/pooler.h); nullopt when neither is.
+  absl::StatusOr<std::optional<std::string>> TransactionPooled();
   absl::Status LoadRanges();
   absl::Status EndOpenRangesAtLargestKey();
   asio::awaitable<void> Ticker();
@@ -152,8 +170,12 @@ class Runner {
   events::ThrottleState CurrentThrottleState() const;
   void RefreshStore();
   absl::Status EnsureControl();
-  // Ranges the job store does not have as done (0 when it cannot be read).
-  int UnfinishedInStore();
+  // Ranges the job store does not have as done; nullopt when it cannot be read.
+  std::optional<int> UnfinishedInStore();
+  // The job's state at this run's end, and this run's summary outcome and message.
+  std::string EndState();
+  // Records the run's end in the job row, unless other runners go on with the job.
+  void RecordEnd(const std::string& state);
 
   // worker.cc
   // One worker's own state, in its coroutine frame. Its destructor runs on every exit, also when
@@ -195,6 +217,19 @@ class Runner {
   asio::awaitable<bool> ConnectWorker(WorkerState& worker);
   // Asks the throttle, takes a range, pays the rate limiter.
   asio::awaitable<Turn> NextTurn(WorkerState& worker);
+  // A range from the job store for `worker`: one free, or one whose runner's lease expired.
+  // nullptr when none is.
+  asio::awaitable<absl::StatusOr<RangeState*>> TakeRange(WorkerState& worker);
+  // TakeRange's statement (checkpoint::TakeRangeSql): the range, as the store has it, now held.
+  asio::awaitable<absl::StatusOr<RangeState*>> TakeFromStore(WorkerState& worker);
+  // Whether ranges not done remain that other runners own: a worker with nothing to take waits
+  // for them (their runner may die) rather than end.
+  asio::awaitable<absl::StatusOr<bool>> OthersUnfinished(WorkerState& worker);
+  // For a range taken open above, this run's end of it (EndOpenRangesAtLargestKey); false when
+  // no row is left in it and it is now done.
+  absl::StatusOr<bool> EndOpenRange(RangeState& range);
+  // A failure of a job-store statement outside a batch: reconnect and wait a turn, or fail.
+  asio::awaitable<Turn> StoreFailed(WorkerState& worker, const absl::Status& failed);
   // Counts a committed batch everywhere it shows.
   void Committed(WorkerState& worker, BatchOutcome outcome, int64_t rows, absl::Duration elapsed);
   // A batch that did not commit (or may have): retry, reconnect or fail; false ends the worker.
@@ -290,7 +325,10 @@ class Runner {
   const std::string dsn_;         // the home database: job store, control, probes, target
   const bool moves_;              // copy between databases (plan::MovesBetweenDatabases)
   const std::string source_dsn_;  // the mover's source
-  std::optional<pg::Connection> control_;  // preflight, job store, the job's advisory lock
+  std::optional<pg::Connection> control_;  // preflight, job store, the operator's control row
+  // This runner's lease on the job (lease.h): registered by PrepareJob, renewed on a thread of
+  // its own, unregistered at the end of Run.
+  std::unique_ptr<Lease> lease_;
   std::optional<checkpoint::JobStore> store_;  // on control_; remade when control_ reconnects
 
   preflight::PreflightReport report_;
@@ -322,7 +360,8 @@ class Runner {
   int workers_running_ = 0;
   int signals_seen_ = 0;
   bool stopping_ = false;
-  bool lock_lost_ = false;  // another process holds the job now: never write its job row
+  // No range is left that this runner could take or wait for: parked workers without one end.
+  bool nothing_left_ = false;
   bool splitting_ = false;  // one split at a time: each takes the next free range id
   std::optional<std::string> failure_;
 

@@ -52,7 +52,8 @@ asio::awaitable<absl::StatusOr<std::optional<ranges::SplitChoice>>> Runner::Prob
 
 asio::awaitable<Runner::SplitOutcome> Runner::SplitLargest(WorkerState& worker) {
   SplitOutcome out;
-  // Each split takes the next free range id; one at a time keeps two from taking the same one.
+  // Each split takes the next free range id; one at a time keeps two from taking the same one
+  // (and SplitLockSql between processes).
   if (splitting_) {
     out.retry = true;
     co_return out;
@@ -98,6 +99,10 @@ asio::awaitable<Runner::SplitOutcome> Runner::SplitLocked(WorkerState& worker, R
   lock.push_back(pg::Statement{sql::Tagged("BEGIN"), {}});
   lock.push_back(
       pg::Statement{sql::SetLocalTimeout("lock_timeout", live_.throttle.lock_timeout), {}});
+  // Runners in other processes split too: each split takes the next free range id.
+  pg::Statement one_at_a_time{checkpoint::SplitLockSql(), {}};
+  one_at_a_time.params.emplace_back(plan_.name);
+  lock.push_back(std::move(one_at_a_time));
   pg::Statement row{checkpoint::LockRangeSql(), {}};
   row.params.emplace_back(plan_.name);
   row.params.emplace_back(std::to_string(donor.id));
@@ -107,7 +112,7 @@ asio::awaitable<Runner::SplitOutcome> Runner::SplitLocked(WorkerState& worker, R
     out.status = std::move(locked.status);
     co_return out;
   }
-  const pg::Result& read = locked.results[2];
+  const pg::Result& read = locked.results[3];
   if (read.Rows() != 1) {  // the donor finished meanwhile: look again
     (void)co_await worker.conn->Exec("ROLLBACK");
     out.retry = true;
@@ -141,6 +146,7 @@ asio::awaitable<Runner::SplitOutcome> Runner::SplitLocked(WorkerState& worker, R
   split.params.push_back(checkpoint::TextArrayLiteral((*choice)->point));
   split.params.push_back(checkpoint::TextArrayLiteral(*upper));
   split.params.push_back(checkpoint::TextArrayLiteral(*done_upto));
+  split.params.emplace_back(lease_->id());
   apply.push_back(std::move(split));
   apply.push_back(pg::Statement{sql::Tagged("COMMIT"), {}});
   pg::PipelineResult applied = co_await worker.conn->Pipeline(std::move(apply));
@@ -157,6 +163,7 @@ asio::awaitable<Runner::SplitOutcome> Runner::SplitLocked(WorkerState& worker, R
   // say so.
   RangeState& taken = queue_.all.emplace_back();
   taken.id = std::stoi(std::string(applied.results[0].Get(0, 0)));
+  taken.held = true;
   taken.lower = (*choice)->point;
   taken.upper = *upper;
   if (!taken.upper) taken.end_of_run = donor.end_of_run;

@@ -139,7 +139,7 @@ void Runner::ReadOperatorControl() {
   // job meanwhile if the server is really gone.
   // One statement per interval on a healthy session; the ping and reconnect of EnsureControl()
   // only after a failure.
-  if (lock_lost_ || !store_.has_value()) return;
+  if (!store_.has_value()) return;
   absl::StatusOr<checkpoint::JobControl> control = store_->LoadControl(plan_.name);
   if (!control.ok()) {
     if (!EnsureControl().ok()) return;

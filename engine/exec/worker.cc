@@ -28,21 +28,33 @@ constexpr char kReadOnlySqlState[] = "25006";
 
 }  // namespace
 
-RangeState* RangeQueue::Take() {
-  if (pending.empty()) return nullptr;
-  RangeState* range = pending.front();
-  pending.pop_front();
+RangeState& RangeQueue::Taken(int id) {
+  auto known = std::find_if(all.begin(), all.end(),
+                            [id](const RangeState& range) { return range.id == id; });
+  RangeState& range = known != all.end() ? *known : all.emplace_back();
+  range.id = id;
+  range.held = true;
+  std::erase(pending, &range);
   return range;
 }
 
 std::vector<RangeState*> RangeQueue::Held() {
   std::vector<RangeState*> held;
   for (RangeState& range : all) {
-    if (!range.done && std::find(pending.begin(), pending.end(), &range) == pending.end()) {
-      held.push_back(&range);
-    }
+    if (!range.done && range.held) held.push_back(&range);
   }
   return held;
+}
+
+RangeState* RangeQueue::TakeGivenBack() {
+  while (!given_back.empty()) {
+    RangeState* range = given_back.front();
+    given_back.pop_front();
+    if (range->done || range->held) continue;
+    range->held = true;
+    return range;
+  }
+  return nullptr;
 }
 
 int RangeQueue::Done() const {
@@ -146,19 +158,25 @@ asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
       queue_.GiveBack(worker.range);
       worker.range = nullptr;
     }
-    // Nothing left that this worker could do: no range waits, and none another worker holds
-    // that it could split once it may run.
-    if (worker.range == nullptr && queue_.pending.empty() && queue_.Held().empty()) {
+    // Nothing left that this worker could do: no range to take or wait for, and none another
+    // worker holds that it could split once it may run.
+    if (worker.range == nullptr && nothing_left_ && queue_.Held().empty()) {
       co_return Turn::kFinished;
     }
     co_await WaitForGate(worker.gate, live_.throttle.interval);
     co_return Turn::kWait;
   }
-  if (worker.range == nullptr || worker.range->done) {
-    worker.range = queue_.Take();
+  if (worker.range != nullptr && worker.range->done) {
+    worker.range->held = false;
+    worker.range = nullptr;
   }
   if (worker.range == nullptr) {
-    // None waits: split one that another worker holds, rather than leave the job's end to it.
+    absl::StatusOr<RangeState*> taken = co_await TakeRange(worker);
+    if (!taken.ok()) co_return co_await StoreFailed(worker, taken.status());
+    worker.range = *taken;
+  }
+  if (worker.range == nullptr) {
+    // None free: split one that another worker holds, rather than leave the job's end to it.
     SplitOutcome split = co_await SplitLargest(worker);
     if (!split.status.ok()) {
       events_.Emit(events::Warning{
@@ -170,7 +188,19 @@ asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
       co_await WaitForGate(worker.gate, live_.throttle.interval);
       co_return Turn::kWait;
     }
-    if (split.range == nullptr) co_return Turn::kFinished;
+    if (split.range == nullptr) {
+      // Ranges other runners own are waited for: when their runner dies, its lease expires and
+      // they are free for this one. The job is done for all only when every range is.
+      absl::StatusOr<bool> others = co_await OthersUnfinished(worker);
+      if (!others.ok()) co_return co_await StoreFailed(worker, others.status());
+      if (!*others) {
+        nothing_left_ = true;
+        WakeWorkers();  // parked workers without a range end too
+        co_return Turn::kFinished;
+      }
+      co_await WaitForGate(worker.gate, live_.throttle.interval);
+      co_return Turn::kWait;
+    }
     worker.range = split.range;
   }
   // The rate limiter's reservation for the next batch (when it may start) is kept across waits,
@@ -199,6 +229,93 @@ asio::awaitable<Runner::Turn> Runner::NextTurn(WorkerState& worker) {
   }
   worker.reserved_until.reset();
   co_return Turn::kGo;
+}
+
+asio::awaitable<absl::StatusOr<RangeState*>> Runner::TakeRange(WorkerState& worker) {
+  // A range taken may turn out to have no row left (open above, nothing past its checkpoint):
+  // then it is done, and the next one is taken.
+  for (int attempt = 0; attempt < 100 && !stopping_; ++attempt) {
+    // One of this runner's own first: no other runner takes it while this one's lease holds,
+    // and only memory knows whether a worker holds it (the store knows whose, not which worker).
+    RangeState* range = queue_.TakeGivenBack();
+    if (range == nullptr) {
+      CO_ASSIGN_OR_RETURN(range, co_await TakeFromStore(worker));
+      if (range == nullptr) co_return nullptr;
+    }
+    if (range->upper.has_value() || range->end_of_run.has_value() || moves_) co_return range;
+    CO_ASSIGN_OR_RETURN(bool rows_left, EndOpenRange(*range));
+    if (rows_left) co_return range;
+    range->held = false;
+    if (!range->done) queue_.GiveBack(range);  // a batch moved its checkpoint: look again later
+  }
+  co_return nullptr;
+}
+
+asio::awaitable<absl::StatusOr<RangeState*>> Runner::TakeFromStore(WorkerState& worker) {
+  std::vector<pg::Param> params;
+  params.emplace_back(plan_.name);
+  params.emplace_back(lease_->id());
+  auto taken = co_await worker.conn->Exec(checkpoint::TakeRangeSql(), std::move(params));
+  if (!taken.ok()) co_return taken.status();
+  if (taken->Rows() == 0) co_return nullptr;
+  auto lower = checkpoint::ParseTextArray(taken->GetOptional(0, 1));
+  auto upper = checkpoint::ParseTextArray(taken->GetOptional(0, 2));
+  auto done_upto = checkpoint::ParseTextArray(taken->GetOptional(0, 3));
+  if (!lower.ok() || !upper.ok() || !done_upto.ok()) {
+    co_return absl::InternalError(
+        absl::StrCat("unreadable bounds of range ", ToAbsl(taken->Get(0, 0)), " in the job store"));
+  }
+  // The store's checkpoint, not memory's: another runner may have walked it since.
+  RangeState& range = queue_.Taken(std::stoi(std::string(taken->Get(0, 0))));
+  range.lower = *std::move(lower);
+  range.upper = *std::move(upper);
+  range.done_upto = *std::move(done_upto);
+  range.rows_done = std::stoll(std::string(taken->Get(0, 4)));
+  range.done = taken->Get(0, 5) == "done";
+  co_return &range;
+}
+
+absl::StatusOr<bool> Runner::EndOpenRange(RangeState& range) {
+  RETURN_IF_ERROR(EnsureControl());
+  ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> largest,
+                   catalog::Catalog(*control_).KeyBound(*report_.table, *report_.key,
+                                                        /*smallest=*/false, range.start()));
+  if (largest.has_value()) {
+    range.end_of_run = *std::move(largest);
+    return true;
+  }
+  ASSIGN_OR_RETURN(bool finished, store_->FinishRangeAt(plan_.name, range.id, range.done_upto));
+  // Not finished: a batch moved its checkpoint meanwhile; the next take reads it again.
+  range.done = finished;
+  return false;
+}
+
+asio::awaitable<absl::StatusOr<bool>> Runner::OthersUnfinished(WorkerState& worker) {
+  std::vector<pg::Param> params;
+  params.emplace_back(plan_.name);
+  params.emplace_back(lease_->id());
+  auto counted = co_await worker.conn->Exec(checkpoint::OthersUnfinishedSql(), std::move(params));
+  if (!counted.ok()) co_return counted.status();
+  co_return counted->Get(0, 0) != "0";
+}
+
+asio::awaitable<Runner::Turn> Runner::StoreFailed(WorkerState& worker, const absl::Status& failed) {
+  if (stopping_) co_return Turn::kFinished;
+  if (pg::Classify(failed) == pg::ErrorClass::kFatal) {
+    Fail(absl::StrCat("worker ", worker.index,
+                      " could not take a range from the job store: ", failed.message()));
+    co_return Turn::kFinished;
+  }
+  if (pg::Classify(failed) == pg::ErrorClass::kReconnect) {
+    events_.Emit(events::Reconnect{.worker = worker.index,
+                                   .range = 0,
+                                   .sqlstate = pg::SqlStateOf(failed),
+                                   .error = std::string(Utf8Prefix(ToStd(failed.message()), 300))});
+    if (!co_await ReconnectWorker(worker)) co_return Turn::kFinished;
+    co_return Turn::kWait;
+  }
+  co_await WaitForGate(worker.gate, live_.throttle.interval);
+  co_return Turn::kWait;
 }
 
 void Runner::Committed(WorkerState& worker, BatchOutcome outcome, int64_t rows,

@@ -2,7 +2,14 @@
 
 #include <libpq-fe.h>
 
+#include <optional>
+#include <string_view>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "libpq_util.h"
 #include "params.h"
 #include "pgbackfill/pg/statement_tag.h"
@@ -35,10 +42,94 @@ absl::StatusOr<Connection> Connection::Connect(const std::string& dsn) {
   return Connection(std::move(conn).value());
 }
 
-absl::StatusOr<Result> Connection::Exec(const std::string& sql, const std::vector<Param>& params) {
+namespace {
+
+// Whether `sql` opens a transaction block (after any leading comment, such as the tag).
+bool Begins(absl::string_view sql) {
+  sql = absl::StripLeadingAsciiWhitespace(sql);
+  while (absl::StartsWith(sql, "/*")) {
+    const size_t end = sql.find("*/");
+    if (end == absl::string_view::npos) return false;
+    sql = absl::StripLeadingAsciiWhitespace(sql.substr(end + 2));
+  }
+  return absl::StartsWithIgnoreCase(sql, "BEGIN") || absl::StartsWithIgnoreCase(sql, "START");
+}
+
+}  // namespace
+
+std::string Connection::Pinned(const std::string& name) const {
+  auto it = pins_.find(name);
+  return it == pins_.end() ? "" : it->second;
+}
+
+std::pair<std::string, std::vector<Param>> Connection::PinStatement() const {
+  std::vector<std::string> calls;
+  std::vector<Param> params;
+  for (const auto& [name, value] : pins_) {
+    calls.push_back(absl::StrCat("pg_catalog.set_config($", params.size() + 1, "::text, $",
+                                 params.size() + 2, "::text, true)"));
+    params.emplace_back(name);
+    params.emplace_back(value);
+  }
+  return {absl::StrCat(kStatementTag, "SELECT ", absl::StrJoin(calls, ", ")), std::move(params)};
+}
+
+absl::StatusOr<Result> Connection::ExecPinned(const std::string& sql,
+                                              const std::vector<Param>& params, bool begins) {
+  // libpq pipeline mode on a blocking connection: PQpipelineSync flushes, PQgetResult blocks.
+  // Statements before one sync run in one implicit transaction (unless one is a BEGIN), so the
+  // pins' set_config(..., true) lasts exactly as long as the statement's transaction.
+  auto [pin_sql, pin_params] = PinStatement();
+  internal::ParamArrays pin_arrays(pin_params);
   internal::ParamArrays arrays(params);
+  PGconn* conn = conn_.get();
+  if (PQenterPipelineMode(conn) != 1) return internal::ConnError(conn, "entering pipeline mode");
+  auto send = [&](const std::string& text, internal::ParamArrays& with) {
+    return PQsendQueryParams(conn, text.c_str(), with.count(), nullptr, with.values(), nullptr,
+                             nullptr, /*resultFormat=*/0) == 1;
+  };
+  bool sent = begins ? send(sql, arrays) && send(pin_sql, pin_arrays)
+                     : send(pin_sql, pin_arrays) && send(sql, arrays);
+  sent = sent && PQpipelineSync(conn) == 1;
+  if (!sent) {
+    absl::Status failed = internal::ConnError(conn, "sending a pipeline");
+    (void)PQexitPipelineMode(conn);
+    return failed;
+  }
+  const int statement_index = begins ? 0 : 1;
+  absl::Status first_error;
+  std::optional<Result> wanted;
+  for (int index = 0; index < 2; ++index) {
+    while (PGresult* raw = PQgetResult(conn)) {
+      ResultHandle result(raw);
+      const ExecStatusType status = PQresultStatus(raw);
+      if (!internal::IsSuccess(status) && status != PGRES_PIPELINE_ABORTED && first_error.ok()) {
+        first_error = internal::ResultError(raw, conn, index == statement_index ? sql : pin_sql);
+      }
+      if (index == statement_index && internal::IsSuccess(status))
+        wanted.emplace(std::move(result));
+    }
+  }
+  // The sync's own result, then out of pipeline mode.
+  while (PGresult* raw = PQgetResult(conn)) {
+    ResultHandle result(raw);
+    if (PQresultStatus(raw) == PGRES_PIPELINE_SYNC) break;
+  }
+  if (PQexitPipelineMode(conn) != 1 && first_error.ok()) {
+    first_error = internal::ConnError(conn, "leaving pipeline mode");
+  }
+  if (!first_error.ok()) return first_error;
+  if (!wanted.has_value()) return internal::ConnError(conn, "query failed");
+  return *std::move(wanted);
+}
+
+absl::StatusOr<Result> Connection::Exec(const std::string& sql, const std::vector<Param>& params) {
   const std::string text =
       tag_ && !sql.starts_with(kStatementTag) ? absl::StrCat(kStatementTag, sql) : sql;
+  if (!pins_.empty() && PQtransactionStatus(conn_.get()) == PQTRANS_IDLE) {
+    return ExecPinned(text, params, Begins(sql));
+  }
+  internal::ParamArrays arrays(params);
   ResultHandle result(PQexecParams(conn_.get(), text.c_str(), arrays.count(), nullptr,
                                    arrays.values(), nullptr, nullptr, /*resultFormat=*/0));
   if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");
@@ -74,11 +165,16 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
 }
 
 absl::Status Connection::ExecScript(const std::string& sql) {
+  const bool idle = PQtransactionStatus(conn_.get()) == PQTRANS_IDLE;
   ResultHandle result(PQexec(conn_.get(), sql.c_str()));
   if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");
   if (!internal::IsSuccess(PQresultStatus(result.get())) &&
       PQresultStatus(result.get()) != PGRES_EMPTY_QUERY) {
     return internal::ResultError(result.get(), conn_.get(), sql);
+  }
+  if (idle && !pins_.empty() && PQtransactionStatus(conn_.get()) == PQTRANS_INTRANS) {
+    auto [pin_sql, pin_params] = PinStatement();
+    return Exec(pin_sql, pin_params).status();  // in the transaction just opened: no pins again
   }
   return absl::OkStatus();
 }

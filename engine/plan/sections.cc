@@ -358,6 +358,11 @@ absl::StatusOr<Plan> ParsePlanEntries(Reader& reader, const std::vector<Entry>& 
   if (const Entry* vacuum_every = Find(entries, "vacuum_every")) {
     RETURN_IF_ERROR(ApplyVacuumEvery(reader, *vacuum_every, plan));
   }
+  if (const Entry* lease = Find(entries, "lease_timeout")) {
+    ASSIGN_OR_RETURN(plan.lease_timeout,
+                     reader.Duration(*lease, absl::Seconds(1),
+                                     "(a runner renews its lease several times per timeout)"));
+  }
   if (const Entry* hooks = Find(entries, "hooks"))
     RETURN_IF_ERROR(ParseHooks(reader, *hooks, plan));
   if (const Entry* triggers = Find(entries, "triggers")) {

@@ -15,10 +15,11 @@
 namespace pgbackfill::plan::internal {
 
 inline constexpr std::string_view kTopKeys[] = {
-    "version",    "name",         "dsn",      "table",       "key",        "set",        "where",
-    "dual_write", "into",         "columns",  "on_conflict", "source_dsn", "target_dsn", "expand",
-    "contract",   "rollback",     "not_null", "ddl",         "batch",      "workers",    "throttle",
-    "verify",     "vacuum_every", "hooks",    "triggers",    "follow"};
+    "version",    "name",       "dsn",          "table",    "key",          "set",
+    "where",      "dual_write", "into",         "columns",  "on_conflict",  "source_dsn",
+    "target_dsn", "expand",     "contract",     "rollback", "not_null",     "ddl",
+    "batch",      "workers",    "throttle",     "verify",   "vacuum_every", "hooks",
+    "triggers",   "follow",     "lease_timeout"};
 inline constexpr std::string_view kBatchKeys[] = {"rows", "target", "min_rows", "max_rows"};
 inline constexpr std::string_view kThrottleKeys[] = {"interval",
                                                      "max_replica_lag",

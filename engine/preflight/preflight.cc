@@ -53,9 +53,7 @@ absl::StatusOr<PreflightReport> Preflighter::Run() {
   report_.user_search_path = user_search_path_;
   // Every read below waits at most the plan's lock_timeout behind someone's DDL: a clear error
   // beats a `check` that hangs, and is what the backfill itself would meet.
-  RETURN_IF_ERROR(conn_.Exec("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
-                             {sql::TimeoutSetting(plan_.throttle.lock_timeout)})
-                      .status());
+  conn_.Pin("lock_timeout", sql::TimeoutSetting(plan_.throttle.lock_timeout));
   target_user_ = report_.user;
   if (moves_) {
     ASSIGN_OR_RETURN(pg::Result target_version, target_conn_.Exec("SHOW server_version_num"));
@@ -67,16 +65,12 @@ absl::StatusOr<PreflightReport> Preflighter::Run() {
     ASSIGN_OR_RETURN(target_user_, target_catalog_.CurrentUser());
     RETURN_IF_ERROR(target_catalog_.Harden().status());
     RETURN_IF_ERROR(CompareDatabases());
-    RETURN_IF_ERROR(
-        target_conn_
-            .Exec("SELECT pg_catalog.set_config('lock_timeout', $1, false)",
-                  {sql::TimeoutSetting(plan_.throttle.lock_timeout)})
-            .status());
+    target_conn_.Pin("lock_timeout", sql::TimeoutSetting(plan_.throttle.lock_timeout));
   }
   absl::StatusOr<PreflightReport> report = RunChecks();
   if (!report.ok()) return report;
-  RETURN_IF_ERROR(conn_.Exec("RESET lock_timeout").status());
-  if (moves_) RETURN_IF_ERROR(target_conn_.Exec("RESET lock_timeout").status());
+  conn_.Unpin("lock_timeout");
+  if (moves_) target_conn_.Unpin("lock_timeout");
   return report;
 }
 

@@ -15,7 +15,11 @@ absl::Duration ProbeStatementTimeout(absl::Duration interval) {
 
 std::string ProbeSettingsSql() {
   return "SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true), "
-         "pg_catalog.set_config('statement_timeout', $1, false)";
+         "pg_catalog.set_config('statement_timeout', $1, true)";
+}
+
+std::string ProbeTimeoutSql() {
+  return "SELECT pg_catalog.set_config('statement_timeout', $1, true)";
 }
 
 std::string WalSendersSql() {

@@ -139,7 +139,10 @@ PrimaryPipeline BuildPrimaryPipeline(const std::string& timeout, const std::vect
   Add(p, "COMMIT");
   // After COMMIT: under the session's own search_path, and its failure (operator SQL) cannot
   // take the catalog readings with it, which are complete by then.
-  if (!config.custom_sql.empty()) p.custom = Add(p, config.custom_sql);
+  if (!config.custom_sql.empty()) {
+    Add(p, ProbeTimeoutSql(), {timeout});
+    p.custom = Add(p, config.custom_sql);
+  }
   p.statement_latency = config.statement_latency;
   if (config.commit_latency) p.heartbeat_job = config.job;
   return p;
@@ -319,13 +322,17 @@ asio::awaitable<void> ProbePrimary(std::shared_ptr<Target> target, PrimaryPipeli
   if (!conn.IsOpen()) {
     out->canary = result.status;
   } else {
+    // Its timeout in the same implicit transaction (one round trip): nothing on the session.
+    std::vector<pg::Statement> canary_statements;
+    canary_statements.push_back(Tag(ProbeTimeoutSql(), {pipeline.timeout}));
+    canary_statements.push_back(pg::Statement{std::move(canary_sql), {}});
     const SteadyClock::time_point start = SteadyClock::now();
-    absl::StatusOr<pg::Result> canary = co_await conn.Exec(std::move(canary_sql));
+    const pg::PipelineResult canary = co_await conn.Pipeline(std::move(canary_statements));
     const SteadyClock::duration elapsed = SteadyClock::now() - start;
     if (canary.ok()) {
       out->canary = absl::FromChrono(elapsed);
     } else {
-      out->canary = canary.status();
+      out->canary = canary.status;
     }
   }
   if (pipeline.statement_latency) {

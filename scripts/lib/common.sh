@@ -12,6 +12,7 @@ PGBACKFILL_DEBIAN_PACKAGES=(
   postgresql-15 postgresql-client-15
   python3 python3-alembic python3-psycopg2 alembic
   prometheus  # promtool: tests check /metrics and examples/prometheus-alerts.yml with it
+  pgbouncer   # scripts/test puts one in transaction pooling before the primary (leases_test)
 )
 
 PGBACKFILL_PG_BIN="${PGBACKFILL_PG_BIN:-/usr/lib/postgresql/15/bin}"

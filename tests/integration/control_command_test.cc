@@ -1,6 +1,6 @@
 // `pgbackfill pause|resume|abort|set` and the control part of `status`, through the binary as an
 // operator runs them, against job rows made directly with JobStore (no backfill needs to run: a
-// running process is stood in for by a session holding the job's run lock).
+// running process is stood in for by a runner's lease in the job store).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/pg/connection.h"
@@ -69,21 +70,19 @@ class ControlCommandTest : public ::testing::Test {
     return **job;
   }
 
-  // Stands in for a process running the job: holds the run lock on its own session and has
-  // recorded its pid and host, as the runner does.
+  // Stands in for a process running the job: holds a lease on it and has recorded its pid and
+  // host, as the runner does.
   void StartFakeRun(int pid, const std::string& host) {
-    absl::StatusOr<pg::Connection> conn = pg::Connection::Connect(db_.dsn());
-    ASSERT_OK(conn.status());
-    runner_conn_.emplace(*std::move(conn));
-    JobStore runner(*runner_conn_);
-    ASSERT_OK_AND_ASSIGN(bool locked, runner.TryLockJob(kJob));
-    ASSERT_TRUE(locked);
-    ASSERT_OK(runner.MarkStarted(kJob, pid, host));
+    checkpoint::RunnerRecord runner;
+    runner.id = absl::StrCat(host, ":", pid);
+    runner.host = host;
+    runner.pid = pid;
+    ASSERT_OK(store_->RegisterRunner(kJob, runner, absl::Minutes(5)));
+    ASSERT_OK(store_->MarkStarted(kJob, pid, host));
   }
 
   TestDatabase db_;
   std::optional<JobStore> store_;
-  std::optional<pg::Connection> runner_conn_;
 };
 
 TEST_F(ControlCommandTest, PauseAndResumeAJobNobodyRunsAreRecorded) {
@@ -146,8 +145,8 @@ TEST_F(ControlCommandTest, AbortOfAJobNobodyRunsMarksItAborted) {
   EXPECT_EQ(job.control, "abort");
   EXPECT_THAT(job.last_error, HasSubstr("aborted by "));
   EXPECT_THAT(job.finished_at, ::testing::Not(IsEmpty()));
-  ASSERT_OK_AND_ASSIGN(int holder, store_->LockHolderPid(kJob));
-  EXPECT_EQ(holder, 0) << "the run lock taken for the change is released";
+  ASSERT_OK_AND_ASSIGN(std::vector<checkpoint::RunnerRecord> runners, store_->ListRunners(kJob));
+  EXPECT_TRUE(runners.empty()) << "marking it aborted takes no lease";
 
   CommandResult again = Run({"abort", kJob});
   EXPECT_EQ(again.exit_code, 0) << again.out << again.err;

@@ -1,5 +1,5 @@
 // The job store against the real server: schema creation and migration (also from two processes
-// at once), job and range round trips with awkward key values, state bookkeeping, the run lock,
+// at once), job and range round trips with awkward key values, state bookkeeping, leases,
 // and the text[] literal helpers checked against the server's own parser and printer (their
 // server-free tests are tests/unit/checkpoint_text_array_test.cc).
 #include "pgbackfill/checkpoint/job_store.h"
@@ -10,10 +10,12 @@
 #include <latch>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/time/clock.h"
 #include "pgbackfill/batch/batch_sql.h"
 #include "pgbackfill/pg/connection.h"
 #include "support/run_helpers.h"
@@ -586,52 +588,107 @@ TEST(JobStoreTest, StateTransitionsAndBookkeeping) {
   EXPECT_EQ(store.RecordProgress("nope", 0, 0, "").code(), absl::StatusCode::kNotFound);
 }
 
-TEST(JobStoreTest, RunLockIsExclusiveAndDiesWithTheSession) {
+// Leases replace the session lock: a runner's lease holds while it renews it, from any session
+// (nothing lives in the session that registered it), and ends when it is not renewed in time.
+TEST(JobStoreTest, LeasesHoldWhileRenewedAndExpireWithoutAHeartbeat) {
   TestDatabase db;
   JobStore observer(db.conn());
   ASSERT_OK(observer.EnsureSchema());
-  ASSERT_OK_AND_ASSIGN(int nobody, observer.LockHolderPid("job"));
-  EXPECT_EQ(nobody, 0);
+  ASSERT_OK_AND_ASSIGN(std::vector<RunnerRecord> nobody, observer.ListRunners("job"));
+  EXPECT_TRUE(nobody.empty());
 
-  std::optional<pg::Connection> first;
+  auto runner = [](std::string id, std::string kind, std::string host, int pid) {
+    RunnerRecord record;
+    record.id = std::move(id);
+    record.kind = std::move(kind);
+    record.host = std::move(host);
+    record.pid = pid;
+    return record;
+  };
+  const RunnerRecord first = runner("a:1:00000001@x", "run", "a", 1);
+  const RunnerRecord second = runner("b:2:00000002@y", "contract", "b", 2);
   {
-    ASSERT_OK_AND_ASSIGN(pg::Connection conn, pg::Connection::Connect(db.dsn()));
-    first.emplace(std::move(conn));
+    // Registered on a session that then goes away, as a pooler's server connection would.
+    ASSERT_OK_AND_ASSIGN(pg::Connection gone, pg::Connection::Connect(db.dsn()));
+    JobStore store(gone);
+    ASSERT_OK(store.RegisterRunner("job", first, absl::Seconds(60)));
   }
-  ASSERT_OK_AND_ASSIGN(pg::Connection second, pg::Connection::Connect(db.dsn()));
-  const int first_pid = first->BackendPid();
-  {
-    JobStore first_store(*first);
-    JobStore second_store(second);
-    ASSERT_OK_AND_ASSIGN(bool got_first, first_store.TryLockJob("job"));
-    EXPECT_TRUE(got_first);
-    ASSERT_OK_AND_ASSIGN(bool got_second, second_store.TryLockJob("job"));
-    EXPECT_FALSE(got_second);
-    ASSERT_OK_AND_ASSIGN(bool other_job, second_store.TryLockJob("another job"));
-    EXPECT_TRUE(other_job) << "locks are per job";
-    ASSERT_OK_AND_ASSIGN(int holder, observer.LockHolderPid("job"));
-    EXPECT_EQ(holder, first_pid);
-    EXPECT_EQ(second_store.UnlockJob("job").code(), absl::StatusCode::kFailedPrecondition)
-        << "only the holder unlocks";
-    ASSERT_OK(second_store.UnlockJob("another job"));
+  ASSERT_OK(observer.RegisterRunner("job", second, absl::Milliseconds(300)));
+  ASSERT_OK_AND_ASSIGN(std::vector<RunnerRecord> runners, observer.ListRunners("job"));
+  ASSERT_EQ(runners.size(), 2u);
+  EXPECT_EQ(runners[0].id, first.id);
+  EXPECT_EQ(runners[0].kind, "run");
+  EXPECT_EQ(runners[0].host, "a");
+  EXPECT_EQ(runners[0].pid, 1);
+  EXPECT_TRUE(runners[0].live) << "the lease outlives the session that took it";
+  EXPECT_TRUE(runners[1].live);
+  ASSERT_OK_AND_ASSIGN(bool renewed, observer.RenewRunner("job", first.id, absl::Seconds(60)));
+  EXPECT_TRUE(renewed);
+
+  absl::SleepFor(absl::Milliseconds(400));
+  ASSERT_OK_AND_ASSIGN(runners, observer.ListRunners("job"));
+  EXPECT_TRUE(runners[0].live);
+  EXPECT_FALSE(runners[1].live) << "no heartbeat within its timeout: expired";
+  ASSERT_OK_AND_ASSIGN(renewed, observer.RenewRunner("job", second.id, absl::Seconds(60)));
+  EXPECT_FALSE(renewed) << "an expired lease is not renewed: others may own its ranges now";
+
+  ASSERT_OK(observer.ExpireRunner("job", first.id));
+  ASSERT_OK_AND_ASSIGN(runners, observer.ListRunners("job"));
+  EXPECT_FALSE(runners[0].live) << "expired at once";
+  ASSERT_OK(observer.UnregisterRunner("job", first.id));
+  ASSERT_OK(observer.UnregisterRunner("job", second.id));
+  ASSERT_OK_AND_ASSIGN(runners, observer.ListRunners("job"));
+  EXPECT_TRUE(runners.empty());
+}
+
+// Ranges are taken one at a time, each by one runner: free ones first by id, never one another
+// live runner owns or one locked by a batch in flight, and a dead runner's after its lease.
+TEST(JobStoreTest, TakeRangeGivesEachRangeToOneRunnerAndADeadRunnersToAnother) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.CreateJob(SampleJob("job"), SampleRanges()));
+  for (const char* id : {"a", "b"}) {
+    RunnerRecord runner;
+    runner.id = id;
+    ASSERT_OK(store.RegisterRunner("job", runner, absl::Seconds(60)));
   }
-  // Closing the session (as kill -9 of the process would) releases the lock; the backend exits
-  // asynchronously after the client goes, so the lock is free only once it has.
-  first.reset();
-  JobStore second_store(second);
-  absl::StatusOr<bool> got = false;
-  EXPECT_TRUE(testing::Eventually([&] {
-    got = second_store.TryLockJob("job");
-    return !got.ok() || *got;
-  }, absl::Seconds(5))) << "the closed session's lock was never released";
-  ASSERT_OK(got);
-  ASSERT_OK_AND_ASSIGN(int holder, observer.LockHolderPid("job"));
-  EXPECT_EQ(holder, second.BackendPid());
-  ASSERT_OK(second_store.UnlockJob("job"));
-  ASSERT_OK_AND_ASSIGN(holder, observer.LockHolderPid("job"));
-  EXPECT_EQ(holder, 0);
-  ASSERT_OK_AND_ASSIGN(bool relocked, observer.TryLockJob("job"));
-  EXPECT_TRUE(relocked) << "UnlockJob releases it for others";
+  auto take = [&](const std::string& runner) -> int {
+    absl::StatusOr<pg::Result> taken = db.Exec(TakeRangeSql(), {"job", runner});
+    EXPECT_OK(taken.status());
+    if (!taken.ok() || taken->Rows() == 0) return -1;
+    return std::stoi(std::string(taken->Get(0, 0)));
+  };
+  const int ranges = static_cast<int>(SampleRanges().size());
+  std::set<int> by_a;
+  std::set<int> by_b;
+  for (int i = 0; i < ranges; ++i) {
+    const int id = take(i % 2 == 0 ? "a" : "b");
+    ASSERT_GE(id, 0);
+    (i % 2 == 0 ? by_a : by_b).insert(id);
+  }
+  EXPECT_EQ(static_cast<int>(by_a.size() + by_b.size()), ranges) << "no range twice";
+  EXPECT_EQ(take("b"), -1) << "nothing free: a's ranges are a's while its lease holds, and b's "
+                              "own are not taken again";
+
+  ASSERT_OK(store.ExpireRunner("job", "a"));
+  // One of a's ranges is locked by a batch still finishing: skipped, not waited for.
+  ASSERT_OK_AND_ASSIGN(pg::Connection batch, pg::Connection::Connect(db.dsn()));
+  ASSERT_OK(batch.ExecScript("BEGIN"));
+  ASSERT_OK(batch
+                .Exec("SELECT 1 FROM pgbackfill.ranges WHERE job_name = 'job' AND range_id = $1"
+                      " FOR UPDATE",
+                      {std::to_string(*by_a.begin())})
+                .status());
+  std::set<int> taken_over;
+  for (int id = take("b"); id >= 0 && !taken_over.contains(id); id = take("b")) {
+    taken_over.insert(id);
+  }
+  std::set<int> expected = by_a;
+  expected.erase(*by_a.begin());
+  EXPECT_EQ(taken_over, expected) << "the dead runner's ranges, but the one a batch has locked";
+  ASSERT_OK(batch.ExecScript("ROLLBACK"));
+  EXPECT_EQ(take("b"), *by_a.begin());
 }
 
 TEST(JobStoreTextArrayTest, AgreesWithTheServer) {

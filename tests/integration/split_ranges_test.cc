@@ -168,10 +168,10 @@ class SplitClaimTest : public testing::RunTest {
     ASSERT_OK(conn.ExecScript("BEGIN"));
     ASSERT_OK_AND_ASSIGN(pg::Result locked, conn.Exec(checkpoint::LockRangeSql(), {"j", "1"}));
     ASSERT_EQ(locked.Rows(), 1);
-    ASSERT_OK_AND_ASSIGN(
-        pg::Result split,
-        conn.Exec(checkpoint::SplitRangeSql(), {"j", "1", TextArrayLiteral(KeyValue{"50"}),
-                                                TextArrayLiteral(KeyValue{"100"}), std::nullopt}));
+    ASSERT_OK_AND_ASSIGN(pg::Result split,
+                         conn.Exec(checkpoint::SplitRangeSql(),
+                                   {"j", "1", TextArrayLiteral(KeyValue{"50"}),
+                                    TextArrayLiteral(KeyValue{"100"}), std::nullopt, "a runner"}));
     ASSERT_EQ(split.Rows(), 1);
     EXPECT_EQ(split.Get(0, 0), "2");
   }

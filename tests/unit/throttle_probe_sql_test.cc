@@ -101,7 +101,8 @@ TEST(ProbeSqlTest, CatalogStatementsQualifyEverything) {
 TEST(ProbeSqlTest, SettingsPinTheSearchPathForTheTransactionOnly) {
   const std::string sql = ProbeSettingsSql();
   EXPECT_THAT(sql, HasSubstr("set_config('search_path', 'pg_catalog, pg_temp', true)"));
-  EXPECT_THAT(sql, HasSubstr("set_config('statement_timeout', $1, false)"));
+  EXPECT_THAT(sql, HasSubstr("set_config('statement_timeout', $1, true)"))
+      << "a session-level timeout would reach the application through a transaction pooler";
 }
 
 TEST(ProbeSqlTest, WalSendersCarryTheWalPositionAndTheColumnsInOrder) {

@@ -100,8 +100,9 @@ class Catalog {
   // `conn` must outlive the Catalog.
   explicit Catalog(pg::Connection& conn) : conn_(conn) {}
 
-  // Pins this session's search_path to pg_catalog, pg_temp so that no object in a user schema
-  // can shadow a function or operator our catalog queries use, and returns the user's own
+  // Pins this session's search_path to pg_catalog, pg_temp (pg::Connection::Pin: for each
+  // statement's own transaction, nothing left on the server session) so that no object in a user
+  // schema can shadow a function or operator our catalog queries use, and returns the user's own
   // search_path (for resolving schema-less plan names and compiling plan expressions).
   absl::StatusOr<std::string> Harden();
 

@@ -3,7 +3,7 @@
 // range checkpoints commit in the same transaction as the batches they cover (exec/batch_sql.h
 // writes `pgbackfill.ranges` directly).
 //
-// Tables (schema version 5):
+// Tables (schema version 7; follows, version 6: below):
 //   store_version (version)                one row: the last schema step applied
 //   jobs   (name PK, plan_hash, plan_text, plan_file, state, phase, estimated_rows, rows_done,
 //           retries, errors, last_error, throttle_reason, throttle_state, pid, host,
@@ -20,6 +20,11 @@
 //          allows state rolled_back
 //   heartbeat (job_name PK, beat_at)  (version 4) one row per job, upserted by the throttle's
 //          commit latency probe every interval (throttle/probes.h)
+//   runners (job_name, runner_id PK, kind, host, pid, started_at, heartbeat_at, lease_until)
+//          (version 7) every process working on a job: `pgbackfill run` (kind run) or a phase
+//          (kind expand, verify, contract, rollback); its heartbeat moves lease_until on.
+//          Version 7 also adds ranges.owner: the runner whose workers walk the range. A range
+//          belongs to its owner while the owner's lease lasts; then any runner may take it.
 // Key values are text[] (one element per key column, cast back with the key's type); NULL
 // lower/upper is an open end, NULL done_upto means nothing of the range is done yet.
 #pragma once
@@ -34,6 +39,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "pgbackfill/pg/connection.h"
 #include "pgbackfill/ranges/key_range.h"
 
@@ -97,6 +103,20 @@ struct RangeRecord {
   std::optional<ranges::KeyValue> done_upto;  // last key done; nullopt = nothing done
   int64_t rows_done = 0;
   std::string state;  // pending | running | done
+  std::string owner;  // the runner id that took it last; "" when none (or a store before v7)
+};
+
+// A row of `pgbackfill.runners` (schema v7): one process working on a job. Timestamps as in
+// JobRecord.
+struct RunnerRecord {
+  std::string id;
+  std::string kind = "run";  // run | expand | verify | contract | rollback
+  std::string host;
+  int pid = 0;
+  std::string started_at;
+  std::string heartbeat_at;
+  std::string lease_until;
+  bool live = false;  // its lease had not expired when the server read it
 };
 
 // One step of the store's schema history: the SQL (one or more statements) that takes the store
@@ -219,19 +239,25 @@ class JobStore {
   // state = rolled_back, phase = rollback, finished_at = now.
   absl::Status MarkRolledBack(const std::string& name, const std::string& by);
 
-  // The job's run lock: a session-level advisory lock keyed by
-  // hashtextextended('pgbackfill job ' || name, 0), so only one process runs a job at a time. It
-  // is held until UnlockJob or until the session ends, so a kill -9 or a lost connection releases
-  // it. Not reentrant: every successful TryLockJob on a session needs one UnlockJob.
-  absl::StatusOr<bool> TryLockJob(const std::string& name);
-  // FailedPrecondition when this session does not hold the lock.
-  absl::Status UnlockJob(const std::string& name);
-  // The backend pid of the session holding the job's run lock (pg_locks), 0 when nobody does.
-  absl::StatusOr<int> LockHolderPid(const std::string& name);
-  // Why the run lock of `name` is not ours, for the refusal: the holder's backend pid, and when
-  // that session has sat idle for more than a few seconds (a run's lock session is used every
-  // throttle interval) that it may be a pooled server connection a killed run left behind.
-  absl::StatusOr<std::string> LockHolderText(const std::string& name);
+  // Leases (schema v7). Every statement stands alone (no session state, no session lock), so
+  // they work through a transaction-pooling pgbouncer, and a process that dies leaves nothing
+  // behind that outlives its lease.
+  //
+  // Registers `runner` (id, kind, host, pid) for job `name` with a lease of `lease` from now, and
+  // forgets the job's runners whose lease expired long ago (an hour). The job row need not exist.
+  absl::Status RegisterRunner(const std::string& name, const RunnerRecord& runner,
+                              absl::Duration lease);
+  // The heartbeat: heartbeat_at = now, lease_until = now + `lease`, only while the lease still
+  // holds. false when it had expired or the row is gone: others may have taken its ranges.
+  absl::StatusOr<bool> RenewRunner(const std::string& name, const std::string& runner_id,
+                                   absl::Duration lease);
+  // Ends another runner's lease now (one known dead: its process is gone), so its ranges are free
+  // at once rather than after its timeout.
+  absl::Status ExpireRunner(const std::string& name, const std::string& runner_id);
+  // Deletes the runner's row and gives its ranges back (owner NULL), for others to take at once.
+  absl::Status UnregisterRunner(const std::string& name, const std::string& runner_id);
+  // The job's runners, live and expired, oldest first; empty on a store before v7.
+  absl::StatusOr<std::vector<RunnerRecord>> ListRunners(const std::string& name);
 
  private:
   // Inserts `ranges` of job `name`, pending and with nothing done (inside the caller's
@@ -260,9 +286,24 @@ absl::StatusOr<std::optional<ranges::KeyValue>> ParseTextArray(std::optional<std
 // braces, commas and whitespace.
 std::optional<std::string> TextArrayLiteral(const std::optional<ranges::KeyValue>& value);
 
+// A worker takes a range (schema v7): one statement, its own transaction. The first range not
+// done (by id) whose owner is nobody or another runner whose lease expired is this runner's from
+// then on. Its own ranges are never taken here: two of its workers taking at once would both get
+// one that just became its own (the runner keeps those its workers gave back in memory). Rows
+// locked by a batch in flight are skipped (FOR UPDATE SKIP LOCKED), so runners never wait on
+// each other here; exactly-once still rests on each batch's claim of its checkpoint.
+// Parameters: $1 job, $2 runner id. Result: range_id, lower, upper, done_upto, rows_done, state
+// of the range taken; no row when none is free.
+std::string TakeRangeSql();
+// Whether ranges not done remain that another live runner owns, or that a dead one owned and
+// are locked by its last batch still finishing: a worker with nothing to take waits for them
+// rather than end the job's run. $1 job, $2 runner id. Result: one count.
+std::string OthersUnfinishedSql();
+
 // A split at run time (ranges/split.h) is one transaction on the job store, run by the worker
 // that takes the new range (exec/split_range.cc):
-//   BEGIN; LockRangeSql (the donor's row FOR UPDATE: lower, upper, done_upto as text[]);
+//   BEGIN; SplitLockSql (one split per job at a time, across runners: each takes the next free
+//   range id); LockRangeSql (the donor's row FOR UPDATE: lower, upper, done_upto as text[]);
 //   ranges/sampler.h's SplitProbeSql after that checkpoint, up to that upper bound;
 //   SplitRangeSql; COMMIT.
 // The lock orders the split with the donor's batches: a batch that claimed first commits first
@@ -270,11 +311,14 @@ std::optional<std::string> TextArrayLiteral(const std::optional<ranges::KeyValue
 // does nothing (batch/batch_sql.h and move/move_sql.h claim the upper bound too).
 // Parameters: $1 job, $2 range id. No row when the range is done or gone.
 std::string LockRangeSql();
+// A transaction-level advisory lock on the job's splits. Parameter: $1 job.
+std::string SplitLockSql();
 // Moves the donor's upper bound to the split point and inserts the new range (point, old upper]
 // pending, with the next free id; only when the donor's row still says what LockRangeSql read.
 // Parameters: $1 job, $2 donor id, $3 the point (text[]), $4 the donor's upper bound as read
-// (text[], NULL when open: the new range keeps the open end), $5 its done_upto as read. Result:
-// the new range's id, no row when the donor changed.
+// (text[], NULL when open: the new range keeps the open end), $5 its done_upto as read, $6 the
+// splitting runner's id (the new range's owner, so no other runner takes it). Result: the new
+// range's id, no row when the donor changed.
 std::string SplitRangeSql();
 
 }  // namespace pgbackfill::checkpoint

@@ -15,8 +15,8 @@
 //
 // Every phase is idempotent: its steps are recorded in the job store (checkpoint/job_store.h,
 // table steps), each DDL step in the same transaction as the DDL, and a finished phase run again
-// says so and does nothing. Phases take the job's run lock, so a phase never runs beside another
-// phase or a backfill of the same job.
+// says so and does nothing. Phases take a lease on the job (job store: runners), so a phase never
+// runs beside another phase of the same job, and contract and rollback not beside a backfill.
 #pragma once
 
 #include <string>

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "pgbackfill/checkpoint/job_store.h"
 #include "pgbackfill/events/events.h"
 #include "pgbackfill/exec/latency_histogram.h"
 #include "pgbackfill/plan/plan.h"
@@ -57,6 +58,12 @@ struct RunSummary {
 };
 
 // Returns an error Status only when the job could not be run at all (server unreachable).
+// Whether `runner` ran on this host, in this pid namespace, in a process that is gone (killed,
+// crashed): its lease may still hold, but nothing renews it. False for any other host's runner,
+// whose process this one cannot see. A run started here expires such leases at once; `status`
+// shows them as gone.
+bool RunnerProcessGone(const checkpoint::RunnerRecord& runner);
+
 absl::StatusOr<RunSummary> RunBackfill(const plan::Plan& plan, const RunOptions& options,
                                        events::EventSink& events);
 

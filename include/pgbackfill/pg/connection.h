@@ -2,9 +2,11 @@
 // Batch traffic uses AsyncConnection (pg/async_connection.h) instead.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -47,7 +49,18 @@ class Connection {
   // a statement run thousands of times (the follow phase's changes) is parsed and planned once.
   absl::StatusOr<Result> ExecPrepared(const std::string& sql, const std::vector<Param>& params);
   // Runs a string of one or more statements through the simple protocol (DDL scripts, SET).
+  // Pinned settings do not apply, except that a BEGIN applies them to its transaction.
   absl::Status ExecScript(const std::string& sql);
+
+  // A setting every later Exec runs under, for its own transaction only: outside a transaction
+  // the statement follows `set_config(name, value, true)` in one pipeline sync (one implicit
+  // transaction, one round trip), and a BEGIN sets it for the transaction it opens. Nothing stays
+  // on the server's session, so a transaction-pooling pooler (pgbouncer) neither loses it
+  // between transactions nor hands it to another client, as a session-level SET would.
+  void Pin(const std::string& name, std::string value) { pins_[name] = std::move(value); }
+  void Unpin(const std::string& name) { pins_.erase(name); }
+  // The pinned value of `name`, "" when none.
+  std::string Pinned(const std::string& name) const;
 
   // The backend's pid, server_version_num, and the current database name.
   int BackendPid() const;
@@ -57,9 +70,16 @@ class Connection {
   PGconn* raw() const { return conn_.get(); }
 
  private:
+  // Exec of `sql` after (or, for a BEGIN, before) the pins, in one pipeline sync.
+  absl::StatusOr<Result> ExecPinned(const std::string& sql, const std::vector<Param>& params,
+                                    bool begins);
+  // The statement that applies the pins, with its parameters.
+  std::pair<std::string, std::vector<Param>> PinStatement() const;
+
   ConnHandle conn_;
   bool tag_ = false;
   absl::flat_hash_map<std::string, std::string> prepared_;  // statement text -> its name
+  std::map<std::string, std::string> pins_;
 };
 
 }  // namespace pgbackfill::pg

@@ -169,6 +169,9 @@ struct Plan {
   Throttle throttle;
   bool verify = true;
   VacuumEvery vacuum_every;  // tuning: not part of PlanHash
+  // How long a runner's lease on the job and its ranges lasts without a heartbeat; another
+  // runner takes a silent runner's ranges after it. Tuning: not part of PlanHash.
+  absl::Duration lease_timeout = absl::Seconds(30);
   // Not part of PlanHash: it decides what the table's triggers do, not which values the batches
   // write, and a job stopped because its triggers fired may go on with them skipped.
   Triggers triggers = Triggers::kFire;

@@ -20,11 +20,14 @@ namespace pgbackfill::throttle {
 // error (which holds), not a round that never ends.
 absl::Duration ProbeStatementTimeout(absl::Duration interval);
 
-// After BEGIN: pins the transaction's search_path and sets the session's statement_timeout to $1
-// (sql::TimeoutSetting). The timeout is session-wide on purpose: the canary and the custom query,
-// which run after the transaction, need it too. It is sent every round, so a reconnected session
-// gets it back without a separate step.
+// After BEGIN: pins the transaction's search_path and statement_timeout ($1,
+// sql::TimeoutSetting), both for that transaction only: through a transaction-pooling pooler a
+// session-wide timeout would reach whichever application client gets the server connection next.
 std::string ProbeSettingsSql();
+// The probes' statement timeout ($1) alone, for the transaction it runs in: the custom query and
+// the canary run after the catalog transaction, each in an implicit transaction of its own with
+// this in front (nothing on the session: a transaction-pooling pooler would hand it on).
+std::string ProbeTimeoutSql();
 
 // The primary's current WAL position and its walsenders: one row per walsender, or a single row
 // with a NULL pid when there are none (LEFT JOIN), so the WAL position always comes back and every
