@@ -25,12 +25,17 @@ std::string ProbeTimeoutSql() {
 std::string WalSendersSql() {
   // replay_lsn compared on the client (pg::ParseLsn) against the same WAL position the row
   // carries; the logical flag lets the caller leave out walsenders that feed logical decoding
-  // (CDC, subscriptions), whose lag says nothing about how stale a standby's reads are.
+  // (CDC, subscriptions, a move's follow), whose lag says nothing about how stale a standby's
+  // reads are. A walsender connected to a database is one (replication=database), also between
+  // two commands, when it holds no slot: one that had just made a slot counted as a standby
+  // with no replay report, then as a standby that disappeared, and held a backfill for good.
   return "SELECT w.lsn::text, r.pid, r.application_name, pg_catalog.host(r.client_addr), "
          "r.state, r.write_lsn::text, r.replay_lsn::text, "
          "(EXTRACT(EPOCH FROM r.replay_lag) * 1000000)::bigint, "
          "EXISTS (SELECT 1 FROM pg_catalog.pg_replication_slots s "
-         "WHERE s.active_pid = r.pid AND s.slot_type = 'logical'), "
+         "WHERE s.active_pid = r.pid AND s.slot_type = 'logical') OR "
+         "EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
+         "WHERE a.pid = r.pid AND a.datid IS NOT NULL), "
          "w.insert_lsn::text, pg_catalog.substr(pg_catalog.pg_walfile_name(w.lsn), 1, 8) "
          "FROM (SELECT pg_catalog.pg_current_wal_lsn() AS lsn, "
          "pg_catalog.pg_current_wal_insert_lsn() AS insert_lsn) w "

@@ -16,9 +16,10 @@
 #include <thread>
 
 #include "pgbackfill/pg/connection.h"
+#include "pgbackfill/pg/replication.h"
+#include "support/probe_fixture.h"
 #include "support/run_helpers.h"
 #include "support/status_testing.h"
-#include "support/probe_fixture.h"
 #include "support/test_cluster.h"
 
 namespace pgbackfill::throttle {
@@ -128,6 +129,28 @@ TEST_F(ProbeTest, CaughtUpStandbyAppearsIdle) {
   EXPECT_TRUE(standby->idle);
   ASSERT_OK(standby->lag_bytes);
   EXPECT_EQ(*standby->lag_bytes, 0);
+}
+
+// A move that follows its source keeps a walsender session open on the source while its copy
+// reads the slot's snapshot: connected to a database, holding no slot between two commands. It
+// is not a standby; counted as one it had no replay report, then "disappeared", and held every
+// backfill on that server for good (found in CI beside the follow tests).
+TEST_F(ProbeTest, ALogicalReplicationSessionIsNotAStandby) {
+  ASSERT_OK_AND_ASSIGN(pg::ReplicationConnection session,
+                       pg::ReplicationConnection::Connect(
+                           absl::StrCat(db_.dsn(), " application_name=logical_consumer")));
+  ASSERT_OK(session.CreateLogicalSlot("probe_test_consumer", "pgoutput").status());
+  std::unique_ptr<Prober> prober = Create(Config());
+  ASSERT_NE(prober, nullptr);
+  Samples samples = Sample(*prober);
+  ASSERT_OK(samples.replicas.status());
+  EXPECT_EQ(Find(samples, "logical_consumer"), nullptr) << "the walsender counted as a standby";
+  // Still not one once it has gone.
+  { pg::ReplicationConnection gone = std::move(session); }
+  Idle(absl::Milliseconds(300));
+  Samples after = Sample(*prober);
+  EXPECT_EQ(Find(after, "logical_consumer"), nullptr);
+  ASSERT_OK(db_.Exec("SELECT pg_drop_replication_slot('probe_test_consumer')").status());
 }
 
 TEST_F(ProbeTest, PausedReplayGrowsByteLagThenTimeLag) {
