@@ -52,13 +52,13 @@ absl::Status DropFollowObjects(pg::Connection& source, const std::string& job,
 // UPDATEs and DELETEs fail, or the follow stop at its first DELETE.
 absl::Status CheckSourceCanFollow(pg::Connection& source, const preflight::PreflightReport& report);
 
-// The follow phase, on the phase's target session (`home`, with the job store): from the job's
-// applied position to cutover, or until a signal or an abort stops it (then resumable).
+// The follow phase, after the phase's checks (`store` is its job store; the phase opens sessions
+// of its own, so that it can open them again after a lost one): from the job's applied position
+// to cutover, or until a signal or an abort stops it (then resumable).
 struct FollowInputs {
   const plan::Plan& plan;
   const RunOptions& options;
   events::EventSink& events;
-  pg::Connection& home;
   checkpoint::JobStore& store;
   const preflight::PreflightReport& report;
 };

@@ -224,6 +224,16 @@ class PhaseRunner {
   }
   absl::Status Harden() { return catalog::Catalog(*conn_).Harden().status(); }
 
+  // A session on a move's source for the job's objects there (the follow's slot, publication
+  // and trigger): tagged and hardened as the engine's own sessions are.
+  absl::StatusOr<pg::Connection> ConnectSource() {
+    ASSIGN_OR_RETURN(pg::Connection source,
+                     pg::Connection::Connect(plan::SourceDsn(plan_, options_.dsn)));
+    source.TagStatements();
+    RETURN_IF_ERROR(catalog::Catalog(source).Harden().status());
+    return source;
+  }
+
   // Runs one DDL step unless the job store says it is done; records it (and `also_done`) in the
   // step's own transaction (for steps that cannot run in one, right after it).
   absl::Status Step(const std::string& step, const std::string& sql,
@@ -347,10 +357,7 @@ class PhaseRunner {
     if (!plan_.follow) return Skip("the plan does not follow its source (follow: true)");
     if (steps_.contains(internal::kCutOverStep)) {
       // A run that stopped between the record and the drop leaves the slot holding WAL.
-      ASSIGN_OR_RETURN(pg::Connection source,
-                       pg::Connection::Connect(plan::SourceDsn(plan_, options_.dsn)));
-      source.TagStatements();
-      RETURN_IF_ERROR(catalog::Catalog(source).Harden().status());
+      ASSIGN_OR_RETURN(pg::Connection source, ConnectSource());
       RETURN_IF_ERROR(internal::DropFollowObjects(source, plan_.name, report_.table->name,
                                                   /*with_trigger=*/false));
       return Skip("cut over already; nothing to do");
@@ -369,7 +376,6 @@ class PhaseRunner {
         .plan = plan_,
         .options = options_,
         .events = events_,
-        .home = *conn_,
         .store = *store_,
         .report = report_,
     });
@@ -652,10 +658,7 @@ class PhaseRunner {
     RETURN_IF_ERROR(Harden());
     if (plan_.follow) {
       // The slot holds WAL on the source for as long as it exists: it goes with the job.
-      ASSIGN_OR_RETURN(pg::Connection source,
-                       pg::Connection::Connect(plan::SourceDsn(plan_, options_.dsn)));
-      source.TagStatements();
-      RETURN_IF_ERROR(catalog::Catalog(source).Harden().status());
+      ASSIGN_OR_RETURN(pg::Connection source, ConnectSource());
       if (absl::Status dropped =
               internal::DropFollowObjects(source, plan_.name, report_.table->name);
           !dropped.ok()) {
