@@ -230,6 +230,10 @@ class Runner {
   absl::StatusOr<bool> EndOpenRange(RangeState& range);
   // A failure of a job-store statement outside a batch: reconnect and wait a turn, or fail.
   asio::awaitable<Turn> StoreFailed(WorkerState& worker, const absl::Status& failed);
+  // The reconnect and retry events of a worker's failure (range 0: outside a range's batch).
+  void ReportReconnect(const WorkerState& worker, int range, const absl::Status& failed);
+  void ReportRetry(const WorkerState& worker, int range, const absl::Status& failed,
+                   absl::Duration wait);
   // Counts a committed batch everywhere it shows.
   void Committed(WorkerState& worker, BatchOutcome outcome, int64_t rows, absl::Duration elapsed);
   // A batch that did not commit (or may have): retry, reconnect or fail; false ends the worker.

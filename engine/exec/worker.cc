@@ -89,7 +89,8 @@ std::vector<pg::AsyncConnection*> Runner::WorkerState::Sessions() const {
 
 asio::awaitable<void> Runner::Worker(int index) {
   WorkerState worker(*this, index);
-  if (!co_await ConnectWorker(worker)) co_return;
+  const bool connected = co_await ConnectWorker(worker);
+  if (!connected) co_return;
   while (!stopping_) {
     const Turn turn = co_await NextTurn(worker);
     if (turn == Turn::kFinished) break;
@@ -119,7 +120,8 @@ asio::awaitable<void> Runner::Worker(int index) {
       Committed(worker, std::move(outcome), rows, elapsed);
       continue;
     }
-    if (!co_await NotCommitted(worker, outcome.status)) break;
+    const bool go_on = co_await NotCommitted(worker, outcome.status);
+    if (!go_on) break;
   }
 }
 
@@ -307,15 +309,30 @@ asio::awaitable<Runner::Turn> Runner::StoreFailed(WorkerState& worker, const abs
     co_return Turn::kFinished;
   }
   if (pg::Classify(failed) == pg::ErrorClass::kReconnect) {
-    events_.Emit(events::Reconnect{.worker = worker.index,
-                                   .range = 0,
-                                   .sqlstate = pg::SqlStateOf(failed),
-                                   .error = std::string(Utf8Prefix(ToStd(failed.message()), 300))});
-    if (!co_await ReconnectWorker(worker)) co_return Turn::kFinished;
+    ReportReconnect(worker, 0, failed);
+    const bool reconnected = co_await ReconnectWorker(worker);
+    if (!reconnected) co_return Turn::kFinished;
     co_return Turn::kWait;
   }
   co_await WaitForGate(worker.gate, live_.throttle.interval);
   co_return Turn::kWait;
+}
+
+void Runner::ReportReconnect(const WorkerState& worker, int range, const absl::Status& failed) {
+  events_.Emit(events::Reconnect{.worker = worker.index,
+                                 .range = range,
+                                 .sqlstate = pg::SqlStateOf(failed),
+                                 .error = std::string(Utf8Prefix(ToStd(failed.message()), 300))});
+}
+
+void Runner::ReportRetry(const WorkerState& worker, int range, const absl::Status& failed,
+                         absl::Duration wait) {
+  events_.Emit(events::Retry{.worker = worker.index,
+                             .range = range,
+                             .sqlstate = pg::SqlStateOf(failed),
+                             .error = std::string(Utf8Prefix(ToStd(failed.message()), 300)),
+                             .wait_ms = absl::ToInt64Milliseconds(wait),
+                             .batch_rows = worker.sizer.rows()});
 }
 
 void Runner::Committed(WorkerState& worker, BatchOutcome outcome, int64_t rows,
@@ -356,7 +373,6 @@ asio::awaitable<bool> Runner::NotCommitted(WorkerState& worker, const absl::Stat
     co_return false;
   }
   ++summary_.retries;
-  const std::string error(Utf8Prefix(ToStd(failed.message()), 300));
   if (error_class == pg::ErrorClass::kRetry) {
     if (++worker.consecutive_retries > kMaxConsecutiveRetries) {
       Fail(absl::StrCat("batch on ", range.Describe(), " failed ", kMaxConsecutiveRetries,
@@ -366,12 +382,7 @@ asio::awaitable<bool> Runner::NotCommitted(WorkerState& worker, const absl::Stat
     worker.sizer.OnRetryableFailure();
     throttle_.governor->ReportRetries(1);
     const absl::Duration wait = worker.backoff.Next();
-    events_.Emit(events::Retry{.worker = worker.index,
-                               .range = range.id,
-                               .sqlstate = sqlstate,
-                               .error = error,
-                               .wait_ms = absl::ToInt64Milliseconds(wait),
-                               .batch_rows = worker.sizer.rows()});
+    ReportRetry(worker, range.id, failed, wait);
     co_await Sleep(wait);
   } else {
     // A read-only server is waited for, for as long as a lost one: a failover promotes a
@@ -397,9 +408,9 @@ asio::awaitable<bool> Runner::NotCommitted(WorkerState& worker, const absl::Stat
                         failed.message()));
       co_return false;
     }
-    events_.Emit(events::Reconnect{
-        .worker = worker.index, .range = range.id, .sqlstate = sqlstate, .error = error});
-    if (!co_await ReconnectWorker(worker)) co_return false;
+    ReportReconnect(worker, range.id, failed);
+    const bool reconnected = co_await ReconnectWorker(worker);
+    if (!reconnected) co_return false;
   }
   if (stopping_) co_return false;
   absl::Status reloaded = co_await ReloadCheckpoint(*worker.conn, range);
