@@ -207,13 +207,34 @@ absl::StatusOr<std::optional<double>> SessionReading(const Samples& samples) {
 
 }  // namespace
 
+bool Governor::NobodyThere(const Samples& samples) const {
+  // Only a session look that answered can say so; a statement reading that failed (other than
+  // not installed, or not checked) may hide an application.
+  if (!active_sessions_.limit.enabled() || !samples.session_load.ok()) return false;
+  if (samples.session_load->recent > 0 || samples.session_load->active > 0) return false;
+  if (samples.statement_latency.ok()) return samples.statement_latency->calls == 0;
+  return !statement_latency_.limit.enabled() ||
+         samples.statement_latency.status().code() == absl::StatusCode::kFailedPrecondition;
+}
+
 bool Governor::Measuring() const {
   const bool relative = statement_latency_.limit.relative() ||
                         commit_latency_.limit.relative() || active_sessions_.limit.relative();
-  return relative && baseline_samples_ < config_.baseline_intervals;
+  return relative && !baseline_put_off_ && baseline_samples_ < config_.baseline_intervals;
 }
 
 void Governor::Learn(const Samples& samples) {
+  if (baseline_put_off_) {
+    // An application came: measure its baseline from the next sample on (this one saw the
+    // job's batches too), holding meanwhile.
+    if (!NobodyThere(samples)) baseline_put_off_ = false;
+    return;
+  }
+  if (Measuring() && baseline_samples_ == 0 && NobodyThere(samples)) {
+    baseline_put_off_ = true;
+    baseline_measured_ = true;  // measured as nobody: rule 6's start, no slow start
+    return;
+  }
   const bool measuring = Measuring();
   const bool long_hold = held_ && held_from_.has_value() &&
                          Covers(samples.taken - *held_from_, kRebaselineAfter);
@@ -228,15 +249,16 @@ void Governor::Learn(const Samples& samples) {
     ++baseline_samples_;
     // Rule 11: whether an application was there to protect while the baseline was measured.
     baseline_measured_ = true;
-    if (!samples.statement_latency.ok() || samples.statement_latency->calls > 0 ||
-        (samples.session_load.ok() && samples.session_load->active > 0)) {
-      application_seen_ = true;
-    }
+    // Without a session look: statements, or a statement reading that could not tell.
+    const bool seen = active_sessions_.limit.enabled()
+                          ? !NobodyThere(samples)
+                          : !samples.statement_latency.ok() || samples.statement_latency->calls > 0;
+    if (seen) application_seen_ = true;
   }
 }
 
 void Governor::JudgeAppSignal(AppSignal& signal,
-                              const absl::StatusOr<std::optional<double>>& reading,
+                              const absl::StatusOr<std::optional<double>>& reading, bool nobody,
                               Verdict& verdict) {
   if (!signal.limit.enabled()) return;
   const std::string what = absl::StrReplaceAll(signal.name, {{"_", " "}});
@@ -244,7 +266,9 @@ void Governor::JudgeAppSignal(AppSignal& signal,
     verdict.vetoes.push_back(ProbeFailed(what, reading.status()));
     return;
   }
-  if (!reading->has_value()) return;
+  // Nobody to protect: the reading is the job's own load (not kept: it would be judged once an
+  // application comes).
+  if (!reading->has_value() || nobody) return;
   signal.recent.Add(**reading);
   const double value = *signal.recent.Level();
   const std::optional<double> level = signal.baseline.Level();
@@ -271,9 +295,10 @@ void Governor::JudgeAppSignal(AppSignal& signal,
 }
 
 void Governor::JudgeApplication(const Samples& samples, Verdict& verdict) {
-  JudgeAppSignal(statement_latency_, StatementReading(samples), verdict);
-  JudgeAppSignal(commit_latency_, CommitReading(samples), verdict);
-  JudgeAppSignal(active_sessions_, SessionReading(samples), verdict);
+  const bool nobody = NobodyThere(samples);
+  JudgeAppSignal(statement_latency_, StatementReading(samples), nobody, verdict);
+  JudgeAppSignal(commit_latency_, CommitReading(samples), nobody, verdict);
+  JudgeAppSignal(active_sessions_, SessionReading(samples), nobody, verdict);
 }
 
 void Governor::JudgeWal(const Samples& samples, Verdict& verdict) {

@@ -254,6 +254,7 @@ absl::StatusOr<SessionLook> ParseSessionLook(const std::vector<std::optional<std
   ASSIGN_OR_RETURN(look.lock, NumberAt<int64_t>(row, kLoadLock, "sessions waiting on locks"));
   ASSIGN_OR_RETURN(look.lwlock, NumberAt<int64_t>(row, kLoadLwLock, "sessions on LWLocks"));
   ASSIGN_OR_RETURN(look.io, NumberAt<int64_t>(row, kLoadIo, "sessions waiting on I/O"));
+  ASSIGN_OR_RETURN(look.recent, NumberAt<int64_t>(row, kLoadRecent, "recently busy sessions"));
   return look;
 }
 
@@ -269,6 +270,7 @@ absl::StatusOr<SessionLoad> AverageLooks(const std::vector<SessionLook>& looks,
     load.lock += static_cast<double>(look.lock);
     load.lwlock += static_cast<double>(look.lwlock);
     load.io += static_cast<double>(look.io);
+    load.recent = std::max(load.recent, static_cast<int>(look.recent));
   }
   const double n = static_cast<double>(looks.size());
   load.active /= n;

@@ -111,13 +111,16 @@ std::string StatementLatencySql(const std::string& schema) {
 }
 
 std::string SessionLoadSql() {
-  return "SELECT pg_catalog.count(*), "
-         "pg_catalog.count(*) FILTER (WHERE a.wait_event_type IS NULL), "
-         "pg_catalog.count(*) FILTER (WHERE a.wait_event_type = 'Lock'), "
-         "pg_catalog.count(*) FILTER (WHERE a.wait_event_type = 'LWLock'), "
-         "pg_catalog.count(*) FILTER (WHERE a.wait_event_type = 'IO') "
+  // A session whose state the role may not see (NULL) counts as recent: fail closed.
+  return "SELECT pg_catalog.count(*) FILTER (WHERE a.state = 'active'), "
+         "pg_catalog.count(*) FILTER (WHERE a.state = 'active' AND a.wait_event_type IS NULL), "
+         "pg_catalog.count(*) FILTER (WHERE a.state = 'active' AND a.wait_event_type = 'Lock'), "
+         "pg_catalog.count(*) FILTER (WHERE a.state = 'active' AND a.wait_event_type = 'LWLock'), "
+         "pg_catalog.count(*) FILTER (WHERE a.state = 'active' AND a.wait_event_type = 'IO'), "
+         "pg_catalog.count(*) FILTER (WHERE a.state IS DISTINCT FROM 'idle' OR a.state_change > "
+         "pg_catalog.clock_timestamp() - pg_catalog.make_interval(secs => $2::pg_catalog.float8)) "
          "FROM pg_catalog.pg_stat_activity a "
-         "WHERE a.backend_type = 'client backend' AND a.state = 'active' "
+         "WHERE a.backend_type = 'client backend' "
          "AND a.pid <> pg_catalog.pg_backend_pid() "
          "AND a.pid <> ALL ($1::pg_catalog.int4[]) "
          "AND a.application_name NOT LIKE 'pgbackfill%'";

@@ -113,6 +113,11 @@ struct PrimaryPipeline {
   std::optional<std::string> heartbeat_job;
 };
 
+// SessionLoadSql's window: "recent" is within one interval.
+std::string SecondsParam(absl::Duration interval) {
+  return absl::StrCat(absl::ToDoubleSeconds(interval));
+}
+
 // Appends `sql` to the pipeline and returns its index.
 size_t Add(PrimaryPipeline& p, std::string sql, std::vector<pg::Param> params = {}) {
   p.statements.push_back(Tag(std::move(sql), std::move(params)));
@@ -132,7 +137,9 @@ PrimaryPipeline BuildPrimaryPipeline(const std::string& timeout, const std::vect
   }
   // None of these can fail for want of a privilege or an extension (the archiver's statement
   // checks its one privileged call first), so they cannot take the readings above with them.
-  if (config.session_load) p.look = Add(p, SessionLoadSql(), {IntArrayParam(our_pids)});
+  if (config.session_load) {
+    p.look = Add(p, SessionLoadSql(), {IntArrayParam(our_pids), SecondsParam(config.interval)});
+  }
   if (config.slots) p.slots = Add(p, SlotsSql());
   if (config.archiver) p.archiver = Add(p, ArchiverSql());
   if (config.statement_latency) p.extension = Add(p, StatementsExtensionSql());
@@ -149,8 +156,9 @@ PrimaryPipeline BuildPrimaryPipeline(const std::string& timeout, const std::vect
 }
 
 // Built outside the coroutine (GCC 12 and initializer lists, above).
-std::vector<pg::Statement> LookPipeline(const std::string& timeout, const std::vector<int>& pids) {
-  return ReadOnlyPipeline(timeout, SessionLoadSql(), {IntArrayParam(pids)});
+std::vector<pg::Statement> LookPipeline(const std::string& timeout, const std::vector<int>& pids,
+                                        absl::Duration interval) {
+  return ReadOnlyPipeline(timeout, SessionLoadSql(), {IntArrayParam(pids), SecondsParam(interval)});
 }
 
 std::vector<pg::Statement> StandbyPipeline(const std::string& timeout) {
@@ -376,7 +384,7 @@ asio::awaitable<void> LookBetweenRounds(std::shared_ptr<Target> target,
       continue;
     }
     target->looking = true;
-    std::vector<pg::Statement> statements = LookPipeline(timeout, looks->our_pids);
+    std::vector<pg::Statement> statements = LookPipeline(timeout, looks->our_pids, interval);
     const pg::PipelineResult result = co_await target->conn->Pipeline(std::move(statements));
     target->looking = false;
     if (!result.ok() || looks->generation != generation) continue;

@@ -111,12 +111,13 @@ TEST(ParseStatementRowTest, NumbersAndText) {
   EXPECT_FALSE(ParseStatementRow(Row{"x", "10", "7", "12.5", "q"}).ok());
 }
 
-TEST(SessionLoadTest, AveragesOverTheLooksThatAnswered) {
-  absl::StatusOr<SessionLook> look = ParseSessionLook(Row{"4", "1", "2", "0", "1"});
+TEST(SessionLoadTest, AveragesOverTheLooksThatAnsweredAndKeepsTheMostRecentlyBusy) {
+  absl::StatusOr<SessionLook> look = ParseSessionLook(Row{"4", "1", "2", "0", "1", "7"});
   ASSERT_TRUE(look.ok()) << look.status();
   EXPECT_EQ(look->lock, 2);
+  EXPECT_EQ(look->recent, 7);
   absl::StatusOr<SessionLoad> load =
-      AverageLooks({*look, SessionLook{2, 1, 0, 1, 0}}, absl::OkStatus());
+      AverageLooks({*look, SessionLook{2, 1, 0, 1, 0, 3}}, absl::OkStatus());
   ASSERT_TRUE(load.ok()) << load.status();
   EXPECT_EQ(load->looks, 2);
   EXPECT_DOUBLE_EQ(load->active, 3.0);
@@ -124,6 +125,7 @@ TEST(SessionLoadTest, AveragesOverTheLooksThatAnswered) {
   EXPECT_DOUBLE_EQ(load->lock, 1.0);
   EXPECT_DOUBLE_EQ(load->lwlock, 0.5);
   EXPECT_DOUBLE_EQ(load->io, 0.5);
+  EXPECT_EQ(load->recent, 7) << "one look that saw them is enough";
 }
 
 TEST(SessionLoadTest, NoLookIsTheRoundsError) {

@@ -74,14 +74,21 @@
 //     batches after the baseline must not land at full speed) when an application was there while
 //     the baseline was measured (statements finished, sessions active, or pg_stat_statements
 //     could not tell), or when no baseline was measured; with none seen, rule 6's start applies and
-//     the budget still cuts the pace once one shows up. The pace aims at 0.95 of the budget: each
-//     healthy interval (rule 6's timing) below 0.9 of it, the pace grows by 0.95 / ratio
-//     (between 1.05 and 1.5 times); from 0.9 to 1 it stays (steady). A pace the job does not reach
-//     (under half of it over the 3 intervals and 3 batches since it was set) grows the workers
-//     instead, and at the worker ceiling pacing ends. Over 1 the pace is cut to 0.95 / ratio of the
-//     rate the job reached (between 0.2 and 0.85 of it), at most once per interval, then no growth
-//     for `regrow_intervals`; workers are not halved as well. The floor is a tenth of `start_pace`
-//     (5% of the peak rate without one): the budget, not the job's speed, decides how slow it goes.
+//     the budget still cuts the pace once one shows up. Nobody to protect: while the session
+//     look finds no application backend busy within the interval (SessionLoad::recent 0, none
+//     active) and no application statement finished, rule 10 judges nothing but unreadable
+//     signals (the job's own load on an idle server would otherwise hold it through the commit
+//     latency of its own heartbeat). When the first baseline sample finds nobody, the baseline is
+//     put off and the job starts at once; the first sample that finds an application holds the
+//     job while the baseline is measured, then the slow start applies. The pace aims at 0.95 of the
+//     budget: each healthy interval (rule 6's timing) below 0.9 of it, the pace grows by 0.95 /
+//     ratio (between 1.05 and 1.5 times); from 0.9 to 1 it stays (steady). A pace the job does not
+//     reach (under half of it over the 3 intervals and 3 batches since it was set) grows the
+//     workers instead, and at the worker ceiling pacing ends. Over 1 the pace is cut to 0.95 /
+//     ratio of the rate the job reached (between 0.2 and 0.85 of it), at most once per interval,
+//     then no growth for `regrow_intervals`; workers are not halved as well. The floor is a tenth
+//     of `start_pace` (5% of the peak rate without one): the budget, not the job's speed, decides
+//     how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -240,12 +247,15 @@ class Governor {
   Verdict Judge(const Samples& samples);
   void JudgeReplicas(const Samples& samples, Verdict& verdict);
   void JudgeApplication(const Samples& samples, Verdict& verdict);
-  // One rule 10 signal: its ratio into the verdict, a veto when unreadable; nullopt reading =
-  // nothing to judge this time.
+  // One rule 10 signal: its ratio into the verdict, a veto when unreadable; nullopt reading or
+  // `nobody` (no application there, rule 11) = nothing to judge this time.
   void JudgeAppSignal(AppSignal& signal, const absl::StatusOr<std::optional<double>>& reading,
-                      Verdict& verdict);
+                      bool nobody, Verdict& verdict);
   void JudgeWal(const Samples& samples, Verdict& verdict);
   void JudgeCommand(const Samples& samples, Verdict& verdict);
+  // Rule 11: the session look answered and found no application backend busy within the
+  // interval, none active, and no application statement finished.
+  bool NobodyThere(const Samples& samples) const;
   // Before the first batch and during a long hold: the samples feed the baselines.
   void Learn(const Samples& samples);
   bool Measuring() const;
@@ -295,7 +305,8 @@ class Governor {
   int64_t largest_report_ = 0;
   bool slow_started_ = false;
   bool start_decided_ = false;      // rule 6's start, or rule 11's slow start, was applied
-  bool application_seen_ = false;   // statements, active sessions (or no way to tell) at baseline
+  bool application_seen_ = false;   // statements, busy sessions (or no way to tell) at baseline
+  bool baseline_put_off_ = false;   // rule 11: nobody was there to measure; measure when one is
   bool baseline_measured_ = false;  // without a baseline, whether one is there is not known
   bool command_prints_ratio_ = false;
   bool lock_waiters_ = false;

@@ -131,11 +131,12 @@ struct SessionLook {
   int64_t lock = 0;
   int64_t lwlock = 0;
   int64_t io = 0;
+  int64_t recent = 0;
 };
 absl::StatusOr<SessionLook> ParseSessionLook(const std::vector<std::optional<std::string>>& row);
 
-// The averages over `looks` (the looks that answered). No look at all is an error: `why` says why
-// the round's own look failed.
+// The averages over `looks` (the looks that answered), and the most recent sessions any look saw.
+// No look at all is an error: `why` says why the round's own look failed.
 absl::StatusOr<SessionLoad> AverageLooks(const std::vector<SessionLook>& looks,
                                          const absl::Status& why);
 

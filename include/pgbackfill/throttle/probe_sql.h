@@ -103,10 +103,11 @@ enum StatementColumn : int {
   kStatementQuery,        // the normalised text, its first 200 characters
 };
 
-// One look at the active application backends of every database (CPU, LWLocks and I/O are shared
-// by all of them): client backends in state active, other than the sessions in $1 (int4[] text,
-// IntArrayParam), this session and sessions whose application_name starts with "pgbackfill" (the
-// default of every pgbackfill connection), counted in total and by wait_event_type.
+// One look at the application backends of every database (CPU, LWLocks and I/O are shared by all
+// of them): client backends other than the sessions in $1 (int4[] text, IntArrayParam), this
+// session and sessions whose application_name starts with "pgbackfill" (the default of every
+// pgbackfill connection); those in state active in total and by wait_event_type, and those that
+// did anything in the last $2 seconds (not idle, or idle since then).
 // Columns: SessionLoadColumn, each a count.
 std::string SessionLoadSql();
 enum SessionLoadColumn : int {
@@ -115,6 +116,7 @@ enum SessionLoadColumn : int {
   kLoadLock,    // Lock
   kLoadLwLock,  // LWLock
   kLoadIo,      // IO
+  kLoadRecent,  // not idle, or became idle within $2 seconds
 };
 
 // The heartbeat transaction timed as the commit latency: BEGIN, synchronous_commit on for this

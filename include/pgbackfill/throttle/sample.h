@@ -56,6 +56,9 @@ struct SessionLoad {
   double lwlock = 0;  // LWLock (WAL insertion, buffer mapping, ...)
   double io = 0;      // IO
   int looks = 0;      // how many looks the averages are over
+  // The most application backends one look saw busy within the interval (active, in a
+  // transaction, or idle since less than an interval): 0 means nobody to protect.
+  int recent = 0;
 };
 
 // One replication slot and the WAL it keeps on the primary.
