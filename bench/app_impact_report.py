@@ -49,8 +49,17 @@ MIN_WINDOW_S = 20.0
 THROTTLED = {"throttle-default": "default", "throttle-budget": "budget",
              "throttle-p99": "p99-command"}
 ALWAYS_SUMMARIZED = ("throttle-default", "throttle-budget")
-# The window of throttle-p99's signal (the harness leaves the script's default).
-P99_WINDOW_S = app_p99_ratio.DEFAULT_WINDOW_S
+
+
+def p99_window_s(runs):
+    """The window of throttle-p99's signal: the --window its command was given (--p99-window),
+    else the script's default."""
+    for run in runs:
+        if run["role"] == "throttle-p99":
+            match = re.search(r"--window[ =']+([0-9.]+)", run.get("plan_throttle") or "")
+            if match:
+                return float(match.group(1))
+    return app_p99_ratio.DEFAULT_WINDOW_S
 
 # A run during which the rest of the machine used more than this share of all CPUs gets a note.
 SHARED_MACHINE_SHARE = 0.2
@@ -847,7 +856,7 @@ def matrix_report(args, records):
              "throttle-default without throttle keys, throttle-budget with throttle: { "
              + " | ".join(budgets) + " }"
              + (", throttle-p99 with throttle: { command: app_p99_ratio.py }: the app's own "
-                f"p99 over the last {P99_WINDOW_S:g} s / the budget" if p99_run else ""))
+                f"p99 over the last {p99_window_s(runs):g} s / the budget" if p99_run else ""))
     out.line(f"budget: app p99 <= {TARGET_P99_FACTOR:g} x baseline p99 + {TARGET_P99_SLACK_MS:g} ms "
              "over the backfill's window; oracle: the highest measured sweep rows/s within it "
              "(run checks passed); target: throttled rows/s >= "
@@ -952,7 +961,8 @@ def matrix_report(args, records):
                 "lead_in_s": args.lead_in, "batch_target": args.batch_target,
                 "throttled_workers": workers, "budget_throttle": budgets,
                 "p99_command": (f"app_p99_ratio.py: the app's client-side p99 over the last "
-                                f"{P99_WINDOW_S:g} s / the group's budget" if p99_run else None),
+                                f"{p99_window_s(runs):g} s / the group's budget" if p99_run
+                                else None),
                 "sweep": sorted({r["cap"] for r in runs if r["role"] == "sweep"}),
                 "pin": [list(p) for p in pins],
                 "p99_budget": f"{TARGET_P99_FACTOR:g} x baseline p99 + {TARGET_P99_SLACK_MS:g} ms",

@@ -563,6 +563,8 @@ def p99_command(ctx, run_dir, budget_ms):
     pgbench log against the group's budget, quoted for the shell, then for YAML."""
     argv = [PYTHON, os.path.join(ctx.cfg.root, "bench", P99_SCRIPT),
             "--log-prefix", os.path.join(run_dir, "pgbench"), "--budget-ms", f"{budget_ms:.3f}"]
+    if ctx.cfg.app.p99_window is not None:
+        argv += ["--window", str(ctx.cfg.app.p99_window)]
     return "command: " + yaml_quoted(shlex.join(argv))
 
 

@@ -58,6 +58,7 @@ class AppOptions:
     budget_throttle: str = ""              # verbatim under throttle: of the budget run
     pin: tuple[int, int] | None = None     # (pgbench's CPU, the backfill client's CPU)
     p99_run: bool = True                   # the throttle-p99 runs (--no-p99-run: none)
+    p99_window: int | None = None          # their signal's window, seconds (None: the script's)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -85,17 +85,18 @@ throttle.max_rows_per_second: one worker, batch target 20ms, max_replica_lag: 0,
 max_lock_waiters: 100, application: off), then the throttle under test: the plan without throttle keys, the plan
 with throttle: { --budget-throttle } (passed on verbatim), and the plan with throttle: { command:
 "/usr/bin/python3 bench/app_p99_ratio.py --log-prefix RUN_DIR/pgbench --budget-ms B" } (its
-signal: the application's own p99 over the last 3 s / the group's budget B, beside the engine's
+signal: the application's own p99 over the last --p99-window seconds, default 3, / the group's
+budget B, beside the engine's
 defaults; --no-p99-run leaves this run out). The oracle is the highest measured sweep rate whose
 window kept the app p99 <= B = 1.25 x baseline p99 + 2 ms; the throttled runs report their p99
 against that budget, failed transactions and rows/s / the oracle's.
 
   scripts/bench --scenario app-impact [--shapes "select-only tpcb-like"] [--rate-percents "30 50"]
                 [--sweep "5000 10000 20000 40000 80000"] [--budget-throttle "KEY: V, ..."]
-                [--no-p99-run] [--pin "APP_CPU BACKFILL_CPU" | --pin none] [--scale N]
-                [--duration S] [--lead-in S] [--max-tps-seconds S] [--clients C] [--threads J]
-                [--seed N] [--workers W] [--batch-target DUR] [--json FILE] [--plots DIR|none]
-                [--keep] [--no-build]
+                [--no-p99-run] [--p99-window S] [--pin "APP_CPU BACKFILL_CPU" | --pin none]
+                [--scale N] [--duration S] [--lead-in S] [--max-tps-seconds S] [--clients C]
+                [--threads J] [--seed N] [--workers W] [--batch-target DUR] [--json FILE]
+                [--plots DIR|none] [--keep] [--no-build]
 
 Defaults there: --budget-throttle "max_statement_latency: 1.25x + 2ms, max_commit_latency: 2x +
 5ms", --threads 1, --batch-target 20ms, --pin "LAST 0" (pgbench on the last CPU, pgbackfill and
@@ -143,14 +144,18 @@ Reported: median rows/s (min-max), the two ratios, the ranges each job planned a
 (more: ranges split at run time) and the share of progress events with fewer live workers than
 configured.
 
---scenario follow moves pgbench_accounts between two databases with `follow: true` while pgbench
-(simple-update, -c 4) writes to the source at each rate of --contenders (transactions/s, default
-"1000 5000"), follows for 20 s, then runs `pgbackfill cutover`. Reported per rate: the copy's
-seconds, the catch-up's changes/s, the steady lag (median, max; target under 5 s) and changes/s,
-the cutover's write block (median, max; target 1 s at the median), the largest spool, peak RSS,
-and whether source and target ended equal (count and row hash).
+--scenario follow moves pgbench_accounts between two databases while pgbench (simple-update,
+-c 4) writes to the source: pgbackfill with `follow: true`, ended by `pgbackfill cutover`, and
+`pgcopydb clone --follow` (wal2json), ended by stopping pgbench and setting pgcopydb's endpos.
+A contender is a write rate in transactions/s, RATE or pgbackfill@RATE, or pgcopydb@RATE
+(default "1000 5000 pgcopydb@1000 pgcopydb@5000"); each follows for 20 s before its end.
+Reported per tool and rate, measured on the target's own applied position: the copy's seconds,
+the catch-up's changes/s, the steady lag (median, max; target under 5 s) and changes/s, the
+write block at the end (median, max; target 1 s at the median), peak RSS, client CPU, and
+whether source and target ended equal (count and row hash).
 
-  scripts/bench --scenario follow [--scale(s) ...] [--repeat N] [--contenders "1000 5000"]
+  scripts/bench --scenario follow [--scale(s) ...] [--repeat N]
+                [--contenders "1000 5000 pgcopydb@1000 pgcopydb@5000"]
                 [--json FILE] [--keep] [--no-build]
 """
 
@@ -185,7 +190,8 @@ VALUE_OPTIONS = (
     "--clients", "--threads", "--seed", "--builtin", "--batch-target", "--throttle-interval",
     "--canary-latency", "--replica-lag", "--throttle-extra", "--scale", "--scales", "--workers",
     "--contenders", "--vacuum-every", "--link-delay-ms", "--proxy", "--repeat", "--json",
-    "--plots", "--shapes", "--rate-percents", "--sweep", "--budget-throttle", "--pin")
+    "--plots", "--shapes", "--rate-percents", "--sweep", "--budget-throttle", "--pin",
+    "--p99-window")
 DEFAULTS = {
     "--scenario": "throughput", "--vacuum-every": "5%", "--link-delay-ms": "1", "--repeat": "1",
     "--duration": "30", "--lead-in": "3", "--rate-percent": "50", "--max-tps-seconds": "15",
@@ -283,9 +289,10 @@ def check_contenders(scenario, contenders, vacuum_every, link_delay_ms):
                                  "pgbackfill)")
     elif scenario == "follow":
         for name in contenders:
-            if not re.fullmatch(r"[1-9][0-9]*", name):
+            if bench_follow.parse_contender(name) is None:
                 raise UsageError(f"--contenders of --scenario follow are write rates in "
-                                 f"transactions per second, e.g. \"1000 5000\"; got {name}")
+                                 f"transactions per second, RATE or TOOL@RATE (pgbackfill, "
+                                 f"pgcopydb), e.g. \"1000 pgcopydb@1000\"; got {name}")
     elif scenario == "keys":
         for name in contenders:
             if name not in bench_keys.CONTENDERS:
@@ -362,7 +369,7 @@ def app_options(opt, scales, repeat, workers, contenders, given=None, flags=froz
             raise UsageError(f"unknown app-impact run {name}")
     if "canary" in contenders and "baseline" not in contenders and canary_ms is None:
         raise UsageError("the canary run needs the baseline run or --canary-latency MS")
-    for option in ("--pin", "--no-p99-run"):
+    for option in ("--pin", "--no-p99-run", "--p99-window"):
         if (option in given or option in flags) and not matrix:
             raise UsageError(f"{option} is for the shape/rate matrix (--shapes, "
                              "--rate-percents, --sweep, --budget-throttle)")
@@ -374,7 +381,9 @@ def app_options(opt, scales, repeat, workers, contenders, given=None, flags=froz
         # matrix's batches aim at 20 ms unless --batch-target says otherwise.
         threads = threads if "--threads" in given else 1
         extra = {"matrix": True, "shapes": shapes, "rate_percents": percents, "sweep": sweep,
-                 "budget_throttle": budget, "pin": pin, "p99_run": "--no-p99-run" not in flags}
+                 "budget_throttle": budget, "pin": pin, "p99_run": "--no-p99-run" not in flags,
+                 "p99_window": (positive("--p99-window (seconds)", given["--p99-window"])
+                                if "--p99-window" in given else None)}
         batch_target = given.get("--batch-target", "20ms")
     return AppOptions(
         duration=duration, lead_in=opt["--lead-in"], rate_percent=opt["--rate-percent"],
@@ -426,7 +435,7 @@ def parse_config(root, argv):
     contenders = tuple((opt.get("--contenders") or DEFAULT_CONTENDERS[scenario]).split())
     check_contenders(scenario, contenders, opt["--vacuum-every"], opt["--link-delay-ms"])
     if scenario != "app-impact":
-        for option in (*MATRIX_OPTIONS, "--pin", "--no-p99-run"):
+        for option in (*MATRIX_OPTIONS, "--pin", "--no-p99-run", "--p99-window"):
             if option in given or option in flags:
                 raise UsageError(f"{option} is an option of --scenario app-impact")
     app = (app_options(opt, scales, repeat, workers, contenders, given, flags)
@@ -456,7 +465,8 @@ def install_packages(cfg, packages):
 
 def install_tools(cfg):
     """The bench-only tools: gnuplot for the plots (skipped when it cannot be installed),
-    pgcopydb for the move scenario's pgcopydb contender (required)."""
+    pgcopydb for the move scenario's pgcopydb contender, pgcopydb and wal2json for the follow
+    scenario's (required where asked for)."""
     section("installing")
     if cfg.plots_dir and not shutil.which("gnuplot") and not install_packages(cfg, PLOT_PACKAGES):
         print(f"bench: could not install {' '.join(PLOT_PACKAGES)}: the plots will be skipped",
@@ -465,6 +475,11 @@ def install_tools(cfg):
         if not install_packages(cfg, bench_move.PACKAGES) or not shutil.which("pgcopydb"):
             raise BenchError("pgcopydb is needed for the pgcopydb contender "
                              "(apt-get install pgcopydb)")
+    if cfg.scenario == "follow" and any(bench_follow.parse_contender(c)[0] == "pgcopydb"
+                                        for c in cfg.contenders):
+        if not install_packages(cfg, bench_follow.PACKAGES) or not shutil.which("pgcopydb"):
+            raise BenchError("pgcopydb and wal2json are needed for the pgcopydb contenders "
+                             f"(apt-get install {' '.join(bench_follow.PACKAGES)})")
 
 
 def build(cfg):
