@@ -76,7 +76,7 @@ SAMPLE_S = 0.2
 
 def parse_contender(name):
     """(tool, rate) of `RATE`, `pgbackfill@RATE` or `pgcopydb@RATE`; None if it is neither."""
-    match = re.fullmatch(r"(?:(pgbackfill|pgcopydb)@)?([1-9][0-9]*)", name)
+    match = re.fullmatch(rf"(?:({'|'.join(TOOLS)})@)?([1-9][0-9]*)", name)
     return (match.group(1) or "pgbackfill", int(match.group(2))) if match else None
 
 
