@@ -303,28 +303,30 @@ def stamp(event):
         float("0" + event["time"][19:23])
 
 
-def wait_for(log, kind, timeout_s, process):
+def wait_until(condition, timeout_s, process):
+    """Polls `condition` until it holds (True), `process` has exited or the time is up (False)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if any(e.get("event") == kind for e in events_of(log)):
+        if condition():
             return True
         if process.poll() is not None:
             return False
         time.sleep(0.2)
     return False
+
+
+def wait_for(log, kind, timeout_s, process):
+    """Until the log has an event of `kind`."""
+    return wait_until(lambda: any(e.get("event") == kind for e in events_of(log)), timeout_s,
+                      process)
 
 
 def wait_applying(sampler, timeout_s, process):
     """Until the applied position first moves (the copy is over, the apply has begun)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def moved():
         applied = [s[2] for s in list(sampler.samples) if s[2] is not None]
-        if applied and applied[-1] > applied[0]:
-            return True
-        if process.poll() is not None:
-            return False
-        time.sleep(0.2)
-    return False
+        return bool(applied) and applied[-1] > applied[0]
+    return wait_until(moved, timeout_s, process)
 
 
 def summarize_events(record, log, duration):
@@ -411,8 +413,9 @@ def run_pgcopydb(ctx, name, record, sampler, writes):
             # pgcopydb's processes, not GNU time's above them (it reports when its child ends).
             subprocess.run(["pkill", "-KILL", "-f", f"^pgcopydb .*{work_dir}"], check=False)
             status = run.wait()
+            error = first_error(log)
             record.note = record.note or (f"did not reach endpos in {PGCOPYDB_PATIENCE_S} s"
-                                          + (": " + first_error(log) if first_error(log) else ""))
+                                          + (f": {error}" if error else ""))
         record.write_block_ms = round((time.time() - stopped) * 1000)
         ctx.cluster.run(["pgcopydb", "stream", "cleanup", "--source", source, "--target", target,
                          "--dir", work_dir], stdout=out, stderr=subprocess.STDOUT, check=False)
