@@ -16,6 +16,8 @@ drops the copy. Contenders:
   pgbackfill+verify  (named pgbackfill-W+verify, W as for +vacuum) the same plan with `verify:
                 true`: the backfill and its verify phase, the run a user waits for (not in the
                 default list)
+  pgbackfill-PxW  P `pgbackfill run` processes of W workers each, started at once, sharing one
+                job (not in the default list); its target: >= 0.9x the rows/s of pgbackfill-(P*W)
 
 For each: wall seconds, rows/s, ratio to the plain UPDATE, client CPU and peak RSS (GNU time),
 server CPU (postmaster + all its children, reaped ones included), WAL bytes, checkpoints and
@@ -274,10 +276,10 @@ def check_contenders(scenario, contenders, vacuum_every, link_delay_ms):
         if scenario == "slow-link" and not DECIMAL.fullmatch(link_delay_ms):
             raise UsageError("--link-delay-ms must be a number of milliseconds")
         for name in contenders:
-            if not re.fullmatch(r"update|psql-[1-9][0-9]?|pgbackfill|pgbackfill\+(vacuum|verify)",
-                                name):
+            if not re.fullmatch(r"update|psql-[1-9][0-9]?|pgbackfill|pgbackfill\+(vacuum|verify)"
+                                r"|pgbackfill-[1-9]x[1-9]", name):
                 raise UsageError(f"unknown contender {name} (update, psql-K, pgbackfill, "
-                                 "pgbackfill+vacuum, pgbackfill+verify)")
+                                 "pgbackfill+vacuum, pgbackfill+verify, pgbackfill-PxW)")
         if ("pgbackfill+vacuum" in contenders
                 and not re.fullmatch(r"[1-9][0-9]*|[0-9]+([.][0-9]+)?%", vacuum_every)):
             raise UsageError("--vacuum-every: a row count (150000) or a percentage of the table "

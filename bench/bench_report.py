@@ -24,13 +24,17 @@ TARGET_RSS_MIB = 64.0        # pgbackfill peak RSS, below (at every scale)
 TARGET_VACUUM_GROWTH = 1.3   # table+indexes after/before with vacuum_every, at most
 TARGET_VACUUM_RATE = 0.8     # rows/s with vacuum_every vs the same workers without, at least
 TARGET_SLOW_LINK = 0.9       # pgbackfill rows/s through the delay proxy vs directly, at least
+TARGET_PROCESSES = 0.9       # P processes of W workers vs one process of P*W workers ("about")
 
 MIB = 1048576.0
 
 
 def pgbackfill_details(log_path):
-    """Batches, sizes, VACUUMs and the engine's own numbers from a `pgbackfill run --json` log."""
+    """Batches, sizes, VACUUMs and the engine's own numbers from a `pgbackfill run --json` log
+    (of several processes one after the other when they shared the job: their job_finished
+    events summed)."""
     out = {"batch_rows_seen": [], "vacuums": [], "warnings": []}
+    finished = []
     for event in json_events(log_path):
         kind = event.get("event")
         if kind == "progress" and event.get("batch_rows"):
@@ -40,8 +44,27 @@ def pgbackfill_details(log_path):
         elif kind == "warning":
             out["warnings"].append(event.get("message"))
         elif kind == "job_finished":
-            out["finished"] = event
+            finished.append(event)
+    if len(finished) == 1:
+        out["finished"] = finished[0]
+    elif finished:
+        out["finished"] = _merged_finish(finished)
     return out
+
+
+def _merged_finish(events):
+    """One job_finished of the processes that shared a job: rows and batches summed, the
+    longest run's seconds, the first outcome other than done."""
+    merged = {"outcome": next((e.get("outcome") for e in events if e.get("outcome") != "done"),
+                              "done"),
+              "message": next((e.get("message") for e in events if e.get("message")), None),
+              "seconds": max(e.get("seconds") or 0.0 for e in events)}
+    for field in ("rows", "batches", "retries"):
+        values = [e.get(field) for e in events]
+        merged[field] = None if any(v is None for v in values) else sum(values)
+    merged["rows_per_second"] = (round(merged["rows"] / merged["seconds"])
+                                 if merged["rows"] is not None and merged["seconds"] else None)
+    return merged
 
 
 def derive(rec, clk_tck, default_rows):
@@ -184,6 +207,12 @@ def check_targets(records):
                              f"{alone['seconds']:.1f} s for {alone['name']}: verify adds "
                              f"{rec['seconds'] - alone['seconds']:.1f} s "
                              f"({rec['seconds'] / alone['seconds']:.2f}x)")
+        elif rec.get("processes", 1) > 1:
+            one = by_name.get(f"pgbackfill-{rec['arg']}{suffix}")
+            if one:
+                checks.append((f"rows/s vs {one['name']} (one process)",
+                               rec["rows_per_second"] / one["rows_per_second"],
+                               TARGET_PROCESSES, ">="))
         elif rec["arg"] == 2 and not vacuum:
             if "update" + suffix in by_name:
                 checks.append(("rows/s vs UPDATE", rec["rows_per_second"]

@@ -46,13 +46,15 @@ class Link:
 
 @dataclasses.dataclass(frozen=True)
 class Contender:
-    """One contender run: its name, kind (update, loop, pgbackfill), argument (sessions or
-    workers) and, for pgbackfill, its plan and vacuum_every."""
+    """One contender run: its name, kind (update, loop, pgbackfill), argument (sessions, or
+    workers over all processes) and, for pgbackfill, its plan, vacuum_every and how many
+    `pgbackfill run` processes share the job."""
     name: str
     kind: str
     arg: int
     plan: str | None = None
     vacuum_every: str | None = None
+    processes: int = 1
 
 
 def write_loop_sql(ctx, sessions, rows):
@@ -104,6 +106,11 @@ def contenders_of(ctx, rows):
         elif name == "pgbackfill":
             out += [Contender(f"pgbackfill-{w}", "pgbackfill", w, write_plan(ctx, w))
                     for w in cfg.workers]
+        elif re.fullmatch(r"pgbackfill-[0-9]+x[0-9]+", name):
+            # pgbackfill-PxW: P processes of W workers each join one job (the job store's leases).
+            processes, workers = map(int, name.removeprefix("pgbackfill-").split("x"))
+            out.append(Contender(name, "pgbackfill", processes * workers, write_plan(ctx, workers),
+                                 processes=processes))
         elif name == "pgbackfill+verify":
             out.append(Contender(f"pgbackfill-{vacuum_workers}+verify", "pgbackfill",
                                  vacuum_workers, write_plan(ctx, vacuum_workers, verify=True)))
@@ -144,12 +151,27 @@ def run_client(ctx, contender, name, host, port, db, log):
                     out.write(part.read())
                 os.remove(f"{log}.{s}")
         return status
+    # Every process at once, as a deploy starting P replicas would; the job store lets the first
+    # create the job and the others join it.
     dsn = cluster.dsn(db, host, port)
-    with open(log, "w", encoding="utf-8") as out, \
-            open(log + ".stderr", "w", encoding="utf-8") as err:
-        return cluster.run(timed(ctx.path(f"{name}.time.0"),
-                                 [ctx.pgbackfill, "run", contender.plan, "--dsn", dsn, "--json"]),
-                           stdout=out, stderr=err).returncode
+    procs = []
+    for s in range(contender.processes):
+        with open(f"{log}.{s}", "w", encoding="utf-8") as out, \
+                open(f"{log}.{s}.stderr", "w", encoding="utf-8") as err:
+            procs.append(cluster.popen(timed(ctx.path(f"{name}.time.{s}"),
+                                             [ctx.pgbackfill, "run", contender.plan, "--dsn", dsn,
+                                              "--json"]),
+                                       stdout=out, stderr=err))
+    status = 0
+    for proc in procs:
+        status = proc.wait() or status
+    for suffix in ("", ".stderr"):
+        with open(log + suffix, "w", encoding="utf-8") as out:
+            for s in range(contender.processes):
+                with open(f"{log}.{s}{suffix}", encoding="utf-8", errors="replace") as part:
+                    out.write(part.read())
+                os.remove(f"{log}.{s}{suffix}")
+    return status
 
 
 def run_contender(ctx, contender, link, scale, round_no):
@@ -179,6 +201,7 @@ def run_contender(ctx, contender, link, scale, round_no):
     record.update({"scale": scale, "rows": rows_of(scale), "base": contender.name,
                    "link": link.kind, "link_delay_ms": link.record_delay(),
                    "proxy_ticks": proxy1 - proxy0, "vacuum_every": contender.vacuum_every,
+                   "processes": contender.processes,
                    **sizes_before, **sizes_after})
     ctx.results.append(record)
     drop_database(ctx, db)

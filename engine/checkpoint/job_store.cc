@@ -273,14 +273,17 @@ absl::Status JobStore::AddRanges(const std::string& name,
                                  const std::vector<ranges::KeyRange>& ranges) {
   return InTransaction([&]() -> absl::Status {
     // The job row locked first: two processes adding ranges at once would otherwise both see
-    // none and both insert.
-    ASSIGN_OR_RETURN(pg::Result job,
-                     conn_.Exec(absl::StrCat("SELECT EXISTS (SELECT FROM ", Table("ranges"),
-                                             " WHERE job_name = j.name) FROM ", Table("jobs"),
-                                             " j WHERE j.name = $1::text FOR UPDATE"),
-                                {name}));
+    // none and both insert. The look at the ranges is a statement of its own: one that waited
+    // for the lock still reads with the snapshot it started with, from before the other's commit.
+    ASSIGN_OR_RETURN(pg::Result job, conn_.Exec(absl::StrCat("SELECT FROM ", Table("jobs"),
+                                                             " WHERE name = $1::text FOR UPDATE"),
+                                                {name}));
     if (job.Rows() == 0) return NoSuchJob(name);
-    if (job.Get(0, 0) == "t") {
+    ASSIGN_OR_RETURN(pg::Result any,
+                     conn_.Exec(absl::StrCat("SELECT EXISTS (SELECT FROM ", Table("ranges"),
+                                             " WHERE job_name = $1::text)"),
+                                {name}));
+    if (any.Get(0, 0) == "t") {
       return absl::AlreadyExistsError(
           absl::StrCat("job ", pg::QuoteLiteral(name), " already has ranges"));
     }
@@ -551,23 +554,39 @@ absl::Status JobStore::ClearAbort(const std::string& name, const std::string& re
 
 absl::Status JobStore::RegisterRunner(const std::string& name, const RunnerRecord& runner,
                                       absl::Duration lease) {
-  // Rows of runners that died long ago would only clutter `status`; recent ones stay to show who
-  // stopped renewing.
-  RETURN_IF_ERROR(conn_
-                      .Exec(absl::StrCat("DELETE FROM ", Table("runners"),
-                                         " WHERE job_name = $1::text AND lease_until < ", kNow,
-                                         " - interval '1 hour'"),
-                            {name})
-                      .status());
-  return conn_
-      .Exec(absl::StrCat("INSERT INTO ", Table("runners"),
-                         " (job_name, runner_id, kind, host, pid, started_at, heartbeat_at,"
-                         " lease_until) VALUES ($1::text, $2::text, $3::text, $4::text, $5::int, ",
-                         kNow, ", ", kNow, ", ", kNow, " + $6::float8 * interval '1 second')"),
-            {name, runner.id, runner.kind, NullIfEmpty(runner.host),
-             runner.pid != 0 ? pg::Param(std::to_string(runner.pid)) : std::nullopt,
-             LeaseSeconds(lease)})
-      .status();
+  // One registration of a job at a time, and each one's started_at after every earlier one's
+  // (later than the last even when the server's clock stepped back): the phases tell which of two
+  // processes came first by that order (oldest first, ListRunners), so both must see it alike. The
+  // insert's snapshot is taken after the lock, so it sees every registration before it.
+  return InTransaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(conn_
+                        .Exec("SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog."
+                              "hashtextextended('pgbackfill runners ' || $1::text, 0))",
+                              {name})
+                        .status());
+    // Rows of runners that died long ago would only clutter `status`; recent ones stay to show
+    // who stopped renewing.
+    RETURN_IF_ERROR(conn_
+                        .Exec(absl::StrCat("DELETE FROM ", Table("runners"),
+                                           " WHERE job_name = $1::text AND lease_until < ", kNow,
+                                           " - interval '1 hour'"),
+                              {name})
+                        .status());
+    return conn_
+        .Exec(absl::StrCat("INSERT INTO ", Table("runners"),
+                           " (job_name, runner_id, kind, host, pid, started_at, heartbeat_at,"
+                           " lease_until) SELECT $1::text, $2::text, $3::text, $4::text, $5::int,"
+                           " GREATEST(",
+                           kNow,
+                           ", (SELECT pg_catalog.max(started_at) + interval '1 microsecond'"
+                           " FROM ",
+                           Table("runners"), " WHERE job_name = $1::text)), ", kNow, ", ", kNow,
+                           " + $6::float8 * interval '1 second'"),
+              {name, runner.id, runner.kind, NullIfEmpty(runner.host),
+               runner.pid != 0 ? pg::Param(std::to_string(runner.pid)) : std::nullopt,
+               LeaseSeconds(lease)})
+        .status();
+  });
 }
 
 absl::StatusOr<bool> JobStore::RenewRunner(const std::string& name, const std::string& runner_id,

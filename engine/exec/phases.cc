@@ -128,14 +128,10 @@ class PhaseRunner {
       if (!store_exists) return RequirePreflight();
     }
     RETURN_IF_ERROR(store_->EnsureSchema());
-    // The phase's own lease first, then a look at the others': two processes starting at once
-    // both see each other and both refuse, rather than both go on.
+    // The phase's own lease first, then a look at the others' (WaitForOthers): of two processes
+    // starting the same phase at once, the one registered first goes on, the other waits.
     ASSIGN_OR_RETURN(
         lease_, internal::Lease::Take(dsn_, plan_.name, PhaseName(phase_), plan_.lease_timeout));
-    ASSIGN_OR_RETURN(job_, store_->LoadJob(plan_.name));
-    if (job_.has_value()) {
-      ASSIGN_OR_RETURN(steps_, store_->StepsDone(plan_.name));
-    }
     ASSIGN_OR_RETURN(std::string busy, WaitForOthers());
     if (!busy.empty()) {
       return std::optional<RunSummary>(Refuse(
@@ -176,30 +172,47 @@ class PhaseRunner {
                                absl::StrJoin(problems, "\n  ")));
   }
 
-  // Which other processes this phase must not run beside: another phase always; a backfill
-  // (`pgbackfill run`, on any host) for contract and rollback, and for an expand that still has
-  // work to do (once `phase:expand` is recorded, expand only says so, and verify only reads).
+  // Which other processes this phase must not run beside: every other phase, except that a
+  // phase that only reads (verify, or an expand already recorded as `phase:expand`, which only
+  // says so) runs beside a backfill (`pgbackfill run`, on any host) and beside verify: the `run`s
+  // of one job each verify at their end.
   bool Excludes(const std::string& kind) const {
-    if (kind != "run") return true;
-    if (phase_ == Phase::kVerify) return false;
-    return phase_ != Phase::kExpand || options_.restart || !steps_.contains("phase:expand");
+    const bool reads_only =
+        phase_ == Phase::kVerify ||
+        (phase_ == Phase::kExpand && !options_.restart && steps_.contains("phase:expand"));
+    return !reads_only || (kind != "run" && kind != "verify");
   }
 
   // The live leases of the processes this phase must not run beside, as a text; "" once there
-  // are none. Waits for them up to a lease timeout (a killed process's lease expires within
-  // it); rollback first asks a running backfill to abort (it stops after the batches in flight)
-  // and waits for it to end.
+  // are none. Of two in the same phase, only the one registered later waits: of several `run`s
+  // started at once, the first runs expand and the others then find it done and join the
+  // backfill (two different phases started at once both wait, and both refuse if neither ends).
+  // A process's next phase registers anew, so seniority counts within one phase only. Waits up
+  // to a lease timeout (a killed process's lease expires within it); rollback first asks a
+  // running backfill to abort (it stops after the batches in flight) and waits for it to end.
+  // Loads the job and its steps as they are when it returns.
   absl::StatusOr<std::string> WaitForOthers() {
     const absl::Time deadline =
         absl::Now() + (phase_ == Phase::kRollback ? kAbortWait : plan_.lease_timeout + kLockRetry);
     bool asked = false;
     while (true) {
+      ASSIGN_OR_RETURN(job_, store_->LoadJob(plan_.name));
+      steps_.clear();
+      if (job_.has_value()) {
+        ASSIGN_OR_RETURN(steps_, store_->StepsDone(plan_.name));
+      }
       ASSIGN_OR_RETURN(std::vector<checkpoint::RunnerRecord> runners,
                        store_->ListRunners(plan_.name));
       std::string busy;
       bool backfill = false;
+      bool later = false;  // oldest first: past this one's own row, the later ones
       for (const checkpoint::RunnerRecord& other : runners) {
-        if (!other.live || other.id == lease_->id() || !Excludes(other.kind)) continue;
+        if (other.id == lease_->id()) {
+          later = true;
+          continue;
+        }
+        if (!other.live || !Excludes(other.kind)) continue;
+        if (later && other.kind == PhaseName(phase_)) continue;
         backfill = backfill || other.kind == "run" || other.kind == "follow";
         absl::StrAppend(&busy, busy.empty() ? "" : "; ", other.kind, " pid ", other.pid,
                         " on host ", other.host, ", lease until ", other.lease_until);

@@ -507,6 +507,43 @@ TEST(JobStoreTest, DuplicateCreateIsAlreadyExistsAndChangesNothing) {
   EXPECT_OK(store.CreateJob(SampleJob("other"), {})) << "the session is usable afterwards";
 }
 
+// Two runs adding the ranges of a job `expand` created: the one that waited for the other's
+// lock finds its ranges and says so, rather than insert the same range ids again. Made
+// deterministic by holding the job row's lock by hand while the second AddRanges waits for it.
+TEST(JobStoreTest, AddRangesThatWaitedForAnotherFindsItsRanges) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  ASSERT_OK(store.CreateJob(SampleJob("racing"), {}));
+  ASSERT_OK_AND_ASSIGN(pg::Connection first, pg::Connection::Connect(db.dsn()));
+  ASSERT_OK(first.ExecScript("BEGIN"));
+  ASSERT_OK(first.Exec("SELECT FROM pgbackfill.jobs WHERE name = 'racing' FOR UPDATE").status());
+
+  absl::Status second_added;
+  std::thread second([&] {
+    auto conn = pg::Connection::Connect(db.dsn());
+    if (!conn.ok()) {
+      second_added = conn.status();
+      return;
+    }
+    second_added = JobStore(*conn).AddRanges("racing", SampleRanges());
+  });
+  ASSERT_TRUE(testing::Eventually([&] {
+    absl::StatusOr<std::string> waiting = db.QueryValue(
+        "SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND datname = pg_catalog.current_database()");
+    return waiting.ok() && *waiting == "1";
+  })) << "the second AddRanges should wait for the job row";
+  // The first run's ranges (ids 1-4, as SampleRanges), committed with the lock's release.
+  ASSERT_OK(
+      first.ExecScript("INSERT INTO pgbackfill.ranges (job_name, range_id)"
+                       " SELECT 'racing', g FROM generate_series(1, 4) g; COMMIT"));
+  second.join();
+  EXPECT_EQ(second_added.code(), absl::StatusCode::kAlreadyExists) << second_added;
+  ASSERT_OK_AND_ASSIGN(std::vector<RangeRecord> stored, store.LoadRanges("racing"));
+  EXPECT_EQ(stored.size(), SampleRanges().size()) << "the first run's ranges, once";
+}
+
 TEST(JobStoreTest, DeleteJobTakesItsRangesAlong) {
   TestDatabase db;
   JobStore store(db.conn());
@@ -639,6 +676,27 @@ TEST(JobStoreTest, LeasesHoldWhileRenewedAndExpireWithoutAHeartbeat) {
   ASSERT_OK(observer.UnregisterRunner("job", second.id));
   ASSERT_OK_AND_ASSIGN(runners, observer.ListRunners("job"));
   EXPECT_TRUE(runners.empty());
+}
+
+// The runners list in the order they registered, also when the server's clock stepped back
+// between two registrations (made here by a first registration dated an hour ahead): the
+// phases decide which of two processes came first by this order.
+TEST(JobStoreTest, RunnersListInTheOrderTheyRegisteredWhateverTheClockSays) {
+  TestDatabase db;
+  JobStore store(db.conn());
+  ASSERT_OK(store.EnsureSchema());
+  RunnerRecord early;
+  early.id = "a:1:00000001@x";
+  early.kind = "expand";
+  RunnerRecord late = early;
+  late.id = "b:2:00000002@x";
+  ASSERT_OK(store.RegisterRunner("job", early, absl::Seconds(60)));
+  ASSERT_OK(db.ExecScript("UPDATE pgbackfill.runners SET started_at = started_at + interval '1h'"));
+  ASSERT_OK(store.RegisterRunner("job", late, absl::Seconds(60)));
+  ASSERT_OK_AND_ASSIGN(std::vector<RunnerRecord> runners, store.ListRunners("job"));
+  ASSERT_EQ(runners.size(), 2u);
+  EXPECT_EQ(runners[0].id, early.id);
+  EXPECT_EQ(runners[1].id, late.id);
 }
 
 // Ranges are taken one at a time, each by one runner: free ones first by id, never one another

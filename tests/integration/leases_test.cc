@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "nlohmann/json.hpp"
 #include "pgbackfill/events/events.h"
@@ -155,6 +156,33 @@ TEST_F(LeasesTest, TwoProcessesShareOneJobAndEveryRowIsWrittenOnce) {
                        db_.QueryValue("SELECT state FROM pgbackfill.jobs WHERE name = 'shared'"));
   EXPECT_EQ(state, "done") << "done for all";
   EXPECT_TRUE(LiveRunners("shared").empty()) << "both runners unregistered";
+}
+
+// Processes started at the same moment, as a deploy starts its replicas: the first to register
+// runs expand, the others wait for it rather than refuse, then join the backfill; each ends done
+// (each verifies, beside the others), and every row is written once.
+TEST_F(LeasesTest, ProcessesStartedAtOnceAllJoinTheJob) {
+  constexpr int kProcesses = 3;
+  const std::string plan = testing::WriteTestFile(
+      absl::StrReplaceAll(ItemsPlan("together", "3s", 5000), {{"verify: false", "verify: true"}}));
+  std::vector<Process> runs;
+  for (int i = 0; i < kProcesses; ++i) {
+    absl::StatusOr<Process> run = SpawnPgbackfill(RunArgs(plan));
+    ASSERT_OK(run);
+    runs.push_back(*std::move(run));
+  }
+  int64_t rows = 0;
+  for (Process& run : runs) {
+    CommandResult ended = run.Wait(absl::Seconds(60));
+    ASSERT_EQ(ended.exit_code, 0) << ended.out << ended.err;
+    const std::optional<events::JobFinished> done = Finished(ended.out);
+    ASSERT_TRUE(done.has_value()) << ended.out;
+    EXPECT_EQ(done->outcome, "done") << ended.out;
+    EXPECT_GT(done->rows, 0) << "every process took ranges of its own:\n" << ended.out;
+    rows += done->rows;
+  }
+  EXPECT_EQ(rows, kRows) << "each row in exactly one process's count";
+  ExpectEveryRowOnce("items", kRows);
 }
 
 // kill -9 of one of two runners: its ranges stay its own until its lease expires (nobody else

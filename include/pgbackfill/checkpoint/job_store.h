@@ -239,12 +239,14 @@ class JobStore {
   // state = rolled_back, phase = rollback, finished_at = now.
   absl::Status MarkRolledBack(const std::string& name, const std::string& by);
 
-  // Leases (schema v7). Every statement stands alone (no session state, no session lock), so
+  // Leases (schema v7). Nothing outlives a transaction (no session state, no session lock), so
   // they work through a transaction-pooling pgbouncer, and a process that dies leaves nothing
   // behind that outlives its lease.
   //
   // Registers `runner` (id, kind, host, pid) for job `name` with a lease of `lease` from now, and
   // forgets the job's runners whose lease expired long ago (an hour). The job row need not exist.
+  // Registrations of one job are serialized (a transaction-level lock) and started_at grows with
+  // each: whoever reads the runners after registering sees every earlier one, in that order.
   absl::Status RegisterRunner(const std::string& name, const RunnerRecord& runner,
                               absl::Duration lease);
   // The heartbeat: heartbeat_at = now, lease_until = now + `lease`, only while the lease still
