@@ -672,6 +672,12 @@ std::string OthersUnfinishedSql() {
                       " AND owner IS DISTINCT FROM $2::text");
 }
 
+std::string ForeignRangesSql() {
+  return absl::StrCat("SELECT range_id, lower, upper, done_upto FROM ", Table("ranges"),
+                      " WHERE job_name = $1::text AND state <> 'done'"
+                      " AND owner IS NOT NULL AND owner <> $2::text ORDER BY range_id");
+}
+
 std::string SplitLockSql() {
   return "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended("
          "'pgbackfill split ' || $1::text, 0))";

@@ -196,11 +196,7 @@ class PhaseRunner {
         absl::Now() + (phase_ == Phase::kRollback ? kAbortWait : plan_.lease_timeout + kLockRetry);
     bool asked = false;
     while (true) {
-      ASSIGN_OR_RETURN(job_, store_->LoadJob(plan_.name));
-      steps_.clear();
-      if (job_.has_value()) {
-        ASSIGN_OR_RETURN(steps_, store_->StepsDone(plan_.name));
-      }
+      RETURN_IF_ERROR(LoadJobState());
       ASSIGN_OR_RETURN(std::vector<checkpoint::RunnerRecord> runners,
                        store_->ListRunners(plan_.name));
       std::string busy;
@@ -217,6 +213,9 @@ class PhaseRunner {
         absl::StrAppend(&busy, busy.empty() ? "" : "; ", other.kind, " pid ", other.pid,
                         " on host ", other.host, ", lease until ", other.lease_until);
       }
+      // Read again once nobody is in the way: what the last one did before its lease went (it
+      // records its steps first) may have landed after the read above.
+      if (busy.empty()) RETURN_IF_ERROR(LoadJobState());
       if (busy.empty() || absl::Now() >= deadline) return busy;
       if (backfill && phase_ == Phase::kRollback && !asked) {
         absl::Status abort = store_->SetControl(plan_.name, "abort", Requester());
@@ -227,6 +226,15 @@ class PhaseRunner {
       }
       absl::SleepFor(kLockRetry);
     }
+  }
+
+  absl::Status LoadJobState() {
+    ASSIGN_OR_RETURN(job_, store_->LoadJob(plan_.name));
+    steps_.clear();
+    if (job_.has_value()) {
+      ASSIGN_OR_RETURN(steps_, store_->StepsDone(plan_.name));
+    }
+    return absl::OkStatus();
   }
 
   // The session runs DDL (and the user's trigger functions are created) under the user's own

@@ -245,13 +245,17 @@ class Runner {
                                          int64_t rows);
   asio::awaitable<absl::Status> ReloadCheckpoint(pg::AsyncConnection& conn, RangeState& range);
 
-  // split_range.cc: a worker left without a range splits the largest one another worker holds.
+  // split_range.cc: a worker left without a range splits the largest one another worker holds,
+  // of its own runner first, else of another runner (process).
   struct SplitOutcome {
     RangeState* range = nullptr;  // the new range, now this worker's
     bool retry = false;           // nothing split now, but later may (busy, lock timeout)
     absl::Status status;          // a failure other than those
   };
   asio::awaitable<SplitOutcome> SplitLargest(WorkerState& worker);
+  // The largest remainder worth splitting among the ranges other runners own, read from the job
+  // store: nullopt when there is none.
+  asio::awaitable<absl::StatusOr<std::optional<RangeState>>> ForeignDonor(WorkerState& worker);
   // Where to split what is left after `start` up to `upper` (ranges/sampler.h's probe), on the
   // session that reads the table: the worker's own, or the mover's source.
   asio::awaitable<absl::StatusOr<std::optional<ranges::SplitChoice>>> ProbeSplit(

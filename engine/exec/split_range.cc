@@ -1,6 +1,7 @@
 // Ranges that split themselves: a worker left without a range takes the upper part of the largest
-// unfinished range another worker holds (ranges/split.h), so that neither a skewed key (every row
-// in one planned range) nor the job's last range runs on one worker. The split is one job-store
+// unfinished range another worker holds (ranges/split.h), of its own process first, else of
+// another process on the same job, so that neither a skewed key (every row in one planned range)
+// nor the job's last range runs on one worker. The split is one job-store
 // transaction on the worker's session; exactly-once rests on the donor's row lock and on every
 // batch claiming the upper bound it was bounded by (checkpoint/job_store.h: LockRangeSql).
 #include <optional>
@@ -10,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "pgbackfill/catalog/catalog.h"
 #include "pgbackfill/pg/error.h"
 #include "pgbackfill/ranges/split.h"
 #include "pgbackfill/sql/names.h"
@@ -81,7 +83,20 @@ asio::awaitable<Runner::SplitOutcome> Runner::SplitLargest(WorkerState& worker) 
       largest = (*choice)->estimated_rows;
     }
   }
-  if (donor == nullptr || !ranges::WorthSplitting(largest, BatchRows(worker))) co_return out;
+  // None of this runner's own worth it: one another runner (process) walks. Its RangeState is
+  // this frame's; its owner learns of the split from its next batch's claim.
+  std::optional<RangeState> foreign;
+  if (donor == nullptr || !ranges::WorthSplitting(largest, BatchRows(worker))) {
+    if (moves_) co_return out;  // each mover process copies from a snapshot of its own
+    auto found = co_await ForeignDonor(worker);
+    if (!found.ok()) {
+      out.status = found.status();
+      co_return out;
+    }
+    if (!found->has_value()) co_return out;
+    foreign = std::move(*found);
+    donor = &*foreign;
+  }
   out = co_await SplitLocked(worker, *donor);
   if (!out.status.ok() && worker.conn->IsOpen()) (void)co_await worker.conn->Exec("ROLLBACK");
   // A lock wait that timed out (the donor's batch held its row) or a deadlock: try again later.
@@ -90,6 +105,48 @@ asio::awaitable<Runner::SplitOutcome> Runner::SplitLargest(WorkerState& worker) 
     out.retry = true;
   }
   co_return out;
+}
+
+asio::awaitable<absl::StatusOr<std::optional<RangeState>>> Runner::ForeignDonor(
+    WorkerState& worker) {
+  std::vector<pg::Param> params;
+  params.emplace_back(plan_.name);
+  params.emplace_back(lease_->id());
+  auto listed = co_await worker.conn->Exec(checkpoint::ForeignRangesSql(), std::move(params));
+  if (!listed.ok()) co_return listed.status();
+  std::optional<RangeState> best;
+  int64_t largest = 0;
+  for (int row = 0; row < listed->Rows(); ++row) {
+    RangeState range;
+    range.id = std::stoi(std::string(listed->Get(row, 0)));
+    auto lower = checkpoint::ParseTextArray(listed->GetOptional(row, 1));
+    auto upper = checkpoint::ParseTextArray(listed->GetOptional(row, 2));
+    auto done_upto = checkpoint::ParseTextArray(listed->GetOptional(row, 3));
+    if (!lower.ok() || !upper.ok() || !done_upto.ok()) {
+      co_return absl::InternalError(absl::StrCat("unreadable bounds of range ", range.id));
+    }
+    range.lower = *std::move(lower);
+    range.upper = *std::move(upper);
+    range.done_upto = *std::move(done_upto);
+    if (!range.upper) {
+      // Open above: for this run it ends at the largest key present now, as its owner's does.
+      if (absl::Status control = EnsureControl(); !control.ok()) co_return control;
+      absl::StatusOr<std::optional<std::vector<std::string>>> last_key =
+          catalog::Catalog(*control_).KeyBound(*report_.table, *report_.key, /*smallest=*/false,
+                                               range.start());
+      if (!last_key.ok()) co_return last_key.status();
+      if (!last_key->has_value()) continue;  // nothing past its checkpoint: nothing to split
+      range.end_of_run = *std::move(*last_key);
+    }
+    auto choice = co_await ProbeSplit(worker, range.start(), range.end());
+    if (!choice.ok()) co_return choice.status();
+    if (choice->has_value() && (*choice)->estimated_rows > largest) {
+      largest = (*choice)->estimated_rows;
+      best = std::move(range);
+    }
+  }
+  if (!ranges::WorthSplitting(largest, BatchRows(worker))) co_return std::nullopt;
+  co_return best;
 }
 
 asio::awaitable<Runner::SplitOutcome> Runner::SplitLocked(WorkerState& worker, RangeState& donor) {

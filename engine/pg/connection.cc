@@ -166,7 +166,12 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
 
 absl::Status Connection::ExecScript(const std::string& sql) {
   const bool idle = PQtransactionStatus(conn_.get()) == PQTRANS_IDLE;
-  ResultHandle result(PQexec(conn_.get(), sql.c_str()));
+  // The tag marks the script's first statement: a job store transaction's BEGIN and COMMIT
+  // untagged read as an application's statements in pg_stat_statements (another runner of the
+  // job would hold for a baseline on them).
+  const std::string text =
+      tag_ && !sql.starts_with(kStatementTag) ? absl::StrCat(kStatementTag, sql) : sql;
+  ResultHandle result(PQexec(conn_.get(), text.c_str()));
   if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");
   if (!internal::IsSuccess(PQresultStatus(result.get())) &&
       PQresultStatus(result.get()) != PGRES_EMPTY_QUERY) {

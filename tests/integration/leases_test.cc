@@ -185,6 +185,63 @@ TEST_F(LeasesTest, ProcessesStartedAtOnceAllJoinTheJob) {
   ExpectEveryRowOnce("items", kRows);
 }
 
+// Everything the runs of a job send carries the statement tag (or names the job store), so the
+// statement-latency signal never reads one runner's statements as the application's: two
+// processes started at once (the job store's setup, leases, ranges and batches from both)
+// leave no other entry in pg_stat_statements. Untagged, the job store's BEGIN and COMMIT held
+// the second runner for an application baseline.
+TEST_F(LeasesTest, TheRunsOfAJobLeaveNoStatementThatReadsAsTheApplications) {
+  ASSERT_OK(db_.ExecScript("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"));
+  ASSERT_OK(db_.Exec("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database"
+                     " WHERE datname = current_database()), 0)")
+                .status());
+  const std::string plan = testing::WriteTestFile(ItemsPlan("tagged", "3s", 0));
+  absl::StatusOr<Process> first = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(first);
+  absl::StatusOr<Process> second = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(second);
+  CommandResult one = first->Wait(absl::Seconds(60));
+  CommandResult two = second->Wait(absl::Seconds(60));
+  ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
+  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  ASSERT_OK_AND_ASSIGN(
+      std::string untagged,
+      db_.QueryValue("SELECT coalesce(string_agg(calls || 'x ' || query, E'\\n'), '')"
+                     " FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database"
+                     " WHERE datname = current_database()) AND strpos(query, 'pgbackfill') = 0"
+                     " AND query NOT LIKE '%pg_stat_statements%'"));
+  EXPECT_EQ(untagged, "") << "statements of the job that read as the application's";
+}
+
+// A worker with nothing to take and nothing of its own process to split splits a range another
+// process walks. Here every row lies in the first range (a skewed key: one id far above the
+// others, so the arithmetic split leaves the other ranges empty), which the first process, with
+// one worker, holds; the second can only get rows by splitting it across processes. Every row once.
+TEST_F(LeasesTest, AProcessWithNothingLeftSplitsARangeAnotherProcessWalks) {
+  ASSERT_OK(db_.ExecScript("INSERT INTO items (id) VALUES (1000000000000000); ANALYZE items;"));
+  const std::string plan = testing::WriteTestFile(
+      absl::StrReplaceAll(ItemsPlan("across", "3s", 5000), {{"workers: 2", "workers: 1"}}));
+  absl::StatusOr<Process> first = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(first);
+  ASSERT_TRUE(Eventually([&] { return RowsCommitted("across") > 0; }));
+  absl::StatusOr<Process> second = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(second);
+  CommandResult one = first->Wait(absl::Seconds(60));
+  CommandResult two = second->Wait(absl::Seconds(60));
+  ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
+  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  const std::optional<events::JobFinished> one_done = Finished(one.out);
+  const std::optional<events::JobFinished> two_done = Finished(two.out);
+  ASSERT_TRUE(one_done.has_value() && two_done.has_value());
+  const std::optional<events::RangeSplit> split =
+      testing::FirstEvent<events::RangeSplit>(testing::ReadEvents(two.out));
+  ASSERT_TRUE(split.has_value()) << "the second process split no range:\n" << two.out;
+  EXPECT_EQ(split->range, 1) << "the first process's range, the one with the rows";
+  EXPECT_GT(two_done->rows, 1) << "more than the far range's one row:\n" << two.out;
+  EXPECT_EQ(one_done->rows + two_done->rows, kRows + 1) << one.out << "\n" << two.out;
+  ExpectEveryRowOnce("items", kRows + 1);
+}
+
 // kill -9 of one of two runners: its ranges stay its own until its lease expires (nobody else
 // knows it died), then the other runner takes them and finishes the job.
 TEST_F(LeasesTest, AKilledRunnersRangesAreTakenOverAfterItsLeaseAndTheJobFinishes) {

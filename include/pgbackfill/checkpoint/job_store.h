@@ -301,6 +301,11 @@ std::string TakeRangeSql();
 // are locked by its last batch still finishing: a worker with nothing to take waits for them
 // rather than end the job's run. $1 job, $2 runner id. Result: one count.
 std::string OthersUnfinishedSql();
+// The ranges not done that other runners own, as donors of a split across processes: a worker
+// with nothing to take or split of its own runner's takes the upper part of one (the split below;
+// its owner's next batch claim fails on the moved bound, and it reloads). $1 job, $2 runner id.
+// Result: range_id, lower, upper, done_upto, by range_id.
+std::string ForeignRangesSql();
 
 // A split at run time (ranges/split.h) is one transaction on the job store, run by the worker
 // that takes the new range (exec/split_range.cc):

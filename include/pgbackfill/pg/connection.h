@@ -49,7 +49,8 @@ class Connection {
   // a statement run thousands of times (the follow phase's changes) is parsed and planned once.
   absl::StatusOr<Result> ExecPrepared(const std::string& sql, const std::vector<Param>& params);
   // Runs a string of one or more statements through the simple protocol (DDL scripts, SET).
-  // Pinned settings do not apply, except that a BEGIN applies them to its transaction.
+  // Pinned settings do not apply, except that a BEGIN applies them to its transaction. With
+  // TagStatements, the first statement carries the tag.
   absl::Status ExecScript(const std::string& sql);
 
   // A setting every later Exec runs under, for its own transaction only: outside a transaction
