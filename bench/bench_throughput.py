@@ -135,42 +135,39 @@ def run_client(ctx, contender, name, host, port, db, log):
                                      _psql(host, port, db, "-c", FILL_SQL)),
                                stdout=out, stderr=subprocess.STDOUT).returncode
     if contender.kind == "loop":
-        procs = []
-        for s in range(contender.arg):
-            with open(f"{log}.{s}", "w", encoding="utf-8") as out:
-                sql = ctx.path(f"loop-{contender.arg}-{s}.sql")
-                procs.append(cluster.popen(timed(ctx.path(f"{name}.time.{s}"),
-                                                 _psql(host, port, db, "-f", sql)),
-                                           stdout=out, stderr=subprocess.STDOUT))
-        status = 0
-        for proc in procs:
-            status = proc.wait() or status
-        with open(log, "w", encoding="utf-8") as out:
-            for s in range(contender.arg):
-                with open(f"{log}.{s}", encoding="utf-8", errors="replace") as part:
-                    out.write(part.read())
-                os.remove(f"{log}.{s}")
-        return status
+        return _run_at_once(ctx, name, log, [
+            _psql(host, port, db, "-f", ctx.path(f"loop-{contender.arg}-{s}.sql"))
+            for s in range(contender.arg)], stderr_apart=False)
     # Every process at once, as a deploy starting P replicas would; the job store lets the first
     # create the job and the others join it.
     dsn = cluster.dsn(db, host, port)
+    return _run_at_once(ctx, name, log, [
+        [ctx.pgbackfill, "run", contender.plan, "--dsn", dsn, "--json"]
+        for _ in range(contender.processes)], stderr_apart=True)
+
+
+def _run_at_once(ctx, name, log, argvs, stderr_apart):
+    """Runs every argv at once, each under GNU time (NAME.time.I), and waits for all; their
+    output goes to LOG one after the other (stderr to LOG.stderr when stderr_apart). Returns the
+    last non-zero exit status, else 0."""
+    suffixes = ("", ".stderr") if stderr_apart else ("",)
     procs = []
-    for s in range(contender.processes):
-        with open(f"{log}.{s}", "w", encoding="utf-8") as out, \
-                open(f"{log}.{s}.stderr", "w", encoding="utf-8") as err:
-            procs.append(cluster.popen(timed(ctx.path(f"{name}.time.{s}"),
-                                             [ctx.pgbackfill, "run", contender.plan, "--dsn", dsn,
-                                              "--json"]),
-                                       stdout=out, stderr=err))
+    for i, argv in enumerate(argvs):
+        outputs = [open(f"{log}.{i}{suffix}", "w", encoding="utf-8") for suffix in suffixes]
+        procs.append(ctx.cluster.popen(timed(ctx.path(f"{name}.time.{i}"), argv),
+                                       stdout=outputs[0], stderr=outputs[-1] if stderr_apart
+                                       else subprocess.STDOUT))
+        for output in outputs:
+            output.close()  # the child has its own descriptors
     status = 0
     for proc in procs:
         status = proc.wait() or status
-    for suffix in ("", ".stderr"):
+    for suffix in suffixes:
         with open(log + suffix, "w", encoding="utf-8") as out:
-            for s in range(contender.processes):
-                with open(f"{log}.{s}{suffix}", encoding="utf-8", errors="replace") as part:
+            for i in range(len(argvs)):
+                with open(f"{log}.{i}{suffix}", encoding="utf-8", errors="replace") as part:
                     out.write(part.read())
-                os.remove(f"{log}.{s}{suffix}")
+                os.remove(f"{log}.{i}{suffix}")
     return status
 
 

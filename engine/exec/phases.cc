@@ -196,9 +196,11 @@ class PhaseRunner {
         absl::Now() + (phase_ == Phase::kRollback ? kAbortWait : plan_.lease_timeout + kLockRetry);
     bool asked = false;
     while (true) {
-      RETURN_IF_ERROR(LoadJobState());
+      // The runners first, then the job: a runner not listed had recorded its steps before its
+      // lease went, so the steps read after the list hold everything it did.
       ASSIGN_OR_RETURN(std::vector<checkpoint::RunnerRecord> runners,
                        store_->ListRunners(plan_.name));
+      RETURN_IF_ERROR(LoadJobState());
       std::string busy;
       bool backfill = false;
       bool later = false;  // oldest first: past this one's own row, the later ones
@@ -213,9 +215,6 @@ class PhaseRunner {
         absl::StrAppend(&busy, busy.empty() ? "" : "; ", other.kind, " pid ", other.pid,
                         " on host ", other.host, ", lease until ", other.lease_until);
       }
-      // Read again once nobody is in the way: what the last one did before its lease went (it
-      // records its steps first) may have landed after the read above.
-      if (busy.empty()) RETURN_IF_ERROR(LoadJobState());
       if (busy.empty() || absl::Now() >= deadline) return busy;
       if (backfill && phase_ == Phase::kRollback && !asked) {
         absl::Status abort = store_->SetControl(plan_.name, "abort", Requester());

@@ -57,6 +57,10 @@ struct RangeState {
   std::string Describe() const;
 };
 
+// A range row of the job store as TakeRangeSql and ForeignRangesSql return it (range_id, lower,
+// upper, done_upto, ...): its id and bounds, the rest as in a new RangeState.
+absl::StatusOr<RangeState> ReadStoredRange(const pg::Result& result, int row);
+
 // What one batch did, whichever way it ran.
 struct BatchOutcome {
   absl::Status status;  // not OK: nothing committed, or it is unknown whether it did (reload)

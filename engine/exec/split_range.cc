@@ -117,17 +117,9 @@ asio::awaitable<absl::StatusOr<std::optional<RangeState>>> Runner::ForeignDonor(
   std::optional<RangeState> best;
   int64_t largest = 0;
   for (int row = 0; row < listed->Rows(); ++row) {
-    RangeState range;
-    range.id = std::stoi(std::string(listed->Get(row, 0)));
-    auto lower = checkpoint::ParseTextArray(listed->GetOptional(row, 1));
-    auto upper = checkpoint::ParseTextArray(listed->GetOptional(row, 2));
-    auto done_upto = checkpoint::ParseTextArray(listed->GetOptional(row, 3));
-    if (!lower.ok() || !upper.ok() || !done_upto.ok()) {
-      co_return absl::InternalError(absl::StrCat("unreadable bounds of range ", range.id));
-    }
-    range.lower = *std::move(lower);
-    range.upper = *std::move(upper);
-    range.done_upto = *std::move(done_upto);
+    absl::StatusOr<RangeState> stored = ReadStoredRange(*listed, row);
+    if (!stored.ok()) co_return stored.status();
+    RangeState& range = *stored;
     if (!range.upper) {
       // Open above: for this run it ends at the largest key present now, as its owner's does.
       if (absl::Status control = EnsureControl(); !control.ok()) co_return control;

@@ -260,21 +260,32 @@ asio::awaitable<absl::StatusOr<RangeState*>> Runner::TakeFromStore(WorkerState& 
   auto taken = co_await worker.conn->Exec(checkpoint::TakeRangeSql(), std::move(params));
   if (!taken.ok()) co_return taken.status();
   if (taken->Rows() == 0) co_return nullptr;
-  auto lower = checkpoint::ParseTextArray(taken->GetOptional(0, 1));
-  auto upper = checkpoint::ParseTextArray(taken->GetOptional(0, 2));
-  auto done_upto = checkpoint::ParseTextArray(taken->GetOptional(0, 3));
-  if (!lower.ok() || !upper.ok() || !done_upto.ok()) {
-    co_return absl::InternalError(
-        absl::StrCat("unreadable bounds of range ", ToAbsl(taken->Get(0, 0)), " in the job store"));
-  }
+  absl::StatusOr<RangeState> stored = ReadStoredRange(*taken, 0);
+  if (!stored.ok()) co_return stored.status();
   // The store's checkpoint, not memory's: another runner may have walked it since.
-  RangeState& range = queue_.Taken(std::stoi(std::string(taken->Get(0, 0))));
-  range.lower = *std::move(lower);
-  range.upper = *std::move(upper);
-  range.done_upto = *std::move(done_upto);
+  RangeState& range = queue_.Taken(stored->id);
+  range.lower = std::move(stored->lower);
+  range.upper = std::move(stored->upper);
+  range.done_upto = std::move(stored->done_upto);
   range.rows_done = std::stoll(std::string(taken->Get(0, 4)));
   range.done = taken->Get(0, 5) == "done";
   co_return &range;
+}
+
+absl::StatusOr<RangeState> ReadStoredRange(const pg::Result& result, int row) {
+  RangeState range;
+  range.id = std::stoi(std::string(result.Get(row, 0)));
+  auto lower = checkpoint::ParseTextArray(result.GetOptional(row, 1));
+  auto upper = checkpoint::ParseTextArray(result.GetOptional(row, 2));
+  auto done_upto = checkpoint::ParseTextArray(result.GetOptional(row, 3));
+  if (!lower.ok() || !upper.ok() || !done_upto.ok()) {
+    return absl::InternalError(
+        absl::StrCat("unreadable bounds of range ", range.id, " in the job store"));
+  }
+  range.lower = *std::move(lower);
+  range.upper = *std::move(upper);
+  range.done_upto = *std::move(done_upto);
+  return range;
 }
 
 absl::StatusOr<bool> Runner::EndOpenRange(RangeState& range) {

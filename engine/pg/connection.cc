@@ -57,6 +57,10 @@ bool Begins(absl::string_view sql) {
 
 }  // namespace
 
+std::string Connection::Tagged(const std::string& sql) const {
+  return tag_ && !sql.starts_with(kStatementTag) ? absl::StrCat(kStatementTag, sql) : sql;
+}
+
 std::string Connection::Pinned(const std::string& name) const {
   auto it = pins_.find(name);
   return it == pins_.end() ? "" : it->second;
@@ -124,8 +128,7 @@ absl::StatusOr<Result> Connection::ExecPinned(const std::string& sql,
 }
 
 absl::StatusOr<Result> Connection::Exec(const std::string& sql, const std::vector<Param>& params) {
-  const std::string text =
-      tag_ && !sql.starts_with(kStatementTag) ? absl::StrCat(kStatementTag, sql) : sql;
+  const std::string text = Tagged(sql);
   if (!pins_.empty() && PQtransactionStatus(conn_.get()) == PQTRANS_IDLE) {
     return ExecPinned(text, params, Begins(sql));
   }
@@ -144,8 +147,7 @@ absl::StatusOr<Result> Connection::ExecPrepared(const std::string& sql,
   auto found = prepared_.find(sql);
   if (found == prepared_.end()) {
     std::string name = absl::StrCat("pgbackfill_", prepared_.size() + 1);
-    const std::string text =
-        tag_ && !sql.starts_with(kStatementTag) ? absl::StrCat(kStatementTag, sql) : sql;
+    const std::string text = Tagged(sql);
     ResultHandle made(PQprepare(conn_.get(), name.c_str(), text.c_str(),
                                 static_cast<int>(params.size()), nullptr));
     if (made == nullptr) return internal::ConnError(conn_.get(), "prepare failed");
@@ -169,8 +171,7 @@ absl::Status Connection::ExecScript(const std::string& sql) {
   // The tag marks the script's first statement: a job store transaction's BEGIN and COMMIT
   // untagged read as an application's statements in pg_stat_statements (another runner of the
   // job would hold for a baseline on them).
-  const std::string text =
-      tag_ && !sql.starts_with(kStatementTag) ? absl::StrCat(kStatementTag, sql) : sql;
+  const std::string text = Tagged(sql);
   ResultHandle result(PQexec(conn_.get(), text.c_str()));
   if (result == nullptr) return internal::ConnError(conn_.get(), "query failed");
   if (!internal::IsSuccess(PQresultStatus(result.get())) &&

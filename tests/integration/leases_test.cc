@@ -63,6 +63,14 @@ class LeasesTest : public testing::RunTest {
  protected:
   void SetUp() override { ASSERT_OK(db_.ExecScript(kCreateItems)); }
 
+  // Waits for two runs of a job; both must exit 0.
+  void WaitBothDone(Process& first, Process& second, CommandResult& one, CommandResult& two) {
+    one = first.Wait(absl::Seconds(60));
+    two = second.Wait(absl::Seconds(60));
+    ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
+    ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  }
+
   // The job's runners whose lease holds, by id.
   std::set<std::string> LiveRunners(const std::string& job) {
     absl::StatusOr<pg::Result> rows = db_.Exec(
@@ -200,10 +208,8 @@ TEST_F(LeasesTest, TheRunsOfAJobLeaveNoStatementThatReadsAsTheApplications) {
   ASSERT_OK(first);
   absl::StatusOr<Process> second = SpawnPgbackfill(RunArgs(plan));
   ASSERT_OK(second);
-  CommandResult one = first->Wait(absl::Seconds(60));
-  CommandResult two = second->Wait(absl::Seconds(60));
-  ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
-  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  CommandResult one, two;
+  ASSERT_NO_FATAL_FAILURE(WaitBothDone(*first, *second, one, two));
   ASSERT_OK_AND_ASSIGN(
       std::string untagged,
       db_.QueryValue("SELECT coalesce(string_agg(calls || 'x ' || query, E'\\n'), '')"
@@ -226,10 +232,8 @@ TEST_F(LeasesTest, AProcessWithNothingLeftSplitsARangeAnotherProcessWalks) {
   ASSERT_TRUE(Eventually([&] { return RowsCommitted("across") > 0; }));
   absl::StatusOr<Process> second = SpawnPgbackfill(RunArgs(plan));
   ASSERT_OK(second);
-  CommandResult one = first->Wait(absl::Seconds(60));
-  CommandResult two = second->Wait(absl::Seconds(60));
-  ASSERT_EQ(one.exit_code, 0) << one.out << one.err;
-  ASSERT_EQ(two.exit_code, 0) << two.out << two.err;
+  CommandResult one, two;
+  ASSERT_NO_FATAL_FAILURE(WaitBothDone(*first, *second, one, two));
   const std::optional<events::JobFinished> one_done = Finished(one.out);
   const std::optional<events::JobFinished> two_done = Finished(two.out);
   ASSERT_TRUE(one_done.has_value() && two_done.has_value());

@@ -76,6 +76,8 @@ class Connection {
                                     bool begins);
   // The statement that applies the pins, with its parameters.
   std::pair<std::string, std::vector<Param>> PinStatement() const;
+  // `sql` with the statement tag in front when TagStatements is on (and it has none yet).
+  std::string Tagged(const std::string& sql) const;
 
   ConnHandle conn_;
   bool tag_ = false;
