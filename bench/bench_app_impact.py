@@ -27,9 +27,9 @@ the runs are instead, for each shape (pgbench --builtin) in turn:
                               the group's budget is the engine's signal (beside its defaults;
                               not with --no-p99-run)
 
-pgbench then runs with -j 1 (one thread) pinned to one CPU with taskset and pgbackfill and the
-lag sampler pinned to another (--pin), so the benchmark's own clients do not take the CPU
-pgbench measures its latency on.
+pgbench then runs with -j 1 (one thread) pinned to one CPU with taskset, and the server,
+pgbackfill and the lag sampler to another (--pin), so that neither the benchmark's own clients
+nor the server's backends take the CPU pgbench measures its latency on.
 
 A run kind is one function (run_backfill_alone, run_app_alone, run_app_with_backfill) around
 measured_run, which prepares the database, samples the server around the kind's processes,

@@ -157,9 +157,12 @@ class Cluster:
         return subprocess.run(argv, env=self.env, check=check, **kwargs)
 
 
-def start_cluster(root, cluster_dir, standby):
-    """scripts/pg-cluster start (fsync off and the other settings it documents)."""
+def start_cluster(root, cluster_dir, standby, cpu=None):
+    """scripts/pg-cluster start (fsync off and the other settings it documents); with `cpu`,
+    under taskset, so that every server process (they inherit it) runs on that CPU only."""
     argv = [os.path.join(root, "scripts", "pg-cluster"), "start", cluster_dir]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
     if standby:
         argv.append("--standby")
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)

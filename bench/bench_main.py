@@ -102,8 +102,9 @@ against that budget, failed transactions and rows/s / the oracle's.
 
 Defaults there: --budget-throttle "max_statement_latency: 1.1x, max_commit_latency: 2x + 2ms"
 (tighter than the plan's defaults), --threads 1, --batch-target 20ms, --pin "LAST 0" (pgbench on
-the last CPU, pgbackfill and the lag sampler on CPU 0, with taskset; none on one CPU); the
-throttled runs use --workers (2).
+the last CPU; the PostgreSQL server, pgbackfill and the lag sampler on CPU 0, with taskset, as
+an application on hosts of its own would be; none on one CPU); the throttled runs use --workers
+(2).
 
 --scenario move measures pgbackfill's data mover (copy mode between databases: source_dsn and
 target_dsn in the plan) against `pgcopydb copy table-data` (Debian package pgcopydb, installed
@@ -571,7 +572,11 @@ def run_benchmark(cfg):
     try:
         check_disk(cfg, cluster_dir)
         # The app-impact scenario watches a streaming standby's lag (application_name "standby").
-        cluster = start_cluster(cfg.root, cluster_dir, standby=cfg.scenario == "app-impact")
+        # Pinned, the server shares the backfill's CPU: a batch's backend must not take pgbench's
+        # CPU, or pgbench's own wait for it reads as the application's latency.
+        pin = cfg.app.pin if cfg.scenario == "app-impact" and cfg.app is not None else None
+        cluster = start_cluster(cfg.root, cluster_dir, standby=cfg.scenario == "app-impact",
+                                cpu=pin[1] if pin else None)
         work = os.path.join(cluster_dir, "bench")
         os.makedirs(work)
         os.chmod(work, 0o755)
