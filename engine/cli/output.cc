@@ -57,7 +57,8 @@ std::string ThrottleText(const events::ThrottleState& state) {
   for (const events::ThrottleSignal& signal : state.signals) {
     const bool count = signal.name == "active_sessions" || signal.name == "command";
     const double scale = count ? 1 : 1000;
-    const int digits = count ? 2 : 1;
+    // Statement means and tails of an OLTP application are tens of microseconds.
+    const int digits = count ? 2 : (signal.limit < 0.001 ? 3 : 1);
     std::string part = absl::StrFormat("%s %.*f/%.*f%s", signal.name, digits, signal.value * scale,
                                        digits, signal.limit * scale, count ? "" : "ms");
     if (signal.baseline.has_value()) {

@@ -46,7 +46,7 @@ throttle::Samples Unreadable(absl::Time taken, const absl::Status& why) {
 bool ProbesChange(const plan::Plan& before, const plan::Plan& after) {
   const plan::Throttle& a = before.throttle;
   const plan::Throttle& b = after.throttle;
-  return a.max_statement_latency.enabled() != b.max_statement_latency.enabled() ||
+  return a.ReadsStatements() != b.ReadsStatements() ||
          a.max_commit_latency.enabled() != b.max_commit_latency.enabled() ||
          a.max_active_sessions.enabled() != b.max_active_sessions.enabled() ||
          (a.max_slot_wal > 0) != (b.max_slot_wal > 0) ||

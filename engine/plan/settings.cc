@@ -59,6 +59,7 @@ const std::vector<std::string_view>& SettableKeys() {
       "throttle.lock_timeout",
       "throttle.statement_timeout",
       "throttle.max_statement_latency",
+      "throttle.max_statement_tail",
       "throttle.max_commit_latency",
       "throttle.max_active_sessions",
       "throttle.max_slot_wal",

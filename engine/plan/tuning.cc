@@ -139,6 +139,7 @@ absl::Status ApplyThrottle(const Reader& reader, const std::vector<Entry>& entri
     ASSIGN_OR_RETURN(throttle.application, reader.Bool(entry));
     if (!throttle.application) {
       throttle.max_statement_latency = {};
+      throttle.max_statement_tail = {};
       throttle.max_commit_latency = {};
       throttle.max_active_sessions = {};
     }
@@ -177,6 +178,8 @@ absl::Status ApplyThrottle(const Reader& reader, const std::vector<Entry>& entri
       ASSIGN_OR_RETURN(throttle.hold_on_autovacuum, reader.Bool(entry));
     } else if (key == "max_statement_latency") {
       ASSIGN_OR_RETURN(throttle.max_statement_latency, reader.LimitValue(entry, true));
+    } else if (key == "max_statement_tail") {
+      ASSIGN_OR_RETURN(throttle.max_statement_tail, reader.LimitValue(entry, true));
     } else if (key == "max_commit_latency") {
       ASSIGN_OR_RETURN(throttle.max_commit_latency, reader.LimitValue(entry, true));
     } else if (key == "max_active_sessions") {

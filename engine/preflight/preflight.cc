@@ -365,13 +365,17 @@ absl::Status Preflighter::CheckApplicationSignals() {
                 " EXISTS (SELECT FROM pg_catalog.pg_extension"
                 "          WHERE extname = 'pg_stat_statements')"
                 "  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"));
-  if (throttle.max_statement_latency.enabled()) {
+  // The statement limits both read pg_stat_statements; a note names the first one set.
+  const std::string statements_key = throttle.max_statement_latency.enabled()
+                                         ? "throttle.max_statement_latency"
+                                         : "throttle.max_statement_tail";
+  if (throttle.ReadsStatements()) {
     if (roles.Get(0, 3) == "t") {
-      Note("throttle.max_statement_latency reads the application's statements from "
-           "pg_stat_statements");
+      Note(absl::StrCat(statements_key,
+                        " reads the application's statements from pg_stat_statements"));
     } else {
       Note(absl::StrCat(
-          At(plan_, "throttle.max_statement_latency"),
+          At(plan_, statements_key),
           "pg_stat_statements is not installed in this database, so statement latency is not "
           "checked; the run uses the other signals (commit latency, active sessions, lock "
           "waiters, replica lag, the canary). To use it: shared_preload_libraries = "
@@ -384,9 +388,8 @@ absl::Status Preflighter::CheckApplicationSignals() {
                       "the role cannot see other roles' sessions in pg_stat_activity; grant it "
                       "pg_read_all_stats, or only its own role's sessions are counted"));
   }
-  if (throttle.max_statement_latency.enabled() && roles.Get(0, 3) == "t" && !super &&
-      roles.Get(0, 1) != "t") {
-    Note(absl::StrCat(At(plan_, "throttle.max_statement_latency"),
+  if (throttle.ReadsStatements() && roles.Get(0, 3) == "t" && !super && roles.Get(0, 1) != "t") {
+    Note(absl::StrCat(At(plan_, statements_key),
                       "pg_stat_statements hides other roles' statements from this role; grant it "
                       "pg_read_all_stats, or only its own role's statements are counted"));
   }

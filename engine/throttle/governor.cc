@@ -101,9 +101,11 @@ void CheckDuration(std::string_view what, absl::Duration value, absl::Duration l
         [](double s) { return HumanDuration(absl::Seconds(s)); }, vetoes, pressure);
 }
 
-// A rule 10 value as users read it: latencies in ms, sessions as a number.
+// A rule 10 value as users read it: latencies in ms (to the microsecond below 1ms, where the
+// statements of an OLTP application are), sessions as a number.
 std::string SignalText(std::string_view name, double value) {
   if (name == "active_sessions") return absl::StrFormat("%.1f", value);
+  if (value < 0.001) return absl::StrFormat("%.3fms", value * 1000);
   return absl::StrFormat("%.1fms", value * 1000);
 }
 
@@ -144,6 +146,7 @@ GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers) {
   config.max_rows_per_second = throttle.max_rows_per_second;
   config.workers = workers;
   config.statement_latency = throttle.max_statement_latency;
+  config.statement_tail = throttle.max_statement_tail;
   config.commit_latency = throttle.max_commit_latency;
   config.active_sessions = throttle.max_active_sessions;
   config.baseline_intervals = static_cast<int>(
@@ -168,6 +171,7 @@ absl::StatusOr<bool> CustomQueryHolds(std::string_view value) {
 Governor::Governor(GovernorConfig config, const Clock& clock)
     : config_(Normalise(std::move(config))), clock_(clock) {
   statement_latency_.limit = config_.statement_latency;
+  statement_tail_.limit = config_.statement_tail;
   commit_latency_.limit = config_.commit_latency;
   active_sessions_.limit = config_.active_sessions;
 }
@@ -176,6 +180,7 @@ void Governor::SetConfig(GovernorConfig config) {
   config_ = Normalise(std::move(config));
   SetWorkers(std::min(active_workers_, config_.workers));
   statement_latency_.limit = config_.statement_latency;
+  statement_tail_.limit = config_.statement_tail;
   commit_latency_.limit = config_.commit_latency;
   active_sessions_.limit = config_.active_sessions;
 }
@@ -193,6 +198,13 @@ absl::StatusOr<std::optional<double>> StatementReading(const Samples& samples) {
   }
   if (samples.statement_latency->calls == 0) return std::optional<double>();
   return std::optional<double>(absl::ToDoubleSeconds(samples.statement_latency->mean));
+}
+
+// The same sample as StatementReading's, read at its tail.
+absl::StatusOr<std::optional<double>> TailReading(const Samples& samples) {
+  absl::StatusOr<std::optional<double>> mean = StatementReading(samples);
+  if (!mean.ok() || !mean->has_value()) return mean;
+  return std::optional<double>(absl::ToDoubleSeconds(samples.statement_latency->tail));
 }
 
 absl::StatusOr<std::optional<double>> CommitReading(const Samples& samples) {
@@ -213,12 +225,16 @@ bool Governor::NobodyThere(const Samples& samples) const {
   if (!active_sessions_.limit.enabled() || !samples.session_load.ok()) return false;
   if (samples.session_load->recent > 0 || samples.session_load->active > 0) return false;
   if (samples.statement_latency.ok()) return samples.statement_latency->calls == 0;
-  return !statement_latency_.limit.enabled() ||
+  return !ReadsStatements() ||
          samples.statement_latency.status().code() == absl::StatusCode::kFailedPrecondition;
 }
 
+bool Governor::ReadsStatements() const {
+  return statement_latency_.limit.enabled() || statement_tail_.limit.enabled();
+}
+
 bool Governor::Measuring() const {
-  const bool relative = statement_latency_.limit.relative() ||
+  const bool relative = statement_latency_.limit.relative() || statement_tail_.limit.relative() ||
                         commit_latency_.limit.relative() || active_sessions_.limit.relative();
   return relative && !baseline_put_off_ && baseline_samples_ < config_.baseline_intervals;
 }
@@ -243,6 +259,7 @@ void Governor::Learn(const Samples& samples) {
     if (reading.ok() && reading->has_value()) signal.baseline.Add(**reading);
   };
   learn(statement_latency_, StatementReading(samples));
+  learn(statement_tail_, TailReading(samples));
   learn(commit_latency_, CommitReading(samples));
   learn(active_sessions_, SessionReading(samples));
   if (measuring) {
@@ -297,6 +314,7 @@ void Governor::JudgeAppSignal(AppSignal& signal,
 void Governor::JudgeApplication(const Samples& samples, Verdict& verdict) {
   const bool nobody = NobodyThere(samples);
   JudgeAppSignal(statement_latency_, StatementReading(samples), nobody, verdict);
+  JudgeAppSignal(statement_tail_, TailReading(samples), nobody, verdict);
   JudgeAppSignal(commit_latency_, CommitReading(samples), nobody, verdict);
   JudgeAppSignal(active_sessions_, SessionReading(samples), nobody, verdict);
 }
@@ -394,8 +412,8 @@ void Governor::ReportRows(int64_t rows) {
 }
 
 bool Governor::KeepsBudget() const {
-  return statement_latency_.limit.enabled() || commit_latency_.limit.enabled() ||
-         active_sessions_.limit.enabled() || (config_.check_command && command_prints_ratio_);
+  return ReadsStatements() || commit_latency_.limit.enabled() || active_sessions_.limit.enabled() ||
+         (config_.check_command && command_prints_ratio_);
 }
 
 double Governor::PaceFloor() const {

@@ -1,6 +1,7 @@
 #include "pgbackfill/throttle/probe_readings.h"
 
 #include <algorithm>
+#include <cmath>
 #include <tuple>
 #include <type_traits>
 
@@ -55,6 +56,15 @@ std::optional<std::string> TextAt(const std::vector<std::optional<std::string>>&
 }
 
 absl::Duration Millis(double millis) { return absl::Microseconds(millis * 1000.0); }
+
+// pg_stat_statements keeps a running (Welford) variance and shows the population stddev; the sum
+// of squares it implies, n (stddev^2 + mean^2), subtracts between rounds like the other counters.
+double SumOfSquares(const StatementRow& row) {
+  if (row.calls <= 0) return 0;
+  const double calls = static_cast<double>(row.calls);
+  const double mean = row.total_millis / calls;
+  return calls * (row.stddev_millis * row.stddev_millis + mean * mean);
+}
 
 }  // namespace
 
@@ -181,6 +191,8 @@ absl::StatusOr<StatementRow> ParseStatementRow(const std::vector<std::optional<s
   ASSIGN_OR_RETURN(out.calls, NumberAt<int64_t>(row, kStatementCalls, "calls"));
   ASSIGN_OR_RETURN(out.total_millis, NumberAt<double>(row, kStatementTotalMillis, "total_exec_time"));
   out.query = TextAt(row, kStatementQuery).value_or("");
+  ASSIGN_OR_RETURN(out.stddev_millis,
+                   NumberAt<double>(row, kStatementStddevMillis, "stddev_exec_time"));
   return out;
 }
 
@@ -191,31 +203,40 @@ StatementLatency StatementLatencyDelta(const std::optional<StatementBaseline>& p
     const StatementRow* row;
     int64_t calls;
     double millis;
+    double squares;
   };
   next.clear();
   std::vector<Delta> deltas;
   for (const StatementRow& row : rows) {
-    next[{row.queryid, row.userid}] = StatementCounters{row.calls, row.total_millis};
+    const StatementCounters now{row.calls, row.total_millis, SumOfSquares(row)};
+    next[{row.queryid, row.userid}] = now;
     if (!previous.has_value()) continue;
     StatementCounters before;
     if (auto it = previous->find({row.queryid, row.userid}); it != previous->end()) {
       before = it->second;
     }
-    const int64_t calls = row.calls - before.calls;
-    const double millis = row.total_millis - before.total_millis;
+    const int64_t calls = now.calls - before.calls;
+    const double millis = now.total_millis - before.total_millis;
     if (calls < 0 || millis < 0) continue;  // reset or evicted and entered again: no delta
     if (calls == 0) continue;
-    deltas.push_back(Delta{&row, calls, millis});
+    deltas.push_back(Delta{&row, calls, millis, now.squares - before.squares});
   }
 
   StatementLatency reading;
   double total_millis = 0;
+  double squares = 0;
   for (const Delta& delta : deltas) {
     reading.calls += delta.calls;
     total_millis += delta.millis;
+    squares += delta.squares;
   }
   if (reading.calls == 0) return reading;
-  reading.mean = Millis(total_millis / static_cast<double>(reading.calls));
+  const double calls = static_cast<double>(reading.calls);
+  const double mean_millis = total_millis / calls;
+  reading.mean = Millis(mean_millis);
+  // Rounding in the server's running variance can make a tiny difference negative.
+  const double variance = std::max(squares / calls - mean_millis * mean_millis, 0.0);
+  reading.tail = Millis(mean_millis + kTailDeviations * std::sqrt(variance));
 
   const size_t busiest = std::min(deltas.size(), kBusiestStatements);
   std::partial_sort(deltas.begin(), deltas.begin() + static_cast<std::ptrdiff_t>(busiest),

@@ -100,7 +100,7 @@ std::string StatementLatencySql(const std::string& schema) {
   // of our statements (the batches name the job store schema, the probes carry sql::kTag).
   return absl::StrCat(
       "SELECT s.queryid, s.userid::pg_catalog.int8, s.calls, s.total_exec_time, "
-      "pg_catalog.left(s.query, 200) FROM ",
+      "pg_catalog.left(s.query, 200), s.stddev_exec_time FROM ",
       pg::QuoteIdent(schema),
       ".pg_stat_statements s "
       "WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d "

@@ -490,7 +490,7 @@ ProbeConfig ProbeConfigFromPlan(const plan::Plan& plan, const plan::QualifiedNam
   config.check_autovacuum = plan.throttle.hold_on_autovacuum;
   config.interval = plan.throttle.interval;
   const plan::Throttle& throttle = plan.throttle;
-  config.statement_latency = throttle.max_statement_latency.enabled();
+  config.statement_latency = throttle.ReadsStatements();
   config.session_load = throttle.max_active_sessions.enabled();
   config.commit_latency = throttle.max_commit_latency.enabled();
   config.job = plan.name;

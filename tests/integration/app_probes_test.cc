@@ -123,6 +123,19 @@ TEST_F(AppProbeTest, StatementLatencySeesTheApplicationAndNotPgbackfill) {
   EXPECT_LT(latency.mean, absl::Milliseconds(150)) << "the 0.5 s batch-like statement is left out";
   EXPECT_GE(latency.worst_busy, absl::Milliseconds(45));
   EXPECT_THAT(latency.worst_query, HasSubstr("pg_sleep($1)"));
+  EXPECT_LT(latency.tail, latency.mean + absl::Milliseconds(30)) << "four calls alike";
+
+  // Nine calls of 10 ms and one of 200 ms: mean 29 ms, standard deviation 57 ms, tail ~200 ms,
+  // from pg_stat_statements' own stddev_exec_time.
+  for (int i = 0; i < 9; ++i) ASSERT_OK(app.Exec("SELECT pg_catalog.pg_sleep(0.01)").status());
+  ASSERT_OK(app.Exec("SELECT pg_catalog.pg_sleep(0.2)").status());
+  samples = Sample(*prober);
+  ASSERT_OK(samples.statement_latency);
+  EXPECT_EQ(samples.statement_latency->calls, 10);
+  EXPECT_GE(samples.statement_latency->mean, absl::Milliseconds(28));
+  EXPECT_LT(samples.statement_latency->mean, absl::Milliseconds(60));
+  EXPECT_GE(samples.statement_latency->tail, absl::Milliseconds(180));
+  EXPECT_LT(samples.statement_latency->tail, absl::Milliseconds(300));
 }
 
 TEST_F(AppProbeTest, StatementLatencyWithoutTheExtensionIsFailedPrecondition) {

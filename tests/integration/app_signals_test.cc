@@ -235,6 +235,29 @@ TEST_F(AppSignalsTest, StatementLatencyUnderSaturatingPgbenchSlowsTheJobThenItFi
   ExpectFinished(*job);
 }
 
+TEST_F(AppSignalsTest, TheStatementTailSlowsTheJobWhereTheMeanStaysInItsLimit) {
+  ASSERT_OK(db_.ExecScript("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"));
+  absl::StatusOr<Process> job = SpawnPgbackfill(
+      RunArgs(testing::WriteTestFile(Plan("tail-slows",
+                                          "max_statement_latency: 10ms, max_statement_tail: 10ms, "
+                                          "max_rows_per_second: 2000"))));
+  ASSERT_OK(job);
+  ASSERT_OK(job->WaitForOutput("\"event\":\"range_done\"")) << job->StdoutSoFar();
+  // One statement (one queryid): 1 call in 50 waits 50 ms, the others take microseconds. Its
+  // mean is ~1 ms, a tenth of its limit; mean + 3 standard deviations is ~20 ms.
+  absl::StatusOr<Process> load = Process::Spawn(
+      {testing::PgBinary("pgbench"), "-n", "-c", "2", "-j", "2", "-T", "10", "-f", "-", db_.dsn()},
+      {},
+      std::string("\\set r random(1, 50)\n"
+                  "SELECT CASE WHEN :r = 1 THEN pg_catalog.pg_sleep(0.05) END;\n"));
+  ASSERT_OK(load);
+  const absl::Status slowed = job->WaitForOutput("application statement tail");
+  (void)load->Wait();
+  EXPECT_OK(slowed) << job->StdoutSoFar();
+  EXPECT_THAT(job->StdoutSoFar(), ::testing::Not(HasSubstr("application statement latency")));
+  ExpectFinished(*job);
+}
+
 TEST_F(AppSignalsTest, APlanWithoutThrottleKeysSlowsUnderSaturatingLoadAndSpeedsUpAfter) {
   // Batches of 200 rows, 20 ms each, and not one throttle key: the defaults decide.
   const std::string plan = testing::WriteTestFile(

@@ -741,14 +741,17 @@ TEST(PlanParseTest, ApplicationSignalsAreOnByDefaultAndOffDropsOnlyTheDefaults) 
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_TRUE(plan->throttle.application);
   EXPECT_EQ(plan->throttle.max_statement_latency, (Limit{.factor = 1.25, .offset = 0}));
+  EXPECT_EQ(plan->throttle.max_statement_tail, (Limit{.factor = 1.5, .offset = 0}));
   EXPECT_EQ(plan->throttle.max_commit_latency, (Limit{.factor = 2, .offset = 0.002}));
   EXPECT_EQ(plan->throttle.max_active_sessions, (Limit{.factor = 2, .offset = 1}));
   // Written after the limit it keeps, on purpose: the order of keys does not matter.
   plan = Parse(
       "version: 1\nname: j\ntable: t\nset: {a: '1'}\n"
-      "throttle: { max_commit_latency: 20ms, application: off }\n");
+      "throttle: { max_commit_latency: 20ms, max_statement_tail: 2x + 0.1ms, application: off }\n");
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_FALSE(plan->throttle.max_statement_latency.enabled());
+  EXPECT_EQ(plan->throttle.max_statement_tail, (Limit{.factor = 2, .offset = 0.0001}));
+  EXPECT_TRUE(plan->throttle.ReadsStatements());
   EXPECT_FALSE(plan->throttle.max_active_sessions.enabled());
   EXPECT_EQ(plan->throttle.max_commit_latency, (Limit{.factor = 0, .offset = 0.020}));
 }

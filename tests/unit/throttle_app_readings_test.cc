@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +49,61 @@ TEST(StatementLatencyDeltaTest, MeanOverEveryStatementsDeltas) {
   EXPECT_EQ(reading.worst_busy, absl::Milliseconds(12));
   EXPECT_EQ(reading.worst_query, "q");
   EXPECT_EQ(next.at({1, 10}).calls, 110);
+}
+
+// A statement's counters as pg_stat_statements shows them after `times` (ms): calls, total and
+// the population stddev.
+StatementRow Counted(int64_t queryid, const std::vector<double>& times) {
+  double total = 0;
+  for (double t : times) total += t;
+  const double mean = total / static_cast<double>(times.size());
+  double squares = 0;
+  for (double t : times) squares += (t - mean) * (t - mean);
+  StatementRow row = Statement(queryid, static_cast<int64_t>(times.size()), total);
+  row.stddev_millis = std::sqrt(squares / static_cast<double>(times.size()));
+  return row;
+}
+
+TEST(StatementLatencyDeltaTest, TheTailIsTheIntervalsMeanPlusThreeStandardDeviations) {
+  // Before: 1,000 calls of 0.02 ms each. In the interval: 98 more of 0.02 ms, and 2 that waited
+  // 3 ms. The interval's mean moves from 0.02 to 0.0796 ms; its tail to ~1.3 ms.
+  std::vector<double> before(1000, 0.02);
+  std::vector<double> interval(98, 0.02);
+  interval.push_back(3);
+  interval.push_back(3);
+  std::vector<double> after = before;
+  after.insert(after.end(), interval.begin(), interval.end());
+  StatementBaseline first;
+  StatementBaseline next;
+  StatementLatencyDelta(std::nullopt, {Counted(1, before)}, first);
+  const StatementLatency reading = StatementLatencyDelta(first, {Counted(1, after)}, next);
+  double mean = 0;
+  for (double t : interval) mean += t / 100;
+  double variance = 0;
+  for (double t : interval) variance += (t - mean) * (t - mean) / 100;
+  EXPECT_EQ(reading.calls, 100);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(reading.mean), mean, 1e-6);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(reading.tail), mean + 3 * std::sqrt(variance), 1e-3);
+  EXPECT_GT(reading.tail, absl::Milliseconds(1));
+
+  // An interval of calls all alike has no spread: the tail is the mean.
+  StatementBaseline third;
+  std::vector<double> alike = after;
+  alike.insert(alike.end(), 100, 0.05);
+  const StatementLatency flat = StatementLatencyDelta(next, {Counted(1, alike)}, third);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(flat.tail), 0.05, 1e-4);
+}
+
+TEST(StatementLatencyDeltaTest, TheTailTakesEveryStatementsCallsTogether) {
+  StatementBaseline first;
+  StatementBaseline next;
+  StatementLatencyDelta(std::nullopt, {Counted(1, {1, 1}), Counted(2, {1, 1})}, first);
+  // 2 more calls of statement 1 (1 ms each), 2 of statement 2 (3 ms each): 1, 1, 3, 3.
+  const StatementLatency reading =
+      StatementLatencyDelta(first, {Counted(1, {1, 1, 1, 1}), Counted(2, {1, 1, 3, 3})}, next);
+  EXPECT_EQ(reading.calls, 4);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(reading.mean), 2, 1e-9);
+  EXPECT_NEAR(absl::ToDoubleMilliseconds(reading.tail), 2 + 3 * 1, 1e-6);
 }
 
 TEST(StatementLatencyDeltaTest, WorstBusyIsAmongTheFiveBusiest) {
@@ -102,13 +158,15 @@ TEST(StatementLatencyErrorsTest, OnlyNotInstalledIsFailedPrecondition) {
 
 TEST(ParseStatementRowTest, NumbersAndText) {
   absl::StatusOr<StatementRow> row =
-      ParseStatementRow(Row{"-42", "10", "7", "12.5", "SELECT $1"});
+      ParseStatementRow(Row{"-42", "10", "7", "12.5", "SELECT $1", "0.25"});
   ASSERT_TRUE(row.ok()) << row.status();
   EXPECT_EQ(row->queryid, -42);
   EXPECT_EQ(row->calls, 7);
   EXPECT_DOUBLE_EQ(row->total_millis, 12.5);
   EXPECT_EQ(row->query, "SELECT $1");
-  EXPECT_FALSE(ParseStatementRow(Row{"x", "10", "7", "12.5", "q"}).ok());
+  EXPECT_DOUBLE_EQ(row->stddev_millis, 0.25);
+  EXPECT_FALSE(ParseStatementRow(Row{"x", "10", "7", "12.5", "q", "0"}).ok());
+  EXPECT_FALSE(ParseStatementRow(Row{"1", "10", "7", "12.5", "q"}).ok()) << "no stddev";
 }
 
 TEST(SessionLoadTest, AveragesOverTheLooksThatAnsweredAndKeepsTheMostRecentlyBusy) {

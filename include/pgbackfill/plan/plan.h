@@ -86,6 +86,10 @@ struct Throttle {
   // The mean latency of the application's statements (pg_stat_statements). No offset: means of
   // ~10 us are common (key reads, small updates), and any fixed one hides their slowdown.
   Limit max_statement_latency{.factor = 1.25, .offset = 0};
+  // Their tail: the mean plus 3 standard deviations of the calls of each interval. Where the
+  // application's latency is made of a few calls that waited (a CPU, a row lock), the mean of
+  // thousands of quick ones barely moves, the tail does.
+  Limit max_statement_tail{.factor = 1.5, .offset = 0};
   // A tiny write + COMMIT in the job store, timed.
   Limit max_commit_latency{.factor = 2, .offset = 0.002};
   // Active application backends.
@@ -95,6 +99,11 @@ struct Throttle {
   int64_t max_slot_wal = 0;         // WAL any replication slot may retain; 0 = not checked
   int64_t max_archive_pending = 0;  // WAL waiting for the archiver; 0 = not checked
   std::string command;  // run every interval: a non-zero exit, or a printed true/>= 1, holds
+
+  // Whether a limit reads pg_stat_statements.
+  bool ReadsStatements() const {
+    return max_statement_latency.enabled() || max_statement_tail.enabled();
+  }
 };
 
 // Bloat control: VACUUM the table being written each time this much more was written, so the

@@ -52,23 +52,24 @@
 //     Decision's rate limit is the smaller of the pace and `max_rows_per_second`. On/off holds
 //     alone make the application's latency swing between the backfill at full speed and none;
 //     a pace lets the backfill run at the rate the application leaves free.
-// 10. What the application feels, against a budget. The application's statement latency, commit
-//     latency and active sessions are each compared with their limit, absolute or a multiple of
-//     the signal's baseline (baseline.h): measured over `baseline_intervals` samples before any
-//     work (the job holds meanwhile, "measuring the application's baseline"), and again from the
-//     samples of a hold that has lasted `kRebaselineAfter` intervals. Commit latency, one timed
-//     commit per sample, is judged by the median of its last 3 readings, so that one slow flush
-//     does not cut the pace. A `throttle.command` that prints a number is a fourth signal: the
-//     application's latency as a share of its own budget (1 = at the budget), for an SLO kept
-//     outside PostgreSQL (a command that never printed one keeps no budget). Their worst ratio
-//     reading / limit drives the pace instead of an on/off hold (rule 11). Only above `hold_ratio`,
-//     or above 1 with the pace already at its floor, does it hold. A statement-latency sample with
-//     no application calls, or pg_stat_statements missing (FailedPrecondition), says nothing and is
-//     left out; any other unreadable signal holds (rule 2). While sessions wait on our locks the
-//     batch time is capped at the statement-latency limit (rule 7's stronger form). Replication
-//     slots retaining more than `max_slot_wal` (or with WAL lost), an archiver behind by more than
-//     `max_archive_pending` (or failing with that much pending), and a `throttle.command` that
-//     exits non-zero or prints true veto like rule 1.
+// 10. What the application feels, against a budget. The application's statement latency (the
+//     mean of its statements, and their tail: mean + 3 standard deviations), commit latency and
+//     active sessions are each compared with their limit, absolute or a multiple of the signal's
+//     baseline (baseline.h): measured over `baseline_intervals` samples before any work (the job
+//     holds meanwhile, "measuring the application's baseline"), and again from the samples of a
+//     hold that has lasted `kRebaselineAfter` intervals. Commit latency (one timed commit per
+//     sample) and the statement tail are judged by the median of their last 3 readings, so that
+//     one slow flush or a few stray calls do not cut the pace. A `throttle.command` that prints a
+//     number is one more signal: the application's latency as a share of its own budget (1 = at
+//     the budget), for an SLO kept outside PostgreSQL (a command that never printed one keeps no
+//     budget). Their worst ratio reading / limit drives the pace instead of an on/off hold (rule
+//     11). Only above `hold_ratio`, or above 1 with the pace already at its floor, does it hold. A
+//     statement-latency sample with no application calls, or pg_stat_statements missing
+//     (FailedPrecondition), says nothing and is left out; any other unreadable signal holds (rule
+//     2). While sessions wait on our locks the batch time is capped at the statement-latency limit
+//     (rule 7's stronger form). Replication slots retaining more than `max_slot_wal` (or with WAL
+//     lost), an archiver behind by more than `max_archive_pending` (or failing with that much
+//     pending), and a `throttle.command` that exits non-zero or prints true veto like rule 1.
 // 11. The budget's pace. With any rule 10 signal checked the job keeps a budget rather than
 //     swinging: it starts paced at `start_pace` rows/s on one worker (slow start: the first
 //     batches after the baseline must not land at full speed) when an application was there while
@@ -134,6 +135,7 @@ struct GovernorConfig {
   std::string table;
   // Rule 10. A limit that is not enabled() is not checked.
   plan::Limit statement_latency;  // seconds
+  plan::Limit statement_tail;     // seconds
   plan::Limit commit_latency;     // seconds
   plan::Limit active_sessions;    // sessions
   int baseline_intervals = 5;
@@ -165,7 +167,7 @@ GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers);
 
 // One application signal as the last sample read it, for progress and events.
 struct SignalReading {
-  std::string name;                // statement_latency, commit_latency, active_sessions
+  std::string name;  // statement_latency, statement_tail, commit_latency, active_sessions
   double value = 0;                // seconds or sessions
   std::optional<double> baseline;  // unknown until measured
   double limit = 0;
@@ -253,6 +255,8 @@ class Governor {
                       bool nobody, Verdict& verdict);
   void JudgeWal(const Samples& samples, Verdict& verdict);
   void JudgeCommand(const Samples& samples, Verdict& verdict);
+  // A statement limit is checked, so pg_stat_statements is read.
+  bool ReadsStatements() const;
   // Rule 11: the session look answered and found no application backend busy within the
   // interval, none active, and no application statement finished.
   bool NobodyThere(const Samples& samples) const;
@@ -313,6 +317,7 @@ class Governor {
   std::string pressure_;
   // Rule 10.
   AppSignal statement_latency_{"statement_latency", {}, Baseline()};
+  AppSignal statement_tail_{"statement_tail", {}, Baseline(), Baseline(3)};
   AppSignal commit_latency_{"commit_latency", {}, Baseline(), Baseline(3)};
   AppSignal active_sessions_{"active_sessions", {}, Baseline()};
   int baseline_samples_ = 0;  // samples taken into the first baselines

@@ -88,6 +88,7 @@ struct StatementRow {
   int64_t calls = 0;
   double total_millis = 0;
   std::string query;
+  double stddev_millis = 0;  // over all its calls so far
 };
 
 // Parses a row of StatementLatencySql() (text values, nullopt is NULL); an error for a value that
@@ -98,8 +99,12 @@ absl::StatusOr<StatementRow> ParseStatementRow(const std::vector<std::optional<s
 struct StatementCounters {
   int64_t calls = 0;
   double total_millis = 0;
+  double squares = 0;  // the sum of every call's time squared, ms^2, from the mean and stddev
 };
 using StatementBaseline = absl::flat_hash_map<std::pair<int64_t, int64_t>, StatementCounters>;
+
+// StatementLatency::tail is the interval's mean plus this many standard deviations.
+inline constexpr double kTailDeviations = 3;
 
 // How many statements the busiest are taken among for StatementLatency::worst_busy.
 inline constexpr size_t kBusiestStatements = 5;
@@ -108,7 +113,9 @@ inline constexpr size_t kBusiestStatements = 5;
 // nullopt on the first round, which only primes: calls 0, means 0). A statement absent from
 // `previous` started in the interval and counts from zero; one whose counters went backwards
 // (pg_stat_statements_reset, eviction and re-entry) is skipped this round. mean is the sum of
-// execution time deltas over the sum of call deltas; worst_busy the highest mean among the
+// execution time deltas over the sum of call deltas; tail that mean plus kTailDeviations standard
+// deviations of the interval's calls taken together (from the deltas of the sums of squares that
+// pg_stat_statements' mean and stddev imply); worst_busy the highest mean among the
 // kBusiestStatements statements with most calls (ties: the lower queryid), worst_query its text
 // cut to 80 bytes on a UTF-8 boundary. `next` receives the counters for the next round.
 StatementLatency StatementLatencyDelta(const std::optional<StatementBaseline>& previous,

@@ -99,8 +99,9 @@ enum StatementColumn : int {
   kStatementQueryId = 0,
   kStatementUserId,
   kStatementCalls,
-  kStatementTotalMillis,  // total_exec_time, milliseconds (double precision as text)
-  kStatementQuery,        // the normalised text, its first 200 characters
+  kStatementTotalMillis,   // total_exec_time, milliseconds (double precision as text)
+  kStatementQuery,         // the normalised text, its first 200 characters
+  kStatementStddevMillis,  // stddev_exec_time over every call so far (population), milliseconds
 };
 
 // One look at the application backends of every database (CPU, LWLocks and I/O are shared by all

@@ -42,6 +42,9 @@ struct ReplicaSample {
 struct StatementLatency {
   int64_t calls = 0;          // application calls that finished in the interval
   absl::Duration mean;        // total execution time / calls, over every application statement
+  // mean + 3 standard deviations of the interval's calls: a few calls that waited (for a CPU, a
+  // row lock) move it long before they move the mean of thousands of ~20 us reads.
+  absl::Duration tail;
   absl::Duration worst_busy;  // the highest mean among the busiest statements (most calls)
   std::string worst_query;    // that statement's text, cut to 80 bytes, for the reason
 };
