@@ -268,6 +268,9 @@ class Runner {
   // Under the donor's row lock in an open transaction on the worker's session: the split.
   asio::awaitable<SplitOutcome> SplitLocked(WorkerState& worker, RangeState& donor);
   void WorkerFinished(int index);
+  // Once the last worker is out, ranges the store gives to this runner that no worker walked to
+  // the end go back to the queue and workers start again; false when there are none.
+  bool AdoptOrphanedRanges();
 
   // throttle_loop.cc
   // Every throttle.interval: one probe round into the governor, then the operator's control row
@@ -370,6 +373,7 @@ class Runner {
   std::set<int> live_workers_;  // indices of workers spawned and not finished
   int next_worker_index_ = 0;
   int workers_running_ = 0;
+  int orphan_rounds_ = 0;  // AdoptOrphanedRanges that found some
   int signals_seen_ = 0;
   bool stopping_ = false;
   // No range is left that this runner could take or wait for: parked workers without one end.

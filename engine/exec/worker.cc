@@ -571,6 +571,41 @@ void Runner::SpawnWorkers(int count) {
   }
 }
 
+bool Runner::AdoptOrphanedRanges() {
+  // A take whose reply was lost with its connection, after the server committed it, leaves a
+  // range this runner owns in the store and no worker knows of: no other runner takes it while
+  // our lease holds, and our own takes skip ranges we own. With the last worker out no take is
+  // in flight, so each such range is one of those. A few rounds at most: a range that comes back
+  // again and again is left to the end's report.
+  constexpr int kMaxOrphanRounds = 3;
+  if (stopping_ || failure_.has_value() || throttle_.aborted_by.has_value() || lease_ == nullptr ||
+      orphan_rounds_ >= kMaxOrphanRounds || !EnsureControl().ok()) {
+    return false;
+  }
+  absl::StatusOr<std::vector<checkpoint::RangeRecord>> ranges = store_->LoadRanges(plan_.name);
+  if (!ranges.ok()) return false;
+  int adopted = 0;
+  for (const checkpoint::RangeRecord& record : *ranges) {
+    if (record.state == "done" || record.owner != lease_->id()) continue;
+    RangeState& range = queue_.Taken(record.id);
+    range.lower = record.lower;
+    range.upper = record.upper;
+    range.done_upto = record.done_upto;
+    range.rows_done = record.rows_done;
+    range.done = false;
+    queue_.GiveBack(&range);
+    ++adopted;
+  }
+  if (adopted == 0) return false;
+  ++orphan_rounds_;
+  events_.Emit(events::Warning{
+      absl::StrCat(adopted,
+                   " range(s) this run owns in the job store were held by no worker (a take whose "
+                   "answer was lost with its connection); taking them again")});
+  SpawnWorkers(live_.workers);
+  return workers_running_ > 0;
+}
+
 asio::awaitable<void> Runner::GuardedWorker(int index) {
   // Workers are spawned detached, where an exception would vanish and leave the run waiting for a
   // worker that is gone. Turn it into a failed job instead.
@@ -585,6 +620,7 @@ asio::awaitable<void> Runner::GuardedWorker(int index) {
 void Runner::WorkerFinished(int index) {
   live_workers_.erase(index);
   if (--workers_running_ > 0) return;
+  if (AdoptOrphanedRanges()) return;
   // Last worker out: stop the ticker, the throttle loop and the signal watch so io_.run()
   // returns.
   if (ticker_.has_value()) ticker_->cancel();
