@@ -485,6 +485,11 @@ void Governor::GrowWithinBudget(double ratio, absl::Time taken) {
   last_change_ = taken;
 }
 
+bool Governor::CutHasShown(double ratio, absl::Time taken) const {
+  return !last_cut_.has_value() || last_cut_ratio_ <= 0 || ratio > last_cut_ratio_ ||
+         Covers(taken - *last_cut_, kJudgedReadings);
+}
+
 bool Governor::Covers(absl::Duration elapsed, int intervals) const {
   return elapsed >= config_.interval * intervals * kTimerTolerance;
 }
@@ -730,8 +735,11 @@ Decision Governor::Update(const Samples& samples) {
   lock_waiters_ = verdict.lock_waiters;
   pressure_ = absl::StrJoin(verdict.pressure, "; ");
   if (!verdict.pressure.empty()) {
-    if (!was_held && (!last_cut_.has_value() || Covers(taken - *last_cut_, 1))) {
-      if (KeepsBudget() && verdict.budget_ratio > 1) {
+    const bool budget_cut = KeepsBudget() && verdict.budget_ratio > 1;
+    if (!was_held && (!last_cut_.has_value() || Covers(taken - *last_cut_, 1)) &&
+        (!budget_cut || CutHasShown(verdict.budget_ratio, taken))) {
+      last_cut_ratio_ = budget_cut ? verdict.budget_ratio : 0;
+      if (budget_cut) {
         // Rule 11: the rate the application can live with is found by the pace alone; halving
         // workers as well would cut twice.
         CutPace(verdict.budget_ratio);

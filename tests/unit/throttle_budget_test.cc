@@ -378,6 +378,34 @@ TEST(BudgetTest, ALargeOvershootCutsDeeplyAtOnce) {
   EXPECT_DOUBLE_EQ(cut.pace_rows_per_second, 150'000 * 0.2);
 }
 
+TEST(BudgetTest, AnOvershootIsCutOnceUntilTheReadingsCanShowTheCut) {
+  // The application 1.2x over its budget for reasons of its own: the job's rate does not move the
+  // reading. One cut per three intervals (the readings judged after a cut are all from after it),
+  // not one per interval down to the floor; a worse reading is cut at once.
+  GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.002});
+  config.workers = 1;
+  config.hold_ratio = 100;  // keep running, to see the cuts themselves
+  FakeClock clock;
+  Governor governor(config, clock);
+  double rate = 10'000;
+  auto interval = [&](absl::Duration latency) {
+    governor.ReportRows(static_cast<int64_t>(rate));
+    clock.Advance(kInterval);
+    const Decision decision = governor.Update(WithLatency(clock.Now(), latency));
+    EXPECT_FALSE(decision.hold) << decision.reason;
+    if (decision.rate_limit_rows_per_second > 0) rate = decision.rate_limit_rows_per_second;
+    return decision.pace_rows_per_second;
+  };
+  interval(absl::Milliseconds(1));
+  const double first = interval(absl::Microseconds(2400));
+  EXPECT_NEAR(first, 10'000 * 0.95 / 1.2, 1e-6);
+  EXPECT_DOUBLE_EQ(interval(absl::Microseconds(2400)), first);
+  EXPECT_DOUBLE_EQ(interval(absl::Microseconds(2400)), first);
+  const double second = interval(absl::Microseconds(2400));
+  EXPECT_NEAR(second, first * 0.95 / 1.2, 1) << "still over once the cut can show";  // whole rows
+  EXPECT_NEAR(interval(absl::Microseconds(3000)), second * 0.95 / 1.5, 1) << "worse";
+}
+
 TEST(BudgetTest, ACommandPrintingTheBudgetRatioPacesAndFarAboveHolds) {
   FakeClock clock;
   GovernorConfig config = BudgetConfig({});

@@ -87,7 +87,11 @@
 //     reach (under half of it over the 3 intervals and 3 batches since it was set) grows the
 //     workers instead, and at the worker ceiling pacing ends. Over 1 the pace is cut to 0.95 /
 //     ratio of the rate the job reached (between 0.2 and 0.85 of it), at most once per interval,
-//     then no growth for `regrow_intervals`; workers are not halved as well. The floor is a tenth
+//     then no growth for `regrow_intervals`; workers are not halved as well. Until the readings
+//     judged are all from after a cut (3 intervals: the median's window), the next cut needs a
+//     worse ratio than the one that made it: a reading that still shows the rate before the cut,
+//     or an overshoot the job did not cause (the application's own burst), would otherwise cut
+//     again every interval, down to the floor. The floor is a tenth
 //     of `start_pace` (5% of the peak rate without one): the budget, not the job's speed, decides
 //     how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
@@ -239,6 +243,8 @@ class Governor {
     std::vector<LimitReading> limits;
   };
   // Rule 10's signals and their baselines.
+  // The slowest rule 10 signals are judged by the median of this many readings.
+  static constexpr int kJudgedReadings = 3;
   struct AppSignal {
     std::string name;
     plan::Limit limit;
@@ -270,6 +276,10 @@ class Governor {
   double PaceFloor() const;
   // Rule 11's growth on a healthy interval.
   void GrowWithinBudget(double ratio, absl::Time taken);
+  // Rule 11: the last budget cut can be seen in the readings judged now (all taken after it),
+  // or `ratio` is worse than the one that made it; otherwise another cut would cut for the same
+  // overshoot twice.
+  bool CutHasShown(double ratio, absl::Time taken) const;
   // The job's rate over its last unheld intervals at this pace and worker count, when they
   // cover long enough to tell (3 intervals and 3 batches).
   std::optional<double> ReachedRate() const;
@@ -292,6 +302,7 @@ class Governor {
   int active_workers_ = 1;
   std::optional<absl::Time> last_change_;  // last change of active_workers_ (or resume)
   std::optional<absl::Time> last_cut_;
+  double last_cut_ratio_ = 0;  // rule 10's worst ratio that made the last cut; 0 = another cause
   int pending_retries_ = 0;
   // Rule 9: pacing. Below one worker there is nothing left to halve but the rate.
   int64_t pending_rows_ = 0;
@@ -317,8 +328,8 @@ class Governor {
   std::string pressure_;
   // Rule 10.
   AppSignal statement_latency_{"statement_latency", {}, Baseline()};
-  AppSignal statement_tail_{"statement_tail", {}, Baseline(), Baseline(3)};
-  AppSignal commit_latency_{"commit_latency", {}, Baseline(), Baseline(3)};
+  AppSignal statement_tail_{"statement_tail", {}, Baseline(), Baseline(kJudgedReadings)};
+  AppSignal commit_latency_{"commit_latency", {}, Baseline(), Baseline(kJudgedReadings)};
   AppSignal active_sessions_{"active_sessions", {}, Baseline()};
   int baseline_samples_ = 0;  // samples taken into the first baselines
   std::optional<absl::Time> held_from_;  // when the current hold began
