@@ -314,7 +314,11 @@ void Governor::JudgeAppSignal(AppSignal& signal,
 void Governor::JudgeApplication(const Samples& samples, Verdict& verdict) {
   const bool nobody = NobodyThere(samples);
   JudgeAppSignal(statement_latency_, StatementReading(samples), nobody, verdict);
-  JudgeAppSignal(statement_tail_, TailReading(samples), nobody, verdict);
+  // One probe reads both statement signals: a failure it had is named once, by the mean.
+  const absl::StatusOr<std::optional<double>> tail = TailReading(samples);
+  if (tail.ok() || !statement_latency_.limit.enabled()) {
+    JudgeAppSignal(statement_tail_, tail, nobody, verdict);
+  }
   JudgeAppSignal(commit_latency_, CommitReading(samples), nobody, verdict);
   JudgeAppSignal(active_sessions_, SessionReading(samples), nobody, verdict);
 }

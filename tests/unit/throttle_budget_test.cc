@@ -279,6 +279,26 @@ TEST(BudgetTest, IdleApplicationAndMissingExtensionSayNothingButOtherErrorsHold)
   EXPECT_THAT(decision.reason, HasSubstr("statement latency probe failed: connection lost"));
 }
 
+TEST(BudgetTest, AFailedStatementProbeHoldsOnceNamedWithEitherLimit) {
+  // The mean and the tail come from one probe: its failure holds with one reason, and with
+  // the tail's limit alone it still holds.
+  Samples failed;
+  failed.statement_latency = absl::UnavailableError("connection lost");
+  for (const bool mean : {true, false}) {
+    GovernorConfig config =
+        BudgetConfig(mean ? plan::Limit{.factor = 0, .offset = 0.010} : plan::Limit{});
+    config.statement_tail = {.factor = 0, .offset = 0.020};
+    FakeClock clock;
+    Governor governor(config, clock);
+    clock.Advance(kInterval);
+    failed.taken = clock.Now();
+    const Decision decision = governor.Update(failed);
+    EXPECT_TRUE(decision.hold) << "mean limit " << mean;
+    EXPECT_EQ(decision.reason, mean ? "statement latency probe failed: connection lost"
+                                    : "statement tail probe failed: connection lost");
+  }
+}
+
 TEST(BudgetTest, SettlesNearTheBestRateThatKeepsTheBudgetWithoutHolding) {
   const plan::Limit limit{.factor = 1.25, .offset = 0.002};
   Model model;
@@ -404,6 +424,28 @@ TEST(BudgetTest, AnOvershootIsCutOnceUntilTheReadingsCanShowTheCut) {
   const double second = interval(absl::Microseconds(2400));
   EXPECT_NEAR(second, first * 0.95 / 1.2, 1) << "still over once the cut can show";  // whole rows
   EXPECT_NEAR(interval(absl::Microseconds(3000)), second * 0.95 / 1.5, 1) << "worse";
+}
+
+TEST(BudgetTest, AShortHoldsReadingsDoNotReplaceTheBaseline) {
+  // A baseline of 50 us measured before the first batch, then a hold (a lock waiter) whose
+  // readings come in at 30 us, within the application's own swing: four of them must not make
+  // the limit 40% tighter for the rest of the run.
+  GovernorConfig config = BudgetConfig({.factor = 1.5, .offset = 0});
+  config.max_lock_waiters = 0;
+  FakeClock clock;
+  Governor governor(config, clock);
+  auto sample = [&](int micros, int waiters) {
+    clock.Advance(kInterval);
+    Samples samples = WithLatency(clock.Now(), absl::Microseconds(micros));
+    samples.lock_waiters = waiters;
+    return governor.Update(samples);
+  };
+  for (const int micros : {45, 55, 50, 45, 55}) sample(micros, 0);
+  Decision decision;
+  for (int i = 0; i < 6; ++i) decision = sample(30, 1);
+  EXPECT_TRUE(decision.hold);
+  ASSERT_FALSE(decision.signals.empty());
+  EXPECT_NEAR(*decision.signals[0].baseline, 45e-6, 1e-12);
 }
 
 TEST(BudgetTest, ACommandPrintingTheBudgetRatioPacesAndFarAboveHolds) {

@@ -245,6 +245,11 @@ class Governor {
   // Rule 10's signals and their baselines.
   // The slowest rule 10 signals are judged by the median of this many readings.
   static constexpr int kJudgedReadings = 3;
+  // A baseline is the median of this many readings taken while no batch ran: the first
+  // `baseline_intervals`, then those of holds. A statement tail swings by half from one second
+  // to the next with the application alone, and a hold's two or three readings must not move
+  // every limit by that much.
+  static constexpr int kBaselineReadings = 15;
   struct AppSignal {
     std::string name;
     plan::Limit limit;
@@ -327,10 +332,12 @@ class Governor {
   bool lock_waiters_ = false;
   std::string pressure_;
   // Rule 10.
-  AppSignal statement_latency_{"statement_latency", {}, Baseline()};
-  AppSignal statement_tail_{"statement_tail", {}, Baseline(), Baseline(kJudgedReadings)};
-  AppSignal commit_latency_{"commit_latency", {}, Baseline(), Baseline(kJudgedReadings)};
-  AppSignal active_sessions_{"active_sessions", {}, Baseline()};
+  AppSignal statement_latency_{"statement_latency", {}, Baseline(kBaselineReadings)};
+  AppSignal statement_tail_{
+      "statement_tail", {}, Baseline(kBaselineReadings), Baseline(kJudgedReadings)};
+  AppSignal commit_latency_{
+      "commit_latency", {}, Baseline(kBaselineReadings), Baseline(kJudgedReadings)};
+  AppSignal active_sessions_{"active_sessions", {}, Baseline(kBaselineReadings)};
   int baseline_samples_ = 0;  // samples taken into the first baselines
   std::optional<absl::Time> held_from_;  // when the current hold began
   double budget_ratio_ = 0;
