@@ -38,6 +38,9 @@ constexpr double kAim = 0.95;
 constexpr double kMinGrow = 1.05;
 constexpr double kMaxGrow = 1.5;
 constexpr double kDeepestCut = 0.2;
+// from this share of the rate at which the application last went over its budget, growth is
+// kMinGrow;
+constexpr double kNearOverBudget = 0.8;
 // the floor's share of the start pace; a pace counts as reached when the job made kReachedShare
 // of it over kReachedAfter intervals, and at least as many batches.
 constexpr double kStartFloorShare = 0.1;
@@ -465,6 +468,7 @@ void Governor::CutPace(double ratio) {
     cut = KeepsBudget() ? std::clamp(kAim / ratio, kDeepestCut, kMaxCut)
                         : std::clamp(1 / ratio, kMinCut, kMaxCut);
   }
+  if (ratio > 1 && KeepsBudget()) over_budget_rate_ = from;
   SetPace(std::max(from * cut, PaceFloor()));
 }
 
@@ -482,6 +486,12 @@ void Governor::GrowWithinBudget(double ratio, absl::Time taken) {
     // not far past what the job shows it does, or a pace it cannot use would only grow.
     double grown = pace_ * (ratio > 0 ? std::clamp(kAim / ratio, kMinGrow, kMaxGrow) : kMaxGrow);
     if (reached.has_value()) grown = std::min(grown, std::max(pace_, kHeadroom * *reached));
+    // Near the rate at which the application last went over its budget, gently: the readings
+    // judged lag an interval or two, and growing by half an interval would be past that rate
+    // again before they show it.
+    if (over_budget_rate_ > 0) {
+      grown = std::min(grown, std::max(pace_ * kMinGrow, kNearOverBudget * over_budget_rate_));
+    }
     pace_ = std::min(grown, kMaxPace);
   } else if (active_workers_ < config_.workers) {
     SetWorkers(active_workers_ + 1);

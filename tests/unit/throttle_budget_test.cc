@@ -426,6 +426,43 @@ TEST(BudgetTest, AnOvershootIsCutOnceUntilTheReadingsCanShowTheCut) {
   EXPECT_NEAR(interval(absl::Microseconds(3000)), second * 0.95 / 1.5, 1) << "worse";
 }
 
+TEST(BudgetTest, NearTheRateThatWentOverTheBudgetThePaceGrowsGently) {
+  // Far under the budget the pace grows by half an interval. Once the application went over
+  // its budget at some rate, the pace grows back fast only to 0.8 of it, then by 5% at most:
+  // lagging readings would otherwise see the same overshoot again every few intervals.
+  GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.002});
+  config.workers = 1;
+  config.start_pace = 1000;
+  config.hold_ratio = 100;
+  FakeClock clock;
+  Governor governor(config, clock);
+  double rate = 0;
+  auto interval = [&](absl::Duration latency) {
+    governor.ReportRows(static_cast<int64_t>(rate));
+    clock.Advance(kInterval);
+    const Decision decision = governor.Update(WithLatency(clock.Now(), latency));
+    rate = decision.rate_limit_rows_per_second;
+    return rate;
+  };
+  interval(absl::Milliseconds(1));
+  ASSERT_DOUBLE_EQ(rate, 1000);
+  EXPECT_DOUBLE_EQ(interval(absl::Milliseconds(1)), 1500) << "half again, far under";
+  for (int i = 0; i < 5; ++i) interval(absl::Milliseconds(1));
+  const double over = rate;
+  const double cut = interval(absl::Milliseconds(4));
+  EXPECT_NEAR(cut, over * 0.95 / 2, 1);
+  double before = cut;
+  bool fast = false;
+  for (int i = 0; i < 30; ++i) {
+    const double now = interval(absl::Milliseconds(1));
+    EXPECT_LE(now, std::max(before * 1.05, 0.8 * over) + 1e-6) << "interval " << i;
+    fast = fast || now > before * 1.05 + 1e-6;
+    before = now;
+  }
+  EXPECT_TRUE(fast) << "under 0.8 of that rate, growth is fast again";
+  EXPECT_GT(before, over) << "and the job may still pass it, gently";
+}
+
 TEST(BudgetTest, AShortHoldsReadingsDoNotReplaceTheBaseline) {
   // A baseline of 50 us measured before the first batch, then a hold (a lock waiter) whose
   // readings come in at 30 us, within the application's own swing: four of them must not make

@@ -88,10 +88,8 @@ struct Throttle {
   Limit max_statement_latency{.factor = 1.25, .offset = 0};
   // Their tail: the mean plus 3 standard deviations of the calls of each interval. Where the
   // application's latency is made of a few calls that waited (a CPU, a row lock), the mean of
-  // thousands of quick ones barely moves, the tail does. An offset on its scale, as the latency
-  // budget has one on its own: alone, the tail of ~15 us reads swings between 30 and 70 us, and
-  // a multiple alone of such a baseline is a limit by lot (bench/README.md).
-  Limit max_statement_tail{.factor = 1.25, .offset = 0.00002};
+  // thousands of quick ones barely moves, the tail does.
+  Limit max_statement_tail{.factor = 1.5, .offset = 0};
   // A tiny write + COMMIT in the job store, timed.
   Limit max_commit_latency{.factor = 2, .offset = 0.002};
   // Active application backends.

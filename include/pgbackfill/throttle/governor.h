@@ -91,7 +91,9 @@
 //     judged are all from after a cut (3 intervals: the median's window), the next cut needs a
 //     worse ratio than the one that made it: a reading that still shows the rate before the cut,
 //     or an overshoot the job did not cause (the application's own burst), would otherwise cut
-//     again every interval, down to the floor. The floor is a tenth
+//     again every interval, down to the floor. From 0.8 of the rate a budget cut was made at,
+//     the pace grows by 1.05 at most: the readings lag, and growing by half an interval would
+//     land past that rate again before they show it. The floor is a tenth
 //     of `start_pace` (5% of the peak rate without one): the budget, not the job's speed, decides
 //     how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
@@ -314,6 +316,7 @@ class Governor {
   double running_rate_ = 0;  // rows/s over the last interval the job ran unheld
   double peak_rate_ = 0;     // the largest such rate: pacing ends when the pace gets back to it
   double pace_ = 0;          // the adaptive rows/s cap; 0 = none
+  double over_budget_rate_ = 0;  // rule 11: the rate of the last budget cut; 0 = none yet
   // Rule 11: the intervals run unheld since the pace or the workers last changed; the largest
   // ReportRows (about one batch); whether the slow start was applied; whether the command printed
   // a number (a command that only holds keeps no budget).
