@@ -57,9 +57,10 @@
 //     active sessions are each compared with their limit, absolute or a multiple of the signal's
 //     baseline (baseline.h): measured over `baseline_intervals` samples before any work (the job
 //     holds meanwhile, "measuring the application's baseline"), and again from the samples of a
-//     hold that has lasted `kRebaselineAfter` intervals. Commit latency (one timed commit per
-//     sample) and the statement tail are judged by the median of their last 3 readings, so that
-//     one slow flush or a few stray calls do not cut the pace. A `throttle.command` that prints a
+//     hold that has lasted `kRebaselineAfter` intervals; the median of up to 15 such readings.
+//     Commit latency (one timed commit per sample) and the statement tail are judged by the
+//     median of their last 3 readings, so that one slow flush or a few stray calls do not cut
+//     the pace. A `throttle.command` that prints a
 //     number is one more signal: the application's latency as a share of its own budget (1 = at
 //     the budget), for an SLO kept outside PostgreSQL (a command that never printed one keeps no
 //     budget). Their worst ratio reading / limit drives the pace instead of an on/off hold (rule
@@ -93,9 +94,8 @@
 //     or an overshoot the job did not cause (the application's own burst), would otherwise cut
 //     again every interval, down to the floor. From 0.8 of the rate a budget cut was made at,
 //     the pace grows by 1.05 at most: the readings lag, and growing by half an interval would
-//     land past that rate again before they show it. The floor is a tenth
-//     of `start_pace` (5% of the peak rate without one): the budget, not the job's speed, decides
-//     how slow it goes.
+//     land past that rate again before they show it. The floor is a tenth of `start_pace` (5% of
+//     the peak rate without one): the budget, not the job's speed, decides how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -244,7 +244,6 @@ class Governor {
     std::vector<SignalReading> signals;
     std::vector<LimitReading> limits;
   };
-  // Rule 10's signals and their baselines.
   // The slowest rule 10 signals are judged by the median of this many readings.
   static constexpr int kJudgedReadings = 3;
   // A baseline is the median of this many readings taken while no batch ran: the first
@@ -252,6 +251,7 @@ class Governor {
   // to the next with the application alone, and a hold's two or three readings must not move
   // every limit by that much.
   static constexpr int kBaselineReadings = 15;
+  // Rule 10's signals and their baselines.
   struct AppSignal {
     std::string name;
     plan::Limit limit;
