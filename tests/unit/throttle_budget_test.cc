@@ -423,13 +423,47 @@ TEST(BudgetTest, AnOvershootIsCutOnceUntilTheReadingsCanShowTheCut) {
   EXPECT_DOUBLE_EQ(interval(absl::Microseconds(2400)), first);
   const double second = interval(absl::Microseconds(2400));
   EXPECT_NEAR(second, first * 0.95 / 1.2, 1) << "still over once the cut can show";  // whole rows
-  EXPECT_NEAR(interval(absl::Microseconds(3000)), second * 0.95 / 1.5, 1) << "worse";
+  // Worse at once, from readings that still judge the rate before `second`: cut from that rate.
+  EXPECT_NEAR(interval(absl::Microseconds(3000)), first * 0.95 / 1.5, 1) << "worse";
+}
+
+TEST(BudgetTest, AWorseReadingBeforeTheCutShowsIsCutFromTheRateItJudges) {
+  // Over the budget at 10,000 rows/s, and the next two readings worse still: they judge the
+  // intervals before the first cut, so each cut is made from 10,000 rows/s, not compounded on
+  // the last; and the job grows back fast to 0.8 of that rate, not of a pace already cut.
+  GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.002});
+  config.workers = 1;
+  config.hold_ratio = 100;  // keep running, to see the cuts themselves
+  FakeClock clock;
+  Governor governor(config, clock);
+  double rate = 10'000;
+  auto interval = [&](absl::Duration latency) {
+    governor.ReportRows(static_cast<int64_t>(rate));
+    clock.Advance(kInterval);
+    const Decision decision = governor.Update(WithLatency(clock.Now(), latency));
+    EXPECT_FALSE(decision.hold) << decision.reason;
+    if (decision.rate_limit_rows_per_second > 0) rate = decision.rate_limit_rows_per_second;
+    return decision.pace_rows_per_second;
+  };
+  interval(absl::Milliseconds(1));
+  EXPECT_NEAR(interval(absl::Microseconds(2400)), 10'000 * 0.95 / 1.2, 1);
+  EXPECT_NEAR(interval(absl::Microseconds(2880)), 10'000 * 0.95 / 1.44, 1);
+  EXPECT_NEAR(interval(absl::Microseconds(3200)), 10'000 * 0.95 / 1.6, 1);
+  double before = rate;
+  double highest_fast_step = 0;
+  for (int i = 0; i < 10; ++i) {
+    const double now = interval(absl::Milliseconds(1));
+    if (now > before * 1.05 + 1e-6) highest_fast_step = now;
+    before = now;
+  }
+  EXPECT_NEAR(highest_fast_step, 0.8 * 10'000, 1);
 }
 
 TEST(BudgetTest, NearTheRateThatWentOverTheBudgetThePaceGrowsGently) {
   // Far under the budget the pace grows by half an interval. Once the application went over
-  // its budget at some rate, the pace grows back fast only to 0.8 of it, then by 5% at most:
-  // lagging readings would otherwise see the same overshoot again every few intervals.
+  // its budget at some rate, the pace grows back fast only to 0.8 of it, then by 5% at most, a
+  // step every three intervals: lagging readings would otherwise see the same overshoot again
+  // every few intervals.
   GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.002});
   config.workers = 1;
   config.start_pace = 1000;
@@ -453,10 +487,16 @@ TEST(BudgetTest, NearTheRateThatWentOverTheBudgetThePaceGrowsGently) {
   EXPECT_NEAR(cut, over * 0.95 / 2, 1);
   double before = cut;
   bool fast = false;
-  for (int i = 0; i < 30; ++i) {
+  int last_near_step = -100;
+  for (int i = 0; i < 40; ++i) {
     const double now = interval(absl::Milliseconds(1));
     EXPECT_LE(now, std::max(before * 1.05, 0.8 * over) + 1e-6) << "interval " << i;
     fast = fast || now > before * 1.05 + 1e-6;
+    if (before >= 0.8 * over - 1e-6 && now > before) {
+      // Each step near that rate is judged (three readings) before the next.
+      EXPECT_GE(i - last_near_step, 3) << "interval " << i;
+      last_near_step = i;
+    }
     before = now;
   }
   EXPECT_TRUE(fast) << "under 0.8 of that rate, growth is fast again";

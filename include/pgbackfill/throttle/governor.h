@@ -279,7 +279,7 @@ class Governor {
   // Rule 11 applies: a rule 10 signal is checked.
   bool KeepsBudget() const;
   // Rule 9's and 11's cut of the pace; `ratio` is rule 10's worst (0 = pressure of another kind).
-  void CutPace(double ratio);
+  void CutPace(double ratio, absl::Time taken);
   double PaceFloor() const;
   // Rule 11's growth on a healthy interval.
   void GrowWithinBudget(double ratio, absl::Time taken);
@@ -316,7 +316,7 @@ class Governor {
   double running_rate_ = 0;  // rows/s over the last interval the job ran unheld
   double peak_rate_ = 0;     // the largest such rate: pacing ends when the pace gets back to it
   double pace_ = 0;          // the adaptive rows/s cap; 0 = none
-  double over_budget_rate_ = 0;  // rule 11: the rate of the last budget cut; 0 = none yet
+  double over_budget_rate_ = 0;  // rule 11: the rate the last budget cut was made from; 0 = none
   // Rule 11: the intervals run unheld since the pace or the workers last changed; the largest
   // ReportRows (about one batch); whether the slow start was applied; whether the command printed
   // a number (a command that only holds keeps no budget).
