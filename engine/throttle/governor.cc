@@ -33,10 +33,13 @@ constexpr double kMinCut = 0.5;
 constexpr double kMaxCut = 0.85;
 constexpr int kRebaselineAfter = 2;
 // Rule 11: the pace aims at kAim of the budget, growing by kMinGrow to kMaxGrow per interval and
-// cut to between kDeepestCut and kMaxCut of the rate reached;
+// cut to between kDeepestCut and kMaxCut of the rate reached; kMaxGrow is half again over the
+// readings' window of three intervals (1.15^3 = 1.52): a statement tail stays flat until the
+// CPU is nearly saturated, so a low reading says little about how far the edge is, and at 1.5
+// an interval the pace was 2-3 times past it before the readings showed it;
 constexpr double kAim = 0.95;
 constexpr double kMinGrow = 1.05;
-constexpr double kMaxGrow = 1.5;
+constexpr double kMaxGrow = 1.15;
 constexpr double kDeepestCut = 0.2;
 // from this share of the rate at which the application last went over its budget, growth is
 // kMinGrow;

@@ -84,18 +84,21 @@
 //     put off and the job starts at once; the first sample that finds an application holds the
 //     job while the baseline is measured, then the slow start applies. The pace aims at 0.95 of the
 //     budget: each healthy interval (rule 6's timing) below 0.9 of it, the pace grows by 0.95 /
-//     ratio (between 1.05 and 1.5 times); from 0.9 to 1 it stays (steady). A pace the job does not
-//     reach (under half of it over the 3 intervals and 3 batches since it was set) grows the
-//     workers instead, and at the worker ceiling pacing ends. Over 1 the pace is cut to 0.95 /
+//     ratio (between 1.05 and 1.15 times: half again over the readings' window of 3 intervals);
+//     from 0.9 to 1 it stays (steady). A pace the job does not reach (under half of it over the
+//     3 intervals and 3 batches since it was set) grows the workers instead, and at the worker
+//     ceiling pacing ends. Over 1 the pace is cut to 0.95 /
 //     ratio of the rate the job reached (between 0.2 and 0.85 of it), at most once per interval,
 //     then no growth for `regrow_intervals`; workers are not halved as well. Until the readings
 //     judged are all from after a cut (3 intervals: the median's window), the next cut needs a
 //     worse ratio than the one that made it: a reading that still shows the rate before the cut,
 //     or an overshoot the job did not cause (the application's own burst), would otherwise cut
-//     again every interval, down to the floor. From 0.8 of the rate a budget cut was made at,
-//     the pace grows by 1.05 at most: the readings lag, and growing by half an interval would
-//     land past that rate again before they show it. The floor is a tenth of `start_pace` (5% of
-//     the peak rate without one): the budget, not the job's speed, decides how slow it goes.
+//     again every interval, down to the floor; a worse ratio in that window is cut from the rate
+//     the last cut was made from (it judges the same intervals). From 0.8 of the rate a budget
+//     cut was made at, the pace grows by 1.05 at most, once per 3 intervals: the readings lag,
+//     and a step every interval would land past that rate again before they show it. The floor is a
+//     tenth of `start_pace` (5% of the peak rate without one): the budget, not the job's speed,
+//     decides how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
