@@ -42,8 +42,9 @@ constexpr double kMinGrow = 1.05;
 constexpr double kMaxGrow = 1.15;
 constexpr double kDeepestCut = 0.2;
 // from this share of the rate at which the application last went over its budget, growth is
-// kMinGrow;
+// kMinGrow; from this multiple of it, judged within the budget, it is forgotten;
 constexpr double kNearOverBudget = 0.8;
+constexpr double kForgetPast = 1.1;
 // the floor's share of the start pace; a pace counts as reached when the job made kReachedShare
 // of it over kReachedAfter intervals, and at least as many batches.
 constexpr double kStartFloorShare = 0.1;
@@ -461,8 +462,11 @@ std::optional<double> Governor::ReachedRate() const {
 
 void Governor::CutPace(double ratio, absl::Time taken) {
   const bool budget_cut = ratio > 1 && KeepsBudget();
-  // From what the job really did: a pace it was not reaching would slow nothing.
-  const double measured = running_rate_ > 0 ? running_rate_ : peak_rate_;
+  // From what the job really did: a pace it was not reaching would slow nothing. A budget cut
+  // judges the rate of the intervals its readings were taken in.
+  const double measured = budget_cut && !judged_.empty() ? JudgedRate()
+                          : running_rate_ > 0            ? running_rate_
+                                                         : peak_rate_;
   double from = pace_ > 0 ? std::min(pace_, measured) : measured;
   if (pace_ > 0 && from <= 0) from = pace_;  // a paced job may commit nothing in one interval
   // A worse reading before the last budget cut can show still judges the rates before it: this
@@ -501,6 +505,10 @@ void Governor::GrowWithinBudget(double ratio, absl::Time taken) {
         !Covers(taken - *last_change_, kJudgedReadings)) {
       return;
     }
+    // Judged within the budget well past that rate, it was not the edge (the load eased, or the
+    // application's own burst made that cut): growth is the ramp's again, as TCP's CUBIC probes
+    // faster once past the window where it last lost.
+    if (over_budget_rate_ > 0 && pace_ >= kForgetPast * over_budget_rate_) over_budget_rate_ = 0;
     // Toward the aim in proportion, as the cut: far below the budget fast, near it gently; and
     // not far past what the job shows it does, or a pace it cannot use would only grow.
     double grown = pace_ * (ratio > 0 ? std::clamp(kAim / ratio, kMinGrow, kMaxGrow) : kMaxGrow);
@@ -516,6 +524,17 @@ void Governor::GrowWithinBudget(double ratio, absl::Time taken) {
     SetWorkers(active_workers_ + 1);
   }
   last_change_ = taken;
+}
+
+double Governor::JudgedRate() const {
+  absl::Duration length;
+  int64_t rows = 0;
+  for (const Ran& ran : judged_) {
+    length += ran.length;
+    rows += ran.rows;
+  }
+  return length > absl::ZeroDuration() ? static_cast<double>(rows) / absl::ToDoubleSeconds(length)
+                                       : 0;
 }
 
 bool Governor::CutHasShown(double ratio, absl::Time taken) const {
@@ -688,6 +707,8 @@ Decision Governor::Update(const Samples& samples) {
     peak_rate_ = std::max(peak_rate_, running_rate_);
     ran_.push_back(Ran{.length = taken - *last_taken_, .rows = pending_rows_});
     if (ran_.size() > kMaxRan) ran_.pop_front();
+    judged_.push_back(ran_.back());
+    if (judged_.size() > kJudgedReadings) judged_.pop_front();
   }
   pending_rows_ = 0;
   last_taken_ = taken;

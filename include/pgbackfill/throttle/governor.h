@@ -87,18 +87,19 @@
 //     ratio (between 1.05 and 1.15 times: half again over the readings' window of 3 intervals);
 //     from 0.9 to 1 it stays (steady). A pace the job does not reach (under half of it over the
 //     3 intervals and 3 batches since it was set) grows the workers instead, and at the worker
-//     ceiling pacing ends. Over 1 the pace is cut to 0.95 /
-//     ratio of the rate the job reached (between 0.2 and 0.85 of it), at most once per interval,
-//     then no growth for `regrow_intervals`; workers are not halved as well. Until the readings
-//     judged are all from after a cut (3 intervals: the median's window), the next cut needs a
-//     worse ratio than the one that made it: a reading that still shows the rate before the cut,
-//     or an overshoot the job did not cause (the application's own burst), would otherwise cut
-//     again every interval, down to the floor; a worse ratio in that window is cut from the rate
-//     the last cut was made from (it judges the same intervals). From 0.8 of the rate a budget
-//     cut was made at, the pace grows by 1.05 at most, once per 3 intervals: the readings lag,
-//     and a step every interval would land past that rate again before they show it. The floor is a
-//     tenth of `start_pace` (5% of the peak rate without one): the budget, not the job's speed,
-//     decides how slow it goes.
+//     ceiling pacing ends. Over 1 the pace is cut to 0.95 / ratio of the rate the job reached
+//     over the 3 intervals the readings judged (between 0.2 and 0.85 of it), at most once per
+//     interval, then no growth for `regrow_intervals`; workers are not halved as well. Until
+//     the readings judged are all from after a cut (3 intervals: the median's window), the next
+//     cut needs a worse ratio than the one that made it: a reading that still shows the rate
+//     before the cut, or an overshoot the job did not cause (the application's own burst), would
+//     otherwise cut again every interval, down to the floor; a worse ratio in that window is cut
+//     from the rate the last cut was made from (it judges the same intervals). From 0.8 of the
+//     rate a budget cut was made from, the pace grows by 1.05 at most, once per 3 intervals: the
+//     readings lag, and a step every interval would land past that rate again before they show
+//     it. Judged within the budget at 1.1 times that rate, it is forgotten: it was not the edge.
+//     The floor is a tenth of `start_pace` (5% of the peak rate without one): the budget, not
+//     the job's speed, decides how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -293,6 +294,9 @@ class Governor {
   // The job's rate over its last unheld intervals at this pace and worker count, when they
   // cover long enough to tell (3 intervals and 3 batches).
   std::optional<double> ReachedRate() const;
+  // The job's rate over its last 3 unheld intervals, whatever its pace: the rate the readings
+  // judged now were taken at (a single interval swings by whole batches).
+  double JudgedRate() const;
   // Changing either starts ReachedRate's window anew.
   void SetPace(double pace);
   void SetWorkers(int workers);
@@ -328,6 +332,7 @@ class Governor {
     int64_t rows = 0;
   };
   std::deque<Ran> ran_;
+  std::deque<Ran> judged_;  // the last kJudgedReadings unheld intervals, across pace changes
   int64_t largest_report_ = 0;
   bool slow_started_ = false;
   bool start_decided_ = false;      // rule 6's start, or rule 11's slow start, was applied
