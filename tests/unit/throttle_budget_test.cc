@@ -505,10 +505,10 @@ TEST(BudgetTest, AWorseReadingBeforeTheCutShowsIsCutFromTheRateItJudges) {
 
 TEST(BudgetTest, NearTheRateThatWentOverTheBudgetThePaceGrowsGentlyUntilWellPastIt) {
   // Far under the budget the pace grows by 15% an interval. Once the application went over
-  // its budget at some rate, the pace grows back fast only to 0.8 of it, then by 5% at most, a
-  // step every three intervals: lagging readings would otherwise see the same overshoot again
-  // every few intervals. Judged within the budget at 1.1 times that rate, it was not the edge,
-  // and the pace grows fast again.
+  // its budget at some rate, the pace grows back fast only to 0.8 of it, then by 5% at most,
+  // and past it a step every three intervals: lagging readings would otherwise see the same
+  // overshoot again every few intervals. Judged within the budget at 1.1 times that rate, it was
+  // not the edge, and the pace grows fast again.
   GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.002});
   config.workers = 1;
   config.start_pace = 1000;
@@ -542,8 +542,8 @@ TEST(BudgetTest, NearTheRateThatWentOverTheBudgetThePaceGrowsGentlyUntilWellPast
     if (before < 1.1 * over) {
       EXPECT_LE(now, std::max(before * 1.05, 0.8 * over) + 1e-6) << "interval " << i;
       fast = fast || now > before * 1.05 + 1e-6;
-      if (before >= 0.8 * over - 1e-6 && now > before) {
-        // Each step near that rate is judged (three readings) before the next.
+      if (before >= over && now > before) {
+        // Each step past that rate is judged (three readings) before the next.
         EXPECT_GE(i - last_near_step, 3) << "interval " << i;
         last_near_step = i;
       }

@@ -95,11 +95,11 @@
 //     before the cut, or an overshoot the job did not cause (the application's own burst), would
 //     otherwise cut again every interval, down to the floor; a worse ratio in that window is cut
 //     from the rate the last cut was made from (it judges the same intervals). From 0.8 of the
-//     rate a budget cut was made from, the pace grows by 1.05 at most, once per 3 intervals: the
-//     readings lag, and a step every interval would land past that rate again before they show
-//     it. Judged within the budget at 1.1 times that rate, it is forgotten: it was not the edge.
-//     The floor is a tenth of `start_pace` (5% of the peak rate without one): the budget, not
-//     the job's speed, decides how slow it goes.
+//     rate a budget cut was made from, the pace grows by 1.05 at most, and past that rate once
+//     per 3 intervals: the readings lag, and a step every interval would land past it again
+//     before they show it. Judged within the budget at 1.1 times that rate, it is forgotten: it was
+//     not the edge. The floor is a tenth of `start_pace` (5% of the peak rate without one): the
+//     budget, not the job's speed, decides how slow it goes.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
