@@ -419,24 +419,39 @@ TEST(BudgetTest, ALargeOvershootCutsDeeplyAtOnce) {
   EXPECT_DOUBLE_EQ(cut.pace_rows_per_second, 150'000 * 0.2);
 }
 
+// One worker at 10,000 rows/s against an absolute budget of 2 ms, kept running over it to see
+// the cuts themselves: each interval it reports the rows of the pace last decided.
+class OneWorkerAt10000 {
+ public:
+  // The pace decided after an interval whose application latency was `latency`.
+  double Interval(absl::Duration latency) {
+    governor_.ReportRows(static_cast<int64_t>(rate_));
+    clock_.Advance(kInterval);
+    const Decision decision = governor_.Update(WithLatency(clock_.Now(), latency));
+    EXPECT_FALSE(decision.hold) << decision.reason;
+    if (decision.rate_limit_rows_per_second > 0) rate_ = decision.rate_limit_rows_per_second;
+    return decision.pace_rows_per_second;
+  }
+
+ private:
+  static GovernorConfig Config() {
+    GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.002});
+    config.workers = 1;
+    config.hold_ratio = 100;
+    return config;
+  }
+
+  FakeClock clock_;
+  Governor governor_{Config(), clock_};
+  double rate_ = 10'000;
+};
+
 TEST(BudgetTest, AnOvershootIsCutOnceUntilTheReadingsCanShowTheCut) {
   // The application 1.2x over its budget for reasons of its own: the job's rate does not move the
   // reading. One cut per three intervals (the readings judged after a cut are all from after it),
   // not one per interval down to the floor; a worse reading is cut at once.
-  GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.002});
-  config.workers = 1;
-  config.hold_ratio = 100;  // keep running, to see the cuts themselves
-  FakeClock clock;
-  Governor governor(config, clock);
-  double rate = 10'000;
-  auto interval = [&](absl::Duration latency) {
-    governor.ReportRows(static_cast<int64_t>(rate));
-    clock.Advance(kInterval);
-    const Decision decision = governor.Update(WithLatency(clock.Now(), latency));
-    EXPECT_FALSE(decision.hold) << decision.reason;
-    if (decision.rate_limit_rows_per_second > 0) rate = decision.rate_limit_rows_per_second;
-    return decision.pace_rows_per_second;
-  };
+  OneWorkerAt10000 job;
+  auto interval = [&](absl::Duration latency) { return job.Interval(latency); };
   interval(absl::Milliseconds(1));
   const double first = interval(absl::Microseconds(2400));
   EXPECT_NEAR(first, 10'000 * 0.95 / 1.2, 1e-6);
@@ -474,25 +489,13 @@ TEST(BudgetTest, AWorseReadingBeforeTheCutShowsIsCutFromTheRateItJudges) {
   // Over the budget at 10,000 rows/s, and the next two readings worse still: they judge the
   // intervals before the first cut, so each cut is made from 10,000 rows/s, not compounded on
   // the last; and the job grows back fast to 0.8 of that rate, not of a pace already cut.
-  GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.002});
-  config.workers = 1;
-  config.hold_ratio = 100;  // keep running, to see the cuts themselves
-  FakeClock clock;
-  Governor governor(config, clock);
-  double rate = 10'000;
-  auto interval = [&](absl::Duration latency) {
-    governor.ReportRows(static_cast<int64_t>(rate));
-    clock.Advance(kInterval);
-    const Decision decision = governor.Update(WithLatency(clock.Now(), latency));
-    EXPECT_FALSE(decision.hold) << decision.reason;
-    if (decision.rate_limit_rows_per_second > 0) rate = decision.rate_limit_rows_per_second;
-    return decision.pace_rows_per_second;
-  };
+  OneWorkerAt10000 job;
+  auto interval = [&](absl::Duration latency) { return job.Interval(latency); };
   interval(absl::Milliseconds(1));
   EXPECT_NEAR(interval(absl::Microseconds(2400)), 10'000 * 0.95 / 1.2, 1);
   EXPECT_NEAR(interval(absl::Microseconds(2880)), 10'000 * 0.95 / 1.44, 1);
-  EXPECT_NEAR(interval(absl::Microseconds(3200)), 10'000 * 0.95 / 1.6, 1);
-  double before = rate;
+  double before = interval(absl::Microseconds(3200));
+  EXPECT_NEAR(before, 10'000 * 0.95 / 1.6, 1);
   bool fast = false;
   for (int i = 0; i < 10; ++i) {
     const double now = interval(absl::Milliseconds(1));
