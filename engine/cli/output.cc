@@ -55,6 +55,15 @@ std::string ThrottleText(const events::ThrottleState& state) {
   }
   // What the application feels against its budget: reading/limit (baseline). Latencies in ms.
   for (const events::ThrottleSignal& signal : state.signals) {
+    if (signal.name == "cpu_pressure") {
+      std::string part =
+          absl::StrFormat("%s %.1f/%.1f%%", signal.name, signal.value * 100, signal.limit * 100);
+      if (signal.baseline.has_value()) {
+        absl::StrAppendFormat(&part, " (base %.1f)", *signal.baseline * 100);
+      }
+      parts.push_back(std::move(part));
+      continue;
+    }
     const bool count = signal.name == "active_sessions" || signal.name == "command";
     const double scale = count ? 1 : 1000;
     // Statement means and tails of an OLTP application are tens of microseconds.

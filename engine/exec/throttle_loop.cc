@@ -36,6 +36,7 @@ throttle::Samples Unreadable(absl::Time taken, const absl::Status& why) {
   samples.statement_latency = why;
   samples.session_load = why;
   samples.commit_latency = why;
+  samples.cpu_pressure = why;
   samples.slots = why;
   samples.archiver = why;
   samples.command = why;
@@ -49,6 +50,7 @@ bool ProbesChange(const plan::Plan& before, const plan::Plan& after) {
   return a.ReadsStatements() != b.ReadsStatements() ||
          a.max_commit_latency.enabled() != b.max_commit_latency.enabled() ||
          a.max_active_sessions.enabled() != b.max_active_sessions.enabled() ||
+         a.max_cpu_pressure.enabled() != b.max_cpu_pressure.enabled() ||
          (a.max_slot_wal > 0) != (b.max_slot_wal > 0) ||
          (a.max_archive_pending > 0) != (b.max_archive_pending > 0);
 }

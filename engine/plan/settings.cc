@@ -62,6 +62,7 @@ const std::vector<std::string_view>& SettableKeys() {
       "throttle.max_statement_tail",
       "throttle.max_commit_latency",
       "throttle.max_active_sessions",
+      "throttle.max_cpu_pressure",
       "throttle.max_slot_wal",
       "throttle.max_archive_pending",
       // Not throttle.command: whoever may write the job store would choose a program for the

@@ -142,6 +142,7 @@ absl::Status ApplyThrottle(const Reader& reader, const std::vector<Entry>& entri
       throttle.max_statement_tail = {};
       throttle.max_commit_latency = {};
       throttle.max_active_sessions = {};
+      throttle.max_cpu_pressure = {};
     }
   }
   for (const Entry& entry : entries) {
@@ -177,13 +178,17 @@ absl::Status ApplyThrottle(const Reader& reader, const std::vector<Entry>& entri
     } else if (key == "hold_on_autovacuum") {
       ASSIGN_OR_RETURN(throttle.hold_on_autovacuum, reader.Bool(entry));
     } else if (key == "max_statement_latency") {
-      ASSIGN_OR_RETURN(throttle.max_statement_latency, reader.LimitValue(entry, true));
+      ASSIGN_OR_RETURN(throttle.max_statement_latency,
+                       reader.LimitValue(entry, LimitUnit::kSeconds));
     } else if (key == "max_statement_tail") {
-      ASSIGN_OR_RETURN(throttle.max_statement_tail, reader.LimitValue(entry, true));
+      ASSIGN_OR_RETURN(throttle.max_statement_tail, reader.LimitValue(entry, LimitUnit::kSeconds));
     } else if (key == "max_commit_latency") {
-      ASSIGN_OR_RETURN(throttle.max_commit_latency, reader.LimitValue(entry, true));
+      ASSIGN_OR_RETURN(throttle.max_commit_latency, reader.LimitValue(entry, LimitUnit::kSeconds));
     } else if (key == "max_active_sessions") {
-      ASSIGN_OR_RETURN(throttle.max_active_sessions, reader.LimitValue(entry, false));
+      ASSIGN_OR_RETURN(throttle.max_active_sessions,
+                       reader.LimitValue(entry, LimitUnit::kSessions));
+    } else if (key == "max_cpu_pressure") {
+      ASSIGN_OR_RETURN(throttle.max_cpu_pressure, reader.LimitValue(entry, LimitUnit::kShare));
     } else if (key == "baseline") {
       ASSIGN_OR_RETURN(throttle.baseline, reader.Duration(entry));
     } else if (key == "max_slot_wal") {

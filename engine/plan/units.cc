@@ -1,7 +1,6 @@
 #include "pgbackfill/plan/units.h"
 
 #include <cmath>
-
 #include <limits>
 
 #include "absl/status/status.h"
@@ -10,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "pgbackfill/plan/plan.h"
 #include "pgbackfill/util/strings.h"
 
@@ -77,26 +77,44 @@ absl::StatusOr<int64_t> ParseByteSize(std::string_view text) {
 namespace {
 
 // The absolute part of a limit, in the signal's unit (seconds for durations).
-absl::StatusOr<double> LimitValue(std::string_view text, bool duration) {
-  if (duration) {
+absl::StatusOr<double> LimitValue(std::string_view text, LimitUnit unit) {
+  if (unit == LimitUnit::kSeconds) {
     absl::StatusOr<absl::Duration> value = ParseDurationValue(text);
     if (!value.ok()) return value.status();
     return absl::ToDoubleSeconds(*value);
   }
+  absl::string_view number = ToAbsl(text);
+  const bool percent = unit == LimitUnit::kShare && absl::ConsumeSuffix(&number, "%");
   double value = 0;
-  if (!absl::SimpleAtod(ToAbsl(text), &value) || !std::isfinite(value) || value < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrFormat("must be a number of sessions such as 8, got \"%s\"", text));
+  if (!absl::SimpleAtod(absl::StripAsciiWhitespace(number), &value) || !std::isfinite(value) ||
+      value < 0) {
+    return absl::InvalidArgumentError("not a number");
+  }
+  if (percent) value /= 100;
+  if (unit == LimitUnit::kShare && value > 1) {
+    return absl::InvalidArgumentError("a share of the time is at most 100%");
   }
   return value;
 }
 
 }  // namespace
 
-absl::StatusOr<Limit> ParseLimit(std::string_view text, bool duration) {
+std::string_view LimitExample(LimitUnit unit) {
+  switch (unit) {
+    case LimitUnit::kSeconds:
+      return "2x, 1.25x + 2ms or 50ms";
+    case LimitUnit::kSessions:
+      return "2x, 1.5x + 1 or 8";
+    case LimitUnit::kShare:
+      return "1.25x, 1.25x + 5% or 30%";
+  }
+  return "";
+}
+
+absl::StatusOr<Limit> ParseLimit(std::string_view text, LimitUnit unit) {
   const std::string trimmed(absl::StripAsciiWhitespace(ToAbsl(text)));
   if (trimmed == "off" || trimmed == "0") return Limit{};
-  const std::string example = duration ? "2x, 1.25x + 2ms or 50ms" : "2x, 1.5x + 1 or 8";
+  const std::string_view example = LimitExample(unit);
   Limit limit;
   std::string_view rest = trimmed;
   if (const size_t x = rest.find('x'); x != std::string_view::npos) {
@@ -117,7 +135,7 @@ absl::StatusOr<Limit> ParseLimit(std::string_view text, bool duration) {
     }
     rest = ToStd(absl::StripAsciiWhitespace(ToAbsl(rest.substr(1))));
   }
-  absl::StatusOr<double> offset = LimitValue(rest, duration);
+  absl::StatusOr<double> offset = LimitValue(rest, unit);
   if (!offset.ok()) {
     return absl::InvalidArgumentError(absl::StrFormat("must be a limit such as %s, got \"%s\"",
                                                       example, text));

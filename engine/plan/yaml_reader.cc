@@ -194,13 +194,12 @@ absl::StatusOr<bool> Reader::Bool(const Entry& entry) const {
   return Error(entry, absl::StrCat("must be true or false, got ", Describe(entry.value)));
 }
 
-absl::StatusOr<Limit> Reader::LimitValue(const Entry& entry, bool duration) const {
+absl::StatusOr<Limit> Reader::LimitValue(const Entry& entry, LimitUnit unit) const {
   if (!entry.value.IsScalar()) {
-    return Error(entry, absl::StrCat("must be a limit such as ",
-                                     duration ? "1.25x + 2ms or 50ms" : "2x or 8", ", got ",
-                                     Describe(entry.value)));
+    return Error(entry, absl::StrCat("must be a limit such as ", ToAbsl(LimitExample(unit)),
+                                     ", got ", Describe(entry.value)));
   }
-  absl::StatusOr<Limit> value = ParseLimit(entry.value.Scalar(), duration);
+  absl::StatusOr<Limit> value = ParseLimit(entry.value.Scalar(), unit);
   if (!value.ok()) return Error(entry, ToStd(value.status().message()));
   return *value;
 }

@@ -19,6 +19,7 @@
 #include "absl/time/time.h"
 #include "pgbackfill/plan/env.h"
 #include "pgbackfill/plan/plan.h"
+#include "pgbackfill/plan/units.h"
 
 namespace pgbackfill::plan::internal {
 
@@ -93,8 +94,8 @@ class Reader {
   absl::StatusOr<int64_t> ByteSize(const Entry& entry) const;
   // A non-negative number, such as rows per second.
   absl::StatusOr<double> Rate(const Entry& entry) const;
-  // A throttle limit (units.h ParseLimit); `duration`: the signal is a latency.
-  absl::StatusOr<Limit> LimitValue(const Entry& entry, bool duration) const;
+  // A throttle limit (units.h ParseLimit) in the signal's unit.
+  absl::StatusOr<Limit> LimitValue(const Entry& entry, LimitUnit unit) const;
   // A connection string, with ${ENV} expanded.
   absl::StatusOr<std::string> Dsn(const Entry& entry) const;
   // A list of non-empty strings, or one string standing for a list of one; each with its line.

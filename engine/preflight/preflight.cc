@@ -363,7 +363,11 @@ absl::Status Preflighter::CheckApplicationSignals() {
                 " pg_catalog.pg_has_role(r.oid, 'pg_read_all_stats', 'USAGE'),"
                 " pg_catalog.pg_has_role(r.oid, 'pg_monitor', 'USAGE'),"
                 " EXISTS (SELECT FROM pg_catalog.pg_extension"
-                "          WHERE extname = 'pg_stat_statements')"
+                "          WHERE extname = 'pg_stat_statements'),"
+                " pg_catalog.has_function_privilege("
+                "   'pg_catalog.pg_read_file(text, bigint, bigint, boolean)', 'EXECUTE')"
+                "   AND (r.rolsuper"
+                "        OR pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE'))"
                 "  FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"));
   // The statement limits both read pg_stat_statements; a note names the first one set.
   const std::string statements_key = throttle.max_statement_latency.enabled()
@@ -399,11 +403,39 @@ absl::Status Preflighter::CheckApplicationSignals() {
                          "(pg_ls_archive_statusdir): GRANT pg_monitor TO the role, or leave "
                          "the key out"));
   }
+  if (throttle.max_cpu_pressure.enabled())
+    RETURN_IF_ERROR(CheckCpuPressure(roles.Get(0, 4) == "t"));
   if (!throttle.command.empty()) {
     Note(absl::StrCat(At(plan_, "throttle.command"),
                       "runs with /bin/sh -c on the runner's host every throttle interval; a "
                       "non-zero exit or `true` holds, a printed number is the application's "
                       "latency over its budget (over 1 slows the job, over 1.5 holds it)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Preflighter::CheckCpuPressure(bool readable) {
+  const std::string key = "throttle.max_cpu_pressure";
+  if (!readable) {
+    Note(absl::StrCat(At(plan_, key),
+                      "the role may not read the server's /proc/pressure/cpu, so CPU pressure is "
+                      "not checked; the run uses the other signals. To use it: GRANT "
+                      "pg_read_server_files TO the role and GRANT EXECUTE ON FUNCTION "
+                      "pg_read_file(text, bigint, bigint, boolean) TO the role (a superuser "
+                      "needs neither)"));
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(pg::Result file,
+                   target_conn_.Exec("SELECT pg_catalog.pg_read_file('/proc/pressure/cpu', 0, "
+                                     "4096, true) IS NOT NULL"));
+  if (file.Get(0, 0) == "t") {
+    Note(absl::StrCat(key,
+                      " reads how long runnable tasks wait for a CPU on the database server "
+                      "(/proc/pressure/cpu)"));
+  } else {
+    Note(absl::StrCat(At(plan_, key),
+                      "the database server has no /proc/pressure/cpu (Linux 4.20 or later with "
+                      "PSI on), so CPU pressure is not checked; the run uses the other signals"));
   }
   return absl::OkStatus();
 }

@@ -131,8 +131,10 @@ class Preflighter {
 
   absl::Status Estimate();
   // What the application-health signals (throttle.max_statement_latency, ...) can read here:
-  // pg_stat_statements, the roles that show other sessions and the archiver.
+  // pg_stat_statements, the roles that show other sessions, the archiver and CPU pressure.
   absl::Status CheckApplicationSignals();
+  // Whether the server's CPU pressure can be read: `readable` = the role may read the file.
+  absl::Status CheckCpuPressure(bool readable);
 
   void BuildBatchSql();
   // EXPLAINs the write of a first and a later batch into report_.batch_scans, and warns when

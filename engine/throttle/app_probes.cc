@@ -70,6 +70,10 @@ absl::StatusOr<ArchiverState> ArchiverOf(const pg::Result& result) {
   return OneRowOf(result, ParseArchiverRow);
 }
 
+absl::StatusOr<CpuStallCount> CpuStallOf(const pg::Result& result) {
+  return OneRowOf(result, ParseCpuPressureRow);
+}
+
 asio::awaitable<absl::StatusOr<std::vector<StatementRow>>> ReadStatements(
     pg::AsyncConnection& conn, absl::StatusOr<const pg::Result*> where, std::string timeout) {
   if (!where.ok()) co_return StatementLatencyError(where.status());

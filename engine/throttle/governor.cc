@@ -56,7 +56,7 @@ constexpr int kReachedAfter = 3;
 constexpr double kHeadroom = 3;
 // No pace above this (rows/s): growth stops long before, this only keeps the arithmetic finite.
 constexpr double kMaxPace = 1e9;
-// Intervals kept for ReachedRate: far more than any window it reads.
+// Unheld intervals kept: far more than any window read from them.
 constexpr size_t kMaxRan = 1000;
 
 // "250ms" below a second (canary latencies), "7.2s" above (lags, gaps).
@@ -110,9 +110,10 @@ void CheckDuration(std::string_view what, absl::Duration value, absl::Duration l
 }
 
 // A rule 10 value as users read it: latencies in ms (to the microsecond below 1ms, where the
-// statements of an OLTP application are), sessions as a number.
+// statements of an OLTP application are), sessions as a number, CPU pressure in percent.
 std::string SignalText(std::string_view name, double value) {
   if (name == "active_sessions") return absl::StrFormat("%.1f", value);
+  if (name == "cpu_pressure") return absl::StrFormat("%.1f%%", value * 100);
   if (value < 0.001) return absl::StrFormat("%.3fms", value * 1000);
   return absl::StrFormat("%.1fms", value * 1000);
 }
@@ -157,6 +158,7 @@ GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers) {
   config.statement_tail = throttle.max_statement_tail;
   config.commit_latency = throttle.max_commit_latency;
   config.active_sessions = throttle.max_active_sessions;
+  config.cpu_pressure = throttle.max_cpu_pressure;
   config.baseline_intervals = static_cast<int>(
       std::ceil(absl::FDivDuration(throttle.baseline, std::max(throttle.interval, kMinInterval))));
   config.max_slot_wal = throttle.max_slot_wal;
@@ -182,6 +184,7 @@ Governor::Governor(GovernorConfig config, const Clock& clock)
   statement_tail_.limit = config_.statement_tail;
   commit_latency_.limit = config_.commit_latency;
   active_sessions_.limit = config_.active_sessions;
+  cpu_pressure_.limit = config_.cpu_pressure;
 }
 
 void Governor::SetConfig(GovernorConfig config) {
@@ -191,6 +194,7 @@ void Governor::SetConfig(GovernorConfig config) {
   statement_tail_.limit = config_.statement_tail;
   commit_latency_.limit = config_.commit_latency;
   active_sessions_.limit = config_.active_sessions;
+  cpu_pressure_.limit = config_.cpu_pressure;
 }
 
 namespace {
@@ -225,6 +229,14 @@ absl::StatusOr<std::optional<double>> SessionReading(const Samples& samples) {
   return std::optional<double>(samples.session_load->active);
 }
 
+// Unavailable on this server (FailedPrecondition) says nothing, as pg_stat_statements missing.
+absl::StatusOr<std::optional<double>> CpuPressureReading(const Samples& samples) {
+  if (samples.cpu_pressure.status().code() == absl::StatusCode::kFailedPrecondition) {
+    return std::optional<double>();
+  }
+  return samples.cpu_pressure;
+}
+
 }  // namespace
 
 bool Governor::NobodyThere(const Samples& samples) const {
@@ -243,7 +255,8 @@ bool Governor::ReadsStatements() const {
 
 bool Governor::Measuring() const {
   const bool relative = statement_latency_.limit.relative() || statement_tail_.limit.relative() ||
-                        commit_latency_.limit.relative() || active_sessions_.limit.relative();
+                        commit_latency_.limit.relative() || active_sessions_.limit.relative() ||
+                        cpu_pressure_.limit.relative();
   return relative && !baseline_put_off_ && baseline_samples_ < config_.baseline_intervals;
 }
 
@@ -270,6 +283,7 @@ void Governor::Learn(const Samples& samples) {
   learn(statement_tail_, TailReading(samples));
   learn(commit_latency_, CommitReading(samples));
   learn(active_sessions_, SessionReading(samples));
+  learn(cpu_pressure_, CpuPressureReading(samples));
   if (measuring) {
     ++baseline_samples_;
     // Rule 11: whether an application was there to protect while the baseline was measured.
@@ -286,7 +300,9 @@ void Governor::JudgeAppSignal(AppSignal& signal,
                               const absl::StatusOr<std::optional<double>>& reading, bool nobody,
                               Verdict& verdict) {
   if (!signal.limit.enabled()) return;
-  const std::string what = absl::StrReplaceAll(signal.name, {{"_", " "}});
+  // CPU pressure is the server's, felt by the application; the others are the application's.
+  const bool server = signal.name == "cpu_pressure";
+  const std::string what = server ? "CPU pressure" : absl::StrReplaceAll(signal.name, {{"_", " "}});
   if (!reading.ok()) {
     verdict.vetoes.push_back(ProbeFailed(what, reading.status()));
     return;
@@ -306,8 +322,9 @@ void Governor::JudgeAppSignal(AppSignal& signal,
   const double ratio = value / limit;
   verdict.budget_ratio = std::max(verdict.budget_ratio, ratio);
   if (ratio <= 1) return;
-  std::string text = absl::StrCat("application ", what, " ", SignalText(signal.name, value),
-                                  " > ", SignalText(signal.name, limit));
+  std::string text =
+      absl::StrCat(server ? "server " : "application ", what, " ", SignalText(signal.name, value),
+                   " > ", SignalText(signal.name, limit));
   if (signal.limit.relative()) {
     absl::StrAppend(&text, " (", LimitText(signal.limit, signal.name), " of baseline ",
                     SignalText(signal.name, *level), ")");
@@ -329,6 +346,7 @@ void Governor::JudgeApplication(const Samples& samples, Verdict& verdict) {
   }
   JudgeAppSignal(commit_latency_, CommitReading(samples), nobody, verdict);
   JudgeAppSignal(active_sessions_, SessionReading(samples), nobody, verdict);
+  JudgeAppSignal(cpu_pressure_, CpuPressureReading(samples), nobody, verdict);
 }
 
 void Governor::JudgeWal(const Samples& samples, Verdict& verdict) {
@@ -425,7 +443,7 @@ void Governor::ReportRows(int64_t rows) {
 
 bool Governor::KeepsBudget() const {
   return ReadsStatements() || commit_latency_.limit.enabled() || active_sessions_.limit.enabled() ||
-         (config_.check_command && command_prints_ratio_);
+         cpu_pressure_.limit.enabled() || (config_.check_command && command_prints_ratio_);
 }
 
 double Governor::PaceFloor() const {
@@ -435,12 +453,27 @@ double Governor::PaceFloor() const {
 
 void Governor::SetPace(double pace) {
   pace_ = std::min(pace, kMaxPace);
-  ran_.clear();  // what the job reaches is judged anew
+  ran_at_pace_ = 0;  // what the job reaches is judged anew
 }
 
 void Governor::SetWorkers(int workers) {
-  if (workers != active_workers_) ran_.clear();
+  if (workers != active_workers_) ran_at_pace_ = 0;
   active_workers_ = workers;
+}
+
+Governor::Run Governor::RecentRun(size_t intervals, absl::Duration enough) const {
+  Run run;
+  for (auto ran = ran_.rbegin(); ran != ran_.rend() && intervals > 0 && run.length < enough;
+       ++ran, --intervals) {
+    run.length += ran->length;
+    run.rows += ran->rows;
+  }
+  return run;
+}
+
+double Governor::Run::rate() const {
+  return length > absl::ZeroDuration() ? static_cast<double>(rows) / absl::ToDoubleSeconds(length)
+                                       : 0;
 }
 
 std::optional<double> Governor::ReachedRate() const {
@@ -451,23 +484,18 @@ std::optional<double> Governor::ReachedRate() const {
       std::max(config_.interval * kReachedAfter,
                absl::Seconds(kReachedAfter * static_cast<double>(largest_report_) / pace_)) *
       kTimerTolerance;
-  absl::Duration length;
-  int64_t rows = 0;
-  for (auto ran = ran_.rbegin(); ran != ran_.rend() && length < window; ++ran) {
-    length += ran->length;
-    rows += ran->rows;
-  }
-  if (length < window) return std::nullopt;
-  return static_cast<double>(rows) / absl::ToDoubleSeconds(length);
+  const Run run = RecentRun(ran_at_pace_, window);
+  if (run.length < window) return std::nullopt;
+  return run.rate();
 }
 
 void Governor::CutPace(double ratio, absl::Time taken) {
   const bool budget_cut = ratio > 1 && KeepsBudget();
   // From what the job really did: a pace it was not reaching would slow nothing. A budget cut
   // judges the rate of the intervals its readings were taken in.
-  const double measured = budget_cut && !judged_.empty() ? JudgedRate()
-                          : running_rate_ > 0            ? running_rate_
-                                                         : peak_rate_;
+  const double measured = budget_cut && !ran_.empty() ? JudgedRate()
+                          : running_rate_ > 0         ? running_rate_
+                                                      : peak_rate_;
   double from = pace_ > 0 ? std::min(pace_, measured) : measured;
   if (pace_ > 0 && from <= 0) from = pace_;  // a paced job may commit nothing in one interval
   // A worse reading before the last budget cut can show still judges the rates before it: this
@@ -530,14 +558,7 @@ void Governor::GrowWithinBudget(double ratio, absl::Time taken) {
 }
 
 double Governor::JudgedRate() const {
-  absl::Duration length;
-  int64_t rows = 0;
-  for (const Ran& ran : judged_) {
-    length += ran.length;
-    rows += ran.rows;
-  }
-  return length > absl::ZeroDuration() ? static_cast<double>(rows) / absl::ToDoubleSeconds(length)
-                                       : 0;
+  return RecentRun(kJudgedReadings, absl::InfiniteDuration()).rate();
 }
 
 bool Governor::CutHasShown(double ratio, absl::Time taken) const {
@@ -708,10 +729,9 @@ Decision Governor::Update(const Samples& samples) {
     running_rate_ = static_cast<double>(pending_rows_) /
                     absl::ToDoubleSeconds(taken - *last_taken_);
     peak_rate_ = std::max(peak_rate_, running_rate_);
-    ran_.push_back(Ran{.length = taken - *last_taken_, .rows = pending_rows_});
+    ran_.push_back(Run{.length = taken - *last_taken_, .rows = pending_rows_});
     if (ran_.size() > kMaxRan) ran_.pop_front();
-    judged_.push_back(ran_.back());
-    if (judged_.size() > kJudgedReadings) judged_.pop_front();
+    ran_at_pace_ = std::min(ran_at_pace_ + 1, ran_.size());
   }
   pending_rows_ = 0;
   last_taken_ = taken;

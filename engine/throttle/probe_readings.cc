@@ -6,9 +6,12 @@
 #include <type_traits>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "pgbackfill/pg/lsn.h"
 #include "pgbackfill/throttle/probe_sql.h"
 #include "pgbackfill/util/status.h"
@@ -315,6 +318,51 @@ absl::StatusOr<SlotWal> ParseSlotRow(const std::vector<std::optional<std::string
                      NumberAt<int64_t>(row, kSlotRetainedBytes, "retained WAL bytes"));
   }
   return slot;
+}
+
+absl::StatusOr<CpuStallCount> ParseCpuPressureRow(
+    const std::vector<std::optional<std::string>>& row) {
+  if (row.size() <= kCpuPressureRole) {
+    return absl::InternalError("unexpected result of the CPU pressure probe");
+  }
+  if (row[kCpuPressureAllowed] != "t") {
+    const std::string role = row[kCpuPressureRole].value_or("the role");
+    return absl::FailedPreconditionError(absl::StrCat(
+        "role ", role,
+        " may not read the server's /proc/pressure/cpu: GRANT pg_read_server_files TO ", role,
+        "; GRANT EXECUTE ON FUNCTION pg_read_file(text, bigint, bigint, boolean) TO ", role));
+  }
+  if (!row[kCpuPressureText].has_value()) {
+    return absl::FailedPreconditionError(
+        "the database server has no /proc/pressure/cpu (Linux 4.20 or later with PSI on)");
+  }
+  CpuStallCount count;
+  if (!row[kCpuPressureAt].has_value() ||
+      !absl::SimpleAtod(*row[kCpuPressureAt], &count.at_seconds)) {
+    return absl::InternalError("the CPU pressure probe returned no time");
+  }
+  // "some avg10=1.23 avg60=0.50 avg300=0.10 total=123456"
+  for (absl::string_view line : absl::StrSplit(*row[kCpuPressureText], '\n')) {
+    if (!absl::ConsumePrefix(&line, "some ")) continue;
+    const size_t total = line.find("total=");
+    if (total != absl::string_view::npos &&
+        absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(total + 6)), &count.total_micros)) {
+      return count;
+    }
+  }
+  return absl::InternalError(
+      absl::StrCat("unreadable /proc/pressure/cpu on the database server: \"",
+                   row[kCpuPressureText]->substr(0, 120), "\""));
+}
+
+std::optional<double> CpuPressureBetween(const std::optional<CpuStallCount>& previous,
+                                         const CpuStallCount& now) {
+  if (!previous.has_value() || now.at_seconds <= previous->at_seconds ||
+      now.total_micros < previous->total_micros) {
+    return std::nullopt;
+  }
+  const double stalled = static_cast<double>(now.total_micros - previous->total_micros) / 1e6;
+  return std::clamp(stalled / (now.at_seconds - previous->at_seconds), 0.0, 1.0);
 }
 
 absl::StatusOr<ArchiverState> ParseArchiverRow(const std::vector<std::optional<std::string>>& row) {

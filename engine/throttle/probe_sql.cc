@@ -161,6 +161,17 @@ std::string ArchiverSql() {
          "FROM pg_catalog.pg_stat_archiver a";
 }
 
+std::string CpuPressureSql() {
+  return "SELECT CASE WHEN p.allowed THEN "
+         "pg_catalog.pg_read_file('/proc/pressure/cpu', 0, 4096, true) END, "
+         "p.allowed, pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()), CURRENT_USER "
+         "FROM (SELECT pg_catalog.has_function_privilege("
+         "'pg_catalog.pg_read_file(text, bigint, bigint, boolean)', 'EXECUTE') "
+         "AND (r.rolsuper OR pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE')) "
+         "AS allowed FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) "
+         "CURRENT_USER) p";
+}
+
 std::string IntArrayParam(const std::vector<int>& values) {
   return absl::StrCat("{", absl::StrJoin(values, ","), "}");
 }

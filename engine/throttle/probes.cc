@@ -60,6 +60,7 @@ struct Prober::PrimaryReadings {
   absl::StatusOr<SessionLook> look = NotMeasured();
   absl::StatusOr<std::vector<SlotWal>> slots = NotMeasured();
   absl::StatusOr<ArchiverState> archiver = NotMeasured();
+  absl::StatusOr<CpuStallCount> cpu_stalls = NotMeasured();
   absl::StatusOr<std::vector<StatementRow>> statements = NotMeasured();
   absl::StatusOr<absl::Duration> commit = NotMeasured();
 };
@@ -106,6 +107,7 @@ struct PrimaryPipeline {
   std::optional<size_t> look;
   std::optional<size_t> slots;
   std::optional<size_t> archiver;
+  std::optional<size_t> cpu_stalls;
   std::optional<size_t> extension;  // where pg_stat_statements is, for the statement reading
   // After the canary, each on its own round trip.
   std::string timeout;
@@ -142,6 +144,7 @@ PrimaryPipeline BuildPrimaryPipeline(const std::string& timeout, const std::vect
   }
   if (config.slots) p.slots = Add(p, SlotsSql());
   if (config.archiver) p.archiver = Add(p, ArchiverSql());
+  if (config.cpu_pressure) p.cpu_stalls = Add(p, CpuPressureSql());
   if (config.statement_latency) p.extension = Add(p, StatementsExtensionSql());
   Add(p, "COMMIT");
   // After COMMIT: under the session's own search_path, and its failure (operator SQL) cannot
@@ -244,6 +247,7 @@ void SetAll(PrimaryReadings& out, const absl::Status& status) {
   out.look = status;
   out.slots = status;
   out.archiver = status;
+  out.cpu_stalls = status;
   out.statements = StatementLatencyError(status);
   out.commit = status;
 }
@@ -262,6 +266,10 @@ void ReadAppCatalog(const pg::PipelineResult& result, const PrimaryPipeline& pip
   if (pipeline.archiver.has_value()) {
     auto archiver = ResultAt(result, *pipeline.archiver);
     out.archiver = archiver.ok() ? ArchiverOf(**archiver) : archiver.status();
+  }
+  if (pipeline.cpu_stalls.has_value()) {
+    auto stalls = ResultAt(result, *pipeline.cpu_stalls);
+    out.cpu_stalls = stalls.ok() ? CpuStallOf(**stalls) : stalls.status();
   }
 }
 
@@ -496,6 +504,7 @@ ProbeConfig ProbeConfigFromPlan(const plan::Plan& plan, const plan::QualifiedNam
   config.job = plan.name;
   config.slots = throttle.max_slot_wal > 0;
   config.archiver = throttle.max_archive_pending > 0;
+  config.cpu_pressure = throttle.max_cpu_pressure.enabled();
   config.command = throttle.command;
   return config;
 }
@@ -604,6 +613,15 @@ void Prober::TakeAppReadings(const PrimaryReadings& primary, std::vector<Session
   }
   if (config_.slots) samples.slots = primary.slots;
   if (config_.archiver) samples.archiver = primary.archiver;
+  if (config_.cpu_pressure) {
+    if (primary.cpu_stalls.ok()) {
+      samples.cpu_pressure = CpuPressureBetween(cpu_stalls_, *primary.cpu_stalls);
+      cpu_stalls_ = *primary.cpu_stalls;
+    } else {
+      // The count stays: the next good one's share covers the gap.
+      samples.cpu_pressure = primary.cpu_stalls.status();
+    }
+  }
   if (config_.commit_latency) samples.commit_latency = primary.commit;
   if (config_.statement_latency) {
     if (primary.statements.ok()) {
@@ -680,6 +698,7 @@ asio::awaitable<Samples> Prober::Sample(absl::Time taken, std::vector<int> our_p
     if (config_.session_load) samples.session_load = AverageLooks(looks, unanswered);
     if (config_.slots) samples.slots = unanswered;
     if (config_.archiver) samples.archiver = unanswered;
+    if (config_.cpu_pressure) samples.cpu_pressure = unanswered;
     if (config_.statement_latency) samples.statement_latency = StatementLatencyError(unanswered);
     if (config_.commit_latency) samples.commit_latency = unanswered;
   } else {

@@ -1,6 +1,7 @@
 // The throttle's signals of what the application feels, end to end through the binary against
 // the real primary: an outside command, a replication slot retaining WAL, a failing archiver,
-// active application sessions, and the application's statement latency under pgbench, each
+// active application sessions, the application's statement latency and the server's CPU pressure
+// under pgbench, each
 // holding or slowing the job and letting it finish once the cause is gone, with every row written
 // once. The job's own statements never count as the application's.
 #include <gmock/gmock.h>
@@ -256,6 +257,70 @@ TEST_F(AppSignalsTest, TheStatementTailSlowsTheJobWhereTheMeanStaysInItsLimit) {
   EXPECT_OK(slowed) << job->StdoutSoFar();
   EXPECT_THAT(job->StdoutSoFar(), ::testing::Not(HasSubstr("application statement latency")));
   ExpectFinished(*job);
+}
+
+TEST_F(AppSignalsTest, CpuPressureUnderSaturatingPgbenchSlowsTheJobThenItFinishes) {
+  // The test cluster runs on this machine: its /proc is the server's.
+  if (!std::filesystem::exists("/proc/pressure/cpu")) {
+    GTEST_SKIP() << "this kernel has no /proc/pressure/cpu (PSI)";
+  }
+  App app(db_.dsn());
+  const std::string plan = testing::WriteTestFile(
+      Plan("cpu-slows", "max_cpu_pressure: 1.25x + 5%, baseline: 1s, max_rows_per_second: 2000"));
+  const testing::CommandResult check = testing::RunPgbackfill({"check", plan, "--dsn", db_.dsn()});
+  EXPECT_THAT(check.out + check.err, HasSubstr("reads how long runnable tasks wait for a CPU"));
+  absl::StatusOr<Process> job = SpawnPgbackfill(RunArgs(plan));
+  ASSERT_OK(job);
+  ASSERT_OK(job->WaitForOutput("\"event\":\"range_done\"")) << job->StdoutSoFar();
+  // Eight sessions of CPU-bound statements on two cores: most of the time a backend waits for a
+  // CPU, whatever the share before.
+  absl::StatusOr<Process> load = Process::Spawn(
+      {testing::PgBinary("pgbench"), "-n", "-c", "8", "-j", "2", "-T", "15", "-f", "-", db_.dsn()},
+      {}, std::string("SELECT sum(n + g) FROM items, generate_series(1, 5) AS g;\n"));
+  ASSERT_OK(load);
+  const absl::Status slowed = job->WaitForOutput("server CPU pressure");
+  (void)load->Wait();
+  EXPECT_OK(slowed) << job->StdoutSoFar();
+  const testing::CommandResult run = ExpectFinished(*job);
+  bool read = false;
+  for (const events::Progress& progress :
+       testing::EventsOf<events::Progress>(testing::ReadEvents(run.out))) {
+    for (const events::ThrottleSignal& signal : progress.signals) {
+      if (signal.name != "cpu_pressure") continue;
+      read = true;
+      EXPECT_GE(signal.value, 0);
+      EXPECT_LE(signal.value, 1) << "a share of the time";
+    }
+  }
+  EXPECT_TRUE(read) << run.out;
+}
+
+TEST_F(AppSignalsTest, ARoleThatMayNotReadCpuPressureIsToldWhatToGrantAndTheRunGoesOn) {
+  App app(db_.dsn());
+  const std::string role = db_.name() + "_nopsi";
+  ASSERT_OK(db_.ExecScript("CREATE ROLE \"" + role +
+                           "\" LOGIN;"
+                           "GRANT SELECT, UPDATE ON items TO \"" +
+                           role +
+                           "\";"
+                           "GRANT CREATE ON DATABASE \"" +
+                           db_.name() + "\" TO \"" + role + "\";"));
+  const std::string plan = testing::WriteTestFile(Plan(
+      "cpu-denied", "max_cpu_pressure: 1.25x + 5%, max_commit_latency: 5x + 50ms, baseline: 1s"));
+  const std::string dsn = db_.dsn() + " user=" + role;
+  const testing::CommandResult check = testing::RunPgbackfill({"check", plan, "--dsn", dsn});
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_THAT(check.out + check.err, HasSubstr("may not read the server's /proc/pressure/cpu"));
+  const testing::CommandResult run = testing::RunPgbackfill(testing::RunArgs(plan, dsn));
+  EXPECT_EQ(run.exit_code, 0) << run.out << run.err;
+  ExpectEveryRowOnce("items", kRows);
+  for (const events::Progress& progress :
+       testing::EventsOf<events::Progress>(testing::ReadEvents(run.out))) {
+    for (const events::ThrottleSignal& signal : progress.signals) {
+      EXPECT_NE(signal.name, "cpu_pressure");
+    }
+  }
+  EXPECT_OK(db_.ExecScript("DROP OWNED BY \"" + role + "\"; DROP ROLE \"" + role + "\";"));
 }
 
 TEST_F(AppSignalsTest, APlanWithoutThrottleKeysSlowsUnderSaturatingLoadAndSpeedsUpAfter) {

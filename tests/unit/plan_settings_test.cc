@@ -39,15 +39,16 @@ Plan Applied(std::string_view key, std::string_view value) {
 }
 
 TEST(SettableKeysTest, AreTheTuningKeys) {
-  EXPECT_THAT(SettableKeys(), ::testing::ElementsAre(
-                                  "workers", "vacuum_every", "batch.target",
-                                  "throttle.max_replica_lag", "throttle.max_replica_lag_bytes",
-                                  "throttle.max_lock_waiters", "throttle.max_wal_bytes_per_second",
-                                  "throttle.max_canary_latency", "throttle.max_rows_per_second",
-                                  "throttle.lock_timeout", "throttle.statement_timeout",
-                                  "throttle.max_statement_latency", "throttle.max_statement_tail",
-                                  "throttle.max_commit_latency", "throttle.max_active_sessions",
-                                  "throttle.max_slot_wal", "throttle.max_archive_pending"));
+  EXPECT_THAT(
+      SettableKeys(),
+      ::testing::ElementsAre("workers", "vacuum_every", "batch.target", "throttle.max_replica_lag",
+                             "throttle.max_replica_lag_bytes", "throttle.max_lock_waiters",
+                             "throttle.max_wal_bytes_per_second", "throttle.max_canary_latency",
+                             "throttle.max_rows_per_second", "throttle.lock_timeout",
+                             "throttle.statement_timeout", "throttle.max_statement_latency",
+                             "throttle.max_statement_tail", "throttle.max_commit_latency",
+                             "throttle.max_active_sessions", "throttle.max_cpu_pressure",
+                             "throttle.max_slot_wal", "throttle.max_archive_pending"));
 }
 
 TEST(ApplySettingTest, Workers) {

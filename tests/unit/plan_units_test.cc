@@ -11,24 +11,38 @@ using ::testing::HasSubstr;
 using ::testing::Optional;
 
 TEST(ParseLimitTest, RelativeAbsoluteAndOff) {
-  absl::StatusOr<Limit> limit = ParseLimit("1.25x + 2ms", /*duration=*/true);
+  absl::StatusOr<Limit> limit = ParseLimit("1.25x + 2ms", LimitUnit::kSeconds);
   ASSERT_TRUE(limit.ok()) << limit.status();
   EXPECT_EQ(*limit, (Limit{.factor = 1.25, .offset = 0.002}));
   EXPECT_DOUBLE_EQ(limit->Of(0.004), 0.007);
-  EXPECT_EQ(*ParseLimit("2x", true), (Limit{.factor = 2, .offset = 0}));
-  EXPECT_EQ(*ParseLimit(" 50ms ", true), (Limit{.factor = 0, .offset = 0.05}));
-  EXPECT_EQ(*ParseLimit("1.5x+1", false), (Limit{.factor = 1.5, .offset = 1}));
-  EXPECT_EQ(*ParseLimit("8", false), (Limit{.factor = 0, .offset = 8}));
-  EXPECT_FALSE(ParseLimit("off", true)->enabled());
-  EXPECT_FALSE(ParseLimit("0", false)->enabled());
+  EXPECT_EQ(*ParseLimit("2x", LimitUnit::kSeconds), (Limit{.factor = 2, .offset = 0}));
+  EXPECT_EQ(*ParseLimit(" 50ms ", LimitUnit::kSeconds), (Limit{.factor = 0, .offset = 0.05}));
+  EXPECT_EQ(*ParseLimit("1.5x+1", LimitUnit::kSessions), (Limit{.factor = 1.5, .offset = 1}));
+  EXPECT_EQ(*ParseLimit("8", LimitUnit::kSessions), (Limit{.factor = 0, .offset = 8}));
+  EXPECT_FALSE(ParseLimit("off", LimitUnit::kSeconds)->enabled());
+  EXPECT_FALSE(ParseLimit("0", LimitUnit::kSessions)->enabled());
 }
 
 TEST(ParseLimitTest, RefusesWhatIsNotALimit) {
-  EXPECT_THAT(ParseLimit("x", true).status().message(), HasSubstr("such as 2x, 1.25x + 2ms"));
-  EXPECT_THAT(ParseLimit("-1x", true).status().message(), HasSubstr("factor of the baseline"));
-  EXPECT_THAT(ParseLimit("2x - 1ms", true).status().message(), HasSubstr("only + may follow"));
-  EXPECT_THAT(ParseLimit("2x + 5", true).status().message(), HasSubstr("such as 2x"));
-  EXPECT_THAT(ParseLimit("8ms", false).status().message(), HasSubstr("2x, 1.5x + 1 or 8"));
+  EXPECT_THAT(ParseLimit("x", LimitUnit::kSeconds).status().message(),
+              HasSubstr("such as 2x, 1.25x + 2ms"));
+  EXPECT_THAT(ParseLimit("-1x", LimitUnit::kSeconds).status().message(),
+              HasSubstr("factor of the baseline"));
+  EXPECT_THAT(ParseLimit("2x - 1ms", LimitUnit::kSeconds).status().message(),
+              HasSubstr("only + may follow"));
+  EXPECT_THAT(ParseLimit("2x + 5", LimitUnit::kSeconds).status().message(),
+              HasSubstr("such as 2x"));
+  EXPECT_THAT(ParseLimit("8ms", LimitUnit::kSessions).status().message(),
+              HasSubstr("2x, 1.5x + 1 or 8"));
+}
+
+TEST(ParseLimitTest, ASharesOffsetIsAPercentOrAFractionOfAtMostTheWholeTime) {
+  EXPECT_EQ(*ParseLimit("1.25x + 5%", LimitUnit::kShare), (Limit{.factor = 1.25, .offset = 0.05}));
+  EXPECT_EQ(*ParseLimit("30%", LimitUnit::kShare), (Limit{.factor = 0, .offset = 0.3}));
+  EXPECT_EQ(*ParseLimit("0.3", LimitUnit::kShare), (Limit{.factor = 0, .offset = 0.3}));
+  EXPECT_THAT(ParseLimit("150%", LimitUnit::kShare).status().message(),
+              HasSubstr("such as 1.25x, 1.25x + 5% or 30%"));
+  EXPECT_FALSE(ParseLimit("5%", LimitUnit::kSessions).ok()) << "a percent of sessions is no limit";
 }
 
 TEST(ParseDurationValueTest, AcceptsUnitsAndBareZero) {

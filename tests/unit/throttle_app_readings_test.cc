@@ -227,9 +227,41 @@ TEST(ParseArchiverRowTest, NoPrivilegeNamesTheRoleToGrant) {
   EXPECT_THAT(std::string(state.status().message()), HasSubstr("GRANT pg_monitor TO app"));
 }
 
+TEST(CpuPressureTest, TheShareIsTheStallTimeOverTheServersClockBetweenTwoCounts) {
+  const std::string psi =
+      "some avg10=12.50 avg60=10.00 avg300=8.00 total=5000000\n"
+      "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+  absl::StatusOr<CpuStallCount> first = ParseCpuPressureRow(Row{psi, "t", "100.0", "app"});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->total_micros, 5'000'000);
+  EXPECT_EQ(CpuPressureBetween(std::nullopt, *first), std::nullopt) << "one count is no interval";
+  // 0.3 s of stall in 1.5 s.
+  const CpuStallCount second{.total_micros = 5'300'000, .at_seconds = 101.5};
+  EXPECT_THAT(CpuPressureBetween(*first, second),
+              testing::Optional(testing::DoubleNear(0.2, 1e-9)));
+  // A restarted server's count starts again, and a clock that did not move tells nothing.
+  EXPECT_EQ(CpuPressureBetween(second, {.total_micros = 10, .at_seconds = 102}), std::nullopt);
+  EXPECT_EQ(CpuPressureBetween(second, {.total_micros = 5'400'000, .at_seconds = 101.5}),
+            std::nullopt);
+  // Never over the whole interval, whatever rounding the two clocks make.
+  EXPECT_EQ(CpuPressureBetween(second, {.total_micros = 7'000'000, .at_seconds = 102.5}), 1.0);
+}
+
+TEST(CpuPressureTest, NoPrivilegeOrNoFileIsNotAvailableAndAStrangeFileIsAnError) {
+  absl::StatusOr<CpuStallCount> denied = ParseCpuPressureRow(Row{std::nullopt, "f", "1", "app"});
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(denied.status().message()),
+              HasSubstr("GRANT pg_read_server_files TO app"));
+  absl::StatusOr<CpuStallCount> missing = ParseCpuPressureRow(Row{std::nullopt, "t", "1", "app"});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("PSI"));
+  absl::StatusOr<CpuStallCount> strange = ParseCpuPressureRow(Row{"full total=3", "t", "1", "app"});
+  EXPECT_EQ(strange.status().code(), absl::StatusCode::kInternal);
+}
+
 TEST(AppProbeSqlTest, EveryStatementIsQualifiedAndTheViewUsesTheExtensionsSchema) {
   for (const std::string& sql : {StatementsExtensionSql(), SessionLoadSql(), SlotsSql(),
-                                 ArchiverSql(), StatementLatencySql("ext")}) {
+                                 ArchiverSql(), CpuPressureSql(), StatementLatencySql("ext")}) {
     EXPECT_THAT(sql, HasSubstr("pg_catalog.")) << sql;
   }
   EXPECT_THAT(StatementLatencySql("my schema"), HasSubstr("\"my schema\".pg_stat_statements s"));

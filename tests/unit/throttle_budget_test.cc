@@ -58,8 +58,9 @@ struct Model {
 };
 
 // Which statistic of the statements the model's latency shows in: their mean, or only their tail
-// (a few calls that wait for the CPU or a row lock, in thousands of quick ones).
-enum class Shows { kMean, kTail };
+// (a few calls that wait for the CPU or a row lock, in thousands of quick ones); or none of
+// them, only the server's CPU pressure (a share of 100 times the latency in seconds: 2ms = 20%).
+enum class Shows { kMean, kTail, kCpuPressure };
 
 // Drives the governor with the model for `intervals` intervals; the rate each interval.
 class Loop {
@@ -88,6 +89,10 @@ class Loop {
       Samples samples = WithLatency(clock_.Now(), model.Latency(rate));
       if (shows_ == Shows::kTail) {
         samples.statement_latency->tail = samples.statement_latency->mean;
+        samples.statement_latency->mean = absl::Microseconds(20);
+      }
+      if (shows_ == Shows::kCpuPressure) {
+        samples.cpu_pressure = absl::ToDoubleSeconds(samples.statement_latency->mean) * 100;
         samples.statement_latency->mean = absl::Microseconds(20);
       }
       const Decision decision = governor_.Update(samples);
@@ -616,27 +621,70 @@ TEST(BudgetTest, ACommandPrintingTheBudgetRatioPacesAndFarAboveHolds) {
   EXPECT_THAT(decision.reason, HasSubstr("throttle command printed 2"));
 }
 
-TEST(BudgetTest, TheStatementTailKeepsTheBudgetWhereTheMeanDoesNotMove) {
-  // pgbench -S beside a backfill on one core: the mean of ~20 us reads stays put while the few
-  // calls that wait for the CPU grow the tail. The mean's limit alone would never slow the job.
-  const plan::Limit limit{.factor = 1.5, .offset = 0};
-  Model model;
-  const double oracle = model.Oracle(absl::Milliseconds(2) * 1.5);
-  GovernorConfig config = BudgetConfig({.factor = 1.25, .offset = 0});
-  config.statement_tail = limit;
-  Loop loop(config, Shows::kTail);
-  const std::vector<double> rates = loop.Run(model, 300);
-  const double settled = Mean(rates, 200);
+// With `config` (the statement mean's limit and one more signal, `signal`, whose baseline the
+// model puts at `baseline`), the job settles between 0.7 and 1.05 times `oracle`, holding only
+// for the baseline and the slow start; with `without` (the same but that signal) it does not.
+void ExpectSettlesOnlyWithTheSignal(const GovernorConfig& config, const GovernorConfig& without,
+                                    Shows shows, double oracle, const std::string& signal,
+                                    double baseline) {
+  const Model model;
+  Loop loop(config, shows);
+  const double settled = Mean(loop.Run(model, 300), 200);
   EXPECT_GE(settled, 0.7 * oracle) << "oracle " << oracle;
   EXPECT_LE(settled, 1.05 * oracle) << "oracle " << oracle;
   EXPECT_LE(loop.holds(), 5 + 3);
   ASSERT_EQ(loop.last().signals.size(), 2u);
-  EXPECT_EQ(loop.last().signals[1].name, "statement_tail");
-  EXPECT_NEAR(*loop.last().signals[1].baseline, 0.002, 1e-9);
+  EXPECT_EQ(loop.last().signals[1].name, signal);
+  EXPECT_NEAR(*loop.last().signals[1].baseline, baseline, 1e-9);
 
-  config.statement_tail = {};
-  Loop mean_only(config, Shows::kTail);
-  EXPECT_GT(Mean(mean_only.Run(model, 300), 200), 2 * oracle) << "the mean alone sees nothing";
+  Loop blind(without, shows);
+  EXPECT_GT(Mean(blind.Run(model, 300), 200), 2 * oracle) << "without " << signal;
+}
+
+TEST(BudgetTest, TheStatementTailKeepsTheBudgetWhereTheMeanDoesNotMove) {
+  // pgbench -S beside a backfill on one core: the mean of ~20 us reads stays put while the few
+  // calls that wait for the CPU grow the tail. The mean's limit alone would never slow the job.
+  const GovernorConfig mean_only = BudgetConfig({.factor = 1.25, .offset = 0});
+  GovernorConfig config = mean_only;
+  config.statement_tail = {.factor = 1.5, .offset = 0};
+  ExpectSettlesOnlyWithTheSignal(config, mean_only, Shows::kTail,
+                                 Model().Oracle(absl::Milliseconds(2) * 1.5), "statement_tail",
+                                 0.002);
+}
+
+TEST(BudgetTest, TheServersCpuPressureKeepsTheBudgetWhereTheStatementsShowNothing) {
+  // A batch's CPU burst queues the application's backends behind it: the share of the time a task
+  // waits for a CPU grows with the backfill's rate long before the statements show it. The model:
+  // 20% alone, +1.25 points per 1,000 rows/s; the limit 1.25x + 5% = 30% at 8,000 rows/s.
+  const GovernorConfig statements_only = BudgetConfig({.factor = 1.25, .offset = 0});
+  GovernorConfig config = statements_only;
+  config.cpu_pressure = {.factor = 1.25, .offset = 0.05};
+  ExpectSettlesOnlyWithTheSignal(config, statements_only, Shows::kCpuPressure,
+                                 Model().Oracle(absl::Seconds(config.cpu_pressure.Of(0.2) / 100)),
+                                 "cpu_pressure", 0.2);
+}
+
+TEST(BudgetTest, AServerWithoutPressureFiguresLeavesThemOutButAFailedReadHolds) {
+  FakeClock clock;
+  GovernorConfig config = BudgetConfig({});
+  config.cpu_pressure = {.factor = 0, .offset = 0.3};
+  Governor governor(config, clock);
+  Samples samples;
+  samples.cpu_pressure = absl::FailedPreconditionError("no /proc/pressure/cpu");
+  clock.Advance(kInterval);
+  samples.taken = clock.Now();
+  EXPECT_FALSE(governor.Update(samples).hold);
+  samples.cpu_pressure = 0.9;
+  clock.Advance(kInterval);
+  samples.taken = clock.Now();
+  const Decision over = governor.Update(samples);
+  EXPECT_TRUE(over.hold);
+  EXPECT_THAT(over.reason, HasSubstr("server CPU pressure 90.0% > 30.0%"));
+  samples.cpu_pressure = absl::UnavailableError("connection lost");
+  clock.Advance(kInterval);
+  samples.taken = clock.Now();
+  EXPECT_THAT(governor.Update(samples).reason,
+              HasSubstr("CPU pressure probe failed: connection lost"));
 }
 
 TEST(BudgetTest, OneSlowCommitDoesNotCutThePace) {

@@ -37,7 +37,8 @@ struct JobStarted {
 // One signal of what the application feels, as the throttle last read it (seconds for latencies,
 // a count for sessions).
 struct ThrottleSignal {
-  std::string name;  // statement_latency, commit_latency, active_sessions, command
+  std::string name;  // statement_latency, statement_tail, commit_latency, active_sessions,
+                     // cpu_pressure (a share, 0 to 1), command
   double value = 0;
   std::optional<double> baseline;  // null until measured
   double limit = 0;

@@ -18,10 +18,15 @@ absl::StatusOr<absl::Duration> ParseDurationValue(std::string_view text);
 // "1GB", "1TB" (multiples of 1024, as in postgresql.conf).
 absl::StatusOr<int64_t> ParseByteSize(std::string_view text);
 
-// A throttle limit (plan.h `Limit`): "2x", "1.25x + 2ms", "1.5x + 1", an absolute value, or "0" /
-// "off" (not checked). `duration` says the signal's unit: a duration ("50ms") or a plain number
-// of sessions ("8").
+// A throttle signal's unit, as its limits are written: a duration ("50ms", in seconds), a plain
+// number of sessions ("8"), or a share of the time ("10%" or 0.1).
+enum class LimitUnit { kSeconds, kSessions, kShare };
+
+// A throttle limit (plan.h `Limit`): "2x", "1.25x + 2ms", "1.5x + 1", "1.25x + 5%", an absolute
+// value, or "0" / "off" (not checked). A share is at most 100%.
 struct Limit;
-absl::StatusOr<Limit> ParseLimit(std::string_view text, bool duration);
+absl::StatusOr<Limit> ParseLimit(std::string_view text, LimitUnit unit);
+// Limits in `unit` as examples, for messages: "2x, 1.25x + 2ms or 50ms".
+std::string_view LimitExample(LimitUnit unit);
 
 }  // namespace pgbackfill::plan

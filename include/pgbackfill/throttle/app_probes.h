@@ -28,10 +28,12 @@ pg::Statement Tag(std::string sql, std::vector<pg::Param> params = {});
 std::vector<pg::Statement> ReadOnlyPipeline(const std::string& timeout, std::string sql,
                                             std::vector<pg::Param> params = {});
 
-// The readings from the results of SessionLoadSql(), SlotsSql() and ArchiverSql().
+// The readings from the results of SessionLoadSql(), SlotsSql(), ArchiverSql() and
+// CpuPressureSql().
 absl::StatusOr<SessionLook> LookOf(const pg::Result& result);
 absl::StatusOr<std::vector<SlotWal>> SlotsOf(const pg::Result& result);
 absl::StatusOr<ArchiverState> ArchiverOf(const pg::Result& result);
+absl::StatusOr<CpuStallCount> CpuStallOf(const pg::Result& result);
 
 // pg_stat_statements' rows, on a round trip of their own: the view's schema is only known from
 // `where` (the result of StatementsExtensionSql(), or why there is none), and a failure here (the

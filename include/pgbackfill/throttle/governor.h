@@ -53,24 +53,26 @@
 //     alone make the application's latency swing between the backfill at full speed and none;
 //     a pace lets the backfill run at the rate the application leaves free.
 // 10. What the application feels, against a budget. The application's statement latency (the
-//     mean of its statements, and their tail: mean + 3 standard deviations), commit latency and
-//     active sessions are each compared with their limit, absolute or a multiple of the signal's
+//     mean of its statements, and their tail: mean + 3 standard deviations), commit latency,
+//     active sessions and the server's CPU pressure (the share of the interval a runnable task
+//     waited for a CPU) are each compared with their limit, absolute or a multiple of the signal's
 //     baseline (baseline.h): measured over `baseline_intervals` samples before any work (the job
 //     holds meanwhile, "measuring the application's baseline"), and again from the samples of a
 //     hold that has lasted `kRebaselineAfter` intervals; the median of up to 15 such readings.
-//     Commit latency (one timed commit per sample) and the statement tail are judged by the
-//     median of their last 3 readings, so that one slow flush or a few stray calls do not cut
-//     the pace. A `throttle.command` that prints a
-//     number is one more signal: the application's latency as a share of its own budget (1 = at
-//     the budget), for an SLO kept outside PostgreSQL (a command that never printed one keeps no
-//     budget). Their worst ratio reading / limit drives the pace instead of an on/off hold (rule
-//     11). Only above `hold_ratio`, or above 1 with the pace already at its floor, does it hold. A
-//     statement-latency sample with no application calls, or pg_stat_statements missing
-//     (FailedPrecondition), says nothing and is left out; any other unreadable signal holds (rule
-//     2). While sessions wait on our locks the batch time is capped at the statement-latency limit
-//     (rule 7's stronger form). Replication slots retaining more than `max_slot_wal` (or with WAL
-//     lost), an archiver behind by more than `max_archive_pending` (or failing with that much
-//     pending), and a `throttle.command` that exits non-zero or prints true veto like rule 1.
+//     Commit latency (one timed commit per sample), the statement tail and CPU pressure are
+//     judged by the median of their last 3 readings, so that one slow flush or a few stray calls
+//     do not cut the pace. A `throttle.command` that prints a number is one more signal: the
+//     application's latency as a share of its own budget (1 = at the budget), for an SLO kept
+//     outside PostgreSQL (a command that never printed one keeps no budget). Their worst ratio
+//     reading / limit drives the pace instead of an on/off hold (rule 11). Only above
+//     `hold_ratio`, or above 1 with the pace already at its floor, does it hold. A
+//     statement-latency sample with no application calls, pg_stat_statements missing or CPU
+//     pressure unavailable (FailedPrecondition) says nothing and is left out; any other
+//     unreadable signal holds (rule 2). While sessions wait on our locks the batch time is capped
+//     at the statement-latency limit (rule 7's stronger form). Replication slots retaining more
+//     than `max_slot_wal` (or with WAL lost), an archiver behind by more than `max_archive_pending`
+//     (or failing with that much pending), and a `throttle.command` that exits non-zero or prints
+//     true veto like rule 1.
 // 11. The budget's pace. With any rule 10 signal checked the job keeps a budget rather than
 //     swinging: it starts paced at `start_pace` rows/s on one worker (slow start: the first
 //     batches after the baseline must not land at full speed) when an application was there while
@@ -148,6 +150,7 @@ struct GovernorConfig {
   plan::Limit statement_tail;     // seconds
   plan::Limit commit_latency;     // seconds
   plan::Limit active_sessions;    // sessions
+  plan::Limit cpu_pressure;       // a share of the time, 0 to 1
   int baseline_intervals = 5;
   double hold_ratio = 1.5;
   int64_t max_slot_wal = 0;
@@ -177,8 +180,9 @@ GovernorConfig ConfigFromPlan(const plan::Throttle& throttle, int workers);
 
 // One application signal as the last sample read it, for progress and events.
 struct SignalReading {
-  std::string name;  // statement_latency, statement_tail, commit_latency, active_sessions
-  double value = 0;                // seconds or sessions
+  std::string name;  // statement_latency, statement_tail, commit_latency, active_sessions,
+                     // cpu_pressure, command
+  double value = 0;  // seconds, sessions, a share of the time (0 to 1) or a ratio
   std::optional<double> baseline;  // unknown until measured
   double limit = 0;
 };
@@ -291,6 +295,14 @@ class Governor {
   // or `ratio` is worse than the one that made it; otherwise another cut would cut for the same
   // overshoot twice.
   bool CutHasShown(double ratio, absl::Time taken) const;
+  // Unheld intervals the job ran: their length and the rows committed in them.
+  struct Run {
+    absl::Duration length;
+    int64_t rows = 0;
+    double rate() const;  // rows/s; 0 over no time
+  };
+  // The newest `intervals` of ran_, fewer once they cover `enough`.
+  Run RecentRun(size_t intervals, absl::Duration enough) const;
   // The job's rate over its last unheld intervals at this pace and worker count, when they
   // cover long enough to tell (3 intervals and 3 batches).
   std::optional<double> ReachedRate() const;
@@ -324,15 +336,11 @@ class Governor {
   double peak_rate_ = 0;     // the largest such rate: pacing ends when the pace gets back to it
   double pace_ = 0;          // the adaptive rows/s cap; 0 = none
   double over_budget_rate_ = 0;  // rule 11: the rate the last budget cut was made from; 0 = none
-  // Rule 11: the intervals run unheld since the pace or the workers last changed; the largest
-  // ReportRows (about one batch); whether the slow start was applied; whether the command printed
-  // a number (a command that only holds keeps no budget).
-  struct Ran {
-    absl::Duration length;
-    int64_t rows = 0;
-  };
-  std::deque<Ran> ran_;
-  std::deque<Ran> judged_;  // the last kJudgedReadings unheld intervals, across pace changes
+  // Rule 11: the unheld intervals run (the newest ran_at_pace_ of them since the pace or the
+  // workers last changed); the largest ReportRows (about one batch); whether the slow start was
+  // applied; whether the command printed a number (a command that only holds keeps no budget).
+  std::deque<Run> ran_;
+  size_t ran_at_pace_ = 0;
   int64_t largest_report_ = 0;
   bool slow_started_ = false;
   bool start_decided_ = false;      // rule 6's start, or rule 11's slow start, was applied
@@ -349,6 +357,8 @@ class Governor {
   AppSignal commit_latency_{
       "commit_latency", {}, Baseline(kBaselineReadings), Baseline(kJudgedReadings)};
   AppSignal active_sessions_{"active_sessions", {}, Baseline(kBaselineReadings)};
+  AppSignal cpu_pressure_{
+      "cpu_pressure", {}, Baseline(kBaselineReadings), Baseline(kJudgedReadings)};
   int baseline_samples_ = 0;  // samples taken into the first baselines
   std::optional<absl::Time> held_from_;  // when the current hold began
   double budget_ratio_ = 0;

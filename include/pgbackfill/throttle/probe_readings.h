@@ -156,4 +156,24 @@ absl::StatusOr<SlotWal> ParseSlotRow(const std::vector<std::optional<std::string
 // a PermissionDenied error naming the role and what to grant.
 absl::StatusOr<ArchiverState> ParseArchiverRow(const std::vector<std::optional<std::string>>& row);
 
+// One read of the server's /proc/pressure/cpu: the "some" line's total (microseconds in which
+// at least one runnable task waited for a CPU, since boot) and when it was read, by the server's
+// clock.
+struct CpuStallCount {
+  int64_t total_micros = 0;
+  double at_seconds = 0;
+};
+
+// The row of CpuPressureSql() as a count. FailedPrecondition, which the governor reads as "not
+// available here" and leaves out: the role may not read the file (naming the role and what to
+// grant), or the server has none. Text without a "some ... total=" line is Internal.
+absl::StatusOr<CpuStallCount> ParseCpuPressureRow(
+    const std::vector<std::optional<std::string>>& row);
+
+// The share of the time between two counts in which a task waited for a CPU, in [0, 1]; nullopt
+// without an earlier count, or when the clock did not move forward or the total went back (the
+// server restarted, or the probe reached another one after a failover).
+std::optional<double> CpuPressureBetween(const std::optional<CpuStallCount>& previous,
+                                         const CpuStallCount& now);
+
 }  // namespace pgbackfill::throttle

@@ -151,6 +151,20 @@ enum ArchiverColumn : int {
   kArchiveRole,
 };
 
+// The database server's CPU pressure (Linux PSI), one row: the text of /proc/pressure/cpu (NULL
+// when the server has no such file: not Linux, or PSI off), whether this role may read it
+// (superuser, or pg_read_server_files and EXECUTE on pg_read_file; the CASE keeps the read from
+// failing the probe transaction otherwise), the server's clock in seconds since the epoch, and
+// current_user for the error message. Read through the server, so it is the database host's
+// pressure wherever pgbackfill runs. Columns: CpuPressureColumn.
+std::string CpuPressureSql();
+enum CpuPressureColumn : int {
+  kCpuPressureText = 0,
+  kCpuPressureAllowed,
+  kCpuPressureAt,
+  kCpuPressureRole,
+};
+
 // An int4[] literal for a bind parameter: "{12,34}", "{}".
 std::string IntArrayParam(const std::vector<int>& values);
 

@@ -71,6 +71,7 @@ struct ProbeConfig {
   std::string job;              // the heartbeat row's key (the plan's job name)
   bool slots = false;           // pg_replication_slots and the WAL each retains
   bool archiver = false;        // pg_stat_archiver and the WAL waiting for it
+  bool cpu_pressure = false;    // the server's /proc/pressure/cpu, between rounds
   std::string command;          // plan throttle.command, run by /bin/sh -c; empty = none
 };
 
@@ -132,6 +133,7 @@ class Prober {
   std::shared_ptr<SessionLooks> looks_;
   // pg_stat_statements' counters at the last reading; none before the first (which primes).
   std::optional<StatementBaseline> statements_;
+  std::optional<CpuStallCount> cpu_stalls_;        // the last round's, for the next round's share
   std::vector<std::shared_ptr<Target>> replicas_;  // names disambiguated, in replica_dsns order
   LatencyWindow canary_window_;
   // The WAL insert position of the last successful reading and when it arrived (client time).

@@ -109,6 +109,11 @@ struct Samples {
   // One tiny write + COMMIT in the job store (the heartbeat row), timed: it feels WAL flush and
   // lock pressure that a read misses.
   absl::StatusOr<absl::Duration> commit_latency = NotMeasured();
+  // The share of the interval (0 to 1) in which a runnable task waited for a CPU on the database
+  // server (Linux PSI "some", /proc/pressure/cpu). nullopt: the first count, no interval yet.
+  // FailedPrecondition when the server has no such file or the role may not read it (the governor
+  // leaves it out, as statement_latency's).
+  absl::StatusOr<std::optional<double>> cpu_pressure = NotMeasured();
   absl::StatusOr<std::vector<SlotWal>> slots = NotMeasured();
   absl::StatusOr<ArchiverState> archiver = NotMeasured();
   absl::StatusOr<CommandResult> command = NotMeasured();  // `throttle.command`
