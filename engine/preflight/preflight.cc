@@ -419,7 +419,8 @@ absl::Status Preflighter::CheckCpuPressure(bool readable) {
   if (!readable) {
     Note(absl::StrCat(At(plan_, key),
                       "the role may not read the server's /proc/pressure/cpu, so CPU pressure is "
-                      "not checked; the run uses the other signals. To use it: GRANT "
+                      "not checked; the run uses the other signals (for a CPU-bound application, "
+                      "max_statement_tail: 1.5x makes up for part of it). To use it: GRANT "
                       "pg_read_server_files TO the role and GRANT EXECUTE ON FUNCTION "
                       "pg_read_file(text, bigint, bigint, boolean) TO the role (a superuser "
                       "needs neither)"));
@@ -433,9 +434,11 @@ absl::Status Preflighter::CheckCpuPressure(bool readable) {
                       " reads how long runnable tasks wait for a CPU on the database server "
                       "(/proc/pressure/cpu)"));
   } else {
-    Note(absl::StrCat(At(plan_, key),
-                      "the database server has no /proc/pressure/cpu (Linux 4.20 or later with "
-                      "PSI on), so CPU pressure is not checked; the run uses the other signals"));
+    Note(
+        absl::StrCat(At(plan_, key),
+                     "the database server has no /proc/pressure/cpu (Linux 4.20 or later with "
+                     "PSI on), so CPU pressure is not checked; the run uses the other signals (for "
+                     "a CPU-bound application, max_statement_tail: 1.5x makes up for part of it)"));
   }
   return absl::OkStatus();
 }

@@ -741,7 +741,7 @@ TEST(PlanParseTest, ApplicationSignalsAreOnByDefaultAndOffDropsOnlyTheDefaults) 
   ASSERT_TRUE(plan.ok()) << plan.status();
   EXPECT_TRUE(plan->throttle.application);
   EXPECT_EQ(plan->throttle.max_statement_latency, (Limit{.factor = 1.25, .offset = 0}));
-  EXPECT_EQ(plan->throttle.max_statement_tail, (Limit{.factor = 1.5, .offset = 0}));
+  EXPECT_EQ(plan->throttle.max_statement_tail, (Limit{.factor = 2, .offset = 0}));
   EXPECT_EQ(plan->throttle.max_commit_latency, (Limit{.factor = 2, .offset = 0.002}));
   EXPECT_EQ(plan->throttle.max_active_sessions, (Limit{.factor = 2, .offset = 1}));
   // Written after the limit it keeps, on purpose: the order of keys does not matter.
