@@ -744,6 +744,7 @@ TEST(PlanParseTest, ApplicationSignalsAreOnByDefaultAndOffDropsOnlyTheDefaults) 
   EXPECT_EQ(plan->throttle.max_statement_tail, (Limit{.factor = 2, .offset = 0}));
   EXPECT_EQ(plan->throttle.max_commit_latency, (Limit{.factor = 2, .offset = 0.002}));
   EXPECT_EQ(plan->throttle.max_active_sessions, (Limit{.factor = 2, .offset = 1}));
+  EXPECT_EQ(plan->throttle.max_cpu_pressure, (Limit{.factor = 1, .offset = 0.05}));
   // Written after the limit it keeps, on purpose: the order of keys does not matter.
   plan = Parse(
       "version: 1\nname: j\ntable: t\nset: {a: '1'}\n"
@@ -753,6 +754,7 @@ TEST(PlanParseTest, ApplicationSignalsAreOnByDefaultAndOffDropsOnlyTheDefaults) 
   EXPECT_EQ(plan->throttle.max_statement_tail, (Limit{.factor = 2, .offset = 0.0001}));
   EXPECT_TRUE(plan->throttle.ReadsStatements());
   EXPECT_FALSE(plan->throttle.max_active_sessions.enabled());
+  EXPECT_FALSE(plan->throttle.max_cpu_pressure.enabled());
   EXPECT_EQ(plan->throttle.max_commit_latency, (Limit{.factor = 0, .offset = 0.020}));
 }
 

@@ -655,10 +655,10 @@ TEST(BudgetTest, TheStatementTailKeepsTheBudgetWhereTheMeanDoesNotMove) {
 TEST(BudgetTest, TheServersCpuPressureKeepsTheBudgetWhereTheStatementsShowNothing) {
   // A batch's CPU burst queues the application's backends behind it: the share of the time a task
   // waits for a CPU grows with the backfill's rate long before the statements show it. The model:
-  // 20% alone, +1.25 points per 1,000 rows/s; the limit 1.25x + 5% = 30% at 8,000 rows/s.
+  // 20% alone, +1.25 points per 1,000 rows/s; the default limit 1x + 5% = 25% at 4,000 rows/s.
   const GovernorConfig statements_only = BudgetConfig({.factor = 1.25, .offset = 0});
   GovernorConfig config = statements_only;
-  config.cpu_pressure = {.factor = 1.25, .offset = 0.05};
+  config.cpu_pressure = plan::Throttle{}.max_cpu_pressure;
   ExpectSettlesOnlyWithTheSignal(config, statements_only, Shows::kCpuPressure,
                                  Model().Oracle(absl::Seconds(config.cpu_pressure.Of(0.2) / 100)),
                                  "cpu_pressure", 0.2);
