@@ -818,6 +818,16 @@ def summary_table(out, summaries, p99_run):
     out.table(header, rows, left=(0,), title="summary")
 
 
+def cpu_pressure_cell(rec, alone):
+    """The run's CPU pressure in percent, and in points over the application alone's."""
+    share = rec.get("cpu_pressure")
+    if share is None:
+        return "-"
+    if alone is None or rec["role"] == "baseline":
+        return f"{share * 100:.1f}"
+    return f"{share * 100:.1f} ({(share - alone) * 100:+.1f})"
+
+
 def matrix_report(args, records):
     """The report of the shape/rate matrix (records with a `group`)."""
     max_tps = {r.get("shape", ""): r for r in records if r["kind"] == "max-tps"}
@@ -862,11 +872,16 @@ def matrix_report(args, records):
              "(run checks passed); target: throttled rows/s >= "
              f"{TARGET_ORACLE_SHARE:g} x the oracle's, 0 failed")
 
+    out.line("cpu %: the share of the window in which a runnable task waited for a CPU "
+             "(/proc/pressure/cpu, the whole machine; what max_cpu_pressure reads), in points "
+             "over the group's baseline run")
+
     header = ("run", "cap rows/s", "app tps", "p50 ms", "p99 ms", "budget ms", "p99", "failed",
-              "backfill", "rows/s", "vs oracle", "held s", "window s", "check")
+              "cpu %", "backfill", "rows/s", "vs oracle", "held s", "window s", "check")
     for summary in summaries:
         out.line()
         recs = groups[summary["group"]]
+        alone = next((r.get("cpu_pressure") for r in recs if r["role"] == "baseline"), None)
         out.line(f"{summary['group']}: max {fmt(summary['max_tps'], ',.0f')} tps, fixed rate "
                  f"{fmt(summary['rate'], ',d')} tps; baseline p99 "
                  f"{fmt(summary['baseline_p99_ms'], '.2f')} ms, budget "
@@ -879,11 +894,12 @@ def matrix_report(args, records):
                          fmt(app.get("p50_ms"), ".2f"), fmt(app.get("p99_ms"), ".2f"),
                          fmt(rec["p99_budget_ms"], ".2f"),
                          {True: "in", False: "OUT", None: "-"}[rec["in_budget"]],
-                         fmt(failed_of(rec), "d"), backfill_state(rec),
+                         fmt(failed_of(rec), "d"), cpu_pressure_cell(rec, alone),
+                         backfill_state(rec),
                          fmt(bf.get("rows_per_second"), ",.0f"),
                          ratio(rec["vs_oracle"]), fmt(bf.get("held_seconds"), ".1f"),
                          fmt(app.get("window_seconds"), ".1f"), check_text(rec)))
-        out.table(header, rows, left=(0, 6, 8, len(header) - 1), title=summary["group"])
+        out.table(header, rows, left=(0, 6, 9, len(header) - 1), title=summary["group"])
         oracle = summary["oracle"]
         if oracle:
             out.line(f"oracle: {fmt(oracle['rows_per_second'], ',.0f')} rows/s (sweep step "

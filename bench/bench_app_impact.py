@@ -51,9 +51,9 @@ import sys
 import time
 
 import app_impact_report
-from bench_harness import (BenchError, drop_database, fresh_copy, make_template, print_tail,
-                           read_time_file, rows_of, sample_after, sample_before, section,
-                           server_ticks, timed)
+from bench_harness import (BenchError, cpu_pressure_between, cpu_stall, drop_database,
+                           fresh_copy, make_template, print_tail, read_time_file, rows_of,
+                           sample_after, sample_before, section, server_ticks, timed)
 
 RUN_ORDER = ("unthrottled", "baseline", "no-throttle", "canary", "replica-lag")
 # The matrix's runs of the throttle under test, in this order after each group's sweep.
@@ -141,6 +141,9 @@ class AppRun:
     pgbench_ticks: int = 0
     pgbackfill_ticks: int = 0
     pgbench_wall_s: float | None = None
+    # The machine's CPU pressure (/proc/pressure/cpu "some", a share) from the end of the lead-in
+    # to pgbench's end: the application's window. None without PSI or without the application.
+    cpu_pressure: float | None = None
 
 
 # ---- the pieces of a run ----
@@ -454,8 +457,11 @@ def app_alone(ctx, settings):
     def processes(run, db):
         pgbench = start_pgbench(ctx, db, run.dir, ctx.cfg.app.duration, settings.rate,
                                 settings.script)
+        time.sleep(float(ctx.cfg.app.lead_in))
+        stall = cpu_stall()
         run.pgbench_status = pgbench.wait()
         run.pgbench_end_ns = time.time_ns()
+        run.cpu_pressure = cpu_pressure_between(stall, cpu_stall())
     return processes
 
 
@@ -466,16 +472,19 @@ def app_with_backfill(ctx, settings):
         app = ctx.cfg.app
         pgbench = start_pgbench(ctx, db, run.dir, app.duration, settings.rate, settings.script)
         time.sleep(float(app.lead_in))
+        stall = cpu_stall()
         backfill, lag = start_backfill(ctx, run, db)
         if wait_first(pgbench, backfill) is pgbench:
             run.pgbench_status = pgbench.wait()
             run.pgbench_end_ns = time.time_ns()
+            run.cpu_pressure = cpu_pressure_between(stall, cpu_stall())
             run.stopped = 1
             stop_backfill(backfill)
         finish_backfill(ctx, run, backfill, lag)
         if run.pgbench_status is None:
             run.pgbench_status = pgbench.wait()
             run.pgbench_end_ns = time.time_ns()
+            run.cpu_pressure = cpu_pressure_between(stall, cpu_stall())
     return processes
 
 

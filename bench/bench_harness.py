@@ -314,6 +314,33 @@ def machine_ticks():
     return sum(int(cpu[i]) for i in (1, 2, 3, 6, 7, 8))
 
 
+@dataclasses.dataclass(frozen=True)
+class CpuStall:
+    """Linux's count of the time in which at least one runnable task waited for a CPU
+    (/proc/pressure/cpu, "some" total, µs), and when it was read."""
+    total_us: int
+    t_ns: int
+
+
+def cpu_stall():
+    """The machine's CPU stall count now; None without PSI (not Linux 4.20+, or turned off)."""
+    try:
+        with open("/proc/pressure/cpu", encoding="utf-8") as pressure:
+            some = pressure.readline().split()
+    except OSError:
+        return None
+    total = [w.split("=", 1)[1] for w in some if w.startswith("total=")]
+    return CpuStall(int(total[0]), time.time_ns()) if total else None
+
+
+def cpu_pressure_between(start, end):
+    """The share of the time from `start` to `end` (CpuStall) in which a task waited for a CPU:
+    what the engine's max_cpu_pressure reads on the database host. None when either is."""
+    if start is None or end is None or end.t_ns <= start.t_ns:
+        return None
+    return (end.total_us - start.total_us) * 1000 / (end.t_ns - start.t_ns)
+
+
 def _checkpoints(cluster):
     return cluster.value("postgres",
                          "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
