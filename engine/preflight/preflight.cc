@@ -416,16 +416,21 @@ absl::Status Preflighter::CheckApplicationSignals() {
 
 absl::Status Preflighter::CheckCpuPressure(bool readable) {
   const std::string key = "throttle.max_cpu_pressure";
+  constexpr char kInstead[] =
+      "the run uses the other signals (for a CPU-bound application, max_statement_tail: 1.5x "
+      "makes up for part of it)";
   if (!readable) {
     Note(absl::StrCat(At(plan_, key),
                       "the role may not read the server's /proc/pressure/cpu, so CPU pressure is "
-                      "not checked; the run uses the other signals (for a CPU-bound application, "
-                      "max_statement_tail: 1.5x makes up for part of it). To use it: GRANT "
-                      "pg_read_server_files TO the role and GRANT EXECUTE ON FUNCTION "
-                      "pg_read_file(text, bigint, bigint, boolean) TO the role (a superuser "
-                      "needs neither)"));
+                      "not checked; ",
+                      kInstead,
+                      ". To use it: GRANT pg_read_server_files TO the role and GRANT EXECUTE ON "
+                      "FUNCTION pg_read_file(text, bigint, bigint, boolean) TO the role (a "
+                      "superuser needs neither)"));
     return absl::OkStatus();
   }
+  // A second round trip, not a CASE in the role query: PostgreSQL checks EXECUTE on
+  // pg_read_file when it prepares the query, whether or not the CASE would call it.
   ASSIGN_OR_RETURN(pg::Result file,
                    target_conn_.Exec("SELECT pg_catalog.pg_read_file('/proc/pressure/cpu', 0, "
                                      "4096, true) IS NOT NULL"));
@@ -434,11 +439,10 @@ absl::Status Preflighter::CheckCpuPressure(bool readable) {
                       " reads how long runnable tasks wait for a CPU on the database server "
                       "(/proc/pressure/cpu)"));
   } else {
-    Note(
-        absl::StrCat(At(plan_, key),
-                     "the database server has no /proc/pressure/cpu (Linux 4.20 or later with "
-                     "PSI on), so CPU pressure is not checked; the run uses the other signals (for "
-                     "a CPU-bound application, max_statement_tail: 1.5x makes up for part of it)"));
+    Note(absl::StrCat(At(plan_, key),
+                      "the database server has no /proc/pressure/cpu (Linux 4.20 or later with "
+                      "PSI on), so CPU pressure is not checked; ",
+                      kInstead));
   }
   return absl::OkStatus();
 }
