@@ -49,6 +49,14 @@ constexpr double kForgetPast = 1.1;
 // the floor's share of the start pace; a pace counts as reached when the job made kReachedShare
 // of it over kReachedAfter intervals, and at least as many batches.
 constexpr double kStartFloorShare = 0.1;
+// Rule 12: this many budget cuts in a row for overshoots of at most kSmallOvershoot, each within
+// kCutsApart intervals of the last, below this share of the rate the first was made from,
+// re-measure the baselines, at most once per kRemeasureEvery intervals.
+constexpr int kRemeasureAfterCuts = 3;
+constexpr double kSmallOvershoot = 1.25;
+constexpr int kCutsApart = 15;
+constexpr double kRemeasureShare = 0.5;
+constexpr int kRemeasureEvery = 30;
 constexpr double kReachedShare = 0.5;
 constexpr int kReachedAfter = 3;
 // A pace grows to at most this many times the rate reached: past 1 / kReachedShare, so that a
@@ -253,11 +261,44 @@ bool Governor::ReadsStatements() const {
   return statement_latency_.limit.enabled() || statement_tail_.limit.enabled();
 }
 
+bool Governor::AnyRelative() const {
+  return statement_latency_.limit.relative() || statement_tail_.limit.relative() ||
+         commit_latency_.limit.relative() || active_sessions_.limit.relative() ||
+         cpu_pressure_.limit.relative();
+}
+
 bool Governor::Measuring() const {
-  const bool relative = statement_latency_.limit.relative() || statement_tail_.limit.relative() ||
-                        commit_latency_.limit.relative() || active_sessions_.limit.relative() ||
-                        cpu_pressure_.limit.relative();
-  return relative && !baseline_put_off_ && baseline_samples_ < config_.baseline_intervals;
+  return AnyRelative() && !baseline_put_off_ && baseline_samples_ < config_.baseline_intervals;
+}
+
+void Governor::CountBudgetCut(double ratio, absl::Time taken) {
+  // A large overshoot is the job's own doing (a ramp past the edge), whatever the baseline.
+  if (ratio > kSmallOvershoot) return;
+  if (last_counted_cut_.has_value() && Covers(taken - *last_counted_cut_, kCutsApart)) {
+    cuts_in_row_ = 0;  // settled in between: a new row
+  }
+  if (cuts_in_row_ == 0) cuts_from_rate_ = over_budget_rate_;
+  ++cuts_in_row_;
+  last_counted_cut_ = taken;
+  if (cuts_in_row_ < kRemeasureAfterCuts || pace_ >= kRemeasureShare * cuts_from_rate_ ||
+      !AnyRelative() ||
+      (last_remeasure_.has_value() && !Covers(taken - *last_remeasure_, kRemeasureEvery))) {
+    return;
+  }
+  remeasure_why_ = absl::StrFormat("%d budget cuts took the pace from %.0f to %.0f rows/s",
+                                   cuts_in_row_, cuts_from_rate_, pace_);
+  remeasure_from_ = taken;
+  last_remeasure_ = taken;
+  baseline_samples_ = 0;
+  for (AppSignal* signal :
+       {&statement_latency_, &statement_tail_, &commit_latency_, &active_sessions_, &cpu_pressure_}) {
+    signal->baseline.Clear();
+    signal->recent.Clear();  // read under the job's load
+  }
+  // The edge the cuts found was judged against the old baselines.
+  cuts_in_row_ = 0;
+  over_budget_rate_ = 0;
+  last_cut_ratio_ = 0;
 }
 
 void Governor::Learn(const Samples& samples) {
@@ -267,7 +308,13 @@ void Governor::Learn(const Samples& samples) {
     if (!NobodyThere(samples)) baseline_put_off_ = false;
     return;
   }
+  // Rule 12: a re-measure learns nothing until the job's last batches have drained.
+  if (remeasure_from_.has_value() && Measuring() &&
+      !Covers(samples.taken - *remeasure_from_, kRebaselineAfter)) {
+    return;
+  }
   if (Measuring() && baseline_samples_ == 0 && NobodyThere(samples)) {
+    remeasure_from_.reset();
     baseline_put_off_ = true;
     baseline_measured_ = true;  // measured as nobody: rule 6's start, no slow start
     return;
@@ -293,6 +340,7 @@ void Governor::Learn(const Samples& samples) {
                           ? !NobodyThere(samples)
                           : !samples.statement_latency.ok() || samples.statement_latency->calls > 0;
     if (seen) application_seen_ = true;
+    if (!Measuring()) remeasure_from_.reset();
   }
 }
 
@@ -319,7 +367,11 @@ void Governor::JudgeAppSignal(AppSignal& signal,
   if (limit <= 0) return;
   verdict.signals.push_back(
       SignalReading{.name = signal.name, .value = value, .baseline = level, .limit = limit});
-  const double ratio = value / limit;
+  // The server's CPU pressure is a share of the time that the job's share adds to the
+  // application's: its budget is the room over the baseline, and the ratio the part of it used
+  // (a 5-point allowance over 27% aimed at 0.9 of 32% would leave the job 2 of its 5 points).
+  const double room = server && signal.limit.relative() ? limit - *level : 0;
+  const double ratio = room > 0 ? std::max(0.0, (value - *level) / room) : value / limit;
   verdict.budget_ratio = std::max(verdict.budget_ratio, ratio);
   if (ratio <= 1) return;
   std::string text =
@@ -331,7 +383,7 @@ void Governor::JudgeAppSignal(AppSignal& signal,
   }
   if (ratio > config_.hold_ratio) {
     verdict.vetoes.push_back(absl::StrCat(text, ", over ", absl::StrFormat("%g", config_.hold_ratio),
-                                          "x its limit"));
+                                          room > 0 ? "x its room over the baseline" : "x its limit"));
   }
   verdict.pressure.push_back(text);
 }
@@ -554,6 +606,8 @@ void Governor::GrowWithinBudget(double ratio, absl::Time taken) {
   } else if (active_workers_ < config_.workers) {
     SetWorkers(active_workers_ + 1);
   }
+  // Rule 12: back at the rate the cuts began from (or unpaced), they were not a run down.
+  if (pace_ <= 0 || pace_ >= cuts_from_rate_) cuts_in_row_ = 0;
   last_change_ = taken;
 }
 
@@ -724,8 +778,9 @@ Decision Governor::Update(const Samples& samples) {
   }
   if (!last_change_.has_value()) last_change_ = taken;
   const bool was_held = held_;
+  const bool was_measuring = Measuring();
   // Rule 9's measure: the rate of an interval the job ran through, unheld.
-  if (last_taken_.has_value() && !was_held && taken > *last_taken_) {
+  if (last_taken_.has_value() && !was_held && !was_measuring && taken > *last_taken_) {
     running_rate_ = static_cast<double>(pending_rows_) /
                     absl::ToDoubleSeconds(taken - *last_taken_);
     peak_rate_ = std::max(peak_rate_, running_rate_);
@@ -752,6 +807,7 @@ Decision Governor::Update(const Samples& samples) {
     timeline_ = *samples.primary_timeline;
   }
   Learn(samples);
+  if (was_measuring && !Measuring()) last_change_ = taken;  // growth waits an interval of running
   Verdict verdict = Judge(samples);
   budget_ratio_ = verdict.budget_ratio;
   signals_ = verdict.signals;
@@ -813,13 +869,15 @@ Decision Governor::Update(const Samples& samples) {
   pressure_ = absl::StrJoin(verdict.pressure, "; ");
   if (!verdict.pressure.empty()) {
     const bool budget_cut = KeepsBudget() && verdict.budget_ratio > 1;
-    if (!was_held && (!last_cut_.has_value() || Covers(taken - *last_cut_, 1)) &&
+    if (!was_held && !was_measuring && !Measuring() &&
+        (!last_cut_.has_value() || Covers(taken - *last_cut_, 1)) &&
         (!budget_cut || CutHasShown(verdict.budget_ratio, taken))) {
       last_cut_ratio_ = budget_cut ? verdict.budget_ratio : 0;
       if (budget_cut) {
         // Rule 11: the rate the application can live with is found by the pace alone; halving
         // workers as well would cut twice.
         CutPace(verdict.budget_ratio, taken);
+        CountBudgetCut(verdict.budget_ratio, taken);
       } else if (active_workers_ > 1) {
         SetWorkers(std::max(1, active_workers_ / 2));
       } else if (peak_rate_ > 0 || pace_ > 0) {
@@ -886,8 +944,10 @@ Decision Governor::Current() const {
   }
   if (Measuring()) {
     decision.hold = true;
-    decision.reason = absl::StrCat("measuring the application's baseline (", baseline_samples_,
-                                   " of ", config_.baseline_intervals, " samples)");
+    decision.reason = absl::StrCat(remeasure_from_.has_value() ? "re-measuring" : "measuring",
+                                   " the application's baseline (", baseline_samples_, " of ",
+                                   config_.baseline_intervals, " samples)");
+    if (remeasure_from_.has_value()) absl::StrAppend(&decision.reason, ": ", remeasure_why_);
     return decision;
   }
   decision.hold = held_;

@@ -17,6 +17,8 @@ class Baseline {
   // The median of the kept readings; nullopt before the first.
   std::optional<double> Level() const;
   int count() const { return static_cast<int>(readings_.size()); }
+  // Forgets every reading: the level is measured anew.
+  void Clear() { readings_.clear(); }
 
  private:
   int window_;

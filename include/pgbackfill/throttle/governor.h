@@ -102,6 +102,17 @@
 //     before they show it. Judged within the budget at 1.1 times that rate, it is forgotten: it was
 //     not the edge. The floor is a tenth of `start_pace` (5% of the peak rate without one): the
 //     budget, not the job's speed, decides how slow it goes.
+// 12. Re-measuring. A baseline goes stale when the application's own load changes: readings just
+//     over a relative limit then cut the pace again and again for an overshoot the job does not
+//     make. When 3 budget cuts in a row for overshoots of at most 1.25 (a larger one is the job's
+//     own doing and does not count; growth back to the rate the first was made from, or 15
+//     intervals without a cut, ends the row) took the pace below half that rate, the job holds
+//     and measures every
+//     baseline anew: `kRebaselineAfter` intervals for its last batches to drain, then
+//     `baseline_intervals` samples, as before the first batch. It resumes at the pace it had,
+//     with the cuts' memory (rule 11's edge) forgotten. At most once per 30 intervals: a load
+//     that our own work does make costs a few seconds' hold, not a hold each time the pace is
+//     cut.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -284,6 +295,10 @@ class Governor {
   // Before the first batch and during a long hold: the samples feed the baselines.
   void Learn(const Samples& samples);
   bool Measuring() const;
+  // Some rule 10 limit is a multiple of a baseline (or offset from one).
+  bool AnyRelative() const;
+  // Rule 12: counts a budget cut into the current run of them; starts a re-measure when due.
+  void CountBudgetCut(double ratio, absl::Time taken);
   // Rule 11 applies: a rule 10 signal is checked.
   bool KeepsBudget() const;
   // Rule 9's and 11's cut of the pace; `ratio` is rule 10's worst (0 = pressure of another kind).
@@ -359,7 +374,15 @@ class Governor {
   AppSignal active_sessions_{"active_sessions", {}, Baseline(kBaselineReadings)};
   AppSignal cpu_pressure_{
       "cpu_pressure", {}, Baseline(kBaselineReadings), Baseline(kJudgedReadings)};
-  int baseline_samples_ = 0;  // samples taken into the first baselines
+  int baseline_samples_ = 0;  // samples taken into the baselines being measured
+  // Rule 12: the run of budget cuts (the rate the first was made from, how many); the re-measure
+  // under way (when it began) and the last one; what made it, for the hold's reason.
+  double cuts_from_rate_ = 0;
+  int cuts_in_row_ = 0;
+  std::optional<absl::Time> last_counted_cut_;
+  std::optional<absl::Time> remeasure_from_;
+  std::optional<absl::Time> last_remeasure_;
+  std::string remeasure_why_;
   std::optional<absl::Time> held_from_;  // when the current hold began
   double budget_ratio_ = 0;
   std::vector<SignalReading> signals_;
