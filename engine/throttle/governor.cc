@@ -271,9 +271,16 @@ bool Governor::Measuring() const {
   return AnyRelative() && !baseline_put_off_ && baseline_samples_ < config_.baseline_intervals;
 }
 
-void Governor::CountBudgetCut(double ratio, absl::Time taken) {
-  // A large overshoot is the job's own doing (a ramp past the edge), whatever the baseline.
-  if (ratio > kSmallOvershoot) return;
+void Governor::CountBudgetCut(double ratio, bool relative, double pace_before, absl::Time taken) {
+  // Only a limit taken of a baseline can be wrong for want of a new one, and only where one can
+  // be measured.
+  if (!relative || config_.baseline_intervals <= 0 || baseline_put_off_) return;
+  if (ratio > kSmallOvershoot) {
+    // A large overshoot is the job's own doing (a ramp past the edge), whatever the baseline:
+    // the pace it took is not the small cuts' doing either.
+    if (cuts_in_row_ > 0 && pace_before > 0) cuts_from_rate_ *= pace_ / pace_before;
+    return;
+  }
   if (last_counted_cut_.has_value() && Covers(taken - *last_counted_cut_, kCutsApart)) {
     cuts_in_row_ = 0;  // settled in between: a new row
   }
@@ -281,7 +288,6 @@ void Governor::CountBudgetCut(double ratio, absl::Time taken) {
   ++cuts_in_row_;
   last_counted_cut_ = taken;
   if (cuts_in_row_ < kRemeasureAfterCuts || pace_ >= kRemeasureShare * cuts_from_rate_ ||
-      !AnyRelative() ||
       (last_remeasure_.has_value() && !Covers(taken - *last_remeasure_, kRemeasureEvery))) {
     return;
   }
@@ -372,7 +378,10 @@ void Governor::JudgeAppSignal(AppSignal& signal,
   // (a 5-point allowance over 27% aimed at 0.9 of 32% would leave the job 2 of its 5 points).
   const double room = server && signal.limit.relative() ? limit - *level : 0;
   const double ratio = room > 0 ? std::max(0.0, (value - *level) / room) : value / limit;
-  verdict.budget_ratio = std::max(verdict.budget_ratio, ratio);
+  if (ratio > verdict.budget_ratio) {
+    verdict.budget_ratio = ratio;
+    verdict.budget_relative = signal.limit.relative();
+  }
   if (ratio <= 1) return;
   std::string text =
       absl::StrCat(server ? "server " : "application ", what, " ", SignalText(signal.name, value),
@@ -459,7 +468,10 @@ void Governor::JudgeCommand(const Samples& samples, Verdict& verdict) {
     command_prints_ratio_ = true;
     verdict.signals.push_back(
         SignalReading{.name = "command", .value = ratio, .baseline = std::nullopt, .limit = 1});
-    verdict.budget_ratio = std::max(verdict.budget_ratio, ratio);
+    if (ratio > verdict.budget_ratio) {
+      verdict.budget_ratio = ratio;
+      verdict.budget_relative = false;
+    }
     if (ratio <= 1) return;
     const std::string text =
         absl::StrFormat("throttle command printed %g (over 1, its budget)", ratio);
@@ -555,7 +567,7 @@ void Governor::CutPace(double ratio, absl::Time taken) {
   // tpcb-like from 11,700 to 3,400 rows/s where its edge was near 10,000).
   const bool judged_again = budget_cut && last_cut_ratio_ > 0 && last_cut_.has_value() &&
                             !Covers(taken - *last_cut_, kJudgedReadings);
-  if (judged_again) from = over_budget_rate_;
+  if (judged_again && over_budget_rate_ > 0) from = over_budget_rate_;
   double cut = 0.5;
   if (ratio > 1) {
     // Rule 10 cuts in proportion to how far over its budget the application is: a small
@@ -876,8 +888,9 @@ Decision Governor::Update(const Samples& samples) {
       if (budget_cut) {
         // Rule 11: the rate the application can live with is found by the pace alone; halving
         // workers as well would cut twice.
+        const double pace_before = pace_;
         CutPace(verdict.budget_ratio, taken);
-        CountBudgetCut(verdict.budget_ratio, taken);
+        CountBudgetCut(verdict.budget_ratio, verdict.budget_relative, pace_before, taken);
       } else if (active_workers_ > 1) {
         SetWorkers(std::max(1, active_workers_ / 2));
       } else if (peak_rate_ > 0 || pace_ > 0) {

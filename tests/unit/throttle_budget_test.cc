@@ -703,6 +703,24 @@ TEST(BudgetTest, ABaselineTheApplicationOutgrewIsMeasuredAnewInsteadOfCuttingToT
   EXPECT_EQ(loop.holds() - holds_before, loop.HeldFor("re-measuring"));
 }
 
+TEST(BudgetTest, CutsForAnAbsoluteLimitReMeasureNothing) {
+  // The same climb of the application's own latency against `max_statement_latency: 4.5ms`: no
+  // baseline makes that limit right or wrong, so the cuts it makes are only cuts, even with a
+  // relative limit (the tail's) beside it.
+  GovernorConfig config = BudgetConfig({.factor = 0, .offset = 0.0045});
+  config.statement_tail = {.factor = 2, .offset = 0};
+  config.start_pace = 1000;
+  Model model;
+  Loop loop(config);
+  loop.Run(model, 60);
+  for (int i = 0; i < 240; ++i) {
+    if (i < 20) model.base += absl::Microseconds(75);  // 2ms to 3.5ms: the edge from 20k to 8k
+    loop.Run(model, 1);
+  }
+  EXPECT_LT(loop.Rate(model), 8000 * 1.05);
+  EXPECT_EQ(loop.HeldFor("re-measuring"), 0);
+}
+
 TEST(BudgetTest, AServerWithoutPressureFiguresLeavesThemOutButAFailedReadHolds) {
   FakeClock clock;
   GovernorConfig config = BudgetConfig({});

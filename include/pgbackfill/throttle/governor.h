@@ -57,15 +57,19 @@
 //     active sessions and the server's CPU pressure (the share of the interval a runnable task
 //     waited for a CPU) are each compared with their limit, absolute or a multiple of the signal's
 //     baseline (baseline.h): measured over `baseline_intervals` samples before any work (the job
-//     holds meanwhile, "measuring the application's baseline"), and again from the samples of a
-//     hold that has lasted `kRebaselineAfter` intervals; the median of up to 15 such readings.
+//     holds meanwhile, "measuring the application's baseline"), again from the samples of a
+//     hold that has lasted `kRebaselineAfter` intervals (the median of up to 15 such readings),
+//     and anew when rule 12 re-measures.
 //     Commit latency (one timed commit per sample), the statement tail and CPU pressure are
 //     judged by the median of their last 3 readings, so that one slow flush or a few stray calls
 //     do not cut the pace. A `throttle.command` that prints a number is one more signal: the
 //     application's latency as a share of its own budget (1 = at the budget), for an SLO kept
 //     outside PostgreSQL (a command that never printed one keeps no budget). Their worst ratio
-//     reading / limit drives the pace instead of an on/off hold (rule 11). Only above
-//     `hold_ratio`, or above 1 with the pace already at its floor, does it hold. A
+//     reading / limit drives the pace instead of an on/off hold (rule 11); for CPU pressure
+//     with a relative limit, the part of its room over the baseline used, (reading - baseline)
+//     / (limit - baseline), 0 below the baseline (the job's share of the time adds to the
+//     application's); a limit with no room over its baseline (`1x`) is judged as reading / limit.
+//     Only above `hold_ratio`, or above 1 with the pace already at its floor, does it hold. A
 //     statement-latency sample with no application calls, pg_stat_statements missing or CPU
 //     pressure unavailable (FailedPrecondition) says nothing and is left out; any other
 //     unreadable signal holds (rule 2). While sessions wait on our locks the batch time is capped
@@ -104,15 +108,17 @@
 //     budget, not the job's speed, decides how slow it goes.
 // 12. Re-measuring. A baseline goes stale when the application's own load changes: readings just
 //     over a relative limit then cut the pace again and again for an overshoot the job does not
-//     make. When 3 budget cuts in a row for overshoots of at most 1.25 (a larger one is the job's
-//     own doing and does not count; growth back to the rate the first was made from, or 15
-//     intervals without a cut, ends the row) took the pace below half that rate, the job holds
-//     and measures every
-//     baseline anew: `kRebaselineAfter` intervals for its last batches to drain, then
+//     make. When 3 budget cuts in a row, each made for a relative limit and a ratio of at most
+//     1.25, took the pace below half the rate the first was made from, the job holds and measures
+//     every baseline anew: `kRebaselineAfter` intervals for its last batches to drain, then
 //     `baseline_intervals` samples, as before the first batch. It resumes at the pace it had,
-//     with the cuts' memory (rule 11's edge) forgotten. At most once per 30 intervals: a load
-//     that our own work does make costs a few seconds' hold, not a hold each time the pace is
-//     cut.
+//     with the cuts' memory (rule 11's edge) forgotten. A larger overshoot is the job's own
+//     doing: it is not counted, and the pace it took does not count towards the half. Growth
+//     back to the rate the first cut was made from, or 15 intervals without a counted cut, starts
+//     a new row. At most once per 30 intervals: a load that our own work does make costs a few
+//     seconds' hold, not a hold each time the pace is cut. Never with `baseline_intervals` 0,
+//     nor while the baseline is put off (rule 11). While any baseline is measured no cut is made
+//     and the intervals do not count as run: the job is held.
 // Durations compared to a multiple of the interval accept 10% less, so that a timer firing a
 // little early does not cost a whole extra interval.
 //
@@ -260,6 +266,7 @@ class Governor {
     std::vector<std::string> pressure;
     bool lock_waiters = false;
     double budget_ratio = 0;  // rule 10
+    bool budget_relative = false;  // its worst signal's limit is taken of a baseline
     std::vector<SignalReading> signals;
     std::vector<LimitReading> limits;
   };
@@ -297,8 +304,9 @@ class Governor {
   bool Measuring() const;
   // Some rule 10 limit is a multiple of a baseline (or offset from one).
   bool AnyRelative() const;
-  // Rule 12: counts a budget cut into the current run of them; starts a re-measure when due.
-  void CountBudgetCut(double ratio, absl::Time taken);
+  // Rule 12: counts a budget cut (its ratio, whether the limit it was made for is relative, the
+  // pace before it) into the current row of them; starts a re-measure when due.
+  void CountBudgetCut(double ratio, bool relative, double pace_before, absl::Time taken);
   // Rule 11 applies: a rule 10 signal is checked.
   bool KeepsBudget() const;
   // Rule 9's and 11's cut of the pace; `ratio` is rule 10's worst (0 = pressure of another kind).
