@@ -675,7 +675,7 @@ TEST(BudgetTest, TheServersCpuPressureKeepsTheBudgetWhereTheStatementsShowNothin
 }
 
 TEST(BudgetTest, ABaselineTheApplicationOutgrewIsMeasuredAnewInsteadOfCuttingToTheFloor) {
-  // tpcb-like at half its maximum: its own CPU pressure wanders by 3-4 points within a minute, so
+  // tpcb-like at half its maximum: its own CPU pressure wanders by 3-6 points within a minute, so
   // a baseline taken in its first seconds can sit that far under it later. The model: 20% alone
   // at first, 24% from interval 60, +1.25 points per 1,000 rows/s; the default limit 1x + 5%
   // allows 4,000 rows/s against either baseline, and 800 against the old one once it is stale.
