@@ -49,6 +49,11 @@ constexpr double kForgetPast = 1.1;
 // the floor's share of the start pace; a pace counts as reached when the job made kReachedShare
 // of it over kReachedAfter intervals, and at least as many batches.
 constexpr double kStartFloorShare = 0.1;
+constexpr double kReachedShare = 0.5;
+constexpr int kReachedAfter = 3;
+// A pace grows to at most this many times the rate reached: past 1 / kReachedShare, so that a
+// pace one worker cannot reach is seen as such.
+constexpr double kHeadroom = 3;
 // Rule 12: this many budget cuts in a row for overshoots of at most kSmallOvershoot, each within
 // kCutsApart intervals of the last, below this share of the rate the first was made from,
 // re-measure the baselines, at most once per kRemeasureEvery intervals.
@@ -57,11 +62,6 @@ constexpr double kSmallOvershoot = 1.25;
 constexpr int kCutsApart = 15;
 constexpr double kRemeasureShare = 0.5;
 constexpr int kRemeasureEvery = 30;
-constexpr double kReachedShare = 0.5;
-constexpr int kReachedAfter = 3;
-// A pace grows to at most this many times the rate reached: past 1 / kReachedShare, so that a
-// pace one worker cannot reach is seen as such.
-constexpr double kHeadroom = 3;
 // No pace above this (rows/s): growth stops long before, this only keeps the arithmetic finite.
 constexpr double kMaxPace = 1e9;
 // Unheld intervals kept: far more than any window read from them.
@@ -287,10 +287,13 @@ void Governor::CountBudgetCut(double ratio, bool relative, double pace_before, a
   if (cuts_in_row_ == 0) cuts_from_rate_ = over_budget_rate_;
   ++cuts_in_row_;
   last_counted_cut_ = taken;
-  if (cuts_in_row_ < kRemeasureAfterCuts || pace_ >= kRemeasureShare * cuts_from_rate_ ||
-      (last_remeasure_.has_value() && !Covers(taken - *last_remeasure_, kRemeasureEvery))) {
-    return;
+  if (cuts_in_row_ >= kRemeasureAfterCuts && pace_ < kRemeasureShare * cuts_from_rate_ &&
+      (!last_remeasure_.has_value() || Covers(taken - *last_remeasure_, kRemeasureEvery))) {
+    StartRemeasure(taken);
   }
+}
+
+void Governor::StartRemeasure(absl::Time taken) {
   remeasure_why_ = absl::StrFormat("%d budget cuts took the pace from %.0f to %.0f rows/s",
                                    cuts_in_row_, cuts_from_rate_, pace_);
   remeasure_from_ = taken;

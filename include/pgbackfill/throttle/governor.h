@@ -307,6 +307,8 @@ class Governor {
   // Rule 12: counts a budget cut (its ratio, whether the limit it was made for is relative, the
   // pace before it) into the current row of them; starts a re-measure when due.
   void CountBudgetCut(double ratio, bool relative, double pace_before, absl::Time taken);
+  // Rule 12: forgets every baseline and the cuts' edge; Measuring() holds until measured anew.
+  void StartRemeasure(absl::Time taken);
   // Rule 11 applies: a rule 10 signal is checked.
   bool KeepsBudget() const;
   // Rule 9's and 11's cut of the pace; `ratio` is rule 10's worst (0 = pressure of another kind).
